@@ -1,0 +1,26 @@
+using Gateway.Listeners;
+
+namespace Gateway.Admin;
+
+/// <summary>The admin listener's endpoints: <c>/healthz</c>, <c>/readyz</c> and <c>/metrics</c> (Prometheus text).</summary>
+internal static class AdminEndpoints
+{
+    /// <summary>Metadata that keeps an endpoint on the admin listener only.</summary>
+    public static readonly ListenerMetadata AdminOnly = new([ListenerName.Admin]);
+
+    public static IEndpointRouteBuilder MapGatewayAdmin(this IEndpointRouteBuilder endpoints)
+    {
+        endpoints.MapGet("/healthz", static () => Results.Json(new { status = "ok" }))
+            .WithMetadata(AdminOnly);
+
+        endpoints.MapGet("/readyz", static async (BackendReadiness readiness, CancellationToken ct) =>
+        {
+            var report = await readiness.CheckAsync(ct);
+            return Results.Json(new { status = report.Ready ? "ready" : "not_ready", clusters = report.Clusters },
+                statusCode: report.Ready ? StatusCodes.Status200OK : StatusCodes.Status503ServiceUnavailable);
+        }).WithMetadata(AdminOnly);
+
+        endpoints.MapPrometheusScrapingEndpoint("/metrics").WithMetadata(AdminOnly);
+        return endpoints;
+    }
+}

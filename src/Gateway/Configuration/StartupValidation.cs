@@ -1,0 +1,151 @@
+using System.Globalization;
+using System.Security.Cryptography.X509Certificates;
+using Gateway.Forwarding;
+using Gateway.Listeners;
+using Gateway.Routing;
+
+namespace Gateway.Configuration;
+
+/// <summary>
+/// Checks the whole configuration before the gateway opens a port, reporting every problem (not only the first),
+/// each as one line that names the full configuration key, the value found and what is expected.
+/// </summary>
+internal static class StartupValidation
+{
+    /// <summary>The validated listener settings and loaded certificates, or the errors.</summary>
+    public sealed record Result(ListenersOptions Listeners, GatewayLimitsOptions Limits, GatewayTelemetryOptions Telemetry,
+        IReadOnlyDictionary<ListenerName, X509Certificate2> Certificates, IReadOnlyList<string> Errors);
+
+    public static Result Validate(IConfiguration configuration)
+    {
+        var errors = new List<string>();
+        var listeners = Bind<ListenersOptions>(configuration, ListenersOptions.Section, errors);
+        var limits = Bind<GatewayLimitsOptions>(configuration, GatewayLimitsOptions.Section, errors);
+        var telemetry = Bind<GatewayTelemetryOptions>(configuration, GatewayTelemetryOptions.Section, errors);
+        var certificates = new Dictionary<ListenerName, X509Certificate2>();
+
+        var ports = new Dictionary<(string, int), ListenerName>();
+        foreach (var name in ListenerNames.All)
+        {
+            var key = $"{ListenersOptions.Section}:{name}";
+            var o = listeners.Get(name);
+            if (!listeners.IsEnabled(name))
+            {
+                continue;
+            }
+
+            if (name == ListenerName.Https && !o.HasCertificate)
+            {
+                errors.Add($"{key}:Enabled is true but {key}:Certificate:Path is not set: the HTTPS listener needs a certificate (PFX, or PEM with KeyPath).");
+            }
+
+            if (o.Port is < 0 or > 65535)
+            {
+                errors.Add($"{key}:Port must be between 0 and 65535 (was {o.Port}).");
+            }
+
+            if (!o.TryGetIPAddress(out _))
+            {
+                errors.Add($"{key}:Address must be an IP address or 'localhost' (was '{o.Address}').");
+            }
+            else if (o.Port > 0 && !ports.TryAdd((o.Address, o.Port), name))
+            {
+                errors.Add($"{key}:Port {o.Port} is already used by {ListenersOptions.Section}:{ports[(o.Address, o.Port)]}:Port; each listener needs its own port.");
+            }
+
+            if (o.HasCertificate && CertificateLoader.TryLoad(o.Certificate!, $"{key}:Certificate", errors) is { } cert)
+            {
+                certificates[name] = cert;
+            }
+        }
+
+        if (limits.MaxRequestBodyBytes <= 0)
+        {
+            errors.Add($"{GatewayLimitsOptions.Section}:MaxRequestBodyBytes must be > 0 (was {limits.MaxRequestBodyBytes}).");
+        }
+
+        if (!string.IsNullOrWhiteSpace(telemetry.OtlpEndpoint) && !Uri.TryCreate(telemetry.OtlpEndpoint, UriKind.Absolute, out _))
+        {
+            errors.Add($"{GatewayTelemetryOptions.Section}:OtlpEndpoint must be an absolute URI (was '{telemetry.OtlpEndpoint}').");
+        }
+
+        ValidateProxy(configuration.GetSection("ReverseProxy"), errors);
+        return new Result(listeners, limits, telemetry, certificates, errors);
+    }
+
+    /// <summary>Binds a section, turning a conversion failure into an error that names the key.</summary>
+    internal static T Bind<T>(IConfiguration configuration, string section, List<string> errors)
+        where T : new()
+    {
+        var value = new T();
+        try
+        {
+            configuration.GetSection(section).Bind(value);
+        }
+        catch (InvalidOperationException ex)
+        {
+            errors.Add(ex.InnerException is null ? ex.Message : $"{ex.Message} {ex.InnerException.Message}");
+        }
+
+        return value;
+    }
+
+    private static void ValidateProxy(IConfigurationSection proxy, List<string> errors)
+    {
+        var clusters = proxy.GetSection("Clusters").GetChildren().ToList();
+        var clusterIds = new HashSet<string>(clusters.Select(c => c.Key), StringComparer.OrdinalIgnoreCase);
+        var routes = proxy.GetSection("Routes").GetChildren().ToList();
+
+        foreach (var route in routes)
+        {
+            var key = $"ReverseProxy:Routes:{route.Key}";
+            var clusterId = route["ClusterId"];
+            var metadata = route.GetSection("Metadata").GetChildren().Where(c => c.Value is not null).ToDictionary(c => c.Key, c => c.Value!);
+            ProxyConfigRules.ValidateRoute(route.Key, clusterId, clusterId is not null && clusterIds.Contains(clusterId), metadata, errors);
+
+            if (route["Timeout"] is { } timeout && !TimeSpan.TryParse(timeout, CultureInfo.InvariantCulture, out _))
+            {
+                errors.Add($"{key}:Timeout must be a TimeSpan such as 00:05:00 (was '{timeout}').");
+            }
+
+            if (route.GetSection("Match").GetChildren().Any() is false)
+            {
+                errors.Add($"{key}:Match is missing: a route needs at least a Path.");
+            }
+        }
+
+        foreach (var cluster in clusters)
+        {
+            var key = $"ReverseProxy:Clusters:{cluster.Key}";
+            var metadata = cluster.GetSection("Metadata").GetChildren().Where(c => c.Value is not null).ToDictionary(c => c.Key, c => c.Value!);
+            ProxyConfigRules.ValidateClusterMetadata(cluster.Key, metadata, errors);
+
+            var destinations = cluster.GetSection("Destinations").GetChildren().ToList();
+            if (destinations.Count == 0)
+            {
+                errors.Add($"{key}:Destinations is empty: a cluster needs at least one destination with an Address.");
+            }
+
+            foreach (var d in destinations)
+            {
+                var address = d["Address"];
+                if (!Uri.TryCreate(address, UriKind.Absolute, out var uri) || (uri.Scheme != Uri.UriSchemeHttp && uri.Scheme != Uri.UriSchemeHttps))
+                {
+                    errors.Add($"{key}:Destinations:{d.Key}:Address must be an absolute http:// or https:// URI (was '{address}').");
+                }
+            }
+
+            var activity = cluster["HttpRequest:ActivityTimeout"];
+            if (activity is not null && (!TimeSpan.TryParse(activity, CultureInfo.InvariantCulture, out var a) || a <= TimeSpan.Zero))
+            {
+                errors.Add($"{key}:HttpRequest:ActivityTimeout must be a positive TimeSpan such as 00:00:30 (was '{activity}').");
+            }
+
+            var max = cluster["HttpClient:MaxConnectionsPerServer"];
+            if (max is not null && (!int.TryParse(max, NumberStyles.Integer, CultureInfo.InvariantCulture, out var m) || m <= 0))
+            {
+                errors.Add($"{key}:HttpClient:MaxConnectionsPerServer must be a positive integer (was '{max}').");
+            }
+        }
+    }
+}

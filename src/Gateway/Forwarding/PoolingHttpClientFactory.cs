@@ -1,0 +1,43 @@
+using System.Net.Http;
+using Yarp.ReverseProxy.Forwarder;
+
+namespace Gateway.Forwarding;
+
+/// <summary>
+/// YARP's per-cluster client factory (proxy-safe defaults: no redirects, no decompression, no cookies; the client
+/// is reused while the cluster's configuration is unchanged), plus the pool settings of
+/// <see cref="ClusterMetadata"/>.
+/// </summary>
+internal sealed class PoolingHttpClientFactory : ForwarderHttpClientFactory
+{
+    public PoolingHttpClientFactory(ILogger<ForwarderHttpClientFactory> logger)
+        : base(logger)
+    {
+    }
+
+    /// <inheritdoc/>
+    protected override void ConfigureHandler(ForwarderHttpClientContext context, SocketsHttpHandler handler)
+    {
+        base.ConfigureHandler(context, handler);
+        var metadata = context.NewMetadata;
+        if (metadata is null)
+        {
+            return;
+        }
+
+        if (metadata.TryGetValue(ClusterMetadata.PooledConnectionLifetime, out var lifetime) && ClusterMetadata.TryParseDuration(lifetime, out var l))
+        {
+            handler.PooledConnectionLifetime = l;
+        }
+
+        if (metadata.TryGetValue(ClusterMetadata.PooledConnectionIdleTimeout, out var idle) && ClusterMetadata.TryParseDuration(idle, out var i))
+        {
+            handler.PooledConnectionIdleTimeout = i;
+        }
+
+        if (metadata.TryGetValue(ClusterMetadata.ConnectTimeout, out var connect) && ClusterMetadata.TryParseDuration(connect, out var c))
+        {
+            handler.ConnectTimeout = c;
+        }
+    }
+}

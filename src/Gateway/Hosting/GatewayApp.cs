@@ -1,0 +1,182 @@
+using System.Net;
+using Gateway.Admin;
+using Gateway.Configuration;
+using Gateway.Exchange;
+using Gateway.Forwarding;
+using Gateway.Listeners;
+using Gateway.Routing;
+using Gateway.Telemetry;
+using Microsoft.AspNetCore.Routing.Matching;
+using Microsoft.AspNetCore.Server.Kestrel.Core;
+using Microsoft.Extensions.DependencyInjection.Extensions;
+using OpenTelemetry.Metrics;
+using OpenTelemetry.Resources;
+using OpenTelemetry.Trace;
+using Yarp.ReverseProxy.Forwarder;
+
+namespace Gateway.Hosting;
+
+/// <summary>
+/// Builds the gateway: one code path for the real process (<c>Program</c>) and the in-process
+/// <see cref="GatewayServer"/> used by tests and benchmarks.
+/// </summary>
+internal static class GatewayApp
+{
+    /// <summary>Thrown when the configuration is invalid; <see cref="Errors"/> holds one line per problem, each naming its key.</summary>
+    internal sealed class ConfigurationException(IReadOnlyList<string> errors)
+        : Exception(string.Join(Environment.NewLine, errors))
+    {
+        public IReadOnlyList<string> Errors { get; } = errors;
+    }
+
+    /// <summary>
+    /// Creates and configures the application. Throws <see cref="ConfigurationException"/> when the configuration is
+    /// invalid; nothing has been bound then.
+    /// </summary>
+    /// <param name="builder">A builder whose configuration sources are already set.</param>
+    public static WebApplication Build(WebApplicationBuilder builder)
+    {
+        var validation = StartupValidation.Validate(builder.Configuration);
+        if (validation.Errors.Count > 0)
+        {
+            throw new ConfigurationException(validation.Errors);
+        }
+
+        var services = builder.Services;
+        services.TryAddSingleton(TimeProvider.System);
+        services.AddSingleton<GatewayMetrics>();
+        var registry = new ListenerRegistry(validation.Listeners, validation.Certificates);
+        services.AddSingleton(registry);
+        services.AddSingleton(validation.Limits);
+        services.AddSingleton<BackendReadiness>();
+        services.TryAddEnumerable(ServiceDescriptor.Singleton<MatcherPolicy, ListenerMatcherPolicy>());
+        services.AddRequestTimeouts();
+
+        services.AddReverseProxy()
+            .LoadFromConfig(builder.Configuration.GetSection("ReverseProxy"))
+            .AddConfigFilter<ProxyConfigFilter>();
+        services.AddSingleton<IForwarderHttpClientFactory, PoolingHttpClientFactory>();
+
+        AddTelemetry(builder, validation.Telemetry);
+        ConfigureKestrel(builder, registry, validation.Limits);
+
+        var app = builder.Build();
+        app.UseMiddleware<ExchangeMiddleware>();
+        app.UseRouting();
+        app.UseRequestTimeouts();
+        app.UseEndpoints(static _ => { });
+        app.MapGatewayAdmin();
+        app.MapReverseProxy(static pipeline =>
+            {
+                pipeline.UseMiddleware<ForwardingMiddleware>();
+                pipeline.UseSessionAffinity();
+                pipeline.UseLoadBalancing();
+                pipeline.UsePassiveHealthChecks();
+            })
+            .ConfigureEndpoints(static (endpoint, route) => endpoint.WithMetadata(new ListenerMetadata([.. RouteListeners.Of(route.Metadata)])));
+        app.Run(NoRouteAsync);
+        return app;
+    }
+
+    /// <summary>
+    /// Binds the application, turning a port that is already taken into a configuration error that names the listener's key.
+    /// </summary>
+    public static async Task StartAsync(WebApplication app, CancellationToken cancellationToken)
+    {
+        try
+        {
+            await app.StartAsync(cancellationToken);
+        }
+        catch (IOException ex) when (ex.InnerException is Microsoft.AspNetCore.Connections.AddressInUseException || ex.Message.Contains("address already in use", StringComparison.OrdinalIgnoreCase))
+        {
+            var registry = app.Services.GetRequiredService<ListenerRegistry>();
+            var errors = new List<string>();
+            foreach (var name in ListenerNames.All)
+            {
+                var o = registry.Options.Get(name);
+                if (registry.Options.IsEnabled(name) && o.Port > 0 && ex.Message.Contains($":{o.Port}", StringComparison.Ordinal))
+                {
+                    errors.Add($"{ListenersOptions.Section}:{name}:Port: {o.Address}:{o.Port} is already in use by another process.");
+                }
+            }
+
+            if (errors.Count == 0)
+            {
+                errors.Add(ex.Message);
+            }
+
+            await app.DisposeAsync();
+            throw new ConfigurationException(errors);
+        }
+    }
+
+    private static Task NoRouteAsync(HttpContext context)
+    {
+        var listener = context.GetListener()?.Tag() ?? "unknown";
+        return ErrorResponses.WriteAsync(context, StatusCodes.Status404NotFound, Grpc.Core.StatusCode.Unimplemented, "not_found", "route_not_found",
+            $"No route for {context.Request.Method} {context.Request.Path} on the {listener} listener.");
+    }
+
+    private static void ConfigureKestrel(WebApplicationBuilder builder, ListenerRegistry registry, GatewayLimitsOptions limits)
+    {
+        builder.WebHost.ConfigureKestrel(kestrel =>
+        {
+            kestrel.AddServerHeader = false;
+            kestrel.Limits.MaxRequestBodySize = limits.MaxRequestBodyBytes;
+            foreach (var name in ListenerNames.All)
+            {
+                if (!registry.Options.IsEnabled(name))
+                {
+                    continue;
+                }
+
+                var o = registry.Options.Get(name);
+                o.TryGetIPAddress(out var address);
+                kestrel.Listen(address, o.Port, listen =>
+                {
+                    registry.Certificates.TryGetValue(name, out var certificate);
+                    listen.Protocols = name switch
+                    {
+                        ListenerName.Grpc => HttpProtocols.Http2,
+                        ListenerName.Https => HttpProtocols.Http1AndHttp2,
+                        _ when certificate is not null => HttpProtocols.Http1AndHttp2,
+                        _ => HttpProtocols.Http1,
+                    };
+                    listen.Use(ListenerTag.Middleware(name));
+                    if (certificate is not null)
+                    {
+                        listen.UseHttps(certificate);
+                    }
+
+                    registry.Add(name, listen, tls: certificate is not null);
+                });
+            }
+        });
+    }
+
+    private static void AddTelemetry(WebApplicationBuilder builder, GatewayTelemetryOptions telemetry)
+    {
+        var otlp = telemetry.OtlpEndpoint ?? Environment.GetEnvironmentVariable("OTEL_EXPORTER_OTLP_ENDPOINT");
+        var otel = builder.Services.AddOpenTelemetry()
+            .ConfigureResource(static r => r.AddService("gateway"))
+            .WithMetrics(m =>
+            {
+                m.AddMeter(GatewayMetrics.MeterName);
+                m.AddPrometheusExporter();
+                if (!string.IsNullOrWhiteSpace(otlp))
+                {
+                    m.AddOtlpExporter(o => o.Endpoint = new Uri(otlp));
+                }
+            });
+
+        // Traces cost per request; they are collected only when there is somewhere to send them.
+        if (!string.IsNullOrWhiteSpace(otlp))
+        {
+            otel.WithTracing(t => t
+                .AddSource("Yarp.ReverseProxy")
+                .AddAspNetCoreInstrumentation()
+                .AddHttpClientInstrumentation()
+                .AddOtlpExporter(o => o.Endpoint = new Uri(otlp)));
+        }
+    }
+}

@@ -1,0 +1,122 @@
+using Microsoft.Extensions.Options;
+
+namespace Gateway.Hosting;
+
+/// <summary>The gateway's command line: <c>[--config FILE]...</c> then standard .NET configuration overrides.</summary>
+internal static class GatewayProgram
+{
+    public static async Task<int> RunAsync(string[] args)
+    {
+        WebApplication app;
+        try
+        {
+            var builder = CreateBuilder(args);
+            app = GatewayApp.Build(builder);
+            await GatewayApp.StartAsync(app, CancellationToken.None);
+        }
+        catch (GatewayApp.ConfigurationException ex)
+        {
+            foreach (var error in ex.Errors)
+            {
+                await Console.Error.WriteLineAsync($"gateway: configuration error: {error}");
+            }
+
+            return 2;
+        }
+        catch (Exception ex) when (ex is InvalidOperationException or OptionsValidationException)
+        {
+            // YARP's own validation of ReverseProxy (for example an invalid route match) ends here.
+            await Console.Error.WriteLineAsync($"gateway: configuration error: {Flatten(ex)}");
+            return 2;
+        }
+
+        PrintListeners(app);
+        await app.WaitForShutdownAsync();
+        await app.DisposeAsync();
+        return 0;
+    }
+
+    /// <summary>
+    /// A builder with the gateway's configuration sources: appsettings.json (and appsettings.{Environment}.json) from
+    /// the current directory, each <c>--config FILE</c> in order, environment variables, then the command line.
+    /// </summary>
+    /// <exception cref="GatewayApp.ConfigurationException">A <c>--config</c> file is missing or has no value.</exception>
+    internal static WebApplicationBuilder CreateBuilder(string[] args)
+    {
+        var files = new List<string>();
+        var rest = new List<string>();
+        for (var i = 0; i < args.Length; i++)
+        {
+            if (args[i] is "--config" or "-c")
+            {
+                if (i + 1 >= args.Length)
+                {
+                    throw new GatewayApp.ConfigurationException(["--config needs a file path."]);
+                }
+
+                files.Add(args[++i]);
+            }
+            else if (args[i].StartsWith("--config=", StringComparison.Ordinal))
+            {
+                files.Add(args[i]["--config=".Length..]);
+            }
+            else
+            {
+                rest.Add(args[i]);
+            }
+        }
+
+        var missing = files.Where(f => !File.Exists(f)).Select(f => $"--config: file '{Path.GetFullPath(f)}' does not exist.").ToList();
+        if (missing.Count > 0)
+        {
+            throw new GatewayApp.ConfigurationException(missing);
+        }
+
+        var builder = WebApplication.CreateBuilder(new WebApplicationOptions { Args = [.. rest] });
+        foreach (var file in files)
+        {
+            builder.Configuration.AddJsonFile(Path.GetFullPath(file), optional: false, reloadOnChange: true);
+        }
+
+        // Later sources win: keep environment variables and the command line above the --config files.
+        builder.Configuration.AddEnvironmentVariables();
+        builder.Configuration.AddCommandLine([.. rest]);
+        return builder;
+    }
+
+    private static void PrintListeners(WebApplication app)
+    {
+        var registry = app.Services.GetRequiredService<Listeners.ListenerRegistry>();
+        var logger = app.Services.GetRequiredService<ILoggerFactory>().CreateLogger("Gateway");
+        foreach (var name in Listeners.ListenerNames.All)
+        {
+            if (registry.GetAddress(name) is { } address)
+            {
+                Log.Listening(logger, name, address);
+            }
+        }
+    }
+
+    private static string Flatten(Exception ex)
+    {
+        var parts = new List<string>();
+        for (Exception? e = ex; e is not null; e = e.InnerException)
+        {
+            if (e is AggregateException agg)
+            {
+                parts.AddRange(agg.InnerExceptions.Select(i => i.Message));
+                break;
+            }
+
+            parts.Add(e.Message);
+        }
+
+        return string.Join(" ", parts.Distinct());
+    }
+}
+
+internal static partial class Log
+{
+    [LoggerMessage(EventId = 1, Level = LogLevel.Information, Message = "{Listener} listener on {Address}")]
+    public static partial void Listening(ILogger logger, Listeners.ListenerName listener, Uri address);
+}

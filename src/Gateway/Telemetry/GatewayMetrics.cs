@@ -1,0 +1,88 @@
+using System.Diagnostics;
+using System.Diagnostics.Metrics;
+using System.Globalization;
+
+namespace Gateway.Telemetry;
+
+/// <summary>
+/// The gateway's instruments, on one <see cref="Meter"/> named <see cref="MeterName"/> from
+/// <see cref="IMeterFactory"/>. Prometheus names add units and <c>_total</c>: <c>gateway_requests_total</c>,
+/// <c>gateway_request_duration_seconds</c>. Tags come from small fixed sets (listener, route id, status);
+/// never a session id or a client key.
+/// </summary>
+internal sealed class GatewayMetrics
+{
+    /// <summary>The meter's name, passed to OpenTelemetry's <c>AddMeter</c>.</summary>
+    public const string MeterName = "Gateway";
+
+    private static readonly string[] s_statusCodes = CreateStatusCodes();
+    private static readonly string[] s_statusClasses = ["1xx", "2xx", "3xx", "4xx", "5xx"];
+
+    private readonly Counter<long> _requests;
+    private readonly Histogram<double> _duration;
+    private readonly UpDownCounter<long> _active;
+
+    public GatewayMetrics(IMeterFactory meterFactory)
+    {
+        Meter = meterFactory.Create(MeterName);
+        _requests = Meter.CreateCounter<long>("gateway.requests", "{request}", "Exchanges completed, by listener, route and status (499: the client went away).");
+        _duration = Meter.CreateHistogram<double>("gateway.request.duration", "s", "Time from the gateway accepting the request to the end of the response.",
+            advice: new InstrumentAdvice<double> { HistogramBucketBoundaries = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120] });
+        _active = Meter.CreateUpDownCounter<long>("gateway.requests.active", "{request}", "Exchanges in progress, by listener.");
+    }
+
+    /// <summary>The meter, for features that add their own instruments.</summary>
+    public Meter Meter { get; }
+
+    /// <summary>Counts an exchange that started on <paramref name="listener"/>.</summary>
+    public void RequestStarted(string listener)
+    {
+        if (_active.Enabled)
+        {
+            _active.Add(1, new KeyValuePair<string, object?>("listener", listener));
+        }
+    }
+
+    /// <summary>Records a finished exchange.</summary>
+    /// <param name="listener">Listener tag.</param>
+    /// <param name="route">Route id, or <c>(none)</c>.</param>
+    /// <param name="status">HTTP status as the gateway accounts it (499 for a client abort).</param>
+    /// <param name="seconds">Duration in seconds.</param>
+    public void RequestCompleted(string listener, string route, int status, double seconds)
+    {
+        if (_active.Enabled)
+        {
+            _active.Add(-1, new KeyValuePair<string, object?>("listener", listener));
+        }
+
+        if (!_requests.Enabled && !_duration.Enabled)
+        {
+            return;
+        }
+
+        var tags = new TagList
+        {
+            { "listener", listener },
+            { "route", route },
+            { "status_class", StatusClass(status) },
+        };
+        _duration.Record(seconds, tags);
+        tags.Add("status_code", StatusCode(status));
+        _requests.Add(1, tags);
+    }
+
+    private static string StatusClass(int status) => status is >= 100 and < 600 ? s_statusClasses[(status / 100) - 1] : "other";
+
+    private static string StatusCode(int status) => status is >= 100 and < 600 ? s_statusCodes[status - 100] : "other";
+
+    private static string[] CreateStatusCodes()
+    {
+        var codes = new string[500];
+        for (var i = 0; i < codes.Length; i++)
+        {
+            codes[i] = (i + 100).ToString(CultureInfo.InvariantCulture);
+        }
+
+        return codes;
+    }
+}
