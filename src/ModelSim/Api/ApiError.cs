@@ -1,0 +1,37 @@
+using Microsoft.AspNetCore.Http;
+using ModelSim.Engine;
+
+namespace ModelSim.Api;
+
+/// <summary>An error answered to a client, in OpenAI's shape (<c>{"error":{"message","type","param","code"}}</c>).</summary>
+/// <param name="Status">HTTP status code.</param>
+/// <param name="Message">Human-readable explanation, naming the field and the value found where there is one.</param>
+/// <param name="Type">OpenAI error type: <c>invalid_request_error</c> (4xx) or <c>server_error</c> (5xx).</param>
+/// <param name="Code">Stable machine-readable code (<c>invalid_json</c>, <c>queue_full</c>, …).</param>
+/// <param name="Param">The offending request field, if any.</param>
+internal readonly record struct ApiError(int Status, string Message, string Type, string Code, string? Param = null)
+{
+    public const string InvalidRequest = "invalid_request_error";
+    public const string ServerError = "server_error";
+
+    public static ApiError BadRequest(string message, string code, string? param = null) =>
+        new(StatusCodes.Status400BadRequest, message, InvalidRequest, code, param);
+
+    /// <summary>The error for a request the engine did not accept.</summary>
+    public static ApiError ForRefusal(AdmissionResult result, SimOptions options) => result switch
+    {
+        AdmissionResult.QueueFull => new(StatusCodes.Status503ServiceUnavailable,
+            $"The server is overloaded: all {options.Slots} slots are busy and the queue ({options.Queue}) is full. Retry later.",
+            ServerError, "queue_full"),
+        AdmissionResult.Collapsed => Collapsed(),
+        _ => ShuttingDown(),
+    };
+
+    public static ApiError Collapsed() => new(StatusCodes.Status500InternalServerError,
+        "The server has collapsed (simulated out-of-memory) and is restarting.", ServerError, "server_collapsed");
+
+    public static ApiError ShuttingDown() => new(StatusCodes.Status503ServiceUnavailable,
+        "The server is shutting down.", ServerError, "shutting_down");
+
+    public ErrorResponse ToResponse() => new(new ErrorBody(Message, Type, Param, Code));
+}
