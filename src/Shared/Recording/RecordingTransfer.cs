@@ -16,7 +16,12 @@ public static class RecordingTransfer
     /// Copies recording <paramref name="name"/> from <paramref name="source"/> to <paramref name="target"/> as
     /// <paramref name="targetName"/> (the same name when null), leaving it stopped.
     /// </summary>
+    /// <param name="source">The store to read.</param>
+    /// <param name="name">The recording to copy.</param>
+    /// <param name="target">The store to write.</param>
+    /// <param name="targetName">The name in the target; <paramref name="name"/> when null.</param>
     /// <param name="onSkipped">Called for each unreadable record (position and reason); may be null.</param>
+    /// <param name="cancellationToken">Cancels the copy.</param>
     /// <exception cref="KeyNotFoundException">The source has no such recording.</exception>
     public static async Task<Result> CopyAsync(IRecordingStore source, string name, IRecordingStore target, string? targetName,
         Action<StoredExchange>? onSkipped, CancellationToken cancellationToken)
@@ -57,7 +62,11 @@ public static class RecordingTransfer
     }
 
     /// <summary>Exports a recording to one file (the file store's format, <c>.jsonl</c>), which can be imported again.</summary>
+    /// <param name="source">The store to read.</param>
+    /// <param name="name">The recording to export.</param>
     /// <param name="path">The file to write; its name without <c>.jsonl</c> becomes the recording's name in it.</param>
+    /// <param name="onSkipped">Called for each unreadable record; may be null.</param>
+    /// <param name="cancellationToken">Cancels the export.</param>
     /// <exception cref="IOException">The file exists already.</exception>
     public static async Task<Result> ExportAsync(IRecordingStore source, string name, string path, Action<StoredExchange>? onSkipped, CancellationToken cancellationToken)
     {
@@ -72,7 +81,11 @@ public static class RecordingTransfer
     }
 
     /// <summary>Imports a file written by <see cref="ExportAsync"/> (or the file store) into <paramref name="target"/>.</summary>
+    /// <param name="path">The <c>.jsonl</c> file to read.</param>
+    /// <param name="target">The store to write.</param>
     /// <param name="name">The recording's name in the target; the file's name when null.</param>
+    /// <param name="onSkipped">Called for each unreadable record; may be null.</param>
+    /// <param name="cancellationToken">Cancels the import.</param>
     /// <exception cref="FileNotFoundException">The file does not exist.</exception>
     public static async Task<Result> ImportAsync(string path, IRecordingStore target, string? name, Action<StoredExchange>? onSkipped, CancellationToken cancellationToken)
     {
