@@ -54,7 +54,9 @@ internal static class ErrorResponses
 
         response.StatusCode = httpStatus;
         response.ContentType = "application/json";
-        return response.Body.WriteAsync(Serialize(type, code, message), context.RequestAborted).AsTask();
+        // Not RequestAborted: a request timeout links it to its own token, and the answer to a timeout must still be written.
+        var clientGone = context.GetExchange()?.ClientAborted ?? context.RequestAborted;
+        return response.Body.WriteAsync(Serialize(type, code, message), clientGone).AsTask();
     }
 
     /// <summary>The JSON error body, UTF-8.</summary>

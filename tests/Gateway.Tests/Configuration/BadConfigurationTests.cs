@@ -1,0 +1,109 @@
+using System.Net;
+using System.Net.Sockets;
+using Gateway.Hosting;
+using TestSupport;
+
+namespace Gateway.Tests.Configuration;
+
+/// <summary>
+/// Bad configuration stops the real gateway process at start-up with a non-zero exit and one line naming the key.
+/// </summary>
+public sealed class BadConfigurationTests : IDisposable
+{
+    private readonly string _dir = Directory.CreateTempSubdirectory("gw-config-").FullName;
+
+    public static TheoryData<string, string, string> Cases() => new()
+    {
+        {
+            "missing certificate",
+            """{ "Gateway": { "Listeners": { "Https": { "Port": 0, "Certificate": { "Path": "/nonexistent/server.pfx" } } } } }""",
+            "Gateway:Listeners:Https:Certificate:Path"
+        },
+        {
+            "unreadable certificate",
+            """{ "Gateway": { "Listeners": { "Https": { "Port": 0, "Certificate": { "Path": "GARBAGE" } } } } }""",
+            "cannot be read"
+        },
+        {
+            "route to an unknown cluster",
+            """{ "ReverseProxy": { "Routes": { "r1": { "ClusterId": "nope", "Match": { "Path": "/x" } } }, "Clusters": { "c1": { "Destinations": { "d": { "Address": "http://127.0.0.1:9/" } } } } } }""",
+            "ReverseProxy:Routes:r1:ClusterId"
+        },
+        {
+            "bad number",
+            """{ "Gateway": { "Listeners": { "Grpc": { "Port": "eighty" } } } }""",
+            "Gateway:Listeners:Grpc:Port"
+        },
+        {
+            "port out of range",
+            """{ "Gateway": { "Listeners": { "Http": { "Port": 70000 } } } }""",
+            "Gateway:Listeners:Http:Port must be between 0 and 65535 (was 70000)"
+        },
+        {
+            "unknown listener on a route",
+            """{ "ReverseProxy": { "Routes": { "r1": { "ClusterId": "c1", "Match": { "Path": "/x" }, "Metadata": { "Listeners": "Http,Telnet" } } }, "Clusters": { "c1": { "Destinations": { "d": { "Address": "http://127.0.0.1:9/" } } } } } }""",
+            "ReverseProxy:Routes:r1:Metadata:Listeners"
+        },
+    };
+
+    [Theory]
+    [MemberData(nameof(Cases))]
+    public async Task Bad_configuration_exits_non_zero_naming_the_key(string what, string json, string expected)
+    {
+        var garbage = Path.Combine(_dir, "garbage.pfx");
+        await File.WriteAllTextAsync(garbage, "not a certificate");
+        var config = Path.Combine(_dir, "bad.json");
+        await File.WriteAllTextAsync(config, json.Replace("GARBAGE", garbage, StringComparison.Ordinal));
+
+        var (exit, stderr) = await RunGatewayAsync("--config", config);
+
+        Assert.True(exit != 0, $"{what}: the gateway started");
+        Assert.Contains(expected, stderr, StringComparison.Ordinal);
+        Assert.DoesNotContain("Unhandled exception", stderr, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Port_in_use_exits_non_zero_naming_the_listener_key()
+    {
+        using var taken = new TcpListener(IPAddress.Loopback, 0);
+        taken.Start();
+        var port = ((IPEndPoint)taken.LocalEndpoint).Port;
+        var config = Path.Combine(_dir, "busy.json");
+        await File.WriteAllTextAsync(config, $$"""{ "Gateway": { "Listeners": { "WebSocket": { "Port": {{port}} } } } }""");
+
+        var (exit, stderr) = await RunGatewayAsync("--config", config);
+
+        Assert.Equal(2, exit);
+        Assert.Contains($"Gateway:Listeners:WebSocket:Port: 127.0.0.1:{port} is already in use", stderr, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Missing_config_file_exits_non_zero()
+    {
+        var (exit, stderr) = await RunGatewayAsync("--config", Path.Combine(_dir, "absent.json"));
+
+        Assert.Equal(2, exit);
+        Assert.Contains("absent.json' does not exist", stderr, StringComparison.Ordinal);
+    }
+
+    /// <summary>Runs the gateway's own executable in a directory without appsettings.json, other listeners on free ports.</summary>
+    private async Task<(int Exit, string Stderr)> RunGatewayAsync(params string[] args)
+    {
+        var dll = typeof(GatewayServer).Assembly.Location;
+        string[] ports =
+        [
+            "--Gateway:Listeners:Http:Port=0", "--Gateway:Listeners:Grpc:Port=0", "--Gateway:Listeners:WebSocket:Port=0",
+            "--Gateway:Listeners:Https:Port=0", "--Gateway:Listeners:Admin:Port=0",
+        ];
+
+        // Command-line keys win over --config, so only pass the ports the case does not set itself.
+        var configText = args.Length > 1 && File.Exists(args[1]) ? await File.ReadAllTextAsync(args[1]) : string.Empty;
+        var effective = ports.Where(p => !configText.Contains($"\"{p.Split(':')[2]}\": {{ \"Port\"", StringComparison.Ordinal)).ToArray();
+
+        await using var process = ChildProcess.Start("dotnet", [dll, .. args, .. effective], workingDirectory: _dir);
+        var exit = await process.WaitForExitAsync(TimeSpan.FromSeconds(60));
+        return (exit, process.StandardError);
+    }
+
+    public void Dispose() => Directory.Delete(_dir, recursive: true);
+}
