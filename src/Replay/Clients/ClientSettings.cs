@@ -1,0 +1,35 @@
+namespace Replay.Clients;
+
+/// <summary>Where and how requests are sent.</summary>
+internal sealed record ClientSettings
+{
+    /// <summary>Base URI of HTTP requests (<c>--http-target</c>, else <c>--target</c>).</summary>
+    public Uri? HttpTarget { get; init; }
+
+    /// <summary>Base URI of gRPC requests (<c>--grpc-target</c>, else <c>--target</c>).</summary>
+    public Uri? GrpcTarget { get; init; }
+
+    /// <summary>Base URI of WebSocket connections (<c>--ws-target</c>, else <c>--target</c> with ws/wss).</summary>
+    public Uri? WebSocketTarget { get; init; }
+
+    /// <summary><c>--http2</c>: HTTP requests use HTTP/2 (prior knowledge on http://, ALPN on https://).</summary>
+    public bool Http2 { get; init; }
+
+    /// <summary><c>--insecure</c>: accept any TLS certificate (self-signed staging targets).</summary>
+    public bool Insecure { get; init; }
+
+    /// <summary><c>--timeout</c>: a request with no complete response by then fails as a timeout.</summary>
+    public TimeSpan Timeout { get; init; } = TimeSpan.FromSeconds(60);
+
+    /// <summary><c>--connections</c>: most HTTP/1.1 connections per target (HTTP/2 multiplexes and opens more only when a connection's streams are used up).</summary>
+    public int MaxConnections { get; init; } = 20_000;
+
+    /// <summary><c>--header</c>: headers to add or replace on every request.</summary>
+    public IReadOnlyList<KeyValuePair<string, string>> HeaderOverrides { get; init; } = [];
+
+    /// <summary><c>--drop-header</c>: headers never sent.</summary>
+    public IReadOnlyList<string> DropHeaders { get; init; } = [];
+
+    /// <summary><c>--compare</c>: compare each response with the recorded one.</summary>
+    public bool Compare { get; init; }
+}

@@ -1,0 +1,598 @@
+using System.Buffers;
+using System.Buffers.Binary;
+using System.Buffers.Text;
+using System.Collections.Concurrent;
+using System.Globalization;
+using System.Net;
+using System.Net.Http.Headers;
+using System.Runtime.CompilerServices;
+using System.Security.Cryptography;
+using Replay.Measurement;
+using Replay.Sources;
+
+namespace Replay.Clients;
+
+/// <summary>
+/// Sends HTTP requests (HTTP/1.1 or HTTP/2, HTTPS, SSE) and gRPC calls (unary and server streaming, raw
+/// length-prefixed messages over HTTP/2, so any recorded method can be replayed) through one shared
+/// <see cref="SocketsHttpHandler"/>, and reads each response to the end, timing every token.
+/// </summary>
+/// <remarks>
+/// Flow of one request: (1) build the message (cached target URI, headers, body bytes or a prompt written into a
+/// rented buffer); (2) send with a pooled timeout source tied to the run's token; (3) read the body: SSE events,
+/// gRPC messages, or the whole body, stamping each token's arrival; (4) classify the status and failure kind and
+/// compare with the recording when asked. Expected failures come back as an <see cref="Outcome"/>, never as an
+/// exception.
+/// </remarks>
+internal sealed class HttpSender : IDisposable
+{
+    private const int ReadBufferSize = 16 * 1024;
+    private const int MaxKeptBody = 1 << 20;
+    private static ReadOnlySpan<byte> DoubleNewline => "\n\n"u8;
+    private static ReadOnlySpan<byte> DoneMarker => "[DONE]"u8;
+    private static ReadOnlySpan<byte> CompletionTokens => "\"completion_tokens\":"u8;
+    private static ReadOnlySpan<byte> ContentStart => "\"content\":\""u8;
+    private static ReadOnlySpan<byte> TextStart => "\"text\":\""u8;
+
+    private readonly HttpMessageInvoker _invoker;
+    private readonly TimeProvider _time;
+    private readonly ClientSettings _settings;
+    private readonly CancellationPool _cancellations = new();
+    private readonly ConcurrentDictionary<string, Uri> _httpUris = new(StringComparer.Ordinal);
+    private readonly ConcurrentDictionary<string, Uri> _grpcUris = new(StringComparer.Ordinal);
+    private readonly Version _httpVersion;
+
+    /// <summary>Creates the sender over <paramref name="handler"/> (owned: disposed with the sender).</summary>
+    public HttpSender(SocketsHttpHandler handler, ClientSettings settings, TimeProvider time)
+    {
+        _invoker = new HttpMessageInvoker(handler, disposeHandler: true);
+        _settings = settings;
+        _time = time;
+        _httpVersion = settings.Http2 ? HttpVersion.Version20 : HttpVersion.Version11;
+    }
+
+    /// <summary>
+    /// The one handler of a run, with load-generator defaults in the spirit of YARP's ForwarderHttpClientFactory:
+    /// no proxy, redirects, decompression or cookies; many connections per server; several HTTP/2 connections when
+    /// one's streams are used up; TLS validation off only with <c>--insecure</c>.
+    /// </summary>
+    public static SocketsHttpHandler CreateHandler(ClientSettings settings)
+    {
+        var handler = new SocketsHttpHandler
+        {
+            UseProxy = false,
+            AllowAutoRedirect = false,
+            AutomaticDecompression = DecompressionMethods.None,
+            UseCookies = false,
+            MaxConnectionsPerServer = settings.MaxConnections,
+            EnableMultipleHttp2Connections = true,
+            PooledConnectionIdleTimeout = TimeSpan.FromMinutes(2),
+            PooledConnectionLifetime = Timeout.InfiniteTimeSpan,
+            ConnectTimeout = settings.Timeout < TimeSpan.FromSeconds(10) ? settings.Timeout : TimeSpan.FromSeconds(10),
+        };
+        if (settings.Insecure)
+        {
+            // --insecure is an explicit opt-in for self-signed test and staging targets; the default validates.
+#pragma warning disable CA5359
+            handler.SslOptions.RemoteCertificateValidationCallback = static (_, _, _, _) => true;
+#pragma warning restore CA5359
+        }
+
+        return handler;
+    }
+
+    /// <summary>Sends <paramref name="request"/> and reads its response to the end.</summary>
+    /// <param name="request">The request (HTTP or gRPC).</param>
+    /// <param name="tokens">Receives each token's arrival time; cleared first.</param>
+    /// <param name="runToken">Cancelled when the run is aborted.</param>
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
+    public async ValueTask<Outcome> SendAsync(PlannedRequest request, TokenTimes tokens, CancellationToken runToken)
+    {
+        tokens.Clear();
+        var outcome = new Outcome { GrpcStatus = -1 };
+        var grpc = request.Protocol == RequestProtocol.Grpc;
+        var cts = _cancellations.Rent(_settings.Timeout);
+        var registration = runToken.UnsafeRegister(static s => ((CancellationTokenSource)s!).Cancel(), cts);
+        byte[]? rentedBody = null;
+        HttpResponseMessage? response = null;
+        try
+        {
+            using var message = Build(request, grpc, out rentedBody);
+            response = await _invoker.SendAsync(message, cts.Token).ConfigureAwait(false);
+            outcome.HttpStatus = (int)response.StatusCode;
+            var content = await response.Content.ReadAsStreamAsync(cts.Token).ConfigureAwait(false);
+            if (grpc)
+            {
+                outcome = await ReadGrpcAsync(content, request, response, tokens, outcome, cts.Token).ConfigureAwait(false);
+            }
+            else if (request.Streamed && response.IsSuccessStatusCode && IsEventStream(response.Content.Headers.ContentType))
+            {
+                outcome.Streamed = true;
+                var (events, usage) = await ReadSseAsync(content, tokens, cts.Token).ConfigureAwait(false);
+                outcome.Tokens = usage >= 0 ? usage : events;
+                outcome.Failure = FailureKind.None;
+                outcome.StatusKey = StatusKeys.Http(outcome.HttpStatus);
+            }
+            else
+            {
+                var firstByte = _time.GetTimestamp();
+                var expected = _settings.Compare && request.Recorded?.BodySha256 is { } sha ? sha : null;
+                var (usage, hashMatches) = await ReadBodyAsync(content, expected, cts.Token).ConfigureAwait(false);
+                outcome.FirstTokenTimestamp = firstByte;
+                outcome.Tokens = Math.Max(0, usage);
+                outcome.Failure = ClassifyHttp(outcome.HttpStatus, response);
+                outcome.StatusKey = StatusKeys.Http(outcome.HttpStatus);
+                if (expected is not null)
+                {
+                    outcome.BodyComparison = hashMatches ? (byte)1 : (byte)2;
+                }
+            }
+
+            if (outcome.Streamed && tokens.Count > 0)
+            {
+                outcome.FirstTokenTimestamp = tokens.Span[0];
+                outcome.LastTokenTimestamp = tokens.Span[^1];
+            }
+
+            if (_settings.Compare && request.Recorded is { } recorded)
+            {
+                var same = grpc ? (recorded.GrpcStatus ?? 0) == outcome.GrpcStatus : recorded.Status == outcome.HttpStatus;
+                outcome.StatusComparison = same ? (byte)1 : (byte)2;
+            }
+        }
+        catch (OperationCanceledException) when (cts.IsCancellationRequested && !runToken.IsCancellationRequested)
+        {
+            outcome.Failure = FailureKind.Timeout;
+            outcome.StatusKey = StatusKeys.Timeout;
+            outcome.Error = string.Create(CultureInfo.InvariantCulture, $"no complete response within {_settings.Timeout.TotalMilliseconds} ms");
+        }
+        catch (Exception ex) when (ex is HttpRequestException or IOException or OperationCanceledException or InvalidOperationException)
+        {
+            outcome.Failure = FailureKind.Connection;
+            outcome.StatusKey = StatusKeys.ConnectionError;
+            outcome.Error = Describe(ex);
+        }
+        finally
+        {
+            registration.Dispose();
+            _cancellations.Return(cts);
+            response?.Dispose();
+            if (rentedBody is not null)
+            {
+                ArrayPool<byte>.Shared.Return(rentedBody);
+            }
+        }
+
+        outcome.EndTimestamp = _time.GetTimestamp();
+        return outcome;
+    }
+
+    /// <inheritdoc/>
+    public void Dispose() => _invoker.Dispose();
+
+    /// <summary>A short description of a transport failure: the innermost message.</summary>
+    internal static string Describe(Exception ex)
+    {
+        var inner = ex;
+        while (inner.InnerException is not null)
+        {
+            inner = inner.InnerException;
+        }
+
+        return inner == ex ? ex.Message : $"{ex.Message} ({inner.Message})";
+    }
+
+    private static bool IsEventStream(MediaTypeHeaderValue? type) =>
+        type?.MediaType is { } media && media.Equals("text/event-stream", StringComparison.OrdinalIgnoreCase);
+
+    /// <summary>HTTP status → failure kind: &lt; 400 success; 429, or 503 with <c>x-gateway-error</c>, refused by a limit; other errors status failures.</summary>
+    internal static FailureKind ClassifyHttp(int status, HttpResponseMessage response) =>
+        status < 400 ? FailureKind.None
+        : status == 429 || (status == 503 && response.Headers.Contains("x-gateway-error")) ? FailureKind.Refused
+        : FailureKind.Status;
+
+    /// <summary>gRPC status → failure kind: OK success; RESOURCE_EXHAUSTED (8) and UNAVAILABLE (14) refused; others status failures.</summary>
+    internal static FailureKind ClassifyGrpc(int code) => code switch
+    {
+        0 => FailureKind.None,
+        8 or 14 => FailureKind.Refused,
+        _ => FailureKind.Status,
+    };
+
+    private HttpRequestMessage Build(PlannedRequest request, bool grpc, out byte[]? rented)
+    {
+        rented = null;
+        var uris = grpc ? _grpcUris : _httpUris;
+        if (!uris.TryGetValue(request.PathAndQuery, out var uri))
+        {
+            var target = (grpc ? _settings.GrpcTarget : _settings.HttpTarget) ?? throw new InvalidOperationException("No target for this protocol.");
+            uri = uris.GetOrAdd(request.PathAndQuery, static (p, t) => new Uri(t, p), target);
+        }
+
+        var message = new HttpRequestMessage(Method(request.Method), uri)
+        {
+            Version = grpc ? HttpVersion.Version20 : _httpVersion,
+            VersionPolicy = grpc || _settings.Http2 ? HttpVersionPolicy.RequestVersionExact : HttpVersionPolicy.RequestVersionOrLower,
+        };
+
+        if (request.Body is { } body)
+        {
+            message.Content = new ReadOnlyMemoryContent(body);
+        }
+        else if (request.Prompt is { } prompt)
+        {
+            var (buffer, length) = PromptBody.Rent(prompt);
+            rented = buffer;
+            message.Content = new ReadOnlyMemoryContent(buffer.AsMemory(0, length));
+        }
+
+        var headers = HeaderFilter.Apply(request.Headers, _settings.DropHeaders, _settings.HeaderOverrides);
+        foreach (var (name, value) in headers)
+        {
+            if (name.StartsWith("content-", StringComparison.OrdinalIgnoreCase))
+            {
+                message.Content?.Headers.TryAddWithoutValidation(name, value);
+            }
+            else
+            {
+                message.Headers.TryAddWithoutValidation(name, value);
+            }
+        }
+
+        if (grpc)
+        {
+            message.Headers.TryAddWithoutValidation("te", "trailers");
+            if (message.Content is not null && message.Content.Headers.ContentType is null)
+            {
+                message.Content.Headers.TryAddWithoutValidation("content-type", "application/grpc");
+            }
+        }
+
+        return message;
+    }
+
+    private static HttpMethod Method(string method) => method switch
+    {
+        "POST" => HttpMethod.Post,
+        "GET" => HttpMethod.Get,
+        "PUT" => HttpMethod.Put,
+        "DELETE" => HttpMethod.Delete,
+        "PATCH" => HttpMethod.Patch,
+        "HEAD" => HttpMethod.Head,
+        "OPTIONS" => HttpMethod.Options,
+        _ => HttpMethod.Parse(method),
+    };
+
+    /// <summary>Reads SSE events; stamps each token event. Returns the number of token events and <c>usage.completion_tokens</c> (-1 when absent).</summary>
+    private async ValueTask<(int Events, int Usage)> ReadSseAsync(Stream content, TokenTimes tokens, CancellationToken cancellationToken)
+    {
+        var buffer = ArrayPool<byte>.Shared.Rent(ReadBufferSize);
+        int start = 0, end = 0, events = 0, usage = -1;
+        try
+        {
+            while (true)
+            {
+                if (end == buffer.Length)
+                {
+                    if (start > 0)
+                    {
+                        Buffer.BlockCopy(buffer, start, buffer, 0, end - start);
+                        end -= start;
+                        start = 0;
+                    }
+                    else
+                    {
+                        var bigger = ArrayPool<byte>.Shared.Rent(buffer.Length * 2);
+                        Buffer.BlockCopy(buffer, 0, bigger, 0, end);
+                        ArrayPool<byte>.Shared.Return(buffer);
+                        buffer = bigger;
+                    }
+                }
+
+                var read = await content.ReadAsync(buffer.AsMemory(end), cancellationToken).ConfigureAwait(false);
+                if (read == 0)
+                {
+                    return (events, usage);
+                }
+
+                var now = _time.GetTimestamp();
+                end += read;
+                while (true)
+                {
+                    var boundary = buffer.AsSpan(start, end - start).IndexOf(DoubleNewline);
+                    if (boundary < 0)
+                    {
+                        break;
+                    }
+
+                    var evt = buffer.AsSpan(start, boundary);
+                    start += boundary + 2;
+                    if (IsTokenEvent(evt, ref usage))
+                    {
+                        events++;
+                        tokens.Add(now);
+                    }
+                }
+
+                if (start == end)
+                {
+                    start = end = 0;
+                }
+            }
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(buffer);
+        }
+    }
+
+    /// <summary>Whether an SSE event carries output text (<c>"content":"…"</c> or <c>"text":"…"</c>, non-empty); reads <c>completion_tokens</c> when present.</summary>
+    internal static bool IsTokenEvent(ReadOnlySpan<byte> evt, ref int usage)
+    {
+        if (evt.IndexOf(DoneMarker) >= 0)
+        {
+            return false;
+        }
+
+        var u = evt.IndexOf(CompletionTokens);
+        if (u >= 0)
+        {
+            var rest = evt[(u + CompletionTokens.Length)..].TrimStart((byte)' ');
+            if (Utf8Parser.TryParse(rest, out int value, out _))
+            {
+                usage = value;
+            }
+        }
+
+        return NonEmptyString(evt, ContentStart) || NonEmptyString(evt, TextStart);
+
+        static bool NonEmptyString(ReadOnlySpan<byte> evt, ReadOnlySpan<byte> key)
+        {
+            var i = evt.IndexOf(key);
+            return i >= 0 && i + key.Length < evt.Length && evt[i + key.Length] != (byte)'"';
+        }
+    }
+
+    /// <summary>Reads a whole body; returns <c>completion_tokens</c> (-1 when absent) and whether its SHA-256 equals <paramref name="expectedSha256"/>.</summary>
+    private static async ValueTask<(int Usage, bool HashMatches)> ReadBodyAsync(Stream content, string? expectedSha256, CancellationToken cancellationToken)
+    {
+        var buffer = ArrayPool<byte>.Shared.Rent(ReadBufferSize);
+        using var hash = expectedSha256 is null ? null : IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
+        var end = 0;
+        try
+        {
+            while (true)
+            {
+                if (end == buffer.Length)
+                {
+                    if (buffer.Length >= MaxKeptBody)
+                    {
+                        hash?.AppendData(buffer, 0, end);
+                        end = 0;
+                    }
+                    else
+                    {
+                        var bigger = ArrayPool<byte>.Shared.Rent(buffer.Length * 2);
+                        Buffer.BlockCopy(buffer, 0, bigger, 0, end);
+                        ArrayPool<byte>.Shared.Return(buffer);
+                        buffer = bigger;
+                    }
+                }
+
+                var read = await content.ReadAsync(buffer.AsMemory(end), cancellationToken).ConfigureAwait(false);
+                if (read == 0)
+                {
+                    break;
+                }
+
+                end += read;
+            }
+
+            var usage = -1;
+            var span = buffer.AsSpan(0, end);
+            var u = span.LastIndexOf(CompletionTokens);
+            if (u >= 0 && Utf8Parser.TryParse(span[(u + CompletionTokens.Length)..].TrimStart((byte)' '), out int value, out _))
+            {
+                usage = value;
+            }
+
+            var matches = false;
+            if (hash is not null)
+            {
+                hash.AppendData(buffer, 0, end);
+                var actual = Convert.ToHexStringLower(hash.GetHashAndReset());
+                matches = string.Equals(actual, expectedSha256, StringComparison.OrdinalIgnoreCase);
+            }
+
+            return (usage, matches);
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(buffer);
+        }
+    }
+
+    /// <summary>Reads gRPC messages to the end and the status from the trailers (or the headers of a trailers-only response).</summary>
+    private async ValueTask<Outcome> ReadGrpcAsync(Stream content, PlannedRequest request, HttpResponseMessage response, TokenTimes tokens, Outcome outcome, CancellationToken cancellationToken)
+    {
+        var buffer = ArrayPool<byte>.Shared.Rent(ReadBufferSize);
+        int start = 0, end = 0, messages = 0, unaryTokens = -1;
+        long firstMessage = 0;
+        try
+        {
+            while (true)
+            {
+                if (end == buffer.Length)
+                {
+                    var needed = end - start;
+                    var target = needed == buffer.Length ? ArrayPool<byte>.Shared.Rent(buffer.Length * 2) : buffer;
+                    Buffer.BlockCopy(buffer, start, target, 0, needed);
+                    if (!ReferenceEquals(target, buffer))
+                    {
+                        ArrayPool<byte>.Shared.Return(buffer);
+                        buffer = target;
+                    }
+
+                    end = needed;
+                    start = 0;
+                }
+
+                var read = await content.ReadAsync(buffer.AsMemory(end), cancellationToken).ConfigureAwait(false);
+                if (read == 0)
+                {
+                    break;
+                }
+
+                var now = _time.GetTimestamp();
+                end += read;
+                while (end - start >= GrpcFraming.PrefixLength)
+                {
+                    var length = (int)BinaryPrimitives.ReadUInt32BigEndian(buffer.AsSpan(start + 1));
+                    var total = GrpcFraming.PrefixLength + length;
+                    if (end - start < total)
+                    {
+                        if (total > buffer.Length)
+                        {
+                            var bigger = ArrayPool<byte>.Shared.Rent(total);
+                            Buffer.BlockCopy(buffer, start, bigger, 0, end - start);
+                            ArrayPool<byte>.Shared.Return(buffer);
+                            buffer = bigger;
+                            end -= start;
+                            start = 0;
+                        }
+
+                        break;
+                    }
+
+                    messages++;
+                    if (firstMessage == 0)
+                    {
+                        firstMessage = now;
+                    }
+
+                    if (request.Streamed)
+                    {
+                        tokens.Add(now);
+                    }
+                    else
+                    {
+                        unaryTokens = ReadVarintField(buffer.AsSpan(start + GrpcFraming.PrefixLength, length), 2);
+                    }
+
+                    start += total;
+                }
+
+                if (start == end)
+                {
+                    start = end = 0;
+                }
+            }
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(buffer);
+        }
+
+        var code = GrpcStatus(response.TrailingHeaders) ?? GrpcStatus(response.Headers);
+        outcome.Streamed = request.Streamed;
+        if (code is { } c)
+        {
+            outcome.GrpcStatus = c;
+            outcome.StatusKey = StatusKeys.Grpc(c);
+            outcome.Failure = ClassifyGrpc(c);
+        }
+        else
+        {
+            outcome.StatusKey = StatusKeys.Http(outcome.HttpStatus);
+            outcome.Failure = outcome.HttpStatus >= 400 ? ClassifyHttp(outcome.HttpStatus, response) : FailureKind.Status;
+            outcome.Error = "response without grpc-status";
+        }
+
+        outcome.Tokens = request.Streamed ? messages : Math.Max(0, unaryTokens);
+        if (!request.Streamed)
+        {
+            outcome.FirstTokenTimestamp = firstMessage;
+        }
+
+        return outcome;
+    }
+
+    private static int? GrpcStatus(HttpHeaders headers)
+    {
+        if (headers.NonValidated.TryGetValues("grpc-status", out var values))
+        {
+            foreach (var v in values)
+            {
+                if (int.TryParse(v, NumberStyles.Integer, CultureInfo.InvariantCulture, out var code))
+                {
+                    return code;
+                }
+            }
+        }
+
+        return null;
+    }
+
+    /// <summary>The value of varint field <paramref name="field"/> at the top level of a protobuf message, or -1.</summary>
+    internal static int ReadVarintField(ReadOnlySpan<byte> message, int field)
+    {
+        var i = 0;
+        while (i < message.Length)
+        {
+            var key = ReadVarint(message, ref i);
+            if (key < 0)
+            {
+                return -1;
+            }
+
+            var wire = (int)(key & 7);
+            var number = (int)(key >> 3);
+            switch (wire)
+            {
+                case 0:
+                    var value = ReadVarint(message, ref i);
+                    if (number == field)
+                    {
+                        return (int)value;
+                    }
+
+                    break;
+                case 1:
+                    i += 8;
+                    break;
+                case 2:
+                    var length = ReadVarint(message, ref i);
+                    if (length < 0)
+                    {
+                        return -1;
+                    }
+
+                    i += (int)length;
+                    break;
+                case 5:
+                    i += 4;
+                    break;
+                default:
+                    return -1;
+            }
+        }
+
+        return -1;
+
+        static long ReadVarint(ReadOnlySpan<byte> s, ref int i)
+        {
+            long result = 0;
+            for (var shift = 0; shift < 64 && i < s.Length; shift += 7)
+            {
+                var b = s[i++];
+                result |= (long)(b & 0x7F) << shift;
+                if ((b & 0x80) == 0)
+                {
+                    return result;
+                }
+            }
+
+            return -1;
+        }
+    }
+}

@@ -1,0 +1,159 @@
+using System.Globalization;
+using System.Text;
+using Google.Protobuf;
+using Inference.V1;
+using Replay.Clients;
+using Replay.Sources;
+
+namespace Replay.Scheduling;
+
+/// <summary>
+/// Multiplies a workload's volume by cloning whole sessions: each session is sent ⌊N⌋ times, and the fractional part
+/// f = N − ⌊N⌋ gives one more copy to exactly round(f × sessions) sessions, chosen evenly (session i gets one when
+/// ⌊(i+1)·f⌋ &gt; ⌊i·f⌋). Clones get fresh session ids (<c>ID~k</c>) wherever the original id appeared (the session
+/// header, the JSON body, a gRPC <c>session_id</c>, WebSocket messages) and a start offset moved later by a uniform
+/// draw in [0, spread), so 3x keeps the recorded shape at any scale coarser than the spread instead of sending three
+/// synchronized bursts. A clone keeps the order and think times of its session.
+/// </summary>
+internal static class Amplifier
+{
+    /// <summary>Amplifies <paramref name="sessions"/>; the result is ordered by start offset.</summary>
+    /// <param name="sessions">The planned sessions (already time-scaled).</param>
+    /// <param name="factor">N &gt; 0; 1 returns the sessions unchanged.</param>
+    /// <param name="spreadMs">Width of the clones' start jitter in milliseconds, ≥ 0.</param>
+    /// <param name="seed">Seed of the jitter.</param>
+    /// <param name="sessionHeader">The header carrying a session id.</param>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="factor"/> is not positive or <paramref name="spreadMs"/> negative.</exception>
+    public static IReadOnlyList<PlannedSession> Amplify(IReadOnlyList<PlannedSession> sessions, double factor, double spreadMs, int seed, string sessionHeader)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(factor);
+        ArgumentOutOfRangeException.ThrowIfNegative(spreadMs);
+        if (factor == 1)
+        {
+            return sessions;
+        }
+
+        var whole = (int)Math.Floor(factor);
+        var fraction = factor - whole;
+        var random = new Random(seed);
+        var result = new List<PlannedSession>((int)Math.Ceiling(sessions.Count * factor));
+        for (var i = 0; i < sessions.Count; i++)
+        {
+            var copies = whole + (Math.Floor((i + 1) * fraction) > Math.Floor(i * fraction) ? 1 : 0);
+            var session = sessions[i];
+            for (var k = 0; k < copies; k++)
+            {
+                result.Add(k == 0 ? session : Clone(session, k, spreadMs * random.NextDouble(), sessionHeader));
+            }
+        }
+
+        result.Sort(static (a, b) => a.StartOffsetMs.CompareTo(b.StartOffsetMs));
+        return result;
+    }
+
+    /// <summary>The id of clone <paramref name="k"/> of a session.</summary>
+    public static string CloneId(string id, int k) => string.Create(CultureInfo.InvariantCulture, $"{id}~{k}");
+
+    private static PlannedSession Clone(PlannedSession session, int k, double shiftMs, string sessionHeader)
+    {
+        var id = CloneId(session.OriginalId, k);
+        var requests = new PlannedRequest[session.Requests.Count];
+        for (var i = 0; i < requests.Length; i++)
+        {
+            requests[i] = Rewrite(session.Requests[i], session.OriginalId, id, sessionHeader);
+        }
+
+        return session with { Id = id, StartOffsetMs = session.StartOffsetMs + shiftMs, Requests = requests };
+    }
+
+    /// <summary>The request with <paramref name="oldId"/> replaced by <paramref name="newId"/>; the same instance when the id does not occur in it.</summary>
+    internal static PlannedRequest Rewrite(PlannedRequest request, string oldId, string newId, string sessionHeader)
+    {
+        var changed = false;
+        var headers = request.Headers;
+        foreach (var h in request.Headers)
+        {
+            if (h.Value.Contains(oldId, StringComparison.Ordinal) || h.Key.Equals(sessionHeader, StringComparison.OrdinalIgnoreCase))
+            {
+                var list = new List<KeyValuePair<string, string>>(request.Headers.Count);
+                foreach (var x in request.Headers)
+                {
+                    list.Add(new(x.Key, x.Value.Replace(oldId, newId, StringComparison.Ordinal)));
+                }
+
+                headers = list;
+                changed = true;
+                break;
+            }
+        }
+
+        var body = request.Body;
+        if (body is { } b && oldId.Length > 0)
+        {
+            var replaced = request.Protocol == RequestProtocol.Grpc ? RewriteGrpc(b, oldId, newId) : ReplaceUtf8(b, oldId, newId);
+            if (replaced is not null)
+            {
+                body = replaced;
+                changed = true;
+            }
+        }
+
+        var turns = request.Turns;
+        if (turns is not null)
+        {
+            List<WebSocketTurn>? copy = null;
+            for (var i = 0; i < turns.Count; i++)
+            {
+                if (!turns[i].Binary && ReplaceUtf8(turns[i].Payload, oldId, newId) is { } payload)
+                {
+                    copy ??= [.. turns];
+                    copy[i] = turns[i] with { Payload = payload };
+                }
+            }
+
+            if (copy is not null)
+            {
+                turns = copy;
+                changed = true;
+            }
+        }
+
+        return changed ? request with { Headers = headers, Body = body, Turns = turns } : request;
+    }
+
+    private static byte[]? ReplaceUtf8(ReadOnlyMemory<byte> bytes, string oldId, string newId)
+    {
+        var old = Encoding.UTF8.GetBytes(oldId);
+        if (bytes.Span.IndexOf(old) < 0)
+        {
+            return null;
+        }
+
+        return Encoding.UTF8.GetBytes(Encoding.UTF8.GetString(bytes.Span).Replace(oldId, newId, StringComparison.Ordinal));
+    }
+
+    /// <summary>A gRPC body of <c>inference.v1.GenerateRequest</c> with its <c>session_id</c> replaced (protobuf lengths change, so it is re-encoded).</summary>
+    private static byte[]? RewriteGrpc(ReadOnlyMemory<byte> framed, string oldId, string newId)
+    {
+        if (!GrpcFraming.TryUnframe(framed.Span, out var message))
+        {
+            return null;
+        }
+
+        try
+        {
+            var request = GenerateRequest.Parser.ParseFrom(message);
+            if (request.SessionId != oldId)
+            {
+                return null;
+            }
+
+            request.SessionId = newId;
+            return GrpcFraming.Frame(request);
+        }
+        catch (InvalidProtocolBufferException)
+        {
+            return null; // another message type: sent as recorded
+        }
+    }
+}

@@ -1,0 +1,213 @@
+using Contracts.Recording;
+
+namespace Replay.Sources;
+
+/// <summary>
+/// Turns a recording (from any <see cref="IRecordingStore"/>) into sessions: exchanges grouped by session id and
+/// ordered by sequence; each session starts at its first exchange's offset from the recording's first exchange;
+/// each later exchange waits for the previous one's response plus the recorded think time
+/// (<c>start[k] − (start[k−1] + duration[k−1])</c>, never negative). A WebSocket exchange becomes one connection whose
+/// client messages (<c>dir = in</c>) are the turns, each sent after the server's frames before it plus the recorded gap.
+/// </summary>
+/// <remarks>
+/// An unreadable record (corrupt JSON, unknown schema version) or one that cannot be replayed (a request body cut at
+/// the capture cap) is skipped and counted, never fatal. <c>--duration</c> keeps the exchanges that started within
+/// the first part of the recording; <c>--limit</c> the first N exchanges by start time.
+/// </remarks>
+internal static class RecordingSource
+{
+    private readonly record struct Item(ExchangeRecord Record, long StartMicros);
+
+    /// <summary>Reads <paramref name="name"/> from <paramref name="store"/>.</summary>
+    /// <exception cref="InputException">The recording does not exist, or holds no exchange that can be replayed.</exception>
+    public static async Task<Workload> LoadAsync(IRecordingStore store, string storeDescription, string name, SourceSettings settings, CancellationToken cancellationToken)
+    {
+        if (!RecordingNames.IsValid(name))
+        {
+            throw new InputException($"--recording '{name}' is not a valid recording name (1 to {RecordingNames.MaxLength} letters, digits, '-', '_' or '.').");
+        }
+
+        var info = await store.GetAsync(name, cancellationToken).ConfigureAwait(false);
+        if (info is null)
+        {
+            var known = await store.ListAsync(cancellationToken).ConfigureAwait(false);
+            var names = known.Count == 0 ? "none" : string.Join(", ", known.Select(static r => r.Name));
+            throw new InputException($"--recording '{name}' not found in the {storeDescription} (recordings there: {names}).");
+        }
+
+        var skipped = new List<SkippedRecord>();
+        long skippedTotal = 0;
+        void Skip(string position, string reason)
+        {
+            skippedTotal++;
+            if (skipped.Count < SkippedRecord.MaxKept)
+            {
+                skipped.Add(new SkippedRecord(position, reason));
+            }
+        }
+
+        var items = new List<Item>();
+        await foreach (var stored in store.ReadExchangesAsync(name, cancellationToken).ConfigureAwait(false))
+        {
+            if (stored.Record is not { } record)
+            {
+                Skip(stored.Position, stored.Error ?? "unreadable record");
+                continue;
+            }
+
+            if (Unreplayable(record) is { } why)
+            {
+                Skip(stored.Position, why);
+                continue;
+            }
+
+            items.Add(new Item(record, record.Timing.StartUnixMicros));
+        }
+
+        if (items.Count == 0)
+        {
+            throw new InputException(skippedTotal > 0
+                ? $"--recording '{name}' has no exchange that can be replayed ({skippedTotal} skipped; first: {skipped[0].Position}: {skipped[0].Reason})."
+                : $"--recording '{name}' is empty.");
+        }
+
+        items.Sort(static (a, b) => a.StartMicros.CompareTo(b.StartMicros));
+        var origin = items[0].StartMicros;
+        var cutoff = settings.SourceDuration is { } d ? origin + (long)(d.TotalMilliseconds * 1000) : long.MaxValue;
+        var limit = settings.Limit ?? long.MaxValue;
+
+        var bySession = new Dictionary<string, List<ExchangeRecord>>(StringComparer.Ordinal);
+        var order = new List<string>();
+        long taken = 0;
+        foreach (var item in items)
+        {
+            if (item.StartMicros >= cutoff || taken >= limit)
+            {
+                break;
+            }
+
+            taken++;
+            if (!bySession.TryGetValue(item.Record.SessionId, out var list))
+            {
+                bySession[item.Record.SessionId] = list = [];
+                order.Add(item.Record.SessionId);
+            }
+
+            list.Add(item.Record);
+        }
+
+        var sessions = new List<PlannedSession>(order.Count);
+        foreach (var id in order)
+        {
+            var exchanges = bySession[id];
+            exchanges.Sort(static (a, b) => a.Sequence != b.Sequence ? a.Sequence.CompareTo(b.Sequence) : a.Timing.StartUnixMicros.CompareTo(b.Timing.StartUnixMicros));
+            var requests = new List<PlannedRequest>(exchanges.Count);
+            ExchangeRecord? previous = null;
+            foreach (var x in exchanges)
+            {
+                var think = previous is null ? 0 : Math.Max(0, ((x.Timing.StartUnixMicros - previous.Timing.StartUnixMicros) / 1000.0) - previous.Timing.DurationMs);
+                requests.Add(ToRequest(x, think));
+                previous = x;
+            }
+
+            sessions.Add(new PlannedSession
+            {
+                Id = id,
+                OriginalId = id,
+                StartOffsetMs = (exchanges[0].Timing.StartUnixMicros - origin) / 1000.0,
+                Requests = requests,
+            });
+        }
+
+        sessions.Sort(static (a, b) => a.StartOffsetMs.CompareTo(b.StartOffsetMs));
+        return new Workload($"{storeDescription}, recording {name}", sessions, skipped, skippedTotal);
+    }
+
+    /// <summary>Why an exchange cannot be sent again, or null when it can.</summary>
+    private static string? Unreplayable(ExchangeRecord x)
+    {
+        if (x.Request.Body is { Truncated: true } body)
+        {
+            return $"request body was cut at the capture cap ({body.Length} bytes in full); it cannot be sent again";
+        }
+
+        if (x.Protocol == Protocols.WebSocket)
+        {
+            if (x.Units is null || !x.Units.Any(static u => u.Dir == Directions.ToServer && u.Kind is UnitKinds.Text or UnitKinds.Binary))
+            {
+                return "WebSocket exchange without client messages";
+            }
+
+            if (x.Units.Any(static u => u.Dir == Directions.ToServer && u.Truncated))
+            {
+                return "a WebSocket client message was cut at the capture cap";
+            }
+        }
+        else if (x.Protocol is not (Protocols.Http or Protocols.Grpc))
+        {
+            return $"unknown protocol '{x.Protocol}'";
+        }
+
+        if (string.IsNullOrEmpty(x.Request.Path) || x.Request.Path[0] != '/')
+        {
+            return $"request path '{x.Request.Path}' is not absolute";
+        }
+
+        return null;
+    }
+
+    private static PlannedRequest ToRequest(ExchangeRecord x, double thinkMs)
+    {
+        var pathAndQuery = x.Request.Path + (x.Request.Query ?? string.Empty);
+        var headers = HeaderFilter.FromRecorded(x.Request.Headers);
+        var route = x.Route ?? $"{x.Request.Method} {x.Request.Path}";
+        if (x.Protocol == Protocols.WebSocket)
+        {
+            return new PlannedRequest
+            {
+                Protocol = RequestProtocol.WebSocket,
+                Method = "GET",
+                PathAndQuery = pathAndQuery,
+                Headers = headers,
+                Streamed = true,
+                Route = x.Route ?? $"WS {x.Request.Path}",
+                ThinkBeforeMs = thinkMs,
+                Turns = Turns(x.Units!),
+            };
+        }
+
+        var body = x.Request.Body?.GetBytes();
+        return new PlannedRequest
+        {
+            Protocol = x.Protocol == Protocols.Grpc ? RequestProtocol.Grpc : RequestProtocol.Http,
+            Method = x.Request.Method,
+            PathAndQuery = pathAndQuery,
+            Headers = headers,
+            Body = body is { Length: > 0 } ? body : null,
+            Streamed = x.Streamed,
+            Route = route,
+            ThinkBeforeMs = thinkMs,
+            Recorded = new RecordedOutcome(x.Response.Status, x.Response.GrpcStatus, x.Streamed ? null : x.Response.Body?.Sha256),
+        };
+    }
+
+    /// <summary>Client messages in order; each turn's think time is its offset minus the offset of the last frame before it.</summary>
+    private static List<WebSocketTurn> Turns(IReadOnlyList<StreamUnit> units)
+    {
+        var turns = new List<WebSocketTurn>();
+        double lastOffset = 0;
+        foreach (var u in units)
+        {
+            if (u.Dir == Directions.ToServer && u.Kind is UnitKinds.Text or UnitKinds.Binary)
+            {
+                var binary = u.Kind == UnitKinds.Binary;
+                var payload = binary ? Convert.FromBase64String(u.Base64 ?? string.Empty) : System.Text.Encoding.UTF8.GetBytes(u.Text ?? string.Empty);
+                turns.Add(new WebSocketTurn(payload, binary, Math.Max(0, u.OffsetMs - lastOffset)));
+            }
+
+            lastOffset = u.OffsetMs;
+        }
+
+        return turns;
+    }
+}
