@@ -1,0 +1,226 @@
+using System.CommandLine;
+using Microsoft.Extensions.Logging;
+
+namespace Replay.Cli;
+
+/// <summary>
+/// The command line: <c>replay run</c> (replay a recording or a trace), <c>replay load</c> (synthetic or template
+/// load on a profile), <c>replay list</c> (recordings and their sessions). Runnable in-process:
+/// <see cref="RunAsync"/> takes the arguments and the output writers and returns the exit code (<see cref="ExitCodes"/>).
+/// </summary>
+internal static partial class ReplayApp
+{
+    /// <summary>Runs the tool.</summary>
+    /// <param name="args">The arguments, as after the program name.</param>
+    /// <param name="output">Standard output (progress, summary).</param>
+    /// <param name="error">Standard error (problems, warnings).</param>
+    /// <param name="cancellationToken">Stops the run (Ctrl-C); a partial report is written.</param>
+    /// <param name="time">The clock; <see cref="TimeProvider.System"/> when null.</param>
+    /// <returns>The exit code.</returns>
+    public static async Task<int> RunAsync(string[] args, TextWriter output, TextWriter error, CancellationToken cancellationToken, TimeProvider? time = null)
+    {
+        time ??= TimeProvider.System;
+        var logger = new TextWriterLogger(error, LogLevel.Information);
+        var root = new RootCommand("Replays recorded LLM traffic or production traces as load (faithful, time-scaled or amplified), or drives open- and closed-model load, with coordinated-omission-corrected measurement.");
+        root.Add(BuildRun(output, error, logger, time));
+        root.Add(BuildLoad(output, error, logger, time));
+        root.Add(BuildList(output, error));
+
+        var parse = root.Parse(args);
+        if (parse.Errors.Count > 0)
+        {
+            foreach (var e in parse.Errors)
+            {
+                await error.WriteLineAsync($"replay: {e.Message}").ConfigureAwait(false);
+            }
+
+            await error.WriteLineAsync("replay: see 'replay --help' or 'replay run --help'.").ConfigureAwait(false);
+            return ExitCodes.UsageOrInput;
+        }
+
+        try
+        {
+            return await parse.InvokeAsync(new InvocationConfiguration { Output = output, Error = error, EnableDefaultExceptionHandler = false, ProcessTerminationTimeout = null }, cancellationToken).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+        {
+            return ExitCodes.Cancelled;
+        }
+        catch (Exception ex)
+        {
+            Log.Unexpected(logger, ex);
+            return ExitCodes.InternalError;
+        }
+    }
+
+    private sealed class Common
+    {
+        public readonly Option<string?> Target = new("--target", "-t") { Description = "Base URL for every protocol: http(s):// (WebSocket derives ws(s)://), e.g. http://127.0.0.1:8080." };
+        public readonly Option<string?> HttpTarget = new("--http-target") { Description = "Base URL of HTTP/SSE requests (overrides --target)." };
+        public readonly Option<string?> GrpcTarget = new("--grpc-target") { Description = "Base URL of gRPC calls, e.g. http://127.0.0.1:8081 (h2c) (overrides --target)." };
+        public readonly Option<string?> WsTarget = new("--ws-target") { Description = "Base URL of WebSocket connections, ws:// or wss:// (overrides --target)." };
+        public readonly Option<bool> Http2 = new("--http2") { Description = "Send HTTP requests over HTTP/2 (prior knowledge on http://, ALPN on https://)." };
+        public readonly Option<bool> Insecure = new("--insecure", "-k") { Description = "Accept any TLS certificate (self-signed test targets)." };
+        public readonly Option<string[]> Header = new("--header", "-H") { Description = "Add or replace a header on every request: 'Name: value' (repeatable).", Arity = ArgumentArity.ZeroOrMore };
+        public readonly Option<string[]> DropHeader = new("--drop-header") { Description = "Never send this header (repeatable).", Arity = ArgumentArity.ZeroOrMore };
+        public readonly Option<string?> Duration = new("--duration", "-d") { Description = "Timed replay: take the first part of source time (e.g. 60s). Profile or --users: how long to send." };
+        public readonly Option<long?> Limit = new("--limit", "-n") { Description = "Send at most N requests (the first N of a timed source)." };
+        public readonly Option<string?> Profile = new("--profile") { Description = "Open-model profile: constant, ramp, steps, spike, poisson, gamma (implied constant by --rate)." };
+        public readonly Option<double?> Rate = new("--rate", "-r") { Description = "Arrival rate, requests/s (the starting rate of ramp/steps, the base rate of spike)." };
+        public readonly Option<double?> To = new("--to") { Description = "Final rate of ramp and steps, requests/s." };
+        public readonly Option<string?> StepEvery = new("--step-every") { Description = "steps: length of each step (e.g. 10s)." };
+        public readonly Option<double?> StepFactor = new("--step-factor") { Description = "steps: multiply the rate by this each step (1.5 = +50%)." };
+        public readonly Option<double?> StepAdd = new("--step-add") { Description = "steps: add this many requests/s each step." };
+        public readonly Option<double?> SpikeRate = new("--spike-rate") { Description = "spike: the rate during the spike, requests/s." };
+        public readonly Option<string?> SpikeAt = new("--spike-at") { Description = "spike: when it starts (e.g. 5s)." };
+        public readonly Option<string?> SpikeFor = new("--spike-for") { Description = "spike: how long it lasts (e.g. 2s)." };
+        public readonly Option<string?> Arrivals = new("--arrivals") { Description = "How arrivals spread around the rate: uniform (default), poisson, gamma." };
+        public readonly Option<double> Burstiness = new("--burstiness") { Description = "Gamma arrivals' shape: 1 = Poisson, < 1 burstier, > 1 smoother (as vLLM's benchmark).", DefaultValueFactory = _ => 1 };
+        public readonly Option<int> Seed = new("--seed") { Description = "Seed of every random draw (arrivals, clone offsets).", DefaultValueFactory = _ => 1 };
+        public readonly Option<int?> Users = new("--users", "-u") { Description = "Closed model: N concurrent users, each sending its next session when the previous ended." };
+        public readonly Option<string?> Think = new("--think") { Description = "Closed model: pause between a user's sessions (e.g. 100ms)." };
+        public readonly Option<string> Timeout = new("--timeout") { Description = "A request without a complete response by then fails as a timeout.", DefaultValueFactory = _ => "60s" };
+        public readonly Option<int> MaxInflight = new("--max-inflight") { Description = "Most sessions in flight; beyond it the schedule waits (and the wait counts as latency).", DefaultValueFactory = _ => 100_000 };
+        public readonly Option<int> Connections = new("--connections") { Description = "Most HTTP/1.1 connections per target.", DefaultValueFactory = _ => 20_000 };
+        public readonly Option<string?> Report = new("--report", "-o") { Description = "Directory to write report.json and report.html into." };
+        public readonly Option<string?> LogRequests = new("--log-requests") { Description = "Write one JSON line per request (session, order, times, status) to this file." };
+        public readonly Option<string[]> Slo = new("--slo") { Description = "An SLO for goodput, e.g. \"ttft_p95<500ms\", \"e2e_p99<2s\", \"itl<50ms\" (repeatable).", Arity = ArgumentArity.ZeroOrMore };
+        public readonly Option<string[]> Assert = new("--assert") { Description = "Fail the run (exit 1) unless it holds, e.g. \"p95<500ms\", \"error_rate<1%\", \"achieved_rps>=1500\" (repeatable).", Arity = ArgumentArity.ZeroOrMore };
+        public readonly Option<string> Progress = new("--progress") { Description = "Console progress: auto (live on a terminal, plain lines otherwise), live, plain, none.", DefaultValueFactory = _ => "auto" };
+        public readonly Option<string> Model = new("--model") { Description = "The model field of generated OpenAI requests.", DefaultValueFactory = _ => "sim-llm" };
+        public readonly Option<bool> Stream = new("--stream") { Description = "Generated OpenAI requests (trace rows, load) ask for SSE streaming." };
+
+        public void AddTo(Command command)
+        {
+            foreach (var option in new Option[]
+            {
+                Target, HttpTarget, GrpcTarget, WsTarget, Http2, Insecure, Header, DropHeader, Duration, Limit, Profile, Rate, To,
+                StepEvery, StepFactor, StepAdd, SpikeRate, SpikeAt, SpikeFor, Arrivals, Burstiness, Seed, Users, Think, Timeout,
+                MaxInflight, Connections, Report, LogRequests, Slo, Assert, Progress, Model, Stream,
+            })
+            {
+                command.Add(option);
+            }
+        }
+
+        public ReplaySettings Read(ParseResult p, string command) => new()
+        {
+            Command = command,
+            Target = p.GetValue(Target),
+            HttpTarget = p.GetValue(HttpTarget),
+            GrpcTarget = p.GetValue(GrpcTarget),
+            WebSocketTarget = p.GetValue(WsTarget),
+            Http2 = p.GetValue(Http2),
+            Insecure = p.GetValue(Insecure),
+            Headers = p.GetValue(Header) ?? [],
+            DropHeaders = p.GetValue(DropHeader) ?? [],
+            Duration = p.GetValue(Duration),
+            Limit = p.GetValue(Limit),
+            Profile = p.GetValue(Profile),
+            Rate = p.GetValue(Rate),
+            To = p.GetValue(To),
+            StepEvery = p.GetValue(StepEvery),
+            StepFactor = p.GetValue(StepFactor),
+            StepAdd = p.GetValue(StepAdd),
+            SpikeRate = p.GetValue(SpikeRate),
+            SpikeAt = p.GetValue(SpikeAt),
+            SpikeFor = p.GetValue(SpikeFor),
+            Arrivals = p.GetValue(Arrivals),
+            Burstiness = p.GetValue(Burstiness),
+            Seed = p.GetValue(Seed),
+            Users = p.GetValue(Users),
+            Think = p.GetValue(Think),
+            Timeout = p.GetValue(Timeout) ?? "60s",
+            MaxInflight = p.GetValue(MaxInflight),
+            Connections = p.GetValue(Connections),
+            ReportDirectory = p.GetValue(Report),
+            LogRequests = p.GetValue(LogRequests),
+            Slos = p.GetValue(Slo) ?? [],
+            Asserts = p.GetValue(Assert) ?? [],
+            Progress = p.GetValue(Progress) ?? "auto",
+            Model = p.GetValue(Model) ?? "sim-llm",
+            Stream = p.GetValue(Stream),
+        };
+    }
+
+    private static Command BuildRun(TextWriter output, TextWriter error, ILogger logger, TimeProvider time)
+    {
+        var common = new Common();
+        var source = new Option<string?>("--source", "-s") { Description = "What to replay: file:DIR (or a directory) or redis://HOST:PORT with --recording NAME; azure-llm:FILE (Azure LLM inference trace CSV); template:FILE." };
+        var recording = new Option<string?>("--recording") { Description = "The recording's name in a store." };
+        var speed = new Option<double>("--speed") { Description = "Time scale: 2 replays twice as fast (offsets and think times halved).", DefaultValueFactory = _ => 1 };
+        var amplify = new Option<double>("--amplify", "-x") { Description = "Volume multiplier: clone whole sessions with fresh ids and spread start offsets (fractions allowed, e.g. 2.5).", DefaultValueFactory = _ => 1 };
+        var spread = new Option<string?>("--spread") { Description = "Clones start up to this much later than their original (source time), default 1s." };
+        var sessionHeader = new Option<string>("--session-header") { Description = "Header carrying a session id, rewritten for clones.", DefaultValueFactory = _ => "x-session-id" };
+        var compare = new Option<bool>("--compare") { Description = "Compare each response with the recorded one (status, body hash) and count the differences." };
+        var command = new Command("run", "Replay a recording (file store or Redis), an Azure LLM trace or a template against a target.");
+        command.Add(source);
+        command.Add(recording);
+        command.Add(speed);
+        command.Add(amplify);
+        command.Add(spread);
+        command.Add(sessionHeader);
+        command.Add(compare);
+        common.AddTo(command);
+        command.SetAction((p, ct) => RunCommand.ExecuteAsync(
+            common.Read(p, "run") with
+            {
+                Source = p.GetValue(source),
+                Recording = p.GetValue(recording),
+                Speed = p.GetValue(speed),
+                Amplify = p.GetValue(amplify),
+                Spread = p.GetValue(spread),
+                SessionHeader = p.GetValue(sessionHeader) ?? "x-session-id",
+                Compare = p.GetValue(compare),
+            },
+            output,
+            error,
+            logger,
+            time,
+            ct));
+        return command;
+    }
+
+    private static Command BuildLoad(TextWriter output, TextWriter error, ILogger logger, TimeProvider time)
+    {
+        var common = new Common();
+        var template = new Option<string?>("--template") { Description = "A request template file (JSON): the requests to draw, with weights." };
+        var maxTokens = new Option<int>("--max-tokens") { Description = "Output tokens asked for by the synthetic request.", DefaultValueFactory = _ => 16 };
+        var promptTokens = new Option<int>("--prompt-tokens") { Description = "Prompt length of the synthetic request, in cl100k tokens.", DefaultValueFactory = _ => 16 };
+        var protocol = new Option<string>("--protocol") { Description = "Synthetic request's protocol: http (OpenAI chat completion), grpc (inference.v1.Generation), websocket (/v1/stream).", DefaultValueFactory = _ => "http" };
+        var path = new Option<string>("--path") { Description = "Path of the synthetic HTTP request.", DefaultValueFactory = _ => "/v1/chat/completions" };
+        var command = new Command("load", "Drive synthetic load (an OpenAI chat completion, or a template's requests) on an open-model profile or with N closed-model users.");
+        command.Add(template);
+        command.Add(maxTokens);
+        command.Add(promptTokens);
+        command.Add(protocol);
+        command.Add(path);
+        common.AddTo(command);
+        command.SetAction((p, ct) => RunCommand.ExecuteAsync(
+            common.Read(p, "load") with
+            {
+                Template = p.GetValue(template),
+                MaxTokens = p.GetValue(maxTokens),
+                PromptTokens = p.GetValue(promptTokens),
+                Protocol = p.GetValue(protocol) ?? "http",
+                Path = p.GetValue(path) ?? "/v1/chat/completions",
+            },
+            output,
+            error,
+            logger,
+            time,
+            ct));
+        return command;
+    }
+
+    private static Command BuildList(TextWriter output, TextWriter error)
+    {
+        var source = new Option<string>("--source", "-s") { Description = "The store: file:DIR (or a directory) or redis://HOST:PORT.", Required = true };
+        var recording = new Option<string?>("--recording") { Description = "Show this recording's sessions." };
+        var command = new Command("list", "List the recordings of a store, or one recording's sessions.");
+        command.Add(source);
+        command.Add(recording);
+        command.SetAction((p, ct) => ListCommand.ExecuteAsync(p.GetValue(source)!, p.GetValue(recording), output, error, ct));
+        return command;
+    }
+}

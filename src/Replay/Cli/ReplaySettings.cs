@@ -1,0 +1,58 @@
+namespace Replay.Cli;
+
+/// <summary>
+/// The values of <c>replay run</c> / <c>replay load</c> as given on the command line (durations still text), before
+/// <see cref="SettingsValidator"/> checks them all and reports every problem at once, each naming its flag.
+/// </summary>
+internal sealed record ReplaySettings
+{
+    /// <summary><c>run</c> or <c>load</c>.</summary>
+    public required string Command { get; init; }
+
+    public string? Source { get; init; }
+    public string? Recording { get; init; }
+    public string? Template { get; init; }
+    public string? Target { get; init; }
+    public string? HttpTarget { get; init; }
+    public string? GrpcTarget { get; init; }
+    public string? WebSocketTarget { get; init; }
+    public bool Http2 { get; init; }
+    public bool Insecure { get; init; }
+    public IReadOnlyList<string> Headers { get; init; } = [];
+    public IReadOnlyList<string> DropHeaders { get; init; } = [];
+    public string SessionHeader { get; init; } = "x-session-id";
+    public double Speed { get; init; } = 1;
+    public double Amplify { get; init; } = 1;
+    public string? Spread { get; init; }
+    public string? Duration { get; init; }
+    public long? Limit { get; init; }
+    public string? Profile { get; init; }
+    public double? Rate { get; init; }
+    public double? To { get; init; }
+    public string? StepEvery { get; init; }
+    public double? StepFactor { get; init; }
+    public double? StepAdd { get; init; }
+    public double? SpikeRate { get; init; }
+    public string? SpikeAt { get; init; }
+    public string? SpikeFor { get; init; }
+    public string? Arrivals { get; init; }
+    public double Burstiness { get; init; } = 1;
+    public int Seed { get; init; } = 1;
+    public int? Users { get; init; }
+    public string? Think { get; init; }
+    public string Timeout { get; init; } = "60s";
+    public int MaxInflight { get; init; } = 100_000;
+    public int Connections { get; init; } = 20_000;
+    public string? ReportDirectory { get; init; }
+    public string? LogRequests { get; init; }
+    public IReadOnlyList<string> Slos { get; init; } = [];
+    public IReadOnlyList<string> Asserts { get; init; } = [];
+    public bool Compare { get; init; }
+    public string Progress { get; init; } = "auto";
+    public string Model { get; init; } = "sim-llm";
+    public bool Stream { get; init; }
+    public int MaxTokens { get; init; } = 16;
+    public int PromptTokens { get; init; } = 16;
+    public string Protocol { get; init; } = "http";
+    public string Path { get; init; } = "/v1/chat/completions";
+}

@@ -1,0 +1,229 @@
+using System.Globalization;
+using Microsoft.Extensions.Logging;
+using Replay.Clients;
+using Replay.Measurement;
+using Replay.Reporting;
+using Replay.Scheduling;
+using Replay.Sources;
+
+namespace Replay.Cli;
+
+/// <summary>
+/// Executes <c>run</c> and <c>load</c>: (1) validate every option; (2) load the source (bad records skipped and
+/// counted); (3) plan (speed, amplification, profile); (4) check the targets answer; (5) send, with live progress;
+/// (6) build the report, evaluate SLOs and assertions, write report.json/report.html; (7) return the exit code.
+/// </summary>
+internal static class RunCommand
+{
+    /// <summary>Runs one command; returns its exit code.</summary>
+    public static async Task<int> ExecuteAsync(ReplaySettings settings, TextWriter output, TextWriter error, ILogger logger, TimeProvider time, CancellationToken cancellationToken)
+    {
+        // (1) Validate.
+        var (run, errors) = SettingsValidator.Validate(settings);
+        if (run is null)
+        {
+            foreach (var e in errors)
+            {
+                await error.WriteLineAsync($"replay: {e}").ConfigureAwait(false);
+            }
+
+            return ExitCodes.UsageOrInput;
+        }
+
+        // (2) Load the source.
+        Workload workload;
+        try
+        {
+            workload = await SourceLoader.LoadAsync(run.Source, cancellationToken).ConfigureAwait(false);
+        }
+        catch (InputException ex)
+        {
+            await error.WriteLineAsync($"replay: {ex.Message}").ConfigureAwait(false);
+            return ExitCodes.UsageOrInput;
+        }
+
+        foreach (var s in workload.Skipped.Take(5))
+        {
+            ReplayApp.Log.SkippedRecord(logger, s.Position, s.Reason);
+        }
+
+        if (workload.SkippedTotal > 5)
+        {
+            ReplayApp.Log.SkippedTotal(logger, workload.SkippedTotal, workload.Skipped.Count);
+        }
+
+        if (workload.Sessions.Count == 0)
+        {
+            await error.WriteLineAsync($"replay: nothing to send from {workload.Description} (check --duration and --limit).").ConfigureAwait(false);
+            return ExitCodes.UsageOrInput;
+        }
+
+        // (3) Plan.
+        RunPlan plan;
+        try
+        {
+            plan = Planner.Build(workload, PlannerOptions(run));
+        }
+        catch (ArgumentException ex)
+        {
+            await error.WriteLineAsync($"replay: {ex.Message}").ConfigureAwait(false);
+            return ExitCodes.UsageOrInput;
+        }
+
+        var needed = NeededTargets(plan, run.Clients, out var missing);
+        if (missing is not null)
+        {
+            await error.WriteLineAsync($"replay: {missing}").ConfigureAwait(false);
+            return ExitCodes.UsageOrInput;
+        }
+
+        var modeName = plan.Mode.ToString().ToLowerInvariant();
+        var plannedText = plan.PlannedRequests?.ToString(CultureInfo.InvariantCulture) ?? "unbounded";
+        ReplayApp.Log.Planned(logger, modeName, workload.Description, plan.Sessions.Count, plannedText);
+
+        // (4) Can the targets be reached?
+        var problems = await Preflight.CheckAsync(needed, TimeSpan.FromSeconds(5), cancellationToken).ConfigureAwait(false);
+        if (problems.Count > 0)
+        {
+            foreach (var p in problems)
+            {
+                await error.WriteLineAsync($"replay: target unreachable: {p}").ConfigureAwait(false);
+            }
+
+            return ExitCodes.TargetUnreachable;
+        }
+
+        // (5) Send.
+        var metrics = new RunMetrics(time, run.Slos);
+        var startedAt = time.GetUtcNow();
+        var cancelled = false;
+        using var http = new HttpSender(HttpSender.CreateHandler(run.Clients), run.Clients, time);
+        using var webSockets = new WebSocketSender(run.Clients, time);
+        var log = settings.LogRequests is { } logPath ? new RequestLog(logPath) : null;
+        long end;
+        try
+        {
+            using var runner = new LoadRunner(plan, http, webSockets, metrics, log, time);
+            var running = runner.RunAsync(cancellationToken);
+            var mode = settings.Progress == "auto" ? (ReferenceEquals(output, Console.Out) && !Console.IsOutputRedirected ? "live" : "plain") : settings.Progress;
+            await ConsoleProgress.ShowAsync(mode, output, () => metrics.Snapshot(time.GetTimestamp()), plan.PlannedRequests, () => runner.Inflight, running, time).ConfigureAwait(false);
+            try
+            {
+                await running.ConfigureAwait(false);
+            }
+            catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+            {
+                cancelled = true;
+            }
+
+            end = time.GetTimestamp();
+        }
+        finally
+        {
+            if (log is not null)
+            {
+                await log.DisposeAsync().ConfigureAwait(false);
+            }
+        }
+
+        // (6) Report.
+        var target = string.Join(", ", needed.Select(static t => t.Target.ToString()).Distinct());
+        var report = ReportBuilder.Build(metrics, new ReportBuilder.Context(settings.Command, plan, workload, target, startedAt, settings.Speed, settings.Amplify, settings.Compare, cancelled), end);
+        report.Assertions = [.. run.Assertions.Select(a => a.Evaluate(report))];
+        SummaryWriter.Write(output, report);
+        if (settings.ReportDirectory is { } directory)
+        {
+            Directory.CreateDirectory(directory);
+            var json = Path.GetFullPath(Path.Combine(directory, "report.json"));
+            var html = Path.GetFullPath(Path.Combine(directory, "report.html"));
+            await File.WriteAllBytesAsync(json, ReportJson.Serialize(report), CancellationToken.None).ConfigureAwait(false);
+            await File.WriteAllTextAsync(html, ReportHtml.Render(report), CancellationToken.None).ConfigureAwait(false);
+            ReplayApp.Log.ReportWritten(logger, json, html);
+        }
+
+        await output.FlushAsync(CancellationToken.None).ConfigureAwait(false);
+
+        // (7) Exit code.
+        if (cancelled)
+        {
+            return ExitCodes.Cancelled;
+        }
+
+        return report.Assertions.All(static a => a.Passed) ? ExitCodes.Ok : ExitCodes.AssertionFailed;
+    }
+
+    private static Planner.Options PlannerOptions(ValidatedRun run)
+    {
+        var s = run.Raw;
+        RateProfile? profile = null;
+        if (run.Mode == RunMode.Open)
+        {
+            var rate = s.Rate!.Value;
+            var seconds = run.Duration?.TotalSeconds;
+            profile = run.ProfileName switch
+            {
+                "ramp" => RateProfile.Ramp(rate, s.To!.Value, seconds!.Value),
+                "steps" => RateProfile.Steps(rate, s.To!.Value, run.StepEvery!.Value.TotalSeconds, s.StepFactor ?? 1, s.StepAdd ?? 0, seconds),
+                "spike" => RateProfile.Spike(rate, s.SpikeRate!.Value, run.SpikeAt!.Value.TotalSeconds, run.SpikeFor!.Value.TotalSeconds, seconds!.Value),
+                _ => RateProfile.Constant(rate, seconds!.Value),
+            };
+        }
+
+        return new Planner.Options
+        {
+            Mode = run.Mode,
+            Speed = s.Speed,
+            Amplify = s.Amplify,
+            Spread = run.Spread,
+            SessionHeader = s.SessionHeader,
+            Profile = profile,
+            Arrivals = run.Arrivals,
+            Burstiness = s.Burstiness,
+            Seed = s.Seed,
+            Users = s.Users ?? 0,
+            Think = run.Think,
+            Duration = run.Duration,
+            Limit = s.Limit,
+            MaxInflight = s.MaxInflight,
+            SourceDuration = run.Source.SourceDuration,
+        };
+    }
+
+    /// <summary>The targets the plan's protocols need; <paramref name="missing"/> names one that was not given.</summary>
+    private static List<(string Flag, Uri Target)> NeededTargets(RunPlan plan, ClientSettings clients, out string? missing)
+    {
+        bool http = false, grpc = false, ws = false;
+        foreach (var s in plan.Sessions)
+        {
+            foreach (var r in s.Requests)
+            {
+                http |= r.Protocol == RequestProtocol.Http;
+                grpc |= r.Protocol == RequestProtocol.Grpc;
+                ws |= r.Protocol == RequestProtocol.WebSocket;
+            }
+        }
+
+        missing = null;
+        var list = new List<(string, Uri)>();
+        Add(http, "--http-target", clients.HttpTarget, "HTTP", ref missing);
+        Add(grpc, "--grpc-target", clients.GrpcTarget, "gRPC", ref missing);
+        Add(ws, "--ws-target", clients.WebSocketTarget, "WebSocket", ref missing);
+        return list;
+
+        void Add(bool used, string flag, Uri? target, string name, ref string? missing)
+        {
+            if (!used)
+            {
+                return;
+            }
+
+            if (target is null)
+            {
+                missing ??= $"the source has {name} requests but no target for them: give {flag} or --target.";
+                return;
+            }
+
+            list.Add((flag, target));
+        }
+    }
+}

@@ -1,0 +1,372 @@
+using System.Globalization;
+using Replay.Clients;
+using Replay.Measurement;
+using Replay.Reporting;
+using Replay.Scheduling;
+using Replay.Sources;
+
+namespace Replay.Cli;
+
+/// <summary>The checked, parsed form of <see cref="ReplaySettings"/>.</summary>
+internal sealed record ValidatedRun
+{
+    public required ReplaySettings Raw { get; init; }
+    public required SourceSettings Source { get; init; }
+    public required ClientSettings Clients { get; init; }
+    public required RunMode Mode { get; init; }
+    public string? ProfileName { get; init; }
+    public TimeSpan? Duration { get; init; }
+    public TimeSpan Spread { get; init; }
+    public TimeSpan Think { get; init; }
+    public TimeSpan? StepEvery { get; init; }
+    public TimeSpan? SpikeAt { get; init; }
+    public TimeSpan? SpikeFor { get; init; }
+    public ArrivalKind Arrivals { get; init; }
+    public required IReadOnlyList<Slo> Slos { get; init; }
+    public required IReadOnlyList<Assertion> Assertions { get; init; }
+}
+
+/// <summary>
+/// Checks every option of a run and reports all problems at once (as YARP's ConfigValidator does), each message
+/// naming the flag and the value found, e.g. <c>--speed must be &gt; 0 (was 0).</c>.
+/// </summary>
+internal static class SettingsValidator
+{
+    private static readonly string[] s_profiles = ["constant", "ramp", "steps", "spike", "poisson", "gamma"];
+
+    /// <summary>Validates; returns the parsed run or the list of problems.</summary>
+    public static (ValidatedRun? Run, IReadOnlyList<string> Errors) Validate(ReplaySettings s)
+    {
+        var errors = new List<string>();
+        var load = s.Command == "load";
+
+        if (!load && string.IsNullOrWhiteSpace(s.Source))
+        {
+            errors.Add("--source is required: file:DIR (or a directory) with --recording NAME, redis://HOST:PORT with --recording NAME, azure-llm:FILE or template:FILE.");
+        }
+
+        var http = Target(s.HttpTarget ?? s.Target, "--http-target", errors, ws: false);
+        var grpc = Target(s.GrpcTarget ?? s.Target, "--grpc-target", errors, ws: false);
+        var webSocket = s.WebSocketTarget is not null ? Target(s.WebSocketTarget, "--ws-target", errors, ws: true) : ToWebSocket(http);
+        if (s.Target is null && s.HttpTarget is null && s.GrpcTarget is null && s.WebSocketTarget is null)
+        {
+            errors.Add("--target is required (or give --http-target, --grpc-target and/or --ws-target), e.g. --target http://127.0.0.1:8080.");
+        }
+
+        Positive(s.Speed, "--speed", errors);
+        if (!(s.Amplify > 0) || s.Amplify > 1000)
+        {
+            errors.Add(Fmt($"--amplify must be > 0 and <= 1000 (was {s.Amplify})."));
+        }
+
+        var spread = Duration(s.Spread ?? "1s", "--spread", errors, allowZero: true) ?? TimeSpan.FromSeconds(1);
+        var duration = s.Duration is null ? (TimeSpan?)null : Duration(s.Duration, "--duration", errors, allowZero: false);
+        if (s.Limit is < 1)
+        {
+            errors.Add(Fmt($"--limit must be >= 1 (was {s.Limit})."));
+        }
+
+        var profile = s.Profile?.ToLowerInvariant();
+        if (profile is null && s.Rate is not null)
+        {
+            profile = "constant";
+        }
+
+        if (profile is not null && Array.IndexOf(s_profiles, profile) < 0)
+        {
+            errors.Add($"--profile must be one of {string.Join(", ", s_profiles)} (was '{s.Profile}').");
+        }
+
+        var arrivals = ArrivalKind.Uniform;
+        switch ((s.Arrivals ?? (profile is "poisson" ? "poisson" : profile is "gamma" ? "gamma" : "uniform")).ToLowerInvariant())
+        {
+            case "uniform":
+                break;
+            case "poisson":
+                arrivals = ArrivalKind.Poisson;
+                break;
+            case "gamma":
+                arrivals = ArrivalKind.Gamma;
+                break;
+            default:
+                errors.Add($"--arrivals must be uniform, poisson or gamma (was '{s.Arrivals}').");
+                break;
+        }
+
+        if (!(s.Burstiness > 0))
+        {
+            errors.Add(Fmt($"--burstiness must be > 0 (was {s.Burstiness}); 1 is Poisson, below 1 burstier."));
+        }
+
+        TimeSpan? stepEvery = null, spikeAt = null, spikeFor = null;
+        if (profile is not null)
+        {
+            if (s.Users is not null)
+            {
+                errors.Add("--users (closed model) and --profile/--rate (open model) exclude each other.");
+            }
+
+            if (s.Rate is not { } rate || !(rate > 0))
+            {
+                errors.Add(Fmt($"--rate must be > 0 requests/s for --profile {profile} (was {s.Rate?.ToString(CultureInfo.InvariantCulture) ?? "missing"})."));
+            }
+
+            if (duration is null && profile != "steps")
+            {
+                errors.Add($"--duration is required with --profile {profile} (e.g. --duration 60s).");
+            }
+
+            if (profile is "ramp" or "steps" && s.To is not > 0)
+            {
+                errors.Add($"--to must be > 0 requests/s for --profile {profile} (the final rate).");
+            }
+
+            if (profile == "steps")
+            {
+                stepEvery = s.StepEvery is null ? null : Duration(s.StepEvery, "--step-every", errors, allowZero: false);
+                if (s.StepEvery is null)
+                {
+                    errors.Add("--step-every is required for --profile steps (e.g. --step-every 10s).");
+                }
+
+                if (s.StepFactor is null && s.StepAdd is null)
+                {
+                    errors.Add("--profile steps needs --step-factor (e.g. 1.5 for +50%) or --step-add (requests/s added per step).");
+                }
+
+                if (s.StepFactor is { } f && !(f > 1))
+                {
+                    errors.Add(Fmt($"--step-factor must be > 1 (was {f})."));
+                }
+
+                if (s.StepAdd is { } a && !(a > 0))
+                {
+                    errors.Add(Fmt($"--step-add must be > 0 (was {a})."));
+                }
+            }
+
+            if (profile == "spike")
+            {
+                if (s.SpikeRate is not > 0)
+                {
+                    errors.Add("--spike-rate must be > 0 requests/s for --profile spike.");
+                }
+
+                spikeAt = s.SpikeAt is null ? null : Duration(s.SpikeAt, "--spike-at", errors, allowZero: true);
+                spikeFor = s.SpikeFor is null ? null : Duration(s.SpikeFor, "--spike-for", errors, allowZero: false);
+                if (s.SpikeAt is null || s.SpikeFor is null)
+                {
+                    errors.Add("--profile spike needs --spike-at (when it starts) and --spike-for (how long it lasts).");
+                }
+            }
+
+            if (s.Amplify != 1)
+            {
+                errors.Add("--amplify applies to a timed replay (no --profile/--rate): with an open-model profile raise --rate instead.");
+            }
+        }
+
+        if (s.Users is { } users && (users < 1 || users > 1_000_000))
+        {
+            errors.Add(Fmt($"--users must be between 1 and 1000000 (was {users})."));
+        }
+
+        if (s.Users is not null && duration is null && s.Limit is null)
+        {
+            errors.Add("--users (closed model) needs --duration or --limit to know when to stop.");
+        }
+
+        if (s.Users is not null && s.Amplify != 1)
+        {
+            errors.Add("--amplify applies to a timed replay: with --users raise the number of users instead.");
+        }
+
+        var untimed = load || (s.Source is { } src && src.StartsWith("template:", StringComparison.OrdinalIgnoreCase));
+        var mode = profile is not null ? RunMode.Open : s.Users is not null ? RunMode.Closed : RunMode.Faithful;
+        if (untimed && mode == RunMode.Faithful)
+        {
+            errors.Add(load
+                ? "replay load needs --rate (open model, with --duration) or --users (closed model)."
+                : "a template has no timing of its own: give --rate/--profile (open model) or --users (closed model).");
+        }
+
+        var think = s.Think is null ? TimeSpan.Zero : Duration(s.Think, "--think", errors, allowZero: true) ?? TimeSpan.Zero;
+        var timeout = Duration(s.Timeout, "--timeout", errors, allowZero: false) ?? TimeSpan.FromSeconds(60);
+        if (s.MaxInflight < 1)
+        {
+            errors.Add(Fmt($"--max-inflight must be >= 1 (was {s.MaxInflight})."));
+        }
+
+        if (s.Connections < 1)
+        {
+            errors.Add(Fmt($"--connections must be >= 1 (was {s.Connections})."));
+        }
+
+        if (s.MaxTokens < 1)
+        {
+            errors.Add(Fmt($"--max-tokens must be >= 1 (was {s.MaxTokens})."));
+        }
+
+        if (s.PromptTokens < 0 || s.PromptTokens > 1_000_000)
+        {
+            errors.Add(Fmt($"--prompt-tokens must be between 0 and 1000000 (was {s.PromptTokens})."));
+        }
+
+        if (s.Protocol is not ("http" or "grpc" or "websocket"))
+        {
+            errors.Add($"--protocol must be http, grpc or websocket (was '{s.Protocol}').");
+        }
+
+        if (string.IsNullOrEmpty(s.Path) || s.Path[0] != '/')
+        {
+            errors.Add($"--path must start with '/' (was '{s.Path}').");
+        }
+
+        if (s.Progress is not ("auto" or "live" or "plain" or "none"))
+        {
+            errors.Add($"--progress must be auto, live, plain or none (was '{s.Progress}').");
+        }
+
+        var overrides = new List<KeyValuePair<string, string>>();
+        foreach (var h in s.Headers)
+        {
+            if (ValueParsers.TryParseHeader(h, out var header))
+            {
+                overrides.Add(header);
+            }
+            else
+            {
+                errors.Add($"--header '{h}' is not 'Name: value'.");
+            }
+        }
+
+        var slos = new List<Slo>();
+        foreach (var text in s.Slos)
+        {
+            if (Slo.TryParse(text, out var error) is { } slo)
+            {
+                slos.Add(slo);
+            }
+            else
+            {
+                errors.Add(error!);
+            }
+        }
+
+        var assertions = new List<Assertion>();
+        foreach (var text in s.Asserts)
+        {
+            if (Assertion.TryParse(text, out var error) is { } assertion)
+            {
+                assertions.Add(assertion);
+            }
+            else
+            {
+                errors.Add(error!);
+            }
+        }
+
+        if (errors.Count > 0)
+        {
+            return (null, errors);
+        }
+
+        var sourceDuration = mode == RunMode.Faithful ? duration : null;
+        var run = new ValidatedRun
+        {
+            Raw = s,
+            Mode = mode,
+            ProfileName = profile,
+            Duration = duration,
+            Spread = spread,
+            Think = think,
+            StepEvery = stepEvery,
+            SpikeAt = spikeAt,
+            SpikeFor = spikeFor,
+            Arrivals = arrivals,
+            Slos = slos,
+            Assertions = assertions,
+            Source = new SourceSettings
+            {
+                Source = s.Source,
+                Recording = s.Recording,
+                Template = s.Template,
+                SourceDuration = sourceDuration,
+                Limit = mode == RunMode.Faithful ? s.Limit : null,
+                Model = s.Model,
+                Stream = s.Stream,
+                MaxTokens = s.MaxTokens,
+                PromptTokens = s.PromptTokens,
+                Protocol = s.Protocol,
+                Path = s.Path,
+                SessionHeader = s.SessionHeader,
+            },
+            Clients = new ClientSettings
+            {
+                HttpTarget = http,
+                GrpcTarget = grpc,
+                WebSocketTarget = webSocket,
+                Http2 = s.Http2,
+                Insecure = s.Insecure,
+                Timeout = timeout,
+                MaxConnections = s.Connections,
+                HeaderOverrides = overrides,
+                DropHeaders = s.DropHeaders,
+                Compare = s.Compare,
+            },
+        };
+        return (run, []);
+    }
+
+    private static Uri? Target(string? text, string flag, List<string> errors, bool ws)
+    {
+        if (text is null)
+        {
+            return null;
+        }
+
+        if (!Uri.TryCreate(text, UriKind.Absolute, out var uri) || uri.Scheme is not ("http" or "https" or "ws" or "wss"))
+        {
+            errors.Add($"{(flag == "--ws-target" ? flag : "--target/" + flag)} '{text}' is not an absolute http://, https://{(ws ? ", ws:// or wss://" : string.Empty)} URL.");
+            return null;
+        }
+
+        // ws:// given as a general target: HTTP and gRPC go to the same host over http.
+        if (!ws && uri.Scheme is "ws" or "wss")
+        {
+            uri = new UriBuilder(uri) { Scheme = uri.Scheme == "wss" ? "https" : "http", Path = "/" }.Uri;
+        }
+
+        return uri;
+    }
+
+    private static Uri? ToWebSocket(Uri? http) =>
+        http is null ? null : new UriBuilder(http) { Scheme = http.Scheme == "https" ? "wss" : "ws" }.Uri;
+
+    private static void Positive(double value, string flag, List<string> errors)
+    {
+        if (!(value > 0) || !double.IsFinite(value))
+        {
+            errors.Add(Fmt($"{flag} must be > 0 (was {value})."));
+        }
+    }
+
+    private static TimeSpan? Duration(string text, string flag, List<string> errors, bool allowZero)
+    {
+        if (!ValueParsers.TryParseDuration(text, out var value))
+        {
+            errors.Add($"{flag} '{text}' is not a duration (e.g. 500ms, 10s, 2m, 1h).");
+            return null;
+        }
+
+        if (!allowZero && value <= TimeSpan.Zero)
+        {
+            errors.Add($"{flag} must be > 0 (was '{text}').");
+            return null;
+        }
+
+        return value;
+    }
+
+    private static string Fmt(FormattableString text) => text.ToString(CultureInfo.InvariantCulture);
+}

@@ -1,0 +1,207 @@
+using System.Buffers;
+using System.Globalization;
+using System.Net;
+using System.Net.WebSockets;
+using Replay.Measurement;
+using Replay.Sources;
+
+namespace Replay.Clients;
+
+/// <summary>
+/// WebSocket sessions: one connection per recorded connection (or template session), its turns sent in order on it.
+/// A turn ends with the server's message holding <c>"done"</c> (success) or <c>"error"</c> (a failure, refused when
+/// its code says the server is full or limited); every other message is a token.
+/// </summary>
+internal sealed class WebSocketSender : IDisposable
+{
+    private const int ReceiveBufferSize = 4096;
+    private static ReadOnlySpan<byte> DoneKey => "\"done\""u8;
+    private static ReadOnlySpan<byte> ErrorKey => "\"error\""u8;
+    private static ReadOnlySpan<byte> CodeKey => "\"code\":\""u8;
+
+    private static readonly string[] s_refusalCodes = ["queue_full", "rate_limited", "too_many_requests", "overloaded", "concurrency_limit", "refused"];
+
+    private readonly HttpMessageInvoker _invoker;
+    private readonly ClientSettings _settings;
+    private readonly TimeProvider _time;
+
+    /// <summary>Creates the sender; WebSocket connections get their own handler (they leave the HTTP pool once upgraded).</summary>
+    public WebSocketSender(ClientSettings settings, TimeProvider time)
+    {
+        _settings = settings;
+        _time = time;
+        var handler = HttpSender.CreateHandler(settings with { MaxConnections = int.MaxValue });
+        _invoker = new HttpMessageInvoker(handler, disposeHandler: true);
+    }
+
+    /// <summary>Opens a connection for <paramref name="request"/>; on failure returns null and the failure outcome.</summary>
+    public async ValueTask<(ClientWebSocket? Socket, Outcome Failure)> ConnectAsync(PlannedRequest request, CancellationToken runToken)
+    {
+        var target = _settings.WebSocketTarget ?? throw new InvalidOperationException("No WebSocket target.");
+        var socket = new ClientWebSocket();
+        socket.Options.HttpVersion = HttpVersion.Version11;
+        socket.Options.KeepAliveInterval = Timeout.InfiniteTimeSpan;
+        socket.Options.SetBuffer(ReceiveBufferSize, ReceiveBufferSize);
+        var headers = HeaderFilter.Apply(request.Headers, _settings.DropHeaders, _settings.HeaderOverrides);
+        foreach (var (name, value) in headers)
+        {
+            if (!name.StartsWith("content-", StringComparison.OrdinalIgnoreCase) && !name.StartsWith("sec-websocket", StringComparison.OrdinalIgnoreCase))
+            {
+                socket.Options.SetRequestHeader(name, value);
+            }
+        }
+
+        using var cts = CancellationTokenSource.CreateLinkedTokenSource(runToken);
+        cts.CancelAfter(_settings.Timeout);
+        try
+        {
+            await socket.ConnectAsync(new Uri(target, request.PathAndQuery), _invoker, cts.Token).ConfigureAwait(false);
+            return (socket, default);
+        }
+        catch (Exception ex) when (ex is WebSocketException or HttpRequestException or IOException or OperationCanceledException)
+        {
+            socket.Dispose();
+            var timeout = ex is OperationCanceledException && !runToken.IsCancellationRequested;
+            var failure = new Outcome
+            {
+                GrpcStatus = -1,
+                Failure = timeout ? FailureKind.Timeout : FailureKind.Connection,
+                StatusKey = timeout ? StatusKeys.Timeout : StatusKeys.ConnectionError,
+                Error = timeout ? "WebSocket connect timed out" : HttpSender.Describe(ex),
+                EndTimestamp = _time.GetTimestamp(),
+            };
+            return (null, failure);
+        }
+    }
+
+    /// <summary>Sends one turn and reads the reply up to its <c>done</c> (or <c>error</c>) message, stamping each token.</summary>
+    public async ValueTask<Outcome> SendTurnAsync(ClientWebSocket socket, WebSocketTurn turn, TokenTimes tokens, CancellationToken runToken)
+    {
+        tokens.Clear();
+        var outcome = new Outcome { GrpcStatus = -1, Streamed = true, HttpStatus = 101 };
+        var buffer = ArrayPool<byte>.Shared.Rent(ReceiveBufferSize);
+        using var cts = CancellationTokenSource.CreateLinkedTokenSource(runToken);
+        cts.CancelAfter(_settings.Timeout);
+        try
+        {
+            await socket.SendAsync(turn.Payload, turn.Binary ? WebSocketMessageType.Binary : WebSocketMessageType.Text, true, cts.Token).ConfigureAwait(false);
+            while (true)
+            {
+                var length = 0;
+                ValueWebSocketReceiveResult result;
+                do
+                {
+                    if (length == buffer.Length)
+                    {
+                        var bigger = ArrayPool<byte>.Shared.Rent(buffer.Length * 2);
+                        Buffer.BlockCopy(buffer, 0, bigger, 0, length);
+                        ArrayPool<byte>.Shared.Return(buffer);
+                        buffer = bigger;
+                    }
+
+                    result = await socket.ReceiveAsync(buffer.AsMemory(length), cts.Token).ConfigureAwait(false);
+                    if (result.MessageType == WebSocketMessageType.Close)
+                    {
+                        outcome.Failure = FailureKind.Connection;
+                        outcome.StatusKey = StatusKeys.ConnectionError;
+                        outcome.Error = "the server closed the WebSocket before the reply ended";
+                        return Finish(ref outcome, tokens);
+                    }
+
+                    length += result.Count;
+                }
+                while (!result.EndOfMessage);
+
+                var now = _time.GetTimestamp();
+                var message = buffer.AsSpan(0, length);
+                if (message.IndexOf(DoneKey) >= 0)
+                {
+                    outcome.Failure = FailureKind.None;
+                    outcome.StatusKey = StatusKeys.WebSocketOk;
+                    outcome.Tokens = tokens.Count;
+                    return Finish(ref outcome, tokens);
+                }
+
+                if (message.IndexOf(ErrorKey) >= 0)
+                {
+                    var code = Code(message);
+                    outcome.Failure = Array.IndexOf(s_refusalCodes, code) >= 0 ? FailureKind.Refused : FailureKind.Status;
+                    outcome.StatusKey = "ws:" + code;
+                    outcome.Error = System.Text.Encoding.UTF8.GetString(message);
+                    return Finish(ref outcome, tokens);
+                }
+
+                tokens.Add(now);
+            }
+        }
+        catch (OperationCanceledException) when (!runToken.IsCancellationRequested)
+        {
+            outcome.Failure = FailureKind.Timeout;
+            outcome.StatusKey = StatusKeys.Timeout;
+            outcome.Error = string.Create(CultureInfo.InvariantCulture, $"no complete reply within {_settings.Timeout.TotalMilliseconds} ms");
+            socket.Abort();
+        }
+        catch (Exception ex) when (ex is WebSocketException or IOException or OperationCanceledException or ObjectDisposedException)
+        {
+            outcome.Failure = FailureKind.Connection;
+            outcome.StatusKey = StatusKeys.ConnectionError;
+            outcome.Error = HttpSender.Describe(ex);
+            socket.Abort();
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(buffer);
+        }
+
+        return Finish(ref outcome, tokens);
+    }
+
+    /// <summary>Closes a connection politely (best effort, bounded by a second).</summary>
+    public static async ValueTask CloseAsync(ClientWebSocket socket)
+    {
+        try
+        {
+            if (socket.State == WebSocketState.Open)
+            {
+                using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(1));
+                await socket.CloseOutputAsync(WebSocketCloseStatus.NormalClosure, null, cts.Token).ConfigureAwait(false);
+            }
+        }
+        catch (Exception ex) when (ex is WebSocketException or IOException or OperationCanceledException or ObjectDisposedException)
+        {
+            // Best effort: the server may be gone already.
+        }
+        finally
+        {
+            socket.Dispose();
+        }
+    }
+
+    /// <inheritdoc/>
+    public void Dispose() => _invoker.Dispose();
+
+    private Outcome Finish(ref Outcome outcome, TokenTimes tokens)
+    {
+        outcome.EndTimestamp = _time.GetTimestamp();
+        if (tokens.Count > 0)
+        {
+            outcome.FirstTokenTimestamp = tokens.Span[0];
+            outcome.LastTokenTimestamp = tokens.Span[^1];
+        }
+
+        return outcome;
+    }
+
+    private static string Code(ReadOnlySpan<byte> message)
+    {
+        var i = message.IndexOf(CodeKey);
+        if (i < 0)
+        {
+            return "error";
+        }
+
+        var rest = message[(i + CodeKey.Length)..];
+        var end = rest.IndexOf((byte)'"');
+        return end <= 0 ? "error" : System.Text.Encoding.UTF8.GetString(rest[..end]);
+    }
+}

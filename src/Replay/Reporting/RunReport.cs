@@ -1,0 +1,86 @@
+using Replay.Measurement;
+
+namespace Replay.Reporting;
+
+/// <summary>Percentiles of a distribution, in milliseconds.</summary>
+internal sealed record Percentiles(long Count, double P50, double P90, double P95, double P99, double P999, double Max, double Mean)
+{
+    /// <summary>Reads them from a histogram of microseconds.</summary>
+    public static Percentiles From(HdrHistogram.HistogramBase h) => new(
+        h.TotalCount,
+        Histograms.Ms(h, 50),
+        Histograms.Ms(h, 90),
+        Histograms.Ms(h, 95),
+        Histograms.Ms(h, 99),
+        Histograms.Ms(h, 99.9),
+        Histograms.MaxMs(h),
+        Histograms.MeanMs(h));
+}
+
+/// <summary>Count and latency of one status or route.</summary>
+internal sealed record GroupReport(string Key, long Count, long Failures, Percentiles Latency);
+
+/// <summary>One second of the run.</summary>
+internal sealed record SecondReport(int T, long Intended, long Sent, long Completed, long Failures, long Refused, long Tokens, double P50, double P95, double P99, double Max, double LagMax);
+
+/// <summary>One SLO's attainment.</summary>
+internal sealed record SloReport(string Slo, long Met, double Attainment, double Required, bool Passed);
+
+/// <summary>One assertion's result.</summary>
+internal sealed record AssertionReport(string Expression, double? Actual, bool Passed, string? Error);
+
+/// <summary>
+/// Everything a run measured, as <c>report.json</c> holds it and <c>report.html</c> draws it. Rates:
+/// <c>intended_rps</c> = requests planned / the nominal send window (the profile's duration, or the span of the
+/// schedule); <c>achieved_rps</c> = requests sent / the actual send window (at least the nominal one), so a generator
+/// that falls behind shows a lower achieved rate; <c>throughput_rps</c> = completed / the whole run.
+/// </summary>
+internal sealed class RunReport
+{
+    public required string Command { get; init; }
+    public required string Mode { get; init; }
+    public required string Source { get; init; }
+    public required string Target { get; init; }
+    public string? Profile { get; init; }
+    public required DateTimeOffset StartedAt { get; init; }
+    public required double DurationSeconds { get; init; }
+    public required double SendWindowSeconds { get; init; }
+    public double Speed { get; init; } = 1;
+    public double Amplify { get; init; } = 1;
+    public int? Users { get; init; }
+    public required long Requests { get; init; }
+    public required long Planned { get; init; }
+    public required long Sent { get; init; }
+    public required long Succeeded { get; init; }
+    public required long Failures { get; init; }
+    public required double ErrorRate { get; init; }
+    public required IReadOnlyDictionary<string, long> FailuresByKind { get; init; }
+    public required double IntendedRps { get; init; }
+    public required double AchievedRps { get; init; }
+    public required double ThroughputRps { get; init; }
+    public required Percentiles Latency { get; init; }
+    public required Percentiles SuccessLatency { get; init; }
+    public required Percentiles ServiceTime { get; init; }
+    public required Percentiles ScheduleLag { get; init; }
+    public Percentiles? Ttft { get; init; }
+    public Percentiles? Itl { get; init; }
+    public Percentiles? StreamTokensPerSecond { get; init; }
+    public required long OutputTokens { get; init; }
+    public required double OutputTokensPerSecond { get; init; }
+    public required IReadOnlyList<GroupReport> ByStatus { get; init; }
+    public required IReadOnlyList<GroupReport> ByRoute { get; init; }
+    public required IReadOnlyList<SloReport> Slos { get; init; }
+    public required long Good { get; init; }
+    public required double GoodputRps { get; init; }
+    public required double GoodFraction { get; init; }
+    public bool CompareEnabled { get; init; }
+    public long Compared { get; init; }
+    public long StatusMismatches { get; init; }
+    public long BodyDifferences { get; init; }
+    public required long SkippedRecords { get; init; }
+    public required IReadOnlyList<Sources.SkippedRecord> Skipped { get; init; }
+    public required IReadOnlyList<SecondReport> Series { get; init; }
+    public required IReadOnlyList<(double Percentile, double Ms)> Distribution { get; init; }
+    public IReadOnlyList<AssertionReport> Assertions { get; set; } = [];
+    public bool Cancelled { get; init; }
+}

@@ -1,0 +1,63 @@
+using System.Globalization;
+
+namespace Replay.Reporting;
+
+/// <summary>The plain-text summary printed at the end of a run.</summary>
+internal static class SummaryWriter
+{
+    /// <summary>Writes it.</summary>
+    public static void Write(TextWriter o, RunReport r)
+    {
+        var c = CultureInfo.InvariantCulture;
+        o.WriteLine();
+        o.WriteLine(string.Create(c, $"{r.Command} ({r.Mode}) {r.Source} -> {r.Target}{(r.Profile is null ? string.Empty : $" [{r.Profile}]")}{(r.Cancelled ? " (cancelled)" : string.Empty)}"));
+        o.WriteLine(string.Create(c, $"  requests      {r.Requests} in {r.DurationSeconds:0.###} s ({r.Sent} sent, {r.Succeeded} ok)"));
+        o.WriteLine(string.Create(c, $"  failures      {r.Failures} ({r.ErrorRate * 100:0.##}%): status {r.FailuresByKind["status"]}, timeout {r.FailuresByKind["timeout"]}, connection {r.FailuresByKind["connection"]}, refused {r.FailuresByKind["refused"]}"));
+        o.WriteLine(string.Create(c, $"  rate          intended {r.IntendedRps:0.##}/s, achieved {r.AchievedRps:0.##}/s, throughput {r.ThroughputRps:0.##}/s"));
+        Line(o, "latency", r.Latency);
+        Line(o, "service time", r.ServiceTime);
+        Line(o, "schedule lag", r.ScheduleLag);
+        Line(o, "ttft", r.Ttft);
+        Line(o, "inter-token", r.Itl);
+        if (r.OutputTokens > 0)
+        {
+            o.WriteLine(string.Create(c, $"  tokens        {r.OutputTokens} out ({r.OutputTokensPerSecond:0.#}/s)"));
+        }
+
+        o.WriteLine(string.Create(c, $"  goodput       {r.GoodputRps:0.##}/s ({r.GoodFraction * 100:0.##}% of requests{(r.Slos.Count == 0 ? ", no --slo given: successes" : string.Empty)})"));
+        foreach (var s in r.Slos)
+        {
+            o.WriteLine(string.Create(c, $"  slo           {s.Slo}: {s.Attainment * 100:0.##}% met (needs {s.Required * 100:0.##}%) {(s.Passed ? "ok" : "MISSED")}"));
+        }
+
+        foreach (var g in r.ByStatus)
+        {
+            o.WriteLine(string.Create(c, $"  status {g.Key,-14} {g.Count} (p50 {g.Latency.P50:0.##} ms, p99 {g.Latency.P99:0.##} ms)"));
+        }
+
+        if (r.CompareEnabled)
+        {
+            o.WriteLine(string.Create(c, $"  compared      {r.Compared}: {r.StatusMismatches} status mismatches, {r.BodyDifferences} body differences"));
+        }
+
+        if (r.SkippedRecords > 0)
+        {
+            o.WriteLine(string.Create(c, $"  skipped       {r.SkippedRecords} record(s) of the source"));
+        }
+
+        foreach (var a in r.Assertions)
+        {
+            o.WriteLine(string.Create(c, $"  assert        {a.Expression}: {(a.Passed ? "passed" : "FAILED")} (actual {(a.Actual is { } v ? v.ToString("0.###", c) : a.Error)})"));
+        }
+    }
+
+    private static void Line(TextWriter o, string name, Percentiles? p)
+    {
+        if (p is null || p.Count == 0)
+        {
+            return;
+        }
+
+        o.WriteLine(string.Create(CultureInfo.InvariantCulture, $"  {name,-13} p50 {p.P50:0.###} ms  p90 {p.P90:0.###}  p95 {p.P95:0.###}  p99 {p.P99:0.###}  p99.9 {p.P999:0.###}  max {p.Max:0.###}"));
+    }
+}

@@ -1,0 +1,410 @@
+using System.Collections.Concurrent;
+using System.Net.WebSockets;
+using Replay.Clients;
+using Replay.Measurement;
+using Replay.Sources;
+
+namespace Replay.Scheduling;
+
+/// <summary>
+/// Sends a <see cref="RunPlan"/>: a dispatcher thread releases each session at its intended time, computed in
+/// absolute terms from the start (offset or Λ⁻¹ of the arrival count), never from the previous send, so the schedule
+/// does not drift; sessions then run as async tasks (10,000 at once cost memory, not threads).
+/// </summary>
+/// <remarks>
+/// <para>The dispatcher sleeps until about a millisecond before the next intended time and spins (yielding) for the
+/// rest: timer-based waits on Linux wake 1 ms or more late, which would show as schedule lag at high rates. Each due
+/// session is queued to the thread pool (a pooled work item, no closure), so sending does not delay the next
+/// dispatch. Schedule lag is measured when the work item runs, so queueing in this process counts against us.</para>
+/// <para>A session's later requests are intended at the previous response's end plus the recorded think time; their
+/// latency is measured from that intended time too.</para>
+/// </remarks>
+internal sealed class LoadRunner : IDisposable
+{
+    private readonly RunPlan _plan;
+    private readonly HttpSender _http;
+    private readonly WebSocketSender _webSockets;
+    private readonly RunMetrics _metrics;
+    private readonly RequestLog? _log;
+    private readonly TimeProvider _time;
+    private readonly SemaphoreSlim _slots;
+    private readonly ConcurrentQueue<TokenTimes> _tokenTimes = new();
+    private readonly ConcurrentQueue<DispatchItem> _items = new();
+    private readonly TaskCompletionSource _allDone = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private CancellationToken _runToken;
+    private long _startTimestamp;
+    private int _inflight;
+    private volatile bool _dispatchDone;
+    private long _nextClosed = -1;
+    private long _requestsStarted;
+
+    /// <summary>Creates a runner.</summary>
+    public LoadRunner(RunPlan plan, HttpSender http, WebSocketSender webSockets, RunMetrics metrics, RequestLog? log, TimeProvider time)
+    {
+        _plan = plan;
+        _http = http;
+        _webSockets = webSockets;
+        _metrics = metrics;
+        _log = log;
+        _time = time;
+        _slots = new SemaphoreSlim(plan.MaxInflight, plan.MaxInflight);
+    }
+
+    /// <summary>Sessions running now.</summary>
+    public int Inflight => Volatile.Read(ref _inflight);
+
+    /// <summary>Runs the plan to the end (every session done) or until <paramref name="cancellationToken"/> fires.</summary>
+    public async Task RunAsync(CancellationToken cancellationToken)
+    {
+        _runToken = cancellationToken;
+        _startTimestamp = _time.GetTimestamp();
+        _metrics.Start(_startTimestamp);
+        if (_plan.Mode == RunMode.Closed)
+        {
+            await RunClosedAsync(cancellationToken).ConfigureAwait(false);
+            return;
+        }
+
+        var thread = new Thread(Dispatch) { IsBackground = true, Name = "replay-dispatcher", Priority = ThreadPriority.AboveNormal };
+        thread.Start();
+        await _allDone.Task.WaitAsync(cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <inheritdoc/>
+    public void Dispose() => _slots.Dispose();
+
+    private long Ticks(double milliseconds) => (long)(milliseconds * _time.TimestampFrequency / 1000.0);
+
+    /// <summary>The dispatcher loop (its own thread).</summary>
+    private void Dispatch()
+    {
+        try
+        {
+            if (_plan.Mode == RunMode.Faithful)
+            {
+                foreach (var session in _plan.Sessions)
+                {
+                    if (!Release(session, _startTimestamp + Ticks(session.StartOffsetMs)))
+                    {
+                        break;
+                    }
+                }
+            }
+            else
+            {
+                var schedule = new ArrivalSchedule(_plan.Profile!, new ArrivalProcess(_plan.Arrivals, _plan.Burstiness, _plan.Seed), _plan.Limit);
+                var pool = _plan.Sessions;
+                long i = 0;
+                while (schedule.TryNext(out var offset))
+                {
+                    if (!Release(pool[(int)(i++ % pool.Count)], _startTimestamp + Ticks(offset * 1000)))
+                    {
+                        break;
+                    }
+                }
+            }
+        }
+        catch (OperationCanceledException)
+        {
+            // Aborted: RunAsync returns through its token.
+        }
+        finally
+        {
+            _dispatchDone = true;
+            if (Volatile.Read(ref _inflight) == 0)
+            {
+                _allDone.TrySetResult();
+            }
+        }
+    }
+
+    /// <summary>Waits for <paramref name="due"/> and for a free slot, then queues the session; false when the run was aborted.</summary>
+    private bool Release(PlannedSession session, long due)
+    {
+        WaitUntil(due);
+        if (_runToken.IsCancellationRequested)
+        {
+            return false;
+        }
+
+        _slots.Wait(_runToken);
+        Interlocked.Increment(ref _inflight);
+        if (!_items.TryDequeue(out var item))
+        {
+            item = new DispatchItem(this);
+        }
+
+        item.Session = session;
+        item.Intended = due;
+        ThreadPool.UnsafeQueueUserWorkItem(item, preferLocal: false);
+        return true;
+    }
+
+    /// <summary>Sleeps until about 1 ms before <paramref name="due"/>, then yields/spins to it.</summary>
+    private void WaitUntil(long due)
+    {
+        var sleepThreshold = Ticks(1.5);
+        var spinThreshold = Ticks(0.05);
+        while (!_runToken.IsCancellationRequested)
+        {
+            var remaining = due - _time.GetTimestamp();
+            if (remaining <= 0)
+            {
+                return;
+            }
+
+            if (remaining > sleepThreshold)
+            {
+                Thread.Sleep(Math.Max(1, (int)((remaining - Ticks(1)) * 1000 / _time.TimestampFrequency)));
+            }
+            else if (remaining > spinThreshold)
+            {
+                Thread.Yield();
+            }
+            else
+            {
+                Thread.SpinWait(16);
+            }
+        }
+    }
+
+    /// <summary>A pooled thread-pool work item that starts one session.</summary>
+    private sealed class DispatchItem(LoadRunner runner) : IThreadPoolWorkItem
+    {
+        public PlannedSession? Session;
+        public long Intended;
+
+        public void Execute()
+        {
+            var session = Session!;
+            var intended = Intended;
+            Session = null;
+            runner._items.Enqueue(this);
+            _ = runner.RunDispatchedAsync(session, intended);
+        }
+    }
+
+    private async Task RunDispatchedAsync(PlannedSession session, long intended)
+    {
+        try
+        {
+            await RunSessionAsync(session, intended).ConfigureAwait(false);
+        }
+        finally
+        {
+            _slots.Release();
+            if (Interlocked.Decrement(ref _inflight) == 0 && _dispatchDone)
+            {
+                _allDone.TrySetResult();
+            }
+        }
+    }
+
+    private async Task RunClosedAsync(CancellationToken cancellationToken)
+    {
+        var end = _plan.Duration is { } d ? _startTimestamp + Ticks(d.TotalMilliseconds) : long.MaxValue;
+        var users = new Task[_plan.Users];
+        for (var u = 0; u < users.Length; u++)
+        {
+            users[u] = UserAsync(end);
+        }
+
+        await Task.WhenAll(users).WaitAsync(cancellationToken).ConfigureAwait(false);
+    }
+
+    private async Task UserAsync(long end)
+    {
+        await Task.Yield();
+        var pool = _plan.Sessions;
+        while (!_runToken.IsCancellationRequested && _time.GetTimestamp() < end)
+        {
+            var index = Interlocked.Increment(ref _nextClosed);
+            var session = pool[(int)(index % pool.Count)];
+            if (Interlocked.Add(ref _requestsStarted, session.RequestCount) - session.RequestCount >= _plan.Limit)
+            {
+                return;
+            }
+
+            Interlocked.Increment(ref _inflight);
+            try
+            {
+                await RunSessionAsync(session, _time.GetTimestamp()).ConfigureAwait(false);
+            }
+            finally
+            {
+                Interlocked.Decrement(ref _inflight);
+            }
+
+            if (_plan.ThinkMs > 0)
+            {
+                try
+                {
+                    await Task.Delay(TimeSpan.FromMilliseconds(_plan.ThinkMs), _time, _runToken).ConfigureAwait(false);
+                }
+                catch (OperationCanceledException)
+                {
+                    return;
+                }
+            }
+        }
+    }
+
+    /// <summary>Sends a session's requests in order, each after the previous one's end plus its think time.</summary>
+    private async Task RunSessionAsync(PlannedSession session, long intendedStart)
+    {
+        if (!_tokenTimes.TryDequeue(out var tokens))
+        {
+            tokens = new TokenTimes();
+        }
+
+        try
+        {
+            var intended = intendedStart;
+            long lastEnd = 0;
+            for (var i = 0; i < session.Requests.Count; i++)
+            {
+                var request = session.Requests[i];
+                if (i > 0)
+                {
+                    intended = lastEnd + Ticks(request.ThinkBeforeMs);
+                    await DelayUntilAsync(intended).ConfigureAwait(false);
+                }
+
+                lastEnd = request.Protocol == RequestProtocol.WebSocket
+                    ? await RunWebSocketAsync(session, i, request, intended, tokens).ConfigureAwait(false)
+                    : await RunOneAsync(session, i, request, intended, tokens).ConfigureAwait(false);
+                if (_runToken.IsCancellationRequested)
+                {
+                    return;
+                }
+            }
+        }
+        catch (OperationCanceledException) when (_runToken.IsCancellationRequested)
+        {
+            // Aborted.
+        }
+        finally
+        {
+            tokens.Clear();
+            _tokenTimes.Enqueue(tokens);
+        }
+    }
+
+    private async ValueTask DelayUntilAsync(long due)
+    {
+        var remaining = due - _time.GetTimestamp();
+        if (remaining > 0)
+        {
+            await Task.Delay(TimeSpan.FromTicks(remaining * TimeSpan.TicksPerSecond / _time.TimestampFrequency), _time, _runToken).ConfigureAwait(false);
+        }
+    }
+
+    private async ValueTask<long> RunOneAsync(PlannedSession session, int sequence, PlannedRequest request, long intended, TokenTimes tokens)
+    {
+        var sent = _time.GetTimestamp();
+        _metrics.RecordIntended(intended);
+        _metrics.RecordSent(intended, sent);
+        var outcome = await _http.SendAsync(request, tokens, _runToken).ConfigureAwait(false);
+        await CompleteAsync(session, sequence, 0, request.Route, outcome, intended, sent, tokens).ConfigureAwait(false);
+        return outcome.EndTimestamp;
+    }
+
+    private async ValueTask<long> RunWebSocketAsync(PlannedSession session, int sequence, PlannedRequest request, long intended, TokenTimes tokens)
+    {
+        var turns = request.Turns!;
+        var connectStart = _time.GetTimestamp();
+        var (socket, failure) = await _webSockets.ConnectAsync(request, _runToken).ConfigureAwait(false);
+        if (socket is null)
+        {
+            tokens.Clear();
+            for (var j = 0; j < turns.Count; j++)
+            {
+                _metrics.RecordIntended(intended);
+                _metrics.RecordSent(intended, connectStart);
+                await CompleteAsync(session, sequence, j, request.Route, failure, intended, connectStart, tokens).ConfigureAwait(false);
+            }
+
+            return failure.EndTimestamp;
+        }
+
+        try
+        {
+            var lastEnd = _time.GetTimestamp();
+            var turnIntended = intended;
+            for (var j = 0; j < turns.Count; j++)
+            {
+                var turn = turns[j];
+                if (j > 0 || turn.ThinkBeforeMs > 0)
+                {
+                    turnIntended = lastEnd + Ticks(turn.ThinkBeforeMs);
+                    await DelayUntilAsync(turnIntended).ConfigureAwait(false);
+                }
+
+                var sent = _time.GetTimestamp();
+                _metrics.RecordIntended(turnIntended);
+                _metrics.RecordSent(turnIntended, sent);
+                Outcome outcome;
+                if (socket.State != WebSocketState.Open)
+                {
+                    tokens.Clear();
+                    outcome = new Outcome
+                    {
+                        GrpcStatus = -1,
+                        Failure = FailureKind.Connection,
+                        StatusKey = StatusKeys.ConnectionError,
+                        Error = "the WebSocket connection ended before this turn",
+                        EndTimestamp = sent,
+                    };
+                }
+                else
+                {
+                    outcome = await _webSockets.SendTurnAsync(socket, turn, tokens, _runToken).ConfigureAwait(false);
+                }
+
+                await CompleteAsync(session, sequence, j, request.Route, outcome, turnIntended, sent, tokens).ConfigureAwait(false);
+                lastEnd = outcome.EndTimestamp;
+                if (_runToken.IsCancellationRequested)
+                {
+                    break;
+                }
+            }
+
+            return lastEnd;
+        }
+        finally
+        {
+            await WebSocketSender.CloseAsync(socket).ConfigureAwait(false);
+        }
+    }
+
+    private ValueTask CompleteAsync(PlannedSession session, int sequence, int turn, string route, in Outcome outcome, long intended, long sent, TokenTimes tokens)
+    {
+        if (_runToken.IsCancellationRequested)
+        {
+            return ValueTask.CompletedTask; // aborted: what ends now is not a measurement
+        }
+
+        _metrics.RecordCompleted(outcome, intended, sent, route, tokens.Span);
+        if (_log is null)
+        {
+            return ValueTask.CompletedTask;
+        }
+
+        var entry = new RequestLog.Entry(
+            session.Id,
+            sequence + 1,
+            turn + 1,
+            route,
+            Ms(intended),
+            Ms(sent),
+            outcome.FirstTokenTimestamp == 0 ? -1 : Ms(outcome.FirstTokenTimestamp),
+            Ms(outcome.EndTimestamp),
+            outcome.StatusKey,
+            outcome.Failure,
+            outcome.Tokens,
+            outcome.Error);
+        return _log.WriteAsync(entry, _runToken);
+    }
+
+    private double Ms(long timestamp) => _time.GetElapsedTime(_startTimestamp, timestamp).TotalMilliseconds;
+}

@@ -1,0 +1,143 @@
+using Replay.Sources;
+
+namespace Replay.Scheduling;
+
+/// <summary>Turns a workload and the run's options into a <see cref="RunPlan"/>: time scaling, amplification, flattening for the open model, the rate profile.</summary>
+internal static class Planner
+{
+    /// <summary>What the planner needs from the command line.</summary>
+    internal sealed record Options
+    {
+        public RunMode Mode { get; init; }
+        public double Speed { get; init; } = 1;
+        public double Amplify { get; init; } = 1;
+        public TimeSpan Spread { get; init; } = TimeSpan.FromSeconds(1);
+        public string SessionHeader { get; init; } = "x-session-id";
+        public RateProfile? Profile { get; init; }
+        public ArrivalKind Arrivals { get; init; }
+        public double Burstiness { get; init; } = 1;
+        public int Seed { get; init; } = 1;
+        public int Users { get; init; }
+        public TimeSpan Think { get; init; }
+        public TimeSpan? Duration { get; init; }
+        public long? Limit { get; init; }
+        public int MaxInflight { get; init; } = 100_000;
+        public TimeSpan? SourceDuration { get; init; }
+    }
+
+    /// <summary>Builds the plan.</summary>
+    public static RunPlan Build(Workload workload, Options o)
+    {
+        switch (o.Mode)
+        {
+            case RunMode.Faithful:
+            {
+                var scaled = Scale(workload.Sessions, o.Speed, scaleOffsets: true);
+                var sessions = Amplifier.Amplify(scaled, o.Amplify, o.Spread.TotalMilliseconds / o.Speed, o.Seed, o.SessionHeader);
+                long planned = 0;
+                foreach (var s in sessions)
+                {
+                    planned += s.RequestCount;
+                }
+
+                return new RunPlan
+                {
+                    Mode = RunMode.Faithful,
+                    Sessions = sessions,
+                    Seed = o.Seed,
+                    MaxInflight = o.MaxInflight,
+                    PlannedRequests = planned,
+                    NominalSeconds = o.SourceDuration is { } d ? d.TotalSeconds / o.Speed : 0,
+                };
+            }
+
+            case RunMode.Open:
+                return new RunPlan
+                {
+                    Mode = RunMode.Open,
+                    Sessions = Flatten(workload.Sessions),
+                    Profile = o.Profile,
+                    Arrivals = o.Arrivals,
+                    Burstiness = o.Burstiness,
+                    Seed = o.Seed,
+                    Limit = o.Limit ?? long.MaxValue,
+                    MaxInflight = o.MaxInflight,
+                    PlannedRequests = o.Arrivals == ArrivalKind.Uniform && o.Profile is { } p ? Math.Min(o.Limit ?? long.MaxValue, (long)Math.Ceiling(p.ExpectedCount - 1e-9)) : null,
+                    NominalSeconds = o.Profile?.Duration ?? 0,
+                };
+
+            default:
+                return new RunPlan
+                {
+                    Mode = RunMode.Closed,
+                    Sessions = Scale(workload.Sessions, o.Speed, scaleOffsets: false),
+                    Users = o.Users,
+                    ThinkMs = o.Think.TotalMilliseconds,
+                    Duration = o.Duration,
+                    Limit = o.Limit ?? long.MaxValue,
+                    Seed = o.Seed,
+                    MaxInflight = o.MaxInflight,
+                    NominalSeconds = o.Duration?.TotalSeconds ?? 0,
+                };
+        }
+    }
+
+    /// <summary>Divides offsets and think times by <paramref name="speed"/> (2 = twice as fast).</summary>
+    internal static IReadOnlyList<PlannedSession> Scale(IReadOnlyList<PlannedSession> sessions, double speed, bool scaleOffsets)
+    {
+        if (speed == 1)
+        {
+            return sessions;
+        }
+
+        var result = new List<PlannedSession>(sessions.Count);
+        foreach (var s in sessions)
+        {
+            var requests = new PlannedRequest[s.Requests.Count];
+            for (var i = 0; i < requests.Length; i++)
+            {
+                var r = s.Requests[i];
+                List<WebSocketTurn>? turns = null;
+                if (r.Turns is not null)
+                {
+                    turns = new List<WebSocketTurn>(r.Turns.Count);
+                    foreach (var t in r.Turns)
+                    {
+                        turns.Add(t with { ThinkBeforeMs = t.ThinkBeforeMs / speed });
+                    }
+                }
+
+                requests[i] = r with { ThinkBeforeMs = r.ThinkBeforeMs / speed, Turns = turns ?? r.Turns };
+            }
+
+            result.Add(s with { StartOffsetMs = scaleOffsets ? s.StartOffsetMs / speed : s.StartOffsetMs, Requests = requests });
+        }
+
+        return result;
+    }
+
+    /// <summary>One single-request item per request (a WebSocket connection's turns become one-turn connections), in start order.</summary>
+    internal static IReadOnlyList<PlannedSession> Flatten(IReadOnlyList<PlannedSession> sessions)
+    {
+        var items = new List<PlannedSession>();
+        foreach (var s in sessions)
+        {
+            foreach (var r in s.Requests)
+            {
+                if (r.Protocol == RequestProtocol.WebSocket && r.Turns is { Count: > 1 } turns)
+                {
+                    foreach (var t in turns)
+                    {
+                        items.Add(s with { Requests = [r with { ThinkBeforeMs = 0, Turns = [t with { ThinkBeforeMs = 0 }] }] });
+                    }
+                }
+                else
+                {
+                    items.Add(s with { Requests = [r.ThinkBeforeMs == 0 && r.Turns is not { Count: > 0 } ? r : r with { ThinkBeforeMs = 0, Turns = r.Turns is null ? null : [r.Turns[0] with { ThinkBeforeMs = 0 }] }] });
+                }
+            }
+        }
+
+        return items;
+    }
+}
