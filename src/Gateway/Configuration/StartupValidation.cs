@@ -69,6 +69,8 @@ internal static class StartupValidation
             errors.Add($"{GatewayTelemetryOptions.Section}:OtlpEndpoint must be an absolute URI (was '{telemetry.OtlpEndpoint}').");
         }
 
+        var recording = Bind<Recording.RecordingOptions>(configuration, Recording.RecordingOptions.Section, errors);
+        Recording.RecordingOptionsValidator.Validate(recording, errors);
         ValidateProxy(configuration.GetSection("ReverseProxy"), errors);
         return new Result(listeners, limits, telemetry, certificates, errors);
     }

@@ -28,6 +28,21 @@ internal sealed class ExchangeContext
     /// <summary>The cluster the route forwards to, or null.</summary>
     public string? ClusterId { get; set; }
 
+    /// <summary>The session id, once resolved (<see cref="Recording.SessionResolver"/>); null until then.</summary>
+    public string? SessionId { get; set; }
+
+    /// <summary>True when <see cref="SessionId"/> was generated because no configured source had one.</summary>
+    public bool SessionGenerated { get; set; }
+
+    /// <summary>The client key (<see cref="ClientKey"/>), once resolved.</summary>
+    public string? ClientKey { get; set; }
+
+    /// <summary>The request's JSON body, once read by <see cref="RequestBody"/> (empty when it was not JSON or too large).</summary>
+    public ReadOnlyMemory<byte>? JsonBody { get; set; }
+
+    /// <summary>Wall-clock start of the exchange.</summary>
+    public DateTimeOffset StartTime { get; init; }
+
     /// <summary>True when the route's timeout ended the exchange (the client got 504 or a reset stream).</summary>
     public bool TimedOut { get; set; }
 

@@ -35,6 +35,7 @@ internal sealed partial class ExchangeMiddleware
         {
             Listener = listener,
             StartTimestamp = _time.GetTimestamp(),
+            StartTime = _time.GetUtcNow(),
             ClientAborted = context.RequestAborted,
         };
         context.Features.Set(exchange);

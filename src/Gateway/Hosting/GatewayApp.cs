@@ -4,6 +4,7 @@ using Gateway.Configuration;
 using Gateway.Exchange;
 using Gateway.Forwarding;
 using Gateway.Listeners;
+using Gateway.Recording;
 using Gateway.Routing;
 using Gateway.Telemetry;
 using Microsoft.AspNetCore.Routing.Matching;
@@ -51,6 +52,7 @@ internal static class GatewayApp
         services.AddSingleton<BackendReadiness>();
         services.TryAddEnumerable(ServiceDescriptor.Singleton<MatcherPolicy, ListenerMatcherPolicy>());
         services.AddRequestTimeouts();
+        services.AddGatewayRecording(builder.Configuration);
 
         services.AddReverseProxy()
             .LoadFromConfig(builder.Configuration.GetSection("ReverseProxy"))
@@ -66,8 +68,10 @@ internal static class GatewayApp
         app.UseRequestTimeouts();
         app.UseEndpoints(static _ => { });
         app.MapGatewayAdmin();
+        app.MapRecordingAdmin();
         app.MapReverseProxy(static pipeline =>
             {
+                pipeline.UseMiddleware<CaptureMiddleware>();
                 pipeline.UseMiddleware<ForwardingMiddleware>();
                 pipeline.UseSessionAffinity();
                 pipeline.UseLoadBalancing();

@@ -26,7 +26,7 @@ public static class RecordingFile
 
     private static byte[] Line(RecordingFileLine line)
     {
-        var json = JsonSerializer.SerializeToUtf8Bytes(line, RecordingJsonContext.Default.RecordingFileLine);
+        var json = JsonSerializer.SerializeToUtf8Bytes(line, RecordingJsonContext.Relaxed.RecordingFileLine);
         var bytes = new byte[json.Length + 1];
         json.CopyTo(bytes, 0);
         bytes[^1] = (byte)'\n';
@@ -210,7 +210,7 @@ public static class RecordingFile
 
             try
             {
-                var line = JsonSerializer.Deserialize(utf8, RecordingJsonContext.Default.RecordingFileLine);
+                var line = JsonSerializer.Deserialize(utf8, RecordingJsonContext.Relaxed.RecordingFileLine);
                 return line is null ? (null, "empty record") : (line, null);
             }
             catch (JsonException ex)

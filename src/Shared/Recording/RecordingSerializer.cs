@@ -11,17 +11,17 @@ namespace Contracts.Recording;
 public static class RecordingSerializer
 {
     /// <summary>Serializes an exchange to UTF-8 JSON.</summary>
-    public static byte[] Serialize(ExchangeRecord record) => JsonSerializer.SerializeToUtf8Bytes(record, RecordingJsonContext.Default.ExchangeRecord);
+    public static byte[] Serialize(ExchangeRecord record) => JsonSerializer.SerializeToUtf8Bytes(record, RecordingJsonContext.Relaxed.ExchangeRecord);
 
     /// <summary>Serializes an exchange into <paramref name="writer"/> (no intermediate array).</summary>
     public static void Serialize(ExchangeRecord record, IBufferWriter<byte> writer)
     {
         using var json = new Utf8JsonWriter(writer);
-        JsonSerializer.Serialize(json, record, RecordingJsonContext.Default.ExchangeRecord);
+        JsonSerializer.Serialize(json, record, RecordingJsonContext.Relaxed.ExchangeRecord);
     }
 
     /// <summary>Serializes a session to UTF-8 JSON.</summary>
-    public static byte[] Serialize(SessionRecord record) => JsonSerializer.SerializeToUtf8Bytes(record, RecordingJsonContext.Default.SessionRecord);
+    public static byte[] Serialize(SessionRecord record) => JsonSerializer.SerializeToUtf8Bytes(record, RecordingJsonContext.Relaxed.SessionRecord);
 
     /// <summary>
     /// Parses an exchange.
@@ -32,7 +32,7 @@ public static class RecordingSerializer
         ExchangeRecord? record;
         try
         {
-            record = JsonSerializer.Deserialize(utf8, RecordingJsonContext.Default.ExchangeRecord);
+            record = JsonSerializer.Deserialize(utf8, RecordingJsonContext.Relaxed.ExchangeRecord);
         }
         catch (JsonException ex)
         {
@@ -58,7 +58,7 @@ public static class RecordingSerializer
     {
         try
         {
-            return JsonSerializer.Deserialize(utf8, RecordingJsonContext.Default.SessionRecord)
+            return JsonSerializer.Deserialize(utf8, RecordingJsonContext.Relaxed.SessionRecord)
                 ?? throw new RecordingFormatException("not a valid session record: null");
         }
         catch (JsonException ex)
@@ -139,4 +139,17 @@ internal sealed record RecordingFileLine
 [JsonSerializable(typeof(SessionRecord))]
 [JsonSerializable(typeof(RecordingInfo))]
 [JsonSerializable(typeof(RecordingFileLine))]
-internal sealed partial class RecordingJsonContext : JsonSerializerContext;
+internal sealed partial class RecordingJsonContext : JsonSerializerContext
+{
+    /// <summary>
+    /// The context used everywhere: as declared, plus an encoder that leaves quotes and non-ASCII text as they are
+    /// (the default escapes HTML-sensitive characters, which bodies of JSON are full of: a third larger for nothing).
+    /// Records are data, never embedded in HTML unescaped.
+    /// </summary>
+    public static RecordingJsonContext Relaxed { get; } = new(new JsonSerializerOptions
+    {
+        PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower,
+        DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingNull,
+        Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping,
+    });
+}

@@ -1,0 +1,228 @@
+using Contracts.Recording;
+using Gateway.Exchange;
+using Gateway.Listeners;
+using Microsoft.AspNetCore.Http.Features;
+using Yarp.ReverseProxy.Forwarder;
+
+namespace Gateway.Recording.Capture;
+
+/// <summary>
+/// The taps of one recorded exchange: request body, response body and, after a WebSocket upgrade, both directions
+/// of the connection. Installed before forwarding, completed after it; bytes are copied as they stream by and never
+/// held back.
+/// </summary>
+internal sealed class ExchangeCapture
+{
+    private readonly TimeProvider _time;
+    private readonly BodyCapture _requestBody;
+    private readonly BodyCapture _responseBody;
+    private readonly UnitCollector _units;
+    private GrpcFramer? _requestFramer;
+    private Action<ReadOnlySpan<byte>>? _responseParser;
+    private bool _responseInspected;
+    private long _firstByte;
+    private bool _upgraded;
+    private HttpContext? _context;
+
+    public ExchangeCapture(RecordingOptions options, TimeProvider time)
+    {
+        _time = time;
+        _requestBody = new BodyCapture(options.MaxBodyBytes);
+        _responseBody = new BodyCapture(options.MaxBodyBytes);
+        _units = new UnitCollector(options.MaxUnits, options.MaxBodyBytes, time);
+    }
+
+    /// <summary>Installs the taps on the request.</summary>
+    public void Install(HttpContext context)
+    {
+        _context = context;
+        var request = context.Request;
+        if (ErrorResponses.IsGrpc(request))
+        {
+            _requestFramer = new GrpcFramer(_units, Directions.ToServer);
+        }
+
+        request.Body = new ReadTapStream(request.Body, OnRequestBytes);
+
+        var body = context.Features.Get<IHttpResponseBodyFeature>()!;
+        context.Features.Set<IHttpResponseBodyFeature>(new TapResponseBodyFeature(body, OnResponseBytes));
+
+        if (context.Features.Get<IHttpUpgradeFeature>() is { IsUpgradableRequest: true } upgrade)
+        {
+            var fromClient = new WebSocketFrameReader(_units, Directions.ToServer);
+            var toClient = new WebSocketFrameReader(_units, Directions.ToClient);
+            context.Features.Set<IHttpUpgradeFeature>(new TapUpgradeFeature(upgrade, fromClient.Append, b => { MarkFirstByte(); toClient.Append(b); }, () => _upgraded = true));
+        }
+    }
+
+    private void OnRequestBytes(ReadOnlySpan<byte> data)
+    {
+        _requestBody.Append(data);
+        _requestFramer?.Append(data);
+    }
+
+    private void OnResponseBytes(ReadOnlySpan<byte> data)
+    {
+        if (data.IsEmpty)
+        {
+            return;
+        }
+
+        MarkFirstByte();
+        if (!_responseInspected)
+        {
+            _responseInspected = true;
+            var contentType = _context?.Response.ContentType;
+            if (contentType is not null && contentType.StartsWith("text/event-stream", StringComparison.OrdinalIgnoreCase))
+            {
+                _responseParser = new SseSplitter(_units).Append;
+            }
+            else if (contentType is not null && contentType.StartsWith("application/grpc", StringComparison.OrdinalIgnoreCase))
+            {
+                _responseParser = new GrpcFramer(_units, Directions.ToClient).Append;
+            }
+        }
+
+        _responseBody.Append(data);
+        _responseParser?.Invoke(data);
+    }
+
+    private void MarkFirstByte()
+    {
+        if (_firstByte == 0)
+        {
+            _firstByte = _time.GetTimestamp();
+        }
+    }
+
+    /// <summary>
+    /// Copies what the exchange was (headers, status, trailers, taps, timings) into a <see cref="CapturedExchange"/>
+    /// that outlives the request.
+    /// </summary>
+    public CapturedExchange Complete(HttpContext context, ExchangeContext exchange, IReadOnlyList<(string Recording, long Sequence)> targets)
+    {
+        var request = context.Request;
+        var response = context.Response;
+        var end = _time.GetTimestamp();
+        var isGrpc = ErrorResponses.IsGrpc(request);
+        var isWebSocket = _upgraded || SessionResolver.IsWebSocket(context);
+        var trailers = context.Features.Get<IHttpResponseTrailersFeature>()?.Trailers;
+        var forwarderError = context.Features.Get<IForwarderErrorFeature>();
+
+        var outcome = exchange.IsClientAbort ? Outcomes.ClientAbort
+            : exchange.TimedOut ? Outcomes.Timeout
+            : forwarderError is not null && forwarderError.Error != ForwarderError.None ? Outcomes.Error
+            : Outcomes.Completed;
+
+        return new CapturedExchange
+        {
+            Targets = targets,
+            SessionId = exchange.SessionId!,
+            ClientKey = exchange.ClientKey,
+            Protocol = isWebSocket ? Protocols.WebSocket : isGrpc ? Protocols.Grpc : Protocols.Http,
+            Listener = exchange.Listener.Tag(),
+            Route = exchange.RouteId,
+            Cluster = exchange.ClusterId,
+            Method = request.Method,
+            Scheme = request.Scheme,
+            Path = request.PathBase.Add(request.Path).Value ?? "/",
+            Query = request.QueryString.HasValue ? request.QueryString.Value : null,
+            HttpVersion = request.Protocol,
+            RequestHeaders = Copy(request.Headers),
+            RequestContentType = request.ContentType,
+            RequestBody = _requestBody.Detach(),
+            Status = exchange.IsClientAbort && !response.HasStarted ? 0 : response.StatusCode,
+            ResponseHeaders = Copy(response.Headers),
+            ResponseContentType = response.ContentType,
+            ResponseBody = _responseBody.Detach(),
+            Trailers = trailers is { Count: > 0 } ? Copy(trailers) : null,
+            StartTime = exchange.StartTime,
+            StartTimestamp = exchange.StartTimestamp,
+            FirstByteTimestamp = _firstByte,
+            EndTimestamp = end,
+            Units = _units.Snapshot(),
+            UnitsDropped = _units.Dropped,
+            Outcome = outcome,
+        };
+    }
+
+    private static RecordedHeader[] Copy(IHeaderDictionary headers)
+    {
+        var list = new List<RecordedHeader>(headers.Count);
+        foreach (var (name, values) in headers)
+        {
+            foreach (var value in values)
+            {
+                list.Add(new RecordedHeader(name, value ?? string.Empty));
+            }
+        }
+
+        return [.. list];
+    }
+}
+
+/// <summary>An exchange as the taps saw it, before redaction and serialization (done off the request path).</summary>
+internal sealed class CapturedExchange
+{
+    /// <summary>The recordings it goes to, with its sequence number in its session in each.</summary>
+    public required IReadOnlyList<(string Recording, long Sequence)> Targets { get; init; }
+
+    public required string SessionId { get; init; }
+
+    public string? ClientKey { get; init; }
+
+    public required string Protocol { get; init; }
+
+    public required string Listener { get; init; }
+
+    public string? Route { get; init; }
+
+    public string? Cluster { get; init; }
+
+    public required string Method { get; init; }
+
+    public required string Scheme { get; init; }
+
+    public required string Path { get; init; }
+
+    public string? Query { get; init; }
+
+    public required string HttpVersion { get; init; }
+
+    public required RecordedHeader[] RequestHeaders { get; init; }
+
+    public string? RequestContentType { get; init; }
+
+    public CapturedBody RequestBody { get; init; }
+
+    public int Status { get; init; }
+
+    public required RecordedHeader[] ResponseHeaders { get; init; }
+
+    public string? ResponseContentType { get; init; }
+
+    public CapturedBody ResponseBody { get; init; }
+
+    public RecordedHeader[]? Trailers { get; init; }
+
+    public DateTimeOffset StartTime { get; init; }
+
+    public long StartTimestamp { get; init; }
+
+    public long FirstByteTimestamp { get; init; }
+
+    public long EndTimestamp { get; init; }
+
+    public required List<CapturedUnit> Units { get; init; }
+
+    public int UnitsDropped { get; init; }
+
+    public required string Outcome { get; init; }
+
+    /// <summary>Returns pooled buffers; call once the record is built or dropped.</summary>
+    public void Release()
+    {
+        RequestBody.Return();
+        ResponseBody.Return();
+    }
+}

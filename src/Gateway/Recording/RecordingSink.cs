@@ -1,0 +1,215 @@
+using System.Threading.Channels;
+using Contracts.Recording;
+using Gateway.Recording.Capture;
+using Microsoft.Extensions.Options;
+
+namespace Gateway.Recording;
+
+/// <summary>
+/// Between the proxy and the store: a bounded in-memory queue that the request path writes to without ever waiting
+/// (a full queue drops the exchange and counts it), read by one background writer that builds records, batches them
+/// and appends each batch to the store. While the store is down the writer retries the batch it holds (with
+/// back-off) for <c>Gateway:Recording:RetryFor</c>, then drops it (counted); the queue meanwhile fills and sheds load
+/// at its bound. When the store is back, writing resumes by itself. On shutdown the queue is drained.
+/// </summary>
+internal sealed partial class RecordingSink : BackgroundService
+{
+    private readonly Channel<CapturedExchange> _queue;
+    private readonly RecordingStoreHolder _store;
+    private readonly RecordBuilder _builder;
+    private readonly RecordingMetrics _metrics;
+    private readonly RecordingManager _manager;
+    private readonly RecordingOptions _options;
+    private readonly TimeProvider _time;
+    private readonly ILogger<RecordingSink> _logger;
+    private volatile bool _storeUp = true;
+    private long _lastFailureLog;
+
+    public RecordingSink(RecordingStoreHolder store, RecordBuilder builder, RecordingMetrics metrics, RecordingManager manager,
+        IOptions<RecordingOptions> options, TimeProvider time, ILogger<RecordingSink> logger, Telemetry.GatewayMetrics gatewayMetrics)
+    {
+        _options = options.Value;
+        _queue = Channel.CreateBounded<CapturedExchange>(new BoundedChannelOptions(_options.QueueCapacity)
+        {
+            FullMode = BoundedChannelFullMode.Wait, // with TryWrite: returns false when full, never blocks
+            SingleReader = true,
+            SingleWriter = false,
+        });
+        _store = store;
+        _builder = builder;
+        _metrics = metrics;
+        _manager = manager;
+        _time = time;
+        _logger = logger;
+        RecordingMetrics.Observe(gatewayMetrics, () => _queue.Reader.Count, () => _storeUp);
+    }
+
+    /// <summary>Exchanges waiting to be written.</summary>
+    public int QueueDepth => _queue.Reader.Count;
+
+    /// <summary>Whether the last store write succeeded.</summary>
+    public bool StoreUp => _storeUp;
+
+    /// <summary>Hands an exchange to the writer; never waits. A full queue drops it (counted <c>queue_full</c>).</summary>
+    public void Enqueue(CapturedExchange exchange)
+    {
+        if (exchange.UnitsDropped > 0)
+        {
+            _metrics.UnitsDropped(exchange.UnitsDropped);
+        }
+
+        if (!_queue.Writer.TryWrite(exchange))
+        {
+            exchange.Release();
+            _metrics.Dropped(RecordingMetrics.QueueFull);
+        }
+    }
+
+    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
+    {
+        var reader = _queue.Reader;
+        var batch = new List<CapturedExchange>(_options.BatchSize);
+        try
+        {
+            while (await reader.WaitToReadAsync(stoppingToken))
+            {
+                while (batch.Count < _options.BatchSize && reader.TryRead(out var item))
+                {
+                    batch.Add(item);
+                }
+
+                await WriteAsync(batch, stoppingToken);
+                batch.Clear();
+            }
+        }
+        catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
+        {
+            // Shutdown: drain what is queued below.
+        }
+
+        // Drain on shutdown, with a bound: a store that is down must not hold the process.
+        using var drain = new CancellationTokenSource(TimeSpan.FromSeconds(5));
+        _queue.Writer.TryComplete();
+        while (reader.TryRead(out var item))
+        {
+            batch.Add(item);
+            if (batch.Count == _options.BatchSize)
+            {
+                await WriteAsync(batch, drain.Token, retry: false);
+                batch.Clear();
+            }
+        }
+
+        await WriteAsync(batch, drain.Token, retry: false);
+    }
+
+    private async Task WriteAsync(List<CapturedExchange> batch, CancellationToken cancellationToken, bool retry = true)
+    {
+        if (batch.Count == 0)
+        {
+            return;
+        }
+
+        // Build records (redaction happens here, before anything leaves the process) and group them by recording.
+        var byRecording = new Dictionary<string, (List<ExchangeRecord> Exchanges, HashSet<string> Sessions)>(StringComparer.Ordinal);
+        foreach (var captured in batch)
+        {
+            try
+            {
+                foreach (var record in _builder.Build(captured))
+                {
+                    if (!byRecording.TryGetValue(record.Recording, out var group))
+                    {
+                        group = ([], new HashSet<string>(StringComparer.Ordinal));
+                        byRecording[record.Recording] = group;
+                    }
+
+                    group.Exchanges.Add(record);
+                    group.Sessions.Add(record.SessionId);
+                }
+            }
+            finally
+            {
+                captured.Release();
+            }
+        }
+
+        foreach (var (recording, group) in byRecording)
+        {
+            var sessions = _manager.Tracker(recording).TakeChanged(group.Sessions);
+            await AppendWithRetryAsync(recording, group.Exchanges, sessions, retry, cancellationToken);
+        }
+    }
+
+    private async Task AppendWithRetryAsync(string recording, List<ExchangeRecord> exchanges, List<SessionRecord> sessions, bool retry, CancellationToken cancellationToken)
+    {
+        var started = _time.GetTimestamp();
+        var delay = TimeSpan.FromMilliseconds(100);
+        while (true)
+        {
+            try
+            {
+                var t0 = _time.GetTimestamp();
+                await _store.Store.AppendAsync(recording, exchanges, sessions, cancellationToken);
+                _metrics.Batch(_time.GetElapsedTime(t0).TotalSeconds);
+                _metrics.Written(exchanges.Count);
+                _manager.Written(recording, exchanges.Count);
+                if (!_storeUp)
+                {
+                    _storeUp = true;
+                    Log.StoreRecovered(_logger, _store.Store.Kind);
+                }
+
+                return;
+            }
+            catch (Exception ex) when (ex is not OperationCanceledException || !cancellationToken.IsCancellationRequested)
+            {
+                _storeUp = false;
+                LogFailure(ex);
+                if (!retry || _time.GetElapsedTime(started) >= _options.RetryFor)
+                {
+                    _metrics.Dropped(RecordingMetrics.StoreUnavailable, exchanges.Count);
+                    return;
+                }
+            }
+            catch (OperationCanceledException)
+            {
+                _metrics.Dropped(RecordingMetrics.StoreUnavailable, exchanges.Count);
+                return;
+            }
+
+            try
+            {
+                await Task.Delay(delay, _time, cancellationToken);
+            }
+            catch (OperationCanceledException)
+            {
+                _metrics.Dropped(RecordingMetrics.StoreUnavailable, exchanges.Count);
+                return;
+            }
+
+            delay = TimeSpan.FromMilliseconds(Math.Min(delay.TotalMilliseconds * 2, 2000));
+        }
+    }
+
+    private void LogFailure(Exception ex)
+    {
+        // At most one line every 10 seconds while the store is down.
+        var now = _time.GetTimestamp();
+        var last = Interlocked.Read(ref _lastFailureLog);
+        if (last == 0 || _time.GetElapsedTime(last, now) > TimeSpan.FromSeconds(10))
+        {
+            Interlocked.Exchange(ref _lastFailureLog, now);
+            Log.StoreFailed(_logger, _store.Store.Kind, ex.Message);
+        }
+    }
+
+    private static partial class Log
+    {
+        [LoggerMessage(EventId = 3101, Level = LogLevel.Warning, Message = "Recording store ({Store}) unavailable: {Reason}. Exchanges queue, and drop (counted in recording_dropped_total) when the queue is full or the retry time runs out.")]
+        public static partial void StoreFailed(ILogger logger, string store, string reason);
+
+        [LoggerMessage(EventId = 3102, Level = LogLevel.Information, Message = "Recording store ({Store}) is back; recording resumes.")]
+        public static partial void StoreRecovered(ILogger logger, string store);
+    }
+}
