@@ -25,7 +25,9 @@ internal static class Sims
         return await ModelSimServer.StartAsync(dictionary, cts.Token);
     }
 
-    public static HttpClient Client(ModelSimServer sim) => new(new SocketsHttpHandler { PooledConnectionLifetime = TimeSpan.FromMinutes(1) })
+    /// <summary>An HTTP/1.1 client for the simulator. Disposing an unfinished response closes its connection (no drain),
+    /// as a client that gives up does, so the server sees the abort.</summary>
+    public static HttpClient Client(ModelSimServer sim) => new(new SocketsHttpHandler { PooledConnectionLifetime = TimeSpan.FromMinutes(1), MaxResponseDrainSize = 0 })
     {
         BaseAddress = sim.HttpAddress,
         Timeout = Timeout,

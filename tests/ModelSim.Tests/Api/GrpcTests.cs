@@ -1,0 +1,105 @@
+using System.Diagnostics;
+using Contracts.Tokens;
+using Grpc.Core;
+using Grpc.Net.Client;
+using Inference.V1;
+using ModelSim.Tests.Support;
+
+namespace ModelSim.Tests.Api;
+
+/// <summary>gRPC <c>inference.v1.Generation</c> over h2c on the gRPC listener.</summary>
+public sealed class GrpcTests
+{
+    private static GrpcChannel Channel(ModelSimServer sim) => GrpcChannel.ForAddress(sim.GrpcAddress);
+
+    [Fact]
+    public async Task UnaryGeneratesExactlyMaxTokensAndMatchesHttp()
+    {
+        await using var sim = await Sims.StartAsync(("PrefillMs", 1), ("PerTokenMs", 1));
+        using var channel = Channel(sim);
+        var client = new Generation.GenerationClient(channel);
+
+        var reply = await client.GenerateAsync(new GenerateRequest { Prompt = "grpc prompt", MaxTokens = 8, SessionId = "s" });
+
+        Assert.Equal(8, reply.Tokens);
+        Assert.Equal(8, TokenCounter.Default.Count(reply.Text));
+        using var http = Sims.Client(sim);
+        Assert.Equal(await Sims.GenerateAsync(http, "grpc prompt", 8), reply.Text);
+
+        var defaulted = await client.GenerateAsync(new GenerateRequest { Prompt = "x" }); // proto3 0 → Sim:DefaultMaxTokens
+        Assert.Equal(16, defaulted.Tokens);
+        Assert.Equal(3, sim.Stats.Completed);
+    }
+
+    [Fact]
+    public async Task StreamingSendsOneChunkPerTokenAsProduced()
+    {
+        await using var sim = await Sims.StartAsync(("PrefillMs", 2), ("PrefillPerTokenMs", 0), ("PerTokenMs", 20));
+        using var channel = Channel(sim);
+        var client = new Generation.GenerationClient(channel);
+        await client.GenerateAsync(new GenerateRequest { Prompt = "warm", MaxTokens = 1 });
+
+        var start = Stopwatch.GetTimestamp();
+        using var call = client.GenerateStream(new GenerateRequest { Prompt = "stream me", MaxTokens = 15 });
+        var chunks = new List<(TokenChunk Chunk, double AtMs)>();
+        await foreach (var chunk in call.ResponseStream.ReadAllAsync())
+        {
+            chunks.Add((chunk, Stopwatch.GetElapsedTime(start).TotalMilliseconds));
+        }
+
+        Assert.Equal(Enumerable.Range(0, 15), chunks.Select(c => c.Chunk.Index));
+        Assert.Equal(await new Generation.GenerationClient(channel).GenerateAsync(new GenerateRequest { Prompt = "stream me", MaxTokens = 15 }) is { } r ? r.Text : null,
+            string.Concat(chunks.Select(c => c.Chunk.Text)));
+        Assert.InRange(chunks[0].AtMs, 0, 120);
+        Assert.InRange(chunks[^1].AtMs - chunks[0].AtMs, 250, 450); // 14 steps × 20 ms
+        Assert.Equal(StatusCode.OK, call.GetStatus().StatusCode);
+    }
+
+    [Fact]
+    public async Task AFullQueueIsResourceExhaustedAtOnce()
+    {
+        await using var sim = await Sims.StartAsync(("Slots", 1), ("Queue", 0), ("PrefillMs", 1), ("PerTokenMs", 20));
+        using var channel = Channel(sim);
+        var client = new Generation.GenerationClient(channel);
+        var running = client.GenerateAsync(new GenerateRequest { Prompt = "long", MaxTokens = 30 });
+        await sim.WaitAsync(s => s.Inflight == 1);
+
+        var start = Stopwatch.GetTimestamp();
+        var refused = await Assert.ThrowsAsync<RpcException>(async () => await client.GenerateAsync(new GenerateRequest { Prompt = "more", MaxTokens = 1 }));
+        Assert.Equal(StatusCode.ResourceExhausted, refused.StatusCode);
+        Assert.True(Stopwatch.GetElapsedTime(start).TotalMilliseconds < 300);
+
+        Assert.Equal(30, (await running).Tokens);
+        Assert.Equal((2L, 1L, 1L), (sim.Stats.Requests, sim.Stats.Rejected, sim.Stats.Completed));
+    }
+
+    [Fact]
+    public async Task InvalidMaxTokensIsInvalidArgument()
+    {
+        await using var sim = await Sims.StartAsync(("MaxTokensLimit", 10), ("DefaultMaxTokens", 4));
+        using var channel = Channel(sim);
+        var client = new Generation.GenerationClient(channel);
+        foreach (var bad in new[] { -1, 11 })
+        {
+            var error = await Assert.ThrowsAsync<RpcException>(async () => await client.GenerateAsync(new GenerateRequest { Prompt = "x", MaxTokens = bad }));
+            Assert.Equal(StatusCode.InvalidArgument, error.StatusCode);
+            Assert.Contains($"(was {bad})", error.Status.Detail, StringComparison.Ordinal);
+        }
+
+        Assert.Equal((2L, 0L), (sim.Stats.BadRequests, sim.Stats.Requests));
+    }
+
+    [Fact]
+    public async Task ListenersServeOnlyTheirOwnProtocol()
+    {
+        await using var sim = await Sims.StartAsync();
+        // gRPC listener: HTTP/2 prior knowledge, but the OpenAI API is not there.
+        using var h2 = new HttpClient { DefaultRequestVersion = System.Net.HttpVersion.Version20, DefaultVersionPolicy = HttpVersionPolicy.RequestVersionExact };
+        Assert.Equal(404, (int)(await h2.GetAsync(new Uri(sim.GrpcAddress, "/health"))).StatusCode);
+        // HTTP listener: HTTP/1.1 only, so a gRPC client cannot reach the service there.
+        using var wrong = GrpcChannel.ForAddress(sim.HttpAddress);
+        var error = await Assert.ThrowsAsync<RpcException>(async () => await new Generation.GenerationClient(wrong).GenerateAsync(new GenerateRequest { Prompt = "x", MaxTokens = 1 }));
+        Assert.NotEqual(StatusCode.OK, error.StatusCode);
+        Assert.Equal(0, sim.Stats.Requests);
+    }
+}
