@@ -1,18 +1,43 @@
 using Contracts.Recording;
+using StackExchange.Redis;
 
 namespace Replay.Sources;
 
 /// <summary>
-/// Opens a recording in Redis. The store itself (<c>RedisRecordingStore</c>, key layout <c>rec:{NAME}:x</c>) lives in
-/// src/Shared beside the file store; the replay tool reads it through <see cref="IRecordingStore"/> like any other.
+/// Opens recordings in Redis through the shared <see cref="RedisRecordingStore"/> (key layout <c>rec:{NAME}:x</c>
+/// stream, <c>rec:{NAME}:s</c> sessions, <c>rec:{NAME}:meta</c>; see docs/recording.md). The source is a
+/// <c>redis://[:password@]host:port[/db]</c> URL or a StackExchange.Redis connection string.
 /// </summary>
 internal static class RedisSource
 {
-    /// <summary>Connects to Redis.</summary>
-    /// <exception cref="InputException">Redis cannot be reached or this build has no Redis store.</exception>
-    public static Task<(IRecordingStore Store, string Description)> OpenAsync(string source, CancellationToken cancellationToken)
+    /// <summary>Connects and checks that Redis answers.</summary>
+    /// <exception cref="InputException">The source is not a valid Redis address, or Redis does not answer.</exception>
+    public static async Task<(IRecordingStore Store, string Description)> OpenAsync(string source, CancellationToken cancellationToken)
     {
-        cancellationToken.ThrowIfCancellationRequested();
-        throw new InputException($"--source '{source}': this build of the replay tool has no Redis recording store yet (src/Shared has no RedisRecordingStore); export the recording to the file store and use --source file:DIR.");
+        RedisRecordingStore store;
+        try
+        {
+            store = await RedisRecordingStore.ConnectAsync(source).WaitAsync(cancellationToken).ConfigureAwait(false);
+        }
+        catch (ArgumentException ex)
+        {
+            throw new InputException($"--source '{source}': {ex.Message}", ex);
+        }
+        catch (RedisException ex)
+        {
+            throw new InputException($"--source '{source}': cannot connect to Redis ({ex.Message}).", ex);
+        }
+
+        try
+        {
+            await store.ListAsync(cancellationToken).ConfigureAwait(false);
+        }
+        catch (RedisException ex)
+        {
+            await store.DisposeAsync().ConfigureAwait(false);
+            throw new InputException($"--source '{source}': Redis does not answer ({ex.Message}).", ex);
+        }
+
+        return (store, $"Redis at {source}");
     }
 }

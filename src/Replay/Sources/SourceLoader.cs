@@ -32,7 +32,14 @@ internal static class SourceLoader
         var (store, description) = await RecordingStores.OpenAsync(source, cancellationToken).ConfigureAwait(false);
         await using (store.ConfigureAwait(false))
         {
-            return await RecordingSource.LoadAsync(store, description, settings.Recording, settings, cancellationToken).ConfigureAwait(false);
+            try
+            {
+                return await RecordingSource.LoadAsync(store, description, settings.Recording, settings, cancellationToken).ConfigureAwait(false);
+            }
+            catch (StackExchange.Redis.RedisException ex)
+            {
+                throw new InputException($"--source '{source}': reading recording '{settings.Recording}' failed ({ex.Message}).", ex);
+            }
         }
     }
 }

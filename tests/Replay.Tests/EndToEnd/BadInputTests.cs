@@ -1,0 +1,135 @@
+using System.Text.Json;
+using Contracts.Recording;
+using TestSupport;
+
+namespace Replay.Tests.EndToEnd;
+
+/// <summary>Bad input gets a clear message and exit code 2 (3 for an unreachable target); a single bad record is skipped and counted.</summary>
+[Collection(RealTimeGroup.Name)]
+public sealed class BadInputTests
+{
+    [Fact(Timeout = 30_000)]
+    public async Task An_unknown_recording_is_refused_naming_the_recordings_there()
+    {
+        using var dir = TestHost.CreateTempDirectory();
+        await Recordings.WriteCaptureAsync(dir.Path, "capture");
+
+        var result = await TestHost.RunAsync(["run", "--source", "file:" + dir.Path, "--recording", "nope", "--target", "http://127.0.0.1:9"]);
+
+        Assert.True(result.ExitCode == 2, result.ToString());
+        Assert.Contains("--recording 'nope' not found", result.Error, StringComparison.Ordinal);
+        Assert.Contains("capture", result.Error, StringComparison.Ordinal);
+    }
+
+    [Fact(Timeout = 30_000)]
+    public async Task An_unreachable_target_ends_the_run_before_it_starts()
+    {
+        var port = FreePort.Next();
+
+        var result = await TestHost.RunAsync(["load", "--target", $"http://127.0.0.1:{port}", "--rate", "10", "--duration", "1s"]);
+
+        Assert.True(result.ExitCode == 3, result.ToString());
+        Assert.Contains("target unreachable", result.Error, StringComparison.Ordinal);
+        Assert.Contains($"127.0.0.1:{port}", result.Error, StringComparison.Ordinal);
+    }
+
+    [Fact(Timeout = 30_000)]
+    public async Task A_malformed_template_is_refused_with_its_line()
+    {
+        using var dir = TestHost.CreateTempDirectory();
+        var template = dir.Combine("t.json");
+        await File.WriteAllTextAsync(template, "{\n  \"requests\": [\n    { \"path\": \"/v1/chat/completions\" \n    { }\n  ]\n}\n");
+
+        var result = await TestHost.RunAsync(["load", "--template", template, "--target", "http://127.0.0.1:9", "--rate", "10", "--duration", "1s"]);
+
+        Assert.True(result.ExitCode == 2, result.ToString());
+        Assert.Contains("not valid JSON at line 4", result.Error, StringComparison.Ordinal);
+    }
+
+    [Fact(Timeout = 30_000)]
+    public async Task A_template_with_wrong_fields_lists_every_problem()
+    {
+        using var dir = TestHost.CreateTempDirectory();
+        var template = dir.Combine("t.json");
+        await File.WriteAllTextAsync(template, """{ "requests": [ { "protocol": "smtp" }, { "weight": 0, "path": "v1" }, { "protocol": "websocket" } ] }""");
+
+        var result = await TestHost.RunAsync(["load", "--template", template, "--target", "http://127.0.0.1:9", "--rate", "10", "--duration", "1s"]);
+
+        Assert.True(result.ExitCode == 2, result.ToString());
+        Assert.Contains("requests[0].protocol", result.Error, StringComparison.Ordinal);
+        Assert.Contains("requests[1].weight", result.Error, StringComparison.Ordinal);
+        Assert.Contains("requests[1].path", result.Error, StringComparison.Ordinal);
+        Assert.Contains("requests[2].messages", result.Error, StringComparison.Ordinal);
+    }
+
+    [Fact(Timeout = 60_000)]
+    public async Task A_corrupt_record_is_skipped_and_counted_and_the_rest_is_replayed()
+    {
+        using var dir = TestHost.CreateTempDirectory();
+        var recorded = await Recordings.WriteCaptureAsync(dir.Combine("store"), "capture");
+        var file = Path.Combine(dir.Combine("store"), "capture.jsonl");
+        await File.AppendAllTextAsync(file, "{\"type\":\"exchange\",\"exchange\":{not json\n");
+        var future = Recordings.Http("capture", "late", 1, Recordings.Origin + 1000, false, "x") with { SchemaVersion = 99 };
+        await File.AppendAllBytesAsync(file, RecordingFile.ExchangeLine(future));
+        await using var sim = await TestHost.StartSimAsync();
+
+        var result = await TestHost.RunAsync(["run", "--source", dir.Combine("store"), "--recording", "capture", "--speed", "4", "--report", dir.Combine("out"), .. TestHost.Targets(sim)]);
+
+        Assert.True(result.ExitCode == 0, result.ToString());
+        Assert.Contains("skipped line", result.Error, StringComparison.Ordinal);
+        Assert.Equal(recorded, sim.Stats.Requests);
+        using var report = TestHost.ReadReport(dir.Combine("out"));
+        Assert.Equal(2, report.RootElement.GetProperty("skipped_records").GetInt64());
+        var reasons = report.RootElement.GetProperty("skipped").EnumerateArray().Select(static s => s.GetProperty("reason").GetString()).ToList();
+        Assert.Contains(reasons, static r => r!.Contains("not valid JSON", StringComparison.Ordinal));
+        Assert.Contains(reasons, static r => r!.Contains("schema version 99", StringComparison.Ordinal));
+    }
+
+    [Fact(Timeout = 30_000)]
+    public async Task Invalid_options_are_all_reported_naming_their_flags()
+    {
+        var result = await TestHost.RunAsync(["run", "--source", "azure-llm:x.csv", "--target", "ftp://host", "--speed", "0", "--amplify", "-1", "--duration", "soon", "--assert", "p95<"]);
+
+        Assert.True(result.ExitCode == 2, result.ToString());
+        Assert.Contains("--speed must be > 0 (was 0)", result.Error, StringComparison.Ordinal);
+        Assert.Contains("--amplify must be > 0", result.Error, StringComparison.Ordinal);
+        Assert.Contains("--duration 'soon' is not a duration", result.Error, StringComparison.Ordinal);
+        Assert.Contains("--assert 'p95<'", result.Error, StringComparison.Ordinal);
+        Assert.Contains("ftp://host", result.Error, StringComparison.Ordinal);
+    }
+
+    [Fact(Timeout = 30_000)]
+    public async Task Unknown_flags_missing_sources_and_missing_files_are_usage_errors()
+    {
+        var unknown = await TestHost.RunAsync(["load", "--target", "http://127.0.0.1:9", "--rate", "1", "--duration", "1s", "--bogus"]);
+        var noRecording = await TestHost.RunAsync(["run", "--source", Path.GetTempPath(), "--target", "http://127.0.0.1:9"]);
+        var noTrace = await TestHost.RunAsync(["run", "--source", "azure-llm:/nonexistent/trace.csv", "--target", "http://127.0.0.1:9"]);
+        var noStore = await TestHost.RunAsync(["run", "--source", "file:/nonexistent/store", "--recording", "x", "--target", "http://127.0.0.1:9"]);
+
+        Assert.True(unknown.ExitCode == 2, unknown.ToString());
+        Assert.Contains("--bogus", unknown.Error, StringComparison.Ordinal);
+        Assert.True(noRecording.ExitCode == 2, noRecording.ToString());
+        Assert.Contains("--recording NAME", noRecording.Error, StringComparison.Ordinal);
+        Assert.True(noTrace.ExitCode == 2, noTrace.ToString());
+        Assert.Contains("not found", noTrace.Error, StringComparison.Ordinal);
+        Assert.True(noStore.ExitCode == 2, noStore.ToString());
+        Assert.Contains("does not exist", noStore.Error, StringComparison.Ordinal);
+    }
+
+    [Fact(Timeout = 30_000)]
+    public async Task List_shows_the_recordings_and_a_recordings_sessions()
+    {
+        using var dir = TestHost.CreateTempDirectory();
+        await Recordings.WriteCaptureAsync(dir.Path, "capture");
+
+        var all = await TestHost.RunAsync(["list", "--source", dir.Path]);
+        var one = await TestHost.RunAsync(["list", "--source", "file:" + dir.Path, "--recording", "capture"]);
+
+        Assert.True(all.ExitCode == 0, all.ToString());
+        Assert.Contains("capture", all.Output, StringComparison.Ordinal);
+        Assert.Contains("1 recording(s)", all.Output, StringComparison.Ordinal);
+        Assert.True(one.ExitCode == 0, one.ToString());
+        Assert.Contains("10 session(s)", one.Output, StringComparison.Ordinal);
+        Assert.Contains("ws-1", one.Output, StringComparison.Ordinal);
+    }
+}
