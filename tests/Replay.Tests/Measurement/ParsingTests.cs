@@ -1,0 +1,81 @@
+using System.Text;
+using Replay.Cli;
+using Replay.Clients;
+using Replay.Measurement;
+using Replay.Reporting;
+
+namespace Replay.Tests.Measurement;
+
+public sealed class ParsingTests
+{
+    [Theory]
+    [InlineData("ttft_p95<500ms", "Ttft", 95, 500_000, false)]
+    [InlineData("e2e_p99<=2s", "E2e", 99, 2_000_000, true)]
+    [InlineData("itl<50ms", "Itl", 100, 50_000, false)]
+    [InlineData("latency_p90.5 < 250 us", "E2e", 90.5, 250, false)]
+    public void Slos_parse(string text, string metric, double percentile, long micros, bool inclusive)
+    {
+        var slo = Slo.TryParse(text, out var error);
+        Assert.Null(error);
+        Assert.Equal(Enum.Parse<SloMetric>(metric), slo!.Metric);
+        Assert.Equal(percentile, slo.Percentile);
+        Assert.Equal(micros, slo.ThresholdMicros);
+        Assert.Equal(inclusive, slo.Inclusive);
+    }
+
+    [Theory]
+    [InlineData("p95<500ms", "p95", "<", 500)]
+    [InlineData("error_rate<1%", "error_rate", "<", 0.01)]
+    [InlineData("achieved_rps>=1500", "achieved_rps", ">=", 1500)]
+    [InlineData("ttft_p99 <= 2s", "ttft_p99", "<=", 2000)]
+    [InlineData("lag_p99<500us", "lag_p99", "<", 0.5)]
+    public void Assertions_parse_into_milliseconds_and_fractions(string text, string metric, string op, double value)
+    {
+        var a = Assertion.TryParse(text, out var error);
+        Assert.Null(error);
+        Assert.Equal(metric, a!.Metric);
+        Assert.Equal(op, a.Operator);
+        Assert.Equal(value, a.Value, 9);
+    }
+
+    [Theory]
+    [InlineData("p95<500")]
+    [InlineData("nonsense<5")]
+    [InlineData("requests<5ms")]
+    [InlineData("p95")]
+    public void Malformed_assertions_are_refused_naming_the_flag(string text)
+    {
+        Assert.Null(Assertion.TryParse(text, out var error));
+        Assert.StartsWith("--assert", error, StringComparison.Ordinal);
+    }
+
+    [Theory]
+    [InlineData("500ms", 500)]
+    [InlineData("10s", 10_000)]
+    [InlineData("2m", 120_000)]
+    [InlineData("1.5", 1500)]
+    public void Durations_parse(string text, double ms)
+    {
+        Assert.True(ValueParsers.TryParseDuration(text, out var value));
+        Assert.Equal(ms, value.TotalMilliseconds, 6);
+    }
+
+    [Fact]
+    public void Sse_events_with_text_count_as_tokens_and_usage_is_read()
+    {
+        var usage = -1;
+        Assert.False(HttpSender.IsTokenEvent(Encoding.UTF8.GetBytes("data: {\"choices\":[{\"delta\":{\"role\":\"assistant\",\"content\":\"\"}}]}"), ref usage));
+        Assert.True(HttpSender.IsTokenEvent(Encoding.UTF8.GetBytes("data: {\"choices\":[{\"delta\":{\"content\":\" hi\"}}]}"), ref usage));
+        Assert.True(HttpSender.IsTokenEvent(Encoding.UTF8.GetBytes("data: {\"choices\":[{\"index\":0,\"text\":\"x\"}]}"), ref usage));
+        Assert.False(HttpSender.IsTokenEvent(Encoding.UTF8.GetBytes("data: {\"choices\":[],\"usage\":{\"prompt_tokens\":3,\"total_tokens\":10,\"completion_tokens\": 7}}"), ref usage));
+        Assert.Equal(7, usage);
+        Assert.False(HttpSender.IsTokenEvent("data: [DONE]"u8, ref usage));
+    }
+
+    [Fact]
+    public void The_tokens_field_of_a_protobuf_reply_is_read()
+    {
+        var reply = new Inference.V1.GenerateReply { Text = "a b c", Tokens = 300 };
+        Assert.Equal(300, HttpSender.ReadVarintField(Google.Protobuf.MessageExtensions.ToByteArray(reply), 2));
+    }
+}
