@@ -42,9 +42,11 @@ internal sealed partial class GenerationEngine : IDisposable
     private readonly long _origin;
     private readonly ITimer _timer;
     private readonly FaultState _faults;
-    private readonly Sequence?[] _slots;
-    private readonly int[] _freeSlots;
-    private int _freeCount;
+    private readonly int _slotCount;
+
+    // The running batch, dense: [0, _runningCount) hold sequences, so a pass costs O(running), not O(Slots).
+    private readonly Sequence?[] _running;
+    private int _runningCount;
 
     // Intrusive FIFO of waiting sequences (O(1) removal on cancel, no node allocation).
     private Sequence? _head;
@@ -80,14 +82,8 @@ internal sealed partial class GenerationEngine : IDisposable
         _logger = logger;
         _origin = timeProvider.GetTimestamp();
         _faults = new FaultState(_options.CollapseQueue, _options.CollapseMs);
-        _slots = new Sequence?[_options.Slots];
-        _freeSlots = new int[_options.Slots];
-        for (var i = 0; i < _freeSlots.Length; i++)
-        {
-            _freeSlots[i] = _freeSlots.Length - 1 - i; // pop gives slot 0 first
-        }
-
-        _freeCount = _freeSlots.Length;
+        _slotCount = _options.Slots;
+        _running = new Sequence?[_slotCount];
         InstanceTag = Random.Shared.Next().ToString("x8", System.Globalization.CultureInfo.InvariantCulture);
 
         // The timer must not capture the execution context of whoever resolved the engine first.
@@ -107,7 +103,7 @@ internal sealed partial class GenerationEngine : IDisposable
     public double NowMs => _time.GetElapsedTime(_origin).TotalMilliseconds;
 
     /// <summary>Sequences holding a slot now (lock-free read).</summary>
-    public int Inflight => _slots.Length - Volatile.Read(ref _freeCount);
+    public int Inflight => Volatile.Read(ref _runningCount);
 
     /// <summary>Requests waiting now (lock-free read).</summary>
     public int QueueDepth => Volatile.Read(ref _queued);
@@ -169,7 +165,7 @@ internal sealed partial class GenerationEngine : IDisposable
                 return AdmissionResult.Collapsed;
             }
 
-            if (_freeCount > 0)
+            if (_runningCount < _slotCount)
             {
                 sequence = new Sequence(this, ++_nextId, request, streaming, now);
                 StartLocked(sequence, now);
@@ -242,12 +238,9 @@ internal sealed partial class GenerationEngine : IDisposable
         {
             var now = NowMs;
             var shift = _faults.BeginStall(now, duration.TotalMilliseconds);
-            foreach (var running in _slots)
+            for (var i = 0; i < _runningCount; i++)
             {
-                if (running is not null)
-                {
-                    running.NextDueMs += shift;
-                }
+                _running[i]!.NextDueMs += shift;
             }
 
             Interlocked.Increment(ref _stalls);
@@ -289,10 +282,10 @@ internal sealed partial class GenerationEngine : IDisposable
                 Cancelled = _cancelled,
                 Failed = _failed,
                 BadRequests = Interlocked.Read(ref _badRequests),
-                Inflight = _slots.Length - _freeCount,
+                Inflight = _runningCount,
                 QueueDepth = _queued,
                 QueueDepthMax = _queueDepthMax,
-                Slots = _slots.Length,
+                Slots = _slotCount,
                 PromptTokens = _promptTokens,
                 GeneratedTokens = _generatedTokens,
                 Collapses = _collapses,
@@ -345,16 +338,17 @@ internal sealed partial class GenerationEngine : IDisposable
             _loopWakeMs = double.PositiveInfinity;
             try
             {
-                for (var i = 0; i < _slots.Length; i++)
+                for (var i = 0; i < _runningCount; i++)
                 {
-                    // A slot freed here may be refilled at once from the queue, so re-read it each time.
-                    while (_slots[i] is { } sequence && sequence.NextDueMs <= now)
+                    // Retiring a sequence moves the last running one into position i and admissions append at the
+                    // end, so position i is re-read until it holds a sequence that is not due.
+                    while (i < _runningCount && _running[i] is { } sequence && sequence.NextDueMs <= now)
                     {
                         sequence.EmitToken();
                         Interlocked.Increment(ref _generatedTokens);
                         if (sequence.Generated < sequence.MaxTokens)
                         {
-                            sequence.NextDueMs += LatencyModel.StepMs(_options, _slots.Length - _freeCount);
+                            sequence.NextDueMs += LatencyModel.StepMs(_options, _runningCount);
                             continue;
                         }
 
@@ -365,9 +359,9 @@ internal sealed partial class GenerationEngine : IDisposable
                         AdmitFromQueueLocked(finishedAt);
                     }
 
-                    if (_slots[i] is { } pending && pending.NextDueMs < _loopWakeMs)
+                    if (i < _runningCount && _running[i]!.NextDueMs < _loopWakeMs)
                     {
-                        _loopWakeMs = pending.NextDueMs;
+                        _loopWakeMs = _running[i]!.NextDueMs;
                     }
                 }
             }
@@ -386,31 +380,39 @@ internal sealed partial class GenerationEngine : IDisposable
     /// <summary>Puts <paramref name="sequence"/> in a free slot; its prefill starts at <paramref name="startMs"/> (after any stall).</summary>
     private void StartLocked(Sequence sequence, double startMs)
     {
-        Debug.Assert(_freeCount > 0, "A slot is free.");
-        var slot = _freeSlots[--_freeCount];
-        _slots[slot] = sequence;
-        sequence.Slot = slot;
+        Debug.Assert(_runningCount < _slotCount, "A slot is free.");
+        _running[_runningCount] = sequence;
+        sequence.Slot = _runningCount;
+        Volatile.Write(ref _runningCount, _runningCount + 1);
         sequence.State = SequenceState.Running;
         startMs = Math.Max(startMs, _faults.StallUntilMs);
         sequence.AdmittedAtMs = startMs;
         Interlocked.Add(ref _promptTokens, sequence.PromptTokens);
         sequence.NextDueMs = startMs + LatencyModel.PrefillMs(_options, sequence.PromptTokens)
-            + LatencyModel.StepMs(_options, _slots.Length - _freeCount);
+            + LatencyModel.StepMs(_options, _runningCount);
         RequestWakeLocked(sequence.NextDueMs);
     }
 
     private void ReleaseSlotLocked(Sequence sequence)
     {
-        Debug.Assert(sequence.State == SequenceState.Running && _slots[sequence.Slot] == sequence, "The sequence holds its slot.");
-        _slots[sequence.Slot] = null;
-        _freeSlots[_freeCount++] = sequence.Slot;
+        Debug.Assert(sequence.State == SequenceState.Running && _running[sequence.Slot] == sequence, "The sequence holds its slot.");
+        var last = _runningCount - 1;
+        if (sequence.Slot != last)
+        {
+            var moved = _running[last]!;
+            _running[sequence.Slot] = moved;
+            moved.Slot = sequence.Slot;
+        }
+
+        _running[last] = null;
+        Volatile.Write(ref _runningCount, last);
         sequence.Slot = -1;
     }
 
     /// <summary>Moves queue heads into free slots; each starts at the later of <paramref name="startMs"/> and its arrival.</summary>
     private void AdmitFromQueueLocked(double startMs)
     {
-        while (_freeCount > 0 && _head is { } next)
+        while (_runningCount < _slotCount && _head is { } next)
         {
             RemoveFromQueueLocked(next);
             StartLocked(next, Math.Max(startMs, next.EnqueuedAtMs));
@@ -473,14 +475,12 @@ internal sealed partial class GenerationEngine : IDisposable
 
     private void FailAllLocked(SequenceOutcome outcome, double now)
     {
-        foreach (var running in _slots)
+        while (_runningCount > 0)
         {
-            if (running is not null)
-            {
-                ReleaseSlotLocked(running);
-                Interlocked.Increment(ref _failed);
-                running.Finish(outcome, now);
-            }
+            var running = _running[_runningCount - 1]!;
+            ReleaseSlotLocked(running);
+            Interlocked.Increment(ref _failed);
+            running.Finish(outcome, now);
         }
 
         while (_head is { } queued)

@@ -121,7 +121,7 @@ internal sealed class Sequence
 
     // Scheduling state, guarded by the engine's lock.
     internal SequenceState State;
-    internal int Slot = -1;
+    internal int Slot = -1; // position in the engine's dense running array, -1 when not running
     internal double NextDueMs;
     internal Sequence? QueuePrev;
     internal Sequence? QueueNext;

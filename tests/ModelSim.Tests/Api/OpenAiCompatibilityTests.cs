@@ -117,13 +117,14 @@ public sealed class OpenAiCompatibilityTests(ITestOutputHelper output)
         Assert.Equal(20, (int)usageChunk["usage"]!["completion_tokens"]!);
         Assert.Equal(TokenCounter.Default.Count("stream please") + 20, (int)usageChunk["usage"]!["total_tokens"]!);
 
-        // Timing: first token early, the rest spread over ≈ 475 ms, one every ≈ 25 ms.
+        // Timing: headers and the first token early, the rest spread over ≈ 475 ms, one every ≈ 25 ms. A buffered
+        // stream would deliver them all together at ≈ 505 ms. Upper bounds are loose: a busy test host reads late.
         var firstTokenAt = events[1].AtMs;
         var lastTokenAt = events[20].AtMs;
-        Assert.True(headersAt < 100, $"Headers should come at once ({headersAt} ms).");
-        Assert.InRange(firstTokenAt, 0, 150);
-        Assert.InRange(lastTokenAt - firstTokenAt, 400, 650);
-        Assert.InRange(events[10].AtMs - firstTokenAt, 180, 320);
+        Assert.True(headersAt < 250, $"Headers should come at once ({headersAt} ms).");
+        Assert.InRange(firstTokenAt, 29, 300);
+        Assert.InRange(lastTokenAt - firstTokenAt, 400, 1000);
+        Assert.InRange(events[10].AtMs - firstTokenAt, 180, 600);
     }
 
     [Fact]
