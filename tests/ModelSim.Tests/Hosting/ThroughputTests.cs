@@ -12,8 +12,8 @@ public sealed class ThroughputTests(ITestOutputHelper output)
     public async Task SaturatedServerCompletesAtTheCapacityFormula()
     {
         // 8 slots, slot time 5 + 10 × 2 × (1 + 1) = 45 ms → 1000 × 8 / 45 ≈ 177.8 requests/s.
-        const int Requests = 120;
-        await using var sim = await Sims.StartAsync(("Slots", 8), ("Queue", 200), ("PrefillMs", 5), ("PrefillPerTokenMs", 0), ("PerTokenMs", 2), ("BatchSlowdown", 1));
+        const int Requests = 240;
+        await using var sim = await Sims.StartAsync(("Slots", 8), ("Queue", 400), ("PrefillMs", 5), ("PrefillPerTokenMs", 0), ("PerTokenMs", 2), ("BatchSlowdown", 1));
         using var client = Sims.Client(sim);
         var capacity = sim.CapacityPerSecond(0, 10);
         Assert.Equal(8000.0 / 45, capacity, 6);
@@ -31,8 +31,10 @@ public sealed class ThroughputTests(ITestOutputHelper output)
 
         var measured = (last.Completed - first.Completed) / seconds;
         output.WriteLine($"measured {measured:F1} requests/s over {seconds * 1000:F0} ms (completed {first.Completed} → {last.Completed}); formula {capacity:F1}");
-        Assert.True(last.Completed - first.Completed >= 64, $"Too short a window: {first} → {last}.");
-        Assert.InRange(measured, capacity * 0.92, capacity * 1.08);
-        Assert.True(sim.Stats.QueueDepthMax >= 100, $"The queue should have been nearly full: {sim.Stats}.");
+        // ≈ 1.2 s of saturation: long enough that a scheduling hiccup of the (possibly busy) test host moves the rate
+        // by a few percent only. The engine itself is exact (see GenerationEngineTests); this checks it keeps up in real time.
+        Assert.True(last.Completed - first.Completed >= 180, $"Too short a window: {first} → {last}.");
+        Assert.InRange(measured, capacity * 0.9, capacity * 1.08);
+        Assert.True(sim.Stats.QueueDepthMax >= 200, $"The queue should have been nearly full: {sim.Stats}.");
     }
 }
