@@ -97,6 +97,13 @@ internal static class ModelSimApp
     /// </summary>
     internal static SimOptions ValidateConfiguration(IConfiguration configuration)
     {
+        var unknown = UnknownKeys(configuration.GetSection(SimOptions.SectionName), typeof(SimOptions));
+        if (unknown.Count > 0)
+        {
+            throw new OptionsValidationException(Options.DefaultName, typeof(SimOptions),
+                unknown.ConvertAll(static key => $"{key} is not a known setting (docs/modelsim.md lists them)."));
+        }
+
         var options = new SimOptions();
         try
         {
@@ -115,6 +122,26 @@ internal static class ModelSimApp
         }
 
         return options;
+    }
+
+    /// <summary>Keys under <paramref name="section"/> that match no property of <paramref name="type"/> (nested records checked too).</summary>
+    private static List<string> UnknownKeys(IConfigurationSection section, Type type)
+    {
+        var unknown = new List<string>();
+        foreach (var child in section.GetChildren())
+        {
+            var property = type.GetProperty(child.Key, System.Reflection.BindingFlags.Public | System.Reflection.BindingFlags.Instance | System.Reflection.BindingFlags.IgnoreCase);
+            if (property is null)
+            {
+                unknown.Add(child.Path);
+            }
+            else if (property.PropertyType == typeof(SimListenerOptions))
+            {
+                unknown.AddRange(UnknownKeys(child, typeof(SimListenerOptions)));
+            }
+        }
+
+        return unknown;
     }
 
     private static void ConfigureKestrel(KestrelServerOptions kestrel, IOptions<SimOptions> options, SimListeners listeners)

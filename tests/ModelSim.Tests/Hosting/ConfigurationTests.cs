@@ -30,8 +30,9 @@ public sealed partial class ConfigurationTests
     {
         var notANumber = await Assert.ThrowsAsync<OptionsValidationException>(() => Sims.StartAsync(("Slots", "lots")));
         Assert.Contains("Sim:Slots", notANumber.Message, StringComparison.Ordinal);
-        var typo = await Assert.ThrowsAsync<OptionsValidationException>(() => Sims.StartAsync(("Slotz", 4)));
-        Assert.Contains("Slotz", typo.Message, StringComparison.Ordinal);
+        var typo = await Assert.ThrowsAsync<OptionsValidationException>(() => Sims.StartAsync(("Slotz", 4), ("Http:Prot", 1)));
+        Assert.Contains("Sim:Slotz is not a known setting (docs/modelsim.md lists them).", typo.Failures);
+        Assert.Contains("Sim:Http:Prot is not a known setting (docs/modelsim.md lists them).", typo.Failures);
     }
 
     [Fact]
