@@ -95,6 +95,7 @@ internal static class RunCommand
 
         // (5) Send.
         var metrics = new RunMetrics(time, run.Slos);
+        var generatorStart = GeneratorReport.Capture();
         var startedAt = time.GetUtcNow();
         var cancelled = false;
         using var http = new HttpSender(HttpSender.CreateHandler(run.Clients), run.Clients, time);
@@ -129,6 +130,7 @@ internal static class RunCommand
         // (6) Report.
         var target = string.Join(", ", needed.Select(static t => t.Target.ToString()).Distinct());
         var report = ReportBuilder.Build(metrics, new ReportBuilder.Context(settings.Command, plan, workload, target, startedAt, settings.Speed, settings.Amplify, settings.Compare, cancelled), end);
+        report.Generator = GeneratorReport.Capture().Since(generatorStart);
         report.Assertions = [.. run.Assertions.Select(a => a.Evaluate(report))];
         SummaryWriter.Write(output, report);
         if (settings.ReportDirectory is { } directory)

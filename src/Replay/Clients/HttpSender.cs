@@ -26,7 +26,7 @@ namespace Replay.Clients;
 /// </remarks>
 internal sealed class HttpSender : IDisposable
 {
-    private const int ReadBufferSize = 16 * 1024;
+    private const int ReadBufferSize = 4 * 1024;
     private const int MaxKeptBody = 1 << 20;
     private static ReadOnlySpan<byte> DoubleNewline => "\n\n"u8;
     private static ReadOnlySpan<byte> DoneMarker => "[DONE]"u8;

@@ -83,7 +83,7 @@ internal sealed class RunMetrics
     /// <summary>Per-stream decode rate, tokens/s × 1000 (milli-tokens per second, so the histogram keeps precision).</summary>
     public LongHistogram StreamTokensPerSecond { get; } = Histograms.Create();
 
-    /// <summary>Requests planned so far (<see cref="RecordIntended"/>).</summary>
+    /// <summary>Requests whose intended time has come (<see cref="RecordStart"/>).</summary>
     public long Intended { get; private set; }
 
     /// <summary>Requests sent.</summary>
@@ -138,33 +138,25 @@ internal sealed class RunMetrics
     /// <summary>Seconds from the start to <paramref name="timestamp"/>.</summary>
     public double SecondsSinceStart(long timestamp) => _time.GetElapsedTime(_startTimestamp, timestamp).TotalSeconds;
 
-    /// <summary>A request was planned for <paramref name="intendedTimestamp"/>.</summary>
-    public void RecordIntended(long intendedTimestamp)
+    /// <summary>A request intended for <paramref name="intendedTimestamp"/> left at <paramref name="sentTimestamp"/>.</summary>
+    public void RecordStart(long intendedTimestamp, long sentTimestamp)
     {
+        var lag = Math.Max(0, Micros(intendedTimestamp, sentTimestamp));
         lock (_gate)
         {
             Intended++;
+            Sent++;
             if (intendedTimestamp > LastIntendedTimestamp)
             {
                 LastIntendedTimestamp = intendedTimestamp;
             }
 
-            Bucket(intendedTimestamp).Intended++;
-        }
-    }
-
-    /// <summary>A request left at <paramref name="sentTimestamp"/>, intended for <paramref name="intendedTimestamp"/>.</summary>
-    public void RecordSent(long intendedTimestamp, long sentTimestamp)
-    {
-        var lag = Math.Max(0, Micros(intendedTimestamp, sentTimestamp));
-        lock (_gate)
-        {
-            Sent++;
             if (sentTimestamp > LastSentTimestamp)
             {
                 LastSentTimestamp = sentTimestamp;
             }
 
+            Bucket(intendedTimestamp).Intended++;
             Histograms.Record(ScheduleLag, lag);
             var bucket = Bucket(sentTimestamp);
             bucket.Sent++;

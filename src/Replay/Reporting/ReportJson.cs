@@ -112,6 +112,19 @@ internal static class ReportJson
             w.WriteNull("comparison");
         }
 
+        if (r.Generator is { } g)
+        {
+            w.WriteStartObject("generator");
+            w.WriteNumber("gc_gen0", g.Gen0);
+            w.WriteNumber("gc_gen1", g.Gen1);
+            w.WriteNumber("gc_gen2", g.Gen2);
+            w.WriteNumber("gc_pause_ms", Round(g.GcPauseMs));
+            w.WriteNumber("cpu_s", Round(g.CpuSeconds));
+            w.WriteNumber("peak_working_set_mb", Round(g.PeakWorkingSetMb));
+            w.WriteNumber("cores", g.Cores);
+            w.WriteEndObject();
+        }
+
         w.WriteNumber("skipped_records", r.SkippedRecords);
         w.WriteStartArray("skipped");
         foreach (var s in r.Skipped)

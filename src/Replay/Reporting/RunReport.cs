@@ -23,6 +23,28 @@ internal sealed record GroupReport(string Key, long Count, long Failures, Percen
 /// <summary>One second of the run.</summary>
 internal sealed record SecondReport(int T, long Intended, long Sent, long Completed, long Failures, long Refused, long Tokens, double P50, double P95, double P99, double Max, double LagMax);
 
+/// <summary>What the generator itself cost: its GC collections and pauses, CPU time and peak memory, so a reader can tell whether lag came from this process.</summary>
+internal sealed record GeneratorReport(int Gen0, int Gen1, int Gen2, double GcPauseMs, double CpuSeconds, double PeakWorkingSetMb, int Cores)
+{
+    /// <summary>The process's counters now.</summary>
+    public static GeneratorReport Capture()
+    {
+        using var process = System.Diagnostics.Process.GetCurrentProcess();
+        return new GeneratorReport(
+            GC.CollectionCount(0),
+            GC.CollectionCount(1),
+            GC.CollectionCount(2),
+            GC.GetTotalPauseDuration().TotalMilliseconds,
+            process.TotalProcessorTime.TotalSeconds,
+            process.PeakWorkingSet64 / (1024.0 * 1024.0),
+            Environment.ProcessorCount);
+    }
+
+    /// <summary>The difference from <paramref name="start"/> (peak memory and cores as now).</summary>
+    public GeneratorReport Since(GeneratorReport start) =>
+        this with { Gen0 = Gen0 - start.Gen0, Gen1 = Gen1 - start.Gen1, Gen2 = Gen2 - start.Gen2, GcPauseMs = GcPauseMs - start.GcPauseMs, CpuSeconds = CpuSeconds - start.CpuSeconds };
+}
+
 /// <summary>One SLO's attainment.</summary>
 internal sealed record SloReport(string Slo, long Met, double Attainment, double Required, bool Passed);
 
@@ -83,4 +105,5 @@ internal sealed class RunReport
     public required IReadOnlyList<(double Percentile, double Ms)> Distribution { get; init; }
     public IReadOnlyList<AssertionReport> Assertions { get; set; } = [];
     public bool Cancelled { get; init; }
+    public GeneratorReport? Generator { get; set; }
 }

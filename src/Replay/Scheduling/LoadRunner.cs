@@ -12,10 +12,12 @@ namespace Replay.Scheduling;
 /// does not drift; sessions then run as async tasks (10,000 at once cost memory, not threads).
 /// </summary>
 /// <remarks>
-/// <para>The dispatcher sleeps until about a millisecond before the next intended time and spins (yielding) for the
-/// rest: timer-based waits on Linux wake 1 ms or more late, which would show as schedule lag at high rates. Each due
-/// session is queued to the thread pool (a pooled work item, no closure), so sending does not delay the next
-/// dispatch. Schedule lag is measured when the work item runs, so queueing in this process counts against us.</para>
+/// <para>The dispatcher sleeps until the next intended time with an absolute <c>clock_nanosleep</c> on Linux
+/// (<see cref="PreciseSleep"/>: tens of microseconds late at most, where a timer-based wait wakes a millisecond or
+/// more late), elsewhere until about a millisecond before it and then yields. It starts each due session itself: the
+/// synchronous part of the send (building the request, writing it to the socket) runs on the dispatcher, with no
+/// thread-pool hop, and responses are read on pool threads. Schedule lag is measured as the session starts, so any
+/// delay in this process (a GC pause, a busy core) counts against us.</para>
 /// <para>A session's later requests are intended at the previous response's end plus the recorded think time; their
 /// latency is measured from that intended time too.</para>
 /// </remarks>
@@ -29,7 +31,6 @@ internal sealed class LoadRunner : IDisposable
     private readonly TimeProvider _time;
     private readonly SemaphoreSlim _slots;
     private readonly ConcurrentQueue<TokenTimes> _tokenTimes = new();
-    private readonly ConcurrentQueue<DispatchItem> _items = new();
     private readonly TaskCompletionSource _allDone = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private CancellationToken _runToken;
     private long _startTimestamp;
@@ -37,6 +38,8 @@ internal sealed class LoadRunner : IDisposable
     private volatile bool _dispatchDone;
     private long _nextClosed = -1;
     private long _requestsStarted;
+    private bool _precise;
+    private int _burst;
 
     /// <summary>Creates a runner.</summary>
     public LoadRunner(RunPlan plan, HttpSender http, WebSocketSender webSockets, RunMetrics metrics, RequestLog? log, TimeProvider time)
@@ -78,6 +81,7 @@ internal sealed class LoadRunner : IDisposable
     /// <summary>The dispatcher loop (its own thread).</summary>
     private void Dispatch()
     {
+        _precise = ReferenceEquals(_time, TimeProvider.System) && PreciseSleep.Supported;
         try
         {
             if (_plan.Mode == RunMode.Faithful)
@@ -129,20 +133,35 @@ internal sealed class LoadRunner : IDisposable
 
         _slots.Wait(_runToken);
         Interlocked.Increment(ref _inflight);
-        if (!_items.TryDequeue(out var item))
-        {
-            item = new DispatchItem(this);
-        }
-
-        item.Session = session;
-        item.Intended = due;
-        ThreadPool.UnsafeQueueUserWorkItem(item, preferLocal: false);
+        // The sync part of the send (building the request, writing it to the socket) runs here, so the request
+        // leaves when the dispatcher wakes, with no thread-pool hop; responses are read on pool threads.
+        _ = RunDispatchedAsync(session, due);
         return true;
     }
 
-    /// <summary>Sleeps until about 1 ms before <paramref name="due"/>, then yields/spins to it.</summary>
+    /// <summary>
+    /// Waits for <paramref name="due"/>: with <see cref="PreciseSleep"/> an absolute real-time sleep; otherwise sleeps
+    /// until about 1 ms before it, then yields/spins. After 256 arrivals in a row that were already due (a backlog), a
+    /// real-time dispatcher sleeps 50 µs so that ordinary threads keep running.
+    /// </summary>
     private void WaitUntil(long due)
     {
+        if (_precise)
+        {
+            if (due > _time.GetTimestamp())
+            {
+                _burst = 0;
+                PreciseSleep.SleepUntil(due);
+            }
+            else if (++_burst >= 256)
+            {
+                _burst = 0;
+                PreciseSleep.SleepUntil(_time.GetTimestamp() + Ticks(0.05));
+            }
+
+            return;
+        }
+
         var sleepThreshold = Ticks(1.5);
         var spinThreshold = Ticks(0.05);
         while (!_runToken.IsCancellationRequested)
@@ -165,22 +184,6 @@ internal sealed class LoadRunner : IDisposable
             {
                 Thread.SpinWait(16);
             }
-        }
-    }
-
-    /// <summary>A pooled thread-pool work item that starts one session.</summary>
-    private sealed class DispatchItem(LoadRunner runner) : IThreadPoolWorkItem
-    {
-        public PlannedSession? Session;
-        public long Intended;
-
-        public void Execute()
-        {
-            var session = Session!;
-            var intended = Intended;
-            Session = null;
-            runner._items.Enqueue(this);
-            _ = runner.RunDispatchedAsync(session, intended);
         }
     }
 
@@ -302,8 +305,7 @@ internal sealed class LoadRunner : IDisposable
     private async ValueTask<long> RunOneAsync(PlannedSession session, int sequence, PlannedRequest request, long intended, TokenTimes tokens)
     {
         var sent = _time.GetTimestamp();
-        _metrics.RecordIntended(intended);
-        _metrics.RecordSent(intended, sent);
+        _metrics.RecordStart(intended, sent);
         var outcome = await _http.SendAsync(request, tokens, _runToken).ConfigureAwait(false);
         await CompleteAsync(session, sequence, 0, request.Route, outcome, intended, sent, tokens).ConfigureAwait(false);
         return outcome.EndTimestamp;
@@ -319,8 +321,7 @@ internal sealed class LoadRunner : IDisposable
             tokens.Clear();
             for (var j = 0; j < turns.Count; j++)
             {
-                _metrics.RecordIntended(intended);
-                _metrics.RecordSent(intended, connectStart);
+                _metrics.RecordStart(intended, connectStart);
                 await CompleteAsync(session, sequence, j, request.Route, failure, intended, connectStart, tokens).ConfigureAwait(false);
             }
 
@@ -341,8 +342,7 @@ internal sealed class LoadRunner : IDisposable
                 }
 
                 var sent = _time.GetTimestamp();
-                _metrics.RecordIntended(turnIntended);
-                _metrics.RecordSent(turnIntended, sent);
+                _metrics.RecordStart(turnIntended, sent);
                 Outcome outcome;
                 if (socket.State != WebSocketState.Open)
                 {
