@@ -71,7 +71,9 @@ internal static class StartupValidation
 
         var recording = Bind<Recording.RecordingOptions>(configuration, Recording.RecordingOptions.Section, errors);
         Recording.RecordingOptionsValidator.Validate(recording, errors);
-        ValidateProxy(configuration.GetSection("ReverseProxy"), errors);
+        var shaping = Bind<Shaping.ShapingOptions>(configuration, Shaping.ShapingOptions.Section, errors);
+        Shaping.ShapingOptionsValidator.Validate(shaping, errors);
+        ValidateProxy(configuration.GetSection("ReverseProxy"), shaping, errors);
         return new Result(listeners, limits, telemetry, certificates, errors);
     }
 
@@ -92,7 +94,7 @@ internal static class StartupValidation
         return value;
     }
 
-    private static void ValidateProxy(IConfigurationSection proxy, List<string> errors)
+    private static void ValidateProxy(IConfigurationSection proxy, Shaping.ShapingOptions shaping, List<string> errors)
     {
         var clusters = proxy.GetSection("Clusters").GetChildren().ToList();
         var clusterIds = new HashSet<string>(clusters.Select(c => c.Key), StringComparer.OrdinalIgnoreCase);
@@ -105,6 +107,12 @@ internal static class StartupValidation
             var metadata = route.GetSection("Metadata").GetChildren().Where(c => c.Value is not null).ToDictionary(c => c.Key, c => c.Value!);
             ProxyConfigRules.ValidateRoute(route.Key, clusterId, clusterId is not null && clusterIds.Contains(clusterId), metadata, errors);
 
+            var policies = route[$"Metadata:{Shaping.ShapingRuntime.PoliciesMetadataKey}"]?.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries) ?? [];
+            foreach (var name in policies.Where(p => !shaping.Policies.ContainsKey(p)))
+            {
+                errors.Add($"{key}:Metadata:{Shaping.ShapingRuntime.PoliciesMetadataKey} names policy '{name}', which is not defined under {Shaping.ShapingOptions.Section}:Policies.");
+            }
+
             if (route["Timeout"] is { } timeout && !TimeSpan.TryParse(timeout, CultureInfo.InvariantCulture, out _))
             {
                 errors.Add($"{key}:Timeout must be a TimeSpan such as 00:05:00 (was '{timeout}').");
@@ -114,6 +122,11 @@ internal static class StartupValidation
             {
                 errors.Add($"{key}:Match is missing: a route needs at least a Path.");
             }
+        }
+
+        foreach (var admission in shaping.Admission.Keys.Where(c => !clusterIds.Contains(c)))
+        {
+            errors.Add($"{Shaping.ShapingOptions.Section}:Admission:{admission} names cluster '{admission}', which is not defined under ReverseProxy:Clusters.");
         }
 
         foreach (var cluster in clusters)

@@ -37,8 +37,11 @@ internal sealed class ExchangeContext
     /// <summary>The client key (<see cref="ClientKey"/>), once resolved.</summary>
     public string? ClientKey { get; set; }
 
-    /// <summary>The request's JSON body, once read by <see cref="RequestBody"/> (empty when it was not JSON or too large).</summary>
+    /// <summary>The request's body as the client sent it, once read by <see cref="RequestBody"/> (empty when too large); null until read.</summary>
     public ReadOnlyMemory<byte>? JsonBody { get; set; }
+
+    /// <summary>True when a step replaced the request body that is forwarded (the recording keeps <see cref="JsonBody"/>, what the client sent).</summary>
+    public bool RequestBodyReplaced { get; set; }
 
     /// <summary>Wall-clock start of the exchange.</summary>
     public DateTimeOffset StartTime { get; init; }

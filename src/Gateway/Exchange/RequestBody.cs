@@ -12,10 +12,20 @@ namespace Gateway.Exchange;
 internal static class RequestBody
 {
     /// <summary>
-    /// The buffered body of a JSON request, read at most once per exchange (cached in <see cref="ExchangeContext.JsonBody"/>).
+    /// The buffered body of a JSON request (see <see cref="ReadAsync"/>); empty for other content types.
     /// </summary>
     /// <returns>The bytes, or empty when the request is not JSON, has no body, or is larger than <paramref name="maxBytes"/>.</returns>
-    public static async ValueTask<ReadOnlyMemory<byte>> ReadJsonAsync(HttpContext context, ExchangeContext exchange, int maxBytes, CancellationToken cancellationToken)
+    public static ValueTask<ReadOnlyMemory<byte>> ReadJsonAsync(HttpContext context, ExchangeContext exchange, int maxBytes, CancellationToken cancellationToken) =>
+        IsJson(context.Request.ContentType)
+            ? ReadAsync(context, exchange, maxBytes, cancellationToken)
+            : ValueTask.FromResult(exchange.JsonBody ?? ReadOnlyMemory<byte>.Empty);
+
+    /// <summary>
+    /// The buffered body, whatever its type (a gRPC request's framed message, for example), read at most once per
+    /// exchange and cached in <see cref="ExchangeContext.JsonBody"/>.
+    /// </summary>
+    /// <returns>The bytes, or empty when there is no body or it is larger than <paramref name="maxBytes"/>.</returns>
+    public static async ValueTask<ReadOnlyMemory<byte>> ReadAsync(HttpContext context, ExchangeContext exchange, int maxBytes, CancellationToken cancellationToken)
     {
         if (exchange.JsonBody is { } cached)
         {
@@ -23,7 +33,7 @@ internal static class RequestBody
         }
 
         var request = context.Request;
-        if (!IsJson(request.ContentType) || request.ContentLength is 0 || request.ContentLength > maxBytes)
+        if (request.ContentLength is 0 || request.ContentLength > maxBytes || context.Features.Get<Microsoft.AspNetCore.Http.Features.IHttpRequestBodyDetectionFeature>()?.CanHaveBody == false)
         {
             exchange.JsonBody = ReadOnlyMemory<byte>.Empty;
             return ReadOnlyMemory<byte>.Empty;

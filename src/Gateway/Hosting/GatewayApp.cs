@@ -5,6 +5,7 @@ using Gateway.Exchange;
 using Gateway.Forwarding;
 using Gateway.Listeners;
 using Gateway.Recording;
+using Gateway.Shaping;
 using Gateway.Routing;
 using Gateway.Telemetry;
 using Microsoft.AspNetCore.Routing.Matching;
@@ -35,7 +36,8 @@ internal static class GatewayApp
     /// invalid; nothing has been bound then.
     /// </summary>
     /// <param name="builder">A builder whose configuration sources are already set.</param>
-    public static WebApplication Build(WebApplicationBuilder builder)
+    /// <param name="meterName">The meter's name; <see cref="GatewayMetrics.MeterName"/> unless several gateways share a process.</param>
+    public static WebApplication Build(WebApplicationBuilder builder, string meterName = GatewayMetrics.MeterName)
     {
         var validation = StartupValidation.Validate(builder.Configuration);
         if (validation.Errors.Count > 0)
@@ -45,6 +47,7 @@ internal static class GatewayApp
 
         var services = builder.Services;
         services.TryAddSingleton(TimeProvider.System);
+        services.AddSingleton(new GatewayMeterName(meterName));
         services.AddSingleton<GatewayMetrics>();
         var registry = new ListenerRegistry(validation.Listeners, validation.Certificates);
         services.AddSingleton(registry);
@@ -53,17 +56,20 @@ internal static class GatewayApp
         services.TryAddEnumerable(ServiceDescriptor.Singleton<MatcherPolicy, ListenerMatcherPolicy>());
         services.AddRequestTimeouts();
         services.AddGatewayRecording(builder.Configuration);
+        services.AddGatewayShaping();
 
         services.AddReverseProxy()
             .LoadFromConfig(builder.Configuration.GetSection("ReverseProxy"))
             .AddConfigFilter<ProxyConfigFilter>();
         services.AddSingleton<IForwarderHttpClientFactory, PoolingHttpClientFactory>();
 
-        AddTelemetry(builder, validation.Telemetry);
+        AddTelemetry(builder, validation.Telemetry, meterName);
         ConfigureKestrel(builder, registry, validation.Limits);
 
         var app = builder.Build();
+        _ = app.Services.GetRequiredService<ShapingMetrics>(); // instruments exist before the first scrape
         app.UseMiddleware<ExchangeMiddleware>();
+        app.UseWebSockets();
         app.UseRouting();
         app.UseRequestTimeouts();
         app.UseEndpoints(static _ => { });
@@ -73,6 +79,7 @@ internal static class GatewayApp
             {
                 pipeline.UseMiddleware<CaptureMiddleware>();
                 pipeline.UseMiddleware<ForwardingMiddleware>();
+                pipeline.UseMiddleware<ShapingMiddleware>();
                 pipeline.UseSessionAffinity();
                 pipeline.UseLoadBalancing();
                 pipeline.UsePassiveHealthChecks();
@@ -158,14 +165,14 @@ internal static class GatewayApp
         });
     }
 
-    private static void AddTelemetry(WebApplicationBuilder builder, GatewayTelemetryOptions telemetry)
+    private static void AddTelemetry(WebApplicationBuilder builder, GatewayTelemetryOptions telemetry, string meterName)
     {
         var otlp = telemetry.OtlpEndpoint ?? Environment.GetEnvironmentVariable("OTEL_EXPORTER_OTLP_ENDPOINT");
         var otel = builder.Services.AddOpenTelemetry()
             .ConfigureResource(static r => r.AddService("gateway"))
             .WithMetrics(m =>
             {
-                m.AddMeter(GatewayMetrics.MeterName);
+                m.AddMeter(meterName);
                 m.AddPrometheusExporter();
                 if (!string.IsNullOrWhiteSpace(otlp))
                 {

@@ -15,6 +15,7 @@ namespace Gateway.Hosting;
 /// </example>
 public sealed class GatewayServer : IAsyncDisposable
 {
+    private static int s_instances;
     private readonly WebApplication _app;
 
     private GatewayServer(WebApplication app) => _app = app;
@@ -52,7 +53,7 @@ public sealed class GatewayServer : IAsyncDisposable
 
         try
         {
-            var app = GatewayApp.Build(builder);
+            var app = GatewayApp.Build(builder, $"{Telemetry.GatewayMetrics.MeterName}.{Interlocked.Increment(ref s_instances)}");
             await GatewayApp.StartAsync(app, cancellationToken);
             return new GatewayServer(app);
         }

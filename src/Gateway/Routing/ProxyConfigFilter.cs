@@ -8,7 +8,7 @@ namespace Gateway.Routing;
 /// a route's listeners, and the cluster pool settings of <see cref="ClusterMetadata"/>. At start-up a failure stops
 /// the gateway; on a reload YARP keeps the last good configuration and logs the message.
 /// </summary>
-internal sealed class ProxyConfigFilter : IProxyConfigFilter
+internal sealed class ProxyConfigFilter(Shaping.ShapingRuntime shaping) : IProxyConfigFilter
 {
     /// <inheritdoc/>
     public ValueTask<ClusterConfig> ConfigureClusterAsync(ClusterConfig cluster, CancellationToken cancel)
@@ -24,6 +24,11 @@ internal sealed class ProxyConfigFilter : IProxyConfigFilter
     {
         var errors = new List<string>();
         ProxyConfigRules.ValidateRoute(route.RouteId, route.ClusterId, clusterExists: cluster is not null, route.Metadata, errors);
+        if (shaping.CheckRoute(route) is { } policyError)
+        {
+            errors.Add(policyError);
+        }
+
         ThrowIfAny(errors);
         return ValueTask.FromResult(route);
     }

@@ -22,9 +22,9 @@ internal sealed class GatewayMetrics
     private readonly Histogram<double> _duration;
     private readonly UpDownCounter<long> _active;
 
-    public GatewayMetrics(IMeterFactory meterFactory)
+    public GatewayMetrics(IMeterFactory meterFactory, GatewayMeterName name)
     {
-        Meter = meterFactory.Create(MeterName);
+        Meter = meterFactory.Create(name.Value);
         _requests = Meter.CreateCounter<long>("gateway.requests", "{request}", "Exchanges completed, by listener, route and status (499: the client went away).");
         _duration = Meter.CreateHistogram<double>("gateway.request.duration", "s", "Time from the gateway accepting the request to the end of the response.",
             advice: new InstrumentAdvice<double> { HistogramBucketBoundaries = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120] });
@@ -86,3 +86,10 @@ internal sealed class GatewayMetrics
         return codes;
     }
 }
+
+/// <summary>
+/// The name of the gateway's meter: <see cref="GatewayMetrics.MeterName"/> in the gateway process. OpenTelemetry listens
+/// to meters by name across the whole process, so each in-process <c>GatewayServer</c> (tests run several) gets a name
+/// of its own, which keeps every gateway's <c>/metrics</c> to its own traffic.
+/// </summary>
+internal sealed record GatewayMeterName(string Value);

@@ -8,6 +8,7 @@ using TestSupport;
 namespace Gateway.Tests.Recording;
 
 /// <summary>Recording never slows or breaks the proxy: Redis going away, a steady 1000 requests/s, round trips between stores.</summary>
+[Collection(SerialCollection.Name)]
 public sealed class RecordingResilienceTests
 {
     [Fact]
@@ -110,7 +111,7 @@ public sealed class RecordingResilienceTests
         var statuses = await Task.WhenAll(tasks);
         var served = statuses.Count(s => s == HttpStatusCode.OK);
         Assert.Equal(total, served);
-        Assert.True(clock.Elapsed < duration + TimeSpan.FromSeconds(5), $"the load took {clock.Elapsed}: not a steady {Rate}/s");
+        Assert.True(clock.Elapsed < duration * 2, $"the load took {clock.Elapsed}: far from a steady {Rate}/s");
 
         await r.WaitAccountedAsync(served, TimeSpan.FromSeconds(30));
         var status = await r.StatusAsync();

@@ -1,0 +1,70 @@
+using System.Diagnostics;
+using System.Diagnostics.Metrics;
+using Gateway.Telemetry;
+
+namespace Gateway.Shaping;
+
+/// <summary>
+/// Every shaping decision as a metric. Prometheus names: <c>gateway_shaping_decisions_total{policy,outcome,reason}</c>
+/// (outcome: <c>admitted</c>, <c>refused</c>, <c>shadow_refused</c>), <c>gateway_admission_decisions_total{cluster,outcome,reason}</c>,
+/// <c>gateway_admission_queue_depth{cluster}</c>, <c>gateway_admission_inflight{cluster}</c>, <c>gateway_admission_limit{cluster}</c>,
+/// <c>gateway_admission_wait_seconds{cluster}</c>, <c>gateway_shaping_redis_fallback</c>, <c>gateway_shaping_tokens_total{policy,kind}</c>.
+/// </summary>
+internal sealed class ShapingMetrics
+{
+    private readonly Counter<long> _decisions;
+    private readonly Counter<long> _admission;
+    private readonly Histogram<double> _wait;
+    private readonly Counter<long> _tokens;
+
+    public ShapingMetrics(GatewayMetrics metrics, ShapingRuntime runtime)
+    {
+        var meter = metrics.Meter;
+        _decisions = meter.CreateCounter<long>("gateway.shaping.decisions", "{request}", "Rate-limit policy decisions by policy, outcome and reason.");
+        _admission = meter.CreateCounter<long>("gateway.admission.decisions", "{request}", "Admission decisions by cluster, outcome and reason.");
+        _wait = meter.CreateHistogram<double>("gateway.admission.wait", "s", "Time admitted requests waited in the admission queue.",
+            advice: new InstrumentAdvice<double> { HistogramBucketBoundaries = [0, 0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5] });
+        _tokens = meter.CreateCounter<long>("gateway.shaping.tokens", "{token}", "LLM tokens charged up front (kind=estimated) and as finally accounted (kind=actual), by policy.");
+        meter.CreateObservableGauge("gateway.admission.queue.depth", () => Observe(runtime, static c => c.Queued), "{request}", "Requests waiting for admission, by cluster.");
+        meter.CreateObservableGauge("gateway.admission.inflight", () => Observe(runtime, static c => c.InFlight), "{request}", "Requests admitted and in flight to the cluster.");
+        meter.CreateObservableGauge("gateway.admission.limit", () => Observe(runtime, static c => c.Limit), "{request}", "The cluster's in-flight limit now (the adaptive one when enabled).");
+        meter.CreateObservableGauge("gateway.shaping.redis.fallback", () => runtime.Redis.FallingBack ? 1 : 0, description: "1 while global policies fall back because Redis is unreachable.");
+    }
+
+    public void Decision(string policy, string outcome, string? reason)
+    {
+        if (_decisions.Enabled)
+        {
+            _decisions.Add(1, new TagList { { "policy", policy }, { "outcome", outcome }, { "reason", reason ?? "none" } });
+        }
+    }
+
+    public void Admission(string cluster, string outcome, string? reason, TimeSpan waited)
+    {
+        if (_admission.Enabled)
+        {
+            _admission.Add(1, new TagList { { "cluster", cluster }, { "outcome", outcome }, { "reason", reason ?? "none" } });
+        }
+
+        if (outcome == "admitted" && _wait.Enabled)
+        {
+            _wait.Record(waited.TotalSeconds, new KeyValuePair<string, object?>("cluster", cluster));
+        }
+    }
+
+    public void Tokens(string policy, string kind, long tokens)
+    {
+        if (_tokens.Enabled && tokens > 0)
+        {
+            _tokens.Add(tokens, new TagList { { "policy", policy }, { "kind", kind } });
+        }
+    }
+
+    private static IEnumerable<Measurement<int>> Observe(ShapingRuntime runtime, Func<Admission.AdmissionController, int> value)
+    {
+        foreach (var (cluster, c) in runtime.Current.Clusters)
+        {
+            yield return new Measurement<int>(value(c.Controller), new KeyValuePair<string, object?>("cluster", cluster));
+        }
+    }
+}

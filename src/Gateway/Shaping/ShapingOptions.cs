@@ -1,0 +1,193 @@
+namespace Gateway.Shaping;
+
+/// <summary>
+/// Traffic shaping, bound from <c>Gateway:Shaping</c> and re-read on every configuration reload (a reload that does not
+/// validate keeps the last good limits). See docs/configuration.md.
+/// </summary>
+internal sealed class ShapingOptions
+{
+    /// <summary>Configuration section.</summary>
+    public const string Section = "Gateway:Shaping";
+
+    /// <summary>StackExchange.Redis connection string (or <c>redis://</c> URL) for policies with <c>Scope: Global</c>.</summary>
+    public string? Redis { get; set; }
+
+    /// <summary>How many gateway instances share global limits: a global policy falls back to limit / <c>Instances</c> locally while Redis is unreachable. Default 1.</summary>
+    public int Instances { get; set; } = 1;
+
+    /// <summary>Named rate-limit policies; routes name them in <c>Metadata:Policies</c>.</summary>
+    public Dictionary<string, PolicyOptions> Policies { get; set; } = new(StringComparer.Ordinal);
+
+    /// <summary>Admission control per cluster id: in-flight cap, priority queue, adaptive limit, circuit breaker.</summary>
+    public Dictionary<string, AdmissionOptions> Admission { get; set; } = new(StringComparer.Ordinal);
+
+    /// <summary>Priority of clients by key (as the gateway names them: <c>key:</c> + 16 hex digits of the API key's SHA-256, or <c>ip:ADDRESS</c>) → priority class.</summary>
+    public Dictionary<string, string> KeyPriorities { get; set; } = new(StringComparer.Ordinal);
+
+    /// <summary>At most one log line per policy and reason in this interval (refusals are always counted in metrics). Default 00:00:05.</summary>
+    public TimeSpan RefusalLogInterval { get; set; } = TimeSpan.FromSeconds(5);
+
+    /// <summary>Output tokens charged up front for a request that does not say (<c>max_tokens</c> absent). Default 256.</summary>
+    public int DefaultMaxTokens { get; set; } = 256;
+
+    /// <summary>Largest JSON request body read to count tokens, in bytes. Default 1 MiB.</summary>
+    public int MaxInspectBytes { get; set; } = 1024 * 1024;
+}
+
+/// <summary>What a policy limits.</summary>
+internal enum PolicyKind
+{
+    /// <summary>Token bucket: <c>TokenLimit</c> burst, <c>TokensPerPeriod</c> added every <c>ReplenishmentPeriod</c>.</summary>
+    TokenBucket,
+
+    /// <summary><c>PermitLimit</c> requests per <c>Window</c>, the window starting afresh each time.</summary>
+    FixedWindow,
+
+    /// <summary><c>PermitLimit</c> requests in any <c>Window</c>, tracked in <c>SegmentsPerWindow</c> segments.</summary>
+    SlidingWindow,
+
+    /// <summary>At most <c>PermitLimit</c> requests in progress at once.</summary>
+    Concurrency,
+
+    /// <summary>LLM tokens (prompt + output) per minute: <c>TokensPerMinute</c>, charged up front, corrected by reported usage.</summary>
+    Tokens,
+
+    /// <summary>WebSocket connections: at most <c>PermitLimit</c> open at once, and at most <c>MessagesPerConnection</c> client messages on each.</summary>
+    WebSocket,
+}
+
+/// <summary>Where a policy's counters live.</summary>
+internal enum PolicyScope
+{
+    /// <summary>In this gateway.</summary>
+    Local,
+
+    /// <summary>In Redis, shared by every gateway of the fleet (atomic Lua).</summary>
+    Global,
+}
+
+/// <summary>What a global policy does while Redis is unreachable.</summary>
+internal enum FailMode
+{
+    /// <summary>Enforce the limit locally at limit / <c>Gateway:Shaping:Instances</c> (the default).</summary>
+    LocalShare,
+
+    /// <summary>Admit everything.</summary>
+    Open,
+
+    /// <summary>Refuse everything (503).</summary>
+    Closed,
+}
+
+/// <summary>One rate-limit policy, bound from <c>Gateway:Shaping:Policies:{name}</c>.</summary>
+internal sealed class PolicyOptions
+{
+    public PolicyKind Kind { get; set; } = PolicyKind.TokenBucket;
+
+    /// <summary>
+    /// What the limit is counted per: <c>ApiKey</c>, <c>ClientAddress</c>, <c>Session</c>, <c>Route</c>, <c>Header:NAME</c>,
+    /// <c>Global</c> (one counter for all), or a combination joined by <c>+</c> (<c>ApiKey+Route</c>). Default <c>ApiKey</c>
+    /// (requests without an API key are counted per client address).
+    /// </summary>
+    public string Partition { get; set; } = "ApiKey";
+
+    public PolicyScope Scope { get; set; } = PolicyScope.Local;
+
+    /// <summary>Count and log what would be refused, refuse nothing.</summary>
+    public bool Shadow { get; set; }
+
+    public FailMode FailMode { get; set; } = FailMode.LocalShare;
+
+    /// <summary>Requests per window (FixedWindow, SlidingWindow), in progress (Concurrency), or connections (WebSocket).</summary>
+    public int PermitLimit { get; set; }
+
+    public TimeSpan Window { get; set; } = TimeSpan.FromSeconds(1);
+
+    public int SegmentsPerWindow { get; set; } = 10;
+
+    /// <summary>Bucket size (burst) of a TokenBucket.</summary>
+    public int TokenLimit { get; set; }
+
+    public int TokensPerPeriod { get; set; }
+
+    public TimeSpan ReplenishmentPeriod { get; set; } = TimeSpan.FromSeconds(1);
+
+    /// <summary>Requests that may wait for a permit (local, non-shadow policies); 0 refuses at once. Default 0.</summary>
+    public int QueueLimit { get; set; }
+
+    /// <summary>Tokens kind: budget per minute.</summary>
+    public long TokensPerMinute { get; set; }
+
+    /// <summary>WebSocket kind: client messages allowed per connection (0 = no limit).</summary>
+    public int MessagesPerConnection { get; set; }
+}
+
+/// <summary>Admission control of one cluster, bound from <c>Gateway:Shaping:Admission:{clusterId}</c>.</summary>
+internal sealed class AdmissionOptions
+{
+    /// <summary>Requests in flight to the cluster at once (the fixed limit, or the adaptive limit's start). Must be &gt; 0.</summary>
+    public int MaxInFlight { get; set; } = 32;
+
+    /// <summary>Requests that may wait for a slot; beyond it the lowest-priority waiter (or the newcomer) is refused with 503. Default 64.</summary>
+    public int QueueLimit { get; set; } = 64;
+
+    /// <summary>How long a request may wait; then it is refused with 503. Default 00:00:02.</summary>
+    public TimeSpan QueueTimeout { get; set; } = TimeSpan.FromSeconds(2);
+
+    /// <summary>Request header giving the priority class (a name from <see cref="PriorityClasses"/>). Default <c>x-priority</c>.</summary>
+    public string PriorityHeader { get; set; } = "x-priority";
+
+    /// <summary>Priority classes from most to least urgent. Default <c>high</c>, <c>normal</c>, <c>low</c>.</summary>
+    public List<string> PriorityClasses { get; set; } = [];
+
+    /// <summary>The default classes.</summary>
+    public static readonly string[] DefaultPriorityClasses = ["high", "normal", "low"];
+
+    /// <summary>Class of requests that name none. Default <c>normal</c>.</summary>
+    public string DefaultPriority { get; set; } = "normal";
+
+    /// <summary>Adaptive in-flight limit.</summary>
+    public AdaptiveOptions Adaptive { get; set; } = new();
+
+    /// <summary>Circuit breaker on the cluster.</summary>
+    public CircuitBreakerOptions CircuitBreaker { get; set; } = new();
+}
+
+/// <summary>
+/// The adaptive concurrency limit (a gradient controller after Netflix concurrency-limits' Gradient2), bound from
+/// <c>Gateway:Shaping:Admission:{clusterId}:Adaptive</c>.
+/// </summary>
+internal sealed class AdaptiveOptions
+{
+    public bool Enabled { get; set; }
+
+    public int MinLimit { get; set; } = 1;
+
+    public int MaxLimit { get; set; } = 1000;
+
+    /// <summary>How much latency above the long-term average is tolerated before the limit shrinks (gradient numerator factor). Default 1.5.</summary>
+    public double Tolerance { get; set; } = 1.5;
+
+    /// <summary>Weight of a new limit estimate (0 to 1). Default 0.2.</summary>
+    public double Smoothing { get; set; } = 0.2;
+
+    /// <summary>Samples averaged into the long-term latency (exponential moving average window). Default 600.</summary>
+    public int LongWindow { get; set; } = 600;
+}
+
+/// <summary>Circuit breaker (Polly.Core), bound from <c>Gateway:Shaping:Admission:{clusterId}:CircuitBreaker</c>.</summary>
+internal sealed class CircuitBreakerOptions
+{
+    public bool Enabled { get; set; }
+
+    /// <summary>Fraction of failed requests (5xx from the backend, transport errors) that opens the circuit. Default 0.5.</summary>
+    public double FailureRatio { get; set; } = 0.5;
+
+    /// <summary>Requests in the sampling window before the ratio counts. Default 20.</summary>
+    public int MinimumThroughput { get; set; } = 20;
+
+    public TimeSpan SamplingDuration { get; set; } = TimeSpan.FromSeconds(10);
+
+    /// <summary>How long the circuit stays open (fast 503s) before a trial request. Default 00:00:05.</summary>
+    public TimeSpan BreakDuration { get; set; } = TimeSpan.FromSeconds(5);
+}

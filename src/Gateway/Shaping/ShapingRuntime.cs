@@ -1,0 +1,219 @@
+using System.Runtime.CompilerServices;
+using System.Text.Json;
+using Gateway.Configuration;
+using Gateway.Shaping.Admission;
+using Gateway.Shaping.Policies;
+using Microsoft.Extensions.Primitives;
+using Polly;
+using Polly.CircuitBreaker;
+using Yarp.ReverseProxy.Configuration;
+
+namespace Gateway.Shaping;
+
+/// <summary>
+/// The shaping configuration in force: compiled policies and per-cluster admission. Rebuilt when the configuration
+/// reloads: a new configuration that does not validate is refused (logged) and the last good limits stay; a policy
+/// whose settings did not change keeps its counters, and a cluster's admission controller is updated in place, so a
+/// reload neither drops a connection nor forgets who is in flight.
+/// </summary>
+internal sealed partial class ShapingRuntime : IDisposable
+{
+    /// <summary>The route metadata key naming a route's policies, comma-separated, applied in order.</summary>
+    public const string PoliciesMetadataKey = "Policies";
+
+    private readonly IConfiguration _configuration;
+    private readonly TimeProvider _time;
+    private readonly ILogger<ShapingRuntime> _logger;
+    private readonly IDisposable _reload;
+    private volatile ShapingState _current;
+
+    public ShapingRuntime(IConfiguration configuration, TimeProvider time, ILogger<ShapingRuntime> logger)
+    {
+        _configuration = configuration;
+        _time = time;
+        _logger = logger;
+        var errors = new List<string>();
+        var options = StartupValidation.Bind<ShapingOptions>(configuration, ShapingOptions.Section, errors);
+        ShapingOptionsValidator.Validate(options, errors);
+        if (errors.Count > 0)
+        {
+            throw new InvalidOperationException(string.Join(Environment.NewLine, errors));
+        }
+
+        Redis = new ShapingRedis(options.Redis, time, logger);
+        _current = Build(options, previous: null);
+        _reload = ChangeToken.OnChange(configuration.GetReloadToken, Reload);
+    }
+
+    /// <summary>The connection of global policies.</summary>
+    public ShapingRedis Redis { get; private set; }
+
+    /// <summary>The configuration in force.</summary>
+    public ShapingState Current => _current;
+
+    /// <summary>Reloads of the shaping configuration applied, and refused.</summary>
+    public int Applied { get; private set; }
+
+    /// <inheritdoc cref="Applied"/>
+    public int Refused { get; private set; }
+
+    /// <summary>Checks that every policy a route names exists (used by the proxy configuration filter).</summary>
+    public string? CheckRoute(RouteConfig route)
+    {
+        foreach (var name in PolicyNames(route))
+        {
+            if (!_current.Policies.ContainsKey(name))
+            {
+                return $"ReverseProxy:Routes:{route.RouteId}:Metadata:{PoliciesMetadataKey} names policy '{name}', which is not defined under {ShapingOptions.Section}:Policies.";
+            }
+        }
+
+        return null;
+    }
+
+    /// <summary>The policy names of a route.</summary>
+    public static string[] PolicyNames(RouteConfig route) =>
+        route.Metadata is not null && route.Metadata.TryGetValue(PoliciesMetadataKey, out var v) && !string.IsNullOrWhiteSpace(v)
+            ? v.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
+            : [];
+
+    private void Reload()
+    {
+        var errors = new List<string>();
+        var options = StartupValidation.Bind<ShapingOptions>(_configuration, ShapingOptions.Section, errors);
+        ShapingOptionsValidator.Validate(options, errors);
+        var routes = _configuration.GetSection("ReverseProxy:Routes").GetChildren();
+        foreach (var route in routes)
+        {
+            var names = route[$"Metadata:{PoliciesMetadataKey}"]?.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries) ?? [];
+            foreach (var name in names.Where(n => !options.Policies.ContainsKey(n)))
+            {
+                errors.Add($"ReverseProxy:Routes:{route.Key}:Metadata:{PoliciesMetadataKey} names policy '{name}', which is not defined under {ShapingOptions.Section}:Policies.");
+            }
+        }
+
+        if (JsonSerializer.Serialize(options) == JsonSerializer.Serialize(_current.Options) && errors.Count == 0)
+        {
+            return;
+        }
+
+        if (errors.Count > 0)
+        {
+            Refused++;
+            Log.ReloadRefused(_logger, string.Join(" ", errors));
+            return;
+        }
+
+        if (options.Redis != _current.Options.Redis)
+        {
+            var old = Redis;
+            Redis = new ShapingRedis(options.Redis, _time, _logger);
+            _ = Task.Delay(TimeSpan.FromSeconds(30), _time).ContinueWith(_ => old.DisposeAsync().AsTask(), TaskScheduler.Default);
+        }
+
+        _current = Build(options, _current);
+        Applied++;
+        Log.ReloadApplied(_logger, options.Policies.Count, options.Admission.Count);
+    }
+
+    private ShapingState Build(ShapingOptions options, ShapingState? previous)
+    {
+        var policies = new Dictionary<string, ShapingPolicy>(StringComparer.Ordinal);
+        foreach (var (name, o) in options.Policies)
+        {
+            if (previous is not null && previous.Policies.TryGetValue(name, out var old)
+                && JsonSerializer.Serialize(old.Options) == JsonSerializer.Serialize(o) && previous.Options.Instances == options.Instances
+                && previous.Options.Redis == options.Redis)
+            {
+                policies[name] = old;
+                continue;
+            }
+
+            policies[name] = Compile(name, o, options.Instances);
+        }
+
+        var clusters = new Dictionary<string, ClusterShaping>(StringComparer.Ordinal);
+        foreach (var (cluster, a) in options.Admission)
+        {
+            var settings = new AdmissionSettings(a);
+            if (previous is not null && previous.Clusters.TryGetValue(cluster, out var existing))
+            {
+                existing.Controller.Update(settings);
+                clusters[cluster] = JsonSerializer.Serialize(existing.Options.CircuitBreaker) == JsonSerializer.Serialize(a.CircuitBreaker)
+                    ? existing with { Options = a }
+                    : new ClusterShaping(a, existing.Controller, Breaker(a.CircuitBreaker));
+            }
+            else
+            {
+                clusters[cluster] = new ClusterShaping(a, new AdmissionController(cluster, settings, _time), Breaker(a.CircuitBreaker));
+            }
+        }
+
+        return new ShapingState(options, policies, clusters);
+    }
+
+    private ShapingPolicy Compile(string name, PolicyOptions o, int instances)
+    {
+        if (!PartitionKey.TryParse(o.Partition, out var partition, out var error))
+        {
+            throw new InvalidOperationException($"{ShapingOptions.Section}:Policies:{name}:Partition: {error}"); // validated before; a bug if reached
+        }
+        ShapingPolicy Local(int share) => o.Kind == PolicyKind.Tokens
+            ? new LocalTokenPolicy(name, o, partition, _time, share)
+            : new LocalLimiterPolicy(name, o, partition, share);
+
+        return o.Scope == PolicyScope.Global ? new GlobalPolicy(name, o, partition, Redis, Local(instances)) : Local(1);
+    }
+
+    private (ResiliencePipeline<int> Pipeline, CircuitBreakerStateProvider State)? Breaker(CircuitBreakerOptions o)
+    {
+        if (!o.Enabled)
+        {
+            return null;
+        }
+
+        var state = new CircuitBreakerStateProvider();
+        var pipeline = new ResiliencePipelineBuilder<int> { TimeProvider = _time }
+            .AddCircuitBreaker(new CircuitBreakerStrategyOptions<int>
+            {
+                FailureRatio = o.FailureRatio,
+                MinimumThroughput = o.MinimumThroughput,
+                SamplingDuration = o.SamplingDuration,
+                BreakDuration = o.BreakDuration,
+                StateProvider = state,
+                ShouldHandle = static args => ValueTask.FromResult(args.Outcome.Exception is not null || args.Outcome.Result is 500 or 502 or 503 or 504),
+            })
+            .Build();
+        return (pipeline, state);
+    }
+
+    public void Dispose() => _reload.Dispose();
+
+    private static partial class Log
+    {
+        [LoggerMessage(EventId = 4201, Level = LogLevel.Information, Message = "Shaping configuration reloaded: {Policies} policies, admission on {Clusters} clusters.")]
+        public static partial void ReloadApplied(ILogger logger, int policies, int clusters);
+
+        [LoggerMessage(EventId = 4202, Level = LogLevel.Error, Message = "Shaping configuration reload refused; the last good limits stay in force: {Errors}")]
+        public static partial void ReloadRefused(ILogger logger, string errors);
+    }
+}
+
+/// <summary>A compiled shaping configuration.</summary>
+internal sealed class ShapingState(ShapingOptions options, Dictionary<string, ShapingPolicy> policies, Dictionary<string, ClusterShaping> clusters)
+{
+    private readonly ConditionalWeakTable<RouteConfig, ShapingPolicy[]> _routes = [];
+
+    public ShapingOptions Options { get; } = options;
+
+    public Dictionary<string, ShapingPolicy> Policies { get; } = policies;
+
+    public Dictionary<string, ClusterShaping> Clusters { get; } = clusters;
+
+    /// <summary>The policies a route names that exist (cached per route configuration).</summary>
+    public ShapingPolicy[] PoliciesFor(RouteConfig route) => _routes.GetValue(route, r =>
+        [.. ShapingRuntime.PolicyNames(r).Where(Policies.ContainsKey).Select(n => Policies[n])]);
+}
+
+/// <summary>Admission and circuit breaking of one cluster.</summary>
+internal sealed record ClusterShaping(AdmissionOptions Options, AdmissionController Controller, (ResiliencePipeline<int> Pipeline, CircuitBreakerStateProvider State)? Breaker);

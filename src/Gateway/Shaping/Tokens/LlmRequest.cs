@@ -1,0 +1,136 @@
+using System.Text;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using Contracts.Tokens;
+using Inference.V1;
+
+namespace Gateway.Shaping.Tokens;
+
+/// <summary>
+/// What a token-aware limit needs to know of an LLM request before it is forwarded: the prompt's size in tokens
+/// (counted with the shared cl100k tokenizer) and the most output tokens it may produce. Read from an OpenAI-style
+/// JSON body (<c>messages[].content</c>, <c>prompt</c>, <c>max_tokens</c> / <c>max_completion_tokens</c>, <c>stream</c>,
+/// <c>stream_options.include_usage</c>) or from an <c>inference.v1</c> gRPC request (fields 1 and 2).
+/// </summary>
+internal sealed record LlmRequest(int PromptTokens, int MaxTokens, bool Stream, bool IncludeUsage, bool Valid)
+{
+    /// <summary>Tokens charged up front: the prompt plus every output token the request may produce.</summary>
+    public long Estimate => (long)PromptTokens + MaxTokens;
+
+    /// <summary>Parses an OpenAI-style JSON body; <see cref="Valid"/> is false (and the estimate is <paramref name="defaultMaxTokens"/>) when it is not JSON.</summary>
+    public static LlmRequest FromJson(ReadOnlySpan<byte> json, int defaultMaxTokens)
+    {
+        if (json.IsEmpty)
+        {
+            return new LlmRequest(0, defaultMaxTokens, false, false, false);
+        }
+
+        try
+        {
+            using var doc = JsonDocument.Parse(json.ToArray());
+            var root = doc.RootElement;
+            if (root.ValueKind != JsonValueKind.Object)
+            {
+                return new LlmRequest(0, defaultMaxTokens, false, false, false);
+            }
+
+            var text = new StringBuilder();
+            if (root.TryGetProperty("messages", out var messages) && messages.ValueKind == JsonValueKind.Array)
+            {
+                foreach (var m in messages.EnumerateArray())
+                {
+                    if (m.ValueKind == JsonValueKind.Object && m.TryGetProperty("content", out var content))
+                    {
+                        AppendContent(content, text);
+                    }
+                }
+            }
+
+            if (root.TryGetProperty("prompt", out var prompt))
+            {
+                AppendContent(prompt, text);
+            }
+
+            var max = Int(root, "max_tokens") ?? Int(root, "max_completion_tokens") ?? defaultMaxTokens;
+            var stream = root.TryGetProperty("stream", out var s) && s.ValueKind == JsonValueKind.True;
+            var includeUsage = root.TryGetProperty("stream_options", out var so) && so.ValueKind == JsonValueKind.Object
+                && so.TryGetProperty("include_usage", out var iu) && iu.ValueKind == JsonValueKind.True;
+            return new LlmRequest(TokenCounter.Default.Count(text.ToString()), Math.Max(0, max), stream, includeUsage, true);
+        }
+        catch (JsonException)
+        {
+            return new LlmRequest(0, defaultMaxTokens, false, false, false);
+        }
+    }
+
+    /// <summary>Parses the first message of a gRPC <c>inference.v1</c> request body (5-byte prefix + GenerateRequest).</summary>
+    public static LlmRequest FromGrpc(ReadOnlySpan<byte> body, int defaultMaxTokens)
+    {
+        if (body.Length < 5 || body[0] != 0)
+        {
+            return new LlmRequest(0, defaultMaxTokens, false, false, false);
+        }
+
+        var length = (int)System.Buffers.Binary.BinaryPrimitives.ReadUInt32BigEndian(body[1..]);
+        if (length > body.Length - 5)
+        {
+            return new LlmRequest(0, defaultMaxTokens, false, false, false);
+        }
+
+        try
+        {
+            var request = GenerateRequest.Parser.ParseFrom(body.Slice(5, length));
+            return new LlmRequest(TokenCounter.Default.Count(request.Prompt), request.MaxTokens > 0 ? request.MaxTokens : defaultMaxTokens, false, false, true);
+        }
+        catch (Google.Protobuf.InvalidProtocolBufferException)
+        {
+            return new LlmRequest(0, defaultMaxTokens, false, false, false);
+        }
+    }
+
+    /// <summary>
+    /// The body with <c>stream_options.include_usage</c> set to true, so that the backend reports the usage of a stream
+    /// (vLLM and OpenAI send it as a last chunk with empty <c>choices</c>).
+    /// </summary>
+    public static byte[] WithIncludeUsage(ReadOnlySpan<byte> json)
+    {
+        var node = JsonNode.Parse(json)!.AsObject();
+        if (node["stream_options"] is JsonObject options)
+        {
+            options["include_usage"] = true;
+        }
+        else
+        {
+            node["stream_options"] = new JsonObject { ["include_usage"] = true };
+        }
+
+        return Encoding.UTF8.GetBytes(node.ToJsonString());
+    }
+
+    private static void AppendContent(JsonElement content, StringBuilder text)
+    {
+        switch (content.ValueKind)
+        {
+            case JsonValueKind.String:
+                text.Append(content.GetString()).Append('\n');
+                break;
+            case JsonValueKind.Array:
+                foreach (var part in content.EnumerateArray())
+                {
+                    if (part.ValueKind == JsonValueKind.String)
+                    {
+                        text.Append(part.GetString()).Append('\n');
+                    }
+                    else if (part.ValueKind == JsonValueKind.Object && part.TryGetProperty("text", out var t) && t.ValueKind == JsonValueKind.String)
+                    {
+                        text.Append(t.GetString()).Append('\n');
+                    }
+                }
+
+                break;
+        }
+    }
+
+    private static int? Int(JsonElement root, string name) =>
+        root.TryGetProperty(name, out var v) && v.ValueKind == JsonValueKind.Number && v.TryGetInt32(out var n) ? n : null;
+}
