@@ -78,6 +78,7 @@ internal static partial class ReplayApp
         public readonly Option<double> Burstiness = new("--burstiness") { Description = "Gamma arrivals' shape: 1 = Poisson, < 1 burstier, > 1 smoother (as vLLM's benchmark).", DefaultValueFactory = _ => 1 };
         public readonly Option<int> Seed = new("--seed") { Description = "Seed of every random draw (arrivals, clone offsets).", DefaultValueFactory = _ => 1 };
         public readonly Option<int?> Users = new("--users", "-u") { Description = "Closed model: N concurrent users, each sending its next session when the previous ended." };
+        public readonly Option<string?> Warmup = new("--warmup") { Description = "Before the measured run, send at the starting rate (or with the users) for this long, unmeasured, so JIT and connection set-up do not count (as wrk2's calibration period)." };
         public readonly Option<string?> Think = new("--think") { Description = "Closed model: pause between a user's sessions (e.g. 100ms)." };
         public readonly Option<string> Timeout = new("--timeout") { Description = "A request without a complete response by then fails as a timeout.", DefaultValueFactory = _ => "60s" };
         public readonly Option<int> MaxInflight = new("--max-inflight") { Description = "Most sessions in flight; beyond it the schedule waits (and the wait counts as latency).", DefaultValueFactory = _ => 100_000 };
@@ -95,7 +96,7 @@ internal static partial class ReplayApp
             foreach (var option in new Option[]
             {
                 Target, HttpTarget, GrpcTarget, WsTarget, Http2, Insecure, Header, DropHeader, Duration, Limit, Profile, Rate, To,
-                StepEvery, StepFactor, StepAdd, SpikeRate, SpikeAt, SpikeFor, Arrivals, Burstiness, Seed, Users, Think, Timeout,
+                StepEvery, StepFactor, StepAdd, SpikeRate, SpikeAt, SpikeFor, Arrivals, Burstiness, Seed, Users, Think, Warmup, Timeout,
                 MaxInflight, Connections, Report, LogRequests, Slo, Assert, Progress, Model, Stream,
             })
             {
@@ -130,6 +131,7 @@ internal static partial class ReplayApp
             Seed = p.GetValue(Seed),
             Users = p.GetValue(Users),
             Think = p.GetValue(Think),
+            Warmup = p.GetValue(Warmup),
             Timeout = p.GetValue(Timeout) ?? "60s",
             MaxInflight = p.GetValue(MaxInflight),
             Connections = p.GetValue(Connections),

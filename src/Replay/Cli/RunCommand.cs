@@ -93,15 +93,32 @@ internal static class RunCommand
             return ExitCodes.TargetUnreachable;
         }
 
-        // (5) Send.
+        // (5) Send: first an unmeasured warm-up on the same connections, then the run.
+        using var http = new HttpSender(HttpSender.CreateHandler(run.Clients), run.Clients, time);
+        using var webSockets = new WebSocketSender(run.Clients, time);
+        if (run.Warmup > TimeSpan.Zero)
+        {
+            var warmupPlan = plan.Mode == RunMode.Open
+                ? plan with { Profile = RateProfile.Constant(Math.Max(plan.Profile!.RateAt(0), 1), run.Warmup.TotalSeconds), Limit = long.MaxValue }
+                : plan with { Duration = run.Warmup, Limit = long.MaxValue };
+            using var warmup = new LoadRunner(warmupPlan, http, webSockets, new RunMetrics(time, []), null, time);
+            try
+            {
+                await warmup.RunAsync(cancellationToken).ConfigureAwait(false);
+            }
+            catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+            {
+                return ExitCodes.Cancelled;
+            }
+        }
+
         var metrics = new RunMetrics(time, run.Slos);
         var generatorStart = GeneratorReport.Capture();
         var startedAt = time.GetUtcNow();
         var cancelled = false;
-        using var http = new HttpSender(HttpSender.CreateHandler(run.Clients), run.Clients, time);
-        using var webSockets = new WebSocketSender(run.Clients, time);
         var log = settings.LogRequests is { } logPath ? new RequestLog(logPath) : null;
         long end;
+        var peakSessions = 0;
         try
         {
             using var runner = new LoadRunner(plan, http, webSockets, metrics, log, time);
@@ -118,6 +135,7 @@ internal static class RunCommand
             }
 
             end = time.GetTimestamp();
+            peakSessions = runner.PeakInflight;
         }
         finally
         {
@@ -131,6 +149,7 @@ internal static class RunCommand
         var target = string.Join(", ", needed.Select(static t => t.Target.ToString()).Distinct());
         var report = ReportBuilder.Build(metrics, new ReportBuilder.Context(settings.Command, plan, workload, target, startedAt, settings.Speed, settings.Amplify, settings.Compare, cancelled), end);
         report.Generator = GeneratorReport.Capture().Since(generatorStart);
+        report.PeakConcurrentSessions = peakSessions;
         report.Assertions = [.. run.Assertions.Select(a => a.Evaluate(report))];
         SummaryWriter.Write(output, report);
         if (settings.ReportDirectory is { } directory)

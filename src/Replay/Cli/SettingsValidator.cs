@@ -18,6 +18,7 @@ internal sealed record ValidatedRun
     public TimeSpan? Duration { get; init; }
     public TimeSpan Spread { get; init; }
     public TimeSpan Think { get; init; }
+    public TimeSpan Warmup { get; init; }
     public TimeSpan? StepEvery { get; init; }
     public TimeSpan? SpikeAt { get; init; }
     public TimeSpan? SpikeFor { get; init; }
@@ -190,6 +191,12 @@ internal static class SettingsValidator
                 : "a template has no timing of its own: give --rate/--profile (open model) or --users (closed model).");
         }
 
+        var warmup = s.Warmup is null ? TimeSpan.Zero : Duration(s.Warmup, "--warmup", errors, allowZero: true) ?? TimeSpan.Zero;
+        if (warmup > TimeSpan.Zero && mode == RunMode.Faithful)
+        {
+            errors.Add("--warmup applies to --rate/--profile and --users runs; a timed replay sends exactly what the source holds.");
+        }
+
         var think = s.Think is null ? TimeSpan.Zero : Duration(s.Think, "--think", errors, allowZero: true) ?? TimeSpan.Zero;
         var timeout = Duration(s.Timeout, "--timeout", errors, allowZero: false) ?? TimeSpan.FromSeconds(60);
         if (s.MaxInflight < 1)
@@ -280,6 +287,7 @@ internal static class SettingsValidator
             Duration = duration,
             Spread = spread,
             Think = think,
+            Warmup = warmup,
             StepEvery = stepEvery,
             SpikeAt = spikeAt,
             SpikeFor = spikeFor,

@@ -53,6 +53,7 @@ internal static class ReportJson
         w.WriteBoolean("cancelled", r.Cancelled);
         w.WriteNumber("requests", r.Requests);
         w.WriteNumber("planned", r.Planned);
+        w.WriteNumber("peak_concurrent_sessions", r.PeakConcurrentSessions);
         w.WriteNumber("sent", r.Sent);
         w.WriteNumber("succeeded", r.Succeeded);
         w.WriteNumber("failures", r.Failures);

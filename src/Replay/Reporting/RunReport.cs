@@ -106,4 +106,5 @@ internal sealed class RunReport
     public IReadOnlyList<AssertionReport> Assertions { get; set; } = [];
     public bool Cancelled { get; init; }
     public GeneratorReport? Generator { get; set; }
+    public int PeakConcurrentSessions { get; set; }
 }

@@ -35,6 +35,7 @@ internal sealed class LoadRunner : IDisposable
     private CancellationToken _runToken;
     private long _startTimestamp;
     private int _inflight;
+    private int _peakInflight;
     private volatile bool _dispatchDone;
     private long _nextClosed = -1;
     private long _requestsStarted;
@@ -56,6 +57,9 @@ internal sealed class LoadRunner : IDisposable
     /// <summary>Sessions running now.</summary>
     public int Inflight => Volatile.Read(ref _inflight);
 
+    /// <summary>Most sessions that ran at once.</summary>
+    public int PeakInflight => Volatile.Read(ref _peakInflight);
+
     /// <summary>Runs the plan to the end (every session done) or until <paramref name="cancellationToken"/> fires.</summary>
     public async Task RunAsync(CancellationToken cancellationToken)
     {
@@ -75,6 +79,21 @@ internal sealed class LoadRunner : IDisposable
 
     /// <inheritdoc/>
     public void Dispose() => _slots.Dispose();
+
+    private void TrackPeak(int inflight)
+    {
+        var peak = Volatile.Read(ref _peakInflight);
+        while (inflight > peak)
+        {
+            var seen = Interlocked.CompareExchange(ref _peakInflight, inflight, peak);
+            if (seen == peak)
+            {
+                return;
+            }
+
+            peak = seen;
+        }
+    }
 
     private long Ticks(double milliseconds) => (long)(milliseconds * _time.TimestampFrequency / 1000.0);
 
@@ -132,7 +151,7 @@ internal sealed class LoadRunner : IDisposable
         }
 
         _slots.Wait(_runToken);
-        Interlocked.Increment(ref _inflight);
+        TrackPeak(Interlocked.Increment(ref _inflight));
         // The sync part of the send (building the request, writing it to the socket) runs here, so the request
         // leaves when the dispatcher wakes, with no thread-pool hop; responses are read on pool threads.
         _ = RunDispatchedAsync(session, due);
@@ -228,7 +247,7 @@ internal sealed class LoadRunner : IDisposable
                 return;
             }
 
-            Interlocked.Increment(ref _inflight);
+            TrackPeak(Interlocked.Increment(ref _inflight));
             try
             {
                 await RunSessionAsync(session, _time.GetTimestamp()).ConfigureAwait(false);

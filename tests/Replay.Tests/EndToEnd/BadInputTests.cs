@@ -88,7 +88,7 @@ public sealed class BadInputTests
     [Fact(Timeout = 30_000)]
     public async Task Invalid_options_are_all_reported_naming_their_flags()
     {
-        var result = await TestHost.RunAsync(["run", "--source", "azure-llm:x.csv", "--target", "ftp://host", "--speed", "0", "--amplify", "-1", "--duration", "soon", "--assert", "p95<"]);
+        var result = await TestHost.RunAsync(["run", "--source", "azure-llm:x.csv", "--target", "ftp://host", "--speed", "0", "--amplify", "-1", "--duration", "soon", "--assert", "p95<", "--warmup", "1s"]);
 
         Assert.True(result.ExitCode == 2, result.ToString());
         Assert.Contains("--speed must be > 0 (was 0)", result.Error, StringComparison.Ordinal);
@@ -96,6 +96,7 @@ public sealed class BadInputTests
         Assert.Contains("--duration 'soon' is not a duration", result.Error, StringComparison.Ordinal);
         Assert.Contains("--assert 'p95<'", result.Error, StringComparison.Ordinal);
         Assert.Contains("ftp://host", result.Error, StringComparison.Ordinal);
+        Assert.Contains("--warmup applies to", result.Error, StringComparison.Ordinal);
     }
 
     [Fact(Timeout = 30_000)]

@@ -59,6 +59,21 @@ public sealed class ReportAndAssertionTests
     }
 
     [Fact(Timeout = 60_000)]
+    public async Task A_warmup_is_sent_but_not_measured()
+    {
+        await using var sim = await TestHost.StartSimAsync();
+        using var dir = TestHost.CreateTempDirectory();
+
+        var result = await TestHost.RunAsync(["load", "--rate", "100", "--duration", "1s", "--warmup", "1s", "--max-tokens", "2", "--report", dir.Path, .. TestHost.Targets(sim)]);
+
+        Assert.True(result.ExitCode == 0, result.ToString());
+        Assert.Equal(200, sim.Stats.Completed);
+        using var report = TestHost.ReadReport(dir.Path);
+        Assert.Equal(100, report.RootElement.GetProperty("requests").GetInt64());
+        Assert.InRange(report.RootElement.GetProperty("duration_s").GetDouble(), 0.9, 1.8);
+    }
+
+    [Fact(Timeout = 60_000)]
     public async Task Assertions_set_the_exit_code()
     {
         await using var sim = await TestHost.StartSimAsync();

@@ -1,0 +1,155 @@
+#!/usr/bin/env bash
+# Replay load generator benchmark (run by hand, not a test; results go in docs/benchmarks.md, "## Replay load generator").
+#
+#  1. wrk's closed-loop maximum on a trivial endpoint (the simulator's GET /health);
+#  2. the highest constant open-model rate `replay load` sustains on the same endpoint with p99 schedule lag < 1 ms
+#     (and achieved >= 99% of intended), found by stepping the rate up;
+#  3. Artillery (npm, installed into a temp dir, never committed) asked for that same arrival rate: its achieved rate
+#     and p99 beside ours;
+#  4. peak RSS of `replay load` holding 10,000 concurrent WebSocket sessions (open model, 1000 new sessions/s, each
+#     ~11 s long), measured with /usr/bin/time -v, with the schedule lag it kept.
+#
+# The server is pinned to the last core and every load generator to core 0 (taskset), so they compete for the same
+# single core. Usage: bench/replay-bench.sh [seconds per run, default 10]. Needs wrk, node/npm, python3, taskset.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+D=${1:-10}
+OUT=${OUT:-/tmp/replay-bench}
+mkdir -p "$OUT"
+log() { printf '\033[1m[replay-bench]\033[0m %s\n' "$*" >&2; }
+ulimit -n 65535 2>/dev/null || ulimit -n "$(ulimit -Hn)"
+
+CORES=$(nproc)
+GEN_CPU=0
+SRV_CPU=$((CORES - 1))
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+log "building Release into $OUT/art"
+dotnet build src/Replay -c Release --artifacts-path "$OUT/art" -v quiet -nologo -clp:ErrorsOnly
+dotnet build src/ModelSim -c Release --artifacts-path "$OUT/art" -v quiet -nologo -clp:ErrorsOnly
+REPLAY="$OUT/art/bin/Replay/release/Replay.dll"
+SIM="$OUT/art/bin/ModelSim/release/ModelSim.dll"
+
+SIM_PID=""
+stop_sim() { if [ -n "$SIM_PID" ]; then kill "$SIM_PID" 2>/dev/null || true; wait "$SIM_PID" 2>/dev/null || true; SIM_PID=""; fi; }
+trap stop_sim EXIT
+start_sim() { # args: per-token ms
+  local http grpc
+  http=$(free_port); grpc=$(free_port)
+  taskset -c "$SRV_CPU" dotnet "$SIM" --Sim:Http:Port="$http" --Sim:Grpc:Port="$grpc" --Sim:Slots=20000 --Sim:Queue=100000 \
+    --Sim:PrefillMs=0 --Sim:PrefillPerTokenMs=0 --Sim:PerTokenMs="$1" --Sim:BatchSlowdown=0 >"$OUT/sim.log" 2>&1 &
+  SIM_PID=$!
+  URL="http://127.0.0.1:$http"
+  for _ in $(seq 100); do curl -fs "$URL/health" >/dev/null 2>&1 && return 0; sleep 0.1; done
+  log "the simulator did not start"; cat "$OUT/sim.log"; exit 1
+}
+
+cat >"$OUT/health.json" <<'JSON'
+{ "requests": [ { "name": "health", "method": "GET", "path": "/health" } ] }
+JSON
+
+start_sim 0
+log "target $URL/health (server on core $SRV_CPU, generators on core $GEN_CPU); load average: $(cut -d' ' -f1-3 /proc/loadavg)"
+
+# Warm the server's JIT so the first tool measured is not penalised.
+taskset -c "$GEN_CPU" wrk -t1 -c64 -d3s "$URL/health" >/dev/null
+
+log "wrk: closed loop, 1 thread, 64 connections, ${D}s"
+taskset -c "$GEN_CPU" wrk -t1 -c64 -d"${D}s" --latency "$URL/health" >"$OUT/wrk.txt"
+WRK_RPS=$(awk '/Requests\/sec/ {print $2}' "$OUT/wrk.txt")
+WRK_P99=$(awk '$1=="99%" {print $2}' "$OUT/wrk.txt")
+log "wrk: $WRK_RPS req/s, p99 $WRK_P99"
+
+run_replay() { # rate -> prints "achieved lag_p99 p99"
+  local dir="$OUT/replay-$1"
+  taskset -c "$GEN_CPU" dotnet "$REPLAY" load --template "$OUT/health.json" --target "$URL" --rate "$1" --duration "${D}s" \
+    --warmup 3s --connections 64 --progress none --report "$dir" >"$dir.txt" 2>&1 || true
+  python3 - "$dir/report.json" <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1]))
+print(r["achieved_rps"], r["schedule_lag_ms"]["p99"], r["latency_ms"]["p99"], r["failures"])
+PY
+}
+
+log "replay load: stepping the open-model rate up until p99 schedule lag >= 1 ms or achieved < 99%"
+BEST=0; BEST_LINE=""
+RATE=2000
+: >"$OUT/replay-steps.txt"
+while :; do
+  read -r ACH LAG P99 FAIL < <(run_replay "$RATE")
+  echo "$RATE $ACH $LAG $P99 $FAIL" | tee -a "$OUT/replay-steps.txt" >&2
+  if python3 -c "import sys; sys.exit(0 if float('$LAG') < 1 and float('$ACH') >= 0.99*$RATE and int('$FAIL') == 0 else 1)"; then
+    BEST=$RATE; BEST_LINE="$ACH $LAG $P99"
+    RATE=$(python3 -c "print(int($RATE*1.25/100)*100)")
+  else
+    break
+  fi
+done
+log "replay load: best $BEST req/s ($BEST_LINE)"
+AT80=$(python3 -c "print(int(float('$WRK_RPS')*0.8/100)*100)")
+read -r A80 L80 P80 F80 < <(run_replay "$AT80")
+log "replay load at 0.8x wrk ($AT80/s): achieved $A80, lag p99 $L80 ms, p99 $P80 ms"
+
+ART_RATE=$(( BEST > 0 ? BEST : 1000 ))
+log "Artillery: installing into $OUT/artillery (npm registry)"
+if [ ! -x "$OUT/artillery/node_modules/.bin/artillery" ]; then
+  mkdir -p "$OUT/artillery"
+  (cd "$OUT/artillery" && npm init -y >/dev/null && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm install --ignore-scripts --no-audit --no-fund --loglevel=error artillery@2 >/dev/null)
+fi
+cat >"$OUT/artillery.yml" <<YML
+config:
+  target: "$URL"
+  phases:
+    - duration: $D
+      arrivalRate: $ART_RATE
+scenarios:
+  - flow:
+      - get:
+          url: "/health"
+YML
+log "Artillery: arrivalRate $ART_RATE for ${D}s on core $GEN_CPU"
+(cd "$OUT/artillery" && taskset -c "$GEN_CPU" ./node_modules/.bin/artillery run --output "$OUT/artillery.json" "$OUT/artillery.yml" >"$OUT/artillery.txt" 2>&1) || true
+read -r ART_REQ ART_P99 ART_ERR < <(python3 - "$OUT/artillery.json" <<'PY'
+import json, sys
+a = json.load(open(sys.argv[1]))["aggregate"]
+c, s = a.get("counters", {}), a.get("summaries", {})
+err = sum(v for k, v in c.items() if k.startswith("errors."))
+print(c.get("http.responses", 0), s.get("http.response_time", {}).get("p99", "n/a"), err)
+PY
+)
+ART_RPS=$(python3 -c "print(round($ART_REQ/$D, 1))")
+log "Artillery: $ART_RPS req/s achieved, p99 $ART_P99 ms, $ART_ERR errors"
+
+log "memory: 10,000 concurrent WebSocket sessions (1000 new/s for 10 s, 10 turns each, 1 s think time)"
+stop_sim
+start_sim 10
+cat >"$OUT/ws.json" <<'JSON'
+{ "requests": [ { "name": "ws-session", "protocol": "websocket", "path": "/v1/stream", "think_ms": 1000,
+  "messages": [ {"prompt":"hello","max_tokens":10}, {"prompt":"hello","max_tokens":10}, {"prompt":"hello","max_tokens":10},
+                {"prompt":"hello","max_tokens":10}, {"prompt":"hello","max_tokens":10}, {"prompt":"hello","max_tokens":10},
+                {"prompt":"hello","max_tokens":10}, {"prompt":"hello","max_tokens":10}, {"prompt":"hello","max_tokens":10},
+                {"prompt":"hello","max_tokens":10} ] } ] }
+JSON
+taskset -c "$GEN_CPU" /usr/bin/time -v dotnet "$REPLAY" load --template "$OUT/ws.json" --target "$URL" --rate 1000 --duration 10s \
+  --progress none --report "$OUT/memory" >"$OUT/memory.txt" 2>"$OUT/memory.time" || true
+RSS_KB=$(awk -F': ' '/Maximum resident set size/ {print $2}' "$OUT/memory.time")
+read -r PEAK MLAG MFAIL MREQ < <(python3 - "$OUT/memory/report.json" <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1]))
+print(r["peak_concurrent_sessions"], r["schedule_lag_ms"]["p99"], r["failures"], r["requests"])
+PY
+)
+log "memory: peak RSS $((RSS_KB / 1024)) MB with $PEAK concurrent sessions; lag p99 $MLAG ms; $MREQ turns, $MFAIL failures"
+
+cat >"$OUT/results.md" <<MD
+| what | figure |
+| --- | --- |
+| wrk closed loop (1 thread, 64 connections) | $WRK_RPS req/s, p99 $WRK_P99 |
+| replay load, highest constant rate with p99 schedule lag < 1 ms | $BEST req/s (achieved / lag p99 ms / latency p99 ms: $BEST_LINE) |
+| ratio replay / wrk | $(python3 -c "print(round($BEST/float('$WRK_RPS'), 2))") |
+| replay load at 0.8x wrk ($AT80 req/s) | achieved $A80 req/s, lag p99 $L80 ms, latency p99 $P80 ms |
+| Artillery asked for $ART_RATE arrivals/s | $ART_RPS req/s achieved, p99 $ART_P99 ms, $ART_ERR errors |
+| replay, 10,000 concurrent WebSocket sessions | peak RSS $((RSS_KB / 1024)) MB, $PEAK sessions at once, lag p99 $MLAG ms, $MFAIL failures of $MREQ turns |
+MD
+cat "$OUT/results.md"
