@@ -58,6 +58,9 @@ internal sealed class GatewayHarness : IAsyncDisposable
 
         /// <summary>Edits the JSON configuration before start.</summary>
         public Action<JsonObject>? Edit { get; set; }
+
+        /// <summary>A watched JSON file layered over the configuration (edit it to reload).</summary>
+        public string? ConfigFile { get; set; }
     }
 
     public static async Task<GatewayHarness> StartAsync(Options? options = null, CancellationToken cancellationToken = default)
@@ -85,7 +88,7 @@ internal sealed class GatewayHarness : IAsyncDisposable
             {
                 logging.AddProvider(logs);
                 logging.SetMinimumLevel(LogLevel.Debug);
-            });
+            }, options.ConfigFile);
             return new GatewayHarness(sim, gateway, logs);
         }
         catch

@@ -26,7 +26,8 @@ internal static class ErrorResponses
     /// <param name="code">Machine-readable code that says which rule answered, e.g. <c>route_not_found</c>.</param>
     /// <param name="message">A sentence for a human.</param>
     /// <param name="retryAfter">When set, a <c>Retry-After</c> header in whole seconds (rounded up, at least 1).</param>
-    public static Task WriteAsync(HttpContext context, int httpStatus, StatusCode grpcStatus, string type, string code, string message, TimeSpan? retryAfter = null)
+    /// <param name="limit">When set, an <c>x-gateway-limit</c> header naming the limit that refused the request.</param>
+    public static Task WriteAsync(HttpContext context, int httpStatus, StatusCode grpcStatus, string type, string code, string message, TimeSpan? retryAfter = null, string? limit = null)
     {
         var response = context.Response;
         if (response.HasStarted)
@@ -42,6 +43,11 @@ internal static class ErrorResponses
         }
 
         response.Headers["x-gateway-error"] = code;
+        if (limit is not null)
+        {
+            response.Headers["x-gateway-limit"] = limit;
+        }
+
         if (IsGrpc(context.Request))
         {
             // Trailers-only response: HTTP 200, grpc-status in the headers, no body.

@@ -32,8 +32,9 @@ public sealed class GatewayServer : IAsyncDisposable
     /// <param name="configureLogging">Optional: adds logging providers (tests capture log levels with it).</param>
     /// <returns>The started gateway; dispose it to stop it.</returns>
     /// <exception cref="InvalidOperationException">The configuration is invalid; the message lists every problem, one line each, naming its key.</exception>
+    /// <param name="jsonFile">Optional: a JSON file layered after <paramref name="json"/> and watched, so that editing it reloads the configuration as in the gateway process.</param>
     public static async Task<GatewayServer> StartAsync(string? json, IReadOnlyDictionary<string, string?>? settings, CancellationToken cancellationToken,
-        Action<ILoggingBuilder>? configureLogging = null)
+        Action<ILoggingBuilder>? configureLogging = null, string? jsonFile = null)
     {
         var builder = WebApplication.CreateBuilder(new WebApplicationOptions { ContentRootPath = AppContext.BaseDirectory, Args = [] });
         builder.Configuration.Sources.Clear();
@@ -41,6 +42,11 @@ public sealed class GatewayServer : IAsyncDisposable
         if (json is not null)
         {
             builder.Configuration.AddJsonStream(new MemoryStream(System.Text.Encoding.UTF8.GetBytes(json)));
+        }
+
+        if (jsonFile is not null)
+        {
+            builder.Configuration.AddJsonFile(Path.GetFullPath(jsonFile), optional: false, reloadOnChange: true);
         }
 
         if (settings is not null)

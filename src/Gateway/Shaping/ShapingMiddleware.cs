@@ -361,7 +361,6 @@ internal sealed class ShapingMiddleware
             return;
         }
 
-        context.Response.Headers["x-gateway-limit"] = limit;
         if (isWebSocket && context.WebSockets.IsWebSocketRequest)
         {
             // A WebSocket client cannot read a refused handshake's body: accept it and close with the reason.
@@ -373,6 +372,6 @@ internal sealed class ShapingMiddleware
         }
 
         await ErrorResponses.WriteAsync(context, status, status == 429 ? StatusCode.ResourceExhausted : StatusCode.Unavailable,
-            status == 429 ? "rate_limited" : "overloaded", reason, message, retryAfter ?? TimeSpan.FromSeconds(1));
+            status == 429 ? "rate_limited" : "overloaded", reason, message, retryAfter ?? TimeSpan.FromSeconds(1), limit);
     }
 }

@@ -8,7 +8,7 @@ using TestSupport;
 namespace Gateway.Tests.Recording;
 
 /// <summary>Recording never slows or breaks the proxy: Redis going away, a steady 1000 requests/s, round trips between stores.</summary>
-[Collection(SerialCollection.Name)]
+[Collection(SerialTests.Name)]
 public sealed class RecordingResilienceTests
 {
     [Fact]

@@ -5,7 +5,7 @@ namespace Gateway.Tests;
 /// rest of the suite does not take the CPU they measure with (the CI machine has 2 cores).
 /// </summary>
 [CollectionDefinition(Name, DisableParallelization = true)]
-public sealed class SerialCollection
+public sealed class SerialTests
 {
     public const string Name = "timing-sensitive, run alone";
 }

@@ -1,0 +1,146 @@
+using System.Collections.Concurrent;
+using System.Net;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using Gateway.Shaping;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.Extensions.DependencyInjection;
+using TestSupport;
+using static Gateway.Tests.Shaping.ShapingConfig;
+
+namespace Gateway.Tests.Shaping;
+
+/// <summary>Admission control keeps the model server's queue short: priority, fairness, timeouts, overload refusals, circuit breaking.</summary>
+[Collection(SerialTests.Name)]
+public sealed class AdmissionTests
+{
+    private static JsonObject Admission(int maxInFlight, int queueLimit, string queueTimeout) => new()
+    {
+        ["Admission"] = new JsonObject
+        {
+            ["model-http"] = new JsonObject { ["MaxInFlight"] = maxInFlight, ["QueueLimit"] = queueLimit, ["QueueTimeout"] = queueTimeout },
+        },
+    };
+
+    [Fact]
+    public async Task Queue_serves_by_priority_then_gives_keys_turns_within_a_class()
+    {
+        var options = new GatewayHarness.Options { Edit = With(Admission(1, 20, "00:00:20")) };
+        options.Sim["Sim:PerTokenMs"] = "40";
+        await using var h = await GatewayHarness.StartAsync(options);
+        var controller = h.Gateway.Services.GetRequiredService<ShapingRuntime>().Current.Clusters["model-http"].Controller;
+        var order = new ConcurrentQueue<string>();
+
+        Task Send(string name, string? priority, string key)
+        {
+            var client = new HttpClient { BaseAddress = h.Http };
+            var request = new HttpRequestMessage(HttpMethod.Post, "/v1/generate") { Content = Generate(maxTokens: 3) };
+            if (priority is not null)
+            {
+                request.Headers.Add("x-priority", priority);
+            }
+
+            request.Headers.Authorization = new System.Net.Http.Headers.AuthenticationHeaderValue("Bearer", key);
+            return Task.Run(async () =>
+            {
+                using var response = await client.SendAsync(request);
+                Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+                order.Enqueue(name);
+                client.Dispose();
+            });
+        }
+
+        var tasks = new List<Task> { Send("hold", null, "k0") };
+        await Eventually.TrueAsync(() => controller.InFlight == 1, TimeSpan.FromSeconds(5), () => "hold not admitted");
+        var queued = 0;
+        foreach (var (name, priority, key) in new[]
+        {
+            ("low-1", "low", "a"), ("normal-a1", null, "a"), ("normal-a2", null, "a"), ("normal-a3", null, "a"),
+            ("normal-b1", "normal", "b"), ("high-1", "high", "c"),
+        })
+        {
+            tasks.Add(Send(name, priority, key));
+            queued++;
+            var expected = queued;
+            await Eventually.TrueAsync(() => controller.Queued == expected, TimeSpan.FromSeconds(5), () => $"{name} not queued");
+        }
+
+        await Task.WhenAll(tasks);
+        Assert.Equal(["hold", "high-1", "normal-a1", "normal-b1", "normal-a2", "normal-a3", "low-1"], order.ToArray());
+    }
+
+    [Fact]
+    public async Task Queue_timeout_and_a_full_queue_answer_503_at_once_with_retry_after()
+    {
+        var options = new GatewayHarness.Options { Edit = With(Admission(1, 1, "00:00:00.300")) };
+        options.Sim["Sim:PerTokenMs"] = "100";
+        await using var h = await GatewayHarness.StartAsync(options);
+        using var client = new HttpClient { BaseAddress = h.Http };
+
+        var hold = client.PostAsync("/v1/generate", Generate(maxTokens: 20)); // 2 s in flight
+        await Eventually.TrueAsync(() => h.Sim.Stats.Inflight == 1, TimeSpan.FromSeconds(5), () => "hold not running");
+        var waiting = client.PostAsync("/v1/generate", Generate());
+        await Task.Delay(50);
+
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        using var full = await client.PostAsync("/v1/generate", Generate());
+        Assert.Equal(HttpStatusCode.ServiceUnavailable, full.StatusCode);
+        Assert.True(clock.Elapsed < TimeSpan.FromMilliseconds(200), $"a full queue answered after {clock.Elapsed}");
+        Assert.Equal("queue_full", JsonDocument.Parse(await full.Content.ReadAsStringAsync()).RootElement.GetProperty("error").GetProperty("code").GetString());
+        Assert.NotNull(full.Headers.RetryAfter);
+        Assert.Equal("admission:model-http", full.Headers.GetValues("x-gateway-limit").Single());
+
+        using var timedOut = await waiting;
+        Assert.Equal(HttpStatusCode.ServiceUnavailable, timedOut.StatusCode);
+        Assert.Equal("queue_timeout", JsonDocument.Parse(await timedOut.Content.ReadAsStringAsync()).RootElement.GetProperty("error").GetProperty("code").GetString());
+        Assert.Equal(HttpStatusCode.OK, (await hold).StatusCode);
+        Assert.Equal(1, h.Sim.Stats.Requests); // only the admitted one reached the model server
+    }
+
+    [Fact]
+    public async Task In_flight_cap_keeps_the_model_servers_queue_empty_under_a_burst()
+    {
+        var options = new GatewayHarness.Options { Edit = With(Admission(4, 100, "00:00:30")) };
+        options.Sim["Sim:PerTokenMs"] = "5";
+        options.Sim["Sim:Slots"] = "4";
+        await using var h = await GatewayHarness.StartAsync(options);
+        using var client = new HttpClient { BaseAddress = h.Http };
+
+        var responses = await Task.WhenAll(Enumerable.Range(0, 40).Select(_ => client.PostAsync("/v1/generate", Generate(maxTokens: 10))));
+
+        Assert.All(responses, r => Assert.Equal(HttpStatusCode.OK, r.StatusCode));
+        Assert.Equal(0, h.Sim.Stats.QueueDepthMax); // the gateway queued; the "GPU" never did
+        Assert.Equal(40, h.Sim.Stats.Completed);
+    }
+
+    [Fact]
+    public async Task Circuit_breaker_opens_after_backend_failures_and_fails_fast()
+    {
+        var calls = 0;
+        await using var backend = await TestBackend.StartAsync(app => app.MapPost("/v1/generate", () =>
+        {
+            Interlocked.Increment(ref calls);
+            return Microsoft.AspNetCore.Http.Results.StatusCode(500);
+        }));
+        var shaping = Admission(8, 8, "00:00:05");
+        shaping["Admission"]!["model-http"]!["CircuitBreaker"] = new JsonObject
+        {
+            ["Enabled"] = true, ["FailureRatio"] = 0.5, ["MinimumThroughput"] = 5, ["SamplingDuration"] = "00:00:10", ["BreakDuration"] = "00:00:30",
+        };
+        await using var h = await GatewayHarness.StartAsync(new GatewayHarness.Options { HttpBackend = backend.Address, Edit = With(shaping) });
+        using var client = new HttpClient { BaseAddress = h.Http };
+
+        var statuses = new List<HttpStatusCode>();
+        for (var i = 0; i < 12; i++)
+        {
+            using var r = await client.PostAsync("/v1/generate", Generate());
+            statuses.Add(r.StatusCode);
+        }
+
+        Assert.Equal(HttpStatusCode.InternalServerError, statuses[0]);
+        Assert.Equal(HttpStatusCode.ServiceUnavailable, statuses[^1]);
+        Assert.InRange(calls, 5, 6); // once open, nothing more reaches the failing backend
+        using var open = await client.PostAsync("/v1/generate", Generate());
+        Assert.Equal("circuit_open", JsonDocument.Parse(await open.Content.ReadAsStringAsync()).RootElement.GetProperty("error").GetProperty("code").GetString());
+    }
+}
