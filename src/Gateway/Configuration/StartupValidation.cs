@@ -71,7 +71,16 @@ internal static class StartupValidation
 
         var recording = Bind<Recording.RecordingOptions>(configuration, Recording.RecordingOptions.Section, errors);
         Recording.RecordingOptionsValidator.Validate(recording, errors);
+        foreach (var route in configuration.GetSection($"{Recording.RecordingOptions.Section}:Sampling:Routes").GetChildren())
+        {
+            if (!double.TryParse(route.Value, NumberStyles.Float, CultureInfo.InvariantCulture, out _))
+            {
+                errors.Add($"{Recording.RecordingOptions.Section}:Sampling:Routes:{route.Key} must be a number between 0 and 1 (was '{route.Value}').");
+            }
+        }
+
         var shaping = Bind<Shaping.ShapingOptions>(configuration, Shaping.ShapingOptions.Section, errors);
+        Shaping.ShapingOptionsValidator.ValidateRaw(configuration, shaping, errors);
         Shaping.ShapingOptionsValidator.Validate(shaping, errors);
         ValidateProxy(configuration.GetSection("ReverseProxy"), shaping, errors);
         return new Result(listeners, limits, telemetry, certificates, errors);

@@ -81,6 +81,7 @@ internal sealed partial class ShapingRuntime : IDisposable
     {
         var errors = new List<string>();
         var options = StartupValidation.Bind<ShapingOptions>(_configuration, ShapingOptions.Section, errors);
+        ShapingOptionsValidator.ValidateRaw(_configuration, options, errors);
         ShapingOptionsValidator.Validate(options, errors);
         var routes = _configuration.GetSection("ReverseProxy:Routes").GetChildren();
         foreach (var route in routes)

@@ -44,6 +44,36 @@ public sealed class BadConfigurationTests : IDisposable
             """{ "ReverseProxy": { "Routes": { "r1": { "ClusterId": "c1", "Match": { "Path": "/x" }, "Metadata": { "Listeners": "Http,Telnet" } } }, "Clusters": { "c1": { "Destinations": { "d": { "Address": "http://127.0.0.1:9/" } } } } } }""",
             "ReverseProxy:Routes:r1:Metadata:Listeners"
         },
+        {
+            "unknown policy name on a route",
+            """{ "ReverseProxy": { "Routes": { "r1": { "ClusterId": "c1", "Match": { "Path": "/x" }, "Metadata": { "Policies": "nope" } } }, "Clusters": { "c1": { "Destinations": { "d": { "Address": "http://127.0.0.1:9/" } } } } } }""",
+            "ReverseProxy:Routes:r1:Metadata:Policies names policy 'nope'"
+        },
+        {
+            "negative rate",
+            """{ "Gateway": { "Shaping": { "Policies": { "p": { "Kind": "TokenBucket", "TokenLimit": 10, "TokensPerPeriod": -5 } } } } }""",
+            "Gateway:Shaping:Policies:p:TokensPerPeriod must be > 0 (was -5)"
+        },
+        {
+            "unknown partition key source",
+            """{ "Gateway": { "Shaping": { "Policies": { "p": { "Kind": "FixedWindow", "PermitLimit": 10, "Partition": "ApiKey+Moon" } } } } }""",
+            "Gateway:Shaping:Policies:p:Partition 'ApiKey+Moon' is invalid"
+        },
+        {
+            "global policy without Redis",
+            """{ "Gateway": { "Shaping": { "Policies": { "p": { "Kind": "FixedWindow", "PermitLimit": 10, "Scope": "Global" } } } } }""",
+            "Gateway:Shaping:Policies:p:Scope is Global but Gateway:Shaping:Redis is not set"
+        },
+        {
+            "admission on an unknown cluster",
+            """{ "Gateway": { "Shaping": { "Admission": { "gpu": { "MaxInFlight": 4 } } } } }""",
+            "Gateway:Shaping:Admission:gpu names cluster 'gpu'"
+        },
+        {
+            "unknown policy kind",
+            """{ "Gateway": { "Shaping": { "Policies": { "p": { "Kind": "Leaky" } } } } }""",
+            "Gateway:Shaping:Policies:p:Kind"
+        },
     };
 
     [Theory]
