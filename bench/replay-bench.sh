@@ -131,7 +131,7 @@ cat >"$OUT/ws.json" <<'JSON'
                 {"prompt":"hello","max_tokens":10}, {"prompt":"hello","max_tokens":10}, {"prompt":"hello","max_tokens":10},
                 {"prompt":"hello","max_tokens":10} ] } ] }
 JSON
-taskset -c "$GEN_CPU" /usr/bin/time -v dotnet "$REPLAY" load --template "$OUT/ws.json" --target "$URL" --rate 1000 --duration 10s \
+taskset -c "$GEN_CPU" /usr/bin/time -v dotnet "$REPLAY" load --template "$OUT/ws.json" --target "$URL" --rate 1000 --duration 10s --session-arrivals \
   --progress none --report "$OUT/memory" >"$OUT/memory.txt" 2>"$OUT/memory.time" || true
 RSS_KB=$(awk -F': ' '/Maximum resident set size/ {print $2}' "$OUT/memory.time")
 read -r PEAK MLAG MFAIL MREQ < <(python3 - "$OUT/memory/report.json" <<'PY'

@@ -79,6 +79,7 @@ internal static partial class ReplayApp
         public readonly Option<int> Seed = new("--seed") { Description = "Seed of every random draw (arrivals, clone offsets).", DefaultValueFactory = _ => 1 };
         public readonly Option<int?> Users = new("--users", "-u") { Description = "Closed model: N concurrent users, each sending its next session when the previous ended." };
         public readonly Option<string?> Warmup = new("--warmup") { Description = "Before the measured run, send at the starting rate (or with the users) for this long, unmeasured, so JIT and connection set-up do not count (as wrk2's calibration period)." };
+        public readonly Option<bool> SessionArrivals = new("--session-arrivals") { Description = "Open model: each arrival starts a whole session (all its requests in order, with think times, one WebSocket connection) instead of one request; --rate is then sessions/s." };
         public readonly Option<string?> Think = new("--think") { Description = "Closed model: pause between a user's sessions (e.g. 100ms)." };
         public readonly Option<string> Timeout = new("--timeout") { Description = "A request without a complete response by then fails as a timeout.", DefaultValueFactory = _ => "60s" };
         public readonly Option<int> MaxInflight = new("--max-inflight") { Description = "Most sessions in flight; beyond it the schedule waits (and the wait counts as latency).", DefaultValueFactory = _ => 100_000 };
@@ -96,7 +97,7 @@ internal static partial class ReplayApp
             foreach (var option in new Option[]
             {
                 Target, HttpTarget, GrpcTarget, WsTarget, Http2, Insecure, Header, DropHeader, Duration, Limit, Profile, Rate, To,
-                StepEvery, StepFactor, StepAdd, SpikeRate, SpikeAt, SpikeFor, Arrivals, Burstiness, Seed, Users, Think, Warmup, Timeout,
+                StepEvery, StepFactor, StepAdd, SpikeRate, SpikeAt, SpikeFor, Arrivals, Burstiness, Seed, Users, Think, Warmup, SessionArrivals, Timeout,
                 MaxInflight, Connections, Report, LogRequests, Slo, Assert, Progress, Model, Stream,
             })
             {
@@ -132,6 +133,7 @@ internal static partial class ReplayApp
             Users = p.GetValue(Users),
             Think = p.GetValue(Think),
             Warmup = p.GetValue(Warmup),
+            SessionArrivals = p.GetValue(SessionArrivals),
             Timeout = p.GetValue(Timeout) ?? "60s",
             MaxInflight = p.GetValue(MaxInflight),
             Connections = p.GetValue(Connections),

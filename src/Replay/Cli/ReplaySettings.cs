@@ -41,6 +41,7 @@ internal sealed record ReplaySettings
     public int? Users { get; init; }
     public string? Think { get; init; }
     public string? Warmup { get; init; }
+    public bool SessionArrivals { get; init; }
     public string Timeout { get; init; } = "60s";
     public int MaxInflight { get; init; } = 100_000;
     public int Connections { get; init; } = 20_000;

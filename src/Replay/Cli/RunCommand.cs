@@ -207,6 +207,7 @@ internal static class RunCommand
             Limit = s.Limit,
             MaxInflight = s.MaxInflight,
             SourceDuration = run.Source.SourceDuration,
+            SessionArrivals = s.SessionArrivals,
         };
     }
 

@@ -197,6 +197,11 @@ internal static class SettingsValidator
             errors.Add("--warmup applies to --rate/--profile and --users runs; a timed replay sends exactly what the source holds.");
         }
 
+        if (s.SessionArrivals && mode != RunMode.Open)
+        {
+            errors.Add("--session-arrivals applies to an open-model run (--rate/--profile).");
+        }
+
         var think = s.Think is null ? TimeSpan.Zero : Duration(s.Think, "--think", errors, allowZero: true) ?? TimeSpan.Zero;
         var timeout = Duration(s.Timeout, "--timeout", errors, allowZero: false) ?? TimeSpan.FromSeconds(60);
         if (s.MaxInflight < 1)

@@ -1,6 +1,6 @@
 using System.Buffers;
 using System.Globalization;
-using System.Net;
+using System.Net.Sockets;
 using System.Net.WebSockets;
 using Replay.Measurement;
 using Replay.Sources;
@@ -8,46 +8,43 @@ using Replay.Sources;
 namespace Replay.Clients;
 
 /// <summary>
-/// WebSocket sessions: one connection per recorded connection (or template session), its turns sent in order on it.
+/// WebSocket sessions: one connection per recorded connection (or template session), its turns sent in order on it,
+/// opened by <see cref="WebSocketHandshake"/>.
 /// A turn ends with the server's message holding <c>"done"</c> (success) or <c>"error"</c> (a failure, refused when
 /// its code says the server is full or limited); every other message is a token.
 /// </summary>
 internal sealed class WebSocketSender : IDisposable
 {
-    private const int ReceiveBufferSize = 4096;
+    /// <summary>Receive buffer per connection and per turn (grown when a message is larger): small, so 10,000 open sessions stay small.</summary>
+    private const int ReceiveBufferSize = 512;
     private static ReadOnlySpan<byte> DoneKey => "\"done\""u8;
     private static ReadOnlySpan<byte> ErrorKey => "\"error\""u8;
     private static ReadOnlySpan<byte> CodeKey => "\"code\":\""u8;
 
     private static readonly string[] s_refusalCodes = ["queue_full", "rate_limited", "too_many_requests", "overloaded", "concurrency_limit", "refused"];
 
-    private readonly HttpMessageInvoker _invoker;
     private readonly ClientSettings _settings;
     private readonly TimeProvider _time;
 
-    /// <summary>Creates the sender; WebSocket connections get their own handler (they leave the HTTP pool once upgraded).</summary>
+    /// <summary>Creates the sender.</summary>
     public WebSocketSender(ClientSettings settings, TimeProvider time)
     {
         _settings = settings;
         _time = time;
-        var handler = HttpSender.CreateHandler(settings with { MaxConnections = int.MaxValue });
-        _invoker = new HttpMessageInvoker(handler, disposeHandler: true);
     }
 
     /// <summary>Opens a connection for <paramref name="request"/>; on failure returns null and the failure outcome.</summary>
-    public async ValueTask<(ClientWebSocket? Socket, Outcome Failure)> ConnectAsync(PlannedRequest request, CancellationToken runToken)
+    public async ValueTask<(WebSocket? Socket, Outcome Failure)> ConnectAsync(PlannedRequest request, CancellationToken runToken)
     {
         var target = _settings.WebSocketTarget ?? throw new InvalidOperationException("No WebSocket target.");
-        var socket = new ClientWebSocket();
-        socket.Options.HttpVersion = HttpVersion.Version11;
-        socket.Options.KeepAliveInterval = Timeout.InfiniteTimeSpan;
-        socket.Options.SetBuffer(ReceiveBufferSize, ReceiveBufferSize);
-        var headers = HeaderFilter.Apply(request.Headers, _settings.DropHeaders, _settings.HeaderOverrides);
-        foreach (var (name, value) in headers)
+        var headers = new List<KeyValuePair<string, string>>();
+        foreach (var h in HeaderFilter.Apply(request.Headers, _settings.DropHeaders, _settings.HeaderOverrides))
         {
-            if (!name.StartsWith("content-", StringComparison.OrdinalIgnoreCase) && !name.StartsWith("sec-websocket", StringComparison.OrdinalIgnoreCase))
+            if (!h.Key.StartsWith("content-", StringComparison.OrdinalIgnoreCase) && !h.Key.StartsWith("sec-websocket", StringComparison.OrdinalIgnoreCase)
+                && !h.Key.Equals("upgrade", StringComparison.OrdinalIgnoreCase) && !h.Key.Equals("connection", StringComparison.OrdinalIgnoreCase)
+                && !h.Key.Equals("host", StringComparison.OrdinalIgnoreCase))
             {
-                socket.Options.SetRequestHeader(name, value);
+                headers.Add(h);
             }
         }
 
@@ -55,12 +52,11 @@ internal sealed class WebSocketSender : IDisposable
         cts.CancelAfter(_settings.Timeout);
         try
         {
-            await socket.ConnectAsync(new Uri(target, request.PathAndQuery), _invoker, cts.Token).ConfigureAwait(false);
+            var socket = await WebSocketHandshake.ConnectAsync(new Uri(target, request.PathAndQuery), headers, _settings.Insecure, cts.Token).ConfigureAwait(false);
             return (socket, default);
         }
-        catch (Exception ex) when (ex is WebSocketException or HttpRequestException or IOException or OperationCanceledException)
+        catch (Exception ex) when (ex is WebSocketException or SocketException or IOException or OperationCanceledException or System.Security.Authentication.AuthenticationException)
         {
-            socket.Dispose();
             var timeout = ex is OperationCanceledException && !runToken.IsCancellationRequested;
             var failure = new Outcome
             {
@@ -75,7 +71,7 @@ internal sealed class WebSocketSender : IDisposable
     }
 
     /// <summary>Sends one turn and reads the reply up to its <c>done</c> (or <c>error</c>) message, stamping each token.</summary>
-    public async ValueTask<Outcome> SendTurnAsync(ClientWebSocket socket, WebSocketTurn turn, TokenTimes tokens, CancellationToken runToken)
+    public async ValueTask<Outcome> SendTurnAsync(WebSocket socket, WebSocketTurn turn, TokenTimes tokens, CancellationToken runToken)
     {
         tokens.Clear();
         var outcome = new Outcome { GrpcStatus = -1, Streamed = true, HttpStatus = 101 };
@@ -157,7 +153,7 @@ internal sealed class WebSocketSender : IDisposable
     }
 
     /// <summary>Closes a connection politely (best effort, bounded by a second).</summary>
-    public static async ValueTask CloseAsync(ClientWebSocket socket)
+    public static async ValueTask CloseAsync(WebSocket socket)
     {
         try
         {
@@ -178,7 +174,10 @@ internal sealed class WebSocketSender : IDisposable
     }
 
     /// <inheritdoc/>
-    public void Dispose() => _invoker.Dispose();
+    public void Dispose()
+    {
+        // Connections belong to their sessions and are closed by them.
+    }
 
     private Outcome Finish(ref Outcome outcome, TokenTimes tokens)
     {

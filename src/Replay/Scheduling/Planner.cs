@@ -23,6 +23,7 @@ internal static class Planner
         public long? Limit { get; init; }
         public int MaxInflight { get; init; } = 100_000;
         public TimeSpan? SourceDuration { get; init; }
+        public bool SessionArrivals { get; init; }
     }
 
     /// <summary>Builds the plan.</summary>
@@ -55,14 +56,14 @@ internal static class Planner
                 return new RunPlan
                 {
                     Mode = RunMode.Open,
-                    Sessions = Flatten(workload.Sessions),
+                    Sessions = o.SessionArrivals ? Scale(workload.Sessions, o.Speed, scaleOffsets: false) : Flatten(workload.Sessions),
                     Profile = o.Profile,
                     Arrivals = o.Arrivals,
                     Burstiness = o.Burstiness,
                     Seed = o.Seed,
                     Limit = o.Limit ?? long.MaxValue,
                     MaxInflight = o.MaxInflight,
-                    PlannedRequests = o.Arrivals == ArrivalKind.Uniform && o.Profile is { } p ? Math.Min(o.Limit ?? long.MaxValue, (long)Math.Ceiling(p.ExpectedCount - 1e-9)) : null,
+                    PlannedRequests = !o.SessionArrivals && o.Arrivals == ArrivalKind.Uniform && o.Profile is { } p ? Math.Min(o.Limit ?? long.MaxValue, (long)Math.Ceiling(p.ExpectedCount - 1e-9)) : null,
                     NominalSeconds = o.Profile?.Duration ?? 0,
                 };
 
