@@ -11,7 +11,9 @@ namespace Gateway.Shaping.Admission;
 /// </code>
 /// A sample taken while fewer than half the permits were in use does not raise the limit (the backend was not the
 /// bottleneck). When the long-term average drifts above twice the sample, it is pulled down so that a past overload
-/// does not anchor it. Not thread-safe: the caller holds its lock.
+/// does not anchor it. As in Gradient2, a latency that stays high for about <c>LongWindow</c> samples becomes the new
+/// normal and the limit grows again: the controller reacts to change, so <c>MaxLimit</c> (the model server's batch
+/// slots) remains the hard bound. Not thread-safe: the caller holds its lock.
 /// </summary>
 internal sealed class AdaptiveLimit
 {
