@@ -258,7 +258,7 @@ internal sealed class ShapingMiddleware
         {
             actual = (usage.PromptTokens ?? llm.PromptTokens) + completion;
         }
-        else if (context.Response.StatusCode >= 400 && !context.Response.HasStarted)
+        else if (context.Response.StatusCode >= 400)
         {
             actual = 0; // never reached the model, or refused by it
         }
