@@ -1,0 +1,97 @@
+#!/usr/bin/env bash
+# GPU-queue protection benchmark (run by hand; not a test). A simulated model server with a GPU-like capacity
+# (32 batch slots, 16 output tokens at 1.8 ms per token: about 500 requests/s) is offered an open-model load of 3x
+# its capacity by the project's own load generator (replay load), in one run:
+#   straight    load -> ModelSim (a deep waiting queue, as vLLM's is unbounded)
+#   protected   load -> Gateway with config/protect-sim.json -> the same ModelSim
+# It prints, for each: admitted requests' average and p95 latency, goodput (successful requests/s), refusals and their
+# p99 latency, and the simulator's modelsim_queue_depth_max.
+#
+# Usage: bench/shaping.sh [--rate 1500] [--duration 30s] [--per-token-ms 1.8] [--max-tokens 16]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. bench/lib.sh
+
+rate=1500 duration=30s per_token=1.8 max_tokens=16
+while (($#)); do
+  case "$1" in
+    --rate) rate=$2; shift 2 ;;
+    --duration) duration=$2; shift 2 ;;
+    --per-token-ms) per_token=$2; shift 2 ;;
+    --max-tokens) max_tokens=$2; shift 2 ;;
+    *) echo "unknown option $1" >&2; exit 2 ;;
+  esac
+done
+
+need_commands python3:python3 curl:curl
+work=$(mktemp -d /tmp/bench-shaping.XXXXXX)
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
+trap cleanup EXIT
+
+echo "building (Release)..." >&2
+build_release
+dotnet build src/Replay -c Release -v quiet -nologo -clp:ErrorsOnly >/dev/null
+replay_dll=$PWD/src/Replay/bin/Release/net10.0/Replay.dll
+
+sim_args=(--Sim:Slots=32 --Sim:Queue=100000 --Sim:PrefillMs=20 --Sim:PrefillPerTokenMs=0 --Sim:PerTokenMs="$per_token" --Logging:LogLevel:Default=Warning)
+capacity=$(python3 -c "print(round(1000*32/(20+$max_tokens*$per_token*1.5)))")
+
+start_sim() { # start_sim HTTP GRPC: a fresh simulator (fresh counters)
+  dotnet "$sim_dll" --Sim:Http:Port="$1" --Sim:Grpc:Port="$2" "${sim_args[@]}" >"$work/sim-$1.log" 2>&1 &
+  pids+=($!)
+  wait_http "http://127.0.0.1:$1/health"
+}
+queue_max() { curl -fsS "http://127.0.0.1:$1/metrics" | awk '/^modelsim_queue_depth_max/ {print $2}'; }
+
+load() { # load URL REPORT_DIR
+  dotnet "$replay_dll" load --target "$1" --rate "$rate" --duration "$duration" --warmup 3s --max-tokens "$max_tokens" \
+    --prompt-tokens 32 --report "$2" --progress none >"$2.log" 2>&1 || true
+}
+
+echo "straight: $rate requests/s at a model server of about $capacity requests/s" >&2
+S1=$(free_port); S1G=$(free_port)
+start_sim "$S1" "$S1G"
+load "http://127.0.0.1:$S1" "$work/straight"
+straight_q=$(queue_max "$S1")
+
+echo "protected: the same load through the gateway with config/protect-sim.json" >&2
+S2=$(free_port); S2G=$(free_port); GW=$(free_port); GWA=$(free_port)
+start_sim "$S2" "$S2G"
+dotnet "$gw_dll" --config "$PWD/config/protect-sim.json" \
+  --Gateway:Listeners:Http:Port="$GW" --Gateway:Listeners:Grpc:Port="$(free_port)" --Gateway:Listeners:WebSocket:Port="$(free_port)" \
+  --Gateway:Listeners:Admin:Port="$GWA" --Logging:LogLevel:Default=Warning --Logging:LogLevel:Gateway.Requests=Warning \
+  --ReverseProxy:Clusters:model-http:Destinations:sim:Address="http://127.0.0.1:$S2/" \
+  --ReverseProxy:Clusters:model-grpc:Destinations:sim:Address="http://127.0.0.1:$S2G/" \
+  --ReverseProxy:Clusters:model-http:HealthCheck:Active:Enabled=false >"$work/gateway.log" 2>&1 &
+pids+=($!)
+wait_http "http://127.0.0.1:$GWA/readyz"
+load "http://127.0.0.1:$GW" "$work/protected"
+protected_q=$(queue_max "$S2")
+
+echo
+echo "machine: $(machine)"
+echo "load: replay load --rate $rate --duration $duration (open model, uniform arrivals, 3 s warm-up), 32-token prompts, $max_tokens output tokens"
+echo "model server: 32 slots, PerTokenMs $per_token, PrefillMs 20, BatchSlowdown 0.5: capacity about $capacity requests/s"
+python3 - "$work" "$straight_q" "$protected_q" "$capacity" <<'PY'
+import json, sys
+work, sq, pq, cap = sys.argv[1], sys.argv[2], sys.argv[3], float(sys.argv[4])
+def load(name):
+    with open(f"{work}/{name}/report.json") as f: return json.load(f)
+rows = []
+for name, q in (("straight", sq), ("protected", pq)):
+    r = load(name)
+    ok = r["success_latency"]
+    refused = [s for s in r["by_status"] if s["key"] in ("429", "503")]
+    ref_n = sum(s["count"] for s in refused)
+    ref_p99 = max((s["latency"]["p99"] for s in refused), default=float("nan"))
+    goodput = r["succeeded"] / r["send_window_seconds"] if r.get("send_window_seconds") else float("nan")
+    rows.append((name, r["achieved_rps"], r["succeeded"], ok["mean"], ok["p95"], ok["p99"], goodput, ref_n, ref_p99, q))
+print(f"{'run':<10} {'offered/s':>9} {'ok':>7} {'avg ms':>8} {'p95 ms':>8} {'p99 ms':>8} {'goodput/s':>9} {'refused':>8} {'ref p99':>8} {'sim queue max':>13}")
+for n, a, s, avg, p95, p99, g, rn, rp, q in rows:
+    print(f"{n:<10} {a:>9.0f} {s:>7} {avg:>8.1f} {p95:>8.1f} {p99:>8.1f} {g:>9.0f} {rn:>8} {rp:>8.2f} {q:>13}")
+p = rows[1]
+print(f"protected: goodput {p[6]/cap*100:.0f}% of capacity; targets: avg <= 300 ms ({'met' if p[3] <= 300 else 'MISSED'}), "
+      f"p95 <= 500 ms ({'met' if p[4] <= 500 else 'MISSED'}), goodput >= 95% ({'met' if p[6] >= 0.95*cap else 'MISSED'}), "
+      f"refusals p99 < 5 ms ({'met' if p[8] < 5 else 'MISSED'}), sim queue <= 64 ({'met' if float(p[9]) <= 64 else 'MISSED'})")
+PY
