@@ -21,8 +21,9 @@ install_packages() {
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 }
 
-# command:package pairs the tests need.
-install_packages redis-server:redis-server
+# command:package pairs the tests need: a real Redis for recording and fleet-wide limits, Debian's chromium and its
+# driver for the dashboard test in a headless browser.
+install_packages redis-server:redis-server chromium:chromium chromedriver:chromium-driver
 
 export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1 DOTNET_SKIP_FIRST_TIME_EXPERIENCE=1
 log "restoring and building"

@@ -5,6 +5,14 @@ namespace Gateway.Admin;
 /// <summary>The admin listener's endpoints: <c>/healthz</c>, <c>/readyz</c> and <c>/metrics</c> (Prometheus text).</summary>
 internal static class AdminEndpoints
 {
+    private static readonly Lazy<string> DashboardPage = new(static () =>
+    {
+        using var stream = typeof(AdminEndpoints).Assembly.GetManifestResourceStream("Gateway.Admin.Dashboard.dashboard.html")
+            ?? throw new InvalidOperationException("The dashboard page is missing from the assembly.");
+        using var reader = new StreamReader(stream);
+        return reader.ReadToEnd();
+    });
+
     /// <summary>Metadata that keeps an endpoint on the admin listener only.</summary>
     public static readonly ListenerMetadata AdminOnly = new([ListenerName.Admin]);
 
@@ -21,6 +29,12 @@ internal static class AdminEndpoints
         }).WithMetadata(AdminOnly);
 
         endpoints.MapPrometheusScrapingEndpoint("/metrics").WithMetadata(AdminOnly);
+
+        // The operator's window: one self-contained page (no CDN), polling /admin/stats and /admin/recordings.
+        endpoints.MapGet("/", static () => Results.Content(DashboardPage.Value, "text/html; charset=utf-8")).WithMetadata(AdminOnly);
+        endpoints.MapGet("/admin/stats", static (DashboardStats stats) => Results.Json(stats.Snapshot()))
+            .WithMetadata(AdminOnly)
+            .AddEndpointFilter<AdminTokenFilter>();
         return endpoints;
     }
 }

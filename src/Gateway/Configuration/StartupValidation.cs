@@ -13,7 +13,7 @@ namespace Gateway.Configuration;
 internal static class StartupValidation
 {
     /// <summary>The validated listener settings and loaded certificates, or the errors.</summary>
-    public sealed record Result(ListenersOptions Listeners, GatewayLimitsOptions Limits, GatewayTelemetryOptions Telemetry,
+    public sealed record Result(ListenersOptions Listeners, GatewayLimitsOptions Limits, GatewayTelemetryOptions Telemetry, Admin.AdminOptions Admin,
         IReadOnlyDictionary<ListenerName, X509Certificate2> Certificates, IReadOnlyList<string> Errors);
 
     public static Result Validate(IConfiguration configuration)
@@ -22,6 +22,13 @@ internal static class StartupValidation
         var listeners = Bind<ListenersOptions>(configuration, ListenersOptions.Section, errors);
         var limits = Bind<GatewayLimitsOptions>(configuration, GatewayLimitsOptions.Section, errors);
         var telemetry = Bind<GatewayTelemetryOptions>(configuration, GatewayTelemetryOptions.Section, errors);
+        var admin = Bind<Admin.AdminOptions>(configuration, Admin.AdminOptions.Section, errors);
+        if (listeners.IsEnabled(ListenerName.Admin) && listeners.Admin.TryGetIPAddress(out var adminAddress)
+            && !System.Net.IPAddress.IsLoopback(adminAddress) && string.IsNullOrWhiteSpace(admin.Token))
+        {
+            errors.Add($"{Admin.AdminOptions.Section}:Token is required when {ListenersOptions.Section}:Admin:Address is not loopback (was '{listeners.Admin.Address}'): the admin API starts and stops recordings.");
+        }
+
         var certificates = new Dictionary<ListenerName, X509Certificate2>();
 
         var ports = new Dictionary<(string, int), ListenerName>();
@@ -83,7 +90,7 @@ internal static class StartupValidation
         Shaping.ShapingOptionsValidator.ValidateRaw(configuration, shaping, errors);
         Shaping.ShapingOptionsValidator.Validate(shaping, errors);
         ValidateProxy(configuration.GetSection("ReverseProxy"), shaping, errors);
-        return new Result(listeners, limits, telemetry, certificates, errors);
+        return new Result(listeners, limits, telemetry, admin, certificates, errors);
     }
 
     /// <summary>Binds a section, turning a conversion failure into an error that names the key.</summary>

@@ -46,6 +46,12 @@ internal sealed class ExchangeContext
     /// <summary>Wall-clock start of the exchange.</summary>
     public DateTimeOffset StartTime { get; init; }
 
+    /// <summary>The clock of <see cref="StartTimestamp"/>.</summary>
+    public required TimeProvider Time { get; init; }
+
+    /// <summary>Monotonic timestamp when the response started (headers and first body bytes sent); 0 until then.</summary>
+    public long ResponseStarted { get; set; }
+
     /// <summary>True when the route's timeout ended the exchange (the client got 504 or a reset stream).</summary>
     public bool TimedOut { get; set; }
 

@@ -15,6 +15,13 @@ internal sealed partial class ExchangeMiddleware
     /// <summary>Status recorded for an exchange whose client disconnected before it completed.</summary>
     public const int ClientClosedRequest = 499;
 
+    private static readonly Func<object, Task> s_responseStarted = static state =>
+    {
+        var exchange = (ExchangeContext)state;
+        exchange.ResponseStarted = exchange.Time.GetTimestamp();
+        return Task.CompletedTask;
+    };
+
     private readonly RequestDelegate _next;
     private readonly GatewayMetrics _metrics;
     private readonly TimeProvider _time;
@@ -37,8 +44,10 @@ internal sealed partial class ExchangeMiddleware
             StartTimestamp = _time.GetTimestamp(),
             StartTime = _time.GetUtcNow(),
             ClientAborted = context.RequestAborted,
+            Time = _time,
         };
         context.Features.Set(exchange);
+        context.Response.OnStarting(s_responseStarted, exchange);
         var listenerTag = listener.Tag();
         _metrics.RequestStarted(listenerTag);
 
@@ -63,7 +72,11 @@ internal sealed partial class ExchangeMiddleware
         var status = exchange.IsClientAbort ? ClientClosedRequest : context.Response.StatusCode;
         var elapsed = _time.GetElapsedTime(exchange.StartTimestamp);
         var routeTag = exchange.RouteId ?? "(none)";
-        _metrics.RequestCompleted(listenerTag, routeTag, status, elapsed.TotalSeconds);
+        // Time to first token: when a stream's response started (YARP sends the headers with the first body bytes).
+        double? ttft = exchange.ResponseStarted != 0 && IsStream(context.Response.ContentType)
+            ? _time.GetElapsedTime(exchange.StartTimestamp, exchange.ResponseStarted).TotalSeconds
+            : null;
+        _metrics.RequestCompleted(listenerTag, routeTag, status, elapsed.TotalSeconds, ttft);
 
         if (_requestLog.IsEnabled(LogLevel.Information))
         {
@@ -71,6 +84,10 @@ internal sealed partial class ExchangeMiddleware
                 exchange.IsClientAbort ? " (client aborted)" : exchange.TimedOut ? " (route timeout)" : string.Empty);
         }
     }
+
+    private static bool IsStream(string? contentType) =>
+        contentType is not null
+        && (contentType.StartsWith("text/event-stream", StringComparison.OrdinalIgnoreCase) || contentType.StartsWith("application/grpc", StringComparison.OrdinalIgnoreCase));
 
     private static partial class Log
     {

@@ -53,6 +53,9 @@ internal static class GatewayApp
         services.AddSingleton(registry);
         services.AddSingleton(validation.Limits);
         services.AddSingleton<BackendReadiness>();
+        services.AddSingleton(validation.Admin);
+        services.AddSingleton<AdminTokenFilter>();
+        services.AddSingleton<DashboardStats>();
         services.TryAddEnumerable(ServiceDescriptor.Singleton<MatcherPolicy, ListenerMatcherPolicy>());
         services.AddRequestTimeouts();
         services.AddGatewayRecording(builder.Configuration);
@@ -68,6 +71,7 @@ internal static class GatewayApp
 
         var app = builder.Build();
         _ = app.Services.GetRequiredService<ShapingMetrics>(); // instruments exist before the first scrape
+        _ = app.Services.GetRequiredService<DashboardStats>(); // the dashboard counts from the first request
         app.UseMiddleware<ExchangeMiddleware>();
         app.UseWebSockets();
         app.UseRouting();

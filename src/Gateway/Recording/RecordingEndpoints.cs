@@ -18,7 +18,7 @@ internal static class RecordingEndpoints
 {
     public static IEndpointRouteBuilder MapRecordingAdmin(this IEndpointRouteBuilder endpoints)
     {
-        var group = endpoints.MapGroup("/admin/recordings").WithMetadata(AdminEndpoints.AdminOnly);
+        var group = endpoints.MapGroup("/admin/recordings").WithMetadata(AdminEndpoints.AdminOnly).AddEndpointFilter<AdminTokenFilter>();
 
         group.MapGet("/", static async (RecordingManager manager, RecordingStoreHolder store, RecordingSink sink, RecordingMetrics metrics, CancellationToken ct) =>
         {

@@ -76,6 +76,49 @@ internal sealed partial class RecordingManager
         return true;
     }
 
+    /// <summary>
+    /// With the file store (one gateway's own), a recording left in state <c>recording</c> by an earlier run that ended
+    /// without stopping it (a crash) is marked stopped. Redis recordings are left alone: another gateway may run them.
+    /// </summary>
+    public async Task StopStaleAsync(CancellationToken cancellationToken)
+    {
+        if (_store.Store is not Contracts.Recording.FileRecordingStore file)
+        {
+            return;
+        }
+
+        try
+        {
+            foreach (var info in await file.ListAsync(cancellationToken))
+            {
+                if (info.State == RecordingStates.Recording && !IsActive(info.Name))
+                {
+                    await file.StopAsync(info.Name, cancellationToken);
+                }
+            }
+        }
+        catch (IOException)
+        {
+            // An unreadable directory is reported when recordings are listed; nothing to fix here.
+        }
+    }
+
+    /// <summary>Stops every recording this gateway runs (at shutdown).</summary>
+    public async Task StopAllAsync(CancellationToken cancellationToken)
+    {
+        foreach (var name in _active)
+        {
+            try
+            {
+                await StopAsync(name, cancellationToken);
+            }
+            catch (Exception ex) when (ex is StackExchange.Redis.RedisException or IOException or TimeoutException or OperationCanceledException)
+            {
+                // The store is unreachable at shutdown: the state stays 'recording' and is corrected at the next start (file store).
+            }
+        }
+    }
+
     /// <summary>Whether a recording runs here.</summary>
     public bool IsActive(string name) => _active.Contains(name, StringComparer.Ordinal);
 

@@ -34,6 +34,7 @@ internal sealed partial class RecordingBootstrap(RecordingManager manager, IOpti
 {
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
+        await manager.StopStaleAsync(stoppingToken);
         if (options.Value.StartAtBoot is { } name)
         {
             var delay = TimeSpan.FromSeconds(1);
@@ -58,6 +59,13 @@ internal sealed partial class RecordingBootstrap(RecordingManager manager, IOpti
         {
             manager.EvictIdleSessions();
         }
+    }
+
+    public override async Task StopAsync(CancellationToken cancellationToken)
+    {
+        // Recordings run by this gateway end with it: mark them stopped (the writer drains what is queued).
+        await manager.StopAllAsync(cancellationToken);
+        await base.StopAsync(cancellationToken);
     }
 
     private static partial class Log

@@ -21,6 +21,7 @@ internal sealed class GatewayMetrics
     private readonly Counter<long> _requests;
     private readonly Histogram<double> _duration;
     private readonly UpDownCounter<long> _active;
+    private readonly Histogram<double> _ttft;
 
     public GatewayMetrics(IMeterFactory meterFactory, GatewayMeterName name)
     {
@@ -29,6 +30,8 @@ internal sealed class GatewayMetrics
         _duration = Meter.CreateHistogram<double>("gateway.request.duration", "s", "Time from the gateway accepting the request to the end of the response.",
             advice: new InstrumentAdvice<double> { HistogramBucketBoundaries = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120] });
         _active = Meter.CreateUpDownCounter<long>("gateway.requests.active", "{request}", "Exchanges in progress, by listener.");
+        _ttft = Meter.CreateHistogram<double>("gateway.ttft", "s", "Time to first token of streamed responses (SSE, gRPC): from accepting the request to sending the first bytes.",
+            advice: new InstrumentAdvice<double> { HistogramBucketBoundaries = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10] });
     }
 
     /// <summary>The meter, for features that add their own instruments.</summary>
@@ -48,7 +51,8 @@ internal sealed class GatewayMetrics
     /// <param name="route">Route id, or <c>(none)</c>.</param>
     /// <param name="status">HTTP status as the gateway accounts it (499 for a client abort).</param>
     /// <param name="seconds">Duration in seconds.</param>
-    public void RequestCompleted(string listener, string route, int status, double seconds)
+    /// <param name="ttftSeconds">Time to first token of a streamed response, in seconds; null otherwise.</param>
+    public void RequestCompleted(string listener, string route, int status, double seconds, double? ttftSeconds = null)
     {
         if (_active.Enabled)
         {
@@ -67,6 +71,11 @@ internal sealed class GatewayMetrics
             { "status_class", StatusClass(status) },
         };
         _duration.Record(seconds, tags);
+        if (ttftSeconds is { } t && _ttft.Enabled)
+        {
+            _ttft.Record(t, tags);
+        }
+
         tags.Add("status_code", StatusCode(status));
         _requests.Add(1, tags);
     }

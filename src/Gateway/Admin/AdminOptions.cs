@@ -1,0 +1,57 @@
+using System.Security.Cryptography;
+using System.Text;
+
+namespace Gateway.Admin;
+
+/// <summary>The admin API's protection, bound from <c>Gateway:Admin</c>.</summary>
+internal sealed class AdminOptions
+{
+    /// <summary>Configuration section.</summary>
+    public const string Section = "Gateway:Admin";
+
+    /// <summary>
+    /// Token required by <c>/admin/*</c> (the dashboard's data, recordings' start and stop, export, import), as
+    /// <c>Authorization: Bearer TOKEN</c> or <c>X-Admin-Token: TOKEN</c>. Required when the admin listener is bound to anything
+    /// but loopback; optional on loopback (when set, it is required there too). <c>/healthz</c>, <c>/readyz</c>,
+    /// <c>/metrics</c> and the dashboard page itself stay open.
+    /// </summary>
+    public string? Token { get; set; }
+
+    /// <summary>Whether the request carries the token (compared in constant time). True when no token is configured.</summary>
+    public bool Allows(HttpRequest request)
+    {
+        if (string.IsNullOrEmpty(Token))
+        {
+            return true;
+        }
+
+        string? given = null;
+        if (request.Headers.Authorization is { Count: > 0 } auth && auth[0] is { } a && a.StartsWith("Bearer ", StringComparison.OrdinalIgnoreCase))
+        {
+            given = a[7..].Trim();
+        }
+        else if (request.Headers.TryGetValue("X-Admin-Token", out var x) && x.Count > 0)
+        {
+            given = x[0];
+        }
+
+        return given is not null && CryptographicOperations.FixedTimeEquals(Encoding.UTF8.GetBytes(given), Encoding.UTF8.GetBytes(Token));
+    }
+}
+
+/// <summary>Endpoint filter that refuses an admin call without the token (401, JSON).</summary>
+internal sealed class AdminTokenFilter(AdminOptions options) : IEndpointFilter
+{
+    public ValueTask<object?> InvokeAsync(EndpointFilterInvocationContext context, EndpointFilterDelegate next)
+    {
+        if (options.Allows(context.HttpContext.Request))
+        {
+            return next(context);
+        }
+
+        context.HttpContext.Response.Headers.WWWAuthenticate = "Bearer realm=\"gateway-admin\"";
+        return ValueTask.FromResult<object?>(Results.Json(
+            new { error = new { message = "This admin call needs the admin token (Authorization: Bearer TOKEN or X-Admin-Token), configured as Gateway:Admin:Token.", type = "unauthorized", code = "admin_token_required" } },
+            statusCode: StatusCodes.Status401Unauthorized));
+    }
+}

@@ -1,0 +1,438 @@
+using System.Diagnostics.Metrics;
+using Gateway.Shaping;
+using Gateway.Telemetry;
+using HdrHistogram;
+
+namespace Gateway.Admin;
+
+/// <summary>
+/// The numbers behind the dashboard, read from the same instruments that <c>/metrics</c> exports (a
+/// <see cref="MeterListener"/> on the gateway's meter: <c>gateway.requests</c>, <c>gateway.request.duration</c>,
+/// <c>gateway.ttft</c>, <c>gateway.shaping.decisions</c>), kept per second for the last two minutes: requests/s, status
+/// mix, latency and time-to-first-token percentiles (HdrHistogram, 2 significant digits) per route and listener over a
+/// 10-second window, policy decisions, and each cluster's in-flight count, queue and limit over time.
+/// </summary>
+internal sealed class DashboardStats : IDisposable
+{
+    /// <summary>Seconds of history kept.</summary>
+    public const int History = 120;
+
+    /// <summary>Seconds the per-route percentiles cover.</summary>
+    public const int Window = 10;
+
+    private readonly MeterListener _listener = new();
+    private readonly TimeProvider _time;
+    private readonly ShapingRuntime _shaping;
+    private readonly long _start;
+    private readonly Lock _lock = new();
+    private readonly Dictionary<(string Listener, string Route), RouteStats> _routes = [];
+    private readonly Dictionary<string, PolicyStats> _policies = new(StringComparer.Ordinal);
+    private readonly SecondPoint[] _series = new SecondPoint[History];
+    private readonly Dictionary<string, int[]> _limits = new(StringComparer.Ordinal);
+    private long _second;
+
+    public DashboardStats(GatewayMetrics metrics, ShapingRuntime shaping, TimeProvider time)
+    {
+        _time = time;
+        _shaping = shaping;
+        _start = time.GetTimestamp();
+        var meter = metrics.Meter;
+        _listener.InstrumentPublished = (instrument, listener) =>
+        {
+            if (ReferenceEquals(instrument.Meter, meter)
+                && instrument.Name is "gateway.requests" or "gateway.request.duration" or "gateway.ttft" or "gateway.shaping.decisions")
+            {
+                listener.EnableMeasurementEvents(instrument);
+            }
+        };
+        _listener.SetMeasurementEventCallback<long>(OnLong);
+        _listener.SetMeasurementEventCallback<double>(OnDouble);
+        _listener.Start();
+    }
+
+    private void OnLong(Instrument instrument, long value, ReadOnlySpan<KeyValuePair<string, object?>> tags, object? state)
+    {
+        if (instrument.Name == "gateway.requests")
+        {
+            string listener = "?", route = "?", status = "other";
+            foreach (var t in tags)
+            {
+                switch (t.Key)
+                {
+                    case "listener": listener = t.Value as string ?? "?"; break;
+                    case "route": route = t.Value as string ?? "?"; break;
+                    case "status_code": status = t.Value as string ?? "other"; break;
+                }
+            }
+
+            if (listener == "admin")
+            {
+                return; // the dashboard's own polling is not traffic
+            }
+
+            lock (_lock)
+            {
+                var second = Advance();
+                var r = Route(listener, route);
+                r.Total += value;
+                r.Status[StatusIndex(status)] += value;
+                r.PerSecond[second % Window] += value;
+                ref var p = ref _series[second % History];
+                p.Requests += value;
+                if (status is "429" or "503")
+                {
+                    p.Refused += value;
+                }
+                else if (status.StartsWith('5'))
+                {
+                    p.Errors += value;
+                }
+            }
+        }
+        else if (instrument.Name == "gateway.shaping.decisions")
+        {
+            string policy = "?", outcome = "?";
+            foreach (var t in tags)
+            {
+                if (t.Key == "policy")
+                {
+                    policy = t.Value as string ?? "?";
+                }
+                else if (t.Key == "outcome")
+                {
+                    outcome = t.Value as string ?? "?";
+                }
+            }
+
+            lock (_lock)
+            {
+                if (!_policies.TryGetValue(policy, out var p))
+                {
+                    p = new PolicyStats();
+                    _policies[policy] = p;
+                }
+
+                switch (outcome)
+                {
+                    case "admitted": p.Admitted += value; break;
+                    case "refused": p.Refused += value; break;
+                    case "shadow_refused": p.ShadowRefused += value; break;
+                }
+            }
+        }
+    }
+
+    private void OnDouble(Instrument instrument, double value, ReadOnlySpan<KeyValuePair<string, object?>> tags, object? state)
+    {
+        string listener = "?", route = "?";
+        foreach (var t in tags)
+        {
+            if (t.Key == "listener")
+            {
+                listener = t.Value as string ?? "?";
+            }
+            else if (t.Key == "route")
+            {
+                route = t.Value as string ?? "?";
+            }
+        }
+
+        if (listener == "admin")
+        {
+            return;
+        }
+
+        var micros = Math.Clamp((long)(value * 1_000_000), 1, 3_600_000_000);
+        lock (_lock)
+        {
+            var second = Advance();
+            var r = Route(listener, route);
+            var slot = second % Window;
+            if (instrument.Name == "gateway.ttft")
+            {
+                r.Ttft[slot].RecordValue(micros);
+                _series[second % History].Ttft!.RecordValue(micros);
+            }
+            else
+            {
+                r.Latency[slot].RecordValue(micros);
+                _series[second % History].Latency!.RecordValue(micros);
+            }
+        }
+    }
+
+    /// <summary>The dashboard's snapshot (plain objects, serialized as JSON by the endpoint).</summary>
+    public object Snapshot()
+    {
+        lock (_lock)
+        {
+            var now = Advance();
+            var routes = new List<object>();
+            var allLatency = NewHistogram();
+            var allTtft = NewHistogram();
+            long windowRequests = 0;
+            var statusTotals = new long[StatusNames.Length];
+            foreach (var ((listener, route), r) in _routes.OrderBy(static kv => kv.Key.Route, StringComparer.Ordinal).ThenBy(static kv => kv.Key.Listener, StringComparer.Ordinal))
+            {
+                var latency = NewHistogram();
+                var ttft = NewHistogram();
+                long requests = 0;
+                for (var i = 0; i < Window; i++)
+                {
+                    if (now - i < 0)
+                    {
+                        continue;
+                    }
+
+                    var slot = (int)((now - i) % Window);
+                    if (r.SlotSecond[slot] != now - i)
+                    {
+                        continue;
+                    }
+
+                    latency.Add(r.Latency[slot]);
+                    ttft.Add(r.Ttft[slot]);
+                    requests += r.PerSecond[slot];
+                }
+
+                allLatency.Add(latency);
+                allTtft.Add(ttft);
+                windowRequests += requests;
+                for (var s = 0; s < StatusNames.Length; s++)
+                {
+                    statusTotals[s] += r.Status[s];
+                }
+
+                routes.Add(new
+                {
+                    listener,
+                    route,
+                    total = r.Total,
+                    rps = Math.Round(requests / (double)Window, 1),
+                    status = StatusMix(r.Status),
+                    latency_ms = Percentiles(latency),
+                    ttft_ms = ttft.TotalCount > 0 ? Percentiles(ttft) : null,
+                });
+            }
+
+            var series = new List<object>(History);
+            for (var s = Math.Max(0, now - History + 1); s <= now; s++)
+            {
+                var p = _series[s % History];
+                if (p.Second != s)
+                {
+                    series.Add(new { t = s, rps = 0L, errors = 0L, refused = 0L, p50 = 0.0, p95 = 0.0, p99 = 0.0, ttft_p95 = (double?)null });
+                    continue;
+                }
+
+                series.Add(new
+                {
+                    t = s,
+                    rps = p.Requests,
+                    errors = p.Errors,
+                    refused = p.Refused,
+                    p50 = Ms(p.Latency, 50),
+                    p95 = Ms(p.Latency, 95),
+                    p99 = Ms(p.Latency, 99),
+                    ttft_p95 = p.Ttft is { TotalCount: > 0 } ? Ms(p.Ttft, 95) : (double?)null,
+                });
+            }
+
+            var state = _shaping.Current;
+            var policies = state.Policies.Values.Select(p =>
+            {
+                _policies.TryGetValue(p.Name, out var counts);
+                return (object)new
+                {
+                    name = p.Name,
+                    kind = p.Options.Kind.ToString(),
+                    scope = p.Options.Scope.ToString(),
+                    partition = p.Options.Partition,
+                    shadow = p.Options.Shadow,
+                    limit = Describe(p.Options),
+                    admitted = counts?.Admitted ?? 0,
+                    refused = counts?.Refused ?? 0,
+                    shadow_refused = counts?.ShadowRefused ?? 0,
+                };
+            }).ToList();
+
+            var clusters = state.Clusters.Select(kv => (object)new
+            {
+                cluster = kv.Key,
+                inflight = kv.Value.Controller.InFlight,
+                queued = kv.Value.Controller.Queued,
+                limit = kv.Value.Controller.Limit,
+                max_in_flight = kv.Value.Options.MaxInFlight,
+                queue_limit = kv.Value.Options.QueueLimit,
+                adaptive = kv.Value.Options.Adaptive.Enabled,
+                circuit = kv.Value.Breaker?.State.CircuitState.ToString() ?? "none",
+                limit_series = _limits.TryGetValue(kv.Key, out var l) ? Ordered(l, now) : [],
+            }).ToList();
+
+            return new
+            {
+                uptime_s = (long)_time.GetElapsedTime(_start).TotalSeconds,
+                window_s = Window,
+                rps = Math.Round(windowRequests / (double)Window, 1),
+                status = StatusMix(statusTotals),
+                latency_ms = Percentiles(allLatency),
+                ttft_ms = allTtft.TotalCount > 0 ? Percentiles(allTtft) : null,
+                routes,
+                series,
+                policies,
+                clusters,
+                shaping_redis = new { configured = !string.IsNullOrWhiteSpace(state.Options.Redis), fallback = _shaping.Redis.FallingBack },
+            };
+        }
+    }
+
+    private static int[] Ordered(int[] ring, long now)
+    {
+        var list = new int[(int)Math.Min(History, now + 1)];
+        for (var i = 0; i < list.Length; i++)
+        {
+            list[i] = ring[(now - list.Length + 1 + i) % History];
+        }
+
+        return list;
+    }
+
+    /// <summary>Moves the clock to the current second, clearing the slots it passes; returns the current second.</summary>
+    private long Advance()
+    {
+        var second = (long)_time.GetElapsedTime(_start).TotalSeconds;
+        if (second - _second > History)
+        {
+            _second = second - History; // idle for long: everything older than the history is gone anyway
+        }
+
+        while (_second < second)
+        {
+            // Sample the admission limits into the second that just ended.
+            foreach (var (name, c) in _shaping.Current.Clusters)
+            {
+                if (!_limits.TryGetValue(name, out var ring))
+                {
+                    ring = new int[History];
+                    _limits[name] = ring;
+                }
+
+                ring[_second % History] = c.Controller.Limit;
+            }
+
+            _second++;
+            ref var p = ref _series[_second % History];
+            p.Second = _second;
+            p.Requests = p.Errors = p.Refused = 0;
+            (p.Latency ??= NewHistogram()).Reset();
+            (p.Ttft ??= NewHistogram()).Reset();
+            foreach (var r in _routes.Values)
+            {
+                var slot = (int)(_second % Window);
+                r.SlotSecond[slot] = _second;
+                r.PerSecond[slot] = 0;
+                r.Latency[slot].Reset();
+                r.Ttft[slot].Reset();
+            }
+        }
+
+        if (_series[second % History].Latency is null)
+        {
+            _series[second % History].Latency = NewHistogram();
+            _series[second % History].Ttft = NewHistogram();
+        }
+
+        return second;
+    }
+
+    private RouteStats Route(string listener, string route)
+    {
+        if (!_routes.TryGetValue((listener, route), out var r))
+        {
+            r = new RouteStats();
+            for (var i = 0; i < Window; i++)
+            {
+                r.SlotSecond[i] = -1;
+            }
+
+            r.SlotSecond[_second % Window] = _second;
+            _routes[(listener, route)] = r;
+        }
+
+        return r;
+    }
+
+    private static readonly string[] StatusNames = ["2xx", "3xx", "4xx", "429", "499", "5xx", "503", "other"];
+
+    private static int StatusIndex(string code) => code switch
+    {
+        "429" => 3,
+        "499" => 4,
+        "503" => 6,
+        _ when code.Length == 3 && code[0] == '2' => 0,
+        _ when code.Length == 3 && code[0] == '3' => 1,
+        _ when code.Length == 3 && code[0] == '4' => 2,
+        _ when code.Length == 3 && code[0] == '5' => 5,
+        _ => 7,
+    };
+
+    private static Dictionary<string, long> StatusMix(long[] counts)
+    {
+        var mix = new Dictionary<string, long>(StringComparer.Ordinal);
+        for (var i = 0; i < StatusNames.Length; i++)
+        {
+            if (counts[i] > 0)
+            {
+                mix[StatusNames[i]] = counts[i];
+            }
+        }
+
+        return mix;
+    }
+
+    private static object Percentiles(HistogramBase h) => new { p50 = Ms(h, 50), p95 = Ms(h, 95), p99 = Ms(h, 99), count = h.TotalCount };
+
+    private static double Ms(HistogramBase? h, double percentile) =>
+        h is null || h.TotalCount == 0 ? 0 : Math.Round(h.GetValueAtPercentile(percentile) / 1000.0, 2);
+
+    private static string Describe(PolicyOptions o) => o.Kind switch
+    {
+        PolicyKind.TokenBucket => $"{o.TokensPerPeriod}/{o.ReplenishmentPeriod.TotalSeconds:0.###}s, burst {o.TokenLimit}",
+        PolicyKind.FixedWindow or PolicyKind.SlidingWindow => $"{o.PermitLimit}/{o.Window.TotalSeconds:0.###}s",
+        PolicyKind.Concurrency => $"{o.PermitLimit} at once",
+        PolicyKind.Tokens => $"{o.TokensPerMinute} tokens/min",
+        PolicyKind.WebSocket => $"{o.PermitLimit} connections, {o.MessagesPerConnection} messages each",
+        _ => o.Kind.ToString(),
+    };
+
+    private static IntHistogram NewHistogram() => new(1, 3_600_000_000, 2);
+
+    public void Dispose() => _listener.Dispose();
+
+    private sealed class RouteStats
+    {
+        public long Total;
+        public readonly long[] Status = new long[StatusNames.Length];
+        public readonly long[] PerSecond = new long[Window];
+        public readonly long[] SlotSecond = new long[Window];
+        public readonly IntHistogram[] Latency = [.. Enumerable.Range(0, Window).Select(static _ => NewHistogram())];
+        public readonly IntHistogram[] Ttft = [.. Enumerable.Range(0, Window).Select(static _ => NewHistogram())];
+    }
+
+    private sealed class PolicyStats
+    {
+        public long Admitted;
+        public long Refused;
+        public long ShadowRefused;
+    }
+
+    private struct SecondPoint
+    {
+        public long Second;
+        public long Requests;
+        public long Errors;
+        public long Refused;
+        public IntHistogram? Latency;
+        public IntHistogram? Ttft;
+    }
+}
