@@ -10,21 +10,13 @@ namespace Replay.Scheduling;
 /// deadline cannot drift when a sleep is interrupted.
 /// </summary>
 /// <remarks>
-/// <see cref="TryElevateCurrentThread"/> (SCHED_FIFO) is kept for experiments but not used: measured on 2 cores, a
-/// real-time dispatcher that preempts the threads reading responses made both latency and lag worse
-/// (docs/benchmarks.md).
+/// A real-time (SCHED_FIFO) dispatcher was tried and dropped: on 2 cores it preempted the threads reading responses
+/// and made both latency and lag worse (docs/benchmarks.md).
 /// </remarks>
 internal static partial class PreciseSleep
 {
-    private const int SchedFifo = 1;
     private const int ClockMonotonic = 1;
     private const int TimerAbstime = 1;
-
-    [StructLayout(LayoutKind.Sequential)]
-    private struct SchedParam
-    {
-        public int Priority;
-    }
 
     [StructLayout(LayoutKind.Sequential)]
     private struct TimeSpec
@@ -33,27 +25,23 @@ internal static partial class PreciseSleep
         public long Nanoseconds;
     }
 
-    [LibraryImport("libc", EntryPoint = "sched_setscheduler", SetLastError = true)]
-    private static partial int SchedSetScheduler(int pid, int policy, ref SchedParam param);
-
     [LibraryImport("libc", EntryPoint = "clock_nanosleep")]
     private static partial int ClockNanosleep(int clock, int flags, ref TimeSpec request, IntPtr remain);
 
-    /// <summary>True when <see cref="Stopwatch"/> timestamps are CLOCK_MONOTONIC nanoseconds (Linux, 64-bit).</summary>
-    public static bool Supported { get; } = OperatingSystem.IsLinux() && Stopwatch.Frequency == 1_000_000_000 && Environment.Is64BitProcess;
+    /// <summary>True when <see cref="Stopwatch"/> timestamps are CLOCK_MONOTONIC nanoseconds (Linux, 64-bit) and libc's <c>clock_nanosleep</c> answers.</summary>
+    public static bool Supported { get; } = Probe();
 
-    /// <summary>Moves the calling thread to SCHED_FIFO priority 10; false when not supported or not permitted.</summary>
-    public static bool TryElevateCurrentThread()
+    private static bool Probe()
     {
-        if (!Supported)
+        if (!OperatingSystem.IsLinux() || Stopwatch.Frequency != 1_000_000_000 || !Environment.Is64BitProcess)
         {
             return false;
         }
 
         try
         {
-            var param = new SchedParam { Priority = 10 };
-            return SchedSetScheduler(0, SchedFifo, ref param) == 0;
+            var past = new TimeSpec { Seconds = 0, Nanoseconds = 1 };
+            return ClockNanosleep(ClockMonotonic, TimerAbstime, ref past, IntPtr.Zero) == 0;
         }
         catch (Exception ex) when (ex is DllNotFoundException or EntryPointNotFoundException)
         {
