@@ -6,8 +6,8 @@
 #     (and achieved >= 99% of intended), found by stepping the rate up;
 #  3. Artillery (npm, installed into a temp dir, never committed) asked for that same arrival rate: its achieved rate
 #     and p99 beside ours;
-#  4. peak RSS of `replay load` holding 10,000 concurrent WebSocket sessions (open model, 1000 new sessions/s, each
-#     ~11 s long), measured with /usr/bin/time -v, with the schedule lag it kept.
+#  4. peak RSS of `replay load` holding 10,000 concurrent WebSocket sessions (open model, 1000 new sessions/s for
+#     10 s, sessions longer than that), measured with /usr/bin/time -v, with the schedule lag it kept; two shapes.
 #
 # The server is pinned to the last core and every load generator to core 0 (taskset), so they compete for the same
 # single core. Usage: bench/replay-bench.sh [seconds per run, default 10]. Needs wrk, node/npm, python3, taskset.
@@ -122,26 +122,34 @@ for RATE in $(( BEST > 0 ? BEST : 1000 )) 5000 10000; do
   echo "| $RATE | $RPS | $P99 | $ERR | ${REPLAY_AT:-n/a} |" | tee -a "$OUT/artillery-steps.txt" >&2
 done
 
-log "memory: 10,000 concurrent WebSocket sessions (1000 new/s for 10 s, 10 turns each, 1 s think time)"
 stop_sim
 start_sim 10
-cat >"$OUT/ws.json" <<'JSON'
-{ "requests": [ { "name": "ws-session", "protocol": "websocket", "path": "/v1/stream", "think_ms": 1000,
-  "messages": [ {"prompt":"hello","max_tokens":10}, {"prompt":"hello","max_tokens":10}, {"prompt":"hello","max_tokens":10},
-                {"prompt":"hello","max_tokens":10}, {"prompt":"hello","max_tokens":10}, {"prompt":"hello","max_tokens":10},
-                {"prompt":"hello","max_tokens":10}, {"prompt":"hello","max_tokens":10}, {"prompt":"hello","max_tokens":10},
-                {"prompt":"hello","max_tokens":10} ] } ] }
-JSON
-taskset -c "$GEN_CPU" /usr/bin/time -v dotnet "$REPLAY" load --template "$OUT/ws.json" --target "$URL" --rate 1000 --duration 10s --session-arrivals \
-  --progress none --report "$OUT/memory" >"$OUT/memory.txt" 2>"$OUT/memory.time" || true
-RSS_KB=$(awk -F': ' '/Maximum resident set size/ {print $2}' "$OUT/memory.time")
-read -r PEAK MLAG MFAIL MREQ < <(python3 - "$OUT/memory/report.json" <<'PY'
+# Two shapes of 10,000 concurrent sessions (1000 new sessions/s for 10 s, so all are open at t = 10 s):
+#   light: 3 turns of 10 tokens, 5 s think time (~15 s per session, ~2,000 turns/s at the peak);
+#   heavy: 10 turns of 10 tokens, 1 s think time (~11 s per session, ~10,000 turns/s at the peak).
+memory_run() { # name turns think_ms
+  python3 - "$OUT/ws-$1.json" "$2" "$3" <<'PY'
 import json, sys
-r = json.load(open(sys.argv[1]))
-print(r["peak_concurrent_sessions"], r["schedule_lag_ms"]["p99"], r["failures"], r["requests"])
+turn = {"prompt": "hello", "max_tokens": 10}
+json.dump({"requests": [{"name": "ws-session", "protocol": "websocket", "path": "/v1/stream",
+                         "think_ms": int(sys.argv[3]), "messages": [turn] * int(sys.argv[2])}]}, open(sys.argv[1], "w"))
 PY
-)
-log "memory: peak RSS $((RSS_KB / 1024)) MB with $PEAK concurrent sessions; lag p99 $MLAG ms; $MREQ turns, $MFAIL failures"
+  taskset -c "$GEN_CPU" /usr/bin/time -v dotnet "$REPLAY" load --template "$OUT/ws-$1.json" --target "$URL" --rate 1000 --duration 10s \
+    --session-arrivals --progress none --report "$OUT/memory-$1" >"$OUT/memory-$1.txt" 2>"$OUT/memory-$1.time" || true
+  local rss
+  rss=$(awk -F': ' '/Maximum resident set size/ {print $2}' "$OUT/memory-$1.time")
+  python3 - "$OUT/memory-$1/report.json" "$rss" "$1" "$2" "$3" <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1])); g = r["generator"]; lag = r["schedule_lag_ms"]
+print(f"| {sys.argv[3]}: {sys.argv[4]} turns, {sys.argv[5]} ms think | {int(sys.argv[2]) // 1024} MB | {r['peak_concurrent_sessions']} | "
+      f"{r['requests']} / {r['failures']} | {lag['p50']} / {lag['p99']} / {lag['max']} ms | {g['cpu_s']} s, GC pause {g['gc_pause_ms']} ms |")
+PY
+}
+log "memory: 10,000 concurrent WebSocket sessions, two shapes"
+MEM_LIGHT=$(memory_run light 3 5000)
+MEM_HEAVY=$(memory_run heavy 10 1000)
+log "memory: $MEM_LIGHT"
+log "memory: $MEM_HEAVY"
 
 cat >"$OUT/results.md" <<MD
 Machine: $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)), $(free -g | awk '/Mem:/ {print $2}') GiB; load average at the end: $(cut -d' ' -f1-3 /proc/loadavg).
@@ -163,6 +171,11 @@ Artillery (arrivalRate, ${D}s) beside replay at the same rate:
 | --- | --- | --- | --- | --- |
 $(cat "$OUT/artillery-steps.txt")
 
-10,000 concurrent WebSocket sessions (1000 new/s for 10 s, 10 turns of 10 tokens, 1 s think time): peak RSS $((RSS_KB / 1024)) MB, $PEAK sessions at once, schedule lag p99 $MLAG ms, $MFAIL failures of $MREQ turns.
+10,000 concurrent WebSocket sessions (1000 new sessions/s for 10 s):
+
+| shape | peak RSS | sessions at once | turns / failures | schedule lag p50 / p99 / max | generator CPU, GC |
+| --- | --- | --- | --- | --- | --- |
+$MEM_LIGHT
+$MEM_HEAVY
 MD
 cat "$OUT/results.md"

@@ -25,6 +25,7 @@ internal sealed class WebSocketSender : IDisposable
 
     private readonly ClientSettings _settings;
     private readonly TimeProvider _time;
+    private readonly CancellationPool _cancellations = new();
 
     /// <summary>Creates the sender.</summary>
     public WebSocketSender(ClientSettings settings, TimeProvider time)
@@ -76,8 +77,8 @@ internal sealed class WebSocketSender : IDisposable
         tokens.Clear();
         var outcome = new Outcome { GrpcStatus = -1, Streamed = true, HttpStatus = 101 };
         var buffer = ArrayPool<byte>.Shared.Rent(ReceiveBufferSize);
-        using var cts = CancellationTokenSource.CreateLinkedTokenSource(runToken);
-        cts.CancelAfter(_settings.Timeout);
+        var cts = _cancellations.Rent(_settings.Timeout);
+        var registration = runToken.UnsafeRegister(static s => ((CancellationTokenSource)s!).Cancel(), cts);
         try
         {
             await socket.SendAsync(turn.Payload, turn.Binary ? WebSocketMessageType.Binary : WebSocketMessageType.Text, true, cts.Token).ConfigureAwait(false);
@@ -146,6 +147,8 @@ internal sealed class WebSocketSender : IDisposable
         }
         finally
         {
+            registration.Dispose();
+            _cancellations.Return(cts);
             ArrayPool<byte>.Shared.Return(buffer);
         }
 
