@@ -25,6 +25,7 @@ internal static partial class ReplayApp
         root.Add(BuildRun(output, error, logger, time));
         root.Add(BuildLoad(output, error, logger, time));
         root.Add(BuildList(output, error));
+        root.Add(BuildProbe(output, error));
 
         var parse = root.Parse(args);
         if (parse.Errors.Count > 0)
@@ -225,6 +226,24 @@ internal static partial class ReplayApp
         command.Add(source);
         command.Add(recording);
         command.SetAction((p, ct) => ListCommand.ExecuteAsync(p.GetValue(source)!, p.GetValue(recording), output, error, ct));
+        return command;
+    }
+
+    private static Command BuildProbe(TextWriter output, TextWriter error)
+    {
+        var http = new Option<string?>("--http") { Description = "A gateway's HTTP listener or a model server (an OpenAI chat completion and its SSE stream)." };
+        var grpc = new Option<string?>("--grpc") { Description = "A gRPC listener or server (inference.v1 Generate and GenerateStream)." };
+        var websocket = new Option<string?>("--websocket") { Description = "A WebSocket listener (ws://HOST:PORT, path /v1/stream unless given): a two-turn session." };
+        var insecure = new Option<bool>("--insecure") { Description = "Accept any TLS certificate (a self-signed test certificate)." };
+        var timeout = new Option<double>("--timeout") { Description = "Seconds each probe may take.", DefaultValueFactory = _ => 10 };
+        var command = new Command("probe", "One quick request per protocol, printing what came back; exit 0 when every probe succeeded.");
+        command.Add(http);
+        command.Add(grpc);
+        command.Add(websocket);
+        command.Add(insecure);
+        command.Add(timeout);
+        command.SetAction((p, ct) => ProbeCommand.ExecuteAsync(p.GetValue(http), p.GetValue(grpc), p.GetValue(websocket), p.GetValue(insecure),
+            TimeSpan.FromSeconds(Math.Max(0.1, p.GetValue(timeout))), output, error, ct));
         return command;
     }
 }
