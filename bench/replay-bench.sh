@@ -37,8 +37,8 @@ trap stop_sim EXIT
 start_sim() { # args: per-token ms
   local http grpc
   http=$(free_port); grpc=$(free_port)
-  taskset -c "$SRV_CPU" dotnet "$SIM" --Sim:Http:Port="$http" --Sim:Grpc:Port="$grpc" --Sim:Slots=20000 --Sim:Queue=100000 \
-    --Sim:PrefillMs=0 --Sim:PrefillPerTokenMs=0 --Sim:PerTokenMs="$1" --Sim:BatchSlowdown=0 >"$OUT/sim.log" 2>&1 &
+  setsid taskset -c "$SRV_CPU" dotnet "$SIM" --Sim:Http:Port="$http" --Sim:Grpc:Port="$grpc" --Sim:Slots=20000 --Sim:Queue=100000 \
+    --Sim:PrefillMs=0 --Sim:PrefillPerTokenMs=0 --Sim:PerTokenMs="$1" --Sim:BatchSlowdown=0 </dev/null >"$OUT/sim.log" 2>&1 &
   SIM_PID=$!
   URL="http://127.0.0.1:$http"
   for _ in $(seq 100); do curl -fs "$URL/health" >/dev/null 2>&1 && return 0; sleep 0.1; done
