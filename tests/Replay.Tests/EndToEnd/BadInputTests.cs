@@ -85,6 +85,25 @@ public sealed class BadInputTests
         Assert.Contains(reasons, static r => r!.Contains("schema version 99", StringComparison.Ordinal));
     }
 
+    [Fact(Timeout = 60_000)]
+    public async Task Compare_counts_status_and_body_differences_with_the_recording()
+    {
+        using var dir = TestHost.CreateTempDirectory();
+        await Recordings.WriteCaptureAsync(dir.Combine("store"), "capture");
+        await using var sim = await TestHost.StartSimAsync();
+
+        var result = await TestHost.RunAsync(["run", "--source", dir.Combine("store"), "--recording", "capture", "--speed", "4", "--compare", "--report", dir.Combine("out"), .. TestHost.Targets(sim)]);
+
+        Assert.True(result.ExitCode == 0, result.ToString());
+        using var report = TestHost.ReadReport(dir.Combine("out"));
+        var comparison = report.RootElement.GetProperty("comparison");
+        // 18 HTTP and 4 gRPC exchanges are compared (WebSocket connections are not); every status matches the
+        // recorded 200 / grpc OK; the 9 non-streamed HTTP bodies were recorded as "{}", so each differs.
+        Assert.Equal(22, comparison.GetProperty("compared").GetInt64());
+        Assert.Equal(0, comparison.GetProperty("status_mismatches").GetInt64());
+        Assert.Equal(9, comparison.GetProperty("body_differences").GetInt64());
+    }
+
     [Fact(Timeout = 30_000)]
     public async Task Invalid_options_are_all_reported_naming_their_flags()
     {
