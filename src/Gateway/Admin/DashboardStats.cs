@@ -10,7 +10,8 @@ namespace Gateway.Admin;
 /// <see cref="MeterListener"/> on the gateway's meter: <c>gateway.requests</c>, <c>gateway.request.duration</c>,
 /// <c>gateway.ttft</c>, <c>gateway.shaping.decisions</c>), kept per second for the last two minutes: requests/s, status
 /// mix, latency and time-to-first-token percentiles (HdrHistogram, 2 significant digits) per route and listener over a
-/// 10-second window, policy decisions, and each cluster's in-flight count, queue and limit over time.
+/// 10-second window, policy decisions, and each cluster's in-flight count, queue and limit over time. It listens only
+/// once the dashboard has asked for a snapshot.
 /// </summary>
 internal sealed class DashboardStats : IDisposable
 {
@@ -47,8 +48,21 @@ internal sealed class DashboardStats : IDisposable
         };
         _listener.SetMeasurementEventCallback<long>(OnLong);
         _listener.SetMeasurementEventCallback<double>(OnDouble);
-        _listener.Start();
     }
+
+    /// <summary>
+    /// Starts listening at the first snapshot (someone opened the dashboard), so that a gateway nobody watches pays
+    /// nothing per request for it; the history starts then.
+    /// </summary>
+    private void EnsureListening()
+    {
+        if (Interlocked.Exchange(ref _listening, 1) == 0)
+        {
+            _listener.Start();
+        }
+    }
+
+    private int _listening;
 
     private void OnLong(Instrument instrument, long value, ReadOnlySpan<KeyValuePair<string, object?>> tags, object? state)
     {
@@ -164,6 +178,7 @@ internal sealed class DashboardStats : IDisposable
     /// <summary>The dashboard's snapshot (plain objects, serialized as JSON by the endpoint).</summary>
     public object Snapshot()
     {
+        EnsureListening();
         lock (_lock)
         {
             var now = Advance();

@@ -71,7 +71,6 @@ internal static class GatewayApp
 
         var app = builder.Build();
         _ = app.Services.GetRequiredService<ShapingMetrics>(); // instruments exist before the first scrape
-        _ = app.Services.GetRequiredService<DashboardStats>(); // the dashboard counts from the first request
         app.UseMiddleware<ExchangeMiddleware>();
         app.UseWebSockets();
         app.UseRouting();
