@@ -226,17 +226,20 @@ internal sealed class HttpSender : IDisposable
             message.Content = new ReadOnlyMemoryContent(buffer.AsMemory(0, length));
         }
 
-        var headers = HeaderFilter.Apply(request.Headers, _settings.DropHeaders, _settings.HeaderOverrides);
-        foreach (var (name, value) in headers)
+        // Recorded headers minus --drop-header and the names --header replaces, then the --header values: applied in
+        // place, without building a list per request.
+        var overrides = _settings.HeaderOverrides;
+        foreach (var (name, value) in request.Headers)
         {
-            if (name.StartsWith("content-", StringComparison.OrdinalIgnoreCase))
+            if ((_settings.DropHeaders.Count == 0 && overrides.Count == 0) || !HeaderFilter.IsReplacedOrDropped(name, _settings.DropHeaders, overrides))
             {
-                message.Content?.Headers.TryAddWithoutValidation(name, value);
+                AddHeader(message, name, value);
             }
-            else
-            {
-                message.Headers.TryAddWithoutValidation(name, value);
-            }
+        }
+
+        foreach (var (name, value) in overrides)
+        {
+            AddHeader(message, name, value);
         }
 
         if (grpc)
@@ -249,6 +252,18 @@ internal sealed class HttpSender : IDisposable
         }
 
         return message;
+    }
+
+    private static void AddHeader(HttpRequestMessage message, string name, string value)
+    {
+        if (name.StartsWith("content-", StringComparison.OrdinalIgnoreCase))
+        {
+            message.Content?.Headers.TryAddWithoutValidation(name, value);
+        }
+        else
+        {
+            message.Headers.TryAddWithoutValidation(name, value);
+        }
     }
 
     private static HttpMethod Method(string method) => method switch

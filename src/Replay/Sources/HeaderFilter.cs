@@ -59,6 +59,10 @@ internal static class HeaderFilter
         return list;
     }
 
+    /// <summary>Whether a recorded header of this name is dropped (<c>--drop-header</c>) or replaced (<c>--header</c>).</summary>
+    public static bool IsReplacedOrDropped(string name, IReadOnlyCollection<string> drop, IReadOnlyList<KeyValuePair<string, string>> overrides) =>
+        Contains(drop, name) || ContainsKey(overrides, name);
+
     private static bool Contains(IReadOnlyCollection<string> names, string name)
     {
         foreach (var n in names)
