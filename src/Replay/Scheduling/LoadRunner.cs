@@ -170,6 +170,14 @@ internal sealed class LoadRunner : IDisposable
             if (due > _time.GetTimestamp())
             {
                 _burst = 0;
+
+                // Long waits in slices of 100 ms, so an aborted run does not leave the thread asleep for long.
+                var slice = Ticks(100);
+                while (due - _time.GetTimestamp() > slice && !_runToken.IsCancellationRequested)
+                {
+                    PreciseSleep.SleepUntil(_time.GetTimestamp() + slice);
+                }
+
                 PreciseSleep.SleepUntil(due);
             }
             else if (++_burst >= 256)

@@ -15,8 +15,10 @@ public sealed class CoordinatedOmissionTests
 
         // Four requests in flight at most, like a closed-loop tool with four connections: during the stall the
         // schedule cannot send, and only the intended-time measurement charges the wait to the requests it delayed.
-        var run = TestHost.RunAsync(["load", "--rate", "200", "--duration", "4s", "--max-tokens", "2", "--max-inflight", "4", "--report", dir.Path, .. TestHost.Targets(sim)]);
-        await Task.Delay(TimeSpan.FromSeconds(1.5));
+        // A 1 s unmeasured warm-up first, so a cold simulator (JIT, tokenizer) does not blur the stall; the stall then
+        // comes about 1.5 s into the measured 4 s.
+        var run = TestHost.RunAsync(["load", "--rate", "200", "--duration", "4s", "--warmup", "1s", "--max-tokens", "2", "--max-inflight", "4", "--report", dir.Path, .. TestHost.Targets(sim)]);
+        await Task.Delay(TimeSpan.FromSeconds(2.5));
         using (var stall = await http.PostAsync(new Uri("/sim/stall?ms=1000", UriKind.Relative), null))
         {
             stall.EnsureSuccessStatusCode();
@@ -30,7 +32,7 @@ public sealed class CoordinatedOmissionTests
         var p99 = root.GetProperty("latency_ms").GetProperty("p99").GetDouble();
         var naiveP99 = root.GetProperty("service_time_ms").GetProperty("p99").GetDouble();
         Assert.True(p99 >= 800, $"p99 {p99} ms should show the 1 s stall");
-        Assert.True(naiveP99 < 300, $"the uncorrected p99 {naiveP99} ms was expected to hide the stall");
+        Assert.True(naiveP99 < 500, $"the uncorrected p99 {naiveP99} ms was expected to hide the stall\n{result}");
         Assert.True(root.GetProperty("schedule_lag_ms").GetProperty("max").GetDouble() >= 800);
         Assert.Equal(800, root.GetProperty("requests").GetInt64());
     }
