@@ -73,4 +73,8 @@ for t in off on; do
   printf '%-14s %12.0f %10.2f\n' "$t" "${mr[$t]}" "${mp[$t]}"
 done
 awk -v a="${mr[on]}" -v b="${mr[off]}" -v pa="${mp[on]}" -v pb="${mp[off]}" 'BEGIN { printf "on/off throughput %.2fx, p99 added %.2f ms\n", a/b, pa-pb }'
-echo "recorder: $(echo "$status" | python3 -c 'import json,sys; s=json.load(sys.stdin); r=[x for x in s["recordings"] if x["name"]=="bench"][0]; print(f"written {s[\"written\"]}, dropped {s[\"dropped\"]}, stored {r[\"count\"]}, {r[\"size_bytes\"]/1e6:.1f} MB")')"
+echo "recorder: $(echo "$status" | python3 -c '
+import json, sys
+s = json.load(sys.stdin)
+r = [x for x in s["recordings"] if x["name"] == "bench"][0]
+print("written %d, dropped %d, stored %d, %.1f MB" % (s["written"], s["dropped"], r["count"], r["size_bytes"] / 1e6))')"

@@ -45,8 +45,8 @@ start_sim() { # start_sim HTTP GRPC: a fresh simulator (fresh counters)
 queue_max() { curl -fsS "http://127.0.0.1:$1/metrics" | awk '/^modelsim_queue_depth_max/ {print $2}'; }
 
 load() { # load URL REPORT_DIR
-  dotnet "$replay_dll" load --target "$1" --rate "$rate" --duration "$duration" --warmup 3s --max-tokens "$max_tokens" \
-    --prompt-tokens 32 --report "$2" --progress none >"$2.log" 2>&1 || true
+  dotnet "$replay_dll" load --target "$1" --rate "$rate" --duration "$duration" --warmup 3s --max-tokens "$max_tokens" --timeout 120s \
+    --prompt-tokens 32 --report "$2" --progress none >"$2.log" 2>&1 || { echo "load exited $?: $(tail -5 "$2.log")" >&2; }
 }
 
 echo "straight: $rate requests/s at a model server of about $capacity requests/s" >&2

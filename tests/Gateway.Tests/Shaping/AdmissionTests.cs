@@ -31,10 +31,10 @@ public sealed class AdmissionTests
         var controller = h.Gateway.Services.GetRequiredService<ShapingRuntime>().Current.Clusters["model-http"].Controller;
         var order = new ConcurrentQueue<string>();
 
-        Task Send(string name, string? priority, string key)
+        Task Send(string name, string? priority, string key, int maxTokens = 3)
         {
             var client = new HttpClient { BaseAddress = h.Http };
-            var request = new HttpRequestMessage(HttpMethod.Post, "/v1/generate") { Content = Generate(maxTokens: 3) };
+            var request = new HttpRequestMessage(HttpMethod.Post, "/v1/generate") { Content = Generate(maxTokens: maxTokens) };
             if (priority is not null)
             {
                 request.Headers.Add("x-priority", priority);
@@ -50,7 +50,8 @@ public sealed class AdmissionTests
             });
         }
 
-        var tasks = new List<Task> { Send("hold", null, "k0") };
+        // The first request holds the only slot for about 2 s, long enough to queue the others in a known order even on a busy machine.
+        var tasks = new List<Task> { Send("hold", null, "k0", maxTokens: 50) };
         await Eventually.TrueAsync(() => controller.InFlight == 1, TimeSpan.FromSeconds(5), () => "hold not admitted");
         var queued = 0;
         foreach (var (name, priority, key) in new[]

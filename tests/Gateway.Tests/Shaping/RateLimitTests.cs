@@ -49,7 +49,8 @@ public sealed class RateLimitTests
         await using var h = await GatewayHarness.StartAsync(options);
         using var client = new HttpClient { BaseAddress = h.Http };
 
-        var responses = await Task.WhenAll(Enumerable.Range(0, 6).Select(_ => client.PostAsync("/v1/generate", Generate(maxTokens: 5))));
+        // Each admitted request holds its permit for about 2 s, so all six overlap even on a busy machine.
+        var responses = await Task.WhenAll(Enumerable.Range(0, 6).Select(_ => client.PostAsync("/v1/generate", Generate(maxTokens: 20))));
 
         Assert.Equal(2, responses.Count(r => r.StatusCode == HttpStatusCode.OK));
         Assert.Equal(4, responses.Count(r => r.StatusCode == HttpStatusCode.TooManyRequests));
