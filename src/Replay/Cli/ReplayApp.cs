@@ -26,6 +26,7 @@ internal static partial class ReplayApp
         root.Add(BuildLoad(output, error, logger, time));
         root.Add(BuildList(output, error));
         root.Add(BuildProbe(output, error));
+        root.Add(BuildCompare(output, error));
 
         var parse = root.Parse(args);
         if (parse.Errors.Count > 0)
@@ -244,6 +245,23 @@ internal static partial class ReplayApp
         command.Add(timeout);
         command.SetAction((p, ct) => ProbeCommand.ExecuteAsync(p.GetValue(http), p.GetValue(grpc), p.GetValue(websocket), p.GetValue(insecure),
             TimeSpan.FromSeconds(Math.Max(0.1, p.GetValue(timeout))), output, error, ct));
+        return command;
+    }
+
+    private static Command BuildCompare(TextWriter output, TextWriter error)
+    {
+        var a = new Argument<string>("A") { Description = "The first run: its --report directory or report.json." };
+        var b = new Argument<string>("B") { Description = "The second run." };
+        var labelA = new Option<string>("--label-a") { Description = "Name of the first run.", DefaultValueFactory = _ => "A" };
+        var labelB = new Option<string>("--label-b") { Description = "Name of the second run.", DefaultValueFactory = _ => "B" };
+        var outFile = new Option<string>("--out") { Description = "The comparison page to write.", DefaultValueFactory = _ => "compare.html" };
+        var command = new Command("compare", "Put two runs' reports side by side: a table on the console and one page with both runs' figures and charts.");
+        command.Add(a);
+        command.Add(b);
+        command.Add(labelA);
+        command.Add(labelB);
+        command.Add(outFile);
+        command.SetAction((p, ct) => Reporting.CompareCommand.ExecuteAsync(p.GetValue(a)!, p.GetValue(b)!, p.GetValue(labelA)!, p.GetValue(labelB)!, p.GetValue(outFile)!, output, error, ct));
         return command;
     }
 }

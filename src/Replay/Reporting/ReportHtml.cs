@@ -18,7 +18,8 @@ internal static class ReportHtml
     private const int Top = 30;
     private const int Bottom = 40;
 
-    private readonly record struct Line(string Name, string Color, IReadOnlyList<(double X, double Y)> Points);
+    /// <summary>One line of a chart: its legend, colour and points.</summary>
+    internal readonly record struct Line(string Name, string Color, IReadOnlyList<(double X, double Y)> Points);
 
     /// <summary>The page.</summary>
     public static string Render(RunReport r)
@@ -151,7 +152,8 @@ internal static class ReportHtml
         return points;
     }
 
-    private static string Chart(string yLabel, string xLabel, IReadOnlyList<Line> lines, bool nines = false)
+    /// <summary>An inline SVG line chart (shared by the report and the comparison page).</summary>
+    internal static string Chart(string yLabel, string xLabel, IReadOnlyList<Line> lines, bool nines = false)
     {
         double maxX = 1, maxY = 0;
         foreach (var line in lines)

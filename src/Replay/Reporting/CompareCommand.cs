@@ -1,0 +1,210 @@
+using System.Globalization;
+using System.Net;
+using System.Text;
+using System.Text.Json;
+using Replay.Cli;
+
+namespace Replay.Reporting;
+
+/// <summary>
+/// <c>replay compare A B</c>: two runs' <c>report.json</c> side by side, as a table on the console and as one
+/// self-contained page (<c>--out</c>, default <c>compare.html</c>) with the key figures, latency percentiles and
+/// completed and refused requests over time for both runs, and each run's status mix. It is how the demo shows what the
+/// gateway's protection changed: the same replay straight to a model server, and through the gateway.
+/// </summary>
+internal static class CompareCommand
+{
+    private sealed record Run(string Label, string Path, JsonElement Report);
+
+    /// <summary>Compares; returns the exit code (2 when a report cannot be read).</summary>
+    public static async Task<int> ExecuteAsync(string a, string b, string labelA, string labelB, string output, TextWriter console, TextWriter error, CancellationToken cancellationToken)
+    {
+        var runs = new List<Run>();
+        foreach (var (path, label) in new[] { (a, labelA), (b, labelB) })
+        {
+            var file = Directory.Exists(path) ? System.IO.Path.Combine(path, "report.json") : path;
+            if (!File.Exists(file))
+            {
+                await error.WriteLineAsync($"replay compare: '{path}' has no report.json (give a run's --report directory or its report.json).").ConfigureAwait(false);
+                return ExitCodes.UsageOrInput;
+            }
+
+            try
+            {
+                await using var stream = File.OpenRead(file);
+                using var doc = await JsonDocument.ParseAsync(stream, cancellationToken: cancellationToken).ConfigureAwait(false);
+                if (!doc.RootElement.TryGetProperty("requests", out _) || !doc.RootElement.TryGetProperty("success_latency_ms", out _))
+                {
+                    await error.WriteLineAsync($"replay compare: '{file}' is not a replay report.json.").ConfigureAwait(false);
+                    return ExitCodes.UsageOrInput;
+                }
+
+                runs.Add(new Run(label, file, doc.RootElement.Clone()));
+            }
+            catch (JsonException ex)
+            {
+                await error.WriteLineAsync($"replay compare: '{file}' is not valid JSON: {ex.Message}").ConfigureAwait(false);
+                return ExitCodes.UsageOrInput;
+            }
+        }
+
+        var rows = Rows(runs[0].Report, runs[1].Report);
+        await console.WriteLineAsync(string.Create(CultureInfo.InvariantCulture, $"{"",-30} {runs[0].Label,18} {runs[1].Label,18}")).ConfigureAwait(false);
+        foreach (var (name, x, y) in rows)
+        {
+            await console.WriteLineAsync(string.Create(CultureInfo.InvariantCulture, $"{name,-30} {x,18} {y,18}")).ConfigureAwait(false);
+        }
+
+        var outFile = System.IO.Path.GetFullPath(output);
+        Directory.CreateDirectory(System.IO.Path.GetDirectoryName(outFile)!);
+        await File.WriteAllTextAsync(outFile, Render(runs, rows, outFile), cancellationToken).ConfigureAwait(false);
+        await console.WriteLineAsync($"comparison written: {outFile}").ConfigureAwait(false);
+        return ExitCodes.Ok;
+    }
+
+    /// <summary>The compared figures, formatted.</summary>
+    internal static List<(string Name, string A, string B)> Rows(JsonElement a, JsonElement b)
+    {
+        var rows = new List<(string, string, string)>();
+        void Add(string name, Func<JsonElement, string> value) => rows.Add((name, value(a), value(b)));
+
+        Add("requests", r => N(r, "requests"));
+        Add("succeeded", r => N(r, "succeeded"));
+        Add("failures", r => N(r, "failures"));
+        Add("achieved rate (req/s)", r => D(r, "achieved_rps"));
+        Add("throughput (req/s)", r => D(r, "throughput_rps"));
+        Add("goodput (req/s)", r => r.TryGetProperty("goodput", out var g) ? D(g, "rps") : "–");
+        Add("admitted p50 (ms)", r => P(r, "success_latency_ms", "p50"));
+        Add("admitted p95 (ms)", r => P(r, "success_latency_ms", "p95"));
+        Add("admitted p99 (ms)", r => P(r, "success_latency_ms", "p99"));
+        Add("TTFT p50 (ms)", r => P(r, "ttft_ms", "p50"));
+        Add("TTFT p95 (ms)", r => P(r, "ttft_ms", "p95"));
+        Add("refused (429/503)", r => Refused(r).Count.ToString(CultureInfo.InvariantCulture));
+        Add("refusal latency p99 (ms)", r => Refused(r) is { Count: > 0 } x ? F(x.P99) : "–");
+        Add("timeouts", r => r.TryGetProperty("failures_by_kind", out var k) && k.TryGetProperty("timeout", out var t) ? t.ToString() : "–");
+        return rows;
+    }
+
+    private static (long Count, double P99) Refused(JsonElement r)
+    {
+        long count = 0;
+        double p99 = 0;
+        if (r.TryGetProperty("by_status", out var statuses) && statuses.ValueKind == JsonValueKind.Object)
+        {
+            foreach (var s in statuses.EnumerateObject())
+            {
+                if (s.Name is "429" or "503")
+                {
+                    count += s.Value.GetProperty("count").GetInt64();
+                    p99 = Math.Max(p99, s.Value.GetProperty("latency_ms").GetProperty("p99").GetDouble());
+                }
+            }
+        }
+
+        return (count, p99);
+    }
+
+    private static string N(JsonElement r, string name) => r.TryGetProperty(name, out var v) && v.ValueKind == JsonValueKind.Number ? v.GetInt64().ToString("N0", CultureInfo.InvariantCulture) : "–";
+
+    private static string D(JsonElement r, string name) => r.TryGetProperty(name, out var v) && v.ValueKind == JsonValueKind.Number ? F(v.GetDouble()) : "–";
+
+    private static string P(JsonElement r, string name, string p) =>
+        r.TryGetProperty(name, out var v) && v.ValueKind == JsonValueKind.Object && v.TryGetProperty(p, out var x) ? F(x.GetDouble()) : "–";
+
+    private static string F(double value) => value.ToString(value >= 100 ? "N0" : "0.0#", CultureInfo.InvariantCulture);
+
+    private static string Render(List<Run> runs, List<(string Name, string A, string B)> rows, string outFile)
+    {
+        string[] colors = ["#d62728", "#1f77b4"];
+        var html = new StringBuilder(32 * 1024);
+        html.Append("<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Replay comparison</title><style>")
+            .Append("body{font-family:system-ui,sans-serif;margin:24px;color:#222;max-width:920px}h1{font-size:22px}h2{font-size:17px;margin-top:28px}")
+            .Append("table{border-collapse:collapse;margin:8px 0}td,th{border:1px solid #ccc;padding:3px 10px;text-align:right;font-size:13px}th{background:#f3f3f3}td:first-child,th:first-child{text-align:left}")
+            .Append("svg{background:#fff;border:1px solid #ddd}.muted{color:#666;font-size:13px}.bar{display:flex;height:14px;width:600px;border:1px solid #ddd}.bar span{display:block;height:100%}")
+            .Append("</style></head><body>");
+        html.Append("<h1>Replay comparison</h1><p class=\"muted\">");
+        for (var i = 0; i < runs.Count; i++)
+        {
+            var r = runs[i];
+            var link = System.IO.Path.GetRelativePath(System.IO.Path.GetDirectoryName(outFile)!, System.IO.Path.Combine(System.IO.Path.GetDirectoryName(r.Path)!, "report.html"));
+            html.Append("<span style=\"color:").Append(colors[i]).Append("\">■</span> <b>").Append(E(r.Label)).Append("</b>: ")
+                .Append(E(Str(r.Report, "source"))).Append(" → ").Append(E(Str(r.Report, "target"))).Append(" · <a href=\"").Append(E(link.Replace('\\', '/'))).Append("\">full report</a><br>");
+        }
+
+        html.Append("</p><h2>Side by side</h2><table><tr><th>figure</th>");
+        foreach (var r in runs)
+        {
+            html.Append("<th>").Append(E(r.Label)).Append("</th>");
+        }
+
+        html.Append("</tr>");
+        foreach (var (name, a, b) in rows)
+        {
+            html.Append("<tr><td>").Append(E(name)).Append("</td><td>").Append(E(a)).Append("</td><td>").Append(E(b)).Append("</td></tr>");
+        }
+
+        html.Append("</table>");
+
+        html.Append("<h2>Latency p95 over time (ms)</h2>")
+            .Append(ReportHtml.Chart("ms", "s", [.. runs.Select((r, i) => new ReportHtml.Line(r.Label + " p95", colors[i], Series(r.Report, "p95_ms")))]));
+        html.Append("<h2>Completed requests per second</h2>")
+            .Append(ReportHtml.Chart("req/s", "s", [.. runs.Select((r, i) => new ReportHtml.Line(r.Label, colors[i], Series(r.Report, "completed")))]));
+        html.Append("<h2>Refused by a limit, per second</h2>")
+            .Append(ReportHtml.Chart("req/s", "s", [.. runs.Select((r, i) => new ReportHtml.Line(r.Label, colors[i], Series(r.Report, "refused")))]));
+
+        html.Append("<h2>Status mix</h2>");
+        foreach (var (r, i) in runs.Select(static (r, i) => (r, i)))
+        {
+            html.Append("<p>").Append(E(r.Label)).Append("</p>").Append(StatusBar(r.Report));
+        }
+
+        html.Append("<p class=\"muted\">Latency is measured from each request's intended send time (coordinated omission corrected). ")
+            .Append("Refused requests were answered by a limit (429/503) without reaching the model server.</p></body></html>");
+        return html.ToString();
+    }
+
+    private static List<(double, double)> Series(JsonElement r, string field)
+    {
+        var points = new List<(double, double)>();
+        if (r.TryGetProperty("series", out var series) && series.ValueKind == JsonValueKind.Array)
+        {
+            foreach (var s in series.EnumerateArray())
+            {
+                if (s.TryGetProperty("t", out var t) && s.TryGetProperty(field, out var v) && v.ValueKind == JsonValueKind.Number)
+                {
+                    points.Add((t.GetDouble(), v.GetDouble()));
+                }
+            }
+        }
+
+        return points;
+    }
+
+    private static string StatusBar(JsonElement r)
+    {
+        var counts = new List<(string Key, long Count)>();
+        if (r.TryGetProperty("by_status", out var statuses) && statuses.ValueKind == JsonValueKind.Object)
+        {
+            foreach (var s in statuses.EnumerateObject())
+            {
+                counts.Add((s.Name, s.Value.GetProperty("count").GetInt64()));
+            }
+        }
+
+        var total = Math.Max(1, counts.Sum(static c => c.Count));
+        var bar = new StringBuilder("<div class=\"bar\">");
+        var legend = new StringBuilder("<p class=\"muted\">");
+        foreach (var (key, count) in counts.OrderBy(static c => c.Key, StringComparer.Ordinal))
+        {
+            var color = key.StartsWith('2') ? "#2ca02c" : key is "429" ? "#ff7f0e" : key is "503" ? "#e377c2" : key.StartsWith('5') ? "#d62728" : "#7f7f7f";
+            bar.Append(string.Create(CultureInfo.InvariantCulture, $"<span title=\"{E(key)}: {count}\" style=\"width:{count * 100.0 / total:0.##}%;background:{color}\"></span>"));
+            legend.Append(string.Create(CultureInfo.InvariantCulture, $"<span style=\"color:{color}\">■</span> {E(key)} {count:N0} ({count * 100.0 / total:0.#}%) "));
+        }
+
+        return bar.Append("</div>").ToString() + legend.Append("</p>");
+    }
+
+    private static string Str(JsonElement r, string name) => r.TryGetProperty(name, out var v) && v.ValueKind == JsonValueKind.String ? v.GetString()! : "";
+
+    private static string E(string text) => WebUtility.HtmlEncode(text);
+}
