@@ -18,6 +18,12 @@ internal static class ExitCodes
     /// <summary>An unexpected error inside the tool (a bug): the message and stack trace go to stderr.</summary>
     public const int InternalError = 4;
 
+    /// <summary>
+    /// The run ended (the report is written) but the target stopped answering during it: requests failed to connect
+    /// or timed out, and it could still not be reached when the run was over.
+    /// </summary>
+    public const int TargetLost = 5;
+
     /// <summary>Interrupted (Ctrl-C); a partial report is still written.</summary>
     public const int Cancelled = 130;
 }

@@ -21,6 +21,9 @@ internal static partial class ReplayApp
 
         [LoggerMessage(EventId = 1005, Level = LogLevel.Error, Message = "unexpected error")]
         public static partial void Unexpected(ILogger logger, Exception exception);
+
+        [LoggerMessage(EventId = 1006, Level = LogLevel.Warning, Message = "--connections {Requested} does not fit the open-file limit ({OpenFileLimit}); using {Limit} (raise it with ulimit -n)")]
+        public static partial void ConnectionsLowered(ILogger logger, int requested, int limit, long openFileLimit);
     }
 }
 

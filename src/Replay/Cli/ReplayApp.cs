@@ -85,7 +85,7 @@ internal static partial class ReplayApp
         public readonly Option<string?> Think = new("--think") { Description = "Closed model: pause between a user's sessions (e.g. 100ms)." };
         public readonly Option<string> Timeout = new("--timeout") { Description = "A request without a complete response by then fails as a timeout.", DefaultValueFactory = _ => "60s" };
         public readonly Option<int> MaxInflight = new("--max-inflight") { Description = "Most sessions in flight; beyond it the schedule waits (and the wait counts as latency).", DefaultValueFactory = _ => 100_000 };
-        public readonly Option<int> Connections = new("--connections") { Description = "Most HTTP/1.1 connections per target.", DefaultValueFactory = _ => 20_000 };
+        public readonly Option<int?> Connections = new("--connections") { Description = "Most sockets held at once: HTTP/1.1 requests in flight plus WebSocket connections (default 20,000, lowered to fit the open-file limit)." };
         public readonly Option<string?> Report = new("--report", "-o") { Description = "Directory to write report.json and report.html into." };
         public readonly Option<string?> LogRequests = new("--log-requests") { Description = "Write one JSON line per request (session, order, times, status) to this file." };
         public readonly Option<string[]> Slo = new("--slo") { Description = "An SLO for goodput, e.g. \"ttft_p95<500ms\", \"e2e_p99<2s\", \"itl<50ms\" (repeatable).", Arity = ArgumentArity.ZeroOrMore };

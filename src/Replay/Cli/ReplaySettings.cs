@@ -44,7 +44,7 @@ internal sealed record ReplaySettings
     public bool SessionArrivals { get; init; }
     public string Timeout { get; init; } = "60s";
     public int MaxInflight { get; init; } = 100_000;
-    public int Connections { get; init; } = 20_000;
+    public int? Connections { get; init; }
     public string? ReportDirectory { get; init; }
     public string? LogRequests { get; init; }
     public IReadOnlyList<string> Slos { get; init; } = [];

@@ -93,15 +93,24 @@ internal static class RunCommand
             return ExitCodes.TargetUnreachable;
         }
 
-        // (5) Send: first an unmeasured warm-up on the same connections, then the run.
-        using var http = new HttpSender(HttpSender.CreateHandler(run.Clients), run.Clients, time);
-        using var webSockets = new WebSocketSender(run.Clients, time);
+        // (5) Send: first an unmeasured warm-up on the same connections, then the run. Sockets are bounded by the
+        // budget (--connections fitted to the open-file limit), so a backlog of late requests cannot exhaust the
+        // process's descriptors.
+        using var budget = ConnectionBudget.ForProcess(run.Clients.MaxConnections);
+        if (budget.Limit < run.Clients.MaxConnections && settings.Connections is not null)
+        {
+            ReplayApp.Log.ConnectionsLowered(logger, run.Clients.MaxConnections, budget.Limit, budget.OpenFileLimit);
+        }
+
+        var clients = run.Clients with { MaxConnections = budget.Limit };
+        using var http = new HttpSender(HttpSender.CreateHandler(clients), clients, time);
+        using var webSockets = new WebSocketSender(clients, time);
         if (run.Warmup > TimeSpan.Zero)
         {
             var warmupPlan = plan.Mode == RunMode.Open
                 ? plan with { Profile = RateProfile.Constant(Math.Max(plan.Profile!.RateAt(0), 1), run.Warmup.TotalSeconds), Limit = long.MaxValue }
                 : plan with { Duration = run.Warmup, Limit = long.MaxValue };
-            using var warmup = new LoadRunner(warmupPlan, http, webSockets, new RunMetrics(time, []), null, time);
+            using var warmup = new LoadRunner(warmupPlan, http, webSockets, new RunMetrics(time, []), null, budget, time);
             try
             {
                 await warmup.RunAsync(cancellationToken).ConfigureAwait(false);
@@ -119,9 +128,10 @@ internal static class RunCommand
         var log = settings.LogRequests is { } logPath ? new RequestLog(logPath) : null;
         long end;
         var peakSessions = 0;
+        Exception? unexpected;
         try
         {
-            using var runner = new LoadRunner(plan, http, webSockets, metrics, log, time);
+            using var runner = new LoadRunner(plan, http, webSockets, metrics, log, budget, time);
             var running = runner.RunAsync(cancellationToken);
             var mode = settings.Progress == "auto" ? (ReferenceEquals(output, Console.Out) && !Console.IsOutputRedirected ? "live" : "plain") : settings.Progress;
             await ConsoleProgress.ShowAsync(mode, output, () => metrics.Snapshot(time.GetTimestamp()), plan.PlannedRequests, () => runner.Inflight, running, time).ConfigureAwait(false);
@@ -136,6 +146,7 @@ internal static class RunCommand
 
             end = time.GetTimestamp();
             peakSessions = runner.PeakInflight;
+            unexpected = runner.Unexpected;
         }
         finally
         {
@@ -150,6 +161,7 @@ internal static class RunCommand
         var report = ReportBuilder.Build(metrics, new ReportBuilder.Context(settings.Command, plan, workload, target, startedAt, settings.Speed, settings.Amplify, settings.Compare, cancelled), end);
         report.Generator = GeneratorReport.Capture().Since(generatorStart);
         report.PeakConcurrentSessions = peakSessions;
+        report.Connections = new ConnectionReport(budget.Limit, budget.OpenFileLimit, budget.PeakInUse, budget.Waits);
         report.Assertions = [.. run.Assertions.Select(a => a.Evaluate(report))];
         SummaryWriter.Write(output, report);
         if (settings.ReportDirectory is { } directory)
@@ -168,6 +180,28 @@ internal static class RunCommand
         if (cancelled)
         {
             return ExitCodes.Cancelled;
+        }
+
+        if (unexpected is not null)
+        {
+            ReplayApp.Log.Unexpected(logger, unexpected);
+            return ExitCodes.InternalError;
+        }
+
+        // A target that went away during the run (killed, its port closed): the report is written and shows the
+        // failures; the exit code says so plainly rather than passing or failing an assertion by accident.
+        if (metrics.FailuresOf(FailureKind.Connection) + metrics.FailuresOf(FailureKind.Timeout) > 0)
+        {
+            var lost = await Preflight.CheckAsync(needed, TimeSpan.FromSeconds(2), CancellationToken.None).ConfigureAwait(false);
+            if (lost.Count > 0)
+            {
+                foreach (var p in lost)
+                {
+                    await error.WriteLineAsync($"replay: the target stopped answering during the run: {p}").ConfigureAwait(false);
+                }
+
+                return ExitCodes.TargetLost;
+            }
         }
 
         return report.Assertions.All(static a => a.Passed) ? ExitCodes.Ok : ExitCodes.AssertionFailed;

@@ -209,7 +209,7 @@ internal static class SettingsValidator
             errors.Add(Fmt($"--max-inflight must be >= 1 (was {s.MaxInflight})."));
         }
 
-        if (s.Connections < 1)
+        if (s.Connections is < 1)
         {
             errors.Add(Fmt($"--connections must be >= 1 (was {s.Connections})."));
         }
@@ -322,7 +322,7 @@ internal static class SettingsValidator
                 Http2 = s.Http2,
                 Insecure = s.Insecure,
                 Timeout = timeout,
-                MaxConnections = s.Connections,
+                MaxConnections = s.Connections ?? ClientSettings.DefaultMaxConnections,
                 HeaderOverrides = overrides,
                 DropHeaders = s.DropHeaders,
                 Compare = s.Compare,

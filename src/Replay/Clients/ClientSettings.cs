@@ -21,8 +21,14 @@ internal sealed record ClientSettings
     /// <summary><c>--timeout</c>: a request with no complete response by then fails as a timeout.</summary>
     public TimeSpan Timeout { get; init; } = TimeSpan.FromSeconds(60);
 
-    /// <summary><c>--connections</c>: most HTTP/1.1 connections per target (HTTP/2 multiplexes and opens more only when a connection's streams are used up).</summary>
-    public int MaxConnections { get; init; } = 20_000;
+    /// <summary>The default of <c>--connections</c>.</summary>
+    public const int DefaultMaxConnections = 20_000;
+
+    /// <summary>
+    /// <c>--connections</c>, fitted to the open-file limit (<see cref="ConnectionBudget"/>): most sockets held at once,
+    /// one per HTTP/1.1 request in flight and per WebSocket connection; also each target's HTTP/2 connection cap.
+    /// </summary>
+    public int MaxConnections { get; init; } = DefaultMaxConnections;
 
     /// <summary><c>--header</c>: headers to add or replace on every request.</summary>
     public IReadOnlyList<KeyValuePair<string, string>> HeaderOverrides { get; init; } = [];

@@ -28,6 +28,9 @@ internal sealed class HttpSender : IDisposable
 {
     private const int ReadBufferSize = 4 * 1024;
     private const int MaxKeptBody = 1 << 20;
+
+    /// <summary>Largest SSE event or gRPC message read (16 MiB): a length or a stream without boundaries beyond it is a broken response, not a reason to grow a buffer without bound.</summary>
+    internal const int MaxMessageBytes = 16 << 20;
     private static ReadOnlySpan<byte> DoubleNewline => "\n\n"u8;
     private static ReadOnlySpan<byte> DoneMarker => "[DONE]"u8;
     private static ReadOnlySpan<byte> CompletionTokens => "\"completion_tokens\":"u8;
@@ -146,7 +149,7 @@ internal sealed class HttpSender : IDisposable
             outcome.StatusKey = StatusKeys.Timeout;
             outcome.Error = string.Create(CultureInfo.InvariantCulture, $"no complete response within {_settings.Timeout.TotalMilliseconds} ms");
         }
-        catch (Exception ex) when (ex is HttpRequestException or IOException or OperationCanceledException or InvalidOperationException)
+        catch (Exception ex) when (ex is HttpRequestException or IOException or OperationCanceledException or InvalidOperationException or InvalidDataException)
         {
             outcome.Failure = FailureKind.Connection;
             outcome.StatusKey = StatusKeys.ConnectionError;
@@ -166,6 +169,9 @@ internal sealed class HttpSender : IDisposable
         outcome.EndTimestamp = _time.GetTimestamp();
         return outcome;
     }
+
+    /// <summary>The settings requests are sent with.</summary>
+    public ClientSettings Settings => _settings;
 
     /// <inheritdoc/>
     public void Dispose() => _invoker.Dispose();
@@ -294,6 +300,10 @@ internal sealed class HttpSender : IDisposable
                         Buffer.BlockCopy(buffer, start, buffer, 0, end - start);
                         end -= start;
                         start = 0;
+                    }
+                    else if (buffer.Length >= MaxMessageBytes)
+                    {
+                        throw new InvalidDataException(string.Create(CultureInfo.InvariantCulture, $"an SSE event longer than {MaxMessageBytes} bytes"));
                     }
                     else
                     {
@@ -462,7 +472,13 @@ internal sealed class HttpSender : IDisposable
                 end += read;
                 while (end - start >= GrpcFraming.PrefixLength)
                 {
-                    var length = (int)BinaryPrimitives.ReadUInt32BigEndian(buffer.AsSpan(start + 1));
+                    var declared = BinaryPrimitives.ReadUInt32BigEndian(buffer.AsSpan(start + 1));
+                    if (declared > MaxMessageBytes)
+                    {
+                        throw new InvalidDataException(string.Create(CultureInfo.InvariantCulture, $"a gRPC message of {declared} bytes (more than {MaxMessageBytes})"));
+                    }
+
+                    var length = (int)declared;
                     var total = GrpcFraming.PrefixLength + length;
                     if (end - start < total)
                     {

@@ -90,6 +90,11 @@ internal sealed class WebSocketSender : IDisposable
                 {
                     if (length == buffer.Length)
                     {
+                        if (length >= HttpSender.MaxMessageBytes)
+                        {
+                            throw new InvalidDataException(string.Create(CultureInfo.InvariantCulture, $"a WebSocket message longer than {HttpSender.MaxMessageBytes} bytes"));
+                        }
+
                         var bigger = ArrayPool<byte>.Shared.Rent(buffer.Length * 2);
                         Buffer.BlockCopy(buffer, 0, bigger, 0, length);
                         ArrayPool<byte>.Shared.Return(buffer);
@@ -138,7 +143,7 @@ internal sealed class WebSocketSender : IDisposable
             outcome.Error = string.Create(CultureInfo.InvariantCulture, $"no complete reply within {_settings.Timeout.TotalMilliseconds} ms");
             socket.Abort();
         }
-        catch (Exception ex) when (ex is WebSocketException or IOException or OperationCanceledException or ObjectDisposedException)
+        catch (Exception ex) when (ex is WebSocketException or IOException or OperationCanceledException or ObjectDisposedException or InvalidDataException)
         {
             outcome.Failure = FailureKind.Connection;
             outcome.StatusKey = StatusKeys.ConnectionError;

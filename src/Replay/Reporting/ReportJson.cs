@@ -126,6 +126,16 @@ internal static class ReportJson
             w.WriteEndObject();
         }
 
+        if (r.Connections is { } conn)
+        {
+            w.WriteStartObject("connections");
+            w.WriteNumber("limit", conn.Limit);
+            w.WriteNumber("open_file_limit", conn.OpenFileLimit);
+            w.WriteNumber("peak_in_use", conn.PeakInUse);
+            w.WriteNumber("waits", conn.Waits);
+            w.WriteEndObject();
+        }
+
         w.WriteNumber("skipped_records", r.SkippedRecords);
         w.WriteStartArray("skipped");
         foreach (var s in r.Skipped)

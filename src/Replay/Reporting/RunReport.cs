@@ -26,17 +26,28 @@ internal sealed record SecondReport(int T, long Intended, long Sent, long Comple
 /// <summary>What the generator itself cost: its GC collections and pauses, CPU time and peak memory, so a reader can tell whether lag came from this process.</summary>
 internal sealed record GeneratorReport(int Gen0, int Gen1, int Gen2, double GcPauseMs, double CpuSeconds, double PeakWorkingSetMb, int Cores)
 {
-    /// <summary>The process's counters now.</summary>
+    /// <summary>The process's counters now (CPU and peak memory 0 when /proc cannot be read: the report is still written).</summary>
     public static GeneratorReport Capture()
     {
-        using var process = System.Diagnostics.Process.GetCurrentProcess();
+        double cpu = 0, peak = 0;
+        try
+        {
+            using var process = System.Diagnostics.Process.GetCurrentProcess();
+            cpu = process.TotalProcessorTime.TotalSeconds;
+            peak = process.PeakWorkingSet64 / (1024.0 * 1024.0);
+        }
+        catch (Exception ex) when (ex is InvalidOperationException or IOException or UnauthorizedAccessException or System.ComponentModel.Win32Exception)
+        {
+            // Not worth losing the report over.
+        }
+
         return new GeneratorReport(
             GC.CollectionCount(0),
             GC.CollectionCount(1),
             GC.CollectionCount(2),
             GC.GetTotalPauseDuration().TotalMilliseconds,
-            process.TotalProcessorTime.TotalSeconds,
-            process.PeakWorkingSet64 / (1024.0 * 1024.0),
+            cpu,
+            peak,
             Environment.ProcessorCount);
     }
 
@@ -44,6 +55,13 @@ internal sealed record GeneratorReport(int Gen0, int Gen1, int Gen2, double GcPa
     public GeneratorReport Since(GeneratorReport start) =>
         this with { Gen0 = Gen0 - start.Gen0, Gen1 = Gen1 - start.Gen1, Gen2 = Gen2 - start.Gen2, GcPauseMs = GcPauseMs - start.GcPauseMs, CpuSeconds = CpuSeconds - start.CpuSeconds };
 }
+
+/// <summary>
+/// The socket budget of the run (<c>connections</c> in report.json): its limit (<c>--connections</c> fitted to the
+/// open-file limit), that limit, the most sockets held at once and how many requests had to wait for one (their
+/// wait is in the schedule lag).
+/// </summary>
+internal sealed record ConnectionReport(int Limit, long OpenFileLimit, int PeakInUse, long Waits);
 
 /// <summary>One SLO's attainment.</summary>
 internal sealed record SloReport(string Slo, long Met, double Attainment, double Required, bool Passed);
@@ -107,4 +125,5 @@ internal sealed class RunReport
     public bool Cancelled { get; init; }
     public GeneratorReport? Generator { get; set; }
     public int PeakConcurrentSessions { get; set; }
+    public ConnectionReport? Connections { get; set; }
 }

@@ -29,6 +29,9 @@ internal sealed class LoadRunner : IDisposable
     private readonly RunMetrics _metrics;
     private readonly RequestLog? _log;
     private readonly TimeProvider _time;
+    private readonly ConnectionBudget _budget;
+    private readonly TimeSpan _timeout;
+    private readonly bool _http2;
     private readonly SemaphoreSlim _slots;
     private readonly ConcurrentQueue<TokenTimes> _tokenTimes = new();
     private readonly TaskCompletionSource _allDone = new(TaskCreationOptions.RunContinuationsAsynchronously);
@@ -41,18 +44,32 @@ internal sealed class LoadRunner : IDisposable
     private long _requestsStarted;
     private bool _precise;
     private int _burst;
+    private Exception? _unexpected;
 
     /// <summary>Creates a runner.</summary>
-    public LoadRunner(RunPlan plan, HttpSender http, WebSocketSender webSockets, RunMetrics metrics, RequestLog? log, TimeProvider time)
+    /// <param name="plan">What to send.</param>
+    /// <param name="http">The HTTP and gRPC sender.</param>
+    /// <param name="webSockets">The WebSocket sender.</param>
+    /// <param name="metrics">Where measurements go.</param>
+    /// <param name="log">The request log, or null.</param>
+    /// <param name="budget">The run's socket budget (shared by the warm-up and the run).</param>
+    /// <param name="time">The clock.</param>
+    public LoadRunner(RunPlan plan, HttpSender http, WebSocketSender webSockets, RunMetrics metrics, RequestLog? log, ConnectionBudget budget, TimeProvider time)
     {
         _plan = plan;
         _http = http;
         _webSockets = webSockets;
         _metrics = metrics;
         _log = log;
+        _budget = budget;
+        _timeout = http.Settings.Timeout;
+        _http2 = http.Settings.Http2;
         _time = time;
         _slots = new SemaphoreSlim(plan.MaxInflight, plan.MaxInflight);
     }
+
+    /// <summary>The first exception a session ended with that was not an expected failure (a bug), or null.</summary>
+    public Exception? Unexpected => Volatile.Read(ref _unexpected);
 
     /// <summary>Sessions running now.</summary>
     public int Inflight => Volatile.Read(ref _inflight);
@@ -220,6 +237,12 @@ internal sealed class LoadRunner : IDisposable
         {
             await RunSessionAsync(session, intended).ConfigureAwait(false);
         }
+        catch (Exception ex) when (ex is not OperationCanceledException)
+        {
+            // A bug, not a failure of the target: kept so that the run ends with exit code 4 and its stack trace
+            // instead of vanishing with an unobserved task.
+            Interlocked.CompareExchange(ref _unexpected, ex, null);
+        }
         finally
         {
             _slots.Release();
@@ -331,14 +354,74 @@ internal sealed class LoadRunner : IDisposable
 
     private async ValueTask<long> RunOneAsync(PlannedSession session, int sequence, PlannedRequest request, long intended, TokenTimes tokens)
     {
-        var sent = _time.GetTimestamp();
-        _metrics.RecordStart(intended, sent);
-        var outcome = await _http.SendAsync(request, tokens, _runToken).ConfigureAwait(false);
-        await CompleteAsync(session, sequence, 0, request.Route, outcome, intended, sent, tokens).ConfigureAwait(false);
-        return outcome.EndTimestamp;
+        // An HTTP/1.1 exchange holds a connection (a descriptor) until it ends: take a unit of the budget first. A
+        // wait for one is the generator failing to send on time, so it counts as schedule lag.
+        var holdsConnection = request.Protocol == RequestProtocol.Http && !_http2;
+        if (holdsConnection && !await _budget.AcquireAsync(_timeout, _runToken).ConfigureAwait(false))
+        {
+            return await NoConnectionAsync(session, sequence, 0, request.Route, intended, tokens).ConfigureAwait(false);
+        }
+
+        try
+        {
+            var sent = _time.GetTimestamp();
+            _metrics.RecordStart(intended, sent);
+            var outcome = await _http.SendAsync(request, tokens, _runToken).ConfigureAwait(false);
+            await CompleteAsync(session, sequence, 0, request.Route, outcome, intended, sent, tokens).ConfigureAwait(false);
+            return outcome.EndTimestamp;
+        }
+        finally
+        {
+            if (holdsConnection)
+            {
+                _budget.Release();
+            }
+        }
+    }
+
+    /// <summary>No connection freed up within <c>--timeout</c>: the request fails as a timeout, never sent.</summary>
+    private async ValueTask<long> NoConnectionAsync(PlannedSession session, int sequence, int turn, string route, long intended, TokenTimes tokens)
+    {
+        tokens.Clear();
+        var now = _time.GetTimestamp();
+        var outcome = new Outcome
+        {
+            GrpcStatus = -1,
+            Failure = FailureKind.Timeout,
+            StatusKey = StatusKeys.Timeout,
+            Error = string.Create(System.Globalization.CultureInfo.InvariantCulture, $"no free connection within {_timeout.TotalMilliseconds} ms: all {_budget.Limit} in use (--connections, open-file limit {_budget.OpenFileLimit})"),
+            EndTimestamp = now,
+        };
+        _metrics.RecordStart(intended, now);
+        await CompleteAsync(session, sequence, turn, route, outcome, intended, now, tokens).ConfigureAwait(false);
+        return now;
     }
 
     private async ValueTask<long> RunWebSocketAsync(PlannedSession session, int sequence, PlannedRequest request, long intended, TokenTimes tokens)
+    {
+        var turns = request.Turns!;
+        if (!await _budget.AcquireAsync(_timeout, _runToken).ConfigureAwait(false))
+        {
+            var end = 0L;
+            for (var j = 0; j < turns.Count; j++)
+            {
+                end = await NoConnectionAsync(session, sequence, j, request.Route, intended, tokens).ConfigureAwait(false);
+            }
+
+            return end;
+        }
+
+        try
+        {
+            return await RunWebSocketConnectedAsync(session, sequence, request, intended, tokens).ConfigureAwait(false);
+        }
+        finally
+        {
+            _budget.Release();
+        }
+    }
+
+    private async ValueTask<long> RunWebSocketConnectedAsync(PlannedSession session, int sequence, PlannedRequest request, long intended, TokenTimes tokens)
     {
         var turns = request.Turns!;
         var connectStart = _time.GetTimestamp();

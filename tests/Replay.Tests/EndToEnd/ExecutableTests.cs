@@ -6,25 +6,7 @@ namespace Replay.Tests.EndToEnd;
 [Collection(RealTimeGroup.Name)]
 public sealed class ExecutableTests
 {
-    /// <summary>
-    /// The apphost in the Replay project's own output (not the copy beside the tests: the test directory resolves
-    /// shared assemblies against ASP.NET Core's framework, which the tool does not use). Found for both the classic
-    /// layout (src/Replay/bin/CONFIG/net10.0) and an artifacts path (ARTIFACTS/bin/Replay/CONFIG).
-    /// </summary>
-    private static string Executable
-    {
-        get
-        {
-            var name = OperatingSystem.IsWindows() ? "Replay.exe" : "Replay";
-            var testDir = new DirectoryInfo(AppContext.BaseDirectory.TrimEnd(Path.DirectorySeparatorChar));
-            string[] candidates =
-            [
-                Path.Combine(testDir.Parent!.Parent!.FullName, "Replay", testDir.Name, name),
-                Path.Combine(RepoPaths.Root, "src", "Replay", "bin", testDir.Parent!.Name, testDir.Name, name),
-            ];
-            return candidates.FirstOrDefault(File.Exists) ?? candidates[0];
-        }
-    }
+    private static string Executable => Processes.ReplayExecutable;
 
     [Fact(Timeout = 60_000)]
     public async Task The_executable_runs_a_load_and_returns_the_assertion_exit_codes()
