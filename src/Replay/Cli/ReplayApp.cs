@@ -1,3 +1,4 @@
+using System.Globalization;
 using System.CommandLine;
 using Microsoft.Extensions.Logging;
 
@@ -24,6 +25,7 @@ internal static partial class ReplayApp
         var root = new RootCommand("Replays recorded LLM traffic or production traces as load (faithful, time-scaled or amplified), or drives open- and closed-model load, with coordinated-omission-corrected measurement.");
         root.Add(BuildRun(output, error, logger, time));
         root.Add(BuildLoad(output, error, logger, time));
+        root.Add(BuildSweep(output, error, logger, time));
         root.Add(BuildList(output, error));
         root.Add(BuildProbe(output, error));
         root.Add(BuildCompare(output, error));
@@ -216,6 +218,130 @@ internal static partial class ReplayApp
             logger,
             time,
             ct));
+        return command;
+    }
+
+    private static Command BuildSweep(TextWriter output, TextWriter error, ILogger logger, TimeProvider time)
+    {
+        var common = new Common();
+        var source = new Option<string?>("--source", "-s") { Description = "Sweep with a source's requests (as replay run --source) instead of the synthetic request or --template." };
+        var recording = new Option<string?>("--recording") { Description = "The recording's name in a store." };
+        var template = new Option<string?>("--template") { Description = "A request template file: the requests to draw, with weights." };
+        var maxTokens = new Option<int>("--max-tokens") { Description = "Output tokens asked for by the synthetic request.", DefaultValueFactory = _ => 16 };
+        var promptTokens = new Option<int>("--prompt-tokens") { Description = "Prompt length of the synthetic request, in cl100k tokens.", DefaultValueFactory = _ => 16 };
+        var protocol = new Option<string>("--protocol") { Description = "Synthetic request's protocol: http, grpc, websocket.", DefaultValueFactory = _ => "http" };
+        var path = new Option<string>("--path") { Description = "Path of the synthetic HTTP request.", DefaultValueFactory = _ => "/v1/chat/completions" };
+        var patience = new Option<int>("--patience") { Description = "Steps in a row without goodput growth (while latency climbs) before the sweep stops.", DefaultValueFactory = _ => 2 };
+        var growth = new Option<double>("--growth") { Description = "Smallest goodput gain that counts as growing, as a fraction (0.05 = 5%).", DefaultValueFactory = _ => 0.05 };
+        var profileOut = new Option<string?>("--profile-out") { Description = "Where to write the gateway shaping profile (default: shaping-profile.json in --report, or the current directory)." };
+        var cluster = new Option<string>("--cluster") { Description = "The gateway cluster id the profile limits (its Admission section).", DefaultValueFactory = _ => "model-http" };
+        var route = new Option<string>("--route") { Description = "The gateway route id the profile's rate policy is put on.", DefaultValueFactory = _ => "openai" };
+        var command = new Command("sweep", "Find a target's capacity: raise an open-model rate step by step (--rate, --step-factor/--step-add, --step-every, --to), measure goodput against the --slo's, stop past the knee, and write a gateway shaping profile that holds the target there.");
+        foreach (var o in new Option[] { source, recording, template, maxTokens, promptTokens, protocol, path, patience, growth, profileOut, cluster, route })
+        {
+            command.Add(o);
+        }
+
+        common.AddTo(command);
+        command.SetAction(async (p, ct) =>
+        {
+            var read = common.Read(p, p.GetValue(source) is null ? "load" : "run");
+            var problems = new List<string>();
+            if (read.Users is not null || read.Profile is not null || read.Duration is not null || read.SessionArrivals)
+            {
+                problems.Add("--users, --profile, --duration and --session-arrivals do not apply to sweep: its steps are open-model constant rates (--rate, --step-factor/--step-add, --step-every, --to).");
+            }
+
+            if (read.Rate is not > 0)
+            {
+                problems.Add("--rate (the first step's rate, requests/s) is required and must be > 0.");
+            }
+
+            var stepText = read.StepEvery ?? "10s";
+            if (!ValueParsers.TryParseDuration(stepText, out var stepLength) || stepLength < TimeSpan.FromSeconds(1))
+            {
+                problems.Add($"--step-every must be a duration of at least 1s (was '{stepText}').");
+            }
+
+            if (read.StepFactor is { } f && !(f > 1))
+            {
+                problems.Add(string.Create(CultureInfo.InvariantCulture, $"--step-factor must be > 1 (was {f})."));
+            }
+
+            if (read.StepAdd is { } a && !(a > 0))
+            {
+                problems.Add(string.Create(CultureInfo.InvariantCulture, $"--step-add must be > 0 (was {a})."));
+            }
+
+            if (p.GetValue(patience) < 1 || !(p.GetValue(growth) is > 0 and < 1))
+            {
+                problems.Add("--patience must be >= 1 and --growth between 0 and 1 (e.g. 0.05).");
+            }
+
+            var start = read.Rate ?? 1;
+            var to = read.To ?? start * 100;
+            if (!(to >= start))
+            {
+                problems.Add(string.Create(CultureInfo.InvariantCulture, $"--to must be >= --rate (was {to})."));
+            }
+
+            if (problems.Count > 0)
+            {
+                foreach (var problem in problems)
+                {
+                    await error.WriteLineAsync($"replay: {problem}").ConfigureAwait(false);
+                }
+
+                return ExitCodes.UsageOrInput;
+            }
+
+            var timeout = read.Timeout;
+            if (p.GetResult(common.Timeout) is null or { Implicit: true })
+            {
+                // Past the knee, requests that cannot meet the SLOs any more need not run for a minute: three times the
+                // largest time bound (at least 2 s) keeps each step's drain short; --timeout overrides it.
+                var bound = 0.0;
+                foreach (var text in read.Slos)
+                {
+                    if (Measurement.Slo.TryParse(text, out _) is { Metric: not Measurement.SloMetric.Itl } slo)
+                    {
+                        bound = Math.Max(bound, slo.ThresholdMicros / 1_000_000.0);
+                    }
+                }
+
+                timeout = bound > 0 ? string.Create(CultureInfo.InvariantCulture, $"{Math.Max(2, 3 * bound):0.###}s") : "30s";
+            }
+
+            var settings = read with
+            {
+                Source = p.GetValue(source),
+                Recording = p.GetValue(recording),
+                Template = p.GetValue(template),
+                MaxTokens = p.GetValue(maxTokens),
+                PromptTokens = p.GetValue(promptTokens),
+                Protocol = p.GetValue(protocol) ?? "http",
+                Path = p.GetValue(path) ?? "/v1/chat/completions",
+                Duration = stepText,
+                To = null,
+                StepEvery = null,
+                StepFactor = null,
+                StepAdd = null,
+                Timeout = timeout,
+            };
+            var options = new SweepCommand.Options
+            {
+                StartRate = start,
+                MaxRate = to,
+                StepLength = stepLength,
+                StepFactor = read.StepFactor ?? (read.StepAdd is null ? 1.25 : 1),
+                StepAdd = read.StepAdd ?? 0,
+                Knee = new Capacity.KneeFinder.Options(p.GetValue(growth), p.GetValue(patience)),
+                ProfileOut = p.GetValue(profileOut),
+                Cluster = p.GetValue(cluster) ?? "model-http",
+                Route = p.GetValue(route) ?? "openai",
+            };
+            return await SweepCommand.ExecuteAsync(settings, options, output, error, logger, time, ct).ConfigureAwait(false);
+        });
         return command;
     }
 

@@ -57,4 +57,7 @@ internal sealed record ReplaySettings
     public int PromptTokens { get; init; } = 16;
     public string Protocol { get; init; } = "http";
     public string Path { get; init; } = "/v1/chat/completions";
+
+    /// <summary>For values read from a scenario file: flag (<c>--rate</c>) → where it was set (<c>load.yaml:7</c>), so problems name the line.</summary>
+    public IReadOnlyDictionary<string, string>? Origins { get; init; }
 }

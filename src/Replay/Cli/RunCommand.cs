@@ -15,8 +15,11 @@ namespace Replay.Cli;
 /// </summary>
 internal static class RunCommand
 {
-    /// <summary>Runs one command; returns its exit code.</summary>
-    public static async Task<int> ExecuteAsync(ReplaySettings settings, TextWriter output, TextWriter error, ILogger logger, TimeProvider time, CancellationToken cancellationToken)
+    /// <summary>A validated, loaded and planned run whose targets answered: everything needed before sending.</summary>
+    internal sealed record Prepared(ReplaySettings Settings, ValidatedRun Run, Workload Workload, RunPlan Plan, IReadOnlyList<(string Flag, Uri Target)> Targets);
+
+    /// <summary>Steps (1) to (4): validate, load, plan and (when <paramref name="checkTargets"/>) check the targets. Null and the exit code when any step failed (its problems already written).</summary>
+    public static async Task<(Prepared? Prepared, int ExitCode)> PrepareAsync(ReplaySettings settings, TextWriter error, ILogger logger, bool checkTargets, CancellationToken cancellationToken)
     {
         // (1) Validate.
         var (run, errors) = SettingsValidator.Validate(settings);
@@ -24,10 +27,10 @@ internal static class RunCommand
         {
             foreach (var e in errors)
             {
-                await error.WriteLineAsync($"replay: {e}").ConfigureAwait(false);
+                await error.WriteLineAsync($"replay: {Origin(settings, e)}{e}").ConfigureAwait(false);
             }
 
-            return ExitCodes.UsageOrInput;
+            return (null, ExitCodes.UsageOrInput);
         }
 
         // (2) Load the source.
@@ -39,7 +42,7 @@ internal static class RunCommand
         catch (InputException ex)
         {
             await error.WriteLineAsync($"replay: {ex.Message}").ConfigureAwait(false);
-            return ExitCodes.UsageOrInput;
+            return (null, ExitCodes.UsageOrInput);
         }
 
         foreach (var s in workload.Skipped.Take(5))
@@ -55,7 +58,7 @@ internal static class RunCommand
         if (workload.Sessions.Count == 0)
         {
             await error.WriteLineAsync($"replay: nothing to send from {workload.Description} (check --duration and --limit).").ConfigureAwait(false);
-            return ExitCodes.UsageOrInput;
+            return (null, ExitCodes.UsageOrInput);
         }
 
         // (3) Plan.
@@ -67,14 +70,14 @@ internal static class RunCommand
         catch (ArgumentException ex)
         {
             await error.WriteLineAsync($"replay: {ex.Message}").ConfigureAwait(false);
-            return ExitCodes.UsageOrInput;
+            return (null, ExitCodes.UsageOrInput);
         }
 
         var needed = NeededTargets(plan, run.Clients, out var missing);
         if (missing is not null)
         {
             await error.WriteLineAsync($"replay: {missing}").ConfigureAwait(false);
-            return ExitCodes.UsageOrInput;
+            return (null, ExitCodes.UsageOrInput);
         }
 
         var modeName = plan.Mode.ToString().ToLowerInvariant();
@@ -82,16 +85,53 @@ internal static class RunCommand
         ReplayApp.Log.Planned(logger, modeName, workload.Description, plan.Sessions.Count, plannedText);
 
         // (4) Can the targets be reached?
-        var problems = await Preflight.CheckAsync(needed, TimeSpan.FromSeconds(5), cancellationToken).ConfigureAwait(false);
-        if (problems.Count > 0)
+        if (checkTargets)
         {
-            foreach (var p in problems)
+            var problems = await Preflight.CheckAsync(needed, TimeSpan.FromSeconds(5), cancellationToken).ConfigureAwait(false);
+            if (problems.Count > 0)
             {
-                await error.WriteLineAsync($"replay: target unreachable: {p}").ConfigureAwait(false);
-            }
+                foreach (var p in problems)
+                {
+                    await error.WriteLineAsync($"replay: target unreachable: {p}").ConfigureAwait(false);
+                }
 
-            return ExitCodes.TargetUnreachable;
+                return (null, ExitCodes.TargetUnreachable);
+            }
         }
+
+        return (new Prepared(settings, run, workload, plan, needed), ExitCodes.Ok);
+    }
+
+    /// <summary>Where a problem's flag was set, when it came from a scenario file: <c>scenario.yaml:12: </c>, else empty.</summary>
+    internal static string Origin(ReplaySettings settings, string message)
+    {
+        if (settings.Origins is not { Count: > 0 } origins)
+        {
+            return string.Empty;
+        }
+
+        foreach (var (flag, origin) in origins)
+        {
+            var at = message.IndexOf(flag, StringComparison.Ordinal);
+            if (at >= 0 && (at + flag.Length == message.Length || !char.IsAsciiLetterOrDigit(message[at + flag.Length]) && message[at + flag.Length] != '-'))
+            {
+                return origin + ": ";
+            }
+        }
+
+        return string.Empty;
+    }
+
+    /// <summary>Runs one command; returns its exit code.</summary>
+    public static async Task<int> ExecuteAsync(ReplaySettings settings, TextWriter output, TextWriter error, ILogger logger, TimeProvider time, CancellationToken cancellationToken)
+    {
+        var (prepared, code) = await PrepareAsync(settings, error, logger, checkTargets: true, cancellationToken).ConfigureAwait(false);
+        if (prepared is null)
+        {
+            return code;
+        }
+
+        var (_, run, workload, plan, needed) = prepared;
 
         // (5) Send: first an unmeasured warm-up on the same connections, then the run. Sockets are bounded by the
         // budget (--connections fitted to the open-file limit), so a backlog of late requests cannot exhaust the
@@ -166,12 +206,7 @@ internal static class RunCommand
         SummaryWriter.Write(output, report);
         if (settings.ReportDirectory is { } directory)
         {
-            Directory.CreateDirectory(directory);
-            var json = Path.GetFullPath(Path.Combine(directory, "report.json"));
-            var html = Path.GetFullPath(Path.Combine(directory, "report.html"));
-            await File.WriteAllBytesAsync(json, ReportJson.Serialize(report), CancellationToken.None).ConfigureAwait(false);
-            await File.WriteAllTextAsync(html, ReportHtml.Render(report), CancellationToken.None).ConfigureAwait(false);
-            ReplayApp.Log.ReportWritten(logger, json, html);
+            await WriteReportAsync(report, directory, logger).ConfigureAwait(false);
         }
 
         await output.FlushAsync(CancellationToken.None).ConfigureAwait(false);
@@ -207,7 +242,18 @@ internal static class RunCommand
         return report.Assertions.All(static a => a.Passed) ? ExitCodes.Ok : ExitCodes.AssertionFailed;
     }
 
-    private static Planner.Options PlannerOptions(ValidatedRun run)
+    /// <summary>Writes report.json and report.html into <paramref name="directory"/>.</summary>
+    internal static async Task WriteReportAsync(RunReport report, string directory, ILogger logger)
+    {
+        Directory.CreateDirectory(directory);
+        var json = Path.GetFullPath(Path.Combine(directory, "report.json"));
+        var html = Path.GetFullPath(Path.Combine(directory, "report.html"));
+        await File.WriteAllBytesAsync(json, ReportJson.Serialize(report), CancellationToken.None).ConfigureAwait(false);
+        await File.WriteAllTextAsync(html, ReportHtml.Render(report), CancellationToken.None).ConfigureAwait(false);
+        ReplayApp.Log.ReportWritten(logger, json, html);
+    }
+
+    internal static Planner.Options PlannerOptions(ValidatedRun run)
     {
         var s = run.Raw;
         RateProfile? profile = null;
@@ -246,7 +292,7 @@ internal static class RunCommand
     }
 
     /// <summary>The targets the plan's protocols need; <paramref name="missing"/> names one that was not given.</summary>
-    private static List<(string Flag, Uri Target)> NeededTargets(RunPlan plan, ClientSettings clients, out string? missing)
+    internal static List<(string Flag, Uri Target)> NeededTargets(RunPlan plan, ClientSettings clients, out string? missing)
     {
         bool http = false, grpc = false, ws = false;
         foreach (var s in plan.Sessions)

@@ -55,6 +55,7 @@ internal sealed class RunMetrics
         public long Failures;
         public long Refused;
         public long Tokens;
+        public long Good;
         public double P50;
         public double P95;
         public double P99;
@@ -262,6 +263,7 @@ internal sealed class RunMetrics
                 if (good)
                 {
                     Good++;
+                    Bucket(outcome.EndTimestamp).Good++;
                 }
             }
 

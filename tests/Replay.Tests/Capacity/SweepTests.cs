@@ -1,0 +1,77 @@
+using System.Globalization;
+using Gateway.Hosting;
+using ModelSim;
+using TestSupport;
+
+namespace Replay.Tests.Capacity;
+
+/// <summary>
+/// replay sweep against a simulator whose capacity is known from its settings, and the shaping profile it writes,
+/// loaded by a real gateway in front of the same simulator.
+/// </summary>
+[Collection(RealTimeGroup.Name)]
+public sealed class SweepTests
+{
+    [Fact(Timeout = 120_000)]
+    public async Task The_sweep_finds_the_knee_near_the_capacity_and_its_profile_keeps_admitted_p95_within_the_slo_at_3x()
+    {
+        // 8 slots, 16 output tokens: T_sat = 5 + 16 × 5 × 1.5 = 125 ms, so 8000 / 125 = 64 requests/s (docs/modelsim.md).
+        await using var sim = await ModelSimServer.StartAsync(new Dictionary<string, string?>
+        {
+            ["Sim:Slots"] = "8",
+            ["Sim:Queue"] = "100000",
+            ["Sim:PrefillMs"] = "5",
+            ["Sim:PrefillPerTokenMs"] = "0",
+            ["Sim:PerTokenMs"] = "5",
+            ["Sim:BatchSlowdown"] = "0.5",
+        });
+        var capacity = sim.CapacityPerSecond(16, 16);
+        Assert.Equal(64, capacity, 3);
+        using var dir = TestHost.CreateTempDirectory();
+
+        var sweep = await TestHost.RunAsync(["sweep", "--target", sim.HttpAddress.ToString(), "--rate", "32", "--step-factor", "1.25", "--step-every", "3s",
+            "--slo", "e2e_p95<1s", "--max-tokens", "16", "--prompt-tokens", "16", "--report", dir.Path, "--progress", "none"]);
+
+        Assert.True(sweep.ExitCode == 0, sweep.ToString());
+        using var report = JsonDocumentFrom(dir.Combine("sweep.json"));
+        var root = report.RootElement;
+        Assert.True(root.GetProperty("past_knee").GetBoolean(), sweep.ToString());
+        var maxGoodput = root.GetProperty("max_goodput_rps").GetDouble();
+        var knee = root.GetProperty("knee_rate").GetDouble();
+        Assert.True(Math.Abs(maxGoodput - capacity) <= 0.15 * capacity, $"most goodput {maxGoodput}/s, capacity {capacity}/s\n{sweep}");
+        Assert.True(Math.Abs(knee - capacity) <= 0.15 * capacity, $"knee at {knee}/s, capacity {capacity}/s\n{sweep}");
+        Assert.Contains("most goodput", sweep.Output, StringComparison.Ordinal);
+        var profile = dir.Combine("shaping-profile.json");
+        Assert.True(File.Exists(profile), sweep.ToString());
+
+        // The profile, layered over the repository's appsettings.json as `gateway --config FILE` does, must pass the
+        // gateway's start-up validation and, under 3x the capacity, keep the admitted requests within the SLO.
+        await using var gateway = await GatewayServer.StartAsync(File.ReadAllText(RepoPaths.Combine("appsettings.json")), new Dictionary<string, string?>
+        {
+            ["Logging:LogLevel:Default"] = "Warning",
+            ["Gateway:Listeners:Http:Port"] = "0",
+            ["Gateway:Listeners:Grpc:Port"] = "0",
+            ["Gateway:Listeners:WebSocket:Port"] = "0",
+            ["Gateway:Listeners:Https:Port"] = "0",
+            ["Gateway:Listeners:Admin:Port"] = "0",
+            ["ReverseProxy:Clusters:model-http:Destinations:sim:Address"] = sim.HttpAddress.ToString(),
+            ["ReverseProxy:Clusters:model-grpc:Destinations:sim:Address"] = sim.GrpcAddress.ToString(),
+            ["ReverseProxy:Clusters:model-http:HealthCheck:Active:Enabled"] = "false",
+        }, CancellationToken.None, jsonFile: profile);
+        using var protectedDir = TestHost.CreateTempDirectory();
+        var rate = (3 * capacity).ToString("0", CultureInfo.InvariantCulture);
+        var load = await TestHost.RunAsync(["load", "--target", gateway.GetAddress("Http")!.ToString(), "--rate", rate, "--duration", "4s", "--warmup", "1s",
+            "--max-tokens", "16", "--prompt-tokens", "16", "--slo", "e2e_p95<1s", "--report", protectedDir.Path, "--progress", "none"]);
+
+        Assert.True(load.ExitCode == 0, load.ToString());
+        using var loaded = TestHost.ReadReport(protectedDir.Path);
+        var r = loaded.RootElement;
+        var admittedP95 = r.GetProperty("success_latency_ms").GetProperty("p95").GetDouble();
+        Assert.True(admittedP95 < 1000, $"admitted p95 {admittedP95} ms\n{load}");
+        Assert.True(r.GetProperty("failures_by_kind").GetProperty("refused").GetInt64() > 0, load.ToString());
+        var succeeded = r.GetProperty("succeeded").GetInt64();
+        Assert.True(succeeded >= 0.6 * capacity * 4, $"{succeeded} admitted in 4 s: the profile should keep the target busy\n{load}");
+    }
+
+    private static System.Text.Json.JsonDocument JsonDocumentFrom(string path) => System.Text.Json.JsonDocument.Parse(File.ReadAllBytes(path));
+}
