@@ -24,6 +24,9 @@ internal static class ExitCodes
     /// </summary>
     public const int TargetLost = 5;
 
+    /// <summary>A run split among workers ended with slices that no live worker finished (the report covers the rest).</summary>
+    public const int WorkersLost = 6;
+
     /// <summary>Interrupted (Ctrl-C); a partial report is still written.</summary>
     public const int Cancelled = 130;
 }

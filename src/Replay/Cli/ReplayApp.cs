@@ -26,6 +26,7 @@ internal static partial class ReplayApp
         root.Add(BuildRun(output, error, logger, time));
         root.Add(BuildLoad(output, error, logger, time));
         root.Add(BuildSweep(output, error, logger, time));
+        root.Add(BuildWorker(output, error, logger, time));
         root.Add(BuildList(output, error));
         root.Add(BuildProbe(output, error));
         root.Add(BuildCompare(output, error));
@@ -95,6 +96,8 @@ internal static partial class ReplayApp
         public readonly Option<string> Progress = new("--progress") { Description = "Console progress: auto (live on a terminal, plain lines otherwise), live, plain, none.", DefaultValueFactory = _ => "auto" };
         public readonly Option<string> Model = new("--model") { Description = "The model field of generated OpenAI requests.", DefaultValueFactory = _ => "sim-llm" };
         public readonly Option<bool> Stream = new("--stream") { Description = "Generated OpenAI requests (trace rows, load) ask for SSE streaming." };
+        public readonly Option<int> Workers = new("--workers") { Description = "Split the run among N 'replay worker' processes that share --redis (open model and timed replays); their histograms are merged exactly.", DefaultValueFactory = _ => 0 };
+        public readonly Option<string?> Redis = new("--redis") { Description = "Redis the workers coordinate through: redis://HOST:PORT or a StackExchange.Redis connection string." };
 
         public void AddTo(Command command)
         {
@@ -102,7 +105,7 @@ internal static partial class ReplayApp
             {
                 Target, HttpTarget, GrpcTarget, WsTarget, Http2, Insecure, Header, DropHeader, Duration, Limit, Profile, Rate, To,
                 StepEvery, StepFactor, StepAdd, SpikeRate, SpikeAt, SpikeFor, Arrivals, Burstiness, Seed, Users, Think, Warmup, SessionArrivals, Timeout,
-                MaxInflight, Connections, Report, LogRequests, Slo, Assert, Progress, Model, Stream,
+                MaxInflight, Connections, Report, LogRequests, Slo, Assert, Progress, Model, Stream, Workers, Redis,
             })
             {
                 command.Add(option);
@@ -148,6 +151,8 @@ internal static partial class ReplayApp
             Progress = p.GetValue(Progress) ?? "auto",
             Model = p.GetValue(Model) ?? "sim-llm",
             Stream = p.GetValue(Stream),
+            Workers = p.GetValue(Workers),
+            Redis = p.GetValue(Redis),
         };
     }
 
@@ -341,6 +346,37 @@ internal static partial class ReplayApp
                 Route = p.GetValue(route) ?? "openai",
             };
             return await SweepCommand.ExecuteAsync(settings, options, output, error, logger, time, ct).ConfigureAwait(false);
+        });
+        return command;
+    }
+
+    private static Command BuildWorker(TextWriter output, TextWriter error, ILogger logger, TimeProvider time)
+    {
+        var redis = new Option<string>("--redis") { Description = "The Redis runs are coordinated through: redis://HOST:PORT or a StackExchange.Redis connection string.", Required = true };
+        var name = new Option<string?>("--name") { Description = "This worker's consumer name in the group (default HOST-PID); must be unique among live workers." };
+        var logRequests = new Option<string?>("--log-requests") { Description = "Write one JSON line per request this worker sends to this file." };
+        var command = new Command("worker", "Join the replay workers' Redis consumer group and send the slices of runs started with --workers N, until stopped (Ctrl-C).");
+        command.Add(redis);
+        command.Add(name);
+        command.Add(logRequests);
+        command.SetAction(async (p, ct) =>
+        {
+            StackExchange.Redis.ConnectionMultiplexer connection;
+            try
+            {
+                connection = await StackExchange.Redis.ConnectionMultiplexer.ConnectAsync(Contracts.Recording.RedisConnection.Parse(p.GetValue(redis)!)).ConfigureAwait(false);
+            }
+            catch (Exception ex) when (ex is StackExchange.Redis.RedisException or ArgumentException)
+            {
+                await error.WriteLineAsync($"replay: --redis '{p.GetValue(redis)}': cannot connect ({ex.Message}).").ConfigureAwait(false);
+                return ExitCodes.UsageOrInput;
+            }
+
+            await using (connection.ConfigureAwait(false))
+            {
+                var worker = new Workers.Worker(connection, p.GetValue(name) ?? $"{Environment.MachineName}-{Environment.ProcessId}", p.GetValue(logRequests), output, error, logger, time);
+                return await worker.RunAsync(ct).ConfigureAwait(false);
+            }
         });
         return command;
     }

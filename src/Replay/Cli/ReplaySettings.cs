@@ -58,6 +58,12 @@ internal sealed record ReplaySettings
     public string Protocol { get; init; } = "http";
     public string Path { get; init; } = "/v1/chat/completions";
 
+    /// <summary><c>--workers N</c>: split the run among N <c>replay worker</c> processes (0: send from this process).</summary>
+    public int Workers { get; init; }
+
+    /// <summary><c>--redis</c>: the Redis the workers coordinate through.</summary>
+    public string? Redis { get; init; }
+
     /// <summary>For values read from a scenario file: flag (<c>--rate</c>) → where it was set (<c>load.yaml:7</c>), so problems name the line.</summary>
     public IReadOnlyDictionary<string, string>? Origins { get; init; }
 }

@@ -131,6 +131,11 @@ internal static class RunCommand
             return code;
         }
 
+        if (settings.Workers > 0)
+        {
+            return await Workers.Coordinator.RunAsync(prepared, output, error, logger, time, cancellationToken).ConfigureAwait(false);
+        }
+
         var (_, run, workload, plan, needed) = prepared;
 
         // (5) Send: first an unmeasured warm-up on the same connections, then the run. Sockets are bounded by the

@@ -234,6 +234,21 @@ internal static class SettingsValidator
             errors.Add($"--path must start with '/' (was '{s.Path}').");
         }
 
+        if (s.Workers < 0 || s.Workers > 1000)
+        {
+            errors.Add(Fmt($"--workers must be between 0 and 1000 (was {s.Workers})."));
+        }
+
+        if (s.Workers > 0 && string.IsNullOrWhiteSpace(s.Redis))
+        {
+            errors.Add("--workers needs --redis (redis://HOST:PORT), the Redis the workers share.");
+        }
+
+        if (s.Workers > 0 && mode == RunMode.Closed)
+        {
+            errors.Add("--workers splits open-model (--rate/--profile) and timed replays; closed-model users (--users) are not split.");
+        }
+
         if (s.Progress is not ("auto" or "live" or "plain" or "none"))
         {
             errors.Add($"--progress must be auto, live, plain or none (was '{s.Progress}').");

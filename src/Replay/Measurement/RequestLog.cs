@@ -5,7 +5,8 @@ namespace Replay.Measurement;
 
 /// <summary>
 /// <c>--log-requests FILE</c>: one JSON line per request (session, sequence, turn, route, intended/sent/first
-/// token/end times in ms from the start, status, failure kind, tokens, error), for checking order and timing after a
+/// token/end times in ms from the start, the latency exactly as recorded in the histograms in µs, status, failure
+/// kind, tokens, error), for checking order and timing after a
 /// run. Lines go through a bounded channel (<see cref="BoundedChannelFullMode.Wait"/>: a slow disk slows completions
 /// rather than losing lines) to one writer task.
 /// </summary>
@@ -21,7 +22,7 @@ internal sealed class RequestLog : IAsyncDisposable
     private readonly Task _writer;
 
     /// <summary>One request.</summary>
-    internal readonly record struct Entry(string Session, int Sequence, int Turn, string Route, double IntendedMs, double SentMs, double FirstTokenMs, double EndMs, string Status, FailureKind Failure, int Tokens, string? Error);
+    internal readonly record struct Entry(string Session, int Sequence, int Turn, string Route, double IntendedMs, double SentMs, double FirstTokenMs, double EndMs, string Status, FailureKind Failure, int Tokens, string? Error, long LatencyMicros = -1);
 
     /// <summary>Opens <paramref name="path"/> (created or truncated).</summary>
     public RequestLog(string path)
@@ -74,6 +75,11 @@ internal sealed class RequestLog : IAsyncDisposable
                 }
 
                 json.WriteNumber("end_ms", Math.Round(e.EndMs, 3));
+                if (e.LatencyMicros >= 0)
+                {
+                    json.WriteNumber("latency_us", e.LatencyMicros);
+                }
+
                 json.WriteString("status", e.Status);
                 json.WriteString("failure", e.Failure == FailureKind.None ? "none" : e.Failure.ToString().ToLowerInvariant());
                 json.WriteNumber("tokens", e.Tokens);

@@ -16,7 +16,7 @@ namespace Replay.Measurement;
 /// <para>Thread-safe: one lock guards all state; each request takes it twice (send, completion) for a few hundred
 /// nanoseconds.</para>
 /// </remarks>
-internal sealed class RunMetrics
+internal sealed partial class RunMetrics
 {
     private readonly Lock _gate = new();
     private readonly TimeProvider _time;
@@ -30,12 +30,22 @@ internal sealed class RunMetrics
     private int _currentSecondIndex;
     private long _startTimestamp;
 
+    /// <summary>Per-second latency histograms, kept whole (workers export them; a coordinator merges them) instead of closed second by second; null otherwise.</summary>
+    private Dictionary<int, LongHistogram>? _secondHistograms;
+
     /// <summary>Creates the metrics of a run.</summary>
-    public RunMetrics(TimeProvider time, IReadOnlyList<Slo> slos)
+    /// <param name="time">The clock.</param>
+    /// <param name="slos">The SLOs goodput is judged against.</param>
+    /// <param name="keepSeconds">Keep each second's latency histogram (for <see cref="Export"/> and <see cref="Merge"/>).</param>
+    public RunMetrics(TimeProvider time, IReadOnlyList<Slo> slos, bool keepSeconds = false)
     {
         _time = time;
         _slos = [.. slos];
         _sloMet = new long[_slos.Length];
+        if (keepSeconds)
+        {
+            _secondHistograms = [];
+        }
     }
 
     /// <summary>Counts and one histogram of a status or a route.</summary>
@@ -294,13 +304,25 @@ internal sealed class RunMetrics
                 }
             }
 
-            if (second > _currentSecondIndex)
+            if (_secondHistograms is not null)
             {
-                CloseSecond();
-                _currentSecondIndex = second;
-            }
+                if (!_secondHistograms.TryGetValue(second, out var h))
+                {
+                    _secondHistograms[second] = h = Histograms.CreateCoarse();
+                }
 
-            Histograms.Record(_currentSecond, latency);
+                Histograms.Record(h, latency);
+            }
+            else
+            {
+                if (second > _currentSecondIndex)
+                {
+                    CloseSecond();
+                    _currentSecondIndex = second;
+                }
+
+                Histograms.Record(_currentSecond, latency);
+            }
         }
     }
 
@@ -384,9 +406,10 @@ internal sealed class RunMetrics
 
     private int SecondIndex(long timestamp) => timestamp <= _startTimestamp ? 0 : (int)Math.Min(int.MaxValue - 1, Math.Floor(SecondsSinceStart(timestamp)));
 
-    private SecondBucket Bucket(long timestamp)
+    private SecondBucket Bucket(long timestamp) => Bucket(SecondIndex(timestamp));
+
+    private SecondBucket Bucket(int index)
     {
-        var index = SecondIndex(timestamp);
         while (_series.Count <= index)
         {
             _series.Add(new SecondBucket());
@@ -397,6 +420,20 @@ internal sealed class RunMetrics
 
     private void CloseSecond()
     {
+        if (_secondHistograms is not null)
+        {
+            foreach (var (index, h) in _secondHistograms)
+            {
+                var b = Bucket(index);
+                b.P50 = Histograms.Ms(h, 50);
+                b.P95 = Histograms.Ms(h, 95);
+                b.P99 = Histograms.Ms(h, 99);
+                b.Max = Histograms.MaxMs(h);
+            }
+
+            return;
+        }
+
         if (_currentSecond.TotalCount == 0)
         {
             return;

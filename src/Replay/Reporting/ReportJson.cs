@@ -136,6 +136,25 @@ internal static class ReportJson
             w.WriteEndObject();
         }
 
+        if (r.Workers is { } workers)
+        {
+            w.WriteStartObject("workers");
+            w.WriteString("run", workers.RunId);
+            w.WriteNumber("workers", workers.Workers);
+            w.WriteStartArray("names");
+            foreach (var name in workers.Names)
+            {
+                w.WriteStringValue(name);
+            }
+
+            w.WriteEndArray();
+            w.WriteNumber("slices", workers.Slices);
+            w.WriteNumber("taken_over", workers.TakenOver);
+            w.WriteNumber("lost_sessions", workers.LostSessions);
+            w.WriteNumber("missing_slices", workers.MissingSlices);
+            w.WriteEndObject();
+        }
+
         w.WriteNumber("skipped_records", r.SkippedRecords);
         w.WriteStartArray("skipped");
         foreach (var s in r.Skipped)

@@ -126,4 +126,5 @@ internal sealed class RunReport
     public GeneratorReport? Generator { get; set; }
     public int PeakConcurrentSessions { get; set; }
     public ConnectionReport? Connections { get; set; }
+    public Workers.WorkersReport? Workers { get; set; }
 }

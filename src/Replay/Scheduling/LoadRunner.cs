@@ -35,6 +35,7 @@ internal sealed class LoadRunner : IDisposable
     private readonly SemaphoreSlim _slots;
     private readonly ConcurrentQueue<TokenTimes> _tokenTimes = new();
     private readonly TaskCompletionSource _allDone = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private readonly TaskCompletionSource _dispatched = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private CancellationToken _runToken;
     private long _startTimestamp;
     private int _inflight;
@@ -45,6 +46,8 @@ internal sealed class LoadRunner : IDisposable
     private bool _precise;
     private int _burst;
     private Exception? _unexpected;
+    private long _skipped;
+    private long _sessionsRun;
 
     /// <summary>Creates a runner.</summary>
     /// <param name="plan">What to send.</param>
@@ -68,6 +71,33 @@ internal sealed class LoadRunner : IDisposable
         _slots = new SemaphoreSlim(plan.MaxInflight, plan.MaxInflight);
     }
 
+    /// <summary>
+    /// Workers: the schedule's time zero as a timestamp of this process (the run's epoch), instead of the moment
+    /// <see cref="RunAsync"/> is called, so that every worker measures against the same schedule.
+    /// </summary>
+    public long? StartTimestamp { get; init; }
+
+    /// <summary>
+    /// Workers: only the sessions whose index (arrival number in the open model, position in the plan in a timed
+    /// replay) is in [First, End) are sent; the others are skipped without waiting for their time.
+    /// </summary>
+    public (long First, long End)? Range { get; init; }
+
+    /// <summary>
+    /// Workers: called with a session's index just before it is sent; false means another worker sent it already
+    /// (the session is skipped, unmeasured). Its round trip counts as schedule lag.
+    /// </summary>
+    public Func<long, ValueTask<bool>>? Claim { get; init; }
+
+    /// <summary>Completes when the dispatcher has released its last session (responses may still be coming).</summary>
+    public Task Dispatched => _dispatched.Task;
+
+    /// <summary>Sessions this runner released and sent (after <see cref="Claim"/>, when there is one).</summary>
+    public long SessionsRun => Interlocked.Read(ref _sessionsRun);
+
+    /// <summary>Sessions skipped because <see cref="Claim"/> said another worker had sent them.</summary>
+    public long Skipped => Interlocked.Read(ref _skipped);
+
     /// <summary>The first exception a session ended with that was not an expected failure (a bug), or null.</summary>
     public Exception? Unexpected => Volatile.Read(ref _unexpected);
 
@@ -81,7 +111,7 @@ internal sealed class LoadRunner : IDisposable
     public async Task RunAsync(CancellationToken cancellationToken)
     {
         _runToken = cancellationToken;
-        _startTimestamp = _time.GetTimestamp();
+        _startTimestamp = StartTimestamp ?? _time.GetTimestamp();
         _metrics.Start(_startTimestamp);
         if (_plan.Mode == RunMode.Closed)
         {
@@ -120,11 +150,13 @@ internal sealed class LoadRunner : IDisposable
         _precise = ReferenceEquals(_time, TimeProvider.System) && PreciseSleep.Supported;
         try
         {
+            var (first, end) = Range ?? (0, long.MaxValue);
             if (_plan.Mode == RunMode.Faithful)
             {
-                foreach (var session in _plan.Sessions)
+                var sessions = _plan.Sessions;
+                for (var i = (int)Math.Min(first, sessions.Count); i < sessions.Count && i < end; i++)
                 {
-                    if (!Release(session, _startTimestamp + Ticks(session.StartOffsetMs)))
+                    if (!Release(sessions[i], i, _startTimestamp + Ticks(sessions[i].StartOffsetMs)))
                     {
                         break;
                     }
@@ -132,12 +164,14 @@ internal sealed class LoadRunner : IDisposable
             }
             else
             {
+                // Every arrival's time is computed, also those of other workers' ranges: the draws are sequential.
                 var schedule = new ArrivalSchedule(_plan.Profile!, new ArrivalProcess(_plan.Arrivals, _plan.Burstiness, _plan.Seed), _plan.Limit);
                 var pool = _plan.Sessions;
                 long i = 0;
-                while (schedule.TryNext(out var offset))
+                while (i < end && schedule.TryNext(out var offset))
                 {
-                    if (!Release(pool[(int)(i++ % pool.Count)], _startTimestamp + Ticks(offset * 1000)))
+                    var index = i++;
+                    if (index >= first && !Release(pool[(int)(index % pool.Count)], index, _startTimestamp + Ticks(offset * 1000)))
                     {
                         break;
                     }
@@ -151,6 +185,7 @@ internal sealed class LoadRunner : IDisposable
         finally
         {
             _dispatchDone = true;
+            _dispatched.TrySetResult();
             if (Volatile.Read(ref _inflight) == 0)
             {
                 _allDone.TrySetResult();
@@ -159,7 +194,7 @@ internal sealed class LoadRunner : IDisposable
     }
 
     /// <summary>Waits for <paramref name="due"/> and for a free slot, then queues the session; false when the run was aborted.</summary>
-    private bool Release(PlannedSession session, long due)
+    private bool Release(PlannedSession session, long index, long due)
     {
         WaitUntil(due);
         if (_runToken.IsCancellationRequested)
@@ -171,7 +206,7 @@ internal sealed class LoadRunner : IDisposable
         TrackPeak(Interlocked.Increment(ref _inflight));
         // The sync part of the send (building the request, writing it to the socket) runs here, so the request
         // leaves when the dispatcher wakes, with no thread-pool hop; responses are read on pool threads.
-        _ = RunDispatchedAsync(session, due);
+        _ = RunDispatchedAsync(session, index, due);
         return true;
     }
 
@@ -231,10 +266,17 @@ internal sealed class LoadRunner : IDisposable
         }
     }
 
-    private async Task RunDispatchedAsync(PlannedSession session, long intended)
+    private async Task RunDispatchedAsync(PlannedSession session, long index, long intended)
     {
         try
         {
+            if (Claim is { } claim && !await claim(index).ConfigureAwait(false))
+            {
+                Interlocked.Increment(ref _skipped);
+                return;
+            }
+
+            Interlocked.Increment(ref _sessionsRun);
             await RunSessionAsync(session, intended).ConfigureAwait(false);
         }
         catch (Exception ex) when (ex is not OperationCanceledException)
@@ -512,7 +554,8 @@ internal sealed class LoadRunner : IDisposable
             outcome.StatusKey,
             outcome.Failure,
             outcome.Tokens,
-            outcome.Error);
+            outcome.Error,
+            _metrics.Micros(intended, outcome.EndTimestamp));
         return _log.WriteAsync(entry, _runToken);
     }
 

@@ -1,0 +1,79 @@
+using System.Text.Json;
+using System.Text.Json.Serialization;
+using Replay.Cli;
+using Replay.Scheduling;
+
+namespace Replay.Workers;
+
+/// <summary>
+/// What a worker needs to take part in a run: the run's settings (every path made absolute), the schedule's epoch
+/// (Unix ms; every worker measures from it), the slices and the warm-up.
+/// </summary>
+/// <param name="Settings">The run's settings, without <c>--workers</c>, report or assertions (the coordinator keeps those).</param>
+/// <param name="EpochUnixMs">Time zero of the schedule, Unix milliseconds.</param>
+/// <param name="Slices">Each slice's session index range [First, End).</param>
+/// <param name="WarmupSeconds">Unmeasured warm-up each worker runs before the epoch, at the starting rate / <paramref name="Workers"/>.</param>
+/// <param name="Workers">Workers the run was split among.</param>
+internal sealed record RunSpec(ReplaySettings Settings, long EpochUnixMs, IReadOnlyList<long[]> Slices, double WarmupSeconds, int Workers)
+{
+    /// <summary>As JSON.</summary>
+    public string ToJson() => JsonSerializer.Serialize(this, WorkerJsonContext.Default.RunSpec);
+
+    /// <summary>From JSON.</summary>
+    /// <exception cref="JsonException">Not a spec.</exception>
+    public static RunSpec FromJson(string json) => JsonSerializer.Deserialize(json, WorkerJsonContext.Default.RunSpec) ?? throw new JsonException("an empty run spec");
+
+    /// <summary>
+    /// Cuts a plan's sessions into slices of about <paramref name="seconds"/> of schedule each, by start time: the
+    /// open model's arrivals (their times are a pure function of the profile and the seed) or a timed replay's sessions.
+    /// </summary>
+    public static List<long[]> Slice(RunPlan plan, double seconds)
+    {
+        var slices = new List<long[]>();
+        long first = 0, index = 0;
+        var boundary = seconds;
+        void Offset(double at)
+        {
+            while (at >= boundary)
+            {
+                if (index > first)
+                {
+                    slices.Add([first, index]);
+                    first = index;
+                }
+
+                boundary += seconds;
+            }
+
+            index++;
+        }
+
+        if (plan.Mode == RunMode.Faithful)
+        {
+            foreach (var s in plan.Sessions)
+            {
+                Offset(s.StartOffsetMs / 1000);
+            }
+        }
+        else
+        {
+            var schedule = new ArrivalSchedule(plan.Profile!, new ArrivalProcess(plan.Arrivals, plan.Burstiness, plan.Seed), plan.Limit);
+            while (schedule.TryNext(out var offset))
+            {
+                Offset(offset);
+            }
+        }
+
+        if (index > first)
+        {
+            slices.Add([first, index]);
+        }
+
+        return slices;
+    }
+}
+
+/// <summary>Source-generated JSON for the worker protocol.</summary>
+[JsonSourceGenerationOptions(PropertyNamingPolicy = JsonKnownNamingPolicy.SnakeCaseLower)]
+[JsonSerializable(typeof(RunSpec))]
+internal sealed partial class WorkerJsonContext : JsonSerializerContext;

@@ -1,0 +1,301 @@
+using System.Collections.Concurrent;
+using System.Globalization;
+using Microsoft.Extensions.Logging;
+using Replay.Cli;
+using Replay.Clients;
+using Replay.Measurement;
+using Replay.Scheduling;
+using StackExchange.Redis;
+
+namespace Replay.Workers;
+
+/// <summary>
+/// <c>replay worker</c>: one consumer of the <c>replay-workers</c> group. It takes slices of runs from
+/// <c>replay:work</c>, sends each slice's sessions at their intended times (measured from the run's epoch), publishes
+/// the slice's exact metrics and acknowledges the item.
+/// </summary>
+/// <remarks>
+/// <para>Liveness: every <see cref="WorkQueue.Heartbeat"/> the worker records its heartbeat and re-claims its own
+/// pending items (XCLAIM … JUSTID), which resets their idle time; an item idle longer than
+/// <see cref="WorkQueue.ClaimIdle"/> therefore belongs to a dead worker, and any worker takes it over with
+/// XAUTOCLAIM and finishes the slice.</para>
+/// <para>No session is sent twice: just before sending session i the worker sets bit i of the run's sent bitmap
+/// (SETBIT returns the old bit); a session whose bit was already set was sent by someone else and is skipped. The
+/// price is one Redis round trip before each session, which counts as schedule lag.</para>
+/// </remarks>
+internal sealed class Worker
+{
+    private readonly IConnectionMultiplexer _redis;
+    private readonly string _name;
+    private readonly string? _logRequests;
+    private readonly TextWriter _output;
+    private readonly TextWriter _error;
+    private readonly ILogger _logger;
+    private readonly TimeProvider _time;
+    private readonly ConcurrentDictionary<string, Lazy<Task<RunContext?>>> _runs = new(StringComparer.Ordinal);
+    private readonly ConcurrentDictionary<RedisValue, Task> _inProgress = new();
+    private long _slicesDone;
+    private int _dispatching;
+
+    /// <summary>Creates a worker.</summary>
+    public Worker(IConnectionMultiplexer redis, string name, string? logRequests, TextWriter output, TextWriter error, ILogger logger, TimeProvider time)
+    {
+        _redis = redis;
+        _name = name;
+        _logRequests = logRequests;
+        _output = output;
+        _error = error;
+        _logger = logger;
+        _time = time;
+    }
+
+    /// <summary>
+    /// Most slices handled at once. A worker takes a new slice only when none of its slices is still being
+    /// dispatched (their responses may still drain), so that slices spread over the workers instead of one worker
+    /// queueing them all.
+    /// </summary>
+    public int MaxSlices { get; init; } = 4;
+
+    /// <summary>Slices finished.</summary>
+    public long SlicesDone => Interlocked.Read(ref _slicesDone);
+
+    /// <summary>Works until <paramref name="cancellationToken"/> fires; returns the exit code.</summary>
+    public async Task<int> RunAsync(CancellationToken cancellationToken)
+    {
+        var db = _redis.GetDatabase();
+        await WorkQueue.EnsureGroupAsync(db).ConfigureAwait(false);
+        await BeatAsync(db).ConfigureAwait(false);
+        await _output.WriteLineAsync($"replay worker {_name}: waiting for work in {WorkQueue.Work} (group {WorkQueue.Group})").ConfigureAwait(false);
+        using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        var heartbeat = HeartbeatAsync(db, stop.Token);
+        var lastClaim = _time.GetTimestamp();
+        try
+        {
+            while (!cancellationToken.IsCancellationRequested)
+            {
+                var taken = false;
+                if (_inProgress.Count < MaxSlices && Volatile.Read(ref _dispatching) == 0)
+                {
+                    var entries = await db.StreamReadGroupAsync(WorkQueue.Work, WorkQueue.Group, _name, StreamPosition.NewMessages, count: 1).ConfigureAwait(false);
+                    foreach (var entry in entries)
+                    {
+                        Start(db, entry, takenOver: false, cancellationToken);
+                        taken = true;
+                    }
+
+                    if (!taken && _time.GetElapsedTime(lastClaim) > WorkQueue.Heartbeat)
+                    {
+                        lastClaim = _time.GetTimestamp();
+                        var claimed = await db.StreamAutoClaimAsync(WorkQueue.Work, WorkQueue.Group, _name, (long)WorkQueue.ClaimIdle.TotalMilliseconds, "0-0", count: 1).ConfigureAwait(false);
+                        foreach (var entry in claimed.ClaimedEntries)
+                        {
+                            if (!entry.IsNull)
+                            {
+                                Start(db, entry, takenOver: true, cancellationToken);
+                                taken = true;
+                            }
+                        }
+                    }
+                }
+
+                if (!taken)
+                {
+                    await Task.Delay(TimeSpan.FromMilliseconds(50), _time, cancellationToken).ConfigureAwait(false);
+                }
+            }
+        }
+        catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+        {
+            // Stopping: unfinished items stay pending and another worker takes them over.
+        }
+        finally
+        {
+            await Task.WhenAll(_inProgress.Values).ConfigureAwait(false);
+            try
+            {
+                await db.HashDeleteAsync(WorkQueue.Workers, _name).ConfigureAwait(false);
+            }
+            catch (RedisException)
+            {
+                // Its heartbeat ages out by itself.
+            }
+
+            await stop.CancelAsync().ConfigureAwait(false);
+            await heartbeat.ConfigureAwait(false);
+            foreach (var lazy in _runs.Values)
+            {
+                if (lazy.IsValueCreated && lazy.Value.IsCompletedSuccessfully && lazy.Value.Result is { } context)
+                {
+                    await context.DisposeAsync().ConfigureAwait(false);
+                }
+            }
+        }
+
+        return ExitCodes.Cancelled;
+    }
+
+    private void Start(IDatabase db, StreamEntry entry, bool takenOver, CancellationToken cancellationToken)
+    {
+        var id = entry.Id;
+        var dispatching = 1;
+        Interlocked.Increment(ref _dispatching);
+        void DispatchDone()
+        {
+            if (Interlocked.Exchange(ref dispatching, 0) == 1)
+            {
+                Interlocked.Decrement(ref _dispatching);
+            }
+        }
+
+        _inProgress[id] = Task.Run(async () =>
+        {
+            try
+            {
+                await ProcessAsync(db, entry, takenOver, DispatchDone, cancellationToken).ConfigureAwait(false);
+            }
+            catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+            {
+                // The item stays pending.
+            }
+            catch (Exception ex) when (ex is RedisException or InvalidDataException or System.Text.Json.JsonException)
+            {
+                await _error.WriteLineAsync($"replay worker {_name}: item {id} failed: {ex.Message}").ConfigureAwait(false);
+            }
+            finally
+            {
+                DispatchDone();
+                _inProgress.TryRemove(id, out _);
+            }
+        }, CancellationToken.None);
+    }
+
+    private async Task ProcessAsync(IDatabase db, StreamEntry entry, bool takenOver, Action dispatched, CancellationToken cancellationToken)
+    {
+        var runId = entry["run"].ToString();
+        var slice = (int)entry["slice"];
+        var context = await _runs.GetOrAdd(runId, key => new Lazy<Task<RunContext?>>(() => LoadRunAsync(db, key, cancellationToken))).Value.ConfigureAwait(false);
+        if (context is null || slice < 0 || slice >= context.Spec.Slices.Count)
+        {
+            await db.StreamAcknowledgeAsync(WorkQueue.Work, WorkQueue.Group, entry.Id).ConfigureAwait(false);
+            return;
+        }
+
+        var range = context.Spec.Slices[slice];
+        var metrics = new RunMetrics(_time, context.Run.Slos, keepSeconds: true);
+        var sentKey = WorkQueue.Sent(runId);
+        using (var runner = new LoadRunner(context.Plan, context.Http, context.WebSockets, metrics, context.Log, context.Budget, _time)
+        {
+            StartTimestamp = context.EpochTimestamp,
+            Range = (range[0], range[1]),
+            Claim = async index => !await db.StringSetBitAsync(sentKey, index, true).ConfigureAwait(false),
+        })
+        {
+            var running = runner.RunAsync(cancellationToken);
+            _ = runner.Dispatched.ContinueWith(static (_, s) => ((Action)s!)(), dispatched, CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
+            await running.ConfigureAwait(false);
+            if (runner.Unexpected is { } bug)
+            {
+                ReplayApp.Log.Unexpected(_logger, bug);
+            }
+
+            await db.StreamAddAsync(WorkQueue.Results(runId),
+            [
+                new NameValueEntry("slice", slice),
+                new NameValueEntry("worker", _name),
+                new NameValueEntry("sent", runner.SessionsRun),
+                new NameValueEntry("skipped", runner.Skipped),
+                new NameValueEntry("taken_over", takenOver ? 1 : 0),
+                new NameValueEntry("metrics", metrics.Export()),
+            ]).ConfigureAwait(false);
+        }
+
+        await db.KeyExpireAsync(WorkQueue.Results(runId), WorkQueue.RunLifetime).ConfigureAwait(false);
+        await db.StreamAcknowledgeAsync(WorkQueue.Work, WorkQueue.Group, entry.Id).ConfigureAwait(false);
+        Interlocked.Increment(ref _slicesDone);
+    }
+
+    private async Task<RunContext?> LoadRunAsync(IDatabase db, string runId, CancellationToken cancellationToken)
+    {
+        var json = await db.HashGetAsync(WorkQueue.Run(runId), "spec").ConfigureAwait(false);
+        if (json.IsNullOrEmpty)
+        {
+            return null;
+        }
+
+        var spec = RunSpec.FromJson(json.ToString());
+        var (prepared, code) = await RunCommand.PrepareAsync(spec.Settings, _error, _logger, checkTargets: false, cancellationToken).ConfigureAwait(false);
+        if (prepared is null)
+        {
+            await _error.WriteLineAsync(string.Create(CultureInfo.InvariantCulture, $"replay worker {_name}: run {runId} cannot be prepared here (exit {code}); its items are left to other workers.")).ConfigureAwait(false);
+            return null;
+        }
+
+        var budget = ConnectionBudget.ForProcess(prepared.Run.Clients.MaxConnections);
+        var clients = prepared.Run.Clients with { MaxConnections = budget.Limit };
+        var http = new HttpSender(HttpSender.CreateHandler(clients), clients, _time);
+        var webSockets = new WebSocketSender(clients, _time);
+        var log = _logRequests is null ? null : new RequestLog(_logRequests);
+        var nowMs = _time.GetUtcNow().ToUnixTimeMilliseconds();
+        var epoch = _time.GetTimestamp() + ((spec.EpochUnixMs - nowMs) * _time.TimestampFrequency / 1000);
+        var context = new RunContext(spec, prepared.Run, prepared.Plan, budget, http, webSockets, log, epoch);
+
+        // The warm-up (JIT, connections) runs before the epoch, each worker at its share of the starting rate.
+        var warmup = Math.Min(spec.WarmupSeconds, ((spec.EpochUnixMs - nowMs) / 1000.0) - 0.3);
+        if (warmup > 0.2 && prepared.Plan.Mode == RunMode.Open)
+        {
+            var rate = Math.Max(1, prepared.Plan.Profile!.RateAt(0) / Math.Max(1, spec.Workers));
+            var warmupPlan = prepared.Plan with { Profile = RateProfile.Constant(rate, warmup), Limit = long.MaxValue, PlannedRequests = null };
+            using var runner = new LoadRunner(warmupPlan, http, webSockets, new RunMetrics(_time, []), null, budget, _time);
+            await runner.RunAsync(cancellationToken).ConfigureAwait(false);
+        }
+
+        return context;
+    }
+
+    private async Task HeartbeatAsync(IDatabase db, CancellationToken cancellationToken)
+    {
+        while (!cancellationToken.IsCancellationRequested)
+        {
+            try
+            {
+                await BeatAsync(db).ConfigureAwait(false);
+                var mine = _inProgress.Keys.ToArray();
+                if (mine.Length > 0)
+                {
+                    await db.StreamClaimIdsOnlyAsync(WorkQueue.Work, WorkQueue.Group, _name, 0, mine).ConfigureAwait(false);
+                }
+            }
+            catch (RedisException ex)
+            {
+                await _error.WriteLineAsync($"replay worker {_name}: heartbeat failed: {ex.Message}").ConfigureAwait(false);
+            }
+
+            try
+            {
+                await Task.Delay(WorkQueue.Heartbeat, _time, cancellationToken).ConfigureAwait(false);
+            }
+            catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+            {
+                return;
+            }
+        }
+    }
+
+    private Task<bool> BeatAsync(IDatabase db) => db.HashSetAsync(WorkQueue.Workers, _name, _time.GetUtcNow().ToUnixTimeMilliseconds());
+
+    /// <summary>A run as this worker knows it: the plan it built from the spec, and its own clients.</summary>
+    private sealed record RunContext(RunSpec Spec, ValidatedRun Run, RunPlan Plan, ConnectionBudget Budget, HttpSender Http, WebSocketSender WebSockets, RequestLog? Log, long EpochTimestamp) : IAsyncDisposable
+    {
+        public async ValueTask DisposeAsync()
+        {
+            if (Log is not null)
+            {
+                await Log.DisposeAsync().ConfigureAwait(false);
+            }
+
+            Http.Dispose();
+            WebSockets.Dispose();
+            Budget.Dispose();
+        }
+    }
+}
