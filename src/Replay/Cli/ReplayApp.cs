@@ -22,21 +22,70 @@ internal static partial class ReplayApp
     {
         time ??= TimeProvider.System;
         var logger = new TextWriterLogger(error, LogLevel.Information);
+        var invocation = new Invocation();
         var root = new RootCommand("Replays recorded LLM traffic or production traces as load (faithful, time-scaled or amplified), or drives open- and closed-model load, with coordinated-omission-corrected measurement.");
-        root.Add(BuildRun(output, error, logger, time));
-        root.Add(BuildLoad(output, error, logger, time));
-        root.Add(BuildSweep(output, error, logger, time));
+        var run = BuildRun(output, error, logger, time, invocation);
+        var load = BuildLoad(output, error, logger, time, invocation);
+        var sweep = BuildSweep(output, error, logger, time, invocation);
+        root.Add(run);
+        root.Add(load);
+        root.Add(sweep);
         root.Add(BuildWorker(output, error, logger, time));
         root.Add(BuildList(output, error));
         root.Add(BuildProbe(output, error));
         root.Add(BuildCompare(output, error));
+
+        // A scenario file stands for flags: read and check it (errors name its lines), then parse its flags with the
+        // command line's, which win.
+        var at = Array.FindIndex(args, static a => a == "--scenario" || a.StartsWith("--scenario=", StringComparison.Ordinal));
+        if (at > 0)
+        {
+            var path = args[at].Length > "--scenario".Length ? args[at]["--scenario=".Length..] : at + 1 < args.Length ? args[at + 1] : null;
+            if (path is null)
+            {
+                await error.WriteLineAsync("replay: --scenario needs a file (YAML or JSON).").ConfigureAwait(false);
+                return ExitCodes.UsageOrInput;
+            }
+
+            var rest = args.Where((_, i) => i != 0 && i != at && !(i == at + 1 && args[at] == "--scenario")).ToArray();
+            var commands = new Dictionary<string, Command>(StringComparer.Ordinal) { ["run"] = run, ["load"] = load, ["sweep"] = sweep };
+            if (!commands.TryGetValue(args[0], out var invoked))
+            {
+                await error.WriteLineAsync("replay: --scenario applies to run, load and sweep.").ConfigureAwait(false);
+                return ExitCodes.UsageOrInput;
+            }
+
+            var given = new HashSet<string>(StringComparer.Ordinal);
+            foreach (var option in commands.Values.SelectMany(static c => c.Options))
+            {
+                if (rest.Any(a => a.Split('=')[0] == option.Name || option.Aliases.Contains(a.Split('=')[0])))
+                {
+                    given.Add(option.Name);
+                }
+            }
+
+            var (scenario, problems) = ScenarioFile.Load(path, args[0], commands, given);
+            if (scenario is null)
+            {
+                foreach (var problem in problems)
+                {
+                    await error.WriteLineAsync($"replay: {problem}").ConfigureAwait(false);
+                }
+
+                return ExitCodes.UsageOrInput;
+            }
+
+            invocation.Origins = scenario.Origins;
+            args = [scenario.Command, .. scenario.Arguments, .. rest];
+        }
 
         var parse = root.Parse(args);
         if (parse.Errors.Count > 0)
         {
             foreach (var e in parse.Errors)
             {
-                await error.WriteLineAsync($"replay: {e.Message}").ConfigureAwait(false);
+                var origin = invocation.Origins is null ? string.Empty : RunCommand.Origin(new ReplaySettings { Command = string.Empty, Origins = invocation.Origins }, e.Message);
+                await error.WriteLineAsync($"replay: {origin}{e.Message}").ConfigureAwait(false);
             }
 
             await error.WriteLineAsync("replay: see 'replay --help' or 'replay run --help'.").ConfigureAwait(false);
@@ -58,8 +107,15 @@ internal static partial class ReplayApp
         }
     }
 
-    private sealed class Common
+    /// <summary>What one invocation learned before parsing: where scenario flags came from.</summary>
+    private sealed class Invocation
     {
+        public IReadOnlyDictionary<string, string>? Origins { get; set; }
+    }
+
+    private sealed class Common(Invocation invocation)
+    {
+        public readonly Option<string?> Scenario = new("--scenario") { Description = "A scenario file (YAML or JSON) whose keys are this command's flags without the dashes; flags given here win. Errors name the file's line." };
         public readonly Option<string?> Target = new("--target", "-t") { Description = "Base URL for every protocol: http(s):// (WebSocket derives ws(s)://), e.g. http://127.0.0.1:8080." };
         public readonly Option<string?> HttpTarget = new("--http-target") { Description = "Base URL of HTTP/SSE requests (overrides --target)." };
         public readonly Option<string?> GrpcTarget = new("--grpc-target") { Description = "Base URL of gRPC calls, e.g. http://127.0.0.1:8081 (h2c) (overrides --target)." };
@@ -103,7 +159,7 @@ internal static partial class ReplayApp
         {
             foreach (var option in new Option[]
             {
-                Target, HttpTarget, GrpcTarget, WsTarget, Http2, Insecure, Header, DropHeader, Duration, Limit, Profile, Rate, To,
+                Scenario, Target, HttpTarget, GrpcTarget, WsTarget, Http2, Insecure, Header, DropHeader, Duration, Limit, Profile, Rate, To,
                 StepEvery, StepFactor, StepAdd, SpikeRate, SpikeAt, SpikeFor, Arrivals, Burstiness, Seed, Users, Think, Warmup, SessionArrivals, Timeout,
                 MaxInflight, Connections, Report, LogRequests, Slo, Assert, Progress, Model, Stream, Workers, Redis,
             })
@@ -153,12 +209,13 @@ internal static partial class ReplayApp
             Stream = p.GetValue(Stream),
             Workers = p.GetValue(Workers),
             Redis = p.GetValue(Redis),
+            Origins = invocation.Origins,
         };
     }
 
-    private static Command BuildRun(TextWriter output, TextWriter error, ILogger logger, TimeProvider time)
+    private static Command BuildRun(TextWriter output, TextWriter error, ILogger logger, TimeProvider time, Invocation invocation)
     {
-        var common = new Common();
+        var common = new Common(invocation);
         var source = new Option<string?>("--source", "-s") { Description = "What to replay: file:DIR (or a directory) or redis://HOST:PORT with --recording NAME; azure-llm:FILE (Azure LLM inference trace CSV); template:FILE." };
         var recording = new Option<string?>("--recording") { Description = "The recording's name in a store." };
         var speed = new Option<double>("--speed") { Description = "Time scale: 2 replays twice as fast (offsets and think times halved).", DefaultValueFactory = _ => 1 };
@@ -194,9 +251,9 @@ internal static partial class ReplayApp
         return command;
     }
 
-    private static Command BuildLoad(TextWriter output, TextWriter error, ILogger logger, TimeProvider time)
+    private static Command BuildLoad(TextWriter output, TextWriter error, ILogger logger, TimeProvider time, Invocation invocation)
     {
-        var common = new Common();
+        var common = new Common(invocation);
         var template = new Option<string?>("--template") { Description = "A request template file (JSON): the requests to draw, with weights." };
         var maxTokens = new Option<int>("--max-tokens") { Description = "Output tokens asked for by the synthetic request.", DefaultValueFactory = _ => 16 };
         var promptTokens = new Option<int>("--prompt-tokens") { Description = "Prompt length of the synthetic request, in cl100k tokens.", DefaultValueFactory = _ => 16 };
@@ -226,9 +283,9 @@ internal static partial class ReplayApp
         return command;
     }
 
-    private static Command BuildSweep(TextWriter output, TextWriter error, ILogger logger, TimeProvider time)
+    private static Command BuildSweep(TextWriter output, TextWriter error, ILogger logger, TimeProvider time, Invocation invocation)
     {
-        var common = new Common();
+        var common = new Common(invocation);
         var source = new Option<string?>("--source", "-s") { Description = "Sweep with a source's requests (as replay run --source) instead of the synthetic request or --template." };
         var recording = new Option<string?>("--recording") { Description = "The recording's name in a store." };
         var template = new Option<string?>("--template") { Description = "A request template file: the requests to draw, with weights." };
