@@ -328,6 +328,7 @@ internal static class SettingsValidator
                 Protocol = s.Protocol,
                 Path = s.Path,
                 SessionHeader = s.SessionHeader,
+                Seed = s.Seed,
             },
             Clients = new ClientSettings
             {

@@ -36,6 +36,9 @@ internal sealed record SourceSettings
     /// <summary><c>--path</c> of synthetic HTTP <c>load</c> requests.</summary>
     public string Path { get; init; } = "/v1/chat/completions";
 
+    /// <summary><c>--seed</c>: draws made while reading a source (a template's equivalence classes).</summary>
+    public int Seed { get; init; } = 1;
+
     /// <summary><c>--session-header</c>: the header carrying a session id (rewritten for amplified clones).</summary>
     public string SessionHeader { get; init; } = "x-session-id";
 }

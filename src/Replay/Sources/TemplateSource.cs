@@ -51,7 +51,8 @@ internal static class TemplateSource
         using (document)
         {
             var errors = new List<string>();
-            var parsed = new List<(PlannedRequest Request, int Weight)>();
+            var parsed = new List<(IReadOnlyList<PlannedRequest> Variants, int Weight)>();
+            var spaces = new List<string>();
             if (document.RootElement.ValueKind != JsonValueKind.Object
                 || !document.RootElement.TryGetProperty("requests", out var requests)
                 || requests.ValueKind != JsonValueKind.Array
@@ -63,9 +64,34 @@ internal static class TemplateSource
             var i = 0;
             foreach (var element in requests.EnumerateArray())
             {
-                if (Parse(element, $"requests[{i}]", settings, errors) is { } request)
+                var at = $"requests[{i}]";
+                if (element.ValueKind == JsonValueKind.Object && element.TryGetProperty("parameters", out _))
                 {
-                    parsed.Add(request);
+                    if (ParameterSpace.Parse(element, at, errors) is { } space)
+                    {
+                        var cases = space.Cases();
+                        var variants = new List<PlannedRequest>(cases.Count);
+                        var weight = 1;
+                        for (var k = 0; k < cases.Count; k++)
+                        {
+                            var labels = string.Join(", ", space.Parameters.Select((p, j) => $"{p.Name}={p.Levels[cases[k][j]].Label}"));
+                            if (Parse(space.Instantiate(element, cases[k], k, settings.Seed), $"{at} case {k + 1} ({labels})", settings, errors) is { } variant)
+                            {
+                                variants.Add(variant.Item1);
+                                weight = variant.Item2;
+                            }
+                        }
+
+                        if (variants.Count == cases.Count)
+                        {
+                            parsed.Add((variants, weight));
+                            spaces.Add(string.Create(CultureInfo.InvariantCulture, $"{variants[0].Route}: {space.Parameters.Count} parameters, {space.FullProduct:0} combinations, {cases.Count} {(space.All ? "(all)" : "pairwise")} cases"));
+                        }
+                    }
+                }
+                else if (Parse(element, at, settings, errors) is { } request)
+                {
+                    parsed.Add(([request.Item1], request.Item2));
                 }
 
                 i++;
@@ -73,7 +99,7 @@ internal static class TemplateSource
 
             if (errors.Count > 0)
             {
-                throw new InputException($"template '{path}' has {errors.Count} problem(s):{Environment.NewLine}  " + string.Join(Environment.NewLine + "  ", errors));
+                throw new InputException($"template '{path}' has {errors.Count} problem(s):{Environment.NewLine}  " + string.Join(Environment.NewLine + "  ", errors.Take(50)));
             }
 
             var sessions = new List<PlannedSession>();
@@ -82,15 +108,43 @@ internal static class TemplateSource
                 sessions.Add(new PlannedSession { Id = "template", OriginalId = "template", Requests = [request] });
             }
 
-            return new Workload($"template {Path.GetFileName(path)} ({parsed.Count} request(s))", sessions, [], 0);
+            var described = spaces.Count == 0 ? string.Empty : "; " + string.Join("; ", spaces);
+            return new Workload($"template {Path.GetFileName(path)} ({parsed.Count} request(s){described})", sessions, [], 0);
         }
+    }
+
+    /// <summary>
+    /// Smooth weighted round-robin over entries with several variants (a parameter space's cases): each pick of an
+    /// entry takes its next variant, and the cycle repeats until every variant was picked once.
+    /// </summary>
+    internal static List<PlannedRequest> SmoothWeightedOrder(IReadOnlyList<(IReadOnlyList<PlannedRequest> Variants, int Weight)> entries)
+    {
+        var cycle = SmoothWeightedCycle(entries.Select(static (e, i) => (i, e.Weight)).ToList());
+        var cycles = 1;
+        foreach (var (variants, weight) in entries)
+        {
+            cycles = Math.Max(cycles, (variants.Count + weight - 1) / weight);
+        }
+
+        var next = new int[entries.Count];
+        var order = new List<PlannedRequest>(cycle.Count * cycles);
+        for (var c = 0; c < cycles; c++)
+        {
+            foreach (var index in cycle)
+            {
+                var variants = entries[index].Variants;
+                order.Add(variants[next[index]++ % variants.Count]);
+            }
+        }
+
+        return order;
     }
 
     /// <summary>
     /// One cycle of smooth weighted round-robin (nginx, <c>ngx_http_upstream_get_peer</c>): each step every entry gains
     /// its weight, the largest current value is chosen and loses the total. A cycle has Σweights picks.
     /// </summary>
-    internal static List<PlannedRequest> SmoothWeightedOrder(IReadOnlyList<(PlannedRequest Request, int Weight)> entries)
+    internal static List<T> SmoothWeightedCycle<T>(IReadOnlyList<(T Request, int Weight)> entries)
     {
         var total = 0;
         foreach (var e in entries)
@@ -99,7 +153,7 @@ internal static class TemplateSource
         }
 
         var current = new long[entries.Count];
-        var order = new List<PlannedRequest>(total);
+        var order = new List<T>(total);
         for (var step = 0; step < total; step++)
         {
             var best = 0;
