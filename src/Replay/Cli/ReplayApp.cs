@@ -152,6 +152,12 @@ internal static partial class ReplayApp
         public readonly Option<string> Progress = new("--progress") { Description = "Console progress: auto (live on a terminal, plain lines otherwise), live, plain, none.", DefaultValueFactory = _ => "auto" };
         public readonly Option<string> Model = new("--model") { Description = "The model field of generated OpenAI requests.", DefaultValueFactory = _ => "sim-llm" };
         public readonly Option<bool> Stream = new("--stream") { Description = "Generated OpenAI requests (trace rows, load) ask for SSE streaming." };
+        public readonly Option<string?> GenerateWith = new("--generate-with") { Description = "Generated conversations: an OpenAI-compatible base URL (the simulator too) that writes each session's next user turn from the conversation so far; needs --session-arrivals or --users." };
+        public readonly Option<int> Turns = new("--turns") { Description = "User turns per generated conversation.", DefaultValueFactory = _ => 4 };
+        public readonly Option<string?> TurnThink = new("--turn-think") { Description = "Generated conversations: pause after an answer before the next turn (e.g. 500ms)." };
+        public readonly Option<string?> GenerateModel = new("--generate-model") { Description = "The model field sent to --generate-with (default: --model)." };
+        public readonly Option<int> GenerateMaxTokens = new("--generate-max-tokens") { Description = "Most tokens of a generated user turn.", DefaultValueFactory = _ => 32 };
+        public readonly Option<string?> GenerateCache = new("--generate-cache") { Description = "Directory caching generated turns by seed, so a run repeats exactly (default ~/.cache/replay/conversations)." };
         public readonly Option<int> Workers = new("--workers") { Description = "Split the run among N 'replay worker' processes that share --redis (open model and timed replays); their histograms are merged exactly.", DefaultValueFactory = _ => 0 };
         public readonly Option<string?> Redis = new("--redis") { Description = "Redis the workers coordinate through: redis://HOST:PORT or a StackExchange.Redis connection string." };
 
@@ -161,7 +167,7 @@ internal static partial class ReplayApp
             {
                 Scenario, Target, HttpTarget, GrpcTarget, WsTarget, Http2, Insecure, Header, DropHeader, Duration, Limit, Profile, Rate, To,
                 StepEvery, StepFactor, StepAdd, SpikeRate, SpikeAt, SpikeFor, Arrivals, Burstiness, Seed, Users, Think, Warmup, SessionArrivals, Timeout,
-                MaxInflight, Connections, Report, LogRequests, Slo, Assert, Progress, Model, Stream, Workers, Redis,
+                MaxInflight, Connections, Report, LogRequests, Slo, Assert, Progress, Model, Stream, Workers, Redis, GenerateWith, Turns, TurnThink, GenerateModel, GenerateMaxTokens, GenerateCache,
             })
             {
                 command.Add(option);
@@ -210,6 +216,12 @@ internal static partial class ReplayApp
             Workers = p.GetValue(Workers),
             Redis = p.GetValue(Redis),
             Origins = invocation.Origins,
+            GenerateWith = p.GetValue(GenerateWith),
+            Turns = p.GetValue(Turns),
+            TurnThink = p.GetValue(TurnThink),
+            GenerateModel = p.GetValue(GenerateModel),
+            GenerateMaxTokens = p.GetValue(GenerateMaxTokens),
+            GenerateCache = p.GetValue(GenerateCache),
         };
     }
 

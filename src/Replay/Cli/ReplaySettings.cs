@@ -64,6 +64,24 @@ internal sealed record ReplaySettings
     /// <summary><c>--redis</c>: the Redis the workers coordinate through.</summary>
     public string? Redis { get; init; }
 
+    /// <summary><c>--generate-with</c>: an OpenAI-compatible base URL that writes the user turns of generated conversations.</summary>
+    public string? GenerateWith { get; init; }
+
+    /// <summary><c>--turns</c>: user turns per generated conversation.</summary>
+    public int Turns { get; init; } = 4;
+
+    /// <summary><c>--turn-think</c>: pause after an answer before the next generated turn.</summary>
+    public string? TurnThink { get; init; }
+
+    /// <summary><c>--generate-model</c>: the model field sent to the generator (default: <see cref="Model"/>).</summary>
+    public string? GenerateModel { get; init; }
+
+    /// <summary><c>--generate-max-tokens</c>: most tokens of a generated user turn.</summary>
+    public int GenerateMaxTokens { get; init; } = 32;
+
+    /// <summary><c>--generate-cache</c>: where generated turns are cached by seed.</summary>
+    public string? GenerateCache { get; init; }
+
     /// <summary>For values read from a scenario file: flag (<c>--rate</c>) → where it was set (<c>load.yaml:7</c>), so problems name the line.</summary>
     public IReadOnlyDictionary<string, string>? Origins { get; init; }
 }

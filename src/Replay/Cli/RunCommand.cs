@@ -174,9 +174,13 @@ internal static class RunCommand
         long end;
         var peakSessions = 0;
         Exception? unexpected;
+        using var generator = run.GenerateWith is { } generateWith
+            ? new ConversationGenerator(generateWith, settings.GenerateModel ?? settings.Model, settings.Seed, settings.GenerateMaxTokens, settings.GenerateCache ?? DefaultCache(), run.Clients.Timeout)
+            : null;
+        long conversations = 0;
         try
         {
-            using var runner = new LoadRunner(plan, http, webSockets, metrics, log, budget, time);
+            using var runner = new LoadRunner(plan, http, webSockets, metrics, log, budget, time) { Conversations = generator };
             var running = runner.RunAsync(cancellationToken);
             var mode = settings.Progress == "auto" ? (ReferenceEquals(output, Console.Out) && !Console.IsOutputRedirected ? "live" : "plain") : settings.Progress;
             await ConsoleProgress.ShowAsync(mode, output, () => metrics.Snapshot(time.GetTimestamp()), plan.PlannedRequests, () => runner.Inflight, running, time).ConfigureAwait(false);
@@ -192,6 +196,7 @@ internal static class RunCommand
             end = time.GetTimestamp();
             peakSessions = runner.PeakInflight;
             unexpected = runner.Unexpected;
+            conversations = runner.ConversationsStarted;
         }
         finally
         {
@@ -207,6 +212,11 @@ internal static class RunCommand
         report.Generator = GeneratorReport.Capture().Since(generatorStart);
         report.PeakConcurrentSessions = peakSessions;
         report.Connections = new ConnectionReport(budget.Limit, budget.OpenFileLimit, budget.PeakInUse, budget.Waits);
+        if (generator is not null)
+        {
+            report.Conversations = new ConversationReport(conversations, settings.Turns, generator.Generated, generator.CacheHits, generator.Failures,
+                generator.Digest(conversations, settings.Turns), generator.Sample(0, settings.Turns), generator.CacheFile);
+        }
         report.Assertions = [.. run.Assertions.Select(a => a.Evaluate(report))];
         SummaryWriter.Write(output, report);
         if (settings.ReportDirectory is { } directory)
@@ -245,6 +255,18 @@ internal static class RunCommand
         }
 
         return report.Assertions.All(static a => a.Passed) ? ExitCodes.Ok : ExitCodes.AssertionFailed;
+    }
+
+    /// <summary>The default cache of generated conversations: $XDG_CACHE_HOME/replay/conversations, or ~/.cache/replay/conversations.</summary>
+    internal static string DefaultCache()
+    {
+        var root = Environment.GetEnvironmentVariable("XDG_CACHE_HOME");
+        if (string.IsNullOrEmpty(root))
+        {
+            root = Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.UserProfile), ".cache");
+        }
+
+        return Path.Combine(root, "replay", "conversations");
     }
 
     /// <summary>Writes report.json and report.html into <paramref name="directory"/>.</summary>

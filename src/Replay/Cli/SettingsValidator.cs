@@ -23,6 +23,8 @@ internal sealed record ValidatedRun
     public TimeSpan? SpikeAt { get; init; }
     public TimeSpan? SpikeFor { get; init; }
     public ArrivalKind Arrivals { get; init; }
+    public Uri? GenerateWith { get; init; }
+    public TimeSpan TurnThink { get; init; }
     public required IReadOnlyList<Slo> Slos { get; init; }
     public required IReadOnlyList<Assertion> Assertions { get; init; }
 }
@@ -249,6 +251,41 @@ internal static class SettingsValidator
             errors.Add("--workers splits open-model (--rate/--profile) and timed replays; closed-model users (--users) are not split.");
         }
 
+        Uri? generateWith = null;
+        var turnThink = s.TurnThink is null ? TimeSpan.Zero : Duration(s.TurnThink, "--turn-think", errors, allowZero: true) ?? TimeSpan.Zero;
+        if (s.GenerateWith is { } g)
+        {
+            if (!Uri.TryCreate(g, UriKind.Absolute, out generateWith) || generateWith.Scheme is not ("http" or "https"))
+            {
+                errors.Add($"--generate-with '{g}' is not an absolute http:// or https:// URL (an OpenAI-compatible base URL, e.g. http://127.0.0.1:9000).");
+            }
+
+            if (!load || s.Template is not null || s.Protocol != "http")
+            {
+                errors.Add("--generate-with applies to replay load's synthetic HTTP chat request (no --template, --protocol http): each session becomes a conversation.");
+            }
+
+            if (!s.SessionArrivals && mode != RunMode.Closed)
+            {
+                errors.Add("--generate-with needs sessions: --session-arrivals (open model) or --users (closed model).");
+            }
+
+            if (s.Workers > 0)
+            {
+                errors.Add("--generate-with is not split among --workers (each conversation needs the previous answers).");
+            }
+
+            if (s.Turns is < 1 or > 1000)
+            {
+                errors.Add(Fmt($"--turns must be between 1 and 1000 (was {s.Turns})."));
+            }
+
+            if (s.GenerateMaxTokens is < 1 or > 4096)
+            {
+                errors.Add(Fmt($"--generate-max-tokens must be between 1 and 4096 (was {s.GenerateMaxTokens})."));
+            }
+        }
+
         if (s.Progress is not ("auto" or "live" or "plain" or "none"))
         {
             errors.Add($"--progress must be auto, live, plain or none (was '{s.Progress}').");
@@ -312,6 +349,8 @@ internal static class SettingsValidator
             SpikeAt = spikeAt,
             SpikeFor = spikeFor,
             Arrivals = arrivals,
+            GenerateWith = generateWith,
+            TurnThink = turnThink,
             Slos = slos,
             Assertions = assertions,
             Source = new SourceSettings
@@ -329,6 +368,7 @@ internal static class SettingsValidator
                 Path = s.Path,
                 SessionHeader = s.SessionHeader,
                 Seed = s.Seed,
+                Conversation = s.GenerateWith is null ? null : new ConversationPlan(s.Turns, turnThink.TotalMilliseconds, s.Path, s.Model, s.MaxTokens, s.Stream),
             },
             Clients = new ClientSettings
             {

@@ -111,8 +111,10 @@ internal sealed class HttpSender : IDisposable
             else if (request.Streamed && response.IsSuccessStatusCode && IsEventStream(response.Content.Headers.ContentType))
             {
                 outcome.Streamed = true;
-                var (events, usage) = await ReadSseAsync(content, tokens, cts.Token).ConfigureAwait(false);
+                var text = request.CaptureText ? new System.Text.StringBuilder() : null;
+                var (events, usage) = await ReadSseAsync(content, tokens, text, cts.Token).ConfigureAwait(false);
                 outcome.Tokens = usage >= 0 ? usage : events;
+                outcome.Text = text?.ToString();
                 outcome.Failure = FailureKind.None;
                 outcome.StatusKey = StatusKeys.Http(outcome.HttpStatus);
             }
@@ -120,7 +122,8 @@ internal sealed class HttpSender : IDisposable
             {
                 var firstByte = _time.GetTimestamp();
                 var expected = _settings.Compare && request.Recorded?.BodySha256 is { } sha ? sha : null;
-                var (usage, hashMatches) = await ReadBodyAsync(content, expected, cts.Token).ConfigureAwait(false);
+                var (usage, hashMatches, text) = await ReadBodyAsync(content, expected, request.CaptureText, cts.Token).ConfigureAwait(false);
+                outcome.Text = text;
                 outcome.FirstTokenTimestamp = firstByte;
                 outcome.Tokens = Math.Max(0, usage);
                 outcome.Failure = ClassifyHttp(outcome.HttpStatus, response);
@@ -285,7 +288,7 @@ internal sealed class HttpSender : IDisposable
     };
 
     /// <summary>Reads SSE events; stamps each token event. Returns the number of token events and <c>usage.completion_tokens</c> (-1 when absent).</summary>
-    private async ValueTask<(int Events, int Usage)> ReadSseAsync(Stream content, TokenTimes tokens, CancellationToken cancellationToken)
+    private async ValueTask<(int Events, int Usage)> ReadSseAsync(Stream content, TokenTimes tokens, System.Text.StringBuilder? text, CancellationToken cancellationToken)
     {
         var buffer = ArrayPool<byte>.Shared.Rent(ReadBufferSize);
         int start = 0, end = 0, events = 0, usage = -1;
@@ -336,6 +339,10 @@ internal sealed class HttpSender : IDisposable
                     {
                         events++;
                         tokens.Add(now);
+                        if (text is not null)
+                        {
+                            AppendContent(evt, text);
+                        }
                     }
                 }
 
@@ -349,6 +356,64 @@ internal sealed class HttpSender : IDisposable
         {
             ArrayPool<byte>.Shared.Return(buffer);
         }
+    }
+
+    /// <summary>Appends an SSE event's <c>choices[0].delta.content</c> (or <c>text</c>) to <paramref name="text"/> (generated conversations need the answer).</summary>
+    internal static void AppendContent(ReadOnlySpan<byte> evt, System.Text.StringBuilder text)
+    {
+        var data = evt.IndexOf("data:"u8);
+        if (data < 0)
+        {
+            return;
+        }
+
+        try
+        {
+            using var doc = System.Text.Json.JsonDocument.Parse(evt[(data + 5)..].ToArray());
+            if (doc.RootElement.TryGetProperty("choices", out var choices) && choices.ValueKind == System.Text.Json.JsonValueKind.Array && choices.GetArrayLength() > 0)
+            {
+                var choice = choices[0];
+                if (choice.TryGetProperty("delta", out var delta) && delta.TryGetProperty("content", out var c) && c.ValueKind == System.Text.Json.JsonValueKind.String)
+                {
+                    text.Append(c.GetString());
+                }
+                else if (choice.TryGetProperty("text", out var t) && t.ValueKind == System.Text.Json.JsonValueKind.String)
+                {
+                    text.Append(t.GetString());
+                }
+            }
+        }
+        catch (System.Text.Json.JsonException)
+        {
+            // Not JSON: no text to keep.
+        }
+    }
+
+    /// <summary>A non-streamed chat completion's <c>choices[0].message.content</c> (or <c>text</c>), or null.</summary>
+    internal static string? MessageContent(ReadOnlySpan<byte> body)
+    {
+        try
+        {
+            using var doc = System.Text.Json.JsonDocument.Parse(body.ToArray());
+            if (doc.RootElement.TryGetProperty("choices", out var choices) && choices.ValueKind == System.Text.Json.JsonValueKind.Array && choices.GetArrayLength() > 0)
+            {
+                var choice = choices[0];
+                if (choice.TryGetProperty("message", out var m) && m.TryGetProperty("content", out var c) && c.ValueKind == System.Text.Json.JsonValueKind.String)
+                {
+                    return c.GetString();
+                }
+
+                if (choice.TryGetProperty("text", out var t) && t.ValueKind == System.Text.Json.JsonValueKind.String)
+                {
+                    return t.GetString();
+                }
+            }
+        }
+        catch (System.Text.Json.JsonException)
+        {
+        }
+
+        return null;
     }
 
     /// <summary>Whether an SSE event carries output text (<c>"content":"…"</c> or <c>"text":"…"</c>, non-empty); reads <c>completion_tokens</c> when present.</summary>
@@ -379,7 +444,7 @@ internal sealed class HttpSender : IDisposable
     }
 
     /// <summary>Reads a whole body; returns <c>completion_tokens</c> (-1 when absent) and whether its SHA-256 equals <paramref name="expectedSha256"/>.</summary>
-    private static async ValueTask<(int Usage, bool HashMatches)> ReadBodyAsync(Stream content, string? expectedSha256, CancellationToken cancellationToken)
+    private static async ValueTask<(int Usage, bool HashMatches, string? Text)> ReadBodyAsync(Stream content, string? expectedSha256, bool captureText, CancellationToken cancellationToken)
     {
         var buffer = ArrayPool<byte>.Shared.Rent(ReadBufferSize);
         using var hash = expectedSha256 is null ? null : IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
@@ -429,7 +494,7 @@ internal sealed class HttpSender : IDisposable
                 matches = string.Equals(actual, expectedSha256, StringComparison.OrdinalIgnoreCase);
             }
 
-            return (usage, matches);
+            return (usage, matches, captureText && hash is null ? MessageContent(span) : null);
         }
         finally
         {

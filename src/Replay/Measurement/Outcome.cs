@@ -60,4 +60,7 @@ internal struct Outcome
 
     /// <summary>Error detail for the request log (null on success).</summary>
     public string? Error;
+
+    /// <summary>The answer's text, when the request asked for it (<see cref="Sources.PlannedRequest.CaptureText"/>).</summary>
+    public string? Text;
 }

@@ -136,6 +136,30 @@ internal static class ReportJson
             w.WriteEndObject();
         }
 
+        if (r.Conversations is { } conv)
+        {
+            w.WriteStartObject("conversations");
+            w.WriteNumber("conversations", conv.Conversations);
+            w.WriteNumber("turns", conv.Turns);
+            w.WriteNumber("generated", conv.Generated);
+            w.WriteNumber("cache_hits", conv.CacheHits);
+            w.WriteNumber("failures", conv.Failures);
+            w.WriteString("digest", conv.Digest);
+            w.WriteStartArray("sample");
+            foreach (var turn in conv.Sample)
+            {
+                w.WriteStringValue(turn);
+            }
+
+            w.WriteEndArray();
+            if (conv.CacheFile is not null)
+            {
+                w.WriteString("cache_file", conv.CacheFile);
+            }
+
+            w.WriteEndObject();
+        }
+
         if (r.Workers is { } workers)
         {
             w.WriteStartObject("workers");

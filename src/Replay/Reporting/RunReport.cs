@@ -127,4 +127,12 @@ internal sealed class RunReport
     public int PeakConcurrentSessions { get; set; }
     public ConnectionReport? Connections { get; set; }
     public Workers.WorkersReport? Workers { get; set; }
+    public ConversationReport? Conversations { get; set; }
 }
+
+/// <summary>
+/// Generated conversations (<c>conversations</c> in report.json): how many started, turns per conversation, user
+/// turns written by the generator and taken from the cache, generator failures, the SHA-256 digest of every user
+/// turn (equal digests: the same conversations), the first conversation's user turns, and the cache file.
+/// </summary>
+internal sealed record ConversationReport(long Conversations, int Turns, long Generated, long CacheHits, long Failures, string Digest, IReadOnlyList<string> Sample, string? CacheFile);

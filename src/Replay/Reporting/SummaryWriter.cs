@@ -50,6 +50,11 @@ internal static class SummaryWriter
             o.WriteLine(string.Create(c, $"  generator     cpu {gen.CpuSeconds:0.##} s, GC {gen.Gen0}/{gen.Gen1}/{gen.Gen2} (gen0/1/2) pausing {gen.GcPauseMs:0.#} ms, peak memory {gen.PeakWorkingSetMb:0} MB"));
         }
 
+        if (r.Conversations is { } conv)
+        {
+            o.WriteLine(string.Create(c, $"  conversations {conv.Conversations} of {conv.Turns} turns: {conv.Generated} user turns generated, {conv.CacheHits} from the cache, {conv.Failures} failed; digest {conv.Digest[..16]}"));
+        }
+
         if (r.Workers is { } workers)
         {
             o.WriteLine(string.Create(c, $"  workers       {workers.Names.Count} reported ({string.Join(", ", workers.Names)}); {workers.Slices} slices, {workers.TakenOver} taken over from a dead worker, {workers.LostSessions} session(s) lost with one, {workers.MissingSlices} missing"));

@@ -48,6 +48,7 @@ internal sealed class LoadRunner : IDisposable
     private Exception? _unexpected;
     private long _skipped;
     private long _sessionsRun;
+    private long _conversations;
 
     /// <summary>Creates a runner.</summary>
     /// <param name="plan">What to send.</param>
@@ -91,6 +92,12 @@ internal sealed class LoadRunner : IDisposable
 
     /// <summary>Completes when the dispatcher has released its last session (responses may still be coming).</summary>
     public Task Dispatched => _dispatched.Task;
+
+    /// <summary>Writes the user turns of generated conversations (<c>--generate-with</c>); without it a conversation sends its opening turn only (the warm-up).</summary>
+    public ConversationGenerator? Conversations { get; init; }
+
+    /// <summary>Conversations started (their index runs from 0).</summary>
+    public long ConversationsStarted => Interlocked.Read(ref _conversations);
 
     /// <summary>Sessions this runner released and sent (after <see cref="Claim"/>, when there is one).</summary>
     public long SessionsRun => Interlocked.Read(ref _sessionsRun);
@@ -354,6 +361,12 @@ internal sealed class LoadRunner : IDisposable
 
         try
         {
+            if (session.Conversation is { } conversation && Conversations is { } generator)
+            {
+                await RunConversationAsync(session, conversation, generator, Interlocked.Increment(ref _conversations) - 1, intendedStart, tokens).ConfigureAwait(false);
+                return;
+            }
+
             var intended = intendedStart;
             long lastEnd = 0;
             for (var i = 0; i < session.Requests.Count; i++)
@@ -367,7 +380,7 @@ internal sealed class LoadRunner : IDisposable
 
                 lastEnd = request.Protocol == RequestProtocol.WebSocket
                     ? await RunWebSocketAsync(session, i, request, intended, tokens).ConfigureAwait(false)
-                    : await RunOneAsync(session, i, request, intended, tokens).ConfigureAwait(false);
+                    : (await RunOneAsync(session, i, request, intended, tokens).ConfigureAwait(false)).EndTimestamp;
                 if (_runToken.IsCancellationRequested)
                 {
                     return;
@@ -385,6 +398,62 @@ internal sealed class LoadRunner : IDisposable
         }
     }
 
+    /// <summary>
+    /// A generated conversation: the opener, then after each answer (and the think time) the user's next turn written
+    /// by <paramref name="generator"/> from the conversation so far; each request carries the whole conversation. The
+    /// time the generator takes is the user's (reading and typing): a turn is intended at the later of the previous
+    /// answer's end plus the think time and the moment its text was ready. A failed answer or generation ends the
+    /// conversation.
+    /// </summary>
+    private async Task RunConversationAsync(PlannedSession session, ConversationPlan plan, ConversationGenerator generator, long index, long intendedStart, TokenTimes tokens)
+    {
+        var history = new List<(string Role, string Text)>(plan.Turns * 2);
+        var intended = intendedStart;
+        var lastEnd = 0L;
+        var id = string.Create(System.Globalization.CultureInfo.InvariantCulture, $"conversation-{index}");
+        for (var t = 0; t < plan.Turns; t++)
+        {
+            string? text;
+            if (t == 0)
+            {
+                text = generator.Opener(index);
+            }
+            else
+            {
+                intended = lastEnd + Ticks(plan.ThinkMs);
+                text = await generator.NextTurnAsync(index, t, history, _runToken).ConfigureAwait(false);
+                var ready = _time.GetTimestamp();
+                intended = Math.Max(intended, ready);
+                await DelayUntilAsync(intended).ConfigureAwait(false);
+            }
+
+            if (text is null || _runToken.IsCancellationRequested)
+            {
+                return;
+            }
+
+            history.Add(("user", text));
+            var request = new PlannedRequest
+            {
+                Protocol = RequestProtocol.Http,
+                PathAndQuery = plan.Path,
+                Headers = [new("content-type", "application/json"), new("x-session-id", id)],
+                Body = ConversationGenerator.TargetBody(plan.Model, history, plan.MaxTokens, plan.Stream),
+                Streamed = plan.Stream,
+                Route = "conversation",
+                CaptureText = true,
+            };
+            var outcome = await RunOneAsync(session with { Id = id }, t, request, intended, tokens).ConfigureAwait(false);
+            lastEnd = outcome.EndTimestamp;
+            if (outcome.Failure != FailureKind.None || outcome.Text is null)
+            {
+                return;
+            }
+
+            history.Add(("assistant", outcome.Text));
+        }
+    }
+
     private async ValueTask DelayUntilAsync(long due)
     {
         var remaining = due - _time.GetTimestamp();
@@ -394,7 +463,7 @@ internal sealed class LoadRunner : IDisposable
         }
     }
 
-    private async ValueTask<long> RunOneAsync(PlannedSession session, int sequence, PlannedRequest request, long intended, TokenTimes tokens)
+    private async ValueTask<Outcome> RunOneAsync(PlannedSession session, int sequence, PlannedRequest request, long intended, TokenTimes tokens)
     {
         // An HTTP/1.1 exchange holds a connection (a descriptor) until it ends: take a unit of the budget first. A
         // wait for one is the generator failing to send on time, so it counts as schedule lag.
@@ -410,7 +479,7 @@ internal sealed class LoadRunner : IDisposable
             _metrics.RecordStart(intended, sent);
             var outcome = await _http.SendAsync(request, tokens, _runToken).ConfigureAwait(false);
             await CompleteAsync(session, sequence, 0, request.Route, outcome, intended, sent, tokens).ConfigureAwait(false);
-            return outcome.EndTimestamp;
+            return outcome;
         }
         finally
         {
@@ -422,7 +491,7 @@ internal sealed class LoadRunner : IDisposable
     }
 
     /// <summary>No connection freed up within <c>--timeout</c>: the request fails as a timeout, never sent.</summary>
-    private async ValueTask<long> NoConnectionAsync(PlannedSession session, int sequence, int turn, string route, long intended, TokenTimes tokens)
+    private async ValueTask<Outcome> NoConnectionAsync(PlannedSession session, int sequence, int turn, string route, long intended, TokenTimes tokens)
     {
         tokens.Clear();
         var now = _time.GetTimestamp();
@@ -436,7 +505,7 @@ internal sealed class LoadRunner : IDisposable
         };
         _metrics.RecordStart(intended, now);
         await CompleteAsync(session, sequence, turn, route, outcome, intended, now, tokens).ConfigureAwait(false);
-        return now;
+        return outcome;
     }
 
     private async ValueTask<long> RunWebSocketAsync(PlannedSession session, int sequence, PlannedRequest request, long intended, TokenTimes tokens)
@@ -447,7 +516,7 @@ internal sealed class LoadRunner : IDisposable
             var end = 0L;
             for (var j = 0; j < turns.Count; j++)
             {
-                end = await NoConnectionAsync(session, sequence, j, request.Route, intended, tokens).ConfigureAwait(false);
+                end = (await NoConnectionAsync(session, sequence, j, request.Route, intended, tokens).ConfigureAwait(false)).EndTimestamp;
             }
 
             return end;

@@ -212,7 +212,7 @@ internal sealed class ParameterSpace
         for (var p = 0; p < Parameters.Count; p++)
         {
             var level = Parameters[p].Levels[levels[p]];
-            var draw = level.Values.Count == 1 ? 0 : new Random(HashCode.Combine(seed, caseIndex, p)).Next(level.Values.Count);
+            var draw = level.Values.Count == 1 ? 0 : new Random(StableSeed.Mix(seed, caseIndex, p)).Next(level.Values.Count);
             values[Parameters[p].Name] = level.Values[draw];
         }
 

@@ -39,6 +39,9 @@ internal sealed record SourceSettings
     /// <summary><c>--seed</c>: draws made while reading a source (a template's equivalence classes).</summary>
     public int Seed { get; init; } = 1;
 
+    /// <summary><c>--generate-with</c>: each session is a generated conversation of this shape.</summary>
+    public ConversationPlan? Conversation { get; init; }
+
     /// <summary><c>--session-header</c>: the header carrying a session id (rewritten for amplified clones).</summary>
     public string SessionHeader { get; init; } = "x-session-id";
 }

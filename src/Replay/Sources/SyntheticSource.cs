@@ -47,6 +47,15 @@ internal static class SyntheticSource
             },
         };
 
+        if (s.Conversation is { } conversation)
+        {
+            return new Workload(
+                $"generated conversations ({conversation.Turns} turns, max_tokens {s.MaxTokens}{(s.Stream ? ", streamed" : string.Empty)})",
+                [new PlannedSession { Id = "conversation", OriginalId = "conversation", Requests = [request with { Route = "conversation" }], Conversation = conversation }],
+                [],
+                0);
+        }
+
         var session = new PlannedSession { Id = "load", OriginalId = "load", Requests = [request] };
         return new Workload($"synthetic {s.Protocol} requests ({s.PromptTokens} prompt tokens, max_tokens {s.MaxTokens}{(s.Stream ? ", streamed" : string.Empty)})", [session], [], 0);
     }

@@ -49,6 +49,9 @@ internal sealed record PlannedRequest
     /// <summary>The WebSocket turns (client messages) in order; null unless <see cref="Protocol"/> is WebSocket.</summary>
     public IReadOnlyList<WebSocketTurn>? Turns { get; init; }
 
+    /// <summary>Keep the answer's text in <see cref="Measurement.Outcome.Text"/> (generated conversations).</summary>
+    public bool CaptureText { get; init; }
+
     /// <summary>The recorded response, for <c>--compare</c>; null when there is none (synthetic requests).</summary>
     public RecordedOutcome? Recorded { get; init; }
 
@@ -84,6 +87,15 @@ internal sealed record SyntheticPrompt(int PromptTokens, int MaxTokens, string M
     public ReadOnlySpan<byte> ModelJson => _model ??= System.Text.Json.JsonEncodedText.Encode(Model).EncodedUtf8Bytes.ToArray();
 }
 
+/// <summary>A conversation whose user turns a model writes: how many, the pause before each, and the target's request shape.</summary>
+/// <param name="Turns">User turns (requests) per conversation.</param>
+/// <param name="ThinkMs">Pause after an answer before the next turn is sent, ms.</param>
+/// <param name="Path">The target's chat completions path.</param>
+/// <param name="Model">The model field sent to the target.</param>
+/// <param name="MaxTokens">max_tokens of each target request.</param>
+/// <param name="Stream">Whether target requests stream (SSE).</param>
+internal sealed record ConversationPlan(int Turns, double ThinkMs, string Path, string Model, int MaxTokens, bool Stream);
+
 /// <summary>A session: requests sent one after another (each after the previous response plus its think time).</summary>
 internal sealed record PlannedSession
 {
@@ -99,11 +111,19 @@ internal sealed record PlannedSession
     /// <summary>The requests in order.</summary>
     public required IReadOnlyList<PlannedRequest> Requests { get; init; }
 
+    /// <summary>A generated conversation (<c>--generate-with</c>): its turns are written as the session runs; <see cref="Requests"/> holds its first turn only.</summary>
+    public ConversationPlan? Conversation { get; init; }
+
     /// <summary>Requests at the target (WebSocket turns counted one each).</summary>
     public int RequestCount
     {
         get
         {
+            if (Conversation is { } c)
+            {
+                return c.Turns;
+            }
+
             var n = 0;
             foreach (var r in Requests)
             {
