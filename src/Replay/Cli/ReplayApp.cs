@@ -331,6 +331,11 @@ internal static partial class ReplayApp
                 problems.Add("--rate (the first step's rate, requests/s) is required and must be > 0.");
             }
 
+            if (read.Workers > 0 || read.GenerateWith is not null)
+            {
+                problems.Add("--workers and --generate-with do not apply to sweep: its steps run from this process, one request per arrival.");
+            }
+
             var stepText = read.StepEvery ?? "10s";
             if (!ValueParsers.TryParseDuration(stepText, out var stepLength) || stepLength < TimeSpan.FromSeconds(1))
             {

@@ -11,7 +11,7 @@ internal static class SummaryWriter
         var c = CultureInfo.InvariantCulture;
         o.WriteLine();
         o.WriteLine(string.Create(c, $"{r.Command} ({r.Mode}) {r.Source} -> {r.Target}{(r.Profile is null ? string.Empty : $" [{r.Profile}]")}{(r.Cancelled ? " (cancelled)" : string.Empty)}"));
-        o.WriteLine(string.Create(c, $"  requests      {r.Requests} in {r.DurationSeconds:0.###} s ({r.Sent} sent, {r.Succeeded} ok; at most {r.PeakConcurrentSessions} sessions at once)"));
+        o.WriteLine(string.Create(c, $"  requests      {r.Requests} in {r.DurationSeconds:0.###} s ({r.Sent} sent, {r.Succeeded} ok{(r.PeakConcurrentSessions > 0 ? $"; at most {r.PeakConcurrentSessions} sessions at once" : string.Empty)})"));
         o.WriteLine(string.Create(c, $"  failures      {r.Failures} ({r.ErrorRate * 100:0.##}%): status {r.FailuresByKind["status"]}, timeout {r.FailuresByKind["timeout"]}, connection {r.FailuresByKind["connection"]}, refused {r.FailuresByKind["refused"]}"));
         o.WriteLine(string.Create(c, $"  rate          intended {r.IntendedRps:0.##}/s, achieved {r.AchievedRps:0.##}/s, throughput {r.ThroughputRps:0.##}/s"));
         Line(o, "latency", r.Latency);
