@@ -30,8 +30,12 @@ internal sealed class RecordBuilder
         var responseHeaders = _redactor.Headers(c.ResponseHeaders, isGrpc);
         var trailers = c.Trailers is null ? null : _redactor.Headers(c.Trailers, isGrpc);
         var requestBody = Body(c.RequestBody, RequestBody.IsJson(c.RequestContentType), isGrpc);
-        var responseBody = Body(c.ResponseBody, RequestBody.IsJson(c.ResponseContentType), isGrpc);
         var units = Units(c);
+        // A streamed response's bytes are in its units (each SSE event, each gRPC message): its body keeps only the
+        // full length, the truncation flag and the hash, instead of the same bytes a second time.
+        var responseBody = units is { Count: > 0 }
+            ? BodySummary(c.ResponseBody)
+            : Body(c.ResponseBody, RequestBody.IsJson(c.ResponseContentType), isGrpc);
         var (grpcStatus, grpcMessage) = isGrpc ? GrpcStatus(trailers, responseHeaders) : (null, null);
         var timing = new RecordedTiming
         {
@@ -110,6 +114,13 @@ internal sealed class RecordBuilder
             Base64 = text is null ? Convert.ToBase64String(bytes) : null,
         };
     }
+
+    private static RecordedBody? BodySummary(CapturedBody body) => body.Length == 0 ? null : new RecordedBody
+    {
+        Length = body.Length,
+        Truncated = body.Length > body.Count,
+        Sha256 = Convert.ToHexStringLower(body.Sha256 ?? SHA256.HashData(body.Span)),
+    };
 
     private List<StreamUnit>? Units(CapturedExchange c)
     {
