@@ -6,9 +6,10 @@
 # Configurations, each at every rate of --rates for --duration (after a 2 s warm-up):
 #   direct        replay load in one process (no Redis), pinned to core 0        - the baseline
 #   1 worker      one worker pinned to core 0, the coordinator sending nothing
-#   2 workers/1   two workers both pinned to core 0                               - the cost of splitting on one core
 #   2 workers/2   two workers on cores 0 and 1 (core 1 shared with the server and Redis)
-# The simulator and redis-server are pinned to the last core. "Sustained" = achieved >= 99% of intended and
+#   2 workers/1   two workers both pinned to core 0                               - the cost of splitting on one core
+# The simulator and the redis-servers are pinned to the last core; every sending process holds at most 4,000
+# sockets; the four configurations run back to back at each rate, so they see about the same machine load. "Sustained" = achieved >= 99% of intended and
 # completions >= 99% of requests sent.
 #
 # Usage: bench/replay-workers.sh [--duration 8s] [--rates "2000 5000 10000 15000"]. Needs redis-server, python3, taskset.
@@ -41,9 +42,14 @@ REPLAY="$OUT/art/bin/Replay/release/Replay.dll"
 SIM="$OUT/art/bin/ModelSim/release/ModelSim.dll"
 CORES=$(nproc); SRV_CPU=$((CORES - 1))
 
-REDIS_PORT=$(free_port)
-setsid taskset -c "$SRV_CPU" redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save "" --appendonly no --loglevel warning </dev/null >"$OUT/redis.log" 2>&1 &
-pids+=($!)
+# One redis-server per worker configuration, so that idle workers of one configuration never take the slices of
+# another: every configuration is then measured at each rate back to back (the machine is shared, and its load moves).
+declare -A REDIS
+for cfg in w1 w2-2cores w2-1core; do
+  port=$(free_port)
+  setsid taskset -c "$SRV_CPU" redis-server --port "$port" --bind 127.0.0.1 --save "" --appendonly no --loglevel warning </dev/null >"$OUT/redis-$cfg.log" 2>&1 &
+  pids+=($!); REDIS[$cfg]="127.0.0.1:$port"
+done
 HTTP=$(free_port); GRPC=$(free_port)
 setsid taskset -c "$SRV_CPU" dotnet "$SIM" --Sim:Http:Port="$HTTP" --Sim:Grpc:Port="$GRPC" --Sim:Slots=20000 --Sim:Queue=100000 \
   --Sim:PrefillMs=0 --Sim:PrefillPerTokenMs=0 --Sim:PerTokenMs=0 --Sim:BatchSlowdown=0 --Logging:LogLevel:Default=Warning </dev/null >"$OUT/sim.log" 2>&1 &
@@ -54,36 +60,32 @@ cat >"$OUT/health.json" <<'JSON'
 { "requests": [ { "name": "health", "method": "GET", "path": "/health" } ] }
 JSON
 
-worker_pids=()
-start_workers() { # start_workers CPU...: one worker per CPU given
-  local i=0
-  for cpu in "$@"; do
-    setsid taskset -c "$cpu" dotnet "$REPLAY" worker --redis "127.0.0.1:$REDIS_PORT" --name "bench-$cpu-$i" </dev/null >"$OUT/worker-$cpu-$i.log" 2>&1 &
-    worker_pids+=($!); pids+=($!); i=$((i + 1))
-  done
-  sleep 3
+start_worker() { # start_worker CONFIG CPU NAME
+  setsid taskset -c "$2" dotnet "$REPLAY" worker --redis "${REDIS[$1]}" --name "$3" </dev/null >"$OUT/worker-$3.log" 2>&1 &
+  pids+=($!)
 }
-stop_workers() { for p in "${worker_pids[@]}"; do kill "$p" 2>/dev/null || true; done; for p in "${worker_pids[@]}"; do wait "$p" 2>/dev/null || true; done; worker_pids=(); }
 
+# At most 4,000 sockets per sending process: /health answers at once, so that is plenty, and a generator that falls
+# behind cannot pile up more connections than the simulator's open-file limit allows (20,000 here).
 run() { # run NAME RATE [extra args]: "${prefix[@]}" load ... "$@"
   local name=$1 rate=$2; shift 2
-  "${prefix[@]}" load --template "$OUT/health.json" --target "$URL" --rate "$rate" --duration "$duration" --warmup 2s \
+  "${prefix[@]}" load --template "$OUT/health.json" --target "$URL" --rate "$rate" --duration "$duration" --warmup 2s --connections 4000 \
     --progress none --report "$OUT/runs/$name-$rate" "$@" >"$OUT/runs/$name-$rate.log" 2>&1 || log "$name at $rate/s exited $?: $(tail -3 "$OUT/runs/$name-$rate.log")"
 }
 
 log "load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
-prefix=(taskset -c 0 dotnet "$REPLAY")
-for rate in $rates; do log "direct, $rate/s"; run direct "$rate"; done
-prefix=(dotnet "$REPLAY")
-start_workers 0
-for rate in $rates; do log "1 worker, $rate/s"; run w1 "$rate" --workers 1 --redis "127.0.0.1:$REDIS_PORT"; done
-stop_workers
-start_workers 0 0
-for rate in $rates; do log "2 workers on core 0, $rate/s"; run w2-1core "$rate" --workers 2 --redis "127.0.0.1:$REDIS_PORT"; done
-stop_workers
-start_workers 0 "$SRV_CPU"
-for rate in $rates; do log "2 workers on cores 0 and $SRV_CPU, $rate/s"; run w2-2cores "$rate" --workers 2 --redis "127.0.0.1:$REDIS_PORT"; done
-stop_workers
+start_worker w1 0 w1-a
+start_worker w2-2cores 0 w2c-a; start_worker w2-2cores "$SRV_CPU" w2c-b
+start_worker w2-1core 0 w21-a; start_worker w2-1core 0 w21-b
+sleep 5
+for rate in $rates; do
+  log "$rate/s: direct, 1 worker, 2 workers on 2 cores, 2 workers on core 0 (load average $(cut -d' ' -f1 /proc/loadavg))"
+  prefix=(taskset -c 0 dotnet "$REPLAY"); run direct "$rate"
+  prefix=(dotnet "$REPLAY")
+  run w1 "$rate" --workers 1 --redis "${REDIS[w1]}"
+  run w2-2cores "$rate" --workers 2 --redis "${REDIS[w2-2cores]}"
+  run w2-1core "$rate" --workers 2 --redis "${REDIS[w2-1core]}"
+done
 log "load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
 
 echo
@@ -92,7 +94,7 @@ echo "target: GET /health of the simulator (20,000 slots) on core $SRV_CPU with 
 python3 - "$OUT/runs" "$rates" <<'PY'
 import json, os, sys
 runs, rates = sys.argv[1], sys.argv[2].split()
-names = [("direct", "direct (1 process, core 0)"), ("w1", "1 worker (core 0)"), ("w2-1core", "2 workers (both core 0)"), ("w2-2cores", "2 workers (cores 0, 1)")]
+names = [("direct", "direct (1 process, core 0)"), ("w1", "1 worker (core 0)"), ("w2-2cores", "2 workers (cores 0, 1)"), ("w2-1core", "2 workers (both core 0)")]
 print(f"{'configuration':<28} {'asked/s':>8} {'achieved/s':>10} {'done/s':>8} {'lag p50 ms':>10} {'lag p99 ms':>10} {'lat p99 ms':>10} {'errors':>7} {'lost':>5}  sustained")
 best = {}
 for key, label in names:

@@ -52,6 +52,20 @@ internal static class ReportHtml
         }
 
         Row(html, "skipped records", Fmt($"{r.SkippedRecords}"));
+        if (r.Connections is { } conn)
+        {
+            Row(html, "sockets", Fmt($"at most {conn.Limit} (open-file limit {conn.OpenFileLimit}); {conn.PeakInUse} in use at the peak; {conn.Waits} request(s) waited for one"));
+        }
+
+        if (r.Workers is { } w)
+        {
+            Row(html, "workers", Fmt($"{w.Names.Count} reported ({string.Join(", ", w.Names)}); {w.Slices} slices, {w.TakenOver} taken over, {w.LostSessions} sessions lost, {w.MissingSlices} missing"));
+        }
+
+        if (r.Conversations is { } cv)
+        {
+            Row(html, "generated conversations", Fmt($"{cv.Conversations} of {cv.Turns} turns; {cv.Generated} user turns generated, {cv.CacheHits} from the cache, {cv.Failures} failed; digest {cv.Digest}"));
+        }
         html.Append("</table>");
 
         html.Append("<h2>Latency (ms)</h2><table><tr><th>measure</th><th>count</th><th>p50</th><th>p90</th><th>p95</th><th>p99</th><th>p99.9</th><th>max</th></tr>");
