@@ -36,6 +36,7 @@ internal sealed class Worker
     private readonly ConcurrentDictionary<RedisValue, Task> _inProgress = new();
     private long _slicesDone;
     private int _dispatching;
+    private RequestLog? _log;
 
     /// <summary>Creates a worker.</summary>
     public Worker(IConnectionMultiplexer redis, string name, string? logRequests, TextWriter output, TextWriter error, ILogger logger, TimeProvider time)
@@ -65,6 +66,7 @@ internal sealed class Worker
         var db = _redis.GetDatabase();
         await WorkQueue.EnsureGroupAsync(db).ConfigureAwait(false);
         await BeatAsync(db).ConfigureAwait(false);
+        _log = _logRequests is null ? null : new RequestLog(_logRequests);
         await _output.WriteLineAsync($"replay worker {_name}: waiting for work in {WorkQueue.Work} (group {WorkQueue.Group})").ConfigureAwait(false);
         using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         var heartbeat = HeartbeatAsync(db, stop.Token);
@@ -100,6 +102,7 @@ internal sealed class Worker
 
                 if (!taken)
                 {
+                    await RetireIdleRunsAsync().ConfigureAwait(false);
                     await Task.Delay(TimeSpan.FromMilliseconds(50), _time, cancellationToken).ConfigureAwait(false);
                 }
             }
@@ -128,6 +131,11 @@ internal sealed class Worker
                 {
                     await context.DisposeAsync().ConfigureAwait(false);
                 }
+            }
+
+            if (_log is not null)
+            {
+                await _log.DisposeAsync().ConfigureAwait(false);
             }
         }
 
@@ -173,13 +181,44 @@ internal sealed class Worker
     {
         var runId = entry["run"].ToString();
         var slice = (int)entry["slice"];
-        var context = await _runs.GetOrAdd(runId, key => new Lazy<Task<RunContext?>>(() => LoadRunAsync(db, key, cancellationToken))).Value.ConfigureAwait(false);
+        RunContext? context;
+        while (true)
+        {
+            var lazy = _runs.GetOrAdd(runId, key => new Lazy<Task<RunContext?>>(() => LoadRunAsync(db, key, cancellationToken)));
+            context = await lazy.Value.ConfigureAwait(false);
+            if (context is null || Interlocked.Increment(ref context.Active) > 0)
+            {
+                break;
+            }
+
+            // Retired a moment ago (its clients closed): open the run again.
+            _runs.TryRemove(new KeyValuePair<string, Lazy<Task<RunContext?>>>(runId, lazy));
+        }
+
         if (context is null || slice < 0 || slice >= context.Spec.Slices.Count)
         {
+            if (context is not null)
+            {
+                Interlocked.Decrement(ref context.Active);
+            }
+
             await db.StreamAcknowledgeAsync(WorkQueue.Work, WorkQueue.Group, entry.Id).ConfigureAwait(false);
             return;
         }
 
+        try
+        {
+            await RunSliceAsync(db, entry, context, runId, slice, takenOver, dispatched, cancellationToken).ConfigureAwait(false);
+        }
+        finally
+        {
+            Volatile.Write(ref context.LastUsed, _time.GetTimestamp());
+            Interlocked.Decrement(ref context.Active);
+        }
+    }
+
+    private async Task RunSliceAsync(IDatabase db, StreamEntry entry, RunContext context, string runId, int slice, bool takenOver, Action dispatched, CancellationToken cancellationToken)
+    {
         var range = context.Spec.Slices[slice];
         var metrics = new RunMetrics(_time, context.Run.Slos, keepSeconds: true);
         var sentKey = WorkQueue.Sent(runId);
@@ -214,6 +253,32 @@ internal sealed class Worker
         Interlocked.Increment(ref _slicesDone);
     }
 
+    /// <summary>
+    /// Closes the clients of runs this worker has had no slice of for <see cref="RetireAfter"/>: their pooled
+    /// connections would otherwise stay open (and count against the target's and this process's descriptors) for the
+    /// pool's idle timeout. A slice of a retired run that comes later (taken over) opens the run again.
+    /// </summary>
+    private async Task RetireIdleRunsAsync()
+    {
+        foreach (var (id, lazy) in _runs)
+        {
+            // Active goes very negative, atomically and only from 0, so a slice arriving meanwhile sees it retired.
+            if (lazy.IsValueCreated && lazy.Value.IsCompletedSuccessfully && lazy.Value.Result is { } context
+                && _time.GetElapsedTime(Volatile.Read(ref context.LastUsed)) > RetireAfter
+                && Interlocked.CompareExchange(ref context.Active, int.MinValue / 2, 0) == 0)
+            {
+                _runs.TryRemove(new KeyValuePair<string, Lazy<Task<RunContext?>>>(id, lazy));
+                await context.DisposeAsync().ConfigureAwait(false);
+            }
+        }
+    }
+
+    /// <summary>How long a run's clients stay open after its last slice here (default: the claim idle time + 5 s, so a slice taken over soon after still finds them).</summary>
+    public TimeSpan RetireAfter { get; init; } = WorkQueue.ClaimIdle + TimeSpan.FromSeconds(5);
+
+    /// <summary>Runs whose clients are open here.</summary>
+    public int OpenRuns => _runs.Count;
+
     private async Task<RunContext?> LoadRunAsync(IDatabase db, string runId, CancellationToken cancellationToken)
     {
         var json = await db.HashGetAsync(WorkQueue.Run(runId), "spec").ConfigureAwait(false);
@@ -234,10 +299,9 @@ internal sealed class Worker
         var clients = prepared.Run.Clients with { MaxConnections = budget.Limit };
         var http = new HttpSender(HttpSender.CreateHandler(clients), clients, _time);
         var webSockets = new WebSocketSender(clients, _time);
-        var log = _logRequests is null ? null : new RequestLog(_logRequests);
         var nowMs = _time.GetUtcNow().ToUnixTimeMilliseconds();
         var epoch = _time.GetTimestamp() + ((spec.EpochUnixMs - nowMs) * _time.TimestampFrequency / 1000);
-        var context = new RunContext(spec, prepared.Run, prepared.Plan, budget, http, webSockets, log, epoch);
+        var context = new RunContext(spec, prepared.Run, prepared.Plan, budget, http, webSockets, _log, epoch);
 
         // The warm-up (JIT, connections) runs before the epoch, each worker at its share of the starting rate.
         var warmup = Math.Min(spec.WarmupSeconds, ((spec.EpochUnixMs - nowMs) / 1000.0) - 0.3);
@@ -286,16 +350,19 @@ internal sealed class Worker
     /// <summary>A run as this worker knows it: the plan it built from the spec, and its own clients.</summary>
     private sealed record RunContext(RunSpec Spec, ValidatedRun Run, RunPlan Plan, ConnectionBudget Budget, HttpSender Http, WebSocketSender WebSockets, RequestLog? Log, long EpochTimestamp) : IAsyncDisposable
     {
-        public async ValueTask DisposeAsync()
-        {
-            if (Log is not null)
-            {
-                await Log.DisposeAsync().ConfigureAwait(false);
-            }
+        /// <summary>Slices of this run being handled now.</summary>
+        public int Active;
 
+        /// <summary>When the last slice ended (timestamp).</summary>
+        public long LastUsed = EpochTimestamp;
+
+        /// <summary>Closes the run's clients (the request log is the worker's and stays open).</summary>
+        public ValueTask DisposeAsync()
+        {
             Http.Dispose();
             WebSockets.Dispose();
             Budget.Dispose();
+            return ValueTask.CompletedTask;
         }
     }
 }

@@ -101,6 +101,29 @@ public sealed class WorkerTests
         Assert.InRange(sim.Stats.Requests, measured, 1200); // none sent twice: the simulator saw no more than the plan
     }
 
+    [Fact(Timeout = 60_000)]
+    public async Task A_worker_closes_a_runs_connections_once_the_run_is_over()
+    {
+        await using var redis = await RedisServer.StartAsync();
+        await using var sim = await TestHost.StartSimAsync();
+        using var connection = await StackExchange.Redis.ConnectionMultiplexer.ConnectAsync(redis.ConnectionString);
+        using var stop = new CancellationTokenSource();
+        var worker = new Replay.Workers.Worker(connection, "retiring", null, TextWriter.Null, TextWriter.Null, Microsoft.Extensions.Logging.Abstractions.NullLogger.Instance, TimeProvider.System)
+        {
+            RetireAfter = TimeSpan.FromSeconds(2),
+        };
+        var running = worker.RunAsync(stop.Token);
+
+        var result = await TestHost.RunAsync(["load", "--target", sim.HttpAddress.ToString(), "--rate", "100", "--duration", "1s", "--max-tokens", "2", "--progress", "none",
+            "--workers", "1", "--redis", redis.ConnectionString]);
+
+        Assert.True(result.ExitCode == 0, result.ToString());
+        Assert.Equal(1, worker.OpenRuns); // the run's clients were open while it ran
+        await Eventually.TrueAsync(() => worker.OpenRuns == 0, TimeSpan.FromSeconds(10), () => "the finished run's clients stayed open");
+        await stop.CancelAsync();
+        await running.WaitAsync(TimeSpan.FromSeconds(10));
+    }
+
     [Fact]
     public void Metrics_merged_from_parts_equal_the_metrics_of_the_whole()
     {
