@@ -98,18 +98,24 @@ internal sealed class RecordBuilder
 
         var bytes = body.Span;
         var truncated = body.Length > body.Count;
-        var sha = body.Sha256 ?? SHA256.HashData(bytes);
         var text = binary ? null : TryText(bytes, truncated);
+        var redacted = false;
         if (text is not null && (json || text.Contains('"', StringComparison.Ordinal)))
         {
-            text = _redactor.Json(text);
+            var clean = _redactor.Json(text);
+            redacted = !ReferenceEquals(clean, text) && clean != text;
+            text = clean;
         }
 
+        // The hash of a body whose secrets were replaced is taken over what is recorded, never over the secret-bearing
+        // original: with the rest of the body known, a hash of the original would let a weak secret be guessed.
+        var sha = redacted ? SHA256.HashData(Encoding.UTF8.GetBytes(text!)) : body.Sha256 ?? SHA256.HashData(bytes);
         return new RecordedBody
         {
             Length = body.Length,
             Truncated = truncated,
             Sha256 = Convert.ToHexStringLower(sha),
+            Redacted = redacted,
             Text = text,
             Base64 = text is null ? Convert.ToBase64String(bytes) : null,
         };

@@ -163,8 +163,14 @@ public sealed record RecordedBody
     /// <summary>True when only the first bytes were kept.</summary>
     public bool Truncated { get; init; }
 
-    /// <summary>Lower-case hex SHA-256 of the full body.</summary>
+    /// <summary>
+    /// Lower-case hex SHA-256 of the full body as received; when <see cref="Redacted"/> is true, of the recorded bytes
+    /// (after redaction) instead, so that the hash cannot be used to guess a redacted secret.
+    /// </summary>
     public required string Sha256 { get; init; }
+
+    /// <summary>True when redaction changed the recorded bytes (then <see cref="Sha256"/> is of the redacted bytes).</summary>
+    public bool Redacted { get; init; }
 
     /// <summary>The captured bytes as text, when they are valid UTF-8; otherwise null and <see cref="Base64"/> is set.</summary>
     public string? Text { get; init; }

@@ -6,7 +6,7 @@ namespace Contracts.Recording;
 /// <summary>
 /// The embedded default store: one append-only JSON Lines file per recording (<c>{Directory}/{name}.jsonl</c>, in the
 /// format of <see cref="RecordingFile"/>), the same schema as Redis, read the same way by the replay tool. Needs no
-/// server; suited to one gateway. Thread-safe; one writer per file within a process.
+/// server. Thread-safe, and safe for several processes (gateways) appending to the same directory.
 /// </summary>
 public sealed class FileRecordingStore : IRecordingStore
 {
@@ -91,7 +91,6 @@ public sealed class FileRecordingStore : IRecordingStore
             return null;
         }
 
-        await FlushAsync(name, cancellationToken);
         var c = await RecordingFile.ScanAsync(path, null, cancellationToken);
         return new RecordingInfo
         {
@@ -115,7 +114,6 @@ public sealed class FileRecordingStore : IRecordingStore
             return [];
         }
 
-        await FlushAsync(name, cancellationToken);
         var c = await RecordingFile.ScanAsync(path, null, cancellationToken);
         return [.. c.Sessions.Values];
     }
@@ -129,7 +127,6 @@ public sealed class FileRecordingStore : IRecordingStore
             yield break;
         }
 
-        await FlushAsync(name, cancellationToken);
         await foreach (var x in RecordingFile.ReadExchangesAsync(path, cancellationToken))
         {
             yield return x;
@@ -165,14 +162,6 @@ public sealed class FileRecordingStore : IRecordingStore
         _writers.Clear();
     }
 
-    private async Task FlushAsync(string name, CancellationToken cancellationToken)
-    {
-        if (_writers.TryGetValue(name, out var writer))
-        {
-            await writer.FlushAsync(cancellationToken);
-        }
-    }
-
     private async Task AppendLinesAsync(string name, IReadOnlyList<byte[]> lines, CancellationToken cancellationToken)
     {
         var writer = _writers.GetOrAdd(name, static (n, self) => new Writer(self.PathOf(n)), this);
@@ -181,31 +170,37 @@ public sealed class FileRecordingStore : IRecordingStore
 
     private long NowMicros() => _time.GetUtcNow().ToUnixTimeMilliseconds() * 1000;
 
-    /// <summary>An open append-only file, written by one caller at a time.</summary>
+    /// <summary>
+    /// Appends to one recording's file, one batch at a time, safely across processes: two gateways may share a file
+    /// store. Each batch holds an exclusive lock on <c>NAME.jsonl.lock</c> (an advisory <c>flock</c>, which .NET takes for
+    /// <see cref="FileShare.None"/>), opens the data file, writes at its current end and closes it, so batches of
+    /// different writers never overwrite or interleave each other. Readers do not take the lock.
+    /// </summary>
     private sealed class Writer(string path) : IAsyncDisposable
     {
+        private static readonly TimeSpan s_lockWait = TimeSpan.FromSeconds(10);
         private readonly SemaphoreSlim _gate = new(1, 1);
-        private FileStream? _stream;
 
         public async Task AppendAsync(IReadOnlyList<byte[]> lines, CancellationToken cancellationToken)
         {
             await _gate.WaitAsync(cancellationToken);
             try
             {
-                _stream ??= new FileStream(path, new FileStreamOptions
+                await using var fileLock = await AcquireLockAsync(cancellationToken);
+                await using var stream = new FileStream(path, new FileStreamOptions
                 {
                     Mode = FileMode.Append,
                     Access = FileAccess.Write,
-                    Share = FileShare.Read | FileShare.Delete,
+                    Share = FileShare.ReadWrite | FileShare.Delete,
                     Options = FileOptions.Asynchronous,
                     BufferSize = 1 << 16,
                 });
                 foreach (var line in lines)
                 {
-                    await _stream.WriteAsync(line, cancellationToken);
+                    await stream.WriteAsync(line, cancellationToken);
                 }
 
-                await _stream.FlushAsync(cancellationToken);
+                await stream.FlushAsync(cancellationToken);
             }
             finally
             {
@@ -213,36 +208,25 @@ public sealed class FileRecordingStore : IRecordingStore
             }
         }
 
-        public async Task FlushAsync(CancellationToken cancellationToken)
+        public ValueTask DisposeAsync()
         {
-            await _gate.WaitAsync(cancellationToken);
-            try
-            {
-                if (_stream is not null)
-                {
-                    await _stream.FlushAsync(cancellationToken);
-                }
-            }
-            finally
-            {
-                _gate.Release();
-            }
+            _gate.Dispose();
+            return ValueTask.CompletedTask;
         }
 
-        public async ValueTask DisposeAsync()
+        private async Task<FileStream> AcquireLockAsync(CancellationToken cancellationToken)
         {
-            await _gate.WaitAsync();
-            try
+            var deadline = DateTime.UtcNow + s_lockWait;
+            while (true)
             {
-                if (_stream is not null)
+                try
                 {
-                    await _stream.DisposeAsync();
-                    _stream = null;
+                    return new FileStream(path + ".lock", FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.None, 1, FileOptions.None);
                 }
-            }
-            finally
-            {
-                _gate.Release();
+                catch (IOException) when (DateTime.UtcNow < deadline)
+                {
+                    await Task.Delay(2, cancellationToken); // another writer holds the file for one batch
+                }
             }
         }
     }

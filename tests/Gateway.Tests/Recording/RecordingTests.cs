@@ -224,6 +224,9 @@ public sealed class RecordingTests(RedisFixture redis) : IClassFixture<RedisFixt
         Assert.Equal(Redaction.Marker, login.Request.Headers.Single(h => h.Name == "Authorization").Value);
         Assert.Equal(Redaction.Marker, login.Response.Headers.Single(h => h.Name == "Set-Cookie").Value);
         Assert.Contains("\"user\":\"ann\"", login.Request.Body!.Text, StringComparison.Ordinal);
+        // The hash of a redacted body is of what was recorded: it cannot be used to guess the secret.
+        Assert.True(login.Request.Body.Redacted);
+        Assert.Equal(Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(login.Request.Body.Text!))), login.Request.Body.Sha256);
         Assert.Equal(login.Request.Body.Length, Encoding.UTF8.GetByteCount(JsonSerializer.Serialize(new { user = "ann", password = "p@ss \"quoted\"", api_key = "sk-123" })));
 
         var cut = records[1];
