@@ -126,9 +126,11 @@ internal static class GatewayApp
 
     private static Task NoRouteAsync(HttpContext context)
     {
-        var listener = context.GetListener()?.Tag() ?? "unknown";
-        return ErrorResponses.WriteAsync(context, StatusCodes.Status404NotFound, Grpc.Core.StatusCode.Unimplemented, "not_found", "route_not_found",
-            $"No route for {context.Request.Method} {context.Request.Path} on the {listener} listener.");
+        var listener = context.GetListener();
+        var message = listener != ListenerName.WebSocket && ListenerMatcherPolicy.IsWebSocketUpgrade(context)
+            ? $"WebSocket upgrades are served on the WebSocket listener only, not on the {listener?.Tag() ?? "unknown"} listener."
+            : $"No route for {context.Request.Method} {context.Request.Path} on the {listener?.Tag() ?? "unknown"} listener.";
+        return ErrorResponses.WriteAsync(context, StatusCodes.Status404NotFound, Grpc.Core.StatusCode.Unimplemented, "not_found", "route_not_found", message);
     }
 
     private static void ConfigureKestrel(WebApplicationBuilder builder, ListenerRegistry registry, GatewayLimitsOptions limits)

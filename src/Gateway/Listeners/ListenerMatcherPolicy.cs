@@ -32,6 +32,10 @@ internal sealed class ListenerMatcherPolicy : MatcherPolicy, IEndpointSelectorPo
     public Task ApplyAsync(HttpContext httpContext, CandidateSet candidates)
     {
         var listener = httpContext.GetListener();
+
+        // Each protocol has its own listener: a WebSocket upgrade is served on the WebSocket listener only, so that a
+        // route like /v1/{**rest} on the HTTP listener cannot carry WebSocket sessions past their own limits.
+        var misplacedUpgrade = listener != ListenerName.WebSocket && IsWebSocketUpgrade(httpContext);
         for (var i = 0; i < candidates.Count; i++)
         {
             if (!candidates.IsValidCandidate(i))
@@ -40,7 +44,7 @@ internal sealed class ListenerMatcherPolicy : MatcherPolicy, IEndpointSelectorPo
             }
 
             var metadata = candidates[i].Endpoint.Metadata.GetMetadata<ListenerMetadata>();
-            if (metadata is not null && (listener is null || !metadata.Allows(listener.Value)))
+            if (metadata is not null && (listener is null || !metadata.Allows(listener.Value) || misplacedUpgrade))
             {
                 candidates.SetValidity(i, false);
             }
@@ -48,4 +52,9 @@ internal sealed class ListenerMatcherPolicy : MatcherPolicy, IEndpointSelectorPo
 
         return Task.CompletedTask;
     }
+
+    /// <summary>Whether the request asks for a WebSocket (HTTP/1.1 <c>Upgrade: websocket</c>, or HTTP/2 extended CONNECT).</summary>
+    public static bool IsWebSocketUpgrade(HttpContext context) =>
+        (context.Request.Headers.Upgrade is { Count: > 0 } u && string.Equals(u[0], "websocket", StringComparison.OrdinalIgnoreCase))
+        || context.Features.Get<Microsoft.AspNetCore.Http.Features.IHttpExtendedConnectFeature>()?.IsExtendedConnect == true;
 }

@@ -154,25 +154,33 @@ internal sealed class AdmissionOptions
 }
 
 /// <summary>
-/// The adaptive concurrency limit (a gradient controller after Netflix concurrency-limits' Gradient2), bound from
+/// The adaptive concurrency limit (a gradient controller after Envoy's adaptive concurrency filter), bound from
 /// <c>Gateway:Shaping:Admission:{clusterId}:Adaptive</c>.
 /// </summary>
 internal sealed class AdaptiveOptions
 {
     public bool Enabled { get; set; }
 
-    public int MinLimit { get; set; } = 1;
+    /// <summary>The smallest limit, and the limit while the no-load latency is measured. Default 2.</summary>
+    public int MinLimit { get; set; } = 2;
 
+    /// <summary>The largest limit: the model server's batch slots is a good value. Default 1000.</summary>
     public int MaxLimit { get; set; } = 1000;
 
-    /// <summary>How much latency above the long-term average is tolerated before the limit shrinks (gradient numerator factor). Default 1.5.</summary>
+    /// <summary>Latency accepted above the no-load latency (a factor), e.g. the slow-down of a full batch. Default 1.5.</summary>
     public double Tolerance { get; set; } = 1.5;
 
-    /// <summary>Weight of a new limit estimate (0 to 1). Default 0.2.</summary>
+    /// <summary>Weight of a new limit estimate (0 to 1]. Default 0.2.</summary>
     public double Smoothing { get; set; } = 0.2;
 
-    /// <summary>Samples averaged into the long-term latency (exponential moving average window). Default 600.</summary>
-    public int LongWindow { get; set; } = 600;
+    /// <summary>How often the limit is recomputed, from the p90 latency of that window. Default 00:00:00.250.</summary>
+    public TimeSpan SampleWindow { get; set; } = TimeSpan.FromMilliseconds(250);
+
+    /// <summary>How often the no-load latency is measured again (the limit is pinned at MinLimit meanwhile). Default 00:01:00.</summary>
+    public TimeSpan MinRttInterval { get; set; } = TimeSpan.FromMinutes(1);
+
+    /// <summary>Requests measured for the no-load latency (its p10 is taken). Default 20.</summary>
+    public int MinRttSamples { get; set; } = 20;
 }
 
 /// <summary>Circuit breaker (Polly.Core), bound from <c>Gateway:Shaping:Admission:{clusterId}:CircuitBreaker</c>.</summary>

@@ -165,7 +165,9 @@ internal sealed class ShapingOptionsValidator : IValidateOptions<ShapingOptions>
                     errors.Add($"{k}:Adaptive:Smoothing must be in (0, 1] (was {a.Adaptive.Smoothing}).");
                 }
 
-                Positive(a.Adaptive.LongWindow, $"{k}:Adaptive:LongWindow", errors);
+                PositiveTime(a.Adaptive.SampleWindow, $"{k}:Adaptive:SampleWindow", errors);
+                PositiveTime(a.Adaptive.MinRttInterval, $"{k}:Adaptive:MinRttInterval", errors);
+                Positive(a.Adaptive.MinRttSamples, $"{k}:Adaptive:MinRttSamples", errors);
             }
 
             if (a.CircuitBreaker.Enabled)

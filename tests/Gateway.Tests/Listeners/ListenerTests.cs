@@ -111,6 +111,14 @@ public sealed class ListenerTests
             Assert.Equal(HttpStatusCode.NotFound, r.StatusCode);
         }
 
+        // A WebSocket upgrade on the HTTP listener, although /v1/{**rest} matches /v1/stream there: refused, so that
+        // WebSocket sessions cannot bypass their listener (and its limits).
+        using (var ws = new ClientWebSocket())
+        {
+            var refused = await Assert.ThrowsAsync<WebSocketException>(() => ws.ConnectAsync(new Uri($"ws://{h.Http.Authority}/v1/stream"), CancellationToken.None));
+            Assert.Contains("404", refused.Message, StringComparison.Ordinal);
+        }
+
         // A gRPC call on the WebSocket listener (HTTP/1.1 only): the call fails, nothing reaches the model server.
         using (var channel = GrpcChannel.ForAddress(h.WebSocket))
         {

@@ -97,7 +97,7 @@ internal sealed class AdmissionController
             if (_queued == 0 && _inFlight < CurrentLimit)
             {
                 _inFlight++;
-                return AdmissionResult.Admitted(new AdmissionLease(this, _time), TimeSpan.Zero);
+                return AdmissionResult.Admitted(NewLease(), TimeSpan.Zero);
             }
 
             var settings = _settings;
@@ -133,23 +133,44 @@ internal sealed class AdmissionController
         }
 
         var waited = _time.GetElapsedTime(waiter.EnqueuedAt);
-        return reason is null
-            ? AdmissionResult.Admitted(new AdmissionLease(this, _time), waited)
-            : AdmissionResult.Refused(reason, RetryAfter());
+        if (reason is not null)
+        {
+            return AdmissionResult.Refused(reason, RetryAfter());
+        }
+
+        lock (_lock)
+        {
+            return AdmissionResult.Admitted(NewLease(), waited);
+        }
     }
 
     /// <summary>Called by the lease: one request left, with its latency to the first response byte (or null if none).</summary>
-    internal void Exit(double? firstByteMs)
+    internal void Exit(double? firstByteMs, bool admittedCalibrating, int epoch)
     {
         lock (_lock)
         {
             _inFlight--;
             if (firstByteMs is { } ms)
             {
-                _adaptive?.Sample(ms, _inFlight + 1);
+                _adaptive?.Sample(ms, _inFlight + 1, _time.GetTimestamp() * 1000.0 / _time.TimestampFrequency, admittedCalibrating, epoch);
             }
 
             GrantWaiting();
+        }
+    }
+
+    /// <summary>A lease for a request admitted now (call under the lock).</summary>
+    private AdmissionLease NewLease() => new(this, _time, _adaptive?.Calibrating ?? false, _adaptive?.Epoch ?? 0);
+
+    /// <summary>The adaptive limit's latest no-load latency in milliseconds, or null when the limit is fixed.</summary>
+    public double? MinRttMs
+    {
+        get
+        {
+            lock (_lock)
+            {
+                return _adaptive?.MinRttMs;
+            }
         }
     }
 
@@ -355,14 +376,18 @@ internal sealed class AdmissionLease : IDisposable
     private readonly AdmissionController _owner;
     private readonly TimeProvider _time;
     private readonly long _start;
+    private readonly bool _calibrating;
+    private readonly int _epoch;
     private long _firstByte;
     private int _disposed;
 
-    public AdmissionLease(AdmissionController owner, TimeProvider time)
+    public AdmissionLease(AdmissionController owner, TimeProvider time, bool calibrating, int epoch)
     {
         _owner = owner;
         _time = time;
         _start = time.GetTimestamp();
+        _calibrating = calibrating;
+        _epoch = epoch;
     }
 
     /// <summary>Marks the first response byte (the adaptive limit's latency signal).</summary>
@@ -376,7 +401,7 @@ internal sealed class AdmissionLease : IDisposable
         if (Interlocked.Exchange(ref _disposed, 1) == 0)
         {
             var fb = Interlocked.Read(ref _firstByte);
-            _owner.Exit(fb > 0 ? _time.GetElapsedTime(_start, fb).TotalMilliseconds : null);
+            _owner.Exit(fb > 0 ? _time.GetElapsedTime(_start, fb).TotalMilliseconds : null, _calibrating, _epoch);
         }
     }
 }
