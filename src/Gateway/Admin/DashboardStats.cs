@@ -286,7 +286,7 @@ internal sealed class DashboardStats : IDisposable
 
             return new
             {
-                uptime_s = (long)_time.GetElapsedTime(_start).TotalSeconds,
+                uptime_s = (long)_time.GetElapsedTime(_start).TotalSeconds, // since the gateway started
                 window_s = Window,
                 rps = Math.Round(windowRequests / (double)Window, 1),
                 status = StatusMix(statusTotals),

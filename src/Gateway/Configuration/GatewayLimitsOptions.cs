@@ -8,6 +8,12 @@ internal sealed class GatewayLimitsOptions
 
     /// <summary>Largest request body in bytes; a larger one is refused with 413. Default 10 MiB; must be &gt; 0.</summary>
     public long MaxRequestBodyBytes { get; set; } = 10 * 1024 * 1024;
+
+    /// <summary>
+    /// How long a WebSocket connection may stay silent in both directions (a chat session between turns) before the
+    /// gateway closes it; it replaces the cluster's short-call idle timeout for WebSockets. Default 01:00:00.
+    /// </summary>
+    public TimeSpan WebSocketIdleTimeout { get; set; } = TimeSpan.FromHours(1);
 }
 
 /// <summary>Telemetry export, bound from <c>Gateway:Telemetry</c>.</summary>

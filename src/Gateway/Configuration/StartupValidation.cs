@@ -19,6 +19,13 @@ internal static class StartupValidation
     public static Result Validate(IConfiguration configuration)
     {
         var errors = new List<string>();
+        KnownKeys.Check(configuration, errors);
+        if (errors.Count > 0)
+        {
+            // The values below would only repeat these problems in the binder's words.
+            return new Result(new ListenersOptions(), new GatewayLimitsOptions(), new GatewayTelemetryOptions(), new Admin.AdminOptions(), new Dictionary<ListenerName, X509Certificate2>(), errors);
+        }
+
         var listeners = Bind<ListenersOptions>(configuration, ListenersOptions.Section, errors);
         var limits = Bind<GatewayLimitsOptions>(configuration, GatewayLimitsOptions.Section, errors);
         var telemetry = Bind<GatewayTelemetryOptions>(configuration, GatewayTelemetryOptions.Section, errors);
@@ -66,6 +73,11 @@ internal static class StartupValidation
             }
         }
 
+        if (limits.WebSocketIdleTimeout <= TimeSpan.Zero)
+        {
+            errors.Add($"{GatewayLimitsOptions.Section}:WebSocketIdleTimeout must be positive (was {limits.WebSocketIdleTimeout}).");
+        }
+
         if (limits.MaxRequestBodyBytes <= 0)
         {
             errors.Add($"{GatewayLimitsOptions.Section}:MaxRequestBodyBytes must be > 0 (was {limits.MaxRequestBodyBytes}).");
@@ -78,18 +90,40 @@ internal static class StartupValidation
 
         var recording = Bind<Recording.RecordingOptions>(configuration, Recording.RecordingOptions.Section, errors);
         Recording.RecordingOptionsValidator.Validate(recording, errors);
-        foreach (var route in configuration.GetSection($"{Recording.RecordingOptions.Section}:Sampling:Routes").GetChildren())
+        if (string.IsNullOrWhiteSpace(recording.Redis) && !string.IsNullOrWhiteSpace(recording.Directory))
         {
-            if (!double.TryParse(route.Value, NumberStyles.Float, CultureInfo.InvariantCulture, out _))
+            // The file store's directory must be usable now, not when the first recording starts.
+            try
             {
-                errors.Add($"{Recording.RecordingOptions.Section}:Sampling:Routes:{route.Key} must be a number between 0 and 1 (was '{route.Value}').");
+                if (File.Exists(recording.Directory))
+                {
+                    errors.Add($"{Recording.RecordingOptions.Section}:Directory '{recording.Directory}' is a file, not a directory.");
+                }
+                else
+                {
+                    Directory.CreateDirectory(recording.Directory);
+                }
+            }
+            catch (Exception ex) when (ex is IOException or UnauthorizedAccessException or NotSupportedException or ArgumentException)
+            {
+                errors.Add($"{Recording.RecordingOptions.Section}:Directory '{recording.Directory}' cannot be used: {ex.Message}");
             }
         }
-
         var shaping = Bind<Shaping.ShapingOptions>(configuration, Shaping.ShapingOptions.Section, errors);
-        Shaping.ShapingOptionsValidator.ValidateRaw(configuration, shaping, errors);
         Shaping.ShapingOptionsValidator.Validate(shaping, errors);
         ValidateProxy(configuration.GetSection("ReverseProxy"), shaping, errors);
+        var routeIds = configuration.GetSection("ReverseProxy:Routes").GetChildren().Select(static r => r.Key).ToHashSet(StringComparer.OrdinalIgnoreCase);
+        foreach (var route in recording.Sampling.Routes.Keys.Where(r => !routeIds.Contains(r)))
+        {
+            errors.Add($"{Recording.RecordingOptions.Section}:Sampling:Routes:{route} names route '{route}', which is not defined under ReverseProxy:Routes.");
+        }
+
+        var classes = shaping.Admission.Values.SelectMany(static a => a.PriorityClasses.Count > 0 ? a.PriorityClasses : [.. Shaping.AdmissionOptions.DefaultPriorityClasses])
+            .Concat(Shaping.AdmissionOptions.DefaultPriorityClasses).ToHashSet(StringComparer.OrdinalIgnoreCase);
+        foreach (var (key, priority) in shaping.KeyPriorities.Where(kp => !classes.Contains(kp.Value)))
+        {
+            errors.Add($"{Shaping.ShapingOptions.Section}:KeyPriorities:{key} names priority class '{priority}', which no admission configuration has (classes: {string.Join(", ", classes)}).");
+        }
         return new Result(listeners, limits, telemetry, admin, certificates, errors);
     }
 
@@ -159,11 +193,8 @@ internal static class StartupValidation
 
             foreach (var d in destinations)
             {
-                var address = d["Address"];
-                if (!Uri.TryCreate(address, UriKind.Absolute, out var uri) || (uri.Scheme != Uri.UriSchemeHttp && uri.Scheme != Uri.UriSchemeHttps))
-                {
-                    errors.Add($"{key}:Destinations:{d.Key}:Address must be an absolute http:// or https:// URI (was '{address}').");
-                }
+                var destinationMetadata = d.GetSection("Metadata").GetChildren().Where(c => c.Value is not null).ToDictionary(c => c.Key, c => c.Value!);
+                ProxyConfigRules.ValidateDestination(cluster.Key, d.Key, d["Address"], destinationMetadata, errors);
             }
 
             var activity = cluster["HttpRequest:ActivityTimeout"];

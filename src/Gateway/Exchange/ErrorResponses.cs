@@ -69,7 +69,7 @@ internal static class ErrorResponses
     public static byte[] Serialize(string type, string code, string message)
     {
         var buffer = new System.Buffers.ArrayBufferWriter<byte>(128 + message.Length);
-        using (var w = new Utf8JsonWriter(buffer))
+        using (var w = new Utf8JsonWriter(buffer, new JsonWriterOptions { Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping }))
         {
             w.WriteStartObject();
             w.WriteStartObject("error");

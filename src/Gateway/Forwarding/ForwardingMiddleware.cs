@@ -29,14 +29,24 @@ namespace Gateway.Forwarding;
 /// 502 <c>backend_unreachable</c>, 503 <c>no_available_destination</c>, 504 <c>backend_timeout</c>.
 /// </para>
 /// </remarks>
-internal sealed class ForwardingMiddleware
+internal sealed partial class ForwardingMiddleware
 {
     private readonly RequestDelegate _next;
+    private readonly TimeSpan _webSocketIdle;
+    private readonly ILogger<ForwardingMiddleware> _logger;
+    private readonly TimeProvider _time;
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<(string, ForwarderError), long[]> _logged = new();
 
     // Per cluster model (YARP replaces it on every reload) and timeout, the same cluster with a longer idle timeout.
     private readonly ConditionalWeakTable<ClusterModel, ConcurrentDictionary<TimeSpan, ClusterModel>> _extended = [];
 
-    public ForwardingMiddleware(RequestDelegate next) => _next = next;
+    public ForwardingMiddleware(RequestDelegate next, Configuration.GatewayLimitsOptions limits, ILogger<ForwardingMiddleware> logger, TimeProvider time)
+    {
+        _next = next;
+        _webSocketIdle = limits.WebSocketIdleTimeout;
+        _logger = logger;
+        _time = time;
+    }
 
     public async Task InvokeAsync(HttpContext context)
     {
@@ -48,12 +58,17 @@ internal sealed class ForwardingMiddleware
             exchange.ClusterId = proxy.Route.Config.ClusterId;
         }
 
-        if (proxy.Route.Config.Timeout is { } routeTimeout && routeTimeout > TimeSpan.Zero && routeTimeout != Timeout.InfiniteTimeSpan)
+        // A WebSocket chat session is silent between turns: its idle bound is Gateway:Limits:WebSocketIdleTimeout. A route
+        // with a Timeout is bounded by that timeout alone.
+        var longIdle = Listeners.ListenerMatcherPolicy.IsWebSocketUpgrade(context) ? _webSocketIdle
+            : proxy.Route.Config.Timeout is { } routeTimeout && routeTimeout > TimeSpan.Zero && routeTimeout != Timeout.InfiniteTimeSpan ? routeTimeout
+            : TimeSpan.Zero;
+        if (longIdle > TimeSpan.Zero)
         {
             var idle = proxy.Cluster.Config.HttpRequest?.ActivityTimeout ?? TimeSpan.FromSeconds(100);
-            if (idle < routeTimeout && proxy is ReverseProxyFeature feature)
+            if (idle < longIdle && proxy is ReverseProxyFeature feature)
             {
-                feature.Cluster = WithActivityTimeout(proxy.Cluster, routeTimeout);
+                feature.Cluster = WithActivityTimeout(proxy.Cluster, longIdle);
             }
         }
 
@@ -73,10 +88,54 @@ internal sealed class ForwardingMiddleware
             return;
         }
 
-        if (context.Features.Get<IForwarderErrorFeature>() is { } error && !context.Response.HasStarted)
+        if (context.Features.Get<IForwarderErrorFeature>() is { } error)
         {
-            await WriteForwarderErrorAsync(context, error.Error, proxy.Route.Config.ClusterId);
+            LogBackendError(proxy.Route.Config.ClusterId ?? "?", error);
+            if (!context.Response.HasStarted)
+            {
+                await WriteForwarderErrorAsync(context, error.Error, proxy.Route.Config.ClusterId);
+            }
         }
+    }
+
+    /// <summary>
+    /// One warning per cluster and kind of backend failure every 10 seconds, with how many were left out, and no stack
+    /// trace (YARP's own forwarder log, which writes one with a stack trace per failure, is kept at Error in
+    /// appsettings.json). Failures caused by the client (a body too large, a client that went away) are not logged:
+    /// they are counted in gateway_requests_total.
+    /// </summary>
+    private void LogBackendError(string cluster, IForwarderErrorFeature error)
+    {
+        if (error.Error is ForwarderError.None or ForwarderError.RequestCanceled or ForwarderError.RequestBodyCanceled or ForwarderError.RequestBodyClient
+            or ForwarderError.ResponseBodyCanceled or ForwarderError.ResponseBodyClient or ForwarderError.UpgradeRequestCanceled
+            or ForwarderError.UpgradeRequestClient or ForwarderError.UpgradeResponseCanceled or ForwarderError.UpgradeResponseClient)
+        {
+            return;
+        }
+
+        var state = _logged.GetOrAdd((cluster, error.Error), static _ => new long[2]);
+        var now = _time.GetTimestamp();
+        long suppressed;
+        lock (state)
+        {
+            if (state[0] != 0 && _time.GetElapsedTime(state[0], now) < TimeSpan.FromSeconds(10))
+            {
+                state[1]++;
+                return;
+            }
+
+            suppressed = state[1];
+            state[0] = now;
+            state[1] = 0;
+        }
+
+        Log.BackendFailed(_logger, cluster, error.Error.ToString(), error.Exception?.GetBaseException().Message ?? "no detail", suppressed);
+    }
+
+    private static partial class Log
+    {
+        [LoggerMessage(EventId = 2001, Level = LogLevel.Warning, Message = "Backend failure in cluster {Cluster}: {Error}: {Reason} ({Suppressed} more since the last line).")]
+        public static partial void BackendFailed(ILogger logger, string cluster, string error, string reason, long suppressed);
     }
 
     private static Task WriteForwarderErrorAsync(HttpContext context, ForwarderError error, string? cluster) => error switch
@@ -85,6 +144,11 @@ internal sealed class ForwardingMiddleware
             "unavailable", "no_available_destination", $"No healthy model server in cluster '{cluster}'.", TimeSpan.FromSeconds(1)),
         ForwarderError.RequestTimedOut => ErrorResponses.WriteAsync(context, StatusCodes.Status504GatewayTimeout, StatusCode.DeadlineExceeded,
             "timeout", "backend_timeout", $"The model server in cluster '{cluster}' was silent for longer than the cluster's activity timeout."),
+        ForwarderError.RequestBodyClient when context.Response.StatusCode == StatusCodes.Status413PayloadTooLarge => ErrorResponses.WriteAsync(context,
+            StatusCodes.Status413PayloadTooLarge, StatusCode.ResourceExhausted, "invalid_request", "request_too_large",
+            "The request body is larger than the gateway accepts (Gateway:Limits:MaxRequestBodyBytes)."),
+        ForwarderError.RequestBodyClient => ErrorResponses.WriteAsync(context, StatusCodes.Status400BadRequest, StatusCode.InvalidArgument,
+            "invalid_request", "bad_request_body", "The request body could not be read (the client sent an invalid or incomplete body)."),
         ForwarderError.Request or ForwarderError.RequestCreation or ForwarderError.ResponseHeaders => ErrorResponses.WriteAsync(context,
             StatusCodes.Status502BadGateway, StatusCode.Unavailable, "bad_gateway", "backend_unreachable",
             $"The model server in cluster '{cluster}' could not be reached or gave an invalid answer."),

@@ -22,7 +22,7 @@ namespace Gateway.Hosting;
 /// Builds the gateway: one code path for the real process (<c>Program</c>) and the in-process
 /// <see cref="GatewayServer"/> used by tests and benchmarks.
 /// </summary>
-internal static class GatewayApp
+internal static partial class GatewayApp
 {
     /// <summary>Thrown when the configuration is invalid; <see cref="Errors"/> holds one line per problem, each naming its key.</summary>
     internal sealed class ConfigurationException(IReadOnlyList<string> errors)
@@ -58,6 +58,7 @@ internal static class GatewayApp
         services.AddSingleton<DashboardStats>();
         services.TryAddEnumerable(ServiceDescriptor.Singleton<MatcherPolicy, ListenerMatcherPolicy>());
         services.AddRequestTimeouts();
+        services.ConfigureHttpJsonOptions(static o => o.SerializerOptions.Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping);
         services.AddGatewayRecording(builder.Configuration);
         services.AddGatewayShaping();
 
@@ -71,8 +72,14 @@ internal static class GatewayApp
 
         var app = builder.Build();
         _ = app.Services.GetRequiredService<ShapingMetrics>(); // instruments exist before the first scrape
+        _ = app.Services.GetRequiredService<DashboardStats>(); // its uptime counts from start-up (it listens from the first poll)
+        if (!builder.Configuration.GetSection("ReverseProxy:Routes").GetChildren().Any())
+        {
+            Log.NoRoutes(app.Services.GetRequiredService<ILoggerFactory>().CreateLogger("Gateway"));
+        }
         app.UseMiddleware<ExchangeMiddleware>();
         app.UseWebSockets();
+        app.UseStatusCodePages(static ctx => AdminStatusAsync(ctx.HttpContext));
         app.UseRouting();
         app.UseRequestTimeouts();
         app.UseEndpoints(static _ => { });
@@ -122,6 +129,20 @@ internal static class GatewayApp
             await app.DisposeAsync();
             throw new ConfigurationException(errors);
         }
+    }
+
+    /// <summary>An empty error answer on the admin listener (405 for a wrong method) gets the same JSON body as every other.</summary>
+    private static Task AdminStatusAsync(HttpContext context)
+    {
+        if (context.GetListener() != ListenerName.Admin)
+        {
+            return Task.CompletedTask; // a backend's own empty answer passes through untouched
+        }
+
+        var status = context.Response.StatusCode;
+        return ErrorResponses.WriteAsync(context, status, Grpc.Core.StatusCode.Unknown, status == 405 ? "invalid_request" : "error",
+            status == 405 ? "method_not_allowed" : $"http_{status}",
+            status == 405 ? $"{context.Request.Method} is not allowed on {context.Request.Path}." : $"HTTP {status} for {context.Request.Method} {context.Request.Path}.");
     }
 
     private static Task NoRouteAsync(HttpContext context)
@@ -194,5 +215,11 @@ internal static class GatewayApp
                 .AddHttpClientInstrumentation()
                 .AddOtlpExporter(o => o.Endpoint = new Uri(otlp)));
         }
+    }
+
+    private static partial class Log
+    {
+        [LoggerMessage(EventId = 2, Level = LogLevel.Warning, Message = "No route is configured (ReverseProxy:Routes is empty): the gateway answers 404 to everything. Start it from the repository root so that appsettings.json is read, or give --config FILE.")]
+        public static partial void NoRoutes(ILogger logger);
     }
 }

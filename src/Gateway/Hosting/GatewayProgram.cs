@@ -32,6 +32,12 @@ internal static class GatewayProgram
 
             return 2;
         }
+        catch (InvalidDataException ex)
+        {
+            // A configuration file that is not valid JSON (appsettings.json or a --config file).
+            await Console.Error.WriteLineAsync($"gateway: configuration error: {ex.Message} {ex.InnerException?.Message}".TrimEnd());
+            return 2;
+        }
         catch (Exception ex) when (ex is InvalidOperationException or OptionsValidationException)
         {
             // YARP's own validation of ReverseProxy (for example an invalid route match) ends here.
@@ -75,6 +81,8 @@ internal static class GatewayProgram
             }
         }
 
+        CheckArguments(rest);
+
         var missing = files.Where(f => !File.Exists(f)).Select(f => $"--config: file '{Path.GetFullPath(f)}' does not exist.").ToList();
         if (missing.Count > 0)
         {
@@ -87,10 +95,79 @@ internal static class GatewayProgram
             builder.Configuration.AddJsonFile(Path.GetFullPath(file), optional: false, reloadOnChange: true);
         }
 
+        ReportReloadErrors(builder.Configuration);
+
         // Later sources win: keep environment variables and the command line above the --config files.
         builder.Configuration.AddEnvironmentVariables();
         builder.Configuration.AddCommandLine([.. rest]);
         return builder;
+    }
+
+    /// <summary>Top-level configuration sections the command line may set.</summary>
+    private static readonly HashSet<string> s_roots = new(StringComparer.OrdinalIgnoreCase)
+    {
+        "Gateway", "ReverseProxy", "Logging", "Kestrel", "AllowedHosts", "environment", "contentRoot", "applicationName",
+    };
+
+    /// <summary>
+    /// Command-line overrides are <c>--Section:Key=Value</c> (or <c>--Section:Key Value</c>); anything else, and any section
+    /// the gateway does not read, is refused rather than ignored.
+    /// </summary>
+    /// <exception cref="GatewayApp.ConfigurationException">An argument is not a known override.</exception>
+    private static void CheckArguments(List<string> args)
+    {
+        var errors = new List<string>();
+        for (var i = 0; i < args.Count; i++)
+        {
+            var arg = args[i];
+            if (!arg.StartsWith("--", StringComparison.Ordinal) || arg.Length == 2)
+            {
+                errors.Add($"unexpected argument '{arg}': use --config FILE or --Section:Key=Value (for example --Gateway:Listeners:Http:Port=9080).");
+                continue;
+            }
+
+            var equals = arg.IndexOf('=', StringComparison.Ordinal);
+            var key = equals < 0 ? arg[2..] : arg[2..equals];
+            if (equals < 0)
+            {
+                if (i + 1 >= args.Count)
+                {
+                    errors.Add($"'{arg}' has no value: use --{key}=VALUE.");
+                    continue;
+                }
+
+                i++; // the value
+            }
+
+            var root = key.Split(':')[0];
+            if (!s_roots.Contains(root))
+            {
+                errors.Add($"'--{key}' is not a setting the gateway reads (sections: Gateway, ReverseProxy, Logging, Kestrel).");
+            }
+        }
+
+        if (errors.Count > 0)
+        {
+            throw new GatewayApp.ConfigurationException(errors);
+        }
+    }
+
+    /// <summary>
+    /// A configuration file edited into invalid JSON while the gateway runs is not applied (the last good configuration
+    /// stays), and says so on stderr instead of being ignored in silence.
+    /// </summary>
+    internal static void ReportReloadErrors(IConfigurationBuilder configuration)
+    {
+        // Called once every file has been loaded (a start-up error has already stopped the gateway with exit code 2):
+        // from here on, a load is a reload. The providers read their source's handler when a load fails.
+        foreach (var source in configuration.Sources.OfType<Microsoft.Extensions.Configuration.Json.JsonConfigurationSource>())
+        {
+            source.OnLoadException = static context =>
+            {
+                context.Ignore = true;
+                Console.Error.WriteLine($"gateway: configuration reload refused, the last good configuration stays: {context.Exception.Message} {context.Exception.InnerException?.Message}".TrimEnd());
+            };
+        }
     }
 
     private static void PrintListeners(WebApplication app)

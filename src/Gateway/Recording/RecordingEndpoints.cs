@@ -27,11 +27,11 @@ internal static class RecordingEndpoints
             string? storeError = null;
             try
             {
-                list = await store.Store.ListAsync(ct).WaitAsync(TimeSpan.FromSeconds(5), ct);
+                list = await store.Store.ListAsync(ct).WaitAsync(TimeSpan.FromSeconds(2), ct);
             }
             catch (Exception ex) when (IsStoreFailure(ex))
             {
-                storeError = ex.Message;
+                storeError = Short(ex.Message);
             }
 
             var names = list.Select(static r => r.Name).ToHashSet(StringComparer.Ordinal);
@@ -152,10 +152,29 @@ internal static class RecordingEndpoints
                 return BadName(name);
             }
 
+            var target = name ?? Path.GetFileNameWithoutExtension(path);
+            if (Directory.Exists(path))
+            {
+                return Error(StatusCodes.Status400BadRequest, "invalid_request", "invalid_path", $"'{path}' is a directory; give a .jsonl recording file.");
+            }
+
             try
             {
+                if (RecordingNames.IsValid(target) && await store.Store.GetAsync(target, ct) is not null)
+                {
+                    return Error(StatusCodes.Status409Conflict, "conflict", "recording_exists",
+                        $"Recording '{target}' exists already; delete it first or import under another name (&name=NEW).");
+                }
+
                 var result = await RecordingTransfer.ImportAsync(path, store.Store, name, null, ct);
-                return Results.Json(new { name = name ?? Path.GetFileNameWithoutExtension(path), exchanges = result.Exchanges, sessions = result.Sessions, skipped = result.Skipped });
+                if (result.Exchanges == 0 && result.Skipped > 0)
+                {
+                    await store.Store.DeleteAsync(target, ct);
+                    return Error(StatusCodes.Status400BadRequest, "invalid_request", "not_a_recording",
+                        $"'{path}' holds no readable exchange ({result.Skipped} unreadable line(s)): not a recording file.");
+                }
+
+                return Results.Json(new { name = target, exchanges = result.Exchanges, sessions = result.Sessions, skipped = result.Skipped });
             }
             catch (FileNotFoundException)
             {
@@ -199,7 +218,24 @@ internal static class RecordingEndpoints
     private static IResult NotFound(string name) => Error(StatusCodes.Status404NotFound, "not_found", "recording_not_found", $"There is no recording '{name}'.");
 
     private static IResult Unavailable(Exception ex) => Error(StatusCodes.Status503ServiceUnavailable, "unavailable", "store_unavailable",
-        $"The recording store is unavailable: {ex.Message}");
+        $"The recording store is unavailable: {Short(ex.Message)}");
+
+    /// <summary>The first sentence of a Redis client's message, without its connection diagnostics.</summary>
+    internal static string Short(string message)
+    {
+        var cut = message.Length;
+        foreach (var marker in new[] { ", mc:", ", inst:", "; IOCP", ", serverEndpoint", " (Please take a look" })
+        {
+            var at = message.IndexOf(marker, StringComparison.Ordinal);
+            if (at > 0)
+            {
+                cut = Math.Min(cut, at);
+            }
+        }
+
+        var text = message[..cut].Trim();
+        return text.Length > 240 ? text[..240] + "..." : text;
+    }
 
     private static IResult Error(int status, string type, string code, string message) =>
         Results.Json(new { error = new { message, type, code } }, statusCode: status);

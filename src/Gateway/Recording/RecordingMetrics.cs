@@ -30,6 +30,12 @@ internal sealed class RecordingMetrics
         _dropped = meter.CreateCounter<long>("recording.dropped", "{exchange}", "Exchanges not recorded, by reason (queue_full, store_unavailable).");
         _unitsDropped = meter.CreateCounter<long>("recording.units.dropped", "{unit}", "Stream units left out of an exchange over Gateway:Recording:MaxUnits.");
         _batch = meter.CreateHistogram<double>("recording.batch.duration", "s", "Time to write one batch to the store.");
+
+        // Every series exists from the start, at 0, so that an alert on a rate sees 0 rather than no data.
+        _written.Add(0);
+        _unitsDropped.Add(0);
+        _dropped.Add(0, new KeyValuePair<string, object?>("reason", QueueFull));
+        _dropped.Add(0, new KeyValuePair<string, object?>("reason", StoreUnavailable));
     }
 
     /// <summary>Exchanges dropped so far, all reasons (for the admin API and tests).</summary>

@@ -18,7 +18,14 @@ internal sealed class RecordingStoreHolder : IAsyncDisposable
         var o = options.Value;
         if (!string.IsNullOrWhiteSpace(o.Redis))
         {
-            _redis = ConnectionMultiplexer.Connect(RedisConnection.Parse(o.Redis));
+            // One quick attempt at start-up (the gateway serves meanwhile and the connection keeps retrying by itself), and
+            // operations that give up after two seconds, so an admin call never hangs on a Redis that is down.
+            var redis = RedisConnection.Parse(o.Redis);
+            redis.ConnectTimeout = Math.Min(redis.ConnectTimeout, 1000);
+            redis.ConnectRetry = 1;
+            redis.AsyncTimeout = Math.Min(redis.AsyncTimeout, 2000);
+            redis.SyncTimeout = Math.Min(redis.SyncTimeout, 2000);
+            _redis = ConnectionMultiplexer.Connect(redis);
             Store = new RedisRecordingStore(_redis, new RedisRetention { MaxLength = o.Retention.MaxLength, MaxAge = o.Retention.MaxAge, Ttl = o.Retention.Ttl }, time);
         }
         else

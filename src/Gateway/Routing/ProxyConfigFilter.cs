@@ -15,6 +15,11 @@ internal sealed class ProxyConfigFilter(Shaping.ShapingRuntime shaping) : IProxy
     {
         var errors = new List<string>();
         ProxyConfigRules.ValidateClusterMetadata(cluster.ClusterId, cluster.Metadata, errors);
+        foreach (var (id, destination) in cluster.Destinations ?? new Dictionary<string, DestinationConfig>())
+        {
+            ProxyConfigRules.ValidateDestination(cluster.ClusterId, id, destination.Address, destination.Metadata, errors);
+        }
+
         ThrowIfAny(errors);
         return ValueTask.FromResult(cluster);
     }
@@ -60,6 +65,21 @@ internal static class ProxyConfigRules
             && !RouteListeners.TryParse(listeners, out _, out var error))
         {
             errors.Add($"ReverseProxy:Routes:{routeId}:Metadata:{RouteListeners.MetadataKey} is invalid ('{listeners}'): {error}.");
+        }
+    }
+
+    public static void ValidateDestination(string clusterId, string destinationId, string? address, IReadOnlyDictionary<string, string>? metadata, List<string> errors)
+    {
+        var key = $"ReverseProxy:Clusters:{clusterId}:Destinations:{destinationId}";
+        if (!Uri.TryCreate(address, UriKind.Absolute, out var uri) || (uri.Scheme != Uri.UriSchemeHttp && uri.Scheme != Uri.UriSchemeHttps))
+        {
+            errors.Add($"{key}:Address must be an absolute http:// or https:// URI (was '{address}').");
+        }
+
+        if (metadata is not null && metadata.TryGetValue(Shaping.Admission.MostFreeCapacityPolicy.CapacityKey, out var capacity)
+            && (!int.TryParse(capacity, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var c) || c <= 0))
+        {
+            errors.Add($"{key}:Metadata:{Shaping.Admission.MostFreeCapacityPolicy.CapacityKey} must be a positive whole number of concurrent sequences (was '{capacity}').");
         }
     }
 

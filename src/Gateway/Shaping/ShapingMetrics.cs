@@ -29,6 +29,24 @@ internal sealed class ShapingMetrics
         meter.CreateObservableGauge("gateway.admission.inflight", () => Observe(runtime, static c => c.InFlight), "{request}", "Requests admitted and in flight to the cluster.");
         meter.CreateObservableGauge("gateway.admission.limit", () => Observe(runtime, static c => c.Limit), "{request}", "The cluster's in-flight limit now (the adaptive one when enabled).");
         meter.CreateObservableGauge("gateway.shaping.redis.fallback", () => runtime.Redis.FallingBack ? 1 : 0, description: "1 while global policies fall back because Redis is unreachable.");
+
+        // Every configured policy's and cluster's series exist from the start, at 0 (policies added by a reload appear
+        // with their first decision).
+        foreach (var policy in runtime.Current.Policies.Keys)
+        {
+            foreach (var outcome in new[] { "admitted", "refused" })
+            {
+                _decisions.Add(0, new TagList { { "policy", policy }, { "outcome", outcome }, { "reason", "none" } });
+            }
+        }
+
+        foreach (var cluster in runtime.Current.Clusters.Keys)
+        {
+            foreach (var outcome in new[] { "admitted", "refused" })
+            {
+                _admission.Add(0, new TagList { { "cluster", cluster }, { "outcome", outcome }, { "reason", "none" } });
+            }
+        }
     }
 
     public void Decision(string policy, string outcome, string? reason)

@@ -16,10 +16,10 @@ internal sealed class ShapingOptions
     public int Instances { get; set; } = 1;
 
     /// <summary>Named rate-limit policies; routes name them in <c>Metadata:Policies</c>.</summary>
-    public Dictionary<string, PolicyOptions> Policies { get; set; } = new(StringComparer.Ordinal);
+    public Dictionary<string, PolicyOptions> Policies { get; set; } = new(StringComparer.OrdinalIgnoreCase);
 
     /// <summary>Admission control per cluster id: in-flight cap, priority queue, adaptive limit, circuit breaker.</summary>
-    public Dictionary<string, AdmissionOptions> Admission { get; set; } = new(StringComparer.Ordinal);
+    public Dictionary<string, AdmissionOptions> Admission { get; set; } = new(StringComparer.OrdinalIgnoreCase);
 
     /// <summary>Priority of clients by key (as the gateway names them: <c>key:</c> + 16 hex digits of the API key's SHA-256, or <c>ip:ADDRESS</c>) → priority class.</summary>
     public Dictionary<string, string> KeyPriorities { get; set; } = new(StringComparer.Ordinal);

@@ -203,45 +203,6 @@ internal sealed class ShapingOptionsValidator : IValidateOptions<ShapingOptions>
         }
     }
 
-    /// <summary>
-    /// Checks what the configuration binder cannot report: an entry of a dictionary (a policy, a cluster's admission)
-    /// whose value does not convert (an unknown <c>Kind</c>, a word where a number belongs) is silently left out by the
-    /// binder, so each raw entry is compared with what was bound, and the bad value named.
-    /// </summary>
-    public static void ValidateRaw(IConfiguration configuration, ShapingOptions bound, List<string> errors)
-    {
-        var section = configuration.GetSection(S);
-        foreach (var policy in section.GetSection("Policies").GetChildren())
-        {
-            var k = $"{S}:Policies:{policy.Key}";
-            var before = errors.Count;
-            EnumValue<PolicyKind>(policy, "Kind", k, "TokenBucket, FixedWindow, SlidingWindow, Concurrency, Tokens, WebSocket", errors);
-            EnumValue<PolicyScope>(policy, "Scope", k, "Local, Global", errors);
-            EnumValue<FailMode>(policy, "FailMode", k, "LocalShare, Open, Closed", errors);
-            if (!bound.Policies.ContainsKey(policy.Key) && errors.Count == before)
-            {
-                errors.Add($"{k} could not be read: check that every value has the right type (numbers, durations hh:mm:ss, true/false).");
-            }
-        }
-
-        foreach (var admission in section.GetSection("Admission").GetChildren())
-        {
-            if (!bound.Admission.ContainsKey(admission.Key))
-            {
-                errors.Add($"{S}:Admission:{admission.Key} could not be read: check that every value has the right type (numbers, durations hh:mm:ss, true/false).");
-            }
-        }
-    }
-
-    private static void EnumValue<T>(IConfigurationSection section, string name, string key, string expected, List<string> errors)
-        where T : struct, Enum
-    {
-        if (section[name] is { } value && !(Enum.TryParse<T>(value, ignoreCase: true, out var parsed) && Enum.IsDefined(parsed)))
-        {
-            errors.Add($"{key}:{name} '{value}' is not one of {expected}.");
-        }
-    }
-
     private static void Positive(long value, string key, List<string> errors)
     {
         if (value <= 0)

@@ -80,8 +80,8 @@ internal sealed partial class ShapingRuntime : IDisposable
     private void Reload()
     {
         var errors = new List<string>();
+        KnownKeys.Check(_configuration, errors);
         var options = StartupValidation.Bind<ShapingOptions>(_configuration, ShapingOptions.Section, errors);
-        ShapingOptionsValidator.ValidateRaw(_configuration, options, errors);
         ShapingOptionsValidator.Validate(options, errors);
         var routes = _configuration.GetSection("ReverseProxy:Routes").GetChildren();
         foreach (var route in routes)
@@ -119,7 +119,7 @@ internal sealed partial class ShapingRuntime : IDisposable
 
     private ShapingState Build(ShapingOptions options, ShapingState? previous)
     {
-        var policies = new Dictionary<string, ShapingPolicy>(StringComparer.Ordinal);
+        var policies = new Dictionary<string, ShapingPolicy>(StringComparer.OrdinalIgnoreCase);
         foreach (var (name, o) in options.Policies)
         {
             if (previous is not null && previous.Policies.TryGetValue(name, out var old)
@@ -133,7 +133,7 @@ internal sealed partial class ShapingRuntime : IDisposable
             policies[name] = Compile(name, o, options.Instances);
         }
 
-        var clusters = new Dictionary<string, ClusterShaping>(StringComparer.Ordinal);
+        var clusters = new Dictionary<string, ClusterShaping>(StringComparer.OrdinalIgnoreCase);
         foreach (var (cluster, a) in options.Admission)
         {
             var settings = new AdmissionSettings(a);

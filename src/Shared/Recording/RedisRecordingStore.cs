@@ -49,6 +49,9 @@ public sealed class RedisRecordingStore : IRecordingStore
           redis.call('HSET', KEYS[2], ARGV[p + 2 * j - 1], ARGV[p + 2 * j])
         end
         local q = p + 2 * m + 1
+        -- A Redis that restarted empty while the recording ran loses its meta: appending brings it back.
+        redis.call('HSETNX', KEYS[3], 'state', 'recording')
+        redis.call('HSETNX', KEYS[3], 'created', ARGV[q + 1])
         redis.call('HINCRBY', KEYS[3], 'bytes', ARGV[q])
         if n > 0 then
           redis.call('HSETNX', KEYS[3], 'first', ARGV[q + 1])
@@ -170,7 +173,11 @@ public sealed class RedisRecordingStore : IRecordingStore
         args[q] = bytes;
         args[q + 1] = first;
         args[q + 2] = last;
-        await Db.ScriptEvaluateAsync(AppendScript, keys, args).WaitAsync(cancellationToken);
+        var batch = Db.CreateBatch();
+        var append = batch.ScriptEvaluateAsync(AppendScript, keys, args);
+        var index = batch.SetAddAsync(IndexKey, name); // idempotent: a Redis that restarted empty learns the name again
+        batch.Execute();
+        await Task.WhenAll(append, index).WaitAsync(cancellationToken);
         return bytes;
     }
 

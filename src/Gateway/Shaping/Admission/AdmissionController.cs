@@ -17,6 +17,11 @@ internal sealed class AdmissionController
     private int _inFlight;
     private int _queued;
 
+    // Departures (requests leaving, which frees their permit) in the last second, in four 250 ms buckets: the rate at
+    // which the queue is served, used to refuse at once a request that could not start within the queue timeout.
+    private readonly long[] _departures = new long[4];
+    private long _departureBucket;
+
     public AdmissionController(string clusterId, AdmissionSettings settings, TimeProvider time)
     {
         ClusterId = clusterId;
@@ -106,6 +111,14 @@ internal sealed class AdmissionController
                 return AdmissionResult.Refused("queue_full", RetryAfter());
             }
 
+            // Refuse now what would wait in vain: at the rate the queue is being served, the requests ahead of this one
+            // (of its class or a more urgent one) would take longer than the queue timeout to start.
+            var rate = DepartureRate();
+            if (rate > 0 && (Ahead(priority) + 1) / rate > settings.Options.QueueTimeout.TotalSeconds)
+            {
+                return AdmissionResult.Refused("queue_timeout", RetryAfter());
+            }
+
             waiter = new Waiter(key, priority, _time.GetTimestamp());
             _classes[priority].Enqueue(waiter);
             _queued++;
@@ -150,6 +163,7 @@ internal sealed class AdmissionController
         lock (_lock)
         {
             _inFlight--;
+            _departures[CurrentBucket() % _departures.Length]++;
             if (firstByteMs is { } ms)
             {
                 _adaptive?.Sample(ms, _inFlight + 1, _time.GetTimestamp() * 1000.0 / _time.TimestampFrequency, admittedCalibrating, epoch);
@@ -172,6 +186,47 @@ internal sealed class AdmissionController
                 return _adaptive?.MinRttMs;
             }
         }
+    }
+
+    /// <summary>The index of the current 250 ms bucket, clearing buckets that went by (call under the lock).</summary>
+    private long CurrentBucket()
+    {
+        var bucket = _time.GetTimestamp() * 4 / _time.TimestampFrequency;
+        for (var b = Math.Max(_departureBucket + 1, bucket - _departures.Length + 1); b <= bucket; b++)
+        {
+            _departures[b % _departures.Length] = 0;
+        }
+
+        _departureBucket = Math.Max(_departureBucket, bucket);
+        return bucket;
+    }
+
+    /// <summary>Departures per second over the last second (call under the lock); 0 while unknown.</summary>
+    private double DepartureRate()
+    {
+        var current = CurrentBucket();
+        long total = 0;
+        for (var i = 0; i < _departures.Length; i++)
+        {
+            total += _departures[i];
+        }
+
+        // The current bucket is partly elapsed: count the three full ones and the current one's share.
+        var elapsedInCurrent = ((_time.GetTimestamp() * 4.0 / _time.TimestampFrequency) - current) / 4.0;
+        var seconds = 0.75 + elapsedInCurrent;
+        return total < 4 ? 0 : total / seconds;
+    }
+
+    /// <summary>Waiters that would be served before a newcomer of <paramref name="priority"/> (call under the lock).</summary>
+    private int Ahead(int priority)
+    {
+        var ahead = 0;
+        for (var i = 0; i <= priority && i < _classes.Length; i++)
+        {
+            ahead += _classes[i].Count;
+        }
+
+        return ahead;
     }
 
     private void GrantWaiting()
@@ -245,6 +300,8 @@ internal sealed class AdmissionController
         private readonly Dictionary<string, LinkedList<Waiter>> _byKey = new(StringComparer.Ordinal);
         private readonly LinkedList<string> _turns = new();
         private readonly LinkedList<Waiter> _arrival = new(); // for "newest" eviction
+
+        public int Count => _arrival.Count;
 
         public void Enqueue(Waiter w)
         {

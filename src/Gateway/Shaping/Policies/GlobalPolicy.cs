@@ -103,6 +103,8 @@ internal sealed partial class ShapingRedis : IAsyncDisposable
             var options = Contracts.Recording.RedisConnection.Parse(configuration);
             options.AsyncTimeout = 250;
             options.SyncTimeout = 250;
+            options.ConnectTimeout = Math.Min(options.ConnectTimeout, 1000);
+            options.ConnectRetry = 1;
             _connection = ConnectionMultiplexer.Connect(options);
         }
     }

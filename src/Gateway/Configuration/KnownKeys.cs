@@ -1,0 +1,196 @@
+using System.Collections;
+using System.Globalization;
+using System.Reflection;
+
+namespace Gateway.Configuration;
+
+/// <summary>
+/// Checks every key under <c>Gateway</c> against the options types that read it, so that a typo
+/// (<c>Gateway:Listeners:Htpp:Port</c>, <c>MaxInFligth</c>), a value of the wrong type (<c>Window: 1s</c>), a scalar
+/// where a list belongs, or a number where a name belongs (<c>Kind: 3</c>) stops start-up with the key named, instead of
+/// being ignored by the configuration binder. The <c>ReverseProxy</c> section is YARP's and is checked by it and by
+/// <see cref="StartupValidation"/>.
+/// </summary>
+internal static class KnownKeys
+{
+    private static readonly Dictionary<string, Type> s_sections = new(StringComparer.OrdinalIgnoreCase)
+    {
+        ["Listeners"] = typeof(Listeners.ListenersOptions),
+        ["Limits"] = typeof(GatewayLimitsOptions),
+        ["Telemetry"] = typeof(GatewayTelemetryOptions),
+        ["Admin"] = typeof(Admin.AdminOptions),
+        ["Recording"] = typeof(Recording.RecordingOptions),
+        ["Shaping"] = typeof(Shaping.ShapingOptions),
+    };
+
+    /// <summary>Adds one error per unknown key or unconvertible value under <c>Gateway</c>.</summary>
+    public static void Check(IConfiguration configuration, List<string> errors)
+    {
+        var gateway = configuration.GetSection("Gateway");
+        if (gateway.Value is not null)
+        {
+            errors.Add("Gateway must be a section (Gateway:Listeners, Gateway:Shaping, ...), not a value.");
+        }
+
+        foreach (var child in gateway.GetChildren())
+        {
+            if (!s_sections.TryGetValue(child.Key, out var type))
+            {
+                errors.Add($"Gateway:{child.Key} is not a known setting{Suggest(child.Key, s_sections.Keys)} (known: {string.Join(", ", s_sections.Keys)}).");
+                continue;
+            }
+
+            Walk(child, type, $"Gateway:{child.Key}", errors);
+        }
+    }
+
+    private static void Walk(IConfigurationSection section, Type type, string path, List<string> errors)
+    {
+        var underlying = Nullable.GetUnderlyingType(type) ?? type;
+        if (IsScalar(underlying))
+        {
+            if (section.GetChildren().Any())
+            {
+                errors.Add($"{path} must be a single value ({Describe(underlying)}), not a section.");
+            }
+            else if (section.Value is { } value && !Converts(value, underlying))
+            {
+                errors.Add($"{path} must be {Describe(underlying)} (was '{value}').");
+            }
+
+            return;
+        }
+
+        if (DictionaryValueType(underlying) is { } valueType)
+        {
+            if (section.Value is { Length: > 0 } v)
+            {
+                errors.Add($"{path} must be a section of named entries, not a value (was '{v}').");
+            }
+
+            foreach (var child in section.GetChildren())
+            {
+                Walk(child, valueType, $"{path}:{child.Key}", errors);
+            }
+
+            return;
+        }
+
+        if (ListElementType(underlying) is { } elementType)
+        {
+            if (section.Value is { Length: > 0 } v && !section.GetChildren().Any())
+            {
+                errors.Add($"{path} must be a list (a JSON array, or {path}:0, {path}:1, ...), not a single value (was '{v}').");
+            }
+
+            foreach (var child in section.GetChildren())
+            {
+                if (!int.TryParse(child.Key, NumberStyles.None, CultureInfo.InvariantCulture, out _))
+                {
+                    errors.Add($"{path}:{child.Key} is not a list index: {path} is a list.");
+                    continue;
+                }
+
+                Walk(child, elementType, $"{path}:{child.Key}", errors);
+            }
+
+            return;
+        }
+
+        if (section.Value is { Length: > 0 } scalar)
+        {
+            errors.Add($"{path} must be a section, not a value (was '{scalar}').");
+            return;
+        }
+
+        var properties = underlying.GetProperties(BindingFlags.Public | BindingFlags.Instance)
+            .Where(static p => p.CanWrite || DictionaryValueType(p.PropertyType) is not null || ListElementType(p.PropertyType) is not null)
+            .ToDictionary(static p => p.Name, StringComparer.OrdinalIgnoreCase);
+        foreach (var child in section.GetChildren())
+        {
+            if (!properties.TryGetValue(child.Key, out var property))
+            {
+                errors.Add($"{path}:{child.Key} is not a known setting{Suggest(child.Key, properties.Keys)}.");
+                continue;
+            }
+
+            Walk(child, property.PropertyType, $"{path}:{child.Key}", errors);
+        }
+    }
+
+    private static bool IsScalar(Type t) =>
+        t.IsPrimitive || t.IsEnum || t == typeof(string) || t == typeof(decimal) || t == typeof(TimeSpan) || t == typeof(Uri);
+
+    private static bool Converts(string value, Type t)
+    {
+        var c = CultureInfo.InvariantCulture;
+        if (t == typeof(string))
+        {
+            return true;
+        }
+
+        if (value.Length == 0)
+        {
+            return true; // an empty value binds to the default
+        }
+
+        if (t.IsEnum)
+        {
+            // Names only: a number would silently pick whatever member has that value.
+            return !int.TryParse(value, NumberStyles.Integer, c, out _) && Enum.TryParse(t, value, ignoreCase: true, out var parsed) && Enum.IsDefined(t, parsed!);
+        }
+
+        return t switch
+        {
+            _ when t == typeof(bool) => bool.TryParse(value, out _),
+            _ when t == typeof(int) => int.TryParse(value, NumberStyles.Integer, c, out _),
+            _ when t == typeof(long) => long.TryParse(value, NumberStyles.Integer, c, out _),
+            _ when t == typeof(double) => double.TryParse(value, NumberStyles.Float, c, out _),
+            _ when t == typeof(decimal) => decimal.TryParse(value, NumberStyles.Number, c, out _),
+            _ when t == typeof(TimeSpan) => TimeSpan.TryParse(value, c, out _),
+            _ when t == typeof(Uri) => Uri.TryCreate(value, UriKind.RelativeOrAbsolute, out _),
+            _ => true,
+        };
+    }
+
+    private static string Describe(Type t) => t.IsEnum ? $"one of {string.Join(", ", Enum.GetNames(t))}"
+        : t == typeof(bool) ? "true or false"
+        : t == typeof(int) || t == typeof(long) ? "a whole number"
+        : t == typeof(double) || t == typeof(decimal) ? "a number"
+        : t == typeof(TimeSpan) ? "a duration such as 00:00:30 (hh:mm:ss[.fff], or d.hh:mm:ss)"
+        : "a " + t.Name;
+
+    private static Type? DictionaryValueType(Type t) =>
+        t.IsGenericType && t.GetGenericTypeDefinition() == typeof(Dictionary<,>) && t.GetGenericArguments()[0] == typeof(string) ? t.GetGenericArguments()[1] : null;
+
+    private static Type? ListElementType(Type t) =>
+        t.IsArray ? t.GetElementType()
+        : t.IsGenericType && t.GetGenericTypeDefinition() == typeof(List<>) ? t.GetGenericArguments()[0]
+        : null;
+
+    private static string Suggest(string key, IEnumerable<string> known)
+    {
+        var best = known.Select(k => (Name: k, Distance: Distance(key.ToLowerInvariant(), k.ToLowerInvariant())))
+            .OrderBy(static x => x.Distance).FirstOrDefault();
+        return best.Name is not null && best.Distance <= Math.Max(2, key.Length / 4) ? $" (did you mean {best.Name}?)" : string.Empty;
+    }
+
+    /// <summary>Levenshtein distance (Wagner–Fischer, one row).</summary>
+    private static int Distance(string a, string b)
+    {
+        var row = Enumerable.Range(0, b.Length + 1).ToArray();
+        for (var i = 1; i <= a.Length; i++)
+        {
+            var previous = row[0];
+            row[0] = i;
+            for (var j = 1; j <= b.Length; j++)
+            {
+                var current = row[j];
+                row[j] = Math.Min(Math.Min(row[j] + 1, row[j - 1] + 1), previous + (a[i - 1] == b[j - 1] ? 0 : 1));
+                previous = current;
+            }
+        }
+
+        return row[b.Length];
+    }
+}
