@@ -33,8 +33,13 @@ for tool in curl python3; do
 done
 export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1 DOTNET_SKIP_FIRST_TIME_EXPERIENCE=1
 
-trace=../shared/data/azure-llm-2023/AzureLLMInferenceTrace_conv.csv
-[ -f "$trace" ] || fail "the Azure LLM trace is not at $trace (the demo reads it in place)"
+# The real traces are read in place: $GATEWAY_SHARED_DATA, else ../shared/data beside the repository, else /work/shared/data.
+shared=${GATEWAY_SHARED_DATA:-}
+for candidate in "$shared" ../shared/data /work/shared/data; do
+  if [ -n "$candidate" ] && [ -d "$candidate" ]; then shared=$candidate; break; fi
+done
+trace=${shared:-../shared/data}/azure-llm-2023/AzureLLMInferenceTrace_conv.csv
+[ -f "$trace" ] || fail "the Azure LLM trace is not at $trace (the demo reads it in place; set GATEWAY_SHARED_DATA to the folder holding azure-llm-2023/)"
 if [ -n "$smoke" ]; then trace_seconds=40; speed=6; session_seconds=5; else trace_seconds=180; speed=4; session_seconds=20; fi
 
 state=.demo

@@ -74,6 +74,36 @@ public sealed class BadConfigurationTests : IDisposable
             """{ "Gateway": { "Shaping": { "Policies": { "p": { "Kind": "Leaky" } } } } }""",
             "Gateway:Shaping:Policies:p:Kind"
         },
+        {
+            "misspelt listener",
+            """{ "Gateway": { "Listeners": { "Htpp": { "Port": 0 } } } }""",
+            "Gateway:Listeners:Htpp is not a known setting (did you mean Http?)"
+        },
+        {
+            "misspelt admission key",
+            """{ "Gateway": { "Shaping": { "Admission": { "model": { "MaxInFligth": 3 } } } } }""",
+            "Gateway:Shaping:Admission:model:MaxInFligth is not a known setting (did you mean MaxInFlight?)"
+        },
+        {
+            "duration without hh:mm:ss",
+            """{ "Gateway": { "Shaping": { "Policies": { "p": { "Kind": "FixedWindow", "PermitLimit": 3, "Window": "1s" } } } } }""",
+            "Gateway:Shaping:Policies:p:Window must be a duration"
+        },
+        {
+            "numeric enum",
+            """{ "Gateway": { "Shaping": { "Policies": { "p": { "Kind": 3, "PermitLimit": 3 } } } } }""",
+            "Gateway:Shaping:Policies:p:Kind must be one of TokenBucket"
+        },
+        {
+            "single value where a list belongs",
+            """{ "Gateway": { "Recording": { "Redaction": { "Headers": "authorization" } } } }""",
+            "Gateway:Recording:Redaction:Headers must be a list"
+        },
+        {
+            "recording directory is a file",
+            """{ "Gateway": { "Recording": { "Directory": "GARBAGE" } } }""",
+            "is a file, not a directory"
+        },
     };
 
     [Theory]
@@ -114,6 +144,28 @@ public sealed class BadConfigurationTests : IDisposable
 
         Assert.Equal(2, exit);
         Assert.Contains("absent.json' does not exist", stderr, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Malformed_json_exits_2_naming_the_file()
+    {
+        var config = Path.Combine(_dir, "broken.json");
+        await File.WriteAllTextAsync(config, """{ "Gateway": """);
+
+        var (exit, stderr) = await RunGatewayAsync("--config", config);
+
+        Assert.Equal(2, exit);
+        Assert.Contains("broken.json", stderr, StringComparison.Ordinal);
+        Assert.DoesNotContain("Unhandled exception", stderr, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Unknown_command_line_setting_exits_2()
+    {
+        var (exit, stderr) = await RunGatewayAsync("--frobnicate", "1");
+
+        Assert.Equal(2, exit);
+        Assert.Contains("'--frobnicate' is not a setting the gateway reads", stderr, StringComparison.Ordinal);
     }
 
     /// <summary>Runs the gateway's own executable in a directory without appsettings.json, other listeners on free ports.</summary>

@@ -236,6 +236,7 @@ public sealed class FaultTests
         using var oversized = await client.PostAsync("/v1/generate", new StringContent(
             JsonSerializer.Serialize(new { prompt = new string('a', 10_000), max_tokens = 1 }), Encoding.UTF8, "application/json"));
         Assert.Equal(HttpStatusCode.RequestEntityTooLarge, oversized.StatusCode);
+        Assert.Equal("request_too_large", JsonDocument.Parse(await oversized.Content.ReadAsStringAsync()).RootElement.GetProperty("error").GetProperty("code").GetString());
 
         using var malformed = await client.PostAsync("/v1/chat/completions", new StringContent("{\"messages\": [", Encoding.UTF8, "application/json"));
         Assert.Equal(HttpStatusCode.BadRequest, malformed.StatusCode);

@@ -79,6 +79,13 @@ public sealed class StreamingTests
             }
         }
 
+        // Warm the path first (connection, JIT of both processes), so that cold start is not mistaken for buffering.
+        using (var warm = await client.PostAsync("/v1/chat/completions", new StringContent("""{"model":"sim","messages":[{"role":"user","content":"warm"}],"max_tokens":1,"stream":true}""", Encoding.UTF8, "application/json")))
+        {
+            warm.EnsureSuccessStatusCode();
+            await warm.Content.ReadAsStringAsync();
+        }
+
         var clock = Stopwatch.StartNew();
         using var response = await client.SendAsync(request, HttpCompletionOption.ResponseHeadersRead);
         Assert.Equal(HttpStatusCode.OK, response.StatusCode);

@@ -138,6 +138,52 @@ public sealed class ListenerTests
         Assert.Equal(0, h.Sim.Stats.Requests);
     }
 
+    [Theory]
+    [InlineData(null, true)] // default Gateway:Limits:WebSocketIdleTimeout (1 h) outlasts the cluster's 1 s activity timeout
+    [InlineData("00:00:01", false)] // a 1 s WebSocket idle bound closes a session silent for longer
+    public async Task A_websocket_session_silent_between_turns_outlives_the_http_activity_timeout_up_to_its_own(string? idleTimeout, bool survives)
+    {
+        var options = new GatewayHarness.Options { ActivityTimeout = TimeSpan.FromSeconds(1) };
+        if (idleTimeout is not null)
+        {
+            options.Gateway["Gateway:Limits:WebSocketIdleTimeout"] = idleTimeout;
+        }
+
+        await using var h = await GatewayHarness.StartAsync(options);
+        using var ws = new ClientWebSocket();
+        using var cts = new CancellationTokenSource(s_timeout);
+        await ws.ConnectAsync(new Uri($"ws://{h.WebSocket.Authority}/v1/stream"), cts.Token);
+
+        await Task.Delay(TimeSpan.FromSeconds(2.5), cts.Token); // a user reading the last answer
+
+        async Task<int> TurnAsync()
+        {
+            await ws.SendAsync(JsonSerializer.SerializeToUtf8Bytes(new { prompt = "next turn", max_tokens = 3 }), WebSocketMessageType.Text, endOfMessage: true, cts.Token);
+            var tokens = 0;
+            while (true)
+            {
+                using var frame = JsonDocument.Parse(await ReceiveTextAsync(ws, cts.Token));
+                if (frame.RootElement.TryGetProperty("done", out var done) && done.GetBoolean())
+                {
+                    return tokens;
+                }
+
+                tokens++;
+            }
+        }
+
+        if (survives)
+        {
+            Assert.Equal(3, await TurnAsync());
+            await ws.CloseAsync(WebSocketCloseStatus.NormalClosure, "bye", cts.Token);
+        }
+        else
+        {
+            await Assert.ThrowsAnyAsync<Exception>(TurnAsync);
+            Assert.Equal(0, h.Sim.Stats.Completed);
+        }
+    }
+
     internal static async Task<string> ReceiveTextAsync(WebSocket ws, CancellationToken cancellationToken)
     {
         var buffer = new byte[8192];

@@ -54,5 +54,65 @@ public sealed class RecordingAdminTests
         Assert.Single(await r.ReadAsync("boot"));
     }
 
+    [Fact]
+    public async Task Export_and_import_round_trip_and_refuse_bad_paths_and_overwrites_clearly()
+    {
+        await using var r = await RecordingHarness.StartAsync(null);
+        using var http = new HttpClient { BaseAddress = r.H.Http };
+        var dir = Directory.CreateTempSubdirectory("gw-import-").FullName;
+        try
+        {
+            await r.StartRecordingAsync("src");
+            (await http.PostAsync("/v1/generate", Json("""{"prompt":"exported","max_tokens":1}"""))).EnsureSuccessStatusCode();
+            await r.WaitAccountedAsync(1, TimeSpan.FromSeconds(10));
+            await r.StopRecordingAsync("src");
+
+            var file = Path.Combine(dir, "copy.jsonl");
+            using (var export = await r.Admin.PostAsync($"/admin/recordings/src/export?path={Uri.EscapeDataString(file)}", null))
+            {
+                Assert.Equal(HttpStatusCode.OK, export.StatusCode);
+                Assert.Equal(1, JsonDocument.Parse(await export.Content.ReadAsStringAsync()).RootElement.GetProperty("exchanges").GetInt32());
+            }
+
+            using (var import = await r.Admin.PostAsync($"/admin/recordings/import?path={Uri.EscapeDataString(file)}", null))
+            {
+                Assert.Equal(HttpStatusCode.OK, import.StatusCode);
+            }
+
+            Assert.Equal("exported", JsonDocument.Parse((await r.ReadAsync("copy")).Single().Request.Body!.Text!).RootElement.GetProperty("prompt").GetString());
+
+            // A second import under the same name would mix two recordings: refused, nothing written.
+            await AssertErrorAsync(await r.Admin.PostAsync($"/admin/recordings/import?path={Uri.EscapeDataString(file)}", null), HttpStatusCode.Conflict, "recording_exists");
+            Assert.Single(await r.ReadAsync("copy"));
+
+            await AssertErrorAsync(await r.Admin.PostAsync($"/admin/recordings/import?path={Uri.EscapeDataString(dir)}&name=dir", null), HttpStatusCode.BadRequest, "invalid_path");
+            var notRecording = Path.Combine(dir, "notes.jsonl");
+            await File.WriteAllTextAsync(notRecording, "hello\nworld\n");
+            await AssertErrorAsync(await r.Admin.PostAsync($"/admin/recordings/import?path={Uri.EscapeDataString(notRecording)}", null), HttpStatusCode.BadRequest, "not_a_recording");
+            Assert.DoesNotContain((await r.StatusAsync()).GetProperty("recordings").EnumerateArray(), x => x.GetProperty("name").GetString() == "notes");
+            await AssertErrorAsync(await r.Admin.PostAsync($"/admin/recordings/import?path={Uri.EscapeDataString(Path.Combine(dir, "absent.jsonl"))}", null), HttpStatusCode.NotFound, "file_not_found");
+            await AssertErrorAsync(await r.Admin.PostAsync("/admin/recordings/src/export?path=out.txt", null), HttpStatusCode.BadRequest, "invalid_path");
+            await AssertErrorAsync(await r.Admin.PostAsync($"/admin/recordings/never/export?path={Uri.EscapeDataString(Path.Combine(dir, "n.jsonl"))}", null), HttpStatusCode.NotFound, null);
+        }
+        finally
+        {
+            Directory.Delete(dir, recursive: true);
+        }
+    }
+
+    private static async Task AssertErrorAsync(HttpResponseMessage response, HttpStatusCode status, string? code)
+    {
+        using (response)
+        {
+            var body = await response.Content.ReadAsStringAsync();
+            Assert.True(status == response.StatusCode, $"expected {(int)status}, got {(int)response.StatusCode}: {body}");
+            var error = JsonDocument.Parse(body).RootElement.GetProperty("error");
+            if (code is not null)
+            {
+                Assert.Equal(code, error.GetProperty("code").GetString());
+            }
+        }
+    }
+
     private static StringContent Json(string body) => new(body, System.Text.Encoding.UTF8, "application/json");
 }

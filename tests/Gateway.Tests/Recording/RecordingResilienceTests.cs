@@ -72,6 +72,12 @@ public sealed class RecordingResilienceTests
         Assert.Equal(servedByPhase["after"], phases.Count(p => p == "after"));
         Assert.InRange(phases.Count(p => p == "during"), 1, 20 + 256); // at most the queue and one batch survive the outage
 
+        // The restarted Redis lost the recording's index entry and state: the next batches wrote them again, so the
+        // recording is listed (with its creation time) as before the outage.
+        var listed = status.GetProperty("recordings").EnumerateArray().Single(x => x.GetProperty("name").GetString() == "outage");
+        Assert.Equal("recording", listed.GetProperty("state").GetString());
+        Assert.Equal(records.Count, listed.GetProperty("count").GetInt64());
+
         using var admin = new HttpClient { BaseAddress = r.H.Admin };
         var metrics = await admin.GetStringAsync("/metrics");
         Assert.Contains(metrics.Split('\n'), l => l.StartsWith("recording_dropped_total{", StringComparison.Ordinal));

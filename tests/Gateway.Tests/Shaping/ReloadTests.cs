@@ -58,5 +58,40 @@ public sealed class ReloadTests : IDisposable
         Assert.True(counts.GetValueOrDefault(HttpStatusCode.OK) > 5 * 7, $"the raised limit did not admit more: {string.Join(", ", counts)}");
     }
 
+    [Fact]
+    public async Task A_reload_with_a_bad_destination_is_refused_and_traffic_keeps_the_last_good_routes()
+    {
+        var file = Path.Combine(_dir, "routes.json");
+        await File.WriteAllTextAsync(file, Config(1000));
+        await using var h = await GatewayHarness.StartAsync(new GatewayHarness.Options { ConfigFile = file });
+        using var client = new HttpClient { BaseAddress = h.Http };
+        (await client.PostAsync("/v1/generate", Body())).EnsureSuccessStatusCode();
+
+        var bad = JsonNode.Parse(Config(1000))!.AsObject();
+        bad["ReverseProxy"] = new JsonObject
+        {
+            ["Clusters"] = new JsonObject
+            {
+                ["model-http"] = new JsonObject
+                {
+                    ["Destinations"] = new JsonObject { ["sim"] = new JsonObject { ["Address"] = "ftp://127.0.0.1:21/" } },
+                },
+            },
+        };
+        await File.WriteAllTextAsync(file, bad.ToJsonString());
+
+        const string Expected = "ReverseProxy:Clusters:model-http:Destinations:sim:Address must be an absolute http:// or https:// URI";
+        await Eventually.TrueAsync(
+            () => h.Logs.Entries.Any(e => e.Message.Contains(Expected, StringComparison.Ordinal) || (e.Exception?.ToString().Contains(Expected, StringComparison.Ordinal) ?? false)),
+            TimeSpan.FromSeconds(10), () => "the bad destination was not reported");
+        for (var i = 0; i < 5; i++)
+        {
+            using var response = await client.PostAsync("/v1/generate", Body());
+            Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        }
+
+        static StringContent Body() => new("""{"prompt":"still routed","max_tokens":1}""", System.Text.Encoding.UTF8, "application/json");
+    }
+
     public void Dispose() => Directory.Delete(_dir, recursive: true);
 }

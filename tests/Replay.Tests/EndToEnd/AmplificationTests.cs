@@ -56,7 +56,7 @@ public sealed class AmplificationTests
     [Fact(Timeout = 60_000)]
     public async Task The_first_60_s_of_an_Azure_trace_at_speed_6_amplify_3_delivers_three_times_its_requests_and_generated_tokens()
     {
-        var trace = Path.Combine(RepoPaths.Root, "..", "shared", "data", "azure-llm-2023", "AzureLLMInferenceTrace_conv.csv");
+        var trace = RepoPaths.AzureConversationTrace;
         Assert.True(File.Exists(trace), $"the Azure trace is expected at {trace}");
         var (rows, tokens) = FirstRows(trace, TimeSpan.FromSeconds(60));
         Assert.True(rows > 100, $"only {rows} rows in the first minute");
