@@ -32,3 +32,9 @@ dotnet build Gateway.sln -c Release --no-restore --nologo -v quiet -clp:ErrorsOn
 
 log "running tests"
 dotnet test Gateway.sln -c Release --no-build --nologo --logger "console;verbosity=minimal" "$@"
+
+# The whole story end to end, checked step by step: only on a full run (arguments select some tests only).
+if [ $# -eq 0 ]; then
+  log "running ./demo.sh --smoke"
+  ./demo.sh --smoke
+fi
