@@ -41,16 +41,16 @@ public sealed class KneeFinderTests
     public void The_profile_caps_in_flight_by_littles_law_and_queues_only_as_long_as_the_slo_allows()
     {
         // 62.5/s completed with a mean service time of 125 ms: 7.8 in flight, so 8. An e2e p95 bound of 1 s with a p95
-        // service time of 130 ms leaves 870 ms of slack: wait at most 0.8 × 870 = 696 ms, i.e. 62.5 × 0.696 → 44 waiters.
+        // service time of 130 ms leaves 870 ms of slack: wait at most 0.5 × 870 = 435 ms, i.e. 62.5 × 0.435 → 28 waiters.
         var knee = Step(62.5, 62.5, 140, serviceMeanMs: 125, serviceP95Ms: 130);
         var slo = Slo.TryParse("e2e_p95<1s", out _)!;
         var limits = ShapingProfile.Compute(knee, [slo]);
         Assert.Equal(8, limits.MaxInFlight);
-        Assert.Equal(TimeSpan.FromMilliseconds(696), limits.QueueTimeout);
-        Assert.Equal(44, limits.QueueLimit);
+        Assert.Equal(TimeSpan.FromMilliseconds(435), limits.QueueTimeout);
+        Assert.Equal(28, limits.QueueLimit);
         Assert.Equal(69, limits.RatePerSecond);
         var json = ShapingProfile.Write(limits, "model-http", "openai", ["header"]);
         Assert.StartsWith("// header", json, StringComparison.Ordinal);
-        Assert.Contains("\"QueueTimeout\": \"00:00:00.696\"", json, StringComparison.Ordinal);
+        Assert.Contains("\"QueueTimeout\": \"00:00:00.435\"", json, StringComparison.Ordinal);
     }
 }
