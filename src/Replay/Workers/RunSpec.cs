@@ -11,7 +11,7 @@ namespace Replay.Workers;
 /// </summary>
 /// <param name="Settings">The run's settings, without <c>--workers</c>, report or assertions (the coordinator keeps those).</param>
 /// <param name="EpochUnixMs">Time zero of the schedule, Unix milliseconds.</param>
-/// <param name="Slices">Each slice's session index range [First, End).</param>
+/// <param name="Slices">Each slice: its session index range [First, End) and its first session's offset from the epoch, ms.</param>
 /// <param name="WarmupSeconds">Unmeasured warm-up each worker runs before the epoch, at the starting rate / <paramref name="Workers"/>.</param>
 /// <param name="Workers">Workers the run was split among.</param>
 internal sealed record RunSpec(ReplaySettings Settings, long EpochUnixMs, IReadOnlyList<long[]> Slices, double WarmupSeconds, int Workers)
@@ -30,7 +30,7 @@ internal sealed record RunSpec(ReplaySettings Settings, long EpochUnixMs, IReadO
     public static List<long[]> Slice(RunPlan plan, double seconds)
     {
         var slices = new List<long[]>();
-        long first = 0, index = 0;
+        long first = 0, index = 0, startMs = 0;
         var boundary = seconds;
         void Offset(double at)
         {
@@ -38,11 +38,16 @@ internal sealed record RunSpec(ReplaySettings Settings, long EpochUnixMs, IReadO
             {
                 if (index > first)
                 {
-                    slices.Add([first, index]);
+                    slices.Add([first, index, startMs]);
                     first = index;
                 }
 
                 boundary += seconds;
+            }
+
+            if (index == first)
+            {
+                startMs = (long)(at * 1000);
             }
 
             index++;
@@ -66,7 +71,7 @@ internal sealed record RunSpec(ReplaySettings Settings, long EpochUnixMs, IReadO
 
         if (index > first)
         {
-            slices.Add([first, index]);
+            slices.Add([first, index, startMs]);
         }
 
         return slices;
