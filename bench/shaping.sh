@@ -81,11 +81,11 @@ def load(name):
 rows = []
 for name, q in (("straight", sq), ("protected", pq)):
     r = load(name)
-    ok = r["success_latency"]
-    refused = [s for s in r["by_status"] if s["key"] in ("429", "503")]
-    ref_n = sum(s["count"] for s in refused)
-    ref_p99 = max((s["latency"]["p99"] for s in refused), default=float("nan"))
-    goodput = r["succeeded"] / r["send_window_seconds"] if r.get("send_window_seconds") else float("nan")
+    ok = r["success_latency_ms"]
+    refused = [v for k, v in r["by_status"].items() if k in ("429", "503")]
+    ref_n = sum(v["count"] for v in refused)
+    ref_p99 = max((v["latency_ms"]["p99"] for v in refused), default=float("nan"))
+    goodput = r["succeeded"] / r["send_window_s"] if r.get("send_window_s") else float("nan")
     rows.append((name, r["achieved_rps"], r["succeeded"], ok["mean"], ok["p95"], ok["p99"], goodput, ref_n, ref_p99, q))
 print(f"{'run':<10} {'offered/s':>9} {'ok':>7} {'avg ms':>8} {'p95 ms':>8} {'p99 ms':>8} {'goodput/s':>9} {'refused':>8} {'ref p99':>8} {'sim queue max':>13}")
 for n, a, s, avg, p95, p99, g, rn, rp, q in rows:
