@@ -354,6 +354,9 @@ internal sealed class ShapingMiddleware
             (retryAfter is { } ra ? $"; retry after {Duration(ra)}." : ".");
     }
 
+    /// <summary>How long a refused WebSocket waits for the client's Close before the connection is dropped.</summary>
+    private static readonly TimeSpan WebSocketCloseWait = TimeSpan.FromSeconds(2);
+
     private static async Task RefuseAsync(HttpContext context, ExchangeContext exchange, int status, string reason, string limit, string message, TimeSpan? retryAfter, bool isWebSocket)
     {
         if (exchange.IsClientAbort)
@@ -364,10 +367,22 @@ internal sealed class ShapingMiddleware
         if (isWebSocket && context.WebSockets.IsWebSocketRequest)
         {
             // A WebSocket client cannot read a refused handshake's body: accept it and close with the reason.
+            // The closing handshake is completed (RFC 6455 §7.1.1: wait for the client's Close, bounded), so the client
+            // reads the reason before the TCP connection ends, even when it had a message in flight (discarded here).
             using var socket = await context.WebSockets.AcceptWebSocketAsync();
             var text = $"{reason}: {limit}" + (retryAfter is { } ra ? $"; retry after {Duration(ra)}" : string.Empty);
-            await socket.CloseOutputAsync(status == 429 ? WebSocketCloseStatus.PolicyViolation : (WebSocketCloseStatus)1013,
-                text.Length > 120 ? text[..120] : text, exchange.ClientAborted);
+            using var bounded = CancellationTokenSource.CreateLinkedTokenSource(exchange.ClientAborted);
+            bounded.CancelAfter(WebSocketCloseWait);
+            try
+            {
+                await socket.CloseAsync(status == 429 ? WebSocketCloseStatus.PolicyViolation : (WebSocketCloseStatus)1013,
+                    text.Length > 120 ? text[..120] : text, bounded.Token);
+            }
+            catch (Exception ex) when (ex is OperationCanceledException or WebSocketException or IOException)
+            {
+                // The client did not answer the Close in time, or went away: the connection ends either way.
+            }
+
             return;
         }
 

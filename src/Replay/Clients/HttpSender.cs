@@ -127,6 +127,10 @@ internal sealed class HttpSender : IDisposable
                 outcome.FirstTokenTimestamp = firstByte;
                 outcome.Tokens = Math.Max(0, usage);
                 outcome.Failure = ClassifyHttp(outcome.HttpStatus, response);
+                if (outcome.Failure == FailureKind.Refused)
+                {
+                    outcome.Limit = LimitOf(response);
+                }
                 outcome.StatusKey = StatusKeys.Http(outcome.HttpStatus);
                 if (expected is not null)
                 {
@@ -199,6 +203,12 @@ internal sealed class HttpSender : IDisposable
         status < 400 ? FailureKind.None
         : status == 429 || (status == 503 && response.Headers.Contains("x-gateway-error")) ? FailureKind.Refused
         : FailureKind.Status;
+
+    /// <summary>The limit a gateway named in <c>x-gateway-limit</c> (headers or trailers), or null.</summary>
+    internal static string? LimitOf(HttpResponseMessage response) =>
+        response.Headers.TryGetValues("x-gateway-limit", out var values) || response.TrailingHeaders.TryGetValues("x-gateway-limit", out values)
+            ? values.FirstOrDefault()
+            : null;
 
     /// <summary>gRPC status → failure kind: OK success; RESOURCE_EXHAUSTED (8) and UNAVAILABLE (14) refused; others status failures.</summary>
     internal static FailureKind ClassifyGrpc(int code) => code switch
@@ -596,6 +606,10 @@ internal sealed class HttpSender : IDisposable
             outcome.GrpcStatus = c;
             outcome.StatusKey = StatusKeys.Grpc(c);
             outcome.Failure = ClassifyGrpc(c);
+            if (outcome.Failure == FailureKind.Refused)
+            {
+                outcome.Limit = LimitOf(response);
+            }
         }
         else
         {

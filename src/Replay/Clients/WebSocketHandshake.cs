@@ -63,6 +63,7 @@ internal static class WebSocketHandshake
             request.Append("\r\n");
             await stream.WriteAsync(Encoding.ASCII.GetBytes(request.ToString()), cancellationToken).ConfigureAwait(false);
 
+            byte[]? leftover = null;
             var buffer = ArrayPool<byte>.Shared.Rent(1024);
             try
             {
@@ -83,8 +84,7 @@ internal static class WebSocketHandshake
                         buffer = bigger;
                     }
 
-                    // Read one byte at a time past the headers would be slow; the server sends nothing after its 101
-                    // until we speak, so reading what is there cannot swallow WebSocket frames.
+                    // Reading one byte at a time would be slow; what is read past the headers is kept (leftover).
                     var read = await stream.ReadAsync(buffer.AsMemory(length), cancellationToken).ConfigureAwait(false);
                     if (read == 0)
                     {
@@ -111,7 +111,9 @@ internal static class WebSocketHandshake
 
                 if (end + HeaderEnd.Length != length)
                 {
-                    throw new WebSocketException(WebSocketError.HeaderError, "the server sent data before the first message");
+                    // Frames sent right after the 101 (a gateway refusing the session closes it at once, with its
+                    // reason): hand them to the WebSocket before anything else is read.
+                    leftover = buffer.AsSpan(end + HeaderEnd.Length, length - end - HeaderEnd.Length).ToArray();
                 }
             }
             finally
@@ -119,7 +121,7 @@ internal static class WebSocketHandshake
                 ArrayPool<byte>.Shared.Return(buffer);
             }
 
-            return WebSocket.CreateFromStream(stream, new WebSocketCreationOptions { IsServer = false, KeepAliveInterval = Timeout.InfiniteTimeSpan });
+            return WebSocket.CreateFromStream(leftover is null ? stream : new PrefixedStream(stream, leftover), new WebSocketCreationOptions { IsServer = false, KeepAliveInterval = Timeout.InfiniteTimeSpan });
         }
         catch
         {

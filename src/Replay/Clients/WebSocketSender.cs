@@ -104,9 +104,13 @@ internal sealed class WebSocketSender : IDisposable
                     result = await socket.ReceiveAsync(buffer.AsMemory(length), cts.Token).ConfigureAwait(false);
                     if (result.MessageType == WebSocketMessageType.Close)
                     {
-                        outcome.Failure = FailureKind.Connection;
-                        outcome.StatusKey = StatusKeys.ConnectionError;
-                        outcome.Error = "the server closed the WebSocket before the reply ended";
+                        if (!ClosedByLimit(socket, ref outcome))
+                        {
+                            outcome.Failure = FailureKind.Connection;
+                            outcome.StatusKey = StatusKeys.ConnectionError;
+                            outcome.Error = "the server closed the WebSocket before the reply ended";
+                        }
+
                         return Finish(ref outcome, tokens);
                     }
 
@@ -145,9 +149,13 @@ internal sealed class WebSocketSender : IDisposable
         }
         catch (Exception ex) when (ex is WebSocketException or IOException or OperationCanceledException or ObjectDisposedException or InvalidDataException)
         {
-            outcome.Failure = FailureKind.Connection;
-            outcome.StatusKey = StatusKeys.ConnectionError;
-            outcome.Error = HttpSender.Describe(ex);
+            if (!ClosedByLimit(socket, ref outcome))
+            {
+                outcome.Failure = FailureKind.Connection;
+                outcome.StatusKey = StatusKeys.ConnectionError;
+                outcome.Error = HttpSender.Describe(ex);
+            }
+
             socket.Abort();
         }
         finally
@@ -165,7 +173,7 @@ internal sealed class WebSocketSender : IDisposable
     {
         try
         {
-            if (socket.State == WebSocketState.Open)
+            if (socket.State is WebSocketState.Open or WebSocketState.CloseReceived)
             {
                 using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(1));
                 await socket.CloseOutputAsync(WebSocketCloseStatus.NormalClosure, null, cts.Token).ConfigureAwait(false);
@@ -197,6 +205,42 @@ internal sealed class WebSocketSender : IDisposable
         }
 
         return outcome;
+    }
+
+    /// <summary>
+    /// Whether the server closed the connection because a limit refused it: close status 1013 (try again later:
+    /// overload) or 1008 (policy violation: a rate or connection limit), as the gateway closes a refused WebSocket.
+    /// Its reason reads <c>CODE: LIMIT; retry after …</c>; the limit is taken from it.
+    /// </summary>
+    internal static bool ClosedByLimit(WebSocket socket, ref Outcome outcome)
+    {
+        var status = (int?)socket.CloseStatus;
+        if (status is not (1013 or 1008))
+        {
+            return false;
+        }
+
+        var reason = socket.CloseStatusDescription ?? string.Empty;
+        outcome.Failure = FailureKind.Refused;
+        outcome.StatusKey = status == 1013 ? "ws:1013" : "ws:1008";
+        outcome.Limit = LimitFromCloseReason(reason);
+        outcome.Error = string.Create(CultureInfo.InvariantCulture, $"closed by the server with {status}: {reason}");
+        return true;
+    }
+
+    /// <summary>The limit in a close reason <c>CODE: LIMIT; retry after …</c>, or null when it names none.</summary>
+    internal static string? LimitFromCloseReason(string reason)
+    {
+        var colon = reason.IndexOf(": ", StringComparison.Ordinal);
+        if (colon < 0)
+        {
+            return null;
+        }
+
+        var rest = reason.AsSpan(colon + 2);
+        var end = rest.IndexOf(';');
+        var limit = (end < 0 ? rest : rest[..end]).Trim();
+        return limit.IsEmpty ? null : limit.ToString();
     }
 
     private static string Code(ReadOnlySpan<byte> message)

@@ -58,6 +58,12 @@ internal struct Outcome
     /// <summary>Body comparison with the recorded response: 0 not compared, 1 same, 2 differs.</summary>
     public byte BodyComparison;
 
+    /// <summary>
+    /// For a refusal, the limit that refused it: the gateway's <c>x-gateway-limit</c> header (a policy name, or
+    /// <c>admission:CLUSTER</c>), or for a WebSocket the limit named in the close reason; null when not named.
+    /// </summary>
+    public string? Limit;
+
     /// <summary>Error detail for the request log (null on success).</summary>
     public string? Error;
 

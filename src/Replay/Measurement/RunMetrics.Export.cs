@@ -14,7 +14,7 @@ namespace Replay.Measurement;
 /// </remarks>
 internal sealed partial class RunMetrics
 {
-    private const int ExportVersion = 1;
+    private const int ExportVersion = 2;
 
     /// <summary>Everything measured so far, as bytes for <see cref="Merge"/>.</summary>
     public byte[] Export()
@@ -46,6 +46,7 @@ internal sealed partial class RunMetrics
 
                 WriteGroups(w, _byStatus);
                 WriteGroups(w, _byRoute);
+                WriteGroups(w, _refusedByLimit);
                 w.Write(_series.Count);
                 for (var i = 0; i < _series.Count; i++)
                 {
@@ -55,14 +56,27 @@ internal sealed partial class RunMetrics
                     w.Write(b.Completed);
                     w.Write(b.Failures);
                     w.Write(b.Refused);
+                    w.Write(b.StatusErrors);
+                    w.Write(b.Timeouts);
+                    w.Write(b.ConnectionErrors);
                     w.Write(b.Tokens);
                     w.Write(b.Good);
                     w.Write(b.LagMax);
-                    var second = _secondHistograms is not null && _secondHistograms.TryGetValue(i, out var h) ? h : null;
-                    w.Write(second is not null);
-                    if (second is not null)
+                    w.Write(b.RefusedByLimit?.Count ?? 0);
+                    foreach (var (limit, count) in b.RefusedByLimit ?? [])
                     {
-                        WriteHistogram(w, second);
+                        w.Write(limit);
+                        w.Write(count);
+                    }
+
+                    foreach (var perSecond in (SecondHistograms[])[_latencySeconds, _ttftSeconds, _itlSeconds])
+                    {
+                        var second = perSecond.Held.GetValueOrDefault(i);
+                        w.Write(second is not null);
+                        if (second is not null)
+                        {
+                            WriteHistogram(w, second);
+                        }
                     }
                 }
             }
@@ -79,12 +93,12 @@ internal sealed partial class RunMetrics
         using var r = new BinaryReader(stream);
         if (r.ReadInt32() != ExportVersion)
         {
-            throw new InvalidDataException("not a replay metrics export of version 1");
+            throw new InvalidDataException("not a replay metrics export of version 2 (workers and coordinator must run the same build)");
         }
 
         lock (_gate)
         {
-            _secondHistograms ??= [];
+            _latencySeconds.Keep = _ttftSeconds.Keep = _itlSeconds.Keep = true;
             Intended += r.ReadInt64();
             Sent += r.ReadInt64();
             Completed += r.ReadInt64();
@@ -106,6 +120,7 @@ internal sealed partial class RunMetrics
 
             ReadGroups(r, _byStatus);
             ReadGroups(r, _byRoute);
+            ReadGroups(r, _refusedByLimit);
             var seconds = r.ReadInt32();
             for (var i = 0; i < seconds; i++)
             {
@@ -115,17 +130,26 @@ internal sealed partial class RunMetrics
                 b.Completed += r.ReadInt64();
                 b.Failures += r.ReadInt64();
                 b.Refused += r.ReadInt64();
+                b.StatusErrors += r.ReadInt64();
+                b.Timeouts += r.ReadInt64();
+                b.ConnectionErrors += r.ReadInt64();
                 b.Tokens += r.ReadInt64();
                 b.Good += r.ReadInt64();
                 b.LagMax = Math.Max(b.LagMax, r.ReadDouble());
-                if (r.ReadBoolean())
+                var limits = r.ReadInt32();
+                for (var j = 0; j < limits; j++)
                 {
-                    if (!_secondHistograms.TryGetValue(i, out var h))
-                    {
-                        _secondHistograms[i] = h = Histograms.CreateCoarse();
-                    }
+                    var limit = r.ReadString();
+                    b.RefusedByLimit ??= new Dictionary<string, long>(StringComparer.Ordinal);
+                    b.RefusedByLimit[limit] = b.RefusedByLimit.GetValueOrDefault(limit) + r.ReadInt64();
+                }
 
-                    ReadHistogramInto(r, h);
+                foreach (var perSecond in (SecondHistograms[])[_latencySeconds, _ttftSeconds, _itlSeconds])
+                {
+                    if (r.ReadBoolean())
+                    {
+                        ReadHistogramInto(r, perSecond.GetOrCreate(i));
+                    }
                 }
             }
         }

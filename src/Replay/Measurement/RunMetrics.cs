@@ -25,13 +25,12 @@ internal sealed partial class RunMetrics
     private readonly long[] _failuresByKind = new long[5];
     private readonly Dictionary<string, Group> _byStatus = new(StringComparer.Ordinal);
     private readonly Dictionary<string, Group> _byRoute = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, Group> _refusedByLimit = new(StringComparer.Ordinal);
     private readonly List<SecondBucket> _series = [];
-    private readonly LongHistogram _currentSecond = Histograms.CreateCoarse();
-    private int _currentSecondIndex;
+    private readonly SecondHistograms _latencySeconds;
+    private readonly SecondHistograms _ttftSeconds;
+    private readonly SecondHistograms _itlSeconds;
     private long _startTimestamp;
-
-    /// <summary>Per-second latency histograms, kept whole (workers export them; a coordinator merges them) instead of closed second by second; null otherwise.</summary>
-    private Dictionary<int, LongHistogram>? _secondHistograms;
 
     /// <summary>Creates the metrics of a run.</summary>
     /// <param name="time">The clock.</param>
@@ -42,11 +41,30 @@ internal sealed partial class RunMetrics
         _time = time;
         _slos = [.. slos];
         _sloMet = new long[_slos.Length];
-        if (keepSeconds)
+        _latencySeconds = new SecondHistograms(keepSeconds, (i, h) =>
         {
-            _secondHistograms = [];
-        }
+            var b = Bucket(i);
+            b.P50 = Histograms.Ms(h, 50);
+            b.P95 = Histograms.Ms(h, 95);
+            b.P99 = Histograms.Ms(h, 99);
+            b.Max = Histograms.MaxMs(h);
+        });
+        _ttftSeconds = new SecondHistograms(keepSeconds, (i, h) =>
+        {
+            var b = Bucket(i);
+            b.TtftP50 = Histograms.Ms(h, 50);
+            b.TtftP95 = Histograms.Ms(h, 95);
+        });
+        _itlSeconds = new SecondHistograms(keepSeconds, (i, h) =>
+        {
+            var b = Bucket(i);
+            b.ItlP50 = Histograms.Ms(h, 50);
+            b.ItlP95 = Histograms.Ms(h, 95);
+        });
     }
+
+    /// <summary>The label of refusals whose answer named no limit.</summary>
+    public const string UnnamedLimit = "(not named)";
 
     /// <summary>Counts and one histogram of a status or a route.</summary>
     internal sealed class Group
@@ -64,6 +82,9 @@ internal sealed partial class RunMetrics
         public long Completed;
         public long Failures;
         public long Refused;
+        public long StatusErrors;
+        public long Timeouts;
+        public long ConnectionErrors;
         public long Tokens;
         public long Good;
         public double P50;
@@ -71,6 +92,13 @@ internal sealed partial class RunMetrics
         public double P99;
         public double Max;
         public double LagMax;
+        public double TtftP50;
+        public double TtftP95;
+        public double ItlP50;
+        public double ItlP95;
+
+        /// <summary>Refusals of this second by the limit that refused them; null while there were none.</summary>
+        public Dictionary<string, long>? RefusedByLimit;
     }
 
     /// <summary>Latency from the intended send time, every request.</summary>
@@ -197,6 +225,7 @@ internal sealed partial class RunMetrics
             tpot = Micros(outcome.FirstTokenTimestamp, outcome.LastTokenTimestamp) / (outcome.Tokens - 1);
         }
 
+        var second = SecondIndex(outcome.EndTimestamp);
         lock (_gate)
         {
             Completed++;
@@ -235,11 +264,14 @@ internal sealed partial class RunMetrics
                 if (ttft >= 0)
                 {
                     Histograms.Record(Ttft, ttft);
+                    _ttftSeconds.Record(second, ttft);
                 }
 
                 for (var i = 1; i < tokenTimestamps.Length; i++)
                 {
-                    Histograms.Record(InterToken, Micros(tokenTimestamps[i - 1], tokenTimestamps[i]));
+                    var gap = Micros(tokenTimestamps[i - 1], tokenTimestamps[i]);
+                    Histograms.Record(InterToken, gap);
+                    _itlSeconds.Record(second, gap);
                 }
 
                 if (tpot > 0)
@@ -291,38 +323,37 @@ internal sealed partial class RunMetrics
                 }
             }
 
-            var second = SecondIndex(outcome.EndTimestamp);
-            var bucket = Bucket(outcome.EndTimestamp);
+            var bucket = Bucket(second);
             bucket.Completed++;
             bucket.Tokens += outcome.Tokens;
             if (failed)
             {
                 bucket.Failures++;
-                if (outcome.Failure == FailureKind.Refused)
+                switch (outcome.Failure)
                 {
-                    bucket.Refused++;
+                    case FailureKind.Refused:
+                        bucket.Refused++;
+                        var limit = outcome.Limit ?? UnnamedLimit;
+                        var byLimit = Get(_refusedByLimit, limit);
+                        byLimit.Count++;
+                        byLimit.Failures++;
+                        Histograms.Record(byLimit.Latency, latency);
+                        bucket.RefusedByLimit ??= new Dictionary<string, long>(StringComparer.Ordinal);
+                        bucket.RefusedByLimit[limit] = bucket.RefusedByLimit.GetValueOrDefault(limit) + 1;
+                        break;
+                    case FailureKind.Timeout:
+                        bucket.Timeouts++;
+                        break;
+                    case FailureKind.Connection:
+                        bucket.ConnectionErrors++;
+                        break;
+                    default:
+                        bucket.StatusErrors++;
+                        break;
                 }
             }
 
-            if (_secondHistograms is not null)
-            {
-                if (!_secondHistograms.TryGetValue(second, out var h))
-                {
-                    _secondHistograms[second] = h = Histograms.CreateCoarse();
-                }
-
-                Histograms.Record(h, latency);
-            }
-            else
-            {
-                if (second > _currentSecondIndex)
-                {
-                    CloseSecond();
-                    _currentSecondIndex = second;
-                }
-
-                Histograms.Record(_currentSecond, latency);
-            }
+            _latencySeconds.Record(second, latency);
         }
     }
 
@@ -353,6 +384,15 @@ internal sealed partial class RunMetrics
         }
     }
 
+    /// <summary>A copy of the refusals by the limit that refused them (count and latency), largest first.</summary>
+    public IReadOnlyList<KeyValuePair<string, Group>> RefusedByLimit()
+    {
+        lock (_gate)
+        {
+            return [.. _refusedByLimit.OrderByDescending(static p => p.Value.Count).ThenBy(static p => p.Key, StringComparer.Ordinal)];
+        }
+    }
+
     /// <summary>A copy of the per-route groups.</summary>
     public IReadOnlyList<KeyValuePair<string, Group>> ByRoute()
     {
@@ -367,7 +407,9 @@ internal sealed partial class RunMetrics
     {
         lock (_gate)
         {
-            CloseSecond();
+            _latencySeconds.CloseAll();
+            _ttftSeconds.CloseAll();
+            _itlSeconds.CloseAll();
             return [.. _series];
         }
     }
@@ -386,7 +428,7 @@ internal sealed partial class RunMetrics
                 Completed,
                 Failures,
                 last?.Sent ?? 0,
-                last?.P95 ?? Histograms.Ms(Latency, 95),
+                second >= 1 && _latencySeconds.Held.TryGetValue(second - 1, out var open) ? Histograms.Ms(open, 95) : last?.P95 ?? Histograms.Ms(Latency, 95),
                 Histograms.Ms(ScheduleLag, 99));
         }
     }
@@ -416,39 +458,5 @@ internal sealed partial class RunMetrics
         }
 
         return _series[index];
-    }
-
-    private void CloseSecond()
-    {
-        if (_secondHistograms is not null)
-        {
-            foreach (var (index, h) in _secondHistograms)
-            {
-                var b = Bucket(index);
-                b.P50 = Histograms.Ms(h, 50);
-                b.P95 = Histograms.Ms(h, 95);
-                b.P99 = Histograms.Ms(h, 99);
-                b.Max = Histograms.MaxMs(h);
-            }
-
-            return;
-        }
-
-        if (_currentSecond.TotalCount == 0)
-        {
-            return;
-        }
-
-        while (_series.Count <= _currentSecondIndex)
-        {
-            _series.Add(new SecondBucket());
-        }
-
-        var bucket = _series[_currentSecondIndex];
-        bucket.P50 = Histograms.Ms(_currentSecond, 50);
-        bucket.P95 = Histograms.Ms(_currentSecond, 95);
-        bucket.P99 = Histograms.Ms(_currentSecond, 99);
-        bucket.Max = Histograms.MaxMs(_currentSecond);
-        _currentSecond.Reset();
     }
 }

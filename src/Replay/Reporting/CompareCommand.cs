@@ -8,8 +8,9 @@ namespace Replay.Reporting;
 
 /// <summary>
 /// <c>replay compare A B</c>: two runs' <c>report.json</c> side by side, as a table on the console and as one
-/// self-contained page (<c>--out</c>, default <c>compare.html</c>) with the key figures, latency percentiles and
-/// completed and refused requests over time for both runs, and each run's status mix. It is how the demo shows what the
+/// self-contained page (<c>--out</c>, default <c>compare.html</c>) with the key figures, latency p95, TTFT p95,
+/// completed and refused requests over time for both runs, each run's status mix over time and in total, and the
+/// refusals by limit. It is how the demo shows what the
 /// gateway's protection changed: the same replay straight to a model server, and through the gateway.
 /// </summary>
 internal static class CompareCommand
@@ -152,25 +153,99 @@ internal static class CompareCommand
         html.Append("<h2>Refused by a limit, per second</h2>")
             .Append(ReportHtml.Chart("req/s", "s", [.. runs.Select((r, i) => new ReportHtml.Line(r.Label, colors[i], Series(r.Report, "refused")))]));
 
-        html.Append("<h2>Status mix</h2>");
-        foreach (var (r, i) in runs.Select(static (r, i) => (r, i)))
+        if (runs.Any(static r => r.Report.TryGetProperty("ttft_ms", out var t) && t.ValueKind == JsonValueKind.Object))
         {
-            html.Append("<p>").Append(E(r.Label)).Append("</p>").Append(StatusBar(r.Report));
+            html.Append("<h2>Time to first token p95 over time (ms)</h2>")
+                .Append(ReportHtml.Chart("ms", "s", [.. runs.Select((r, i) => new ReportHtml.Line(r.Label + " TTFT p95", colors[i], Series(r.Report, "ttft_p95_ms", skipZero: true)))]));
         }
+
+        html.Append("<h2>Status mix</h2>");
+        foreach (var r in runs)
+        {
+            html.Append("<p><b>").Append(E(r.Label)).Append("</b></p>").Append(StatusBar(r.Report))
+                .Append(ReportHtml.StatusMix(Seconds(r.Report)));
+        }
+
+        html.Append("<h2>Refusals by limit</h2><table><tr><th>limit</th>");
+        foreach (var r in runs)
+        {
+            html.Append("<th>").Append(E(r.Label)).Append("</th>");
+        }
+
+        html.Append("</tr>");
+        var limits = runs.Select(static r => Limits(r.Report)).ToList();
+        var names = limits.SelectMany(static l => l.Keys).Distinct(StringComparer.Ordinal).Order(StringComparer.Ordinal).ToList();
+        foreach (var name in names)
+        {
+            html.Append("<tr><td>").Append(E(name)).Append("</td>");
+            foreach (var l in limits)
+            {
+                html.Append("<td>").Append(l.TryGetValue(name, out var n) ? n.ToString("N0", CultureInfo.InvariantCulture) : "–").Append("</td>");
+            }
+
+            html.Append("</tr>");
+        }
+
+        if (names.Count == 0)
+        {
+            html.Append("<tr><td>none</td>").Append(string.Concat(runs.Select(static _ => "<td>0</td>"))).Append("</tr>");
+        }
+
+        html.Append("</table>");
 
         html.Append("<p class=\"muted\">Latency is measured from each request's intended send time (coordinated omission corrected). ")
             .Append("Refused requests were answered by a limit (429/503) without reaching the model server.</p></body></html>");
         return html.ToString();
     }
 
-    private static List<(double, double)> Series(JsonElement r, string field)
+    /// <summary>A run's refusals by limit (<c>refused_by_limit</c>), empty for a report without them.</summary>
+    private static Dictionary<string, long> Limits(JsonElement r)
+    {
+        var limits = new Dictionary<string, long>(StringComparer.Ordinal);
+        if (r.TryGetProperty("refused_by_limit", out var byLimit) && byLimit.ValueKind == JsonValueKind.Object)
+        {
+            foreach (var l in byLimit.EnumerateObject())
+            {
+                if (l.Value.ValueKind == JsonValueKind.Object && l.Value.TryGetProperty("count", out var c) && c.ValueKind == JsonValueKind.Number)
+                {
+                    limits[l.Name] = c.GetInt64();
+                }
+            }
+        }
+
+        return limits;
+    }
+
+    /// <summary>The status-mix counts of a run's <c>series</c>, for <see cref="ReportHtml.StatusMix"/>.</summary>
+    private static List<SecondReport> Seconds(JsonElement r)
+    {
+        var seconds = new List<SecondReport>();
+        if (r.TryGetProperty("series", out var series) && series.ValueKind == JsonValueKind.Array)
+        {
+            foreach (var s in series.EnumerateArray())
+            {
+                long L(string name) => s.TryGetProperty(name, out var v) && v.ValueKind == JsonValueKind.Number ? v.GetInt64() : 0;
+                var t = s.TryGetProperty("t", out var tv) && tv.ValueKind == JsonValueKind.Number ? tv.GetInt32() : seconds.Count;
+                seconds.Add(new SecondReport(t, 0, 0, L("completed"), L("failures"), L("refused"), 0, 0, 0, 0, 0, 0)
+                {
+                    StatusErrors = L("status_errors"),
+                    Timeouts = L("timeouts"),
+                    ConnectionErrors = L("connection_errors"),
+                });
+            }
+        }
+
+        return seconds;
+    }
+
+    private static List<(double, double)> Series(JsonElement r, string field, bool skipZero = false)
     {
         var points = new List<(double, double)>();
         if (r.TryGetProperty("series", out var series) && series.ValueKind == JsonValueKind.Array)
         {
             foreach (var s in series.EnumerateArray())
             {
-                if (s.TryGetProperty("t", out var t) && s.TryGetProperty(field, out var v) && v.ValueKind == JsonValueKind.Number)
+                if (s.TryGetProperty("t", out var t) && s.TryGetProperty(field, out var v) && v.ValueKind == JsonValueKind.Number && !(skipZero && v.GetDouble() == 0))
                 {
                     points.Add((t.GetDouble(), v.GetDouble()));
                 }

@@ -89,6 +89,7 @@ internal static class ReportBuilder
             OutputTokensPerSecond = m.OutputTokens / duration,
             ByStatus = Groups(m.ByStatus()),
             ByRoute = Groups(m.ByRoute()),
+            RefusedByLimit = Groups(m.RefusedByLimit()),
             Slos = slos,
             Good = good,
             GoodputRps = good / actualWindow,
@@ -128,7 +129,17 @@ internal static class ReportBuilder
         for (var i = 0; i < buckets.Count; i++)
         {
             var b = buckets[i];
-            list.Add(new SecondReport(i, b.Intended, b.Sent, b.Completed, b.Failures, b.Refused, b.Tokens, b.P50, b.P95, b.P99, b.Max, b.LagMax));
+            list.Add(new SecondReport(i, b.Intended, b.Sent, b.Completed, b.Failures, b.Refused, b.Tokens, b.P50, b.P95, b.P99, b.Max, b.LagMax)
+            {
+                StatusErrors = b.StatusErrors,
+                Timeouts = b.Timeouts,
+                ConnectionErrors = b.ConnectionErrors,
+                TtftP50 = b.TtftP50,
+                TtftP95 = b.TtftP95,
+                ItlP50 = b.ItlP50,
+                ItlP95 = b.ItlP95,
+                RefusedByLimit = b.RefusedByLimit is { } limits ? new Dictionary<string, long>(limits, StringComparer.Ordinal) : new Dictionary<string, long>(),
+            });
         }
 
         return list;

@@ -6,8 +6,10 @@ namespace Replay.Reporting;
 
 /// <summary>
 /// Writes <c>report.html</c>: one self-contained page (inline CSS and SVG, no script, nothing fetched) with the
-/// summary, latency percentiles over time, intended vs achieved rate over time, failures over time, the latency
-/// distribution on HdrHistogram's "nines" axis (x = −log₁₀(1 − p)), and the status, route, SLO and assertion tables.
+/// summary, latency percentiles over time, intended vs achieved rate over time, the status mix over time (stacked:
+/// succeeded, refused, error status, timeout, connection error), TTFT and inter-token time over time for streams, the
+/// refusals by limit (table, and per second), the latency distribution on HdrHistogram's "nines" axis
+/// (x = −log₁₀(1 − p)), and the status, route, SLO and assertion tables.
 /// </summary>
 internal static class ReportHtml
 {
@@ -94,12 +96,23 @@ internal static class ReportHtml
             new Line("completed", "#1f77b4", Points(series, static s => s.Completed)),
         ]));
 
-        html.Append("<h2>Failures and refusals over time</h2>");
-        html.Append(Chart("per s", "s",
-        [
-            new Line("failures", "#d62728", Points(series, static s => s.Failures)),
-            new Line("refused by a limit", "#9467bd", Points(series, static s => s.Refused)),
-        ]));
+        html.Append("<h2>Status mix over time (requests/s, by completion)</h2>");
+        html.Append(StatusMix(series));
+
+        if (r.Ttft is not null || r.Itl is not null)
+        {
+            html.Append("<h2>Time to first token and inter-token time over time (streams)</h2>");
+            html.Append(Chart("ms", "s",
+            [
+                new Line("TTFT p50", "#1f77b4", Streamed(series, static s => s.TtftP50)),
+                new Line("TTFT p95", "#ff7f0e", Streamed(series, static s => s.TtftP95)),
+                new Line("inter-token p50", "#2ca02c", Streamed(series, static s => s.ItlP50)),
+                new Line("inter-token p95", "#9467bd", Streamed(series, static s => s.ItlP95)),
+            ]));
+        }
+
+        html.Append("<h2>Refusals by limit</h2>");
+        html.Append(RefusalsByLimit(r));
 
         html.Append("<h2>Latency distribution</h2>");
         var distribution = new List<(double, double)>();
@@ -152,6 +165,80 @@ internal static class ReportHtml
         return html.ToString();
     }
 
+    /// <summary>The colours of the status mix, bottom layer first (shared with the comparison page).</summary>
+    internal static readonly (string Name, string Color, Func<SecondReport, double> Value)[] StatusLayers =
+    [
+        ("succeeded", "#2ca02c", static s => s.Completed - s.Failures),
+        ("refused by a limit", "#ff7f0e", static s => s.Refused),
+        ("error status", "#d62728", static s => s.StatusErrors),
+        ("timeout", "#8c564b", static s => s.Timeouts),
+        ("connection error", "#7f7f7f", static s => s.ConnectionErrors),
+    ];
+
+    /// <summary>A stacked area chart of the status mix per second (shared with the comparison page).</summary>
+    internal static string StatusMix(IReadOnlyList<SecondReport> series)
+    {
+        var lines = new List<Line>(StatusLayers.Length);
+        var below = new double[series.Count];
+        foreach (var (name, color, value) in StatusLayers)
+        {
+            var top = new List<(double, double)>(series.Count);
+            for (var i = 0; i < series.Count; i++)
+            {
+                below[i] += value(series[i]);
+                top.Add((series[i].T, below[i]));
+            }
+
+            lines.Add(new Line(name, color, top));
+        }
+
+        return Chart("req/s", "s", lines, stacked: true);
+    }
+
+    private static string RefusalsByLimit(RunReport r)
+    {
+        if (r.RefusedByLimit.Count == 0)
+        {
+            return "<p class=\"muted\">No request was refused by a limit.</p>";
+        }
+
+        var html = new StringBuilder();
+        var refused = Math.Max(1, r.RefusedByLimit.Sum(static g => g.Count));
+        html.Append("<table><tr><th>limit</th><th>refused</th><th>share of refusals</th><th>share of requests</th><th>p50 ms</th><th>p99 ms</th><th>max ms</th></tr>");
+        foreach (var g in r.RefusedByLimit)
+        {
+            html.Append("<tr><td>").Append(E(g.Key)).Append("</td>")
+                .Append(Fmt($"<td>{g.Count}</td><td>{g.Count * 100.0 / refused:0.#}%</td><td>{g.Count * 100.0 / Math.Max(1, r.Requests):0.#}%</td><td>{g.Latency.P50:0.###}</td><td>{g.Latency.P99:0.###}</td><td>{g.Latency.Max:0.###}</td></tr>"));
+        }
+
+        html.Append("</table><p class=\"muted\">The limit is the one the gateway named in <code>x-gateway-limit</code> (a policy, or <code>admission:CLUSTER</code> for the backend's in-flight cap and queue), or in a WebSocket's close reason. Latency is how long the refusal took, from the intended send time.</p>");
+        string[] palette = ["#ff7f0e", "#9467bd", "#e377c2", "#17becf", "#bcbd22", "#8c564b"];
+        var lines = new List<Line>();
+        foreach (var (g, i) in r.RefusedByLimit.Take(palette.Length).Select(static (g, i) => (g, i)))
+        {
+            lines.Add(new Line(g.Key, palette[i], Points(r.Series, s => s.RefusedByLimit.GetValueOrDefault(g.Key))));
+        }
+
+        html.Append(Chart("refused/s", "s", lines));
+        return html.ToString();
+    }
+
+    /// <summary>Points of seconds in which a stream ended (a second without one has no TTFT, not a TTFT of 0).</summary>
+    private static List<(double, double)> Streamed(IReadOnlyList<SecondReport> series, Func<SecondReport, double> value)
+    {
+        var points = new List<(double, double)>(series.Count);
+        foreach (var s in series)
+        {
+            var v = value(s);
+            if (v > 0)
+            {
+                points.Add((s.T, v));
+            }
+        }
+
+        return points;
+    }
+
     /// <summary>HdrHistogram's percentile axis: −log₁₀(1 − p/100), capped at five nines.</summary>
     private static double Nines(double percentile) => -Math.Log10(Math.Max(1e-5, 1 - (percentile / 100)));
 
@@ -167,7 +254,12 @@ internal static class ReportHtml
     }
 
     /// <summary>An inline SVG line chart (shared by the report and the comparison page).</summary>
-    internal static string Chart(string yLabel, string xLabel, IReadOnlyList<Line> lines, bool nines = false)
+    /// <param name="yLabel">The y axis's unit.</param>
+    /// <param name="xLabel">The x axis's unit.</param>
+    /// <param name="lines">The lines; for a stacked chart, cumulative tops, bottom layer first.</param>
+    /// <param name="nines">Label the x axis as percentiles on the nines scale.</param>
+    /// <param name="stacked">Fill each line down to the one before it (a stacked area chart).</param>
+    internal static string Chart(string yLabel, string xLabel, IReadOnlyList<Line> lines, bool nines = false, bool stacked = false)
     {
         double maxX = 1, maxY = 0;
         foreach (var line in lines)
@@ -206,9 +298,29 @@ internal static class ReportHtml
 
         svg.Append(Fmt($"<text x=\"{Left + (plotW / 2)}\" y=\"{Height - 6}\" text-anchor=\"middle\">{E(xLabel)}</text><text x=\"12\" y=\"{Top - 10}\">{E(yLabel)}</text>"));
         var legendX = Left + 10;
+        IReadOnlyList<(double X, double Y)>? previous = null;
         foreach (var line in lines)
         {
-            if (line.Points.Count > 0)
+            if (stacked && line.Points.Count > 0)
+            {
+                // The band between this line and the one below it (the x axis for the first).
+                svg.Append("<polygon stroke=\"none\" fill-opacity=\"0.85\" fill=\"").Append(line.Color).Append("\" points=\"");
+                foreach (var (x, y) in line.Points)
+                {
+                    svg.Append(Fmt($"{Left + (plotW * x / maxX):0.#},{Top + plotH - (maxY <= 0 ? 0 : plotH * y / maxY):0.#} "));
+                }
+
+                for (var i = line.Points.Count - 1; i >= 0; i--)
+                {
+                    var x = line.Points[i].X;
+                    var y = previous is null ? 0 : previous[i].Y;
+                    svg.Append(Fmt($"{Left + (plotW * x / maxX):0.#},{Top + plotH - (maxY <= 0 ? 0 : plotH * y / maxY):0.#} "));
+                }
+
+                svg.Append("\"/>");
+                previous = line.Points;
+            }
+            else if (line.Points.Count > 0)
             {
                 svg.Append("<polyline fill=\"none\" stroke-width=\"1.6\" stroke=\"").Append(line.Color).Append("\" points=\"");
                 foreach (var (x, y) in line.Points)

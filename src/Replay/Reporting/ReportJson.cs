@@ -80,6 +80,7 @@ internal static class ReportJson
 
         Groups(w, "by_status", r.ByStatus);
         Groups(w, "by_route", r.ByRoute);
+        Groups(w, "refused_by_limit", r.RefusedByLimit);
 
         w.WriteStartObject("goodput");
         w.WriteNumber("requests", r.Good);
@@ -237,12 +238,26 @@ internal static class ReportJson
             w.WriteNumber("completed", s.Completed);
             w.WriteNumber("failures", s.Failures);
             w.WriteNumber("refused", s.Refused);
+            w.WriteNumber("status_errors", s.StatusErrors);
+            w.WriteNumber("timeouts", s.Timeouts);
+            w.WriteNumber("connection_errors", s.ConnectionErrors);
+            w.WriteStartObject("refused_by_limit");
+            foreach (var (limit, count) in s.RefusedByLimit)
+            {
+                w.WriteNumber(limit, count);
+            }
+
+            w.WriteEndObject();
             w.WriteNumber("tokens", s.Tokens);
             w.WriteNumber("p50_ms", Round(s.P50));
             w.WriteNumber("p95_ms", Round(s.P95));
             w.WriteNumber("p99_ms", Round(s.P99));
             w.WriteNumber("max_ms", Round(s.Max));
             w.WriteNumber("lag_max_ms", Round(s.LagMax));
+            w.WriteNumber("ttft_p50_ms", Round(s.TtftP50));
+            w.WriteNumber("ttft_p95_ms", Round(s.TtftP95));
+            w.WriteNumber("itl_p50_ms", Round(s.ItlP50));
+            w.WriteNumber("itl_p95_ms", Round(s.ItlP95));
             w.WriteEndObject();
         }
 

@@ -20,8 +20,40 @@ internal sealed record Percentiles(long Count, double P50, double P90, double P9
 /// <summary>Count and latency of one status or route.</summary>
 internal sealed record GroupReport(string Key, long Count, long Failures, Percentiles Latency);
 
-/// <summary>One second of the run.</summary>
-internal sealed record SecondReport(int T, long Intended, long Sent, long Completed, long Failures, long Refused, long Tokens, double P50, double P95, double P99, double Max, double LagMax);
+/// <summary>
+/// One second of the run. Counts: <c>Intended</c> by intended send time, <c>Sent</c> by actual send time, the rest by
+/// completion time; the status mix is <c>Completed − Failures</c> succeeded, then <c>Refused</c>,
+/// <c>StatusErrors</c>, <c>Timeouts</c> and <c>ConnectionErrors</c> (they add up to <c>Failures</c>). Latencies in
+/// milliseconds; TTFT and inter-token time of the streams that ended in that second (0 when none).
+/// </summary>
+internal sealed record SecondReport(int T, long Intended, long Sent, long Completed, long Failures, long Refused, long Tokens, double P50, double P95, double P99, double Max, double LagMax)
+{
+    /// <summary>Failures with an error status (not refusals).</summary>
+    public long StatusErrors { get; init; }
+
+    /// <summary>Requests with no complete response in time.</summary>
+    public long Timeouts { get; init; }
+
+    /// <summary>Requests whose connection failed.</summary>
+    public long ConnectionErrors { get; init; }
+
+    /// <summary>TTFT median and p95.</summary>
+    public double TtftP50 { get; init; }
+
+    /// <summary>TTFT p95.</summary>
+    public double TtftP95 { get; init; }
+
+    /// <summary>Inter-token time median.</summary>
+    public double ItlP50 { get; init; }
+
+    /// <summary>Inter-token time p95.</summary>
+    public double ItlP95 { get; init; }
+
+    /// <summary>Refusals of this second by limit (empty when none).</summary>
+    public IReadOnlyDictionary<string, long> RefusedByLimit { get; init; } = s_none;
+
+    private static readonly Dictionary<string, long> s_none = [];
+}
 
 /// <summary>What the generator itself cost: its GC collections and pauses, CPU time and peak memory, so a reader can tell whether lag came from this process.</summary>
 internal sealed record GeneratorReport(int Gen0, int Gen1, int Gen2, double GcPauseMs, double CpuSeconds, double PeakWorkingSetMb, int Cores)
@@ -109,6 +141,9 @@ internal sealed class RunReport
     public required double OutputTokensPerSecond { get; init; }
     public required IReadOnlyList<GroupReport> ByStatus { get; init; }
     public required IReadOnlyList<GroupReport> ByRoute { get; init; }
+
+    /// <summary>Refusals by the limit that refused them (the gateway's <c>x-gateway-limit</c>), largest first.</summary>
+    public IReadOnlyList<GroupReport> RefusedByLimit { get; init; } = [];
     public required IReadOnlyList<SloReport> Slos { get; init; }
     public required long Good { get; init; }
     public required double GoodputRps { get; init; }

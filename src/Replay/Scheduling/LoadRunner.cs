@@ -553,6 +553,7 @@ internal sealed class LoadRunner : IDisposable
         {
             var lastEnd = _time.GetTimestamp();
             var turnIntended = intended;
+            Outcome? refusal = null;
             for (var j = 0; j < turns.Count; j++)
             {
                 var turn = turns[j];
@@ -565,7 +566,14 @@ internal sealed class LoadRunner : IDisposable
                 var sent = _time.GetTimestamp();
                 _metrics.RecordStart(turnIntended, sent);
                 Outcome outcome;
-                if (socket.State != WebSocketState.Open)
+                if (socket.State != WebSocketState.Open && refusal is { } refused)
+                {
+                    // A limit closed the connection: the turns it would have carried are refused too, not broken.
+                    tokens.Clear();
+                    outcome = refused;
+                    outcome.EndTimestamp = sent;
+                }
+                else if (socket.State != WebSocketState.Open)
                 {
                     tokens.Clear();
                     outcome = new Outcome
@@ -580,6 +588,10 @@ internal sealed class LoadRunner : IDisposable
                 else
                 {
                     outcome = await _webSockets.SendTurnAsync(socket, turn, tokens, _runToken).ConfigureAwait(false);
+                    if (outcome.Failure == FailureKind.Refused)
+                    {
+                        refusal = outcome;
+                    }
                 }
 
                 await CompleteAsync(session, sequence, j, request.Route, outcome, turnIntended, sent, tokens).ConfigureAwait(false);

@@ -94,5 +94,80 @@ public sealed class RunMetricsTests
         Assert.Equal(100, report.Requests);
     }
 
+    [Fact]
+    public void Refusals_are_counted_by_limit_per_second_and_merge_exactly_across_workers()
+    {
+        var time = new FakeTimeProvider();
+        var start = time.GetTimestamp();
+        var parts = new[] { new RunMetrics(time, [], keepSeconds: true), new RunMetrics(time, [], keepSeconds: true) };
+        foreach (var p in parts)
+        {
+            p.Start(start);
+        }
+
+        // Over 3 s, each worker: every 100 ms a stream of 3 tokens 10 ms apart (TTFT 50 ms), a refusal by "per-key"
+        // every 200 ms, one by an unnamed limit, and a timeout in the last second.
+        for (var w = 0; w < parts.Length; w++)
+        {
+            var m = parts[w];
+            for (var i = 0; i < 30; i++)
+            {
+                var intended = start + Ticks(time, i * 100);
+                m.RecordStart(intended, intended);
+                var first = intended + Ticks(time, 50);
+                long[] tokens = [first, first + Ticks(time, 10), first + Ticks(time, 20)];
+                m.RecordCompleted(new Outcome { StatusKey = "200", Streamed = true, Tokens = 3, FirstTokenTimestamp = first, LastTokenTimestamp = tokens[^1], EndTimestamp = tokens[^1] }, intended, intended, "r", tokens);
+                if (i % 2 == 0)
+                {
+                    m.RecordStart(intended, intended);
+                    m.RecordCompleted(new Outcome { StatusKey = "429", Failure = FailureKind.Refused, Limit = "per-key", EndTimestamp = intended + Ticks(time, 1) }, intended, intended, "r", []);
+                }
+            }
+
+            var late = start + Ticks(time, 2500);
+            m.RecordStart(late, late);
+            m.RecordCompleted(new Outcome { StatusKey = "503", Failure = FailureKind.Refused, EndTimestamp = late + Ticks(time, 2) }, late, late, "r", []);
+            m.RecordStart(late, late);
+            m.RecordCompleted(new Outcome { StatusKey = "timeout", Failure = FailureKind.Timeout, EndTimestamp = late + Ticks(time, 300) }, late, late, "r", []);
+        }
+
+        var merged = new RunMetrics(time, []);
+        merged.Start(start);
+        foreach (var p in parts)
+        {
+            merged.Merge(p.Export());
+        }
+
+        var byLimit = merged.RefusedByLimit().ToDictionary(static p => p.Key, static p => p.Value.Count);
+        Assert.Equal(30, byLimit["per-key"]);
+        Assert.Equal(2, byLimit[RunMetrics.UnnamedLimit]);
+        var series = merged.FinishSeries();
+        Assert.Equal([10, 10, 10], series.Take(3).Select(static b => b.RefusedByLimit!["per-key"]));
+        Assert.Equal(2, series[2].RefusedByLimit![RunMetrics.UnnamedLimit]);
+        Assert.Equal(2, series[2].Timeouts);
+        Assert.All(series.Take(3), b => Assert.Equal(b.Completed, (b.Completed - b.Failures) + b.Refused + b.StatusErrors + b.Timeouts + b.ConnectionErrors));
+        Assert.All(series.Take(3), b => Assert.Equal(50, b.TtftP95, 0)); // per-second TTFT survives the merge
+        Assert.All(series.Take(3), b => Assert.Equal(10, b.ItlP50, 0));
+    }
+
+    [Fact]
+    public void Per_second_histograms_close_as_the_run_goes_and_a_late_value_joins_the_oldest_open_second()
+    {
+        var closed = new List<(int Second, long Count, double P50)>();
+        var seconds = new SecondHistograms(keep: false, (i, h) => closed.Add((i, h.TotalCount, Histograms.Ms(h, 50))));
+
+        seconds.Record(0, 1000);
+        seconds.Record(1, 2000);
+        seconds.Record(2, 3000);   // closes second 0
+        seconds.Record(0, 9000);   // late: second 0 is closed, so it counts in second 1
+        seconds.Record(10, 4000);  // closes 1 and 2
+        seconds.CloseAll();
+
+        Assert.Equal([0, 1, 2, 10], closed.Select(static c => c.Second));
+        Assert.Equal([1L, 2L, 1L, 1L], closed.Select(static c => c.Count));
+        Assert.Equal(1, closed[0].P50, 1);
+        Assert.True(seconds.Held.Count == 0, "a streaming series holds nothing after CloseAll");
+    }
+
     private static long Ticks(FakeTimeProvider time, double ms) => (long)(ms * time.TimestampFrequency / 1000);
 }

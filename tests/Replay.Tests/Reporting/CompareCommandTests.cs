@@ -30,7 +30,8 @@ public sealed class CompareCommandTests
         Assert.Contains("tight", html, StringComparison.Ordinal);
         Assert.Contains(columns[^1], html, StringComparison.Ordinal);
         Assert.Contains("../straight/report.html", html, StringComparison.Ordinal);
-        Assert.Equal(3, html.Split("<svg").Length - 1);
+        Assert.Equal(5, html.Split("<svg").Length - 1); // p95, completed, refused, and each run's status mix over time
+        Assert.Contains("Refusals by limit", html, StringComparison.Ordinal);
         Assert.DoesNotContain("http://", html.Replace("http://www.w3.org/2000/svg", "", StringComparison.Ordinal).Replace(roomy.HttpAddress.ToString(), "", StringComparison.Ordinal).Replace(tight.HttpAddress.ToString(), "", StringComparison.Ordinal), StringComparison.Ordinal); // nothing fetched
     }
 
