@@ -6,6 +6,7 @@ using Gateway.Hosting;
 using ModelSim;
 using Replay.Cli;
 using TestSupport;
+using Xunit.Abstractions;
 
 namespace Replay.Tests.Docs;
 
@@ -26,9 +27,10 @@ namespace Replay.Tests.Docs;
 /// <c>gateway:8080</c>, <c>127.0.0.1:8081</c>, <c>8082</c>, <c>8090</c> and <c>staging.example:8443</c> → a real gateway's
 /// HTTP, gRPC, WebSocket, admin and HTTPS listeners (appsettings.json, in front of that simulator);
 /// <c>redis://127.0.0.1:6379</c> and <c>redis://10.0.0.5:6379</c> → two real redis-servers. Any other host fails the test;</item>
-/// <item>paths: the command runs as if from a scratch directory standing for the repository root (<c>file:./recordings</c>
-/// is the recording <c>demo</c> made there beforehand, also put in the first Redis; <c>--scenario FILE</c> is the YAML block
-/// of docs/replay.md written to FILE, its target rewritten as above); <c>../shared/data/</c> is <see cref="RepoPaths.SharedData"/>;
+/// <item>paths: the command runs as if from a scratch directory standing for the repository root, where the recording
+/// <c>demo</c> is made beforehand in the gateway's default file store, <c>data/recordings</c> (also put in the first Redis),
+/// so a <c>file:</c> source must name the directory the gateway really writes to; <c>--scenario FILE</c> is the YAML block of
+/// docs/replay.md written to FILE, its target rewritten as above; <c>../shared/data/</c> is <see cref="RepoPaths.SharedData"/>;
 /// each example's <c>--report</c> goes to a directory of its own;</item>
 /// <item>scale: <c>--duration</c> at most 2s, <c>--rate</c> at most 100/s, <c>--to</c> at most 80/s, <c>--step-every</c> at
 /// most 1s (and a sweep without them gets <c>--step-every 1s --to 80</c>), <c>--turns</c> at most 2, <c>--turn-think</c>
@@ -39,7 +41,7 @@ namespace Replay.Tests.Docs;
 /// </list>
 /// </remarks>
 [Collection(RealTimeGroup.Name)]
-public sealed partial class ReplayDocsExamplesTests(ReplayDocsExamplesTests.Servers servers) : IClassFixture<ReplayDocsExamplesTests.Servers>
+public sealed partial class ReplayDocsExamplesTests(ReplayDocsExamplesTests.Servers servers, ITestOutputHelper log) : IClassFixture<ReplayDocsExamplesTests.Servers>
 {
     private const string DotnetPrefix = "dotnet run --project src/Replay -- ";
     private const string ReplayPrefix = "replay ";
@@ -134,6 +136,7 @@ public sealed partial class ReplayDocsExamplesTests(ReplayDocsExamplesTests.Serv
 
         var ran = $"{example.Command}\nran as: replay {Quote(args)}\nexit {code}\n--- stdout ---\n{output}\n--- stderr ---\n{error}"
             + string.Concat(workers.Select(static w => $"\n{w}"));
+        log.WriteLine(ran);
         Assert.True(code == ExitCodes.Ok, ran);
         foreach (var worker in workers)
         {
@@ -388,6 +391,10 @@ public sealed partial class ReplayDocsExamplesTests(ReplayDocsExamplesTests.Serv
     public sealed class Servers : IAsyncLifetime
     {
         private const string Recording = "demo";
+
+        /// <summary>The gateway's file store, relative to its working directory (Gateway:Recording:Directory's default, docs/configuration.md).</summary>
+        private const string GatewayFileStore = "data/recordings";
+
         private readonly TempDirectory _work = TestHost.CreateTempDirectory();
         private ModelSimServer? _sim;
         private GatewayServer? _gateway;
@@ -398,6 +405,11 @@ public sealed partial class ReplayDocsExamplesTests(ReplayDocsExamplesTests.Serv
         /// <inheritdoc/>
         public async Task InitializeAsync()
         {
+            // The simulator, the gateway and the tool share this process's thread pool, which the test host keeps partly
+            // blocked; on 2 cores its default minimum made a loopback stream stall for 0.5-1 s while the pool grew, failing
+            // the examples' latency assertions (p95<500ms). The minimum Gateway.Tests and ModelSim.Tests raise likewise.
+            ThreadPool.GetMinThreads(out var workerThreads, out var ioThreads);
+            ThreadPool.SetMinThreads(Math.Max(workerThreads, 32), Math.Max(ioThreads, 32));
             _sim = await TestHost.StartSimAsync();
             using var certificate = TestCertificates.CreateSelfSigned(_work.Combine("certificate"));
             _gateway = await GatewayServer.StartAsync(await File.ReadAllTextAsync(RepoPaths.Combine("appsettings.json")), new Dictionary<string, string?>
@@ -433,8 +445,8 @@ public sealed partial class ReplayDocsExamplesTests(ReplayDocsExamplesTests.Serv
                 ["10.0.0.5:6379"] = _remoteRedis.Port,
             };
 
-            // The recording `demo`: 8 chat sessions of 2 exchanges (every other one streamed) within the first second,
-            // in the file store (file:./recordings) and in the first Redis (redis://127.0.0.1:6379).
+            // The recording `demo`: 8 chat sessions of 2 exchanges (every other one streamed) within the first second, in
+            // the file store of a gateway started from the repository root and in the first Redis (redis://127.0.0.1:6379).
             var exchanges = new List<ExchangeRecord>();
             for (var s = 0; s < 8; s++)
             {
@@ -444,7 +456,7 @@ public sealed partial class ReplayDocsExamplesTests(ReplayDocsExamplesTests.Serv
             }
 
             exchanges.Sort(static (a, b) => a.Timing.StartUnixMicros.CompareTo(b.Timing.StartUnixMicros));
-            IRecordingStore[] stores = [new FileRecordingStore(_work.Combine("recordings")), await RedisRecordingStore.ConnectAsync($"redis://127.0.0.1:{_redis.Port}")];
+            IRecordingStore[] stores = [new FileRecordingStore(_work.Combine(GatewayFileStore)), await RedisRecordingStore.ConnectAsync($"redis://127.0.0.1:{_redis.Port}")];
             foreach (var store in stores)
             {
                 await using (store)
@@ -452,6 +464,16 @@ public sealed partial class ReplayDocsExamplesTests(ReplayDocsExamplesTests.Serv
                     await store.StartAsync(Recording, CancellationToken.None);
                     await store.AppendAsync(Recording, exchanges, Recordings.Sessions(exchanges), CancellationToken.None);
                     await store.StopAsync(Recording, CancellationToken.None);
+                }
+            }
+
+            // Warm up (JIT, connections, thread pool) so that the first timed example, whichever it is, does not pay for it.
+            foreach (var target in new[] { _sim.HttpAddress, _gateway.GetAddress("Http")! })
+            {
+                foreach (var stream in new[] { "--stream", "--max-tokens=16" })
+                {
+                    await ReplayApp.RunAsync(["load", "--target", target.ToString(), "--rate", "50", "--duration", "1s", stream, "--progress", "none"],
+                        TextWriter.Null, TextWriter.Null, CancellationToken.None);
                 }
             }
         }
@@ -501,7 +523,7 @@ public sealed partial class ReplayDocsExamplesTests(ReplayDocsExamplesTests.Serv
                     "--report" => Path.Combine(reports, value),
                     "--scenario" => WriteScenario(value),
                     "--template" or "--profile-out" or "--log-requests" or "--generate-cache" => Path.Combine(_work.Path, value),
-                    "--source" when value.StartsWith("file:", StringComparison.Ordinal) => "file:" + Path.Combine(_work.Path, value["file:".Length..]),
+                    "--source" when value.StartsWith("file:", StringComparison.Ordinal) => "file:" + Path.GetFullPath(Path.Combine(_work.Path, value["file:".Length..])),
                     "--duration" => AtMost(value, s_maxDuration),
                     "--step-every" => AtMost(value, s_maxStepEvery),
                     "--turn-think" => AtMost(value, s_maxTurnThink),
