@@ -169,7 +169,9 @@ import json, sys
 s, p = (json.load(open(f)) for f in sys.argv[1:])
 assert p["success_latency_ms"]["p95"] < s["success_latency_ms"]["p95"], (p["success_latency_ms"]["p95"], s["success_latency_ms"]["p95"])
 PY
-  pass "protection: $refused refused, admitted p95 below the straight run's"
+  limits=$(json "$state/reports/protected/report.json" '", ".join("%s %d" % (k, v["count"]) for k, v in r["refused_by_limit"].items())')
+  case "$limits" in ""|"(not named)"*) fail "the protected run's refusals do not name the limit that refused them: '$limits'";; esac
+  pass "protection: $refused refused ($limits), admitted p95 below the straight run's"
   [ "${q_protected%.*}" -lt "${q_straight%.*}" ] || fail "the model server queued as much behind the gateway ($q_protected) as without it ($q_straight)"
   pass "model server peak queue: $q_straight straight, $q_protected behind the gateway"
   [ -s "$state/reports/compare.html" ] && [ -s "$state/reports/straight/report.html" ] && [ -s "$state/reports/protected/report.html" ] || fail "a report is missing"

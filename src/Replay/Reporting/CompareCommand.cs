@@ -80,12 +80,19 @@ internal static class CompareCommand
         Add("admitted p99 (ms)", r => P(r, "success_latency_ms", "p99"));
         Add("TTFT p50 (ms)", r => P(r, "ttft_ms", "p50"));
         Add("TTFT p95 (ms)", r => P(r, "ttft_ms", "p95"));
-        Add("refused (429/503)", r => Refused(r).Count.ToString(CultureInfo.InvariantCulture));
+        Add("refused (any protocol)", r => Refused(r).Count.ToString(CultureInfo.InvariantCulture));
         Add("refusal latency p99 (ms)", r => Refused(r) is { Count: > 0 } x ? F(x.P99) : "–");
+        Add("refused most by", r => Limits(r).OrderByDescending(static l => l.Value).FirstOrDefault() is { Key: not null } top
+            ? string.Create(CultureInfo.InvariantCulture, $"{top.Key} {top.Value:N0}")
+            : "–");
         Add("timeouts", r => r.TryGetProperty("failures_by_kind", out var k) && k.TryGetProperty("timeout", out var t) ? t.ToString() : "–");
         return rows;
     }
 
+    /// <summary>
+    /// Requests answered with a refusal in any protocol's terms: HTTP 429 or 503 (a gateway's or a model server's own),
+    /// gRPC RESOURCE_EXHAUSTED or UNAVAILABLE, a WebSocket closed with 1008 or 1013; the count and the worst p99.
+    /// </summary>
     private static (long Count, double P99) Refused(JsonElement r)
     {
         long count = 0;
@@ -94,7 +101,7 @@ internal static class CompareCommand
         {
             foreach (var s in statuses.EnumerateObject())
             {
-                if (s.Name is "429" or "503")
+                if (s.Name is "429" or "503" or "grpc:RESOURCE_EXHAUSTED" or "grpc:UNAVAILABLE" or "ws:1008" or "ws:1013")
                 {
                     count += s.Value.GetProperty("count").GetInt64();
                     p99 = Math.Max(p99, s.Value.GetProperty("latency_ms").GetProperty("p99").GetDouble());

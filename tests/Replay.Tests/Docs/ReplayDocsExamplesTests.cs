@@ -405,11 +405,8 @@ public sealed partial class ReplayDocsExamplesTests(ReplayDocsExamplesTests.Serv
         /// <inheritdoc/>
         public async Task InitializeAsync()
         {
-            // The simulator, the gateway and the tool share this process's thread pool, which the test host keeps partly
-            // blocked; on 2 cores its default minimum made a loopback stream stall for 0.5-1 s while the pool grew, failing
-            // the examples' latency assertions (p95<500ms). The minimum Gateway.Tests and ModelSim.Tests raise likewise.
-            ThreadPool.GetMinThreads(out var workerThreads, out var ioThreads);
-            ThreadPool.SetMinThreads(Math.Max(workerThreads, 32), Math.Max(ioThreads, 32));
+            // The thread-pool minimum is raised for the whole assembly (TestHostSetup): the simulator, the gateway and the
+            // tool share this process's pool, and the examples assert latency (p95<500ms).
             _sim = await TestHost.StartSimAsync();
             using var certificate = TestCertificates.CreateSelfSigned(_work.Combine("certificate"));
             _gateway = await GatewayServer.StartAsync(await File.ReadAllTextAsync(RepoPaths.Combine("appsettings.json")), new Dictionary<string, string?>
