@@ -35,6 +35,9 @@ internal sealed record ValidatedRun
 /// </summary>
 internal static class SettingsValidator
 {
+    /// <summary>The largest arrival rate accepted (requests/s per run): far above what one generator process sends, low enough that a typo cannot plan 2^63 requests.</summary>
+    internal const double MaxRate = 1_000_000;
+
     private static readonly string[] s_profiles = ["constant", "ramp", "steps", "spike", "poisson", "gamma"];
 
     /// <summary>Validates; returns the parsed run or the list of problems.</summary>
@@ -114,7 +117,15 @@ internal static class SettingsValidator
                 errors.Add(Fmt($"--rate must be > 0 requests/s for --profile {profile} (was {s.Rate?.ToString(CultureInfo.InvariantCulture) ?? "missing"})."));
             }
 
-            if (duration is null && profile != "steps")
+            foreach (var (name, value) in new[] { ("--rate", s.Rate), ("--to", s.To), ("--spike-rate", s.SpikeRate), ("--step-add", s.StepAdd) })
+            {
+                if (value > MaxRate)
+                {
+                    errors.Add(Fmt($"{name} must be at most {MaxRate:N0} requests/s (was {value}); split a larger load among machines with --workers."));
+                }
+            }
+
+            if (s.Duration is null && profile != "steps")
             {
                 errors.Add($"--duration is required with --profile {profile} (e.g. --duration 60s).");
             }
@@ -177,6 +188,11 @@ internal static class SettingsValidator
         if (s.Users is not null && duration is null && s.Limit is null)
         {
             errors.Add("--users (closed model) needs --duration or --limit to know when to stop.");
+        }
+
+        if (s.ReportDirectory is { } reportDirectory)
+        {
+            CheckReportDirectory(reportDirectory, "--report", errors);
         }
 
         if (s.Users is not null && s.Amplify != 1)
@@ -438,4 +454,27 @@ internal static class SettingsValidator
     }
 
     private static string Fmt(FormattableString text) => text.ToString(CultureInfo.InvariantCulture);
+
+    /// <summary>
+    /// Checks before the run that the report can be written (a directory, created now when missing), so that a run is
+    /// not lost to a bad path at its end.
+    /// </summary>
+    internal static void CheckReportDirectory(string directory, string option, List<string> errors)
+    {
+        var full = Path.GetFullPath(directory);
+        if (File.Exists(full))
+        {
+            errors.Add($"{option} must be a directory; '{full}' is a file.");
+            return;
+        }
+
+        try
+        {
+            Directory.CreateDirectory(full);
+        }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+        {
+            errors.Add($"{option}: cannot create the directory '{full}': {ex.Message}");
+        }
+    }
 }

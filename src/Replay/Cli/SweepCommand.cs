@@ -122,12 +122,14 @@ internal static class SweepCommand
             string[] header =
             [
                 string.Create(c, $"Shaping profile written by replay sweep at {time.GetUtcNow():yyyy-MM-dd HH:mm} UTC for {target} ({workload.Description})."),
-                string.Create(c, $"Knee: {k.Rate:0.##} requests/s offered, goodput {k.GoodputRps:0.##}/s, service time mean {k.ServiceTime.Mean:0.#} ms / p95 {k.ServiceTime.P95:0.#} ms, {k.MeanInFlight:0.#} in flight."),
+                reachedKnee
+                    ? string.Create(c, $"Knee: {k.Rate:0.##} requests/s offered, goodput {k.GoodputRps:0.##}/s, service time mean {k.ServiceTime.Mean:0.#} ms / p95 {k.ServiceTime.P95:0.#} ms, {k.MeanInFlight:0.#} in flight.")
+                    : string.Create(c, $"PROVISIONAL: the sweep ended at --to before goodput stopped growing, so the target can take more than this; these limits hold it at the best step found: {k.Rate:0.##} requests/s offered, goodput {k.GoodputRps:0.##}/s, service time mean {k.ServiceTime.Mean:0.#} ms / p95 {k.ServiceTime.P95:0.#} ms, {k.MeanInFlight:0.#} in flight. Raise --to for the knee."),
                 string.Create(c, $"Most goodput {steps[best].GoodputRps:0.##}/s at {steps[best].Rate:0.##}/s offered. SLOs: {(run.Slos.Count == 0 ? "none" : string.Join(", ", run.Slos.Select(static s => s.Text)))}."),
                 $"Layer it over appsettings.json: dotnet run --project src/Gateway -- --config {Path.GetFileName(profilePath)}",
             ];
             await File.WriteAllTextAsync(profilePath, ShapingProfile.Write(limits, options.Cluster, options.Route, header), CancellationToken.None).ConfigureAwait(false);
-            await output.WriteLineAsync(string.Create(c, $"shaping profile: {profilePath} (cluster {options.Cluster}: MaxInFlight {limits.MaxInFlight}, QueueLimit {limits.QueueLimit}, QueueTimeout {limits.QueueTimeout.TotalMilliseconds:0} ms; route {options.Route}: {limits.RatePerSecond}/s)")).ConfigureAwait(false);
+            await output.WriteLineAsync(string.Create(c, $"shaping profile{(reachedKnee ? string.Empty : " (provisional: no knee below --to)")}: {profilePath} (cluster {options.Cluster}: MaxInFlight {limits.MaxInFlight}, QueueLimit {limits.QueueLimit}, QueueTimeout {limits.QueueTimeout.TotalMilliseconds:0} ms; route {options.Route}: {limits.RatePerSecond}/s)")).ConfigureAwait(false);
         }
         else
         {

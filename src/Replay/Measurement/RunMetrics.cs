@@ -248,6 +248,11 @@ internal sealed partial class RunMetrics
 
             var status = Get(_byStatus, outcome.StatusKey);
             status.Count++;
+            if (failed)
+            {
+                status.Failures++;
+            }
+
             Histograms.Record(status.Latency, latency);
             var byRoute = Get(_byRoute, route);
             byRoute.Count++;

@@ -56,9 +56,19 @@ internal static class CompareCommand
             await console.WriteLineAsync(string.Create(CultureInfo.InvariantCulture, $"{name,-30} {x,18} {y,18}")).ConfigureAwait(false);
         }
 
-        var outFile = System.IO.Path.GetFullPath(output);
-        Directory.CreateDirectory(System.IO.Path.GetDirectoryName(outFile)!);
-        await File.WriteAllTextAsync(outFile, Render(runs, rows, outFile), cancellationToken).ConfigureAwait(false);
+        // --out names the page, or a directory to write compare.html into.
+        var outFile = System.IO.Path.GetFullPath(Directory.Exists(output) ? System.IO.Path.Combine(output, "compare.html") : output);
+        try
+        {
+            Directory.CreateDirectory(System.IO.Path.GetDirectoryName(outFile)!);
+            await File.WriteAllTextAsync(outFile, Render(runs, rows, outFile), cancellationToken).ConfigureAwait(false);
+        }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+        {
+            await error.WriteLineAsync($"replay compare: cannot write '{outFile}': {ex.Message}").ConfigureAwait(false);
+            return ExitCodes.UsageOrInput;
+        }
+
         await console.WriteLineAsync($"comparison written: {outFile}").ConfigureAwait(false);
         return ExitCodes.Ok;
     }
@@ -166,11 +176,15 @@ internal static class CompareCommand
                 .Append(ReportHtml.Chart("ms", "s", [.. runs.Select((r, i) => new ReportHtml.Line(r.Label + " TTFT p95", colors[i], Series(r.Report, "ttft_p95_ms", skipZero: true)))]));
         }
 
+        // Both runs' status mix on the same axes, so their heights and lengths compare.
         html.Append("<h2>Status mix</h2>");
-        foreach (var r in runs)
+        var seconds = runs.Select(static r => Seconds(r.Report)).ToList();
+        var xEnd = seconds.Max(static s => s.Count == 0 ? 1.0 : s[^1].T);
+        var yTop = seconds.Max(static s => s.Count == 0 ? 0.0 : s.Max(static x => (double)x.Completed));
+        for (var i = 0; i < runs.Count; i++)
         {
-            html.Append("<p><b>").Append(E(r.Label)).Append("</b></p>").Append(StatusBar(r.Report))
-                .Append(ReportHtml.StatusMix(Seconds(r.Report)));
+            html.Append("<p><b>").Append(E(runs[i].Label)).Append("</b></p>").Append(StatusBar(runs[i].Report))
+                .Append(ReportHtml.StatusMix(seconds[i], xEnd, yTop));
         }
 
         html.Append("<h2>Refusals by limit</h2><table><tr><th>limit</th>");
@@ -278,13 +292,24 @@ internal static class CompareCommand
         var legend = new StringBuilder("<p class=\"muted\">");
         foreach (var (key, count) in counts.OrderBy(static c => c.Key, StringComparer.Ordinal))
         {
-            var color = key.StartsWith('2') ? "#2ca02c" : key is "429" ? "#ff7f0e" : key is "503" ? "#e377c2" : key.StartsWith('5') ? "#d62728" : "#7f7f7f";
+            var color = ColorOf(key);
             bar.Append(string.Create(CultureInfo.InvariantCulture, $"<span title=\"{E(key)}: {count}\" style=\"width:{count * 100.0 / total:0.##}%;background:{color}\"></span>"));
             legend.Append(string.Create(CultureInfo.InvariantCulture, $"<span style=\"color:{color}\">■</span> {E(key)} {count:N0} ({count * 100.0 / total:0.#}%) "));
         }
 
         return bar.Append("</div>").ToString() + legend.Append("</p>");
     }
+
+    /// <summary>A status's colour, the same as its class in the status mix over time (<see cref="ReportHtml.StatusLayers"/>).</summary>
+    private static string ColorOf(string key) => key switch
+    {
+        "grpc:OK" or "ws:ok" => "#2ca02c",
+        "429" or "503" or "grpc:RESOURCE_EXHAUSTED" or "grpc:UNAVAILABLE" or "ws:1008" or "ws:1013" => "#ff7f0e",
+        "timeout" => "#8c564b",
+        "connection_error" => "#7f7f7f",
+        _ when key.Length == 3 && key[0] is '1' or '2' or '3' => "#2ca02c",
+        _ => "#d62728",
+    };
 
     private static string Str(JsonElement r, string name) => r.TryGetProperty(name, out var v) && v.ValueKind == JsonValueKind.String ? v.GetString()! : "";
 

@@ -46,7 +46,7 @@ internal static class ReportHtml
         Row(html, "failures", Fmt($"{r.Failures} ({r.ErrorRate * 100:0.##}%): status {r.FailuresByKind["status"]}, timeout {r.FailuresByKind["timeout"]}, connection {r.FailuresByKind["connection"]}, refused {r.FailuresByKind["refused"]}"));
         Row(html, "intended / achieved rate", Fmt($"{r.IntendedRps:0.##} / {r.AchievedRps:0.##} req/s"));
         Row(html, "throughput (whole run)", Fmt($"{r.ThroughputRps:0.##} req/s over {r.DurationSeconds:0.###} s"));
-        Row(html, "goodput", Fmt($"{r.GoodputRps:0.##} req/s ({r.GoodFraction * 100:0.##}% of requests)"));
+        Row(html, "goodput", Fmt($"{r.GoodputRps:0.##} req/s over the {r.SendWindowSeconds:0.#} s send window ({r.GoodFraction * 100:0.##}% of requests)"));
         Row(html, "output tokens", Fmt($"{r.OutputTokens} ({r.OutputTokensPerSecond:0.#}/s)"));
         if (r.CompareEnabled)
         {
@@ -176,7 +176,10 @@ internal static class ReportHtml
     ];
 
     /// <summary>A stacked area chart of the status mix per second (shared with the comparison page).</summary>
-    internal static string StatusMix(IReadOnlyList<SecondReport> series)
+    /// <param name="series">The seconds.</param>
+    /// <param name="maxX">Fix the x axis's end (seconds), so that two runs' charts compare; null: this run's length.</param>
+    /// <param name="maxY">Fix the y axis's top (requests/s); null: this run's busiest second.</param>
+    internal static string StatusMix(IReadOnlyList<SecondReport> series, double? maxX = null, double? maxY = null)
     {
         var lines = new List<Line>(StatusLayers.Length);
         var below = new double[series.Count];
@@ -192,7 +195,7 @@ internal static class ReportHtml
             lines.Add(new Line(name, color, top));
         }
 
-        return Chart("req/s", "s", lines, stacked: true);
+        return Chart("req/s", "s", lines, stacked: true, fixedX: maxX, fixedY: maxY);
     }
 
     private static string RefusalsByLimit(RunReport r)
@@ -259,7 +262,9 @@ internal static class ReportHtml
     /// <param name="lines">The lines; for a stacked chart, cumulative tops, bottom layer first.</param>
     /// <param name="nines">Label the x axis as percentiles on the nines scale.</param>
     /// <param name="stacked">Fill each line down to the one before it (a stacked area chart).</param>
-    internal static string Chart(string yLabel, string xLabel, IReadOnlyList<Line> lines, bool nines = false, bool stacked = false)
+    /// <param name="fixedX">The x axis's end, when fixed (null: the largest x).</param>
+    /// <param name="fixedY">The y axis's top, when fixed (null: the largest y, rounded up).</param>
+    internal static string Chart(string yLabel, string xLabel, IReadOnlyList<Line> lines, bool nines = false, bool stacked = false, double? fixedX = null, double? fixedY = null)
     {
         double maxX = 1, maxY = 0;
         foreach (var line in lines)
@@ -271,7 +276,8 @@ internal static class ReportHtml
             }
         }
 
-        maxY = NiceCeiling(maxY);
+        maxX = fixedX is > 0 ? Math.Max(maxX, fixedX.Value) : maxX;
+        maxY = NiceCeiling(fixedY is > 0 ? Math.Max(maxY, fixedY.Value) : maxY);
         var plotW = Width - Left - Right;
         var plotH = Height - Top - Bottom;
         var svg = new StringBuilder();

@@ -16,11 +16,21 @@ internal static class SourceLoader
 
         if (source.StartsWith("azure-llm:", StringComparison.OrdinalIgnoreCase))
         {
+            if (string.IsNullOrWhiteSpace(source[10..]))
+            {
+                throw new InputException($"--source azure-llm:FILE needs a trace file after 'azure-llm:' (was '{source}').");
+            }
+
             return await AzureTraceSource.LoadAsync(source["azure-llm:".Length..], settings, cancellationToken).ConfigureAwait(false);
         }
 
         if (source.StartsWith("template:", StringComparison.OrdinalIgnoreCase))
         {
+            if (string.IsNullOrWhiteSpace(source[9..]))
+            {
+                throw new InputException($"--source template:FILE needs a template file after 'template:' (was '{source}').");
+            }
+
             return await TemplateSource.LoadAsync(source["template:".Length..], settings, cancellationToken).ConfigureAwait(false);
         }
 

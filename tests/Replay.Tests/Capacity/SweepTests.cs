@@ -73,5 +73,20 @@ public sealed class SweepTests
         Assert.True(succeeded >= 0.6 * capacity * 4, $"{succeeded} admitted in 4 s: the profile should keep the target busy\n{load}");
     }
 
+    [Fact(Timeout = 60_000)]
+    public async Task A_sweep_that_ends_before_the_knee_says_so_and_marks_its_profile_provisional()
+    {
+        await using var sim = await TestHost.StartSimAsync();
+        using var dir = TestHost.CreateTempDirectory();
+
+        var sweep = await TestHost.RunAsync(["sweep", "--target", sim.HttpAddress.ToString(), "--rate", "10", "--to", "20", "--step-factor", "2",
+            "--step-every", "1s", "--max-tokens", "4", "--slo", "e2e_p95<2s", "--report", dir.Path, "--progress", "none"]);
+
+        Assert.True(sweep.ExitCode == 0, sweep.ToString());
+        Assert.Contains("raise --to", sweep.Output, StringComparison.Ordinal);
+        Assert.Contains("shaping profile (provisional: no knee below --to)", sweep.Output, StringComparison.Ordinal);
+        Assert.Contains("PROVISIONAL", await File.ReadAllTextAsync(dir.Combine("shaping-profile.json")), StringComparison.Ordinal);
+    }
+
     private static System.Text.Json.JsonDocument JsonDocumentFrom(string path) => System.Text.Json.JsonDocument.Parse(File.ReadAllBytes(path));
 }

@@ -21,6 +21,38 @@ public sealed class BadInputTests
         Assert.Contains("capture", result.Error, StringComparison.Ordinal);
     }
 
+    [Theory(Timeout = 30_000)]
+    [InlineData("--rate", "1e308", "--rate must be at most 1,000,000 requests/s")]
+    [InlineData("--source", "azure-llm:", "--source azure-llm:FILE needs a trace file")]
+    [InlineData("--source", "template: ", "--source template:FILE needs a template file")]
+    public async Task Absurd_or_empty_values_are_refused_before_anything_is_sent(string option, string value, string message)
+    {
+        var port = FreePort.Next(); // nothing listens: a refusal must come before any connection is tried
+        string[] args = option == "--rate"
+            ? ["load", "--target", $"http://127.0.0.1:{port}", "--rate", value, "--duration", "2s"]
+            : ["run", "--source", value, "--target", $"http://127.0.0.1:{port}", "--rate", "10", "--duration", "1s"];
+
+        var result = await TestHost.RunAsync(args);
+
+        Assert.True(result.ExitCode == 2, result.ToString());
+        Assert.Contains(message, result.Error, StringComparison.Ordinal);
+        Assert.DoesNotContain("   at ", result.Error, StringComparison.Ordinal); // no stack trace for a user's mistake
+    }
+
+    [Fact(Timeout = 30_000)]
+    public async Task A_report_path_that_is_a_file_is_refused_before_the_run_not_after()
+    {
+        using var dir = TestHost.CreateTempDirectory();
+        var file = dir.Combine("not-a-directory");
+        await File.WriteAllTextAsync(file, "x");
+        var port = FreePort.Next();
+
+        var result = await TestHost.RunAsync(["load", "--target", $"http://127.0.0.1:{port}", "--rate", "10", "--duration", "1s", "--report", file]);
+
+        Assert.True(result.ExitCode == 2, result.ToString()); // 2 (input), not 3: refused before the target was even tried
+        Assert.Contains("--report must be a directory", result.Error, StringComparison.Ordinal);
+    }
+
     [Fact(Timeout = 30_000)]
     public async Task An_unreachable_target_ends_the_run_before_it_starts()
     {

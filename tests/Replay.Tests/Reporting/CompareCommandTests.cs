@@ -36,6 +36,28 @@ public sealed class CompareCommandTests
     }
 
     [Fact]
+    public async Task Compare_writes_into_a_directory_given_as_out_and_refuses_an_unwritable_path()
+    {
+        using var dir = TestHost.CreateTempDirectory();
+        await using var sim = await TestHost.StartSimAsync(perTokenMs: 1);
+        var a = Path.Combine(dir.Path, "a");
+        Assert.Equal(0, (await TestHost.RunAsync("load", "--target", sim.HttpAddress.ToString(), "--rate", "20", "--duration", "1s", "--max-tokens", "2", "--report", a, "--progress", "none")).ExitCode);
+        var outDir = Directory.CreateDirectory(Path.Combine(dir.Path, "pages")).FullName;
+
+        var result = await TestHost.RunAsync("compare", a, a, "--out", outDir);
+
+        Assert.True(result.ExitCode == 0, result.ToString());
+        Assert.True(File.Exists(Path.Combine(outDir, "compare.html")), result.ToString());
+
+        var blocker = Path.Combine(dir.Path, "file");
+        await File.WriteAllTextAsync(blocker, "x");
+        var bad = await TestHost.RunAsync("compare", a, a, "--out", Path.Combine(blocker, "compare.html")); // a file stands where a directory must be
+        Assert.True(bad.ExitCode == 2, bad.ToString());
+        Assert.Contains("cannot write", bad.Error, StringComparison.Ordinal);
+        Assert.DoesNotContain("   at ", bad.Error, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task Compare_refuses_a_missing_or_broken_report_with_exit_2()
     {
         using var dir = TestHost.CreateTempDirectory();

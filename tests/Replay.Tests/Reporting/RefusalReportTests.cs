@@ -57,6 +57,8 @@ public sealed class RefusalReportTests
         Assert.True(refused > 50, $"{refused} refused of 150 at 50/s against 10/s\n{run}"); // about 100 of 150
         var byLimit = r.GetProperty("refused_by_limit");
         Assert.Equal(refused, byLimit.GetProperty("tight").GetProperty("count").GetInt64()); // every refusal is named
+        var status429 = r.GetProperty("by_status").GetProperty("429");
+        Assert.Equal(status429.GetProperty("count").GetInt64(), status429.GetProperty("failures").GetInt64()); // a refusal is a failure in by_status too
         Assert.Single(byLimit.EnumerateObject());
 
         long seriesRefused = 0, seriesByLimit = 0, mixed = 0, completed = 0, ttftSeconds = 0;
