@@ -2,9 +2,11 @@
 # Proxy overhead benchmark (run by hand; not a test). In one run, wrk drives the same simulator endpoint:
 #   direct    wrk -> ModelSim
 #   gateway   wrk -> Gateway (YARP) -> ModelSim
+#   yarp      wrk -> bench/BareYarp (YARP alone, none of the gateway's features) -> ModelSim
 #   nginx     wrk -> nginx (reverse proxy, keep-alive upstream) -> ModelSim
 #   haproxy   wrk -> HAProxy (http-reuse always) -> ModelSim
-# and prints requests/s and p99 of each, with the gateway/nginx, gateway/haproxy and gateway/direct ratios.
+# and prints requests/s and p99 of each, with the gateway/nginx, gateway/haproxy, gateway/direct and gateway/yarp ratios
+# (the last one is the cost of the gateway's own features over YARP and Kestrel).
 # Rounds alternate the targets (A B C D, A B C D, ...) so drift of a shared machine hits all alike; medians reported.
 #
 # Usage: bench/proxy.sh [--duration 10s] [--connections 64] [--threads 2] [--rounds 3] [--chat]
@@ -33,10 +35,14 @@ trap cleanup EXIT
 
 echo "building (Release)..." >&2
 build_release
-SIM=$(free_port); SIMG=$(free_port); GW=$(free_port); NG=$(free_port); HA=$(free_port)
+dotnet build bench/BareYarp -c Release -v quiet -nologo -clp:ErrorsOnly >/dev/null
+yarp_dll=$PWD/bench/BareYarp/bin/Release/net10.0/BareYarp.dll
+SIM=$(free_port); SIMG=$(free_port); GW=$(free_port); NG=$(free_port); HA=$(free_port); YP=$(free_port)
 start_fast_sim "$SIM" "$SIMG" "$work/sim.log"
 gateway_config "$work/gateway.json" "$GW" "$(free_port)" "$(free_port)" "$(free_port)" "$SIM"
 (cd "$work" && exec dotnet "$gw_dll" --config "$work/gateway.json") >"$work/gateway.log" 2>&1 &
+pids+=($!)
+dotnet "$yarp_dll" "$YP" "http://127.0.0.1:$SIM/" >"$work/yarp.log" 2>&1 &
 pids+=($!)
 
 cat >"$work/nginx.conf" <<NGINX
@@ -87,8 +93,8 @@ if [ -n "$chat" ]; then
   post_script "$script" "$path" '{"model":"sim","messages":[{"role":"user","content":"hello there"}],"max_tokens":16}'
 fi
 
-declare -A port=([direct]=$SIM [gateway]=$GW [nginx]=$NG [haproxy]=$HA)
-targets=(direct gateway nginx haproxy)
+declare -A port=([direct]=$SIM [gateway]=$GW [yarp]=$YP [nginx]=$NG [haproxy]=$HA)
+targets=(direct gateway yarp nginx haproxy)
 wait_http "http://127.0.0.1:$SIM/health"
 for t in "${targets[@]}"; do wait_http "http://127.0.0.1:${port[$t]}/v1/models"; done
 for t in "${targets[@]}"; do run_wrk "$threads" "$connections" 3s "http://127.0.0.1:${port[$t]}$path" "$script" >/dev/null; done # warm-up
@@ -111,5 +117,5 @@ for t in "${targets[@]}"; do
   med[$t]=$(echo "${rps[$t]}" | median)
   printf '%-10s %12.0f %10.2f\n' "$t" "${med[$t]}" "$(echo "${p99[$t]}" | median)"
 done
-awk -v g="${med[gateway]}" -v n="${med[nginx]}" -v h="${med[haproxy]}" -v d="${med[direct]}" 'BEGIN {
-  printf "gateway/nginx   %.2fx\ngateway/haproxy %.2fx\ngateway/direct  %.2fx\n", g/n, g/h, g/d }'
+awk -v g="${med[gateway]}" -v n="${med[nginx]}" -v h="${med[haproxy]}" -v d="${med[direct]}" -v y="${med[yarp]}" 'BEGIN {
+  printf "gateway/nginx   %.2fx\ngateway/haproxy %.2fx\ngateway/direct  %.2fx\ngateway/yarp    %.2fx\nyarp/nginx      %.2fx\n", g/n, g/h, g/d, g/y, y/n }'
