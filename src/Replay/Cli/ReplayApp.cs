@@ -88,7 +88,8 @@ internal static partial class ReplayApp
                 await error.WriteLineAsync($"replay: {origin}{e.Message}").ConfigureAwait(false);
             }
 
-            await error.WriteLineAsync("replay: see 'replay --help' or 'replay run --help'.").ConfigureAwait(false);
+            var command = parse.CommandResult.Command == root ? "run" : parse.CommandResult.Command.Name;
+            await error.WriteLineAsync($"replay: see 'replay --help' or 'replay {command} --help'.").ConfigureAwait(false);
             return ExitCodes.UsageOrInput;
         }
 

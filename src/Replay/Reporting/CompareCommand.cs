@@ -126,8 +126,12 @@ internal static class CompareCommand
 
     private static string D(JsonElement r, string name) => r.TryGetProperty(name, out var v) && v.ValueKind == JsonValueKind.Number ? F(v.GetDouble()) : "–";
 
+    /// <summary>A percentile of a distribution; "–" when it is missing or empty (no success, no stream).</summary>
     private static string P(JsonElement r, string name, string p) =>
-        r.TryGetProperty(name, out var v) && v.ValueKind == JsonValueKind.Object && v.TryGetProperty(p, out var x) ? F(x.GetDouble()) : "–";
+        r.TryGetProperty(name, out var v) && v.ValueKind == JsonValueKind.Object && v.TryGetProperty(p, out var x)
+            && !(v.TryGetProperty("count", out var n) && n.ValueKind == JsonValueKind.Number && n.GetInt64() == 0)
+            ? F(x.GetDouble())
+            : "–";
 
     private static string F(double value) => value.ToString(value >= 100 ? "N0" : "0.0#", CultureInfo.InvariantCulture);
 

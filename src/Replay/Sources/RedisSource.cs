@@ -25,7 +25,7 @@ internal static class RedisSource
         }
         catch (RedisException ex)
         {
-            throw new InputException($"--source '{source}': cannot connect to Redis ({ex.Message}).", ex);
+            throw new InputException($"--source '{source}': cannot connect to Redis ({Brief(ex.Message)}).", ex);
         }
 
         try
@@ -35,9 +35,18 @@ internal static class RedisSource
         catch (RedisException ex)
         {
             await store.DisposeAsync().ConfigureAwait(false);
-            throw new InputException($"--source '{source}': Redis does not answer ({ex.Message}).", ex);
+            throw new InputException($"--source '{source}': Redis does not answer ({Brief(ex.Message)}).", ex);
         }
 
         return (store, $"Redis at {source}");
+    }
+
+    /// <summary>The first sentence of a StackExchange.Redis message (the rest is a multi-line diagnostic dump).</summary>
+    private static string Brief(string message)
+    {
+        var end = message.IndexOf(". ", StringComparison.Ordinal);
+        var line = message.IndexOf('\n', StringComparison.Ordinal);
+        var cut = end < 0 ? line : line < 0 ? end : Math.Min(end, line);
+        return cut > 0 ? message[..cut].TrimEnd('.', '\r') : message;
     }
 }
