@@ -26,7 +26,8 @@ namespace Gateway.Forwarding;
 /// (it cannot tell a timeout's cancellation from a client's).
 /// <para>
 /// YARP answers a failed forward with a bare status; here a body is added before anything was sent:
-/// 502 <c>backend_unreachable</c>, 503 <c>no_available_destination</c>, 504 <c>backend_timeout</c>.
+/// 502 <c>backend_unreachable</c>, 503 <c>no_available_destination</c>, 504 <c>backend_timeout</c>. A request whose
+/// header value cannot be forwarded (not ASCII) is answered 400 <c>invalid_header</c> and never forwarded.
 /// </para>
 /// </remarks>
 internal sealed partial class ForwardingMiddleware
@@ -56,6 +57,15 @@ internal sealed partial class ForwardingMiddleware
         {
             exchange.RouteId = proxy.Route.Config.RouteId;
             exchange.ClusterId = proxy.Route.Config.ClusterId;
+        }
+
+        if (UnforwardableHeader(context.Request.Headers) is { } header)
+        {
+            // SocketsHttpHandler sends header values as ASCII only; refused here, before anything is forwarded or counted
+            // against the backend, instead of YARP failing the forward as a 502.
+            await ErrorResponses.WriteAsync(context, StatusCodes.Status400BadRequest, StatusCode.InvalidArgument, "invalid_request", "invalid_header",
+                $"The value of request header '{header}' has non-ASCII characters, which cannot be forwarded; encode it (for example percent-encoding, RFC 8187).");
+            return;
         }
 
         // A WebSocket chat session is silent between turns: its idle bound is Gateway:Limits:WebSocketIdleTimeout. A route
@@ -96,6 +106,23 @@ internal sealed partial class ForwardingMiddleware
                 await WriteForwarderErrorAsync(context, error.Error, proxy.Route.Config.ClusterId);
             }
         }
+    }
+
+    /// <summary>The name of the first request header whose value has a character outside ASCII, which the forwarder cannot send.</summary>
+    internal static string? UnforwardableHeader(IHeaderDictionary headers)
+    {
+        foreach (var (name, values) in headers)
+        {
+            foreach (var value in values)
+            {
+                if (value is not null && !System.Text.Ascii.IsValid(value))
+                {
+                    return name;
+                }
+            }
+        }
+
+        return null;
     }
 
     /// <summary>

@@ -1,4 +1,5 @@
 using System.Net;
+using System.Net.Sockets;
 using Gateway.Admin;
 using Gateway.Configuration;
 using Gateway.Exchange;
@@ -100,7 +101,8 @@ internal static partial class GatewayApp
     }
 
     /// <summary>
-    /// Binds the application, turning a port that is already taken into a configuration error that names the listener's key.
+    /// Binds the application, turning a port that is already taken, or an address this machine does not own, into a
+    /// configuration error that names the listener's key.
     /// </summary>
     public static async Task StartAsync(WebApplication app, CancellationToken cancellationToken)
     {
@@ -129,6 +131,62 @@ internal static partial class GatewayApp
             await app.DisposeAsync();
             throw new ConfigurationException(errors);
         }
+        catch (SocketException ex)
+        {
+            // Kestrel reports an address the machine does not own (or a port it may not use) as a bare socket error
+            // that names no endpoint: find the listener whose address cannot be bound.
+            var errors = BindErrors(app.Services.GetRequiredService<ListenerRegistry>().Options, ex);
+            await app.DisposeAsync();
+            throw new ConfigurationException(errors);
+        }
+    }
+
+    /// <summary>
+    /// One line per listener that cannot be bound, each naming its key: its address is tried on a free port (port 0),
+    /// so an address this machine does not own is told from a port that is refused.
+    /// </summary>
+    private static List<string> BindErrors(ListenersOptions listeners, SocketException failure)
+    {
+        var errors = new List<string>();
+        foreach (var name in ListenerNames.All)
+        {
+            var o = listeners.Get(name);
+            if (!listeners.IsEnabled(name) || !o.TryGetIPAddress(out var address))
+            {
+                continue;
+            }
+
+            try
+            {
+                using var probe = new Socket(address.AddressFamily, SocketType.Stream, ProtocolType.Tcp);
+                probe.Bind(new IPEndPoint(address, 0));
+            }
+            catch (SocketException ex)
+            {
+                errors.Add(ex.SocketErrorCode == SocketError.AddressNotAvailable
+                    ? $"{ListenersOptions.Section}:{name}:Address: {o.Address} is not an address of this machine, so the {name} listener cannot listen on it ({ex.Message})."
+                    : $"{ListenersOptions.Section}:{name}:Address: the {name} listener cannot listen on {o.Address} ({ex.Message}).");
+            }
+        }
+
+        if (errors.Count == 0 && failure.SocketErrorCode == SocketError.AccessDenied)
+        {
+            foreach (var name in ListenerNames.All)
+            {
+                var o = listeners.Get(name);
+                if (listeners.IsEnabled(name) && o.Port is > 0 and < 1024)
+                {
+                    errors.Add($"{ListenersOptions.Section}:{name}:Port: {o.Address}:{o.Port} is a privileged port this process may not listen on ({failure.Message}).");
+                }
+            }
+        }
+
+        if (errors.Count == 0)
+        {
+            errors.Add($"{ListenersOptions.Section}: a listener could not be bound: {failure.Message} ({failure.SocketErrorCode}).");
+        }
+
+        return errors;
     }
 
     /// <summary>An empty error answer on the admin listener (405 for a wrong method) gets the same JSON body as every other.</summary>

@@ -9,6 +9,7 @@ using Grpc.Core;
 using Microsoft.AspNetCore.Http.Features;
 using Polly;
 using Polly.CircuitBreaker;
+using Yarp.ReverseProxy.Forwarder;
 
 namespace Gateway.Shaping;
 
@@ -20,7 +21,8 @@ namespace Gateway.Shaping;
 /// counts and logs;</item>
 /// <item>token-aware policies charge the prompt's tokens plus <c>max_tokens</c> up front and are corrected by the usage
 /// the response reports (asked for on streams when the client did not, and then hidden from the client);</item>
-/// <item>the cluster's circuit breaker (open: 503 at once) and admission: in-flight cap, priority queue, adaptive limit
+/// <item>the cluster's circuit breaker (open: 503 at once until its break is over, then Polly lets one trial request
+/// through, half-open: its success closes the circuit, its failure opens it again) and admission: in-flight cap, priority queue, adaptive limit
 /// (queue full or timed out: 503 with <c>Retry-After</c>, gRPC UNAVAILABLE, WebSocket close 1013);</item>
 /// <item>admitted responses carry <c>x-ratelimit-*-requests</c> and <c>x-ratelimit-*-tokens</c> headers.</item>
 /// </list>
@@ -169,12 +171,10 @@ internal sealed class ShapingMiddleware
                 return;
             }
 
-            if (cluster.Breaker is { } breaker && breaker.State.CircuitState is CircuitState.Open or CircuitState.Isolated)
+            if (cluster.Breaker is { } breaker && breaker.IsBreaking(out var breakLeft))
             {
-                _metrics.Admission(cluster.Controller.ClusterId, "refused", "circuit_open", TimeSpan.Zero);
-                _refusals.Refused($"admission:{cluster.Controller.ClusterId}", "circuit_open", exchange.ClientKey, shadow: false, state.Options.RefusalLogInterval);
-                await RefuseAsync(context, exchange, 503, "circuit_open", $"admission:{cluster.Controller.ClusterId}",
-                    $"The circuit breaker of cluster '{cluster.Controller.ClusterId}' is open after repeated backend failures.", cluster.Options.CircuitBreaker.BreakDuration, isWebSocket);
+                // Open and within its break: refused before it queues. After the break, Polly decides (half-open trial).
+                await RefuseCircuitOpenAsync(context, exchange, cluster, state.Options, breakLeft, isWebSocket);
                 return;
             }
 
@@ -201,19 +201,39 @@ internal sealed class ShapingMiddleware
             context.Response.OnStarting(s_markFirstByte, admitted);
             if (cluster.Breaker is { } b)
             {
+                Outcome<int> outcome;
                 var ctx = ResilienceContextPool.Shared.Get(aborted);
                 try
                 {
-                    await b.Pipeline.ExecuteOutcomeAsync(static async (_, s) =>
+                    outcome = await b.Pipeline.ExecuteOutcomeAsync(static async (_, s) =>
                     {
-                        await s.Next(s.Context);
-                        var status = s.Exchange.IsClientAbort ? 200 : s.Context.Response.StatusCode;
-                        return Outcome.FromResult(status);
+                        try
+                        {
+                            await s.Next(s.Context);
+                        }
+                        catch (Exception ex)
+                        {
+                            return Outcome.FromException<int>(ex);
+                        }
+
+                        return Outcome.FromResult(BreakerStatus(s.Context, s.Exchange));
                     }, ctx, (Next: _next, Context: context, Exchange: exchange));
                 }
                 finally
                 {
                     ResilienceContextPool.Shared.Return(ctx);
+                }
+
+                switch (outcome.Exception)
+                {
+                    case BrokenCircuitException broken:
+                        // Polly refused it (isolated, still open, or half-open with its one trial in flight): nothing was sent.
+                        admitted.Discard();
+                        await RefuseCircuitOpenAsync(context, exchange, cluster, state.Options, broken.RetryAfter ?? TimeSpan.Zero, isWebSocket);
+                        return;
+                    case { } thrown:
+                        System.Runtime.ExceptionServices.ExceptionDispatchInfo.Throw(thrown);
+                        break;
                 }
             }
             else
@@ -244,6 +264,36 @@ internal sealed class ShapingMiddleware
 
             usage?.Dispose();
         }
+    }
+
+    /// <summary>
+    /// The status the circuit breaker judges an exchange by (5xx: the backend failed). A failure on the client's side is
+    /// never the backend's: a client that went away counts as 499, a request that could not be forwarded as the client
+    /// sent it (<see cref="Forwarding.ForwarderErrors.IsClientSide"/>) as 400, whatever status YARP set for it.
+    /// </summary>
+    private static int BreakerStatus(HttpContext context, ExchangeContext exchange)
+    {
+        if (exchange.IsClientAbort)
+        {
+            return ExchangeMiddleware.ClientClosedRequest;
+        }
+
+        if (context.Features.Get<IForwarderErrorFeature>() is { } error && Forwarding.ForwarderErrors.IsClientSide(error.Error, error.Exception))
+        {
+            return StatusCodes.Status400BadRequest;
+        }
+
+        return context.Response.StatusCode;
+    }
+
+    private Task RefuseCircuitOpenAsync(HttpContext context, ExchangeContext exchange, ClusterShaping cluster, ShapingOptions options, TimeSpan retryAfter, bool isWebSocket)
+    {
+        var id = cluster.Controller.ClusterId;
+        _metrics.Admission(id, "refused", "circuit_open", TimeSpan.Zero);
+        _refusals.Refused($"admission:{id}", "circuit_open", exchange.ClientKey ?? ClientKey.Of(context), shadow: false, options.RefusalLogInterval);
+        return RefuseAsync(context, exchange, 503, "circuit_open", $"admission:{id}",
+            $"The circuit breaker of cluster '{id}' is open after repeated backend failures; a trial request is let through once its break is over.",
+            retryAfter > TimeSpan.Zero ? retryAfter : cluster.Options.CircuitBreaker.BreakDuration, isWebSocket);
     }
 
     /// <summary>

@@ -4,8 +4,6 @@ using Gateway.Configuration;
 using Gateway.Shaping.Admission;
 using Gateway.Shaping.Policies;
 using Microsoft.Extensions.Primitives;
-using Polly;
-using Polly.CircuitBreaker;
 using Yarp.ReverseProxy.Configuration;
 
 namespace Gateway.Shaping;
@@ -166,27 +164,7 @@ internal sealed partial class ShapingRuntime : IDisposable
         return o.Scope == PolicyScope.Global ? new GlobalPolicy(name, o, partition, Redis, Local(instances)) : Local(1);
     }
 
-    private (ResiliencePipeline<int> Pipeline, CircuitBreakerStateProvider State)? Breaker(CircuitBreakerOptions o)
-    {
-        if (!o.Enabled)
-        {
-            return null;
-        }
-
-        var state = new CircuitBreakerStateProvider();
-        var pipeline = new ResiliencePipelineBuilder<int> { TimeProvider = _time }
-            .AddCircuitBreaker(new CircuitBreakerStrategyOptions<int>
-            {
-                FailureRatio = o.FailureRatio,
-                MinimumThroughput = o.MinimumThroughput,
-                SamplingDuration = o.SamplingDuration,
-                BreakDuration = o.BreakDuration,
-                StateProvider = state,
-                ShouldHandle = static args => ValueTask.FromResult(args.Outcome.Exception is not null || args.Outcome.Result is 500 or 502 or 503 or 504),
-            })
-            .Build();
-        return (pipeline, state);
-    }
+    private ClusterBreaker? Breaker(CircuitBreakerOptions o) => o.Enabled ? new ClusterBreaker(o, _time) : null;
 
     public void Dispose() => _reload.Dispose();
 
@@ -217,4 +195,4 @@ internal sealed class ShapingState(ShapingOptions options, Dictionary<string, Sh
 }
 
 /// <summary>Admission and circuit breaking of one cluster.</summary>
-internal sealed record ClusterShaping(AdmissionOptions Options, AdmissionController Controller, (ResiliencePipeline<int> Pipeline, CircuitBreakerStateProvider State)? Breaker);
+internal sealed record ClusterShaping(AdmissionOptions Options, AdmissionController Controller, ClusterBreaker? Breaker);

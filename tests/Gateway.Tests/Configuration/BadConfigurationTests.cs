@@ -138,6 +138,17 @@ public sealed class BadConfigurationTests : IDisposable
     }
 
     [Fact]
+    public async Task Listener_address_the_machine_does_not_own_exits_2_naming_the_key()
+    {
+        // 192.0.2.1 is TEST-NET-1 (RFC 5737): reserved for documentation, never an address of this machine.
+        var (exit, stderr) = await RunGatewayAsync("--Gateway:Listeners:Http:Address=192.0.2.1");
+
+        Assert.Equal(2, exit);
+        Assert.Contains("gateway: configuration error: Gateway:Listeners:Http:Address: 192.0.2.1 is not an address of this machine", stderr, StringComparison.Ordinal);
+        Assert.DoesNotContain("Unhandled exception", stderr, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task Missing_config_file_exits_non_zero()
     {
         var (exit, stderr) = await RunGatewayAsync("--config", Path.Combine(_dir, "absent.json"));

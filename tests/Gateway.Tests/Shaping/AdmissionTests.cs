@@ -144,4 +144,107 @@ public sealed class AdmissionTests
         using var open = await client.PostAsync("/v1/generate", Generate());
         Assert.Equal("circuit_open", JsonDocument.Parse(await open.Content.ReadAsStringAsync()).RootElement.GetProperty("error").GetProperty("code").GetString());
     }
+
+    [Fact]
+    public async Task Circuit_breaker_lets_a_trial_through_after_the_break_and_closes_once_the_backend_recovers()
+    {
+        var failing = true;
+        var calls = 0;
+        await using var backend = await TestBackend.StartAsync(app => app.MapPost("/v1/generate", () =>
+        {
+            Interlocked.Increment(ref calls);
+            return Volatile.Read(ref failing)
+                ? Microsoft.AspNetCore.Http.Results.StatusCode(500)
+                : Microsoft.AspNetCore.Http.Results.Json(new { text = "ok" });
+        }));
+        var shaping = Admission(8, 8, "00:00:05");
+        shaping["Admission"]!["model-http"]!["CircuitBreaker"] = new JsonObject
+        {
+            ["Enabled"] = true, ["FailureRatio"] = 0.5, ["MinimumThroughput"] = 4, ["SamplingDuration"] = "00:00:10", ["BreakDuration"] = "00:00:01",
+        };
+        await using var h = await GatewayHarness.StartAsync(new GatewayHarness.Options { HttpBackend = backend.Address, Edit = With(shaping) });
+        using var client = new HttpClient { BaseAddress = h.Http };
+
+        async Task<(HttpStatusCode Status, string? Code)> SendAsync()
+        {
+            using var r = await client.PostAsync("/v1/generate", Generate());
+            var code = r.Headers.TryGetValues("x-gateway-error", out var v) ? v.First() : null;
+            return (r.StatusCode, code);
+        }
+
+        // The backend fails until the circuit opens; then requests are refused without reaching it.
+        var opened = false;
+        for (var i = 0; i < 20 && !opened; i++)
+        {
+            opened = await SendAsync() is (HttpStatusCode.ServiceUnavailable, "circuit_open");
+        }
+
+        Assert.True(opened, "the circuit never opened");
+        var reached = Volatile.Read(ref calls);
+        Assert.Equal((HttpStatusCode.ServiceUnavailable, "circuit_open"), await SendAsync());
+        Assert.Equal(reached, Volatile.Read(ref calls));
+
+        // After the break one trial reaches the still failing backend, and its failure opens the circuit again.
+        var trial = await UntilAsync(SendAsync, r => r.Status != HttpStatusCode.ServiceUnavailable, TimeSpan.FromSeconds(10));
+        Assert.Equal(HttpStatusCode.InternalServerError, trial.Status);
+        Assert.Equal(reached + 1, Volatile.Read(ref calls));
+        Assert.Equal((HttpStatusCode.ServiceUnavailable, "circuit_open"), await SendAsync());
+
+        // The backend recovers: within a break or two a trial succeeds and closes the circuit; everything passes again.
+        Volatile.Write(ref failing, false);
+        var recovered = await UntilAsync(SendAsync, r => r.Status == HttpStatusCode.OK, TimeSpan.FromSeconds(10));
+        Assert.Equal(HttpStatusCode.OK, recovered.Status);
+        for (var i = 0; i < 10; i++)
+        {
+            Assert.Equal(HttpStatusCode.OK, (await SendAsync()).Status);
+        }
+
+        Assert.Equal("Closed", h.Gateway.Services.GetRequiredService<ShapingRuntime>().Current.Clusters["model-http"].Breaker?.State.CircuitState.ToString());
+    }
+
+    [Fact]
+    public async Task Non_ascii_header_value_is_answered_400_and_never_counts_against_the_backend()
+    {
+        var shaping = Admission(8, 8, "00:00:05");
+        shaping["Admission"]!["model-http"]!["CircuitBreaker"] = new JsonObject
+        {
+            ["Enabled"] = true, ["FailureRatio"] = 0.5, ["MinimumThroughput"] = 4, ["SamplingDuration"] = "00:00:30", ["BreakDuration"] = "00:00:30",
+        };
+        await using var h = await GatewayHarness.StartAsync(new GatewayHarness.Options { Edit = With(shaping) });
+        // A real client that sends the header's UTF-8 bytes as they are (HttpClient refuses non-ASCII values by default).
+        using var client = new HttpClient(new SocketsHttpHandler { RequestHeaderEncodingSelector = (_, _) => System.Text.Encoding.UTF8 }) { BaseAddress = h.Http };
+
+        for (var i = 0; i < 12; i++)
+        {
+            using var request = new HttpRequestMessage(HttpMethod.Post, "/v1/generate") { Content = Generate() };
+            request.Headers.TryAddWithoutValidation("x-note", "café é");
+            using var r = await client.SendAsync(request);
+            var body = await r.Content.ReadAsStringAsync();
+            Assert.True(r.StatusCode == HttpStatusCode.BadRequest, $"request {i}: {(int)r.StatusCode} {body}");
+            var error = JsonDocument.Parse(body).RootElement.GetProperty("error");
+            Assert.Equal("invalid_header", error.GetProperty("code").GetString());
+            Assert.Contains("'x-note'", error.GetProperty("message").GetString(), StringComparison.Ordinal);
+        }
+
+        Assert.Equal(0, h.Sim.Stats.Completed); // never forwarded
+        using var ok = await client.PostAsync("/v1/generate", Generate());
+        Assert.Equal(HttpStatusCode.OK, ok.StatusCode);
+        Assert.Equal("Closed", h.Gateway.Services.GetRequiredService<ShapingRuntime>().Current.Clusters["model-http"].Breaker?.State.CircuitState.ToString());
+    }
+
+    /// <summary>Sends one request every 50 ms until one matches or time is up; returns the last answer.</summary>
+    private static async Task<T> UntilAsync<T>(Func<Task<T>> send, Func<T, bool> done, TimeSpan within)
+    {
+        var until = DateTime.UtcNow + within;
+        while (true)
+        {
+            var result = await send();
+            if (done(result) || DateTime.UtcNow > until)
+            {
+                return result;
+            }
+
+            await Task.Delay(50);
+        }
+    }
 }
