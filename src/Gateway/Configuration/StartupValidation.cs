@@ -118,13 +118,38 @@ internal static class StartupValidation
             errors.Add($"{Recording.RecordingOptions.Section}:Sampling:Routes:{route} names route '{route}', which is not defined under ReverseProxy:Routes.");
         }
 
+        ValidateKeyPriorities(shaping, errors);
+        return new Result(listeners, limits, telemetry, admin, certificates, errors);
+    }
+
+    /// <summary>
+    /// Checks what a reload changes (Gateway:Shaping and ReverseProxy, and that every Gateway key is known) with the
+    /// start-up rules, reporting every problem.
+    /// </summary>
+    /// <returns>The shaping options of <paramref name="configuration"/>; in force only when no error was added.</returns>
+    public static Shaping.ShapingOptions ValidateReload(IConfiguration configuration, List<string> errors)
+    {
+        KnownKeys.Check(configuration, errors);
+        if (errors.Count > 0)
+        {
+            return new Shaping.ShapingOptions();
+        }
+
+        var shaping = Bind<Shaping.ShapingOptions>(configuration, Shaping.ShapingOptions.Section, errors);
+        Shaping.ShapingOptionsValidator.Validate(shaping, errors);
+        ValidateProxy(configuration.GetSection("ReverseProxy"), shaping, errors);
+        ValidateKeyPriorities(shaping, errors);
+        return shaping;
+    }
+
+    private static void ValidateKeyPriorities(Shaping.ShapingOptions shaping, List<string> errors)
+    {
         var classes = shaping.Admission.Values.SelectMany(static a => a.PriorityClasses.Count > 0 ? a.PriorityClasses : [.. Shaping.AdmissionOptions.DefaultPriorityClasses])
             .Concat(Shaping.AdmissionOptions.DefaultPriorityClasses).ToHashSet(StringComparer.OrdinalIgnoreCase);
         foreach (var (key, priority) in shaping.KeyPriorities.Where(kp => !classes.Contains(kp.Value)))
         {
             errors.Add($"{Shaping.ShapingOptions.Section}:KeyPriorities:{key} names priority class '{priority}', which no admission configuration has (classes: {string.Join(", ", classes)}).");
         }
-        return new Result(listeners, limits, telemetry, admin, certificates, errors);
     }
 
     /// <summary>Binds a section, turning a conversion failure into an error that names the key.</summary>

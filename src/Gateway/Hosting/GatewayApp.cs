@@ -61,10 +61,12 @@ internal static partial class GatewayApp
         services.AddRequestTimeouts();
         services.ConfigureHttpJsonOptions(static o => o.SerializerOptions.Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping);
         services.AddGatewayRecording(builder.Configuration);
+        var gate = new ConfigurationGate(builder.Configuration); // what reloads read: the last configuration that validated
+        services.AddSingleton(_ => gate); // (a factory, so that the container disposes it)
         services.AddGatewayShaping();
 
         services.AddReverseProxy()
-            .LoadFromConfig(builder.Configuration.GetSection("ReverseProxy"))
+            .LoadFromConfig(gate.Configuration.GetSection("ReverseProxy"))
             .AddConfigFilter<ProxyConfigFilter>();
         services.AddSingleton<IForwarderHttpClientFactory, PoolingHttpClientFactory>();
 
@@ -72,6 +74,7 @@ internal static partial class GatewayApp
         ConfigureKestrel(builder, registry, validation.Limits);
 
         var app = builder.Build();
+        gate.AttachLogger(app.Services.GetRequiredService<ILoggerFactory>());
         _ = app.Services.GetRequiredService<ShapingMetrics>(); // instruments exist before the first scrape
         _ = app.Services.GetRequiredService<DashboardStats>(); // its uptime counts from start-up (it listens from the first poll)
         if (!builder.Configuration.GetSection("ReverseProxy:Routes").GetChildren().Any())

@@ -1,3 +1,4 @@
+using Gateway.Configuration;
 using Microsoft.Extensions.Options;
 
 namespace Gateway.Hosting;
@@ -90,12 +91,11 @@ internal static class GatewayProgram
         }
 
         var builder = WebApplication.CreateBuilder(new WebApplicationOptions { Args = [.. rest] });
+        GuardedJsonFile.GuardJsonFiles(builder.Configuration); // appsettings.json
         foreach (var file in files)
         {
-            builder.Configuration.AddJsonFile(Path.GetFullPath(file), optional: false, reloadOnChange: true);
+            builder.Configuration.AddGuardedJsonFile(file);
         }
-
-        ReportReloadErrors(builder.Configuration);
 
         // Later sources win: keep environment variables and the command line above the --config files.
         builder.Configuration.AddEnvironmentVariables();
@@ -149,24 +149,6 @@ internal static class GatewayProgram
         if (errors.Count > 0)
         {
             throw new GatewayApp.ConfigurationException(errors);
-        }
-    }
-
-    /// <summary>
-    /// A configuration file edited into invalid JSON while the gateway runs is not applied (the last good configuration
-    /// stays), and says so on stderr instead of being ignored in silence.
-    /// </summary>
-    internal static void ReportReloadErrors(IConfigurationBuilder configuration)
-    {
-        // Called once every file has been loaded (a start-up error has already stopped the gateway with exit code 2):
-        // from here on, a load is a reload. The providers read their source's handler when a load fails.
-        foreach (var source in configuration.Sources.OfType<Microsoft.Extensions.Configuration.Json.JsonConfigurationSource>())
-        {
-            source.OnLoadException = static context =>
-            {
-                context.Ignore = true;
-                Console.Error.WriteLine($"gateway: configuration reload refused, the last good configuration stays: {context.Exception.Message} {context.Exception.InnerException?.Message}".TrimEnd());
-            };
         }
     }
 

@@ -1,3 +1,4 @@
+using Gateway.Configuration;
 using Gateway.Listeners;
 
 namespace Gateway.Hosting;
@@ -46,7 +47,7 @@ public sealed class GatewayServer : IAsyncDisposable
 
         if (jsonFile is not null)
         {
-            builder.Configuration.AddJsonFile(Path.GetFullPath(jsonFile), optional: false, reloadOnChange: true);
+            builder.Configuration.AddGuardedJsonFile(jsonFile);
         }
 
         if (settings is not null)

@@ -3,35 +3,33 @@ using System.Text.Json;
 using Gateway.Configuration;
 using Gateway.Shaping.Admission;
 using Gateway.Shaping.Policies;
-using Microsoft.Extensions.Primitives;
 using Yarp.ReverseProxy.Configuration;
 
 namespace Gateway.Shaping;
 
 /// <summary>
 /// The shaping configuration in force: compiled policies and per-cluster admission. Rebuilt when the configuration
-/// reloads: a new configuration that does not validate is refused (logged) and the last good limits stay; a policy
+/// reloads, from what <see cref="ConfigurationGate"/> validated (a configuration that does not validate never gets
+/// here: the last good limits stay), before YARP sees the routes that name the new policies; a policy
 /// whose settings did not change keeps its counters, and a cluster's admission controller is updated in place, so a
 /// reload neither drops a connection nor forgets who is in flight.
 /// </summary>
-internal sealed partial class ShapingRuntime : IDisposable
+internal sealed partial class ShapingRuntime
 {
     /// <summary>The route metadata key naming a route's policies, comma-separated, applied in order.</summary>
     public const string PoliciesMetadataKey = "Policies";
 
-    private readonly IConfiguration _configuration;
     private readonly TimeProvider _time;
     private readonly ILogger<ShapingRuntime> _logger;
-    private readonly IDisposable _reload;
+    private readonly Lock _lock = new();
     private volatile ShapingState _current;
 
-    public ShapingRuntime(IConfiguration configuration, TimeProvider time, ILogger<ShapingRuntime> logger)
+    public ShapingRuntime(ConfigurationGate configuration, TimeProvider time, ILogger<ShapingRuntime> logger)
     {
-        _configuration = configuration;
         _time = time;
         _logger = logger;
         var errors = new List<string>();
-        var options = StartupValidation.Bind<ShapingOptions>(configuration, ShapingOptions.Section, errors);
+        var options = StartupValidation.Bind<ShapingOptions>(configuration.Configuration, ShapingOptions.Section, errors);
         ShapingOptionsValidator.Validate(options, errors);
         if (errors.Count > 0)
         {
@@ -40,7 +38,7 @@ internal sealed partial class ShapingRuntime : IDisposable
 
         Redis = new ShapingRedis(options.Redis, time, logger);
         _current = Build(options, previous: null);
-        _reload = ChangeToken.OnChange(configuration.GetReloadToken, Reload);
+        configuration.OnApply(Apply);
     }
 
     /// <summary>The connection of global policies.</summary>
@@ -49,11 +47,8 @@ internal sealed partial class ShapingRuntime : IDisposable
     /// <summary>The configuration in force.</summary>
     public ShapingState Current => _current;
 
-    /// <summary>Reloads of the shaping configuration applied, and refused.</summary>
+    /// <summary>Reloads that changed the shaping configuration.</summary>
     public int Applied { get; private set; }
-
-    /// <inheritdoc cref="Applied"/>
-    public int Refused { get; private set; }
 
     /// <summary>Checks that every policy a route names exists (used by the proxy configuration filter).</summary>
     public string? CheckRoute(RouteConfig route)
@@ -75,34 +70,20 @@ internal sealed partial class ShapingRuntime : IDisposable
             ? v.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
             : [];
 
-    private void Reload()
+    /// <summary>Puts a validated shaping configuration in force (called by <see cref="ConfigurationGate"/>).</summary>
+    private void Apply(ShapingOptions options)
     {
-        var errors = new List<string>();
-        KnownKeys.Check(_configuration, errors);
-        var options = StartupValidation.Bind<ShapingOptions>(_configuration, ShapingOptions.Section, errors);
-        ShapingOptionsValidator.Validate(options, errors);
-        var routes = _configuration.GetSection("ReverseProxy:Routes").GetChildren();
-        foreach (var route in routes)
+        lock (_lock)
         {
-            var names = route[$"Metadata:{PoliciesMetadataKey}"]?.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries) ?? [];
-            foreach (var name in names.Where(n => !options.Policies.ContainsKey(n)))
+            if (JsonSerializer.Serialize(options) != JsonSerializer.Serialize(_current.Options))
             {
-                errors.Add($"ReverseProxy:Routes:{route.Key}:Metadata:{PoliciesMetadataKey} names policy '{name}', which is not defined under {ShapingOptions.Section}:Policies.");
+                Swap(options);
             }
         }
+    }
 
-        if (JsonSerializer.Serialize(options) == JsonSerializer.Serialize(_current.Options) && errors.Count == 0)
-        {
-            return;
-        }
-
-        if (errors.Count > 0)
-        {
-            Refused++;
-            Log.ReloadRefused(_logger, string.Join(" ", errors));
-            return;
-        }
-
+    private void Swap(ShapingOptions options)
+    {
         if (options.Redis != _current.Options.Redis)
         {
             var old = Redis;
@@ -166,15 +147,10 @@ internal sealed partial class ShapingRuntime : IDisposable
 
     private ClusterBreaker? Breaker(CircuitBreakerOptions o) => o.Enabled ? new ClusterBreaker(o, _time) : null;
 
-    public void Dispose() => _reload.Dispose();
-
     private static partial class Log
     {
         [LoggerMessage(EventId = 4201, Level = LogLevel.Information, Message = "Shaping configuration reloaded: {Policies} policies, admission on {Clusters} clusters.")]
         public static partial void ReloadApplied(ILogger logger, int policies, int clusters);
-
-        [LoggerMessage(EventId = 4202, Level = LogLevel.Error, Message = "Shaping configuration reload refused; the last good limits stay in force: {Errors}")]
-        public static partial void ReloadRefused(ILogger logger, string errors);
     }
 }
 

@@ -1,5 +1,6 @@
 using System.Net;
 using System.Text.Json.Nodes;
+using Gateway.Configuration;
 using Gateway.Shaping;
 using Microsoft.Extensions.DependencyInjection;
 using TestSupport;
@@ -7,7 +8,10 @@ using static Gateway.Tests.Shaping.ShapingConfig;
 
 namespace Gateway.Tests.Shaping;
 
-/// <summary>Limits change on a configuration reload, under live traffic, without errors; a bad reload keeps the last good limits.</summary>
+/// <summary>
+/// Limits change on a configuration reload, under live traffic, without errors; a bad reload (a file that does not
+/// parse, or a value that does not validate) keeps the last good limits, routes and admission, and is logged once.
+/// </summary>
 [Collection(SerialTests.Name)]
 public sealed class ReloadTests : IDisposable
 {
@@ -38,6 +42,7 @@ public sealed class ReloadTests : IDisposable
             Edit = c => c["ReverseProxy"]!["Routes"]!["openai"]!["Metadata"]!["Policies"] = "live",
         });
         var runtime = h.Gateway.Services.GetRequiredService<ShapingRuntime>();
+        var gate = h.Gateway.Services.GetRequiredService<ConfigurationGate>();
         using var client = new HttpClient { BaseAddress = h.Http };
 
         var traffic = HammerAsync(client, TimeSpan.FromSeconds(7)); // live traffic through every change
@@ -48,7 +53,7 @@ public sealed class ReloadTests : IDisposable
         await Eventually.TrueAsync(() => runtime.Current.Policies["live"].Options.PermitLimit == 40, TimeSpan.FromSeconds(10), () => "the new limit was not applied");
 
         await File.WriteAllTextAsync(file, Config(-3)); // invalid: refused, 40 stays
-        await Eventually.TrueAsync(() => runtime.Refused > 0, TimeSpan.FromSeconds(10), () => "the bad reload was not seen");
+        await Eventually.TrueAsync(() => gate.Refused > 0, TimeSpan.FromSeconds(10), () => "the bad reload was not seen");
         Assert.Equal(40, runtime.Current.Policies["live"].Options.PermitLimit);
         Assert.Contains(h.Logs.Entries, e => e.Message.Contains("Gateway:Shaping:Policies:live:PermitLimit must be > 0 (was -3)", StringComparison.Ordinal));
 
@@ -57,6 +62,96 @@ public sealed class ReloadTests : IDisposable
         Assert.Equal(counts.Values.Sum(), counts.GetValueOrDefault(HttpStatusCode.OK) + counts.GetValueOrDefault(HttpStatusCode.TooManyRequests)); // no errors, no dropped connection
         Assert.True(counts.GetValueOrDefault(HttpStatusCode.OK) > 5 * 7, $"the raised limit did not admit more: {string.Join(", ", counts)}");
     }
+
+    /// <summary>The shaping profile of the file: a policy, the route that names it, and admission on the HTTP cluster.</summary>
+    private static string Profile(int permitLimit) => new JsonObject
+    {
+        ["Gateway"] = new JsonObject
+        {
+            ["Shaping"] = new JsonObject
+            {
+                ["Policies"] = new JsonObject
+                {
+                    ["per-key"] = new JsonObject { ["Kind"] = "FixedWindow", ["PermitLimit"] = permitLimit, ["Window"] = "00:10:00", ["Partition"] = "Global" },
+                },
+                ["Admission"] = new JsonObject { ["model-http"] = new JsonObject { ["MaxInFlight"] = 8 } },
+            },
+        },
+        ["ReverseProxy"] = new JsonObject
+        {
+            ["Routes"] = new JsonObject { ["openai"] = new JsonObject { ["Metadata"] = new JsonObject { ["Policies"] = "per-key" } } },
+        },
+    }.ToJsonString();
+
+    [Fact]
+    public async Task A_file_that_does_not_parse_keeps_everything_and_the_good_file_restores_it_in_one_step()
+    {
+        var file = Path.Combine(_dir, "profile.json");
+        await File.WriteAllTextAsync(file, Profile(3));
+        await using var h = await GatewayHarness.StartAsync(new GatewayHarness.Options { ConfigFile = file });
+        var runtime = h.Gateway.Services.GetRequiredService<ShapingRuntime>();
+        var gate = h.Gateway.Services.GetRequiredService<ConfigurationGate>();
+        using var client = new HttpClient { BaseAddress = h.Http };
+        var before = await StatusesAsync(client, 4);
+        Assert.Equal([200, 200, 200, 429], before);
+
+        // Malformed JSON: .NET's file provider would drop every key of the file (policy, route metadata, admission).
+        await File.WriteAllTextAsync(file, """{ "Gateway": { "Shaping": """);
+        await Eventually.TrueAsync(() => h.Logs.Entries.Any(e => e.EventId.Id == 1101), TimeSpan.FromSeconds(10), () => "the file that does not parse was not reported");
+        await Task.Delay(TimeSpan.FromSeconds(1)); // time for any (wrong) reload to land
+        var refusal = Assert.Single(h.Logs.Entries, e => e.EventId.Id == 1101);
+        Assert.Equal(Microsoft.Extensions.Logging.LogLevel.Error, refusal.Level);
+        Assert.Contains(file, refusal.Message, StringComparison.Ordinal);
+        using (var limited = await PostAsync(client))
+        {
+            Assert.Equal(HttpStatusCode.TooManyRequests, limited.StatusCode); // the window's count, kept
+            Assert.Equal("per-key", limited.Headers.GetValues("x-gateway-limit").Single());
+        }
+
+        Assert.Equal(3, runtime.Current.Policies["per-key"].Options.PermitLimit);
+        Assert.True(runtime.Current.Clusters.ContainsKey("model-http"), "admission was dropped");
+        Assert.Equal(0, runtime.Applied);
+        Assert.DoesNotContain(h.Logs.Entries, e => e.Message.Contains("Shaping configuration reloaded", StringComparison.Ordinal));
+
+        // The good file back, with a new limit: in force in one step (shaping and the route), nothing else logged as an error.
+        await File.WriteAllTextAsync(file, Profile(5));
+        await Eventually.TrueAsync(() => runtime.Current.Policies["per-key"].Options.PermitLimit == 5, TimeSpan.FromSeconds(10), () => "the restored file was not applied");
+        await Eventually.TrueAsync(async () =>
+        {
+            using var response = await PostAsync(client);
+            return response.StatusCode == HttpStatusCode.OK
+                && response.Headers.TryGetValues("x-ratelimit-limit-requests", out var limit) && limit.Single() == "5";
+        }, TimeSpan.FromSeconds(10), () => "the route did not apply the new limit");
+        var restored = await StatusesAsync(client, 5);
+        Assert.Equal([200, 200, 200, 200, 429], restored); // 1 + 4 = the new limit of 5, then refused
+
+        // An invalid value: refused, logged once naming the key, and the limit of 5 (and its count) stays.
+        await File.WriteAllTextAsync(file, Profile(-1));
+        await Eventually.TrueAsync(() => gate.Refused > 0, TimeSpan.FromSeconds(10), () => "the invalid value was not refused");
+        await Task.Delay(TimeSpan.FromSeconds(1));
+        var invalid = Assert.Single(h.Logs.Entries, e => e.EventId.Id == 1102);
+        Assert.Contains("Gateway:Shaping:Policies:per-key:PermitLimit must be > 0 (was -1)", invalid.Message, StringComparison.Ordinal);
+        Assert.Equal(5, runtime.Current.Policies["per-key"].Options.PermitLimit);
+        var kept = await StatusesAsync(client, 1);
+        Assert.Equal([429], kept);
+
+        Assert.Equal([1101, 1102], h.Logs.Entries.Where(e => e.Level >= Microsoft.Extensions.Logging.LogLevel.Error).Select(e => e.EventId.Id));
+    }
+
+    private static async Task<int[]> StatusesAsync(HttpClient client, int count)
+    {
+        var statuses = new int[count];
+        for (var i = 0; i < count; i++)
+        {
+            using var response = await PostAsync(client);
+            statuses[i] = (int)response.StatusCode;
+        }
+
+        return statuses;
+    }
+
+    private static Task<HttpResponseMessage> PostAsync(HttpClient client) =>
+        client.PostAsync("/v1/generate", new StringContent("""{"prompt":"shaped","max_tokens":1}""", System.Text.Encoding.UTF8, "application/json"));
 
     [Fact]
     public async Task A_reload_with_a_bad_destination_is_refused_and_traffic_keeps_the_last_good_routes()

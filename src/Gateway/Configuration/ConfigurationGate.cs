@@ -1,0 +1,119 @@
+using Microsoft.Extensions.Primitives;
+
+namespace Gateway.Configuration;
+
+/// <summary>
+/// The configuration in force after start-up: one validated snapshot, which is what reloads read. When the
+/// configuration files change, the candidate is validated whole with the start-up rules
+/// (<see cref="StartupValidation.ValidateReload"/>); only a valid one replaces the snapshot, first in shaping (so that
+/// routes may name the policies the same edit adds) and then in YARP, which reads its routes and clusters from
+/// <see cref="Configuration"/>. A candidate that does not validate is refused, logged once with every key at fault,
+/// and every part keeps the last good configuration; restoring a good file applies it in one step.
+/// </summary>
+internal sealed partial class ConfigurationGate : IDisposable
+{
+    private readonly IConfiguration _source;
+    private readonly SnapshotProvider _snapshot;
+    private readonly IDisposable _reload;
+    private readonly Lock _lock = new();
+    private readonly List<Action<Shaping.ShapingOptions>> _apply = [];
+    private Dictionary<string, string?>? _refused;
+    private ILogger? _logger;
+
+    /// <param name="source">The application's configuration, already validated at start-up.</param>
+    public ConfigurationGate(IConfiguration source)
+    {
+        _source = source;
+        _snapshot = new SnapshotProvider(Copy(source));
+        Configuration = new ConfigurationRoot([_snapshot]);
+        _reload = ChangeToken.OnChange(source.GetReloadToken, Reload);
+    }
+
+    /// <summary>The last good configuration; its reload token fires once a validated change is in force in shaping.</summary>
+    public IConfiguration Configuration { get; }
+
+    /// <summary>Configuration changes applied, and refused because they did not validate.</summary>
+    public int Applied { get; private set; }
+
+    /// <inheritdoc cref="Applied"/>
+    public int Refused { get; private set; }
+
+    /// <summary>Registers what applies a validated shaping configuration; it runs before YARP sees the change.</summary>
+    public void OnApply(Action<Shaping.ShapingOptions> apply)
+    {
+        lock (_lock)
+        {
+            _apply.Add(apply);
+        }
+    }
+
+    /// <summary>Logs refusals (of this gate and of the guarded JSON files) with <paramref name="loggers"/>.</summary>
+    public void AttachLogger(ILoggerFactory loggers)
+    {
+        _logger = loggers.CreateLogger<ConfigurationGate>();
+        GuardedJsonFile.AttachLogger(_source, _logger);
+    }
+
+    private void Reload()
+    {
+        lock (_lock)
+        {
+            var candidate = Copy(_source);
+            if (Same(candidate, _snapshot.Current) || (_refused is not null && Same(candidate, _refused)))
+            {
+                return; // nothing new: a file that did not parse (its last good keys stay), or the same edit signalled twice
+            }
+
+            var errors = new List<string>();
+            var shaping = StartupValidation.ValidateReload(new ConfigurationRoot([new SnapshotProvider(candidate)]), errors);
+            if (errors.Count > 0)
+            {
+                _refused = candidate;
+                Refused++;
+                if (_logger is not null)
+                {
+                    Log.ReloadRefused(_logger, errors.Count, string.Join(" ", errors));
+                }
+
+                return;
+            }
+
+            _refused = null;
+            foreach (var apply in _apply)
+            {
+                apply(shaping);
+            }
+
+            Applied++;
+            _snapshot.Replace(candidate); // YARP reloads its routes and clusters from here
+        }
+    }
+
+    private static Dictionary<string, string?> Copy(IConfiguration configuration) =>
+        configuration.AsEnumerable().Where(static p => p.Value is not null).ToDictionary(StringComparer.OrdinalIgnoreCase);
+
+    private static bool Same(Dictionary<string, string?> a, IDictionary<string, string?> b) =>
+        a.Count == b.Count && a.All(p => b.TryGetValue(p.Key, out var v) && string.Equals(v, p.Value, StringComparison.Ordinal));
+
+    public void Dispose() => _reload.Dispose();
+
+    /// <summary>Key-value pairs replaced as a whole.</summary>
+    private sealed class SnapshotProvider : ConfigurationProvider
+    {
+        public SnapshotProvider(Dictionary<string, string?> data) => Data = data;
+
+        public IDictionary<string, string?> Current => Data;
+
+        public void Replace(Dictionary<string, string?> data)
+        {
+            Data = data;
+            OnReload();
+        }
+    }
+
+    private static partial class Log
+    {
+        [LoggerMessage(EventId = 1102, Level = LogLevel.Error, Message = "Configuration reload refused, the last good configuration stays in force (shaping, routes, clusters); {Count} problem(s): {Errors}")]
+        public static partial void ReloadRefused(ILogger logger, int count, string errors);
+    }
+}
