@@ -59,7 +59,7 @@ internal sealed class CaptureMiddleware
         }
 
         var capture = new ExchangeCapture(_options, _time);
-        capture.Install(context);
+        capture.Install(context, exchange);
         try
         {
             await _next(context);

@@ -99,6 +99,14 @@ internal sealed class ShapingMiddleware
                 if (policy.CountsTokens)
                 {
                     llm ??= await ReadLlmRequestAsync(context, exchange, state.Options, aborted);
+                    if (llm.Undecodable)
+                    {
+                        // Its prompt cannot be counted; refused before any charge, whatever the backend would make of it.
+                        await ErrorResponses.WriteAsync(context, StatusCodes.Status400BadRequest, StatusCode.InvalidArgument, "invalid_request", "invalid_json",
+                            "The request body is not valid JSON text: a string holds bytes that are not UTF-8 or a lone surrogate escape (\\ud800 to \\udfff).");
+                        return;
+                    }
+
                     cost = llm.Estimate;
                 }
 

@@ -86,16 +86,23 @@ internal static class RequestParsing
             switch (content.ValueKind)
             {
                 case JsonValueKind.String:
-                    AddText(content.GetString()!, ref tokens, ref hash);
+                    if (!TryAddText(content, ref tokens, ref hash))
+                    {
+                        error = NotText($"messages[{i}].content", "messages");
+                        return false;
+                    }
+
                     break;
                 case JsonValueKind.Array:
                     foreach (var part in content.EnumerateArray())
                     {
                         if (part.ValueKind == JsonValueKind.Object
                             && part.TryGetProperty("text", out var text)
-                            && text.ValueKind == JsonValueKind.String)
+                            && text.ValueKind == JsonValueKind.String
+                            && !TryAddText(text, ref tokens, ref hash))
                         {
-                            AddText(text.GetString()!, ref tokens, ref hash);
+                            error = NotText($"messages[{i}].content[].text", "messages");
+                            return false;
                         }
                     }
 
@@ -120,10 +127,20 @@ internal static class RequestParsing
         switch (prompt.ValueKind)
         {
             case JsonValueKind.String:
-                AddText(prompt.GetString()!, ref tokens, ref hash);
+                if (!TryAddText(prompt, ref tokens, ref hash))
+                {
+                    error = NotText("prompt", "prompt");
+                    return false;
+                }
+
                 return true;
             case JsonValueKind.Array when prompt.GetArrayLength() == 1 && prompt[0].ValueKind == JsonValueKind.String:
-                AddText(prompt[0].GetString()!, ref tokens, ref hash);
+                if (!TryAddText(prompt[0], ref tokens, ref hash))
+                {
+                    error = NotText("prompt[0]", "prompt");
+                    return false;
+                }
+
                 return true;
             case JsonValueKind.Array:
                 foreach (var id in prompt.EnumerateArray())
@@ -153,4 +170,28 @@ internal static class RequestParsing
         tokens += TokenCounter.Default.Count(text);
         hash = TextGenerator.HashPrompt(text, hash);
     }
+
+    /// <summary>
+    /// Adds a JSON string's text; false when it cannot be decoded: bytes that are not UTF-8, or a lone surrogate escape
+    /// such as <c>"\ud800"</c> (both parse as JSON; System.Text.Json throws <see cref="InvalidOperationException"/> when
+    /// such a string is read).
+    /// </summary>
+    private static bool TryAddText(JsonElement element, ref int tokens, ref ulong hash)
+    {
+        string text;
+        try
+        {
+            text = element.GetString()!;
+        }
+        catch (InvalidOperationException)
+        {
+            return false;
+        }
+
+        AddText(text, ref tokens, ref hash);
+        return true;
+    }
+
+    private static ApiError NotText(string where, string param) => ApiError.BadRequest(
+        $"The request body is not valid: {where} is not text (bytes that are not UTF-8, or a lone surrogate escape such as \\ud800).", "invalid_json", param);
 }

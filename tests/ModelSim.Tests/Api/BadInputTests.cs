@@ -61,6 +61,42 @@ public sealed class BadInputTests
         Assert.Equal((1L, 1L), (stats.BadRequests, stats.Requests));
     }
 
+    public static TheoryData<string, string, int> UndecodableText => new()
+    {
+        // path, body (# stands for the byte 0xFF, never UTF-8), the byte or -1
+        { "/v1/chat/completions", """{"model":"m","messages":[{"role":"user","content":"#"}],"max_tokens":2}""", 0xFF },
+        { "/v1/chat/completions", """{"model":"m","messages":[{"role":"user","content":"\ud800x"}],"max_tokens":2}""", -1 },
+        { "/v1/chat/completions", """{"model":"m","messages":[{"role":"user","content":[{"type":"text","text":"\udc00"}]}],"max_tokens":2}""", -1 },
+        { "/v1/chat/completions", """{"model":"m","messages":[{"role":"#","content":"hi"}],"max_tokens":2}""", 0xFF },
+        { "/v1/completions", """{"model":"m","prompt":"#","max_tokens":2}""", 0xFF },
+        { "/v1/completions", """{"model":"m","prompt":["\ud800"],"max_tokens":2}""", -1 },
+        { "/v1/generate", """{"prompt":"\ud800","max_tokens":2}""", -1 },
+    };
+
+    [Theory]
+    [MemberData(nameof(UndecodableText))]
+    public async Task TextThatIsNotUnicodeIs400InvalidJson(string path, string json, int raw)
+    {
+        await using var sim = await Sims.StartAsync(("PrefillMs", 0), ("PerTokenMs", 0.1));
+        using var client = Sims.Client(sim);
+        var bytes = Encoding.UTF8.GetBytes(json);
+        if (raw >= 0)
+        {
+            bytes[Array.IndexOf(bytes, (byte)'#')] = (byte)raw;
+        }
+
+        using var content = new ByteArrayContent(bytes);
+        content.Headers.ContentType = MediaTypeHeaderValue.Parse("application/json");
+        var response = await client.PostAsync(path, content);
+        var text = await response.Content.ReadAsStringAsync();
+
+        Assert.True((int)response.StatusCode == 400, $"{(int)response.StatusCode}: {text}");
+        var error = JsonNode.Parse(text)!["error"]!;
+        Assert.Equal("invalid_json", (string)error["code"]!);
+        Assert.Equal("invalid_request_error", (string)error["type"]!);
+        Assert.Equal(200, (int)(await Sims.PostAsync(client, "/v1/generate", new { prompt = "ok", max_tokens = 2 })).Response.StatusCode);
+    }
+
     [Fact]
     public async Task ErrorsNameTheFieldAndTheValue()
     {

@@ -23,6 +23,7 @@ internal sealed class ExchangeCapture
     private long _firstByte;
     private bool _upgraded;
     private HttpContext? _context;
+    private RecordedHeader[] _requestHeaders = [];
 
     public ExchangeCapture(RecordingOptions options, TimeProvider time)
     {
@@ -32,17 +33,30 @@ internal sealed class ExchangeCapture
         _units = new UnitCollector(options.MaxUnits, options.MaxBodyBytes, time);
     }
 
-    /// <summary>Installs the taps on the request.</summary>
-    public void Install(HttpContext context)
+    /// <summary>
+    /// Installs the taps on the request. The request is recorded as the client sent it: its headers as they are now,
+    /// and its body from the tap, or from <see cref="ExchangeContext.JsonBody"/> when a <c>json:</c> session source has
+    /// already read all of it (a later step may then forward another body in its place, such as a token limit's
+    /// <c>stream_options.include_usage</c> rewrite, which the tap would never see).
+    /// </summary>
+    public void Install(HttpContext context, ExchangeContext exchange)
     {
         _context = context;
         var request = context.Request;
+        _requestHeaders = Copy(request.Headers);
         if (ErrorResponses.IsGrpc(request))
         {
             _requestFramer = new GrpcFramer(_units, Directions.ToServer);
         }
 
-        request.Body = new ReadTapStream(request.Body, OnRequestBytes);
+        if (exchange.JsonBody is { Length: > 0 } read)
+        {
+            OnRequestBytes(read.Span);
+        }
+        else
+        {
+            request.Body = new ReadTapStream(request.Body, OnRequestBytes);
+        }
 
         var body = context.Features.Get<IHttpResponseBodyFeature>()!;
         context.Features.Set<IHttpResponseBodyFeature>(new TapResponseBodyFeature(body, OnResponseBytes));
@@ -128,7 +142,7 @@ internal sealed class ExchangeCapture
             Path = request.PathBase.Add(request.Path).Value ?? "/",
             Query = request.QueryString.HasValue ? request.QueryString.Value : null,
             HttpVersion = request.Protocol,
-            RequestHeaders = Copy(request.Headers),
+            RequestHeaders = _requestHeaders,
             RequestContentType = request.ContentType,
             RequestBody = _requestBody.Detach(),
             Status = exchange.IsClientAbort && !response.HasStarted ? 0 : response.StatusCode,

@@ -17,12 +17,26 @@ internal sealed record LlmRequest(int PromptTokens, int MaxTokens, bool Stream, 
     /// <summary>Tokens charged up front: the prompt plus every output token the request may produce.</summary>
     public long Estimate => (long)PromptTokens + MaxTokens;
 
-    /// <summary>Parses an OpenAI-style JSON body; <see cref="Valid"/> is false (and the estimate is <paramref name="defaultMaxTokens"/>) when it is not JSON.</summary>
+    /// <summary>
+    /// True when the body is JSON whose text cannot be decoded: bytes that are not UTF-8, or a string with a lone surrogate
+    /// escape (<c>"\ud800"</c>). Its prompt cannot be counted nor the body rewritten; the gateway answers 400.
+    /// </summary>
+    public bool Undecodable { get; private init; }
+
+    /// <summary>
+    /// Parses an OpenAI-style JSON body; <see cref="Valid"/> is false (and the estimate is <paramref name="defaultMaxTokens"/>)
+    /// when it is not JSON, and <see cref="Undecodable"/> true as well when its text cannot be decoded.
+    /// </summary>
     public static LlmRequest FromJson(ReadOnlySpan<byte> json, int defaultMaxTokens)
     {
         if (json.IsEmpty)
         {
             return new LlmRequest(0, defaultMaxTokens, false, false, false);
+        }
+
+        if (!IsDecodable(json))
+        {
+            return new LlmRequest(0, defaultMaxTokens, false, false, false) { Undecodable = true };
         }
 
         try
@@ -105,6 +119,65 @@ internal sealed record LlmRequest(int PromptTokens, int MaxTokens, bool Stream, 
         }
 
         return Encoding.UTF8.GetBytes(node.ToJsonString());
+    }
+
+    /// <summary>
+    /// Whether every string of a JSON text decodes: the bytes are UTF-8, and no escaped string holds a lone surrogate
+    /// (System.Text.Json parses both, then throws <see cref="InvalidOperationException"/> when a string is read, and
+    /// <see cref="JsonNode"/> writes U+FFFD for bytes that are not UTF-8). Only escaped strings are decoded, into a
+    /// pooled buffer; a text that is not JSON counts as decodable (the parser reports it).
+    /// </summary>
+    private static bool IsDecodable(ReadOnlySpan<byte> json)
+    {
+        if (!System.Text.Unicode.Utf8.IsValid(json))
+        {
+            return false;
+        }
+
+        if (json.IndexOf("\\u"u8) < 0)
+        {
+            return true;
+        }
+
+        var reader = new Utf8JsonReader(json);
+        char[]? chars = null;
+        try
+        {
+            while (reader.Read())
+            {
+                if (reader.TokenType is JsonTokenType.String or JsonTokenType.PropertyName && reader.ValueIsEscaped)
+                {
+                    if (chars is null || chars.Length < reader.ValueSpan.Length)
+                    {
+                        if (chars is not null)
+                        {
+                            System.Buffers.ArrayPool<char>.Shared.Return(chars);
+                        }
+
+                        chars = System.Buffers.ArrayPool<char>.Shared.Rent(reader.ValueSpan.Length);
+                    }
+
+                    reader.CopyString(chars);
+                }
+            }
+        }
+        catch (JsonException)
+        {
+            return true;
+        }
+        catch (InvalidOperationException)
+        {
+            return false;
+        }
+        finally
+        {
+            if (chars is not null)
+            {
+                System.Buffers.ArrayPool<char>.Shared.Return(chars);
+            }
+        }
+
+        return true;
     }
 
     private static void AppendContent(JsonElement content, StringBuilder text)
