@@ -162,7 +162,7 @@ rec, s, p = map(int, sys.argv[1:])
 assert abs(s - 3 * rec) <= max(3, 0.02 * 3 * rec) and abs(p - 3 * rec) <= max(3, 0.02 * 3 * rec), (rec, s, p)
 PY
   pass "replays: $s_req and $p_req requests, 3x the recording"
-  refused=$(json "$state/reports/protected/report.json" 'sum(v["count"] for k,v in r["by_status"].items() if k in ("429","503"))')
+  refused=$(json "$state/reports/protected/report.json" 'r["failures_by_kind"]["refused"]')
   [ "$refused" -gt 0 ] || fail "the gateway refused nothing at 3x the model server's capacity"
   python3 - "$state/reports/straight/report.json" "$state/reports/protected/report.json" <<'PY' || fail "the protected run was not faster than the straight one"
 import json, sys
