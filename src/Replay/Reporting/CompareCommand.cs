@@ -90,7 +90,7 @@ internal static class CompareCommand
         Add("admitted p99 (ms)", r => P(r, "success_latency_ms", "p99"));
         Add("TTFT p50 (ms)", r => P(r, "ttft_ms", "p50"));
         Add("TTFT p95 (ms)", r => P(r, "ttft_ms", "p95"));
-        Add("refused (any protocol)", r => Refused(r).Count.ToString(CultureInfo.InvariantCulture));
+        Add("refused (any protocol)", r => Refused(r).Count.ToString("N0", CultureInfo.InvariantCulture));
         Add("refusal latency p99 (ms)", r => Refused(r) is { Count: > 0 } x ? F(x.P99) : "–");
         Add("refused most by", r => Limits(r).OrderByDescending(static l => l.Value).FirstOrDefault() is { Key: not null } top
             ? string.Create(CultureInfo.InvariantCulture, $"{top.Key} {top.Value:N0}")
