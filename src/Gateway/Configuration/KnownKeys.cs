@@ -8,8 +8,10 @@ namespace Gateway.Configuration;
 /// Checks every key under <c>Gateway</c> against the options types that read it, so that a typo
 /// (<c>Gateway:Listeners:Htpp:Port</c>, <c>MaxInFligth</c>), a value of the wrong type (<c>Window: 1s</c>), a scalar
 /// where a list belongs, or a number where a name belongs (<c>Kind: 3</c>) stops start-up with the key named, instead of
-/// being ignored by the configuration binder. The <c>ReverseProxy</c> section is YARP's and is checked by it and by
-/// <see cref="StartupValidation"/>.
+/// being ignored by the configuration binder. The <c>ReverseProxy</c> section is YARP's: its values are checked by YARP
+/// and by <see cref="StartupValidation"/>; here only its names, against YARP's own configuration types
+/// (<see cref="Yarp.ReverseProxy.Configuration.RouteConfig"/>, <see cref="Yarp.ReverseProxy.Configuration.ClusterConfig"/>
+/// and the types of their sections), so that <c>ReverseProxy:Rutes</c> or a route's <c>Matsh</c> is not silently ignored.
 /// </summary>
 internal static class KnownKeys
 {
@@ -41,6 +43,72 @@ internal static class KnownKeys
             }
 
             Walk(child, type, $"Gateway:{child.Key}", errors);
+        }
+
+        CheckReverseProxyNames(configuration.GetSection("ReverseProxy"), errors);
+    }
+
+    /// <summary>The sections of YARP's configuration whose names are checked: a path pattern (* = any name) and its type.</summary>
+    private static readonly (string Level, Type Type)[] s_reverseProxyLevels =
+    [
+        ("Routes:*", typeof(Yarp.ReverseProxy.Configuration.RouteConfig)),
+        ("Routes:*:Match", typeof(Yarp.ReverseProxy.Configuration.RouteMatch)),
+        ("Clusters:*", typeof(Yarp.ReverseProxy.Configuration.ClusterConfig)),
+        ("Clusters:*:Destinations:*", typeof(Yarp.ReverseProxy.Configuration.DestinationConfig)),
+        ("Clusters:*:HealthCheck", typeof(Yarp.ReverseProxy.Configuration.HealthCheckConfig)),
+        ("Clusters:*:HealthCheck:Active", typeof(Yarp.ReverseProxy.Configuration.ActiveHealthCheckConfig)),
+        ("Clusters:*:HealthCheck:Passive", typeof(Yarp.ReverseProxy.Configuration.PassiveHealthCheckConfig)),
+        ("Clusters:*:HttpClient", typeof(Yarp.ReverseProxy.Configuration.HttpClientConfig)),
+        ("Clusters:*:HttpRequest", typeof(Yarp.ReverseProxy.Forwarder.ForwarderRequestConfig)),
+        ("Clusters:*:SessionAffinity", typeof(Yarp.ReverseProxy.Configuration.SessionAffinityConfig)),
+    ];
+
+    /// <summary>Names under <c>ReverseProxy</c> that YARP does not read: only <c>Routes</c> and <c>Clusters</c> at the top, then each level's properties.</summary>
+    private static void CheckReverseProxyNames(IConfigurationSection reverseProxy, List<string> errors)
+    {
+        string[] top = ["Routes", "Clusters"];
+        foreach (var child in reverseProxy.GetChildren())
+        {
+            if (!top.Contains(child.Key, StringComparer.OrdinalIgnoreCase))
+            {
+                errors.Add($"ReverseProxy:{child.Key} is not a known setting{Suggest(child.Key, top)} (known: Routes, Clusters).");
+            }
+        }
+
+        foreach (var (level, type) in s_reverseProxyLevels)
+        {
+            var names = type.GetProperties(BindingFlags.Public | BindingFlags.Instance).Select(static p => p.Name).ToHashSet(StringComparer.OrdinalIgnoreCase);
+            foreach (var section in Sections(reverseProxy, level.Split(':'), 0, "ReverseProxy"))
+            {
+                foreach (var child in section.Section.GetChildren())
+                {
+                    if (!names.Contains(child.Key))
+                    {
+                        errors.Add($"{section.Path}:{child.Key} is not a known setting{Suggest(child.Key, names)}.");
+                    }
+                }
+            }
+        }
+    }
+
+    private static IEnumerable<(IConfigurationSection Section, string Path)> Sections(IConfigurationSection at, string[] parts, int index, string path)
+    {
+        if (index == parts.Length)
+        {
+            yield return (at, path);
+            yield break;
+        }
+
+        var children = parts[index] == "*" ? at.GetChildren() : [at.GetSection(parts[index])];
+        foreach (var child in children)
+        {
+            if (child.Value is null || child.GetChildren().Any())
+            {
+                foreach (var found in Sections(child, parts, index + 1, $"{path}:{child.Key}"))
+                {
+                    yield return found;
+                }
+            }
         }
     }
 

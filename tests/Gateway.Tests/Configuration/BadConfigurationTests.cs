@@ -100,6 +100,21 @@ public sealed class BadConfigurationTests : IDisposable
             "Gateway:Recording:Redaction:Headers must be a list"
         },
         {
+            "typo in the ReverseProxy section",
+            """{ "ReverseProxy": { "Rutes": { "x": { "ClusterId": "model-http" } } } }""",
+            "ReverseProxy:Rutes is not a known setting (did you mean Routes?)"
+        },
+        {
+            "typo in a route",
+            """{ "ReverseProxy": { "Routes": { "openai": { "Matsh": { "Path": "/v2/{**rest}" } } } } }""",
+            "ReverseProxy:Routes:openai:Matsh is not a known setting (did you mean Match?)"
+        },
+        {
+            "typo in a cluster's health check",
+            """{ "ReverseProxy": { "Clusters": { "model-http": { "HealthCheck": { "Active": { "Intreval": "00:00:05" } } } } } }""",
+            "ReverseProxy:Clusters:model-http:HealthCheck:Active:Intreval is not a known setting (did you mean Interval?)"
+        },
+        {
             "recording directory is a file",
             """{ "Gateway": { "Recording": { "Directory": "GARBAGE" } } }""",
             "is a file, not a directory"
