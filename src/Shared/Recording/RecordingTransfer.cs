@@ -76,8 +76,24 @@ public static class RecordingTransfer
             throw new IOException($"'{path}' exists already; export never overwrites.");
         }
 
-        await using var target = new FileRecordingStore(directory);
-        return await CopyAsync(source, name, target, fileName, onSkipped, cancellationToken);
+        Result result;
+        await using (var target = new FileRecordingStore(directory))
+        {
+            result = await CopyAsync(source, name, target, fileName, onSkipped, cancellationToken);
+        }
+
+        // The file store's append lock guards writers that share a store; an export had one writer and is finished,
+        // so the lock file would only be litter beside the exported file.
+        try
+        {
+            File.Delete(Path.GetFullPath(path) + ".lock");
+        }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+        {
+            // Best effort: the export itself is complete.
+        }
+
+        return result;
     }
 
     /// <summary>Imports a file written by <see cref="ExportAsync"/> (or the file store) into <paramref name="target"/>.</summary>

@@ -74,6 +74,8 @@ public sealed class RecordingAdminTests
                 Assert.Equal(1, JsonDocument.Parse(await export.Content.ReadAsStringAsync()).RootElement.GetProperty("exchanges").GetInt32());
             }
 
+            Assert.Equal(["copy.jsonl"], Directory.GetFiles(dir).Select(Path.GetFileName)); // the export leaves nothing beside its file (no .lock)
+
             using (var import = await r.Admin.PostAsync($"/admin/recordings/import?path={Uri.EscapeDataString(file)}", null))
             {
                 Assert.Equal(HttpStatusCode.OK, import.StatusCode);
