@@ -54,6 +54,7 @@ internal static partial class GatewayApp
         services.AddSingleton(registry);
         services.AddSingleton(validation.Limits);
         services.AddSingleton<BackendReadiness>();
+        services.AddHostedService<DestinationHealthLog>();
         services.AddSingleton(validation.Admin);
         services.AddSingleton<AdminTokenFilter>();
         services.AddSingleton<DashboardStats>();
