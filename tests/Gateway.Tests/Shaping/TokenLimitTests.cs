@@ -32,6 +32,29 @@ public sealed class TokenLimitTests
     }
 
     [Fact]
+    public async Task A_megabyte_prompt_of_one_repeated_character_is_counted_and_answered_promptly()
+    {
+        // Counted exactly, one 1 MiB "word" pinned a core for many minutes (the encoder is quadratic in a word's
+        // length) and the request never got an answer; over-long runs are now counted in slices, in linear time.
+        var options = new GatewayHarness.Options { Edit = With(TokensPolicy(1_000_000), openaiPolicies: "tpm") };
+        options.Sim["Sim:PrefillPerTokenMs"] = "0";
+        await using var h = await GatewayHarness.StartAsync(options);
+        using var client = new HttpClient { BaseAddress = h.Http, Timeout = TimeSpan.FromSeconds(60) };
+        var prompt = new string('x', 1_048_500); // with the JSON around it, just under the 1 MiB the gateway inspects
+
+        var start = System.Diagnostics.Stopwatch.GetTimestamp();
+        using var response = await client.PostAsync("/v1/generate", Generate(maxTokens: 1, prompt: prompt));
+        var elapsed = System.Diagnostics.Stopwatch.GetElapsedTime(start);
+
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        Assert.True(elapsed < TimeSpan.FromSeconds(10), $"answered after {elapsed}");
+        var promptTokens = JsonDocument.Parse(await response.Content.ReadAsStringAsync()).RootElement.GetProperty("prompt_tokens").GetInt32();
+        Assert.InRange(promptTokens, prompt.Length / 8, (prompt.Length / 8) + 8192); // "xxxxxxxx" is one cl100k token
+        var remaining = long.Parse(response.Headers.GetValues("x-ratelimit-remaining-tokens").Single(), System.Globalization.CultureInfo.InvariantCulture);
+        Assert.True(remaining <= 1_000_000 - (prompt.Length / 8), $"remaining {remaining}: the prompt was charged up front");
+    }
+
+    [Fact]
     public async Task Charges_are_corrected_by_reported_usage()
     {
         // The backend reports far fewer tokens than max_tokens allows: the refunds keep the budget open.
@@ -99,11 +122,25 @@ public sealed class TokenLimitTests
             Assert.Contains("\"usage\"", await withUsage.Content.ReadAsStringAsync(), StringComparison.Ordinal);
         }
 
-        // Eleven requests of up to ~905 tokens each passed a budget of 2000: each was corrected to 7 by the usage chunk.
+        // A repeated key (the last one wins, as in the backend's parser) is forwarded, not a 500: the rewrite keeps one of each.
+        using (var repeated = await client.PostAsync("/v1/chat/completions", new StringContent(
+            """{"model":"m","stream":false,"messages":[{"role":"user","content":"hi"}],"max_tokens":3,"stream":true,"stream_options":{"x":1},"stream_options":{"y":2}}""",
+            System.Text.Encoding.UTF8, "application/json")))
+        {
+            Assert.Equal(HttpStatusCode.OK, repeated.StatusCode);
+            var text = await repeated.Content.ReadAsStringAsync();
+            Assert.DoesNotContain("usage", text, StringComparison.Ordinal); // streamed (the last "stream" is true), usage asked for and hidden
+            Assert.EndsWith("data: [DONE]\n\n", text, StringComparison.Ordinal);
+        }
+
+        Assert.Equal(12, askedForUsage.Count);
+        Assert.All(askedForUsage, Assert.True);
+
+        // Twelve requests of up to ~905 tokens each passed a budget of 2000: each was corrected to 7 by the usage chunk.
         using var admin = new HttpClient { BaseAddress = h.Admin };
         await Eventually.TrueAsync(async () => (await admin.GetStringAsync("/metrics")).Split('\n').Any(l =>
-                l.StartsWith("gateway_shaping_tokens_total{", StringComparison.Ordinal) && l.Contains("kind=\"actual\"", StringComparison.Ordinal) && l.EndsWith(" 77", StringComparison.Ordinal)),
-            TimeSpan.FromSeconds(5), () => "the actual tokens accounted are not 11 x 7");
+                l.StartsWith("gateway_shaping_tokens_total{", StringComparison.Ordinal) && l.Contains("kind=\"actual\"", StringComparison.Ordinal) && l.EndsWith(" 84", StringComparison.Ordinal)),
+            TimeSpan.FromSeconds(5), () => "the actual tokens accounted are not 12 x 7");
     }
 
     [Fact]

@@ -106,19 +106,72 @@ internal sealed record LlmRequest(int PromptTokens, int MaxTokens, bool Stream, 
     /// The body with <c>stream_options.include_usage</c> set to true, so that the backend reports the usage of a stream
     /// (vLLM and OpenAI send it as a last chunk with empty <c>choices</c>).
     /// </summary>
+    /// <remarks>
+    /// Written with <see cref="Utf8JsonWriter"/> from a <see cref="JsonDocument"/>, which accepts a repeated property
+    /// name: each top-level name is written once with its last value (JSON parsers such as Python's, which vLLM uses,
+    /// keep the last), so a body like <c>{"stream":false, …, "stream":true}</c> is forwarded as the backend would read it.
+    /// </remarks>
     public static byte[] WithIncludeUsage(ReadOnlySpan<byte> json)
     {
-        var node = JsonNode.Parse(json)!.AsObject();
-        if (node["stream_options"] is JsonObject options)
+        using var document = JsonDocument.Parse(json.ToArray());
+        var root = document.RootElement;
+        var buffer = new System.Buffers.ArrayBufferWriter<byte>(json.Length + 48);
+        using (var writer = new Utf8JsonWriter(buffer, new JsonWriterOptions { Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping }))
         {
-            options["include_usage"] = true;
-        }
-        else
-        {
-            node["stream_options"] = new JsonObject { ["include_usage"] = true };
+            writer.WriteStartObject();
+            foreach (var (name, value) in LastOfEach(root))
+            {
+                if (name == "stream_options")
+                {
+                    continue;
+                }
+
+                writer.WritePropertyName(name);
+                value.WriteTo(writer);
+            }
+
+            writer.WriteStartObject("stream_options");
+            if (LastOfEach(root).FirstOrDefault(static p => p.Name == "stream_options").Value is { ValueKind: JsonValueKind.Object } options)
+            {
+                foreach (var (name, value) in LastOfEach(options))
+                {
+                    if (name != "include_usage")
+                    {
+                        writer.WritePropertyName(name);
+                        value.WriteTo(writer);
+                    }
+                }
+            }
+
+            writer.WriteBoolean("include_usage", true);
+            writer.WriteEndObject();
+            writer.WriteEndObject();
         }
 
-        return Encoding.UTF8.GetBytes(node.ToJsonString());
+        return buffer.WrittenSpan.ToArray();
+    }
+
+    /// <summary>An object's properties, each name once with its last value, in the order of those last values.</summary>
+    private static List<(string Name, JsonElement Value)> LastOfEach(JsonElement obj)
+    {
+        var last = new Dictionary<string, int>(StringComparer.Ordinal);
+        var all = new List<(string Name, JsonElement Value)>();
+        foreach (var p in obj.EnumerateObject())
+        {
+            last[p.Name] = all.Count;
+            all.Add((p.Name, p.Value));
+        }
+
+        var result = new List<(string Name, JsonElement Value)>(last.Count);
+        for (var i = 0; i < all.Count; i++)
+        {
+            if (last[all[i].Name] == i)
+            {
+                result.Add(all[i]);
+            }
+        }
+
+        return result;
     }
 
     /// <summary>
