@@ -563,7 +563,9 @@ internal sealed class LoadRunner : IDisposable
                     await DelayUntilAsync(turnIntended).ConfigureAwait(false);
                 }
 
-                var sent = _time.GetTimestamp();
+                // The first turn left when the connection was begun: the connect and upgrade (and any wait a gateway
+                // imposed on them) are the target's time, not this generator's schedule lag.
+                var sent = j == 0 && turnIntended == intended ? connectStart : _time.GetTimestamp();
                 _metrics.RecordStart(turnIntended, sent);
                 Outcome outcome;
                 if (socket.State != WebSocketState.Open && refusal is { } refused)
