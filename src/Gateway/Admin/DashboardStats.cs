@@ -58,11 +58,13 @@ internal sealed class DashboardStats : IDisposable
     {
         if (Interlocked.Exchange(ref _listening, 1) == 0)
         {
+            _listeningSince = _time.GetTimestamp();
             _listener.Start();
         }
     }
 
     private int _listening;
+    private long _listeningSince;
 
     private void OnLong(Instrument instrument, long value, ReadOnlySpan<KeyValuePair<string, object?>> tags, object? state)
     {
@@ -287,6 +289,7 @@ internal sealed class DashboardStats : IDisposable
             return new
             {
                 uptime_s = (long)_time.GetElapsedTime(_start).TotalSeconds, // since the gateway started
+                counting_s = (long)_time.GetElapsedTime(_listeningSince).TotalSeconds, // since the dashboard was first opened: its totals count from then (/metrics counts from start-up)
                 window_s = Window,
                 rps = Math.Round(windowRequests / (double)Window, 1),
                 status = StatusMix(statusTotals),
