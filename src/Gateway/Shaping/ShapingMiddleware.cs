@@ -209,23 +209,16 @@ internal sealed class ShapingMiddleware
             context.Response.OnStarting(s_markFirstByte, admitted);
             if (cluster.Breaker is { } b)
             {
+                // Polly judges the exchange by its start (status known), not its end: a long stream or a WebSocket session
+                // that is the half-open trial must not hold the circuit for as long as it lasts. The rest of the exchange
+                // (the body, the upgraded connection) goes on outside the pipeline and is awaited after it.
                 Outcome<int> outcome;
+                var forwarding = new System.Runtime.CompilerServices.StrongBox<Task?>();
                 var ctx = ResilienceContextPool.Shared.Get(aborted);
                 try
                 {
-                    outcome = await b.Pipeline.ExecuteOutcomeAsync(static async (_, s) =>
-                    {
-                        try
-                        {
-                            await s.Next(s.Context);
-                        }
-                        catch (Exception ex)
-                        {
-                            return Outcome.FromException<int>(ex);
-                        }
-
-                        return Outcome.FromResult(BreakerStatus(s.Context, s.Exchange));
-                    }, ctx, (Next: _next, Context: context, Exchange: exchange));
+                    outcome = await b.Pipeline.ExecuteOutcomeAsync(static (_, s) => ForwardUntilStartedAsync(s.Next, s.Context, s.Exchange, s.Forwarding),
+                        ctx, (Next: _next, Context: context, Exchange: exchange, Forwarding: forwarding));
                 }
                 finally
                 {
@@ -242,6 +235,11 @@ internal sealed class ShapingMiddleware
                     case { } thrown:
                         System.Runtime.ExceptionServices.ExceptionDispatchInfo.Throw(thrown);
                         break;
+                }
+
+                if (forwarding.Value is { } rest)
+                {
+                    await rest; // the rest of the exchange after its start; an exception from the proxy step is rethrown
                 }
             }
             else
@@ -272,6 +270,52 @@ internal sealed class ShapingMiddleware
 
             usage?.Dispose();
         }
+    }
+
+    /// <summary>
+    /// Runs the rest of the pipeline (YARP) inside the circuit breaker until the response starts (its status is then
+    /// known: a 200 that goes on streaming, a 101 whose WebSocket session goes on) or the forward ends before that (a
+    /// forwarder error answered 502/504, an exception), whichever comes first. The outcome is what Polly judges;
+    /// <paramref name="forwarding"/> gets the forward's task, which the caller awaits after the pipeline.
+    /// </summary>
+    private static async ValueTask<Outcome<int>> ForwardUntilStartedAsync(RequestDelegate next, HttpContext context, ExchangeContext exchange,
+        System.Runtime.CompilerServices.StrongBox<Task?> forwarding)
+    {
+        var started = new TaskCompletionSource<int>(TaskCreationOptions.RunContinuationsAsynchronously);
+        context.Response.OnStarting(static state =>
+        {
+            // Runs on the forward's own flow as the headers go out, so the features are read without a race.
+            var (tcs, c, e) = ((TaskCompletionSource<int>, HttpContext, ExchangeContext))state;
+            tcs.TrySetResult(BreakerStatus(c, e));
+            return Task.CompletedTask;
+        }, (started, context, exchange));
+
+        Task task;
+        try
+        {
+            task = next(context);
+        }
+        catch (Exception ex)
+        {
+            task = Task.FromException(ex);
+        }
+
+        forwarding.Value = task;
+        if (await Task.WhenAny(started.Task, task) == started.Task)
+        {
+            return Outcome.FromResult(await started.Task);
+        }
+
+        try
+        {
+            await task;
+        }
+        catch (Exception ex)
+        {
+            return Outcome.FromException<int>(ex);
+        }
+
+        return Outcome.FromResult(BreakerStatus(context, exchange));
     }
 
     /// <summary>

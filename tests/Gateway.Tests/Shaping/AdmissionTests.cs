@@ -4,6 +4,7 @@ using System.Text.Json;
 using System.Text.Json.Nodes;
 using Gateway.Shaping;
 using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Http;
 using Microsoft.Extensions.DependencyInjection;
 using TestSupport;
 using static Gateway.Tests.Shaping.ShapingConfig;
@@ -200,6 +201,103 @@ public sealed class AdmissionTests
         }
 
         Assert.Equal("Closed", h.Gateway.Services.GetRequiredService<ShapingRuntime>().Current.Clusters["model-http"].Breaker?.State.CircuitState.ToString());
+    }
+
+    [Fact]
+    public async Task Circuit_breaker_judges_a_slow_streaming_trial_by_its_start_and_lets_others_through_while_it_streams()
+    {
+        var failing = true;
+        var healthy = 0;
+        var streamDone = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        await using var backend = await TestBackend.StartAsync(app => app.MapPost("/v1/generate", async (HttpContext c) =>
+        {
+            if (Volatile.Read(ref failing))
+            {
+                c.Response.StatusCode = 500;
+                return;
+            }
+
+            if (Interlocked.Increment(ref healthy) > 1)
+            {
+                await c.Response.WriteAsJsonAsync(new { text = "ok" });
+                return;
+            }
+
+            // The first request after recovery: 200 at once, then the body dribbles for about 5 s.
+            c.Response.ContentType = "text/event-stream";
+            c.Response.Headers["x-slow"] = "1";
+            await c.Response.StartAsync();
+            await c.Response.Body.FlushAsync();
+            for (var i = 0; i < 25; i++)
+            {
+                await c.Response.WriteAsync($"data: {i}\n\n");
+                await c.Response.Body.FlushAsync();
+                await Task.Delay(200);
+            }
+
+            await c.Response.WriteAsync("data: [DONE]\n\n");
+            streamDone.TrySetResult();
+        }));
+        var shaping = Admission(8, 8, "00:00:05");
+        shaping["Admission"]!["model-http"]!["CircuitBreaker"] = new JsonObject
+        {
+            ["Enabled"] = true, ["FailureRatio"] = 0.5, ["MinimumThroughput"] = 4, ["SamplingDuration"] = "00:00:10", ["BreakDuration"] = "00:00:01",
+        };
+        await using var h = await GatewayHarness.StartAsync(new GatewayHarness.Options { HttpBackend = backend.Address, Edit = With(shaping) });
+        using var client = new HttpClient { BaseAddress = h.Http };
+
+        async Task<(HttpStatusCode Status, string? Code)> SendAsync()
+        {
+            using var r = await client.PostAsync("/v1/generate", Generate());
+            var code = r.Headers.TryGetValues("x-gateway-error", out var v) ? v.First() : null;
+            return (r.StatusCode, code);
+        }
+
+        var opened = false;
+        for (var i = 0; i < 20 && !opened; i++)
+        {
+            opened = await SendAsync() is (HttpStatusCode.ServiceUnavailable, "circuit_open");
+        }
+
+        Assert.True(opened, "the circuit never opened");
+        Volatile.Write(ref failing, false);
+
+        // After the break the first request through is the half-open trial: the slow stream, whose 200 comes at once.
+        HttpResponseMessage? trial = null;
+        var until = DateTime.UtcNow + TimeSpan.FromSeconds(10);
+        while (trial is null && DateTime.UtcNow < until)
+        {
+            var r = await client.SendAsync(new HttpRequestMessage(HttpMethod.Post, "/v1/generate") { Content = Generate() }, HttpCompletionOption.ResponseHeadersRead);
+            if (r.StatusCode == HttpStatusCode.ServiceUnavailable)
+            {
+                r.Dispose();
+                await Task.Delay(50);
+                continue;
+            }
+
+            trial = r;
+        }
+
+        Assert.NotNull(trial);
+        using (trial)
+        {
+            Assert.Equal(HttpStatusCode.OK, trial.StatusCode);
+            Assert.True(trial.Headers.Contains("x-slow"), "the trial was not the slow stream");
+            var body = trial.Content.ReadAsStringAsync();
+
+            // While the trial still streams, the circuit is closed: other requests pass at once instead of 503 circuit_open.
+            for (var i = 0; i < 5; i++)
+            {
+                var clock = System.Diagnostics.Stopwatch.StartNew();
+                var answer = await SendAsync();
+                Assert.True(answer == (HttpStatusCode.OK, null), $"request {i} during the trial's stream: {(int)answer.Status} {answer.Code}");
+                Assert.True(clock.Elapsed < TimeSpan.FromSeconds(1), $"request {i} answered after {clock.Elapsed}");
+                Assert.False(streamDone.Task.IsCompleted, "the trial's stream ended before the check");
+            }
+
+            Assert.Equal("Closed", h.Gateway.Services.GetRequiredService<ShapingRuntime>().Current.Clusters["model-http"].Breaker?.State.CircuitState.ToString());
+            Assert.EndsWith("data: [DONE]\n\n", await body.WaitAsync(TimeSpan.FromSeconds(20)), StringComparison.Ordinal); // the stream itself was not cut short
+        }
     }
 
     [Fact]
