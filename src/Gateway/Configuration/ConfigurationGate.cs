@@ -65,7 +65,18 @@ internal sealed partial class ConfigurationGate : IDisposable
             }
 
             var errors = new List<string>();
-            var shaping = StartupValidation.ValidateReload(new ConfigurationRoot([new SnapshotProvider(candidate)]), errors);
+
+            // A configuration file that is gone (deleted, or an editor's delete-and-recreate caught half way) is not a
+            // configuration without that file's settings: .NET drops its keys, which would apply "no policies".
+            foreach (var file in (_source as IConfigurationRoot)?.Providers.OfType<GuardedJsonConfigurationProvider>() ?? [])
+            {
+                if (file.ExistedAtStart && !File.Exists(file.FilePath))
+                {
+                    errors.Add($"'{file.FilePath}' is missing: restore it (its last good settings stay in force meanwhile).");
+                }
+            }
+
+            var shaping = errors.Count > 0 ? new Shaping.ShapingOptions() : StartupValidation.ValidateReload(new ConfigurationRoot([new SnapshotProvider(candidate)]), errors);
             if (errors.Count > 0)
             {
                 _refused = candidate;

@@ -37,8 +37,12 @@ internal sealed partial class GuardedJsonConfigurationProvider(GuardedJsonConfig
     public override void Load()
     {
         base.Load(); // at start-up a file that does not parse stops the gateway (InvalidDataException)
+        ExistedAtStart = FilePath.Length > 0 && File.Exists(FilePath);
         _started = true;
     }
+
+    /// <summary>Whether the file was there at start-up (an optional file that was not, such as appsettings.Production.json, may stay absent).</summary>
+    public bool ExistedAtStart { get; private set; }
 
     /// <inheritdoc/>
     public override void Load(Stream stream)

@@ -138,6 +138,31 @@ public sealed class ReloadTests : IDisposable
         Assert.Equal([1101, 1102], h.Logs.Entries.Where(e => e.Level >= Microsoft.Extensions.Logging.LogLevel.Error).Select(e => e.EventId.Id));
     }
 
+    [Fact]
+    public async Task A_deleted_file_keeps_its_last_settings_until_it_is_restored()
+    {
+        var file = Path.Combine(_dir, "deleted.json");
+        await File.WriteAllTextAsync(file, Profile(3));
+        await using var h = await GatewayHarness.StartAsync(new GatewayHarness.Options { ConfigFile = file });
+        var runtime = h.Gateway.Services.GetRequiredService<ShapingRuntime>();
+        var gate = h.Gateway.Services.GetRequiredService<ConfigurationGate>();
+        using var client = new HttpClient { BaseAddress = h.Http };
+        var before = await StatusesAsync(client, 4);
+        Assert.Equal([200, 200, 200, 429], before);
+
+        File.Delete(file); // .NET drops the file's keys: without the gate, the policy and admission would be gone
+        await Eventually.TrueAsync(() => gate.Refused > 0, TimeSpan.FromSeconds(10), () => "the missing file was not refused");
+        var refusal = Assert.Single(h.Logs.Entries, e => e.EventId.Id == 1102);
+        Assert.Contains("is missing", refusal.Message, StringComparison.Ordinal);
+        Assert.Equal(3, runtime.Current.Policies["per-key"].Options.PermitLimit);
+        Assert.True(runtime.Current.Clusters.ContainsKey("model-http"), "admission was dropped");
+        var kept = await StatusesAsync(client, 1);
+        Assert.Equal([429], kept); // the limit and its window's count stay
+
+        await File.WriteAllTextAsync(file, Profile(5)); // restored, with a new limit: applied in one step
+        await Eventually.TrueAsync(() => runtime.Current.Policies["per-key"].Options.PermitLimit == 5, TimeSpan.FromSeconds(10), () => "the restored file was not applied");
+    }
+
     private static async Task<int[]> StatusesAsync(HttpClient client, int count)
     {
         var statuses = new int[count];
