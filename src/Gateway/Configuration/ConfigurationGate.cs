@@ -47,6 +47,66 @@ internal sealed partial class ConfigurationGate : IDisposable
         }
     }
 
+    /// <summary>
+    /// Checks candidates' routes and clusters with YARP's own validator too (transforms, load-balancing, health and
+    /// affinity policy names, match patterns: what YARP would refuse after shaping had taken the change). A route or
+    /// cluster the configuration binder cannot turn into YARP's types is left to YARP, as before.
+    /// </summary>
+    public void AttachValidator(Yarp.ReverseProxy.Configuration.IConfigValidator validator) => _validator = validator;
+
+    private Yarp.ReverseProxy.Configuration.IConfigValidator? _validator;
+
+    /// <summary>YARP's validator's objections to the candidate's routes and clusters, each naming its key.</summary>
+    private void ValidateWithYarp(ConfigurationRoot candidate, List<string> errors)
+    {
+        if (_validator is not { } validator)
+        {
+            return;
+        }
+
+        foreach (var section in candidate.GetSection("ReverseProxy:Routes").GetChildren())
+        {
+            Yarp.ReverseProxy.Configuration.RouteConfig? route;
+            try
+            {
+                route = section.Get<Yarp.ReverseProxy.Configuration.RouteConfig>();
+            }
+            catch (InvalidOperationException)
+            {
+                continue; // not bindable here: YARP's own loader reads it
+            }
+
+            if (route is not null)
+            {
+                foreach (var error in validator.ValidateRouteAsync(route with { RouteId = section.Key }).AsTask().GetAwaiter().GetResult())
+                {
+                    errors.Add($"ReverseProxy:Routes:{section.Key}: {error.Message}");
+                }
+            }
+        }
+
+        foreach (var section in candidate.GetSection("ReverseProxy:Clusters").GetChildren())
+        {
+            Yarp.ReverseProxy.Configuration.ClusterConfig? cluster;
+            try
+            {
+                cluster = section.Get<Yarp.ReverseProxy.Configuration.ClusterConfig>();
+            }
+            catch (InvalidOperationException)
+            {
+                continue;
+            }
+
+            if (cluster is not null)
+            {
+                foreach (var error in validator.ValidateClusterAsync(cluster with { ClusterId = section.Key }).AsTask().GetAwaiter().GetResult())
+                {
+                    errors.Add($"ReverseProxy:Clusters:{section.Key}: {error.Message}");
+                }
+            }
+        }
+    }
+
     /// <summary>Logs refusals (of this gate and of the guarded JSON files) with <paramref name="loggers"/>.</summary>
     public void AttachLogger(ILoggerFactory loggers)
     {
@@ -76,7 +136,13 @@ internal sealed partial class ConfigurationGate : IDisposable
                 }
             }
 
-            var shaping = errors.Count > 0 ? new Shaping.ShapingOptions() : StartupValidation.ValidateReload(new ConfigurationRoot([new SnapshotProvider(candidate)]), errors);
+            var candidateRoot = new ConfigurationRoot([new SnapshotProvider(candidate)]);
+            var shaping = errors.Count > 0 ? new Shaping.ShapingOptions() : StartupValidation.ValidateReload(candidateRoot, errors);
+            if (errors.Count == 0)
+            {
+                ValidateWithYarp(candidateRoot, errors);
+            }
+
             if (errors.Count > 0)
             {
                 _refused = candidate;

@@ -76,6 +76,7 @@ internal static partial class GatewayApp
 
         var app = builder.Build();
         gate.AttachLogger(app.Services.GetRequiredService<ILoggerFactory>());
+        gate.AttachValidator(app.Services.GetRequiredService<Yarp.ReverseProxy.Configuration.IConfigValidator>());
         _ = app.Services.GetRequiredService<ShapingMetrics>(); // instruments exist before the first scrape
         _ = app.Services.GetRequiredService<DashboardStats>(); // its uptime counts from start-up (it listens from the first poll)
         if (!builder.Configuration.GetSection("ReverseProxy:Routes").GetChildren().Any())

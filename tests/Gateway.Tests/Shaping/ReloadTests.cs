@@ -163,6 +163,39 @@ public sealed class ReloadTests : IDisposable
         await Eventually.TrueAsync(() => runtime.Current.Policies["per-key"].Options.PermitLimit == 5, TimeSpan.FromSeconds(10), () => "the restored file was not applied");
     }
 
+    [Fact]
+    public async Task A_reload_that_yarp_would_reject_is_refused_whole_and_the_renamed_policy_is_not_half_applied()
+    {
+        var file = Path.Combine(_dir, "yarp.json");
+        await File.WriteAllTextAsync(file, Profile(3));
+        await using var h = await GatewayHarness.StartAsync(new GatewayHarness.Options { ConfigFile = file });
+        var runtime = h.Gateway.Services.GetRequiredService<ShapingRuntime>();
+        var gate = h.Gateway.Services.GetRequiredService<ConfigurationGate>();
+        using var client = new HttpClient { BaseAddress = h.Http };
+        var before = await StatusesAsync(client, 4);
+        Assert.Equal([200, 200, 200, 429], before);
+
+        // The policy renamed (the route follows) and, in the same edit, a transform YARP does not know: the start-up
+        // rules accept it; YARP would refuse the route after shaping had dropped 'per-key'.
+        var edited = System.Text.Json.Nodes.JsonNode.Parse(Profile(3))!.AsObject();
+        var policies = edited["Gateway"]!["Shaping"]!["Policies"]!.AsObject();
+        var policy = policies["per-key"]!.DeepClone();
+        policies.Remove("per-key");
+        policies["pk2"] = policy;
+        var route = edited["ReverseProxy"]!["Routes"]!["openai"]!.AsObject();
+        route["Metadata"]!["Policies"] = "pk2";
+        route["Transforms"] = new System.Text.Json.Nodes.JsonArray(new JsonObject { ["ResponseHeaderr"] = "x", ["Set"] = "y" });
+        await File.WriteAllTextAsync(file, edited.ToJsonString());
+
+        await Eventually.TrueAsync(() => gate.Refused > 0, TimeSpan.FromSeconds(10), () => "the reload YARP would reject was applied");
+        var refusal = Assert.Single(h.Logs.Entries, e => e.EventId.Id == 1102);
+        Assert.Contains("ReverseProxy:Routes:openai", refusal.Message, StringComparison.Ordinal);
+        Assert.True(runtime.Current.Policies.ContainsKey("per-key"), "shaping took half of the refused change");
+        var kept = await StatusesAsync(client, 1);
+        Assert.Equal([429], kept); // the old limit is still in force on the route
+        Assert.DoesNotContain(h.Logs.Entries, e => e.Category.StartsWith("Yarp", StringComparison.Ordinal) && e.Level >= Microsoft.Extensions.Logging.LogLevel.Error);
+    }
+
     private static async Task<int[]> StatusesAsync(HttpClient client, int count)
     {
         var statuses = new int[count];
