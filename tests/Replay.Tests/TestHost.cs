@@ -21,6 +21,33 @@ internal static class TestHost
         });
     }
 
+    /// <summary>
+    /// A real gateway with the repository's appsettings.json in front of <paramref name="sim"/>: every listener on a free
+    /// port, logging at Warning, the HTTP cluster's active health check off; <paramref name="settings"/> are applied last,
+    /// <paramref name="jsonFile"/> (a profile) is layered over appsettings.json as <c>--config FILE</c> does.
+    /// </summary>
+    public static Task<Gateway.Hosting.GatewayServer> StartGatewayAsync(ModelSimServer sim, IReadOnlyDictionary<string, string?>? settings = null, string? jsonFile = null)
+    {
+        var all = new Dictionary<string, string?>
+        {
+            ["Logging:LogLevel:Default"] = "Warning",
+            ["Gateway:Listeners:Http:Port"] = "0",
+            ["Gateway:Listeners:Grpc:Port"] = "0",
+            ["Gateway:Listeners:WebSocket:Port"] = "0",
+            ["Gateway:Listeners:Https:Port"] = "0",
+            ["Gateway:Listeners:Admin:Port"] = "0",
+            ["ReverseProxy:Clusters:model-http:Destinations:sim:Address"] = sim.HttpAddress.ToString(),
+            ["ReverseProxy:Clusters:model-grpc:Destinations:sim:Address"] = sim.GrpcAddress.ToString(),
+            ["ReverseProxy:Clusters:model-http:HealthCheck:Active:Enabled"] = "false",
+        };
+        foreach (var (key, value) in settings ?? new Dictionary<string, string?>())
+        {
+            all[key] = value;
+        }
+
+        return Gateway.Hosting.GatewayServer.StartAsync(File.ReadAllText(TestSupport.RepoPaths.Combine("appsettings.json")), all, CancellationToken.None, jsonFile: jsonFile);
+    }
+
     /// <summary>The arguments that point the tool at <paramref name="sim"/> (HTTP, gRPC and WebSocket).</summary>
     public static string[] Targets(ModelSimServer sim) =>
         ["--target", sim.HttpAddress.ToString(), "--grpc-target", sim.GrpcAddress.ToString(), "--progress", "plain"];

@@ -124,11 +124,7 @@ public sealed class AdmissionTests
             Interlocked.Increment(ref calls);
             return Microsoft.AspNetCore.Http.Results.StatusCode(500);
         }));
-        var shaping = Admission(8, 8, "00:00:05");
-        shaping["Admission"]!["model-http"]!["CircuitBreaker"] = new JsonObject
-        {
-            ["Enabled"] = true, ["FailureRatio"] = 0.5, ["MinimumThroughput"] = 5, ["SamplingDuration"] = "00:00:10", ["BreakDuration"] = "00:00:30",
-        };
+        var shaping = WithBreaker(minimumThroughput: 5, sampling: "00:00:10", breakDuration: "00:00:30");
         await using var h = await GatewayHarness.StartAsync(new GatewayHarness.Options { HttpBackend = backend.Address, Edit = With(shaping) });
         using var client = new HttpClient { BaseAddress = h.Http };
 
@@ -158,29 +154,14 @@ public sealed class AdmissionTests
                 ? Microsoft.AspNetCore.Http.Results.StatusCode(500)
                 : Microsoft.AspNetCore.Http.Results.Json(new { text = "ok" });
         }));
-        var shaping = Admission(8, 8, "00:00:05");
-        shaping["Admission"]!["model-http"]!["CircuitBreaker"] = new JsonObject
-        {
-            ["Enabled"] = true, ["FailureRatio"] = 0.5, ["MinimumThroughput"] = 4, ["SamplingDuration"] = "00:00:10", ["BreakDuration"] = "00:00:01",
-        };
+        var shaping = WithBreaker(minimumThroughput: 4, sampling: "00:00:10", breakDuration: "00:00:01");
         await using var h = await GatewayHarness.StartAsync(new GatewayHarness.Options { HttpBackend = backend.Address, Edit = With(shaping) });
         using var client = new HttpClient { BaseAddress = h.Http };
 
-        async Task<(HttpStatusCode Status, string? Code)> SendAsync()
-        {
-            using var r = await client.PostAsync("/v1/generate", Generate());
-            var code = r.Headers.TryGetValues("x-gateway-error", out var v) ? v.First() : null;
-            return (r.StatusCode, code);
-        }
+        Task<(HttpStatusCode Status, string? Code)> SendAsync() => SendGenerateAsync(client);
 
         // The backend fails until the circuit opens; then requests are refused without reaching it.
-        var opened = false;
-        for (var i = 0; i < 20 && !opened; i++)
-        {
-            opened = await SendAsync() is (HttpStatusCode.ServiceUnavailable, "circuit_open");
-        }
-
-        Assert.True(opened, "the circuit never opened");
+        await OpenCircuitAsync(client);
         var reached = Volatile.Read(ref calls);
         Assert.Equal((HttpStatusCode.ServiceUnavailable, "circuit_open"), await SendAsync());
         Assert.Equal(reached, Volatile.Read(ref calls));
@@ -200,7 +181,7 @@ public sealed class AdmissionTests
             Assert.Equal(HttpStatusCode.OK, (await SendAsync()).Status);
         }
 
-        Assert.Equal("Closed", h.Gateway.Services.GetRequiredService<ShapingRuntime>().Current.Clusters["model-http"].Breaker?.State.CircuitState.ToString());
+        Assert.Equal("Closed", BreakerState(h));
     }
 
     [Fact]
@@ -238,28 +219,13 @@ public sealed class AdmissionTests
             await c.Response.WriteAsync("data: [DONE]\n\n");
             streamDone.TrySetResult();
         }));
-        var shaping = Admission(8, 8, "00:00:05");
-        shaping["Admission"]!["model-http"]!["CircuitBreaker"] = new JsonObject
-        {
-            ["Enabled"] = true, ["FailureRatio"] = 0.5, ["MinimumThroughput"] = 4, ["SamplingDuration"] = "00:00:10", ["BreakDuration"] = "00:00:01",
-        };
+        var shaping = WithBreaker(minimumThroughput: 4, sampling: "00:00:10", breakDuration: "00:00:01");
         await using var h = await GatewayHarness.StartAsync(new GatewayHarness.Options { HttpBackend = backend.Address, Edit = With(shaping) });
         using var client = new HttpClient { BaseAddress = h.Http };
 
-        async Task<(HttpStatusCode Status, string? Code)> SendAsync()
-        {
-            using var r = await client.PostAsync("/v1/generate", Generate());
-            var code = r.Headers.TryGetValues("x-gateway-error", out var v) ? v.First() : null;
-            return (r.StatusCode, code);
-        }
+        Task<(HttpStatusCode Status, string? Code)> SendAsync() => SendGenerateAsync(client);
 
-        var opened = false;
-        for (var i = 0; i < 20 && !opened; i++)
-        {
-            opened = await SendAsync() is (HttpStatusCode.ServiceUnavailable, "circuit_open");
-        }
-
-        Assert.True(opened, "the circuit never opened");
+        await OpenCircuitAsync(client);
         Volatile.Write(ref failing, false);
 
         // After the break the first request through is the half-open trial: the slow stream, whose 200 comes at once.
@@ -295,7 +261,7 @@ public sealed class AdmissionTests
                 Assert.False(streamDone.Task.IsCompleted, "the trial's stream ended before the check");
             }
 
-            Assert.Equal("Closed", h.Gateway.Services.GetRequiredService<ShapingRuntime>().Current.Clusters["model-http"].Breaker?.State.CircuitState.ToString());
+            Assert.Equal("Closed", BreakerState(h));
             Assert.EndsWith("data: [DONE]\n\n", await body.WaitAsync(TimeSpan.FromSeconds(20)), StringComparison.Ordinal); // the stream itself was not cut short
         }
     }
@@ -303,11 +269,7 @@ public sealed class AdmissionTests
     [Fact]
     public async Task Non_ascii_header_value_is_answered_400_and_never_counts_against_the_backend()
     {
-        var shaping = Admission(8, 8, "00:00:05");
-        shaping["Admission"]!["model-http"]!["CircuitBreaker"] = new JsonObject
-        {
-            ["Enabled"] = true, ["FailureRatio"] = 0.5, ["MinimumThroughput"] = 4, ["SamplingDuration"] = "00:00:30", ["BreakDuration"] = "00:00:30",
-        };
+        var shaping = WithBreaker(minimumThroughput: 4, sampling: "00:00:30", breakDuration: "00:00:30");
         await using var h = await GatewayHarness.StartAsync(new GatewayHarness.Options { Edit = With(shaping) });
         // A real client that sends the header's UTF-8 bytes as they are (HttpClient refuses non-ASCII values by default).
         using var client = new HttpClient(new SocketsHttpHandler { RequestHeaderEncodingSelector = (_, _) => System.Text.Encoding.UTF8 }) { BaseAddress = h.Http };
@@ -327,7 +289,7 @@ public sealed class AdmissionTests
         Assert.Equal(0, h.Sim.Stats.Completed); // never forwarded
         using var ok = await client.PostAsync("/v1/generate", Generate());
         Assert.Equal(HttpStatusCode.OK, ok.StatusCode);
-        Assert.Equal("Closed", h.Gateway.Services.GetRequiredService<ShapingRuntime>().Current.Clusters["model-http"].Breaker?.State.CircuitState.ToString());
+        Assert.Equal("Closed", BreakerState(h));
     }
 
     /// <summary>Sends one request every 50 ms until one matches or time is up; returns the last answer.</summary>
@@ -345,4 +307,38 @@ public sealed class AdmissionTests
             await Task.Delay(50);
         }
     }
+
+    /// <summary>Admission on model-http (8 in flight, 8 queued, 5 s queue timeout) with a circuit breaker opening at a 50% failure ratio.</summary>
+    private static JsonObject WithBreaker(int minimumThroughput, string sampling, string breakDuration)
+    {
+        var shaping = Admission(8, 8, "00:00:05");
+        shaping["Admission"]!["model-http"]!["CircuitBreaker"] = new JsonObject
+        {
+            ["Enabled"] = true, ["FailureRatio"] = 0.5, ["MinimumThroughput"] = minimumThroughput, ["SamplingDuration"] = sampling, ["BreakDuration"] = breakDuration,
+        };
+        return shaping;
+    }
+
+    /// <summary>Sends one generate request: its status and the gateway's <c>x-gateway-error</c> code (null when none).</summary>
+    private static async Task<(HttpStatusCode Status, string? Code)> SendGenerateAsync(HttpClient client)
+    {
+        using var r = await client.PostAsync("/v1/generate", Generate());
+        var code = r.Headers.TryGetValues("x-gateway-error", out var v) ? v.First() : null;
+        return (r.StatusCode, code);
+    }
+
+    /// <summary>Sends (to a failing backend) until the gateway answers 503 circuit_open, 20 requests at most.</summary>
+    private static async Task OpenCircuitAsync(HttpClient client)
+    {
+        var opened = false;
+        for (var i = 0; i < 20 && !opened; i++)
+        {
+            opened = await SendGenerateAsync(client) is (HttpStatusCode.ServiceUnavailable, "circuit_open");
+        }
+
+        Assert.True(opened, "the circuit never opened");
+    }
+
+    private static string? BreakerState(GatewayHarness h) =>
+        h.Gateway.Services.GetRequiredService<ShapingRuntime>().Current.Clusters["model-http"].Breaker?.State.CircuitState.ToString();
 }

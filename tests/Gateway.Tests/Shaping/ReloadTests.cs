@@ -86,14 +86,8 @@ public sealed class ReloadTests : IDisposable
     [Fact]
     public async Task A_file_that_does_not_parse_keeps_everything_and_the_good_file_restores_it_in_one_step()
     {
-        var file = Path.Combine(_dir, "profile.json");
-        await File.WriteAllTextAsync(file, Profile(3));
-        await using var h = await GatewayHarness.StartAsync(new GatewayHarness.Options { ConfigFile = file });
-        var runtime = h.Gateway.Services.GetRequiredService<ShapingRuntime>();
-        var gate = h.Gateway.Services.GetRequiredService<ConfigurationGate>();
-        using var client = new HttpClient { BaseAddress = h.Http };
-        var before = await StatusesAsync(client, 4);
-        Assert.Equal([200, 200, 200, 429], before);
+        await using var profiled = await StartWithProfileAsync("profile.json");
+        var (h, runtime, gate, client, file) = profiled;
 
         // Malformed JSON: .NET's file provider would drop every key of the file (policy, route metadata, admission).
         await File.WriteAllTextAsync(file, """{ "Gateway": { "Shaping": """);
@@ -141,14 +135,8 @@ public sealed class ReloadTests : IDisposable
     [Fact]
     public async Task A_deleted_file_keeps_its_last_settings_until_it_is_restored()
     {
-        var file = Path.Combine(_dir, "deleted.json");
-        await File.WriteAllTextAsync(file, Profile(3));
-        await using var h = await GatewayHarness.StartAsync(new GatewayHarness.Options { ConfigFile = file });
-        var runtime = h.Gateway.Services.GetRequiredService<ShapingRuntime>();
-        var gate = h.Gateway.Services.GetRequiredService<ConfigurationGate>();
-        using var client = new HttpClient { BaseAddress = h.Http };
-        var before = await StatusesAsync(client, 4);
-        Assert.Equal([200, 200, 200, 429], before);
+        await using var profiled = await StartWithProfileAsync("deleted.json");
+        var (h, runtime, gate, client, file) = profiled;
 
         File.Delete(file); // .NET drops the file's keys: without the gate, the policy and admission would be gone
         await Eventually.TrueAsync(() => gate.Refused > 0, TimeSpan.FromSeconds(10), () => "the missing file was not refused");
@@ -166,14 +154,8 @@ public sealed class ReloadTests : IDisposable
     [Fact]
     public async Task A_reload_that_yarp_would_reject_is_refused_whole_and_the_renamed_policy_is_not_half_applied()
     {
-        var file = Path.Combine(_dir, "yarp.json");
-        await File.WriteAllTextAsync(file, Profile(3));
-        await using var h = await GatewayHarness.StartAsync(new GatewayHarness.Options { ConfigFile = file });
-        var runtime = h.Gateway.Services.GetRequiredService<ShapingRuntime>();
-        var gate = h.Gateway.Services.GetRequiredService<ConfigurationGate>();
-        using var client = new HttpClient { BaseAddress = h.Http };
-        var before = await StatusesAsync(client, 4);
-        Assert.Equal([200, 200, 200, 429], before);
+        await using var profiled = await StartWithProfileAsync("yarp.json");
+        var (h, runtime, gate, client, file) = profiled;
 
         // The policy renamed (the route follows) and, in the same edit, a transform YARP does not know: the start-up
         // rules accept it; YARP would refuse the route after shaping had dropped 'per-key'.
@@ -194,6 +176,36 @@ public sealed class ReloadTests : IDisposable
         var kept = await StatusesAsync(client, 1);
         Assert.Equal([429], kept); // the old limit is still in force on the route
         Assert.DoesNotContain(h.Logs.Entries, e => e.Category.StartsWith("Yarp", StringComparison.Ordinal) && e.Level >= Microsoft.Extensions.Logging.LogLevel.Error);
+    }
+
+    /// <summary>A gateway whose watched file holds <see cref="Profile"/>(3), the limit checked in force (3 admitted, the 4th refused).</summary>
+    private async Task<ProfiledGateway> StartWithProfileAsync(string fileName)
+    {
+        var file = Path.Combine(_dir, fileName);
+        await File.WriteAllTextAsync(file, Profile(3));
+        var h = await GatewayHarness.StartAsync(new GatewayHarness.Options { ConfigFile = file });
+        var profiled = new ProfiledGateway(h, h.Gateway.Services.GetRequiredService<ShapingRuntime>(), h.Gateway.Services.GetRequiredService<ConfigurationGate>(),
+            new HttpClient { BaseAddress = h.Http }, file);
+        try
+        {
+            var before = await StatusesAsync(profiled.Client, 4);
+            Assert.Equal([200, 200, 200, 429], before);
+            return profiled;
+        }
+        catch
+        {
+            await profiled.DisposeAsync();
+            throw;
+        }
+    }
+
+    private sealed record ProfiledGateway(GatewayHarness Harness, ShapingRuntime Runtime, ConfigurationGate Gate, HttpClient Client, string File) : IAsyncDisposable
+    {
+        public async ValueTask DisposeAsync()
+        {
+            Client.Dispose();
+            await Harness.DisposeAsync();
+        }
     }
 
     private static async Task<int[]> StatusesAsync(HttpClient client, int count)

@@ -1,7 +1,5 @@
 using System.Globalization;
-using Gateway.Hosting;
 using ModelSim;
-using TestSupport;
 
 namespace Replay.Tests.Capacity;
 
@@ -46,18 +44,7 @@ public sealed class SweepTests
 
         // The profile, layered over the repository's appsettings.json as `gateway --config FILE` does, must pass the
         // gateway's start-up validation and, under 3x the capacity, keep the admitted requests within the SLO.
-        await using var gateway = await GatewayServer.StartAsync(File.ReadAllText(RepoPaths.Combine("appsettings.json")), new Dictionary<string, string?>
-        {
-            ["Logging:LogLevel:Default"] = "Warning",
-            ["Gateway:Listeners:Http:Port"] = "0",
-            ["Gateway:Listeners:Grpc:Port"] = "0",
-            ["Gateway:Listeners:WebSocket:Port"] = "0",
-            ["Gateway:Listeners:Https:Port"] = "0",
-            ["Gateway:Listeners:Admin:Port"] = "0",
-            ["ReverseProxy:Clusters:model-http:Destinations:sim:Address"] = sim.HttpAddress.ToString(),
-            ["ReverseProxy:Clusters:model-grpc:Destinations:sim:Address"] = sim.GrpcAddress.ToString(),
-            ["ReverseProxy:Clusters:model-http:HealthCheck:Active:Enabled"] = "false",
-        }, CancellationToken.None, jsonFile: profile);
+        await using var gateway = await TestHost.StartGatewayAsync(sim, jsonFile: profile);
         using var protectedDir = TestHost.CreateTempDirectory();
         var rate = (3 * capacity).ToString("0", CultureInfo.InvariantCulture);
         var load = await TestHost.RunAsync(["load", "--target", gateway.GetAddress("Http")!.ToString(), "--rate", rate, "--duration", "4s", "--warmup", "1s",

@@ -409,21 +409,12 @@ public sealed partial class ReplayDocsExamplesTests(ReplayDocsExamplesTests.Serv
             // tool share this process's pool, and the examples assert latency (p95<500ms).
             _sim = await TestHost.StartSimAsync();
             using var certificate = TestCertificates.CreateSelfSigned(_work.Combine("certificate"));
-            _gateway = await GatewayServer.StartAsync(await File.ReadAllTextAsync(RepoPaths.Combine("appsettings.json")), new Dictionary<string, string?>
+            _gateway = await TestHost.StartGatewayAsync(_sim, new Dictionary<string, string?>
             {
-                ["Logging:LogLevel:Default"] = "Warning",
-                ["Gateway:Listeners:Http:Port"] = "0",
-                ["Gateway:Listeners:Grpc:Port"] = "0",
-                ["Gateway:Listeners:WebSocket:Port"] = "0",
-                ["Gateway:Listeners:Https:Port"] = "0",
-                ["Gateway:Listeners:Admin:Port"] = "0",
                 ["Gateway:Listeners:Https:Certificate:Path"] = _work.Combine(Path.Combine("certificate", "server.pfx")),
                 ["Gateway:Listeners:Https:Certificate:Password"] = "test",
                 ["Gateway:Recording:Directory"] = _work.Combine("gateway-recordings"),
-                ["ReverseProxy:Clusters:model-http:Destinations:sim:Address"] = _sim.HttpAddress.ToString(),
-                ["ReverseProxy:Clusters:model-grpc:Destinations:sim:Address"] = _sim.GrpcAddress.ToString(),
-                ["ReverseProxy:Clusters:model-http:HealthCheck:Active:Enabled"] = "false",
-            }, CancellationToken.None);
+            });
             _redis = await RedisServer.StartAsync();
             _remoteRedis = await RedisServer.StartAsync();
             int Port(string listener) => _gateway.GetAddress(listener)?.Port ?? throw new InvalidOperationException($"the gateway's {listener} listener is not enabled");

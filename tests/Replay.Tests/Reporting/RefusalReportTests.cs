@@ -1,6 +1,4 @@
 using System.Globalization;
-using Gateway.Hosting;
-using TestSupport;
 
 namespace Replay.Tests.Reporting;
 
@@ -10,33 +8,11 @@ namespace Replay.Tests.Reporting;
 /// </summary>
 public sealed class RefusalReportTests
 {
-    private static Task<GatewayServer> StartGatewayAsync(Uri sim, Uri simGrpc, Dictionary<string, string?> limits)
-    {
-        var settings = new Dictionary<string, string?>
-        {
-            ["Logging:LogLevel:Default"] = "Warning",
-            ["Gateway:Listeners:Http:Port"] = "0",
-            ["Gateway:Listeners:Grpc:Port"] = "0",
-            ["Gateway:Listeners:WebSocket:Port"] = "0",
-            ["Gateway:Listeners:Https:Port"] = "0",
-            ["Gateway:Listeners:Admin:Port"] = "0",
-            ["ReverseProxy:Clusters:model-http:Destinations:sim:Address"] = sim.ToString(),
-            ["ReverseProxy:Clusters:model-grpc:Destinations:sim:Address"] = simGrpc.ToString(),
-            ["ReverseProxy:Clusters:model-http:HealthCheck:Active:Enabled"] = "false",
-        };
-        foreach (var (key, value) in limits)
-        {
-            settings[key] = value;
-        }
-
-        return GatewayServer.StartAsync(File.ReadAllText(RepoPaths.Combine("appsettings.json")), settings, CancellationToken.None);
-    }
-
     [Fact]
     public async Task Streamed_run_through_a_rate_limit_reports_refusals_by_limit_status_mix_and_ttft_over_time()
     {
         await using var sim = await TestHost.StartSimAsync(perTokenMs: 2);
-        await using var gateway = await StartGatewayAsync(sim.HttpAddress, sim.GrpcAddress, new()
+        await using var gateway = await TestHost.StartGatewayAsync(sim, new Dictionary<string, string?>
         {
             ["Gateway:Shaping:Policies:tight:Kind"] = "TokenBucket",
             ["Gateway:Shaping:Policies:tight:TokenLimit"] = "10",
@@ -89,7 +65,7 @@ public sealed class RefusalReportTests
     public async Task WebSocket_sessions_closed_by_a_connection_limit_count_as_refused_by_that_limit()
     {
         await using var sim = await TestHost.StartSimAsync(perTokenMs: 20);
-        await using var gateway = await StartGatewayAsync(sim.HttpAddress, sim.GrpcAddress, new()
+        await using var gateway = await TestHost.StartGatewayAsync(sim, new Dictionary<string, string?>
         {
             ["Gateway:Shaping:Policies:one-ws:Kind"] = "WebSocket",
             ["Gateway:Shaping:Policies:one-ws:PermitLimit"] = "1",
