@@ -64,44 +64,31 @@ internal sealed partial class ConfigurationGate : IDisposable
             return;
         }
 
-        foreach (var section in candidate.GetSection("ReverseProxy:Routes").GetChildren())
+        Check<Yarp.ReverseProxy.Configuration.RouteConfig>(candidate, "Routes", errors, (route, id) => validator.ValidateRouteAsync(route with { RouteId = id }));
+        Check<Yarp.ReverseProxy.Configuration.ClusterConfig>(candidate, "Clusters", errors, (cluster, id) => validator.ValidateClusterAsync(cluster with { ClusterId = id }));
+    }
+
+    /// <summary>Binds each entry of <c>ReverseProxy:{section}</c> to YARP's type and adds the validator's objections, each naming its key.</summary>
+    private static void Check<T>(ConfigurationRoot candidate, string section, List<string> errors, Func<T, string, ValueTask<IList<Exception>>> validate)
+        where T : class
+    {
+        foreach (var entry in candidate.GetSection($"ReverseProxy:{section}").GetChildren())
         {
-            Yarp.ReverseProxy.Configuration.RouteConfig? route;
+            T? config;
             try
             {
-                route = section.Get<Yarp.ReverseProxy.Configuration.RouteConfig>();
+                config = entry.Get<T>();
             }
             catch (InvalidOperationException)
             {
                 continue; // not bindable here: YARP's own loader reads it
             }
 
-            if (route is not null)
+            if (config is not null)
             {
-                foreach (var error in validator.ValidateRouteAsync(route with { RouteId = section.Key }).AsTask().GetAwaiter().GetResult())
+                foreach (var error in validate(config, entry.Key).AsTask().GetAwaiter().GetResult())
                 {
-                    errors.Add($"ReverseProxy:Routes:{section.Key}: {error.Message}");
-                }
-            }
-        }
-
-        foreach (var section in candidate.GetSection("ReverseProxy:Clusters").GetChildren())
-        {
-            Yarp.ReverseProxy.Configuration.ClusterConfig? cluster;
-            try
-            {
-                cluster = section.Get<Yarp.ReverseProxy.Configuration.ClusterConfig>();
-            }
-            catch (InvalidOperationException)
-            {
-                continue;
-            }
-
-            if (cluster is not null)
-            {
-                foreach (var error in validator.ValidateClusterAsync(cluster with { ClusterId = section.Key }).AsTask().GetAwaiter().GetResult())
-                {
-                    errors.Add($"ReverseProxy:Clusters:{section.Key}: {error.Message}");
+                    errors.Add($"ReverseProxy:{section}:{entry.Key}: {error.Message}");
                 }
             }
         }

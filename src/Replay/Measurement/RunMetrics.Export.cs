@@ -69,7 +69,7 @@ internal sealed partial class RunMetrics
                         w.Write(count);
                     }
 
-                    foreach (var perSecond in (SecondHistograms[])[_latencySeconds, _ttftSeconds, _itlSeconds])
+                    foreach (var perSecond in _perSecond)
                     {
                         var second = perSecond.Held.GetValueOrDefault(i);
                         w.Write(second is not null);
@@ -98,7 +98,11 @@ internal sealed partial class RunMetrics
 
         lock (_gate)
         {
-            _latencySeconds.Keep = _ttftSeconds.Keep = _itlSeconds.Keep = true;
+            foreach (var perSecond in _perSecond)
+            {
+                perSecond.Keep = true;
+            }
+
             Intended += r.ReadInt64();
             Sent += r.ReadInt64();
             Completed += r.ReadInt64();
@@ -144,7 +148,7 @@ internal sealed partial class RunMetrics
                     b.RefusedByLimit[limit] = b.RefusedByLimit.GetValueOrDefault(limit) + r.ReadInt64();
                 }
 
-                foreach (var perSecond in (SecondHistograms[])[_latencySeconds, _ttftSeconds, _itlSeconds])
+                foreach (var perSecond in _perSecond)
                 {
                     if (r.ReadBoolean())
                     {

@@ -30,6 +30,9 @@ internal sealed partial class RunMetrics
     private readonly SecondHistograms _latencySeconds;
     private readonly SecondHistograms _ttftSeconds;
     private readonly SecondHistograms _itlSeconds;
+
+    /// <summary>The three per-second series (latency, TTFT, inter-token time), in the order exports write them.</summary>
+    private readonly SecondHistograms[] _perSecond;
     private long _startTimestamp;
 
     /// <summary>Creates the metrics of a run.</summary>
@@ -61,6 +64,7 @@ internal sealed partial class RunMetrics
             b.ItlP50 = Histograms.Ms(h, 50);
             b.ItlP95 = Histograms.Ms(h, 95);
         });
+        _perSecond = [_latencySeconds, _ttftSeconds, _itlSeconds];
     }
 
     /// <summary>The label of refusals whose answer named no limit.</summary>
@@ -412,9 +416,11 @@ internal sealed partial class RunMetrics
     {
         lock (_gate)
         {
-            _latencySeconds.CloseAll();
-            _ttftSeconds.CloseAll();
-            _itlSeconds.CloseAll();
+            foreach (var perSecond in _perSecond)
+            {
+                perSecond.CloseAll();
+            }
+
             return [.. _series];
         }
     }

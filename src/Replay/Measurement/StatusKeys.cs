@@ -22,6 +22,13 @@ internal static class StatusKeys
     /// <summary>A WebSocket turn answered in full.</summary>
     public const string WebSocketOk = "ws:ok";
 
+    /// <summary>
+    /// Whether a status label is a refusal in its protocol's terms: HTTP 429 or 503, gRPC RESOURCE_EXHAUSTED or
+    /// UNAVAILABLE, a WebSocket closed with 1008 or 1013 (for reading a report's <c>by_status</c>, where the label is all
+    /// that is left of a response).
+    /// </summary>
+    public static bool IsRefusal(string key) => key is "429" or "503" or "grpc:RESOURCE_EXHAUSTED" or "grpc:UNAVAILABLE" or "ws:1008" or "ws:1013";
+
     /// <summary>The label of an HTTP status.</summary>
     public static string Http(int status) => (uint)status < (uint)s_http.Length ? s_http[status] : status.ToString(CultureInfo.InvariantCulture);
 

@@ -111,7 +111,7 @@ internal static class CompareCommand
         {
             foreach (var s in statuses.EnumerateObject())
             {
-                if (s.Name is "429" or "503" or "grpc:RESOURCE_EXHAUSTED" or "grpc:UNAVAILABLE" or "ws:1008" or "ws:1013")
+                if (Measurement.StatusKeys.IsRefusal(s.Name))
                 {
                     count += s.Value.GetProperty("count").GetInt64();
                     p99 = Math.Max(p99, s.Value.GetProperty("latency_ms").GetProperty("p99").GetDouble());
@@ -305,15 +305,15 @@ internal static class CompareCommand
     }
 
     /// <summary>A status's colour, the same as its class in the status mix over time (<see cref="ReportHtml.StatusLayers"/>).</summary>
-    private static string ColorOf(string key) => key switch
+    private static string ColorOf(string key) => ReportHtml.StatusLayers[key switch
     {
-        "grpc:OK" or "ws:ok" => "#2ca02c",
-        "429" or "503" or "grpc:RESOURCE_EXHAUSTED" or "grpc:UNAVAILABLE" or "ws:1008" or "ws:1013" => "#ff7f0e",
-        "timeout" => "#8c564b",
-        "connection_error" => "#7f7f7f",
-        _ when key.Length == 3 && key[0] is '1' or '2' or '3' => "#2ca02c",
-        _ => "#d62728",
-    };
+        "grpc:OK" or "ws:ok" => 0,
+        _ when Measurement.StatusKeys.IsRefusal(key) => 1,
+        "timeout" => 3,
+        "connection_error" => 4,
+        _ when key.Length == 3 && key[0] is '1' or '2' or '3' => 0,
+        _ => 2,
+    }].Color;
 
     private static string Str(JsonElement r, string name) => r.TryGetProperty(name, out var v) && v.ValueKind == JsonValueKind.String ? v.GetString()! : "";
 
