@@ -39,7 +39,10 @@ public readonly ref struct SseEvent
     /// <summary>Offset in the stream, in bytes from its first byte (a BOM included), where the event's first field line begins.</summary>
     public long StartOffset { get; }
 
-    /// <summary>Offset in the stream, in bytes, just past the line end of the blank line that completed the event.</summary>
+    /// <summary>
+    /// Offset in the stream, in bytes, just past the line end of the blank line that completed the event; for a CRLF, just
+    /// past its CR (the event is dispatched at the CR, before the LF arrives, so the offset never depends on the chunking).
+    /// </summary>
     public long EndOffset { get; }
 }
 
