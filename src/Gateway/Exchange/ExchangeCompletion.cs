@@ -155,7 +155,13 @@ internal sealed partial class ExchangeCompletion
         ForwarderError.Request or ForwarderError.RequestCreation or ForwarderError.ResponseHeaders => ErrorResponses.WriteAsync(context,
             StatusCodes.Status502BadGateway, StatusCode.Unavailable, "bad_gateway", "backend_unreachable",
             $"The model server in cluster '{cluster}' could not be reached or gave an invalid answer."),
-        _ => Task.CompletedTask, // Body errors keep YARP's status (400/413 for the client's body, 502 for the backend's).
+        // Any other failure before the response started keeps YARP's status (400 for the client's body, 502 for the
+        // backend's), with the gateway's JSON body: no error answer of the gateway is ever empty.
+        _ when context.Response.StatusCode >= 500 => ErrorResponses.WriteAsync(context, StatusCodes.Status502BadGateway, StatusCode.Unavailable,
+            "bad_gateway", "backend_error", $"The model server in cluster '{cluster}' failed during the exchange ({error})."),
+        _ when context.Response.StatusCode >= 400 => ErrorResponses.WriteAsync(context, context.Response.StatusCode, StatusCode.InvalidArgument,
+            "invalid_request", "bad_request_body", $"The request could not be forwarded as sent ({error})."),
+        _ => Task.CompletedTask,
     };
 
     private static bool IsStream(string? contentType) =>

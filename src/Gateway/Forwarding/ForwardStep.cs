@@ -24,7 +24,7 @@ namespace Gateway.Forwarding;
 /// so on a route that declares a <c>Timeout</c> the idle timeout is raised to that timeout: the route's bound alone
 /// applies. A WebSocket session's idle bound is <c>Gateway:Limits:WebSocketIdleTimeout</c>.
 /// </remarks>
-internal sealed class ForwardStep(RequestDelegate next, Configuration.GatewayLimitsOptions limits)
+internal sealed class ForwardStep(RequestDelegate next, Configuration.GatewayLimitsOptions limits, BackendConnections backends)
 {
     // Per cluster model (YARP replaces it on every reload) and timeout, the same cluster with a longer idle timeout.
     private readonly ConditionalWeakTable<ClusterModel, ConcurrentDictionary<TimeSpan, ClusterModel>> _extended = [];
@@ -56,7 +56,20 @@ internal sealed class ForwardStep(RequestDelegate next, Configuration.GatewayLim
             }
         }
 
-        return next(context);
+        return classification.ClusterId is { } cluster ? ForwardCountedAsync(context, cluster) : next(context);
+    }
+
+    private async Task ForwardCountedAsync(HttpContext context, string cluster)
+    {
+        backends.Stream(cluster, 1);
+        try
+        {
+            await next(context);
+        }
+        finally
+        {
+            backends.Stream(cluster, -1);
+        }
     }
 
     private ClusterModel WithActivityTimeout(ClusterModel cluster, TimeSpan activityTimeout) =>

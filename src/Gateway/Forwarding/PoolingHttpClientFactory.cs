@@ -6,19 +6,24 @@ namespace Gateway.Forwarding;
 /// <summary>
 /// YARP's per-cluster client factory (proxy-safe defaults: no redirects, no decompression, no cookies; the client
 /// is reused while the cluster's configuration is unchanged), plus the pool settings of
-/// <see cref="ClusterMetadata"/>.
+/// <see cref="ClusterMetadata"/>; connections are opened by <see cref="BackendConnections"/> (counted per cluster, early
+/// answers kept).
 /// </summary>
 internal sealed class PoolingHttpClientFactory : ForwarderHttpClientFactory
 {
-    public PoolingHttpClientFactory(ILogger<ForwarderHttpClientFactory> logger)
+    private readonly BackendConnections _connections;
+
+    public PoolingHttpClientFactory(ILogger<ForwarderHttpClientFactory> logger, BackendConnections connections)
         : base(logger)
     {
+        _connections = connections;
     }
 
     /// <inheritdoc/>
     protected override void ConfigureHandler(ForwarderHttpClientContext context, SocketsHttpHandler handler)
     {
         base.ConfigureHandler(context, handler);
+        handler.ConnectCallback = _connections.ConnectCallback(context.ClusterId);
         var metadata = context.NewMetadata;
         if (metadata is null)
         {

@@ -70,6 +70,7 @@ internal static partial class GatewayApp
         services.AddReverseProxy()
             .LoadFromConfig(gate.Configuration.GetSection("ReverseProxy"))
             .AddConfigFilter<ProxyConfigFilter>();
+        services.AddSingleton<BackendConnections>();
         services.AddSingleton<IForwarderHttpClientFactory, PoolingHttpClientFactory>();
 
         AddTelemetry(builder, validation.Telemetry, meterName);
