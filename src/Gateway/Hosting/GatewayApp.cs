@@ -40,35 +40,33 @@ internal static partial class GatewayApp
     /// <param name="meterName">The meter's name; <see cref="GatewayMetrics.MeterName"/> unless several gateways share a process.</param>
     public static WebApplication Build(WebApplicationBuilder builder, string meterName = GatewayMetrics.MeterName)
     {
-        var validation = StartupValidation.Validate(builder.Configuration);
+        var validation = ConfigurationValidator.Validate(builder.Configuration);
         if (validation.Errors.Count > 0)
         {
             throw new ConfigurationException(validation.Errors);
         }
 
         var services = builder.Services;
+        var gate = new ConfigurationGate(builder.Configuration, validation.Options); // what reloads read: the last configuration that validated
+        services.AddGatewayConfiguration(gate);
         services.TryAddSingleton(TimeProvider.System);
         services.AddSingleton(new GatewayMeterName(meterName));
         services.AddSingleton<GatewayMetrics>();
         var registry = new ListenerRegistry(validation.Listeners, validation.Certificates);
         services.AddSingleton(registry);
-        services.AddSingleton(validation.Limits);
         services.AddSingleton<BackendReadiness>();
         services.AddHostedService<DestinationHealthLog>();
-        services.AddSingleton(validation.Admin);
         services.AddSingleton<AdminTokenFilter>();
         services.AddSingleton<DashboardStats>();
         services.TryAddEnumerable(ServiceDescriptor.Singleton<MatcherPolicy, ListenerMatcherPolicy>());
         services.AddRequestTimeouts();
         services.ConfigureHttpJsonOptions(static o => o.SerializerOptions.Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping);
-        services.AddGatewayRecording(builder.Configuration);
-        var gate = new ConfigurationGate(builder.Configuration); // what reloads read: the last configuration that validated
-        services.AddSingleton(_ => gate); // (a factory, so that the container disposes it)
+        services.AddGatewayRecording(gate.Configuration);
         services.AddGatewayShaping();
 
         services.AddReverseProxy()
             .LoadFromConfig(gate.Configuration.GetSection("ReverseProxy"))
-            .AddConfigFilter<ProxyConfigFilter>();
+            .AddGatewayProxyRules();
         services.AddSingleton<IForwarderHttpClientFactory, PoolingHttpClientFactory>();
 
         AddTelemetry(builder, validation.Telemetry, meterName);
@@ -76,7 +74,6 @@ internal static partial class GatewayApp
 
         var app = builder.Build();
         gate.AttachLogger(app.Services.GetRequiredService<ILoggerFactory>());
-        gate.AttachValidator(app.Services.GetRequiredService<Yarp.ReverseProxy.Configuration.IConfigValidator>());
         _ = app.Services.GetRequiredService<ShapingMetrics>(); // instruments exist before the first scrape
         _ = app.Services.GetRequiredService<DashboardStats>(); // its uptime counts from start-up (it listens from the first poll)
         if (!builder.Configuration.GetSection("ReverseProxy:Routes").GetChildren().Any())
