@@ -77,14 +77,20 @@ internal static class KnownKeys
 
         foreach (var (level, type) in s_reverseProxyLevels)
         {
-            var names = type.GetProperties(BindingFlags.Public | BindingFlags.Instance).Select(static p => p.Name).ToHashSet(StringComparer.OrdinalIgnoreCase);
+            var properties = type.GetProperties(BindingFlags.Public | BindingFlags.Instance).ToDictionary(static p => p.Name, StringComparer.OrdinalIgnoreCase);
             foreach (var section in Sections(reverseProxy, level.Split(':'), 0, "ReverseProxy"))
             {
                 foreach (var child in section.Section.GetChildren())
                 {
-                    if (!names.Contains(child.Key))
+                    if (!properties.TryGetValue(child.Key, out var property))
                     {
-                        errors.Add($"{section.Path}:{child.Key} is not a known setting{Suggest(child.Key, names)}.");
+                        errors.Add($"{section.Path}:{child.Key} is not a known setting{Suggest(child.Key, properties.Keys)}.");
+                    }
+                    else if ((Nullable.GetUnderlyingType(property.PropertyType) ?? property.PropertyType) is var t && IsScalar(t)
+                        && child.Value is { } value && !Converts(value, t))
+                    {
+                        // YARP's reader would throw a FormatException that names no key.
+                        errors.Add($"{section.Path}:{child.Key} must be {Describe(t)} (was '{value}').");
                     }
                 }
             }

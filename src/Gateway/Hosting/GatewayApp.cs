@@ -108,6 +108,24 @@ internal static partial class GatewayApp
     /// </summary>
     public static async Task StartAsync(WebApplication app, CancellationToken cancellationToken)
     {
+        // A port that is taken is found before the host starts: its own failure would first log two stack traces.
+        var listeners = app.Services.GetRequiredService<ListenerRegistry>().Options;
+        var busy = new List<string>();
+        foreach (var name in ListenerNames.All)
+        {
+            var o = listeners.Get(name);
+            if (listeners.IsEnabled(name) && o.TryGetIPAddress(out var address) && Contracts.Hosting.PortProbe.IsInUse(address, o.Port))
+            {
+                busy.Add(PortInUse(name, o));
+            }
+        }
+
+        if (busy.Count > 0)
+        {
+            await app.DisposeAsync();
+            throw new ConfigurationException(busy);
+        }
+
         try
         {
             await app.StartAsync(cancellationToken);
@@ -121,7 +139,7 @@ internal static partial class GatewayApp
                 var o = registry.Options.Get(name);
                 if (registry.Options.IsEnabled(name) && o.Port > 0 && ex.Message.Contains($":{o.Port}", StringComparison.Ordinal))
                 {
-                    errors.Add($"{ListenersOptions.Section}:{name}:Port: {o.Address}:{o.Port} is already in use by another process.");
+                    errors.Add(PortInUse(name, o));
                 }
             }
 
@@ -142,6 +160,9 @@ internal static partial class GatewayApp
             throw new ConfigurationException(errors);
         }
     }
+
+    private static string PortInUse(ListenerName name, ListenerOptions o) =>
+        $"{ListenersOptions.Section}:{name}:Port: {o.Address}:{o.Port} is already in use by another process.";
 
     /// <summary>
     /// One line per listener that cannot be bound, each naming its key: its address is tried on a free port (port 0),

@@ -74,7 +74,7 @@ internal sealed class ShapingOptionsValidator : IValidateOptions<ShapingOptions>
 
             if (a.Adaptive.MaxLimit < a.Adaptive.MinLimit)
             {
-                errors.Add($"{k}:Adaptive:MaxLimit must be >= MinLimit (was {a.Adaptive.MaxLimit} < {a.Adaptive.MinLimit}).");
+                errors.Add($"{k}:Adaptive:MaxLimit must be >= {k}:Adaptive:MinLimit (was {a.Adaptive.MaxLimit} < {a.Adaptive.MinLimit}).");
             }
         }
 
@@ -128,11 +128,17 @@ internal sealed class ShapingOptionsValidator : IValidateOptions<ShapingOptions>
 
                 break;
             case PolicyKind.WebSocket:
-                if (p.PermitLimit < 0 || p.MessagesPerConnection < 0)
+                if (p.PermitLimit < 0)
                 {
-                    errors.Add($"{k}:PermitLimit and MessagesPerConnection must not be negative (were {p.PermitLimit}, {p.MessagesPerConnection}).");
+                    errors.Add($"{k}:PermitLimit must be >= 0 (was {p.PermitLimit}).");
                 }
-                else if (p.PermitLimit == 0 && p.MessagesPerConnection == 0)
+
+                if (p.MessagesPerConnection < 0)
+                {
+                    errors.Add($"{k}:MessagesPerConnection must be >= 0 (was {p.MessagesPerConnection}).");
+                }
+
+                if (p.PermitLimit == 0 && p.MessagesPerConnection == 0)
                 {
                     errors.Add($"{k}: a WebSocket policy needs PermitLimit (connections at once) and/or MessagesPerConnection > 0.");
                 }
