@@ -9,7 +9,7 @@ namespace ModelSim;
 
 /// <summary>
 /// <c>dotnet run --project src/ModelSim [--Sim:Key=value …]</c>: serves HTTP/1.1 on 127.0.0.1:9000 and gRPC (h2c) on
-/// 127.0.0.1:9001 until Ctrl+C. Exit codes: 0 after a clean stop, 2 for invalid configuration, 1 if a listener cannot bind.
+/// 127.0.0.1:9001 until Ctrl+C. Exit codes: 0 after a clean stop, 2 for invalid configuration (a port already in use included: one line naming its key).
 /// </summary>
 internal static partial class Program
 {
@@ -19,6 +19,17 @@ internal static partial class Program
         try
         {
             app = ModelSimApp.Build(ModelSimApp.CreateProcessBuilder(args), timeProvider: null);
+            if (PortsInUse(app.Services.GetRequiredService<IOptions<SimOptions>>().Value) is { Count: > 0 } busy)
+            {
+                // Found before the host starts, whose own bind failure would first log two stack traces.
+                foreach (var line in busy)
+                {
+                    await Console.Error.WriteLineAsync($"ModelSim: invalid configuration: {line}").ConfigureAwait(false);
+                }
+
+                return 2;
+            }
+
             await app.StartAsync().ConfigureAwait(false);
             var (http, grpc) = ModelSimServer.BoundAddresses(app);
             var options = app.Services.GetRequiredService<IOptions<SimOptions>>().Value;
@@ -35,8 +46,9 @@ internal static partial class Program
         }
         catch (IOException ex)
         {
+            // A port taken between the check above and Kestrel's bind.
             await Console.Error.WriteLineAsync($"ModelSim: cannot listen: {ex.Message}").ConfigureAwait(false);
-            return 1;
+            return 2;
         }
         finally
         {
@@ -45,6 +57,21 @@ internal static partial class Program
                 await app.DisposeAsync().ConfigureAwait(false);
             }
         }
+    }
+
+    /// <summary>One line per listener whose port another process already listens on, naming its key.</summary>
+    private static List<string> PortsInUse(SimOptions options)
+    {
+        var busy = new List<string>();
+        foreach (var (key, listener) in new[] { ("Sim:Http", options.Http), ("Sim:Grpc", options.Grpc) })
+        {
+            if (listener.TryGetIPAddress(out var address) && Contracts.Hosting.PortProbe.IsInUse(address, listener.Port))
+            {
+                busy.Add($"{key}:Port: {listener.Address}:{listener.Port} is already in use by another process.");
+            }
+        }
+
+        return busy;
     }
 
     private static partial class Log

@@ -4,7 +4,7 @@ using System.Text;
 namespace Gateway.Admin;
 
 /// <summary>The admin API's protection, bound from <c>Gateway:Admin</c>.</summary>
-internal sealed class AdminOptions
+internal sealed record AdminOptions
 {
     /// <summary>Configuration section.</summary>
     public const string Section = "Gateway:Admin";

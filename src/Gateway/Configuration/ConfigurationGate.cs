@@ -4,13 +4,14 @@ namespace Gateway.Configuration;
 
 /// <summary>
 /// The configuration in force after start-up: one validated snapshot, which is what reloads read. When the
-/// configuration files change, the candidate is validated whole with the start-up rules
-/// (<see cref="StartupValidation.ValidateReload"/>); only a valid one replaces the snapshot, first in shaping (so that
-/// routes may name the policies the same edit adds) and then in YARP, which reads its routes and clusters from
-/// <see cref="Configuration"/>. A candidate that does not validate is refused, logged once with every key at fault,
-/// and every part keeps the last good configuration; restoring a good file applies it in one step.
+/// configuration files change, the candidate is validated whole by <see cref="ConfigurationValidator"/> (the check that
+/// ran at start-up); only a valid one replaces the snapshot, first in shaping (so that routes may name the policies the
+/// same edit adds) and then in YARP, which reads its routes and clusters from <see cref="Configuration"/> and runs the
+/// same route and cluster rules again. A candidate that does not validate is refused, logged once with every key at
+/// fault, and every part keeps the last good configuration; restoring a good file applies it in one step. A reload
+/// never ends in an exception: whatever goes wrong is a refusal.
 /// </summary>
-internal sealed partial class ConfigurationGate : IDisposable
+internal sealed partial class ConfigurationGate : Routing.IProxyCandidateSource, IDisposable
 {
     private readonly IConfiguration _source;
     private readonly SnapshotProvider _snapshot;
@@ -19,18 +20,28 @@ internal sealed partial class ConfigurationGate : IDisposable
     private readonly List<Action<Shaping.ShapingOptions>> _apply = [];
     private Dictionary<string, string?>? _refused;
     private ILogger? _logger;
+    private Routing.ProxyCandidate _candidate;
 
     /// <param name="source">The application's configuration, already validated at start-up.</param>
-    public ConfigurationGate(IConfiguration source)
+    /// <param name="current">What the start-up validation bound from <paramref name="source"/>.</param>
+    public ConfigurationGate(IConfiguration source, GatewayOptions current)
     {
         _source = source;
         _snapshot = new SnapshotProvider(Copy(source));
         Configuration = new ConfigurationRoot([_snapshot]);
+        Current = current;
+        _candidate = new Routing.ProxyCandidate(current.Shaping, Routing.ProxyCandidate.ClusterIdsOf(Configuration));
         _reload = ChangeToken.OnChange(source.GetReloadToken, Reload);
     }
 
     /// <summary>The last good configuration; its reload token fires once a validated change is in force in shaping.</summary>
     public IConfiguration Configuration { get; }
+
+    /// <summary>The options of <see cref="Configuration"/>.</summary>
+    public GatewayOptions Current { get; private set; }
+
+    /// <summary>What YARP's own validation of the configuration in force checks routes against.</summary>
+    Routing.ProxyCandidate Routing.IProxyCandidateSource.Candidate => _candidate;
 
     /// <summary>Configuration changes applied, and refused because they did not validate.</summary>
     public int Applied { get; private set; }
@@ -44,53 +55,6 @@ internal sealed partial class ConfigurationGate : IDisposable
         lock (_lock)
         {
             _apply.Add(apply);
-        }
-    }
-
-    /// <summary>
-    /// Checks candidates' routes and clusters with YARP's own validator too (transforms, load-balancing, health and
-    /// affinity policy names, match patterns: what YARP would refuse after shaping had taken the change). A route or
-    /// cluster the configuration binder cannot turn into YARP's types is left to YARP, as before.
-    /// </summary>
-    public void AttachValidator(Yarp.ReverseProxy.Configuration.IConfigValidator validator) => _validator = validator;
-
-    private Yarp.ReverseProxy.Configuration.IConfigValidator? _validator;
-
-    /// <summary>YARP's validator's objections to the candidate's routes and clusters, each naming its key.</summary>
-    private void ValidateWithYarp(ConfigurationRoot candidate, List<string> errors)
-    {
-        if (_validator is not { } validator)
-        {
-            return;
-        }
-
-        Check<Yarp.ReverseProxy.Configuration.RouteConfig>(candidate, "Routes", errors, (route, id) => validator.ValidateRouteAsync(route with { RouteId = id }));
-        Check<Yarp.ReverseProxy.Configuration.ClusterConfig>(candidate, "Clusters", errors, (cluster, id) => validator.ValidateClusterAsync(cluster with { ClusterId = id }));
-    }
-
-    /// <summary>Binds each entry of <c>ReverseProxy:{section}</c> to YARP's type and adds the validator's objections, each naming its key.</summary>
-    private static void Check<T>(ConfigurationRoot candidate, string section, List<string> errors, Func<T, string, ValueTask<IList<Exception>>> validate)
-        where T : class
-    {
-        foreach (var entry in candidate.GetSection($"ReverseProxy:{section}").GetChildren())
-        {
-            T? config;
-            try
-            {
-                config = entry.Get<T>();
-            }
-            catch (InvalidOperationException)
-            {
-                continue; // not bindable here: YARP's own loader reads it
-            }
-
-            if (config is not null)
-            {
-                foreach (var error in validate(config, entry.Key).AsTask().GetAwaiter().GetResult())
-                {
-                    errors.Add($"ReverseProxy:{section}:{entry.Key}: {error.Message}");
-                }
-            }
         }
     }
 
@@ -111,46 +75,66 @@ internal sealed partial class ConfigurationGate : IDisposable
                 return; // nothing new: a file that did not parse (its last good keys stay), or the same edit signalled twice
             }
 
-            var errors = new List<string>();
-
-            // A configuration file that is gone (deleted, or an editor's delete-and-recreate caught half way) is not a
-            // configuration without that file's settings: .NET drops its keys, which would apply "no policies".
-            foreach (var file in (_source as IConfigurationRoot)?.Providers.OfType<GuardedJsonConfigurationProvider>() ?? [])
+            try
             {
-                if (file.ExistedAtStart && !File.Exists(file.FilePath))
+                var errors = new List<string>();
+
+                // A configuration file that is gone (deleted, or an editor's delete-and-recreate caught half way) is not a
+                // configuration without that file's settings: .NET drops its keys, which would apply "no policies".
+                foreach (var file in (_source as IConfigurationRoot)?.Providers.OfType<GuardedJsonConfigurationProvider>() ?? [])
                 {
-                    errors.Add($"'{file.FilePath}' is missing: restore it (its last good settings stay in force meanwhile).");
-                }
-            }
-
-            var candidateRoot = new ConfigurationRoot([new SnapshotProvider(candidate)]);
-            var shaping = errors.Count > 0 ? new Shaping.ShapingOptions() : StartupValidation.ValidateReload(candidateRoot, errors);
-            if (errors.Count == 0)
-            {
-                ValidateWithYarp(candidateRoot, errors);
-            }
-
-            if (errors.Count > 0)
-            {
-                _refused = candidate;
-                Refused++;
-                if (_logger is not null)
-                {
-                    Log.ReloadRefused(_logger, errors.Count, string.Join(" ", errors));
+                    if (file.ExistedAtStart && !File.Exists(file.FilePath))
+                    {
+                        errors.Add($"'{file.FilePath}' is missing: restore it (its last good settings stay in force meanwhile).");
+                    }
                 }
 
-                return;
-            }
+                var candidateRoot = new ConfigurationRoot([new SnapshotProvider(candidate)]);
+                var result = errors.Count > 0 ? null : ConfigurationValidator.Validate(candidateRoot, startup: false);
+                errors.AddRange(result?.Errors ?? []);
+                if (errors.Count > 0 || result is null)
+                {
+                    Refuse(candidate, errors);
+                    return;
+                }
 
-            _refused = null;
-            foreach (var apply in _apply)
+                Apply(candidate, candidateRoot, result.Options);
+            }
+            catch (Exception ex)
             {
-                apply(shaping);
+                // A bug, not a configuration the user can fix by reading the message; still never a crash of the watcher's thread.
+                Refuse(candidate, [$"the configuration could not be applied: {ex.GetType().Name}: {ex.Message}"]);
             }
-
-            Applied++;
-            _snapshot.Replace(candidate); // YARP reloads its routes and clusters from here
         }
+    }
+
+    private void Refuse(Dictionary<string, string?> candidate, List<string> errors)
+    {
+        _refused = candidate;
+        Refused++;
+        if (_logger is not null)
+        {
+            Log.ReloadRefused(_logger, errors.Count, string.Join(" ", errors));
+        }
+    }
+
+    private void Apply(Dictionary<string, string?> candidate, ConfigurationRoot candidateRoot, GatewayOptions options)
+    {
+        _refused = null;
+        foreach (var apply in _apply)
+        {
+            apply(options.Shaping);
+        }
+
+        if (_logger is not null && GatewayOptions.StartupOnlyChanges(Current, options).ToList() is { Count: > 0 } ignored)
+        {
+            Log.RestartNeeded(_logger, string.Join(", ", ignored));
+        }
+
+        Current = options;
+        _candidate = new Routing.ProxyCandidate(options.Shaping, Routing.ProxyCandidate.ClusterIdsOf(candidateRoot));
+        Applied++;
+        _snapshot.Replace(candidate); // YARP reloads its routes and clusters from here
     }
 
     private static Dictionary<string, string?> Copy(IConfiguration configuration) =>
@@ -179,5 +163,8 @@ internal sealed partial class ConfigurationGate : IDisposable
     {
         [LoggerMessage(EventId = 1102, Level = LogLevel.Error, Message = "Configuration reload refused, the last good configuration stays in force (shaping, routes, clusters); {Count} problem(s): {Errors}")]
         public static partial void ReloadRefused(ILogger logger, int count, string errors);
+
+        [LoggerMessage(EventId = 1103, Level = LogLevel.Warning, Message = "Configuration reloaded; {Sections} changed too, which is read only at start-up: restart the gateway to apply it.")]
+        public static partial void RestartNeeded(ILogger logger, string sections);
     }
 }

@@ -9,7 +9,7 @@ namespace Gateway.Configuration;
 /// (<c>Gateway:Listeners:Htpp:Port</c>, <c>MaxInFligth</c>), a value of the wrong type (<c>Window: 1s</c>), a scalar
 /// where a list belongs, or a number where a name belongs (<c>Kind: 3</c>) stops start-up with the key named, instead of
 /// being ignored by the configuration binder. The <c>ReverseProxy</c> section is YARP's: its values are checked by YARP
-/// and by <see cref="StartupValidation"/>; here only its names, against YARP's own configuration types
+/// and by <see cref="ConfigurationValidator"/>; here only its names, against YARP's own configuration types
 /// (<see cref="Yarp.ReverseProxy.Configuration.RouteConfig"/>, <see cref="Yarp.ReverseProxy.Configuration.ClusterConfig"/>
 /// and the types of their sections), so that <c>ReverseProxy:Rutes</c> or a route's <c>Matsh</c> is not silently ignored.
 /// </summary>
@@ -77,14 +77,20 @@ internal static class KnownKeys
 
         foreach (var (level, type) in s_reverseProxyLevels)
         {
-            var names = type.GetProperties(BindingFlags.Public | BindingFlags.Instance).Select(static p => p.Name).ToHashSet(StringComparer.OrdinalIgnoreCase);
+            var properties = type.GetProperties(BindingFlags.Public | BindingFlags.Instance).ToDictionary(static p => p.Name, StringComparer.OrdinalIgnoreCase);
             foreach (var section in Sections(reverseProxy, level.Split(':'), 0, "ReverseProxy"))
             {
                 foreach (var child in section.Section.GetChildren())
                 {
-                    if (!names.Contains(child.Key))
+                    if (!properties.TryGetValue(child.Key, out var property))
                     {
-                        errors.Add($"{section.Path}:{child.Key} is not a known setting{Suggest(child.Key, names)}.");
+                        errors.Add($"{section.Path}:{child.Key} is not a known setting{Suggest(child.Key, properties.Keys)}.");
+                    }
+                    else if ((Nullable.GetUnderlyingType(property.PropertyType) ?? property.PropertyType) is var t && IsScalar(t)
+                        && child.Value is { } value && !Converts(value, t))
+                    {
+                        // YARP's reader would throw a FormatException that names no key.
+                        errors.Add($"{section.Path}:{child.Key} must be {Describe(t)} (was '{value}').");
                     }
                 }
             }
@@ -228,13 +234,26 @@ internal static class KnownKeys
         : t == typeof(TimeSpan) ? "a duration such as 00:00:30 (hh:mm:ss[.fff], or d.hh:mm:ss)"
         : "a " + t.Name;
 
+    /// <summary>The value type of a <c>Dictionary&lt;string, T&gt;</c> or of a class derived from one (<see cref="ConfigMap{TValue}"/>).</summary>
     private static Type? DictionaryValueType(Type t) =>
-        t.IsGenericType && t.GetGenericTypeDefinition() == typeof(Dictionary<,>) && t.GetGenericArguments()[0] == typeof(string) ? t.GetGenericArguments()[1] : null;
+        Generic(t, typeof(Dictionary<,>)) is { } d && d.GetGenericArguments()[0] == typeof(string) ? d.GetGenericArguments()[1] : null;
 
+    /// <summary>The element type of an array, a <c>List&lt;T&gt;</c> or a class derived from one (<see cref="ConfigList{T}"/>).</summary>
     private static Type? ListElementType(Type t) =>
-        t.IsArray ? t.GetElementType()
-        : t.IsGenericType && t.GetGenericTypeDefinition() == typeof(List<>) ? t.GetGenericArguments()[0]
-        : null;
+        t.IsArray ? t.GetElementType() : Generic(t, typeof(List<>))?.GetGenericArguments()[0];
+
+    private static Type? Generic(Type? t, Type definition)
+    {
+        for (; t is not null && t != typeof(object); t = t.BaseType)
+        {
+            if (t.IsGenericType && t.GetGenericTypeDefinition() == definition)
+            {
+                return t;
+            }
+        }
+
+        return null;
+    }
 
     private static string Suggest(string key, IEnumerable<string> known)
     {

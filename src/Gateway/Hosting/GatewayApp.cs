@@ -40,36 +40,34 @@ internal static partial class GatewayApp
     /// <param name="meterName">The meter's name; <see cref="GatewayMetrics.MeterName"/> unless several gateways share a process.</param>
     public static WebApplication Build(WebApplicationBuilder builder, string meterName = GatewayMetrics.MeterName)
     {
-        var validation = StartupValidation.Validate(builder.Configuration);
+        var validation = ConfigurationValidator.Validate(builder.Configuration);
         if (validation.Errors.Count > 0)
         {
             throw new ConfigurationException(validation.Errors);
         }
 
         var services = builder.Services;
+        var gate = new ConfigurationGate(builder.Configuration, validation.Options); // what reloads read: the last configuration that validated
+        services.AddGatewayConfiguration(gate);
         services.TryAddSingleton(TimeProvider.System);
         services.AddSingleton(new GatewayMeterName(meterName));
         services.AddSingleton<GatewayMetrics>();
         var registry = new ListenerRegistry(validation.Listeners, validation.Certificates);
         services.AddSingleton(registry);
-        services.AddSingleton(validation.Limits);
         services.AddSingleton<BackendReadiness>();
         services.AddHostedService<DestinationHealthLog>();
-        services.AddSingleton(validation.Admin);
         services.AddSingleton<AdminTokenFilter>();
         services.AddSingleton<DashboardStats>();
         services.AddSingleton<ExchangeCompletion>();
         services.TryAddEnumerable(ServiceDescriptor.Singleton<MatcherPolicy, ListenerMatcherPolicy>());
         services.AddRequestTimeouts();
         services.ConfigureHttpJsonOptions(static o => o.SerializerOptions.Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping);
-        services.AddGatewayRecording(builder.Configuration);
-        var gate = new ConfigurationGate(builder.Configuration); // what reloads read: the last configuration that validated
-        services.AddSingleton(_ => gate); // (a factory, so that the container disposes it)
+        services.AddGatewayRecording(gate.Configuration);
         services.AddGatewayShaping();
 
         services.AddReverseProxy()
             .LoadFromConfig(gate.Configuration.GetSection("ReverseProxy"))
-            .AddConfigFilter<ProxyConfigFilter>();
+            .AddGatewayProxyRules();
         services.AddSingleton<BackendConnections>();
         services.AddSingleton<IForwarderHttpClientFactory, PoolingHttpClientFactory>();
 
@@ -78,7 +76,6 @@ internal static partial class GatewayApp
 
         var app = builder.Build();
         gate.AttachLogger(app.Services.GetRequiredService<ILoggerFactory>());
-        gate.AttachValidator(app.Services.GetRequiredService<Yarp.ReverseProxy.Configuration.IConfigValidator>());
         _ = app.Services.GetRequiredService<ShapingMetrics>(); // instruments exist before the first scrape
         _ = app.Services.GetRequiredService<DashboardStats>(); // its uptime counts from start-up (it listens from the first poll)
         if (!builder.Configuration.GetSection("ReverseProxy:Routes").GetChildren().Any())
@@ -118,6 +115,24 @@ internal static partial class GatewayApp
     /// </summary>
     public static async Task StartAsync(WebApplication app, CancellationToken cancellationToken)
     {
+        // A port that is taken is found before the host starts: its own failure would first log two stack traces.
+        var listeners = app.Services.GetRequiredService<ListenerRegistry>().Options;
+        var busy = new List<string>();
+        foreach (var name in ListenerNames.All)
+        {
+            var o = listeners.Get(name);
+            if (listeners.IsEnabled(name) && o.TryGetIPAddress(out var address) && Contracts.Hosting.PortProbe.IsInUse(address, o.Port))
+            {
+                busy.Add(PortInUse(name, o));
+            }
+        }
+
+        if (busy.Count > 0)
+        {
+            await app.DisposeAsync();
+            throw new ConfigurationException(busy);
+        }
+
         try
         {
             await app.StartAsync(cancellationToken);
@@ -131,7 +146,7 @@ internal static partial class GatewayApp
                 var o = registry.Options.Get(name);
                 if (registry.Options.IsEnabled(name) && o.Port > 0 && ex.Message.Contains($":{o.Port}", StringComparison.Ordinal))
                 {
-                    errors.Add($"{ListenersOptions.Section}:{name}:Port: {o.Address}:{o.Port} is already in use by another process.");
+                    errors.Add(PortInUse(name, o));
                 }
             }
 
@@ -152,6 +167,9 @@ internal static partial class GatewayApp
             throw new ConfigurationException(errors);
         }
     }
+
+    private static string PortInUse(ListenerName name, ListenerOptions o) =>
+        $"{ListenersOptions.Section}:{name}:Port: {o.Address}:{o.Port} is already in use by another process.";
 
     /// <summary>
     /// One line per listener that cannot be bound, each naming its key: its address is tried on a free port (port 0),

@@ -34,8 +34,9 @@ public sealed class GatewayServer : IAsyncDisposable
     /// <returns>The started gateway; dispose it to stop it.</returns>
     /// <exception cref="InvalidOperationException">The configuration is invalid; the message lists every problem, one line each, naming its key.</exception>
     /// <param name="jsonFile">Optional: a JSON file layered after <paramref name="json"/> and watched, so that editing it reloads the configuration as in the gateway process.</param>
+    /// <param name="configure">Optional: adds configuration sources after the others (tests add one they can reload at will).</param>
     public static async Task<GatewayServer> StartAsync(string? json, IReadOnlyDictionary<string, string?>? settings, CancellationToken cancellationToken,
-        Action<ILoggingBuilder>? configureLogging = null, string? jsonFile = null)
+        Action<ILoggingBuilder>? configureLogging = null, string? jsonFile = null, Action<IConfigurationBuilder>? configure = null)
     {
         var builder = WebApplication.CreateBuilder(new WebApplicationOptions { ContentRootPath = AppContext.BaseDirectory, Args = [] });
         builder.Configuration.Sources.Clear();
@@ -54,6 +55,8 @@ public sealed class GatewayServer : IAsyncDisposable
         {
             builder.Configuration.AddInMemoryCollection(settings);
         }
+
+        configure?.Invoke(builder.Configuration);
 
         builder.Logging.AddConfiguration(builder.Configuration.GetSection("Logging"));
         configureLogging?.Invoke(builder.Logging);

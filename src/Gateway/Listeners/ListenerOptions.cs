@@ -1,11 +1,13 @@
+using System.ComponentModel.DataAnnotations;
 using System.Net;
+using Gateway.Configuration;
 
 namespace Gateway.Listeners;
 
 /// <summary>
 /// One listener, bound from <c>Gateway:Listeners:{Name}</c>.
 /// </summary>
-internal sealed class ListenerOptions
+internal sealed record ListenerOptions
 {
     /// <summary>Whether the listener is opened. Default true, except <c>Https</c>, which opens only when a certificate is configured.</summary>
     public bool? Enabled { get; set; }
@@ -14,6 +16,7 @@ internal sealed class ListenerOptions
     public string Address { get; set; } = "127.0.0.1";
 
     /// <summary>TCP port, 0 to 65535; 0 asks the OS for a free port (tests).</summary>
+    [Range(0, 65535)]
     public int Port { get; set; }
 
     /// <summary>Optional TLS certificate; when set the listener speaks TLS.</summary>
@@ -39,7 +42,7 @@ internal sealed class ListenerOptions
 /// A TLS certificate: a PKCS#12 file (<c>.pfx</c>/<c>.p12</c>, with an optional <see cref="Password"/>) or a PEM
 /// certificate with its PEM private key in <see cref="KeyPath"/>.
 /// </summary>
-internal sealed class CertificateOptions
+internal sealed record CertificateOptions
 {
     /// <summary>Path of the PFX file or of the PEM certificate (chain).</summary>
     public string? Path { get; set; }
@@ -55,7 +58,7 @@ internal sealed class CertificateOptions
 /// All listeners, bound from <c>Gateway:Listeners</c>. Defaults: Http 8080, Grpc 8081, WebSocket 8082,
 /// Https 8443 (only with a certificate), Admin 8090, all on 127.0.0.1.
 /// </summary>
-internal sealed class ListenersOptions
+internal sealed record ListenersOptions
 {
     /// <summary>Configuration section.</summary>
     public const string Section = "Gateway:Listeners";

@@ -1,10 +1,13 @@
+using System.ComponentModel.DataAnnotations;
+using Gateway.Configuration;
+
 namespace Gateway.Recording;
 
 /// <summary>
 /// Recording of real traffic, bound from <c>Gateway:Recording</c>. See docs/recording.md for the key layout and
 /// schema.
 /// </summary>
-internal sealed class RecordingOptions
+internal sealed record RecordingOptions
 {
     /// <summary>Configuration section.</summary>
     public const string Section = "Gateway:Recording";
@@ -22,18 +25,23 @@ internal sealed class RecordingOptions
     public string? StartAtBoot { get; set; }
 
     /// <summary>Most bytes of a body (and of each stream unit) kept; the rest is cut, with the full length and SHA-256 kept. Default 65536 (64 KiB).</summary>
+    [Range(0, 64 * 1024 * 1024)]
     public int MaxBodyBytes { get; set; } = 64 * 1024;
 
     /// <summary>Most stream units (SSE events, gRPC messages, WebSocket frames) kept per exchange. Default 10000.</summary>
+    [Range(0, int.MaxValue)]
     public int MaxUnits { get; set; } = 10_000;
 
     /// <summary>Capacity of the in-memory queue between the proxy and the store writer, in exchanges. Default 10000.</summary>
+    [Range(1, int.MaxValue)]
     public int QueueCapacity { get; set; } = 10_000;
 
     /// <summary>Most exchanges written to the store in one batch. Default 256.</summary>
+    [Range(1, 10_000)]
     public int BatchSize { get; set; } = 256;
 
     /// <summary>How long a batch is retried while the store is unavailable before it is dropped (and counted). Default 00:00:30.</summary>
+    [Range(typeof(TimeSpan), "00:00:00", ConfigRanges.MaxDuration)]
     public TimeSpan RetryFor { get; set; } = TimeSpan.FromSeconds(30);
 
     /// <summary>Session id sources, tried in order.</summary>
@@ -52,7 +60,7 @@ internal sealed class RecordingOptions
 /// <summary>
 /// Where a request's session id comes from, bound from <c>Gateway:Recording:Sessions</c>.
 /// </summary>
-internal sealed class SessionOptions
+internal sealed record SessionOptions
 {
     /// <summary>
     /// Sources tried in order, the first that yields a value wins: <c>header:NAME</c>, <c>cookie:NAME</c>,
@@ -61,56 +69,62 @@ internal sealed class SessionOptions
     /// for the exchange. Default: <c>header:x-session-id</c>, <c>cookie:session_id</c>, <c>json:session_id</c>,
     /// <c>grpc:x-session-id</c>, <c>websocket</c>.
     /// </summary>
-    public List<string> Sources { get; set; } = [];
+    public ConfigList<string> Sources { get; set; } = [];
 
     /// <summary>The default list, used when <see cref="Sources"/> is empty.</summary>
     public static readonly string[] DefaultSources = ["header:x-session-id", "cookie:session_id", "json:session_id", "grpc:x-session-id", "websocket"];
 
     /// <summary>Largest request body read to find a <c>json:</c> session id, in bytes; larger bodies are not inspected. Default 1 MiB.</summary>
+    [Range(0, int.MaxValue)]
     public int MaxInspectBytes { get; set; } = 1024 * 1024;
 
     /// <summary>A session unseen for this long is forgotten (its next exchange starts a new sequence). Default 00:30:00.</summary>
+    [Range(typeof(TimeSpan), ConfigRanges.MinDuration, ConfigRanges.MaxDuration)]
     public TimeSpan IdleTimeout { get; set; } = TimeSpan.FromMinutes(30);
 }
 
 /// <summary>Redaction, bound from <c>Gateway:Recording:Redaction</c>.</summary>
-internal sealed class RedactionOptions
+internal sealed record RedactionOptions
 {
     /// <summary>Headers always redacted (case-insensitive): credentials and cookies.</summary>
     public static readonly string[] BuiltInHeaders = ["Authorization", "Proxy-Authorization", "Cookie", "Set-Cookie", "X-Api-Key", "Api-Key", "X-Auth-Token"];
 
     /// <summary>More header names to redact (case-insensitive), on top of <see cref="BuiltInHeaders"/>.</summary>
-    public List<string> Headers { get; set; } = [];
+    public ConfigList<string> Headers { get; set; } = [];
 
     /// <summary>JSON field names whose values are redacted wherever they appear in a JSON body, SSE event or WebSocket message. Default: <c>api_key</c>, <c>password</c>.</summary>
-    public List<string> JsonFields { get; set; } = [];
+    public ConfigList<string> JsonFields { get; set; } = [];
 
     /// <summary>The default JSON fields, used when <see cref="JsonFields"/> is empty.</summary>
     public static readonly string[] DefaultJsonFields = ["api_key", "password"];
 
     /// <summary>gRPC metadata keys redacted in gRPC headers and trailers (case-insensitive).</summary>
-    public List<string> GrpcMetadata { get; set; } = [];
+    public ConfigList<string> GrpcMetadata { get; set; } = [];
 }
 
 /// <summary>Sampling by whole sessions, bound from <c>Gateway:Recording:Sampling</c>.</summary>
-internal sealed class SamplingOptions
+internal sealed record SamplingOptions
 {
     /// <summary>Fraction of sessions recorded, 0 to 1, on routes without their own rate. Default 1 (every session).</summary>
+    [Range(0.0, 1.0)]
     public double Rate { get; set; } = 1.0;
 
     /// <summary>Per-route fraction of sessions recorded (route id → 0 to 1).</summary>
-    public Dictionary<string, double> Routes { get; set; } = new(StringComparer.Ordinal);
+    public ConfigMap<double> Routes { get; set; } = new(StringComparer.Ordinal);
 }
 
 /// <summary>Retention in Redis, bound from <c>Gateway:Recording:Retention</c> (the file store keeps everything).</summary>
-internal sealed class RetentionOptions
+internal sealed record RetentionOptions
 {
     /// <summary>Approximate most exchanges kept per recording (XADD MAXLEN ~). Default: no limit.</summary>
+    [Range(typeof(long), "1", "9223372036854775807")]
     public long? MaxLength { get; set; }
 
     /// <summary>Oldest exchange kept (XADD MINID ~), e.g. <c>7.00:00:00</c>. Default: no limit.</summary>
+    [Range(typeof(TimeSpan), ConfigRanges.MinDuration, ConfigRanges.MaxRetention)]
     public TimeSpan? MaxAge { get; set; }
 
     /// <summary>Time to live of a recording's keys, refreshed on each write. Default: none.</summary>
+    [Range(typeof(TimeSpan), "00:00:01", ConfigRanges.MaxRetention)]
     public TimeSpan? Ttl { get; set; }
 }

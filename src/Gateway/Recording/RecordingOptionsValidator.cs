@@ -1,12 +1,20 @@
 using Contracts.Recording;
+using Gateway.Configuration;
 using Microsoft.Extensions.Options;
 
 namespace Gateway.Recording;
 
-/// <summary>Validates <see cref="RecordingOptions"/>, reporting every problem with its full key.</summary>
+/// <summary>
+/// Validates <see cref="RecordingOptions"/>, reporting every problem with its full key: the records' ranges, then the
+/// rules a range cannot say. Run by <see cref="ConfigurationValidator"/> and registered for the options pipeline.
+/// </summary>
 internal sealed class RecordingOptionsValidator : IValidateOptions<RecordingOptions>
 {
     private const string S = RecordingOptions.Section;
+    private static readonly RecordingOptionsRanges s_ranges = new();
+    private static readonly SessionOptionsRanges s_sessionRanges = new();
+    private static readonly SamplingOptionsRanges s_samplingRanges = new();
+    private static readonly RetentionOptionsRanges s_retentionRanges = new();
 
     public ValidateOptionsResult Validate(string? name, RecordingOptions o)
     {
@@ -16,8 +24,15 @@ internal sealed class RecordingOptionsValidator : IValidateOptions<RecordingOpti
     }
 
     /// <summary>Adds one message per problem.</summary>
-    public static void Validate(RecordingOptions o, List<string> errors)
+    /// <param name="o">The options.</param>
+    /// <param name="errors">Where messages are added.</param>
+    /// <param name="raw">The configuration the options were bound from, to quote values as written; may be null.</param>
+    public static void Validate(RecordingOptions o, List<string> errors, IConfiguration? raw = null)
     {
+        OptionsRanges.Check(s_ranges, S, o, raw, errors);
+        OptionsRanges.Check(s_sessionRanges, $"{S}:Sessions", o.Sessions, raw, errors);
+        OptionsRanges.Check(s_samplingRanges, $"{S}:Sampling", o.Sampling, raw, errors);
+        OptionsRanges.Check(s_retentionRanges, $"{S}:Retention", o.Retention, raw, errors);
         if (o.Redis is not null)
         {
             try
@@ -40,31 +55,6 @@ internal sealed class RecordingOptionsValidator : IValidateOptions<RecordingOpti
             errors.Add($"{S}:StartAtBoot '{o.StartAtBoot}' is not a valid recording name (1 to {RecordingNames.MaxLength} letters, digits, '-', '_', '.').");
         }
 
-        if (o.MaxBodyBytes is < 0 or > 64 * 1024 * 1024)
-        {
-            errors.Add($"{S}:MaxBodyBytes must be between 0 and 67108864 (was {o.MaxBodyBytes}).");
-        }
-
-        if (o.MaxUnits < 0)
-        {
-            errors.Add($"{S}:MaxUnits must be >= 0 (was {o.MaxUnits}).");
-        }
-
-        if (o.QueueCapacity < 1)
-        {
-            errors.Add($"{S}:QueueCapacity must be >= 1 (was {o.QueueCapacity}).");
-        }
-
-        if (o.BatchSize is < 1 or > 10_000)
-        {
-            errors.Add($"{S}:BatchSize must be between 1 and 10000 (was {o.BatchSize}).");
-        }
-
-        if (o.RetryFor < TimeSpan.Zero)
-        {
-            errors.Add($"{S}:RetryFor must not be negative (was {o.RetryFor}).");
-        }
-
         for (var i = 0; i < o.Sessions.Sources.Count; i++)
         {
             if (!SessionSource.TryParse(o.Sessions.Sources[i], out _, out var error))
@@ -73,42 +63,12 @@ internal sealed class RecordingOptionsValidator : IValidateOptions<RecordingOpti
             }
         }
 
-        if (o.Sessions.MaxInspectBytes < 0)
-        {
-            errors.Add($"{S}:Sessions:MaxInspectBytes must be >= 0 (was {o.Sessions.MaxInspectBytes}).");
-        }
-
-        if (o.Sessions.IdleTimeout <= TimeSpan.Zero)
-        {
-            errors.Add($"{S}:Sessions:IdleTimeout must be positive (was {o.Sessions.IdleTimeout}).");
-        }
-
-        if (o.Sampling.Rate is < 0 or > 1 || double.IsNaN(o.Sampling.Rate))
-        {
-            errors.Add($"{S}:Sampling:Rate must be between 0 and 1 (was {o.Sampling.Rate}).");
-        }
-
         foreach (var (route, rate) in o.Sampling.Routes)
         {
             if (rate is < 0 or > 1 || double.IsNaN(rate))
             {
                 errors.Add($"{S}:Sampling:Routes:{route} must be between 0 and 1 (was {rate}).");
             }
-        }
-
-        if (o.Retention.MaxLength is <= 0)
-        {
-            errors.Add($"{S}:Retention:MaxLength must be > 0 (was {o.Retention.MaxLength}).");
-        }
-
-        if (o.Retention.MaxAge is { } age && age <= TimeSpan.Zero)
-        {
-            errors.Add($"{S}:Retention:MaxAge must be positive (was {age}).");
-        }
-
-        if (o.Retention.Ttl is { } ttl && ttl < TimeSpan.FromSeconds(1))
-        {
-            errors.Add($"{S}:Retention:Ttl must be at least one second (was {ttl}).");
         }
     }
 }

@@ -1,10 +1,13 @@
+using System.ComponentModel.DataAnnotations;
+using Gateway.Configuration;
+
 namespace Gateway.Shaping;
 
 /// <summary>
 /// Traffic shaping, bound from <c>Gateway:Shaping</c> and re-read on every configuration reload (a reload that does not
 /// validate keeps the last good limits). See docs/configuration.md.
 /// </summary>
-internal sealed class ShapingOptions
+internal sealed record ShapingOptions
 {
     /// <summary>Configuration section.</summary>
     public const string Section = "Gateway:Shaping";
@@ -13,24 +16,28 @@ internal sealed class ShapingOptions
     public string? Redis { get; set; }
 
     /// <summary>How many gateway instances share global limits: a global policy falls back to limit / <c>Instances</c> locally while Redis is unreachable. Default 1.</summary>
+    [Range(1, int.MaxValue)]
     public int Instances { get; set; } = 1;
 
     /// <summary>Named rate-limit policies; routes name them in <c>Metadata:Policies</c>.</summary>
-    public Dictionary<string, PolicyOptions> Policies { get; set; } = new(StringComparer.OrdinalIgnoreCase);
+    public ConfigMap<PolicyOptions> Policies { get; set; } = new(StringComparer.OrdinalIgnoreCase);
 
     /// <summary>Admission control per cluster id: in-flight cap, priority queue, adaptive limit, circuit breaker.</summary>
-    public Dictionary<string, AdmissionOptions> Admission { get; set; } = new(StringComparer.OrdinalIgnoreCase);
+    public ConfigMap<AdmissionOptions> Admission { get; set; } = new(StringComparer.OrdinalIgnoreCase);
 
     /// <summary>Priority of clients by key (as the gateway names them: <c>key:</c> + 16 hex digits of the API key's SHA-256, or <c>ip:ADDRESS</c>) → priority class.</summary>
-    public Dictionary<string, string> KeyPriorities { get; set; } = new(StringComparer.Ordinal);
+    public ConfigMap<string> KeyPriorities { get; set; } = new(StringComparer.Ordinal);
 
     /// <summary>At most one log line per policy and reason in this interval (refusals are always counted in metrics). Default 00:00:05.</summary>
+    [Range(typeof(TimeSpan), "00:00:00", ConfigRanges.MaxDuration)]
     public TimeSpan RefusalLogInterval { get; set; } = TimeSpan.FromSeconds(5);
 
     /// <summary>Output tokens charged up front for a request that does not say (<c>max_tokens</c> absent). Default 256.</summary>
+    [Range(1, int.MaxValue)]
     public int DefaultMaxTokens { get; set; } = 256;
 
     /// <summary>Largest JSON request body read to count tokens, in bytes. Default 1 MiB.</summary>
+    [Range(0, int.MaxValue)]
     public int MaxInspectBytes { get; set; } = 1024 * 1024;
 }
 
@@ -80,7 +87,7 @@ internal enum FailMode
 }
 
 /// <summary>One rate-limit policy, bound from <c>Gateway:Shaping:Policies:{name}</c>.</summary>
-internal sealed class PolicyOptions
+internal sealed record PolicyOptions
 {
     public PolicyKind Kind { get; set; } = PolicyKind.TokenBucket;
 
@@ -101,8 +108,10 @@ internal sealed class PolicyOptions
     /// <summary>Requests per window (FixedWindow, SlidingWindow), in progress (Concurrency), or connections (WebSocket).</summary>
     public int PermitLimit { get; set; }
 
+    [Range(typeof(TimeSpan), ConfigRanges.MinDuration, ConfigRanges.MaxDuration)]
     public TimeSpan Window { get; set; } = TimeSpan.FromSeconds(1);
 
+    [Range(1, ConfigRanges.MaxSegmentsPerWindow)]
     public int SegmentsPerWindow { get; set; } = 10;
 
     /// <summary>Bucket size (burst) of a TokenBucket.</summary>
@@ -110,9 +119,11 @@ internal sealed class PolicyOptions
 
     public int TokensPerPeriod { get; set; }
 
+    [Range(typeof(TimeSpan), ConfigRanges.MinDuration, ConfigRanges.MaxDuration)]
     public TimeSpan ReplenishmentPeriod { get; set; } = TimeSpan.FromSeconds(1);
 
     /// <summary>Requests that may wait for a permit (local, non-shadow policies); 0 refuses at once. Default 0.</summary>
+    [Range(0, int.MaxValue)]
     public int QueueLimit { get; set; }
 
     /// <summary>Tokens kind: budget per minute.</summary>
@@ -123,22 +134,25 @@ internal sealed class PolicyOptions
 }
 
 /// <summary>Admission control of one cluster, bound from <c>Gateway:Shaping:Admission:{clusterId}</c>.</summary>
-internal sealed class AdmissionOptions
+internal sealed record AdmissionOptions
 {
     /// <summary>Requests in flight to the cluster at once (the fixed limit, or the adaptive limit's start). Must be &gt; 0.</summary>
+    [Range(1, int.MaxValue)]
     public int MaxInFlight { get; set; } = 32;
 
     /// <summary>Requests that may wait for a slot; beyond it the lowest-priority waiter (or the newcomer) is refused with 503. Default 64.</summary>
+    [Range(0, int.MaxValue)]
     public int QueueLimit { get; set; } = 64;
 
     /// <summary>How long a request may wait; then it is refused with 503. Default 00:00:02.</summary>
+    [Range(typeof(TimeSpan), "00:00:00", ConfigRanges.MaxDuration)]
     public TimeSpan QueueTimeout { get; set; } = TimeSpan.FromSeconds(2);
 
     /// <summary>Request header giving the priority class (a name from <see cref="PriorityClasses"/>). Default <c>x-priority</c>.</summary>
     public string PriorityHeader { get; set; } = "x-priority";
 
     /// <summary>Priority classes from most to least urgent. Default <c>high</c>, <c>normal</c>, <c>low</c>.</summary>
-    public List<string> PriorityClasses { get; set; } = [];
+    public ConfigList<string> PriorityClasses { get; set; } = [];
 
     /// <summary>The default classes.</summary>
     public static readonly string[] DefaultPriorityClasses = ["high", "normal", "low"];
@@ -157,45 +171,56 @@ internal sealed class AdmissionOptions
 /// The adaptive concurrency limit (a gradient controller after Envoy's adaptive concurrency filter), bound from
 /// <c>Gateway:Shaping:Admission:{clusterId}:Adaptive</c>.
 /// </summary>
-internal sealed class AdaptiveOptions
+internal sealed record AdaptiveOptions
 {
     public bool Enabled { get; set; }
 
     /// <summary>The smallest limit, and the limit while the no-load latency is measured. Default 2.</summary>
+    [Range(1, int.MaxValue)]
     public int MinLimit { get; set; } = 2;
 
     /// <summary>The largest limit: the model server's batch slots is a good value. Default 1000.</summary>
+    [Range(1, int.MaxValue)]
     public int MaxLimit { get; set; } = 1000;
 
     /// <summary>Latency accepted above the no-load latency (a factor), e.g. the slow-down of a full batch. Default 1.5.</summary>
+    [Range(1.0, double.MaxValue)]
     public double Tolerance { get; set; } = 1.5;
 
     /// <summary>Weight of a new limit estimate (0 to 1]. Default 0.2.</summary>
+    [Range(0.0, 1.0, MinimumIsExclusive = true)]
     public double Smoothing { get; set; } = 0.2;
 
     /// <summary>How often the limit is recomputed, from the p90 latency of that window. Default 00:00:00.250.</summary>
+    [Range(typeof(TimeSpan), ConfigRanges.MinDuration, ConfigRanges.MaxDuration)]
     public TimeSpan SampleWindow { get; set; } = TimeSpan.FromMilliseconds(250);
 
     /// <summary>How often the no-load latency is measured again (the limit is pinned at MinLimit meanwhile). Default 00:01:00.</summary>
+    [Range(typeof(TimeSpan), ConfigRanges.MinDuration, ConfigRanges.MaxDuration)]
     public TimeSpan MinRttInterval { get; set; } = TimeSpan.FromMinutes(1);
 
     /// <summary>Requests measured for the no-load latency (its p10 is taken). Default 20.</summary>
+    [Range(1, 100_000)]
     public int MinRttSamples { get; set; } = 20;
 }
 
 /// <summary>Circuit breaker (Polly.Core), bound from <c>Gateway:Shaping:Admission:{clusterId}:CircuitBreaker</c>.</summary>
-internal sealed class CircuitBreakerOptions
+internal sealed record CircuitBreakerOptions
 {
     public bool Enabled { get; set; }
 
     /// <summary>Fraction of failed requests (5xx from the backend, transport errors) that opens the circuit. Default 0.5.</summary>
+    [Range(0.0, 1.0, MinimumIsExclusive = true)]
     public double FailureRatio { get; set; } = 0.5;
 
     /// <summary>Requests in the sampling window before the ratio counts. Default 20.</summary>
+    [Range(2, int.MaxValue)]
     public int MinimumThroughput { get; set; } = 20;
 
+    [Range(typeof(TimeSpan), ConfigRanges.PollyMinDuration, ConfigRanges.PollyMaxDuration)]
     public TimeSpan SamplingDuration { get; set; } = TimeSpan.FromSeconds(10);
 
     /// <summary>How long the circuit stays open (fast 503s) before a trial request. Default 00:00:05.</summary>
+    [Range(typeof(TimeSpan), ConfigRanges.PollyMinDuration, ConfigRanges.PollyMaxDuration)]
     public TimeSpan BreakDuration { get; set; } = TimeSpan.FromSeconds(5);
 }

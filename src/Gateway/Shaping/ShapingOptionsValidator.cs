@@ -1,12 +1,27 @@
 using Contracts.Recording;
+using Gateway.Configuration;
 using Microsoft.Extensions.Options;
 
 namespace Gateway.Shaping;
 
-/// <summary>Validates <see cref="ShapingOptions"/>, reporting every problem with its full key; used at start-up and on every reload.</summary>
+/// <summary>
+/// Validates <see cref="ShapingOptions"/>, reporting every problem with its full key: the records' ranges (which
+/// include every range Polly's circuit breaker and System.Threading.RateLimiting's limiters enforce, so their
+/// exceptions are never reached), then the rules a range cannot say (a kind's required values, names). Run by
+/// <see cref="ConfigurationValidator"/> at start-up and on every reload candidate, and registered for
+/// <c>IOptionsMonitor&lt;ShapingOptions&gt;</c>.
+/// </summary>
 internal sealed class ShapingOptionsValidator : IValidateOptions<ShapingOptions>
 {
     private const string S = ShapingOptions.Section;
+    private static readonly ShapingOptionsRanges s_ranges = new();
+    private static readonly PolicyOptionsRanges s_policyRanges = new();
+    private static readonly AdmissionOptionsRanges s_admissionRanges = new();
+    private static readonly AdaptiveOptionsRanges s_adaptiveRanges = new();
+    private static readonly CircuitBreakerOptionsRanges s_breakerRanges = new();
+
+    /// <summary>Largest <see cref="PolicyOptions.TokensPerMinute"/>: 10^12, far from the overflow of a token bucket's arithmetic.</summary>
+    public const long MaxTokensPerMinute = 1_000_000_000_000;
 
     public ValidateOptionsResult Validate(string? name, ShapingOptions options)
     {
@@ -15,8 +30,13 @@ internal sealed class ShapingOptionsValidator : IValidateOptions<ShapingOptions>
         return errors.Count == 0 ? ValidateOptionsResult.Success : ValidateOptionsResult.Fail(errors);
     }
 
-    public static void Validate(ShapingOptions o, List<string> errors)
+    /// <summary>Adds one message per problem.</summary>
+    /// <param name="o">The options.</param>
+    /// <param name="errors">Where messages are added.</param>
+    /// <param name="raw">The configuration the options were bound from, to quote values as written; may be null.</param>
+    public static void Validate(ShapingOptions o, List<string> errors, IConfiguration? raw = null)
     {
+        OptionsRanges.Check(s_ranges, S, o, raw, errors);
         if (o.Redis is not null)
         {
             try
@@ -29,112 +49,17 @@ internal sealed class ShapingOptionsValidator : IValidateOptions<ShapingOptions>
             }
         }
 
-        if (o.Instances < 1)
-        {
-            errors.Add($"{S}:Instances must be >= 1 (was {o.Instances}).");
-        }
-
-        if (o.DefaultMaxTokens < 1)
-        {
-            errors.Add($"{S}:DefaultMaxTokens must be >= 1 (was {o.DefaultMaxTokens}).");
-        }
-
-        if (o.MaxInspectBytes < 0)
-        {
-            errors.Add($"{S}:MaxInspectBytes must be >= 0 (was {o.MaxInspectBytes}).");
-        }
-
-        if (o.RefusalLogInterval < TimeSpan.Zero)
-        {
-            errors.Add($"{S}:RefusalLogInterval must not be negative (was {o.RefusalLogInterval}).");
-        }
-
         foreach (var (name, p) in o.Policies)
         {
-            var k = $"{S}:Policies:{name}";
-            if (!PartitionKey.TryParse(p.Partition, out _, out var partitionError))
-            {
-                errors.Add($"{k}:Partition '{p.Partition}' is invalid: {partitionError}.");
-            }
-
-            switch (p.Kind)
-            {
-                case PolicyKind.TokenBucket:
-                    Positive(p.TokenLimit, $"{k}:TokenLimit", errors);
-                    Positive(p.TokensPerPeriod, $"{k}:TokensPerPeriod", errors);
-                    PositiveTime(p.ReplenishmentPeriod, $"{k}:ReplenishmentPeriod", errors);
-                    break;
-                case PolicyKind.FixedWindow:
-                case PolicyKind.SlidingWindow:
-                    Positive(p.PermitLimit, $"{k}:PermitLimit", errors);
-                    PositiveTime(p.Window, $"{k}:Window", errors);
-                    if (p.Kind == PolicyKind.SlidingWindow)
-                    {
-                        Positive(p.SegmentsPerWindow, $"{k}:SegmentsPerWindow", errors);
-                    }
-
-                    break;
-                case PolicyKind.Concurrency:
-                    Positive(p.PermitLimit, $"{k}:PermitLimit", errors);
-                    if (p.Scope == PolicyScope.Global)
-                    {
-                        errors.Add($"{k}:Scope Global is not supported for Concurrency (in-flight counts are per gateway; use Admission for a cluster's in-flight cap).");
-                    }
-
-                    break;
-                case PolicyKind.Tokens:
-                    if (p.TokensPerMinute <= 0)
-                    {
-                        errors.Add($"{k}:TokensPerMinute must be > 0 (was {p.TokensPerMinute}).");
-                    }
-
-                    break;
-                case PolicyKind.WebSocket:
-                    if (p.PermitLimit <= 0 && p.MessagesPerConnection <= 0)
-                    {
-                        errors.Add($"{k}: a WebSocket policy needs PermitLimit (connections at once) and/or MessagesPerConnection > 0.");
-                    }
-
-                    if (p.PermitLimit < 0 || p.MessagesPerConnection < 0)
-                    {
-                        errors.Add($"{k}:PermitLimit and MessagesPerConnection must not be negative (were {p.PermitLimit}, {p.MessagesPerConnection}).");
-                    }
-
-                    if (p.Scope == PolicyScope.Global)
-                    {
-                        errors.Add($"{k}:Scope Global is not supported for WebSocket (connections are counted per gateway).");
-                    }
-
-                    break;
-                default:
-                    errors.Add($"{k}:Kind '{p.Kind}' is not a policy kind (TokenBucket, FixedWindow, SlidingWindow, Concurrency, Tokens, WebSocket).");
-                    break;
-            }
-
-            if (p.QueueLimit < 0)
-            {
-                errors.Add($"{k}:QueueLimit must be >= 0 (was {p.QueueLimit}).");
-            }
-
-            if (p.Scope == PolicyScope.Global && string.IsNullOrWhiteSpace(o.Redis))
-            {
-                errors.Add($"{k}:Scope is Global but {S}:Redis is not set: a fleet-wide policy needs Redis.");
-            }
+            ValidatePolicy($"{S}:Policies:{name}", p, o, raw, errors);
         }
 
         foreach (var (cluster, a) in o.Admission)
         {
             var k = $"{S}:Admission:{cluster}";
-            Positive(a.MaxInFlight, $"{k}:MaxInFlight", errors);
-            if (a.QueueLimit < 0)
-            {
-                errors.Add($"{k}:QueueLimit must be >= 0 (was {a.QueueLimit}).");
-            }
-
-            if (a.QueueTimeout < TimeSpan.Zero)
-            {
-                errors.Add($"{k}:QueueTimeout must not be negative (was {a.QueueTimeout}).");
-            }
+            OptionsRanges.Check(s_admissionRanges, k, a, raw, errors);
+            OptionsRanges.Check(s_adaptiveRanges, $"{k}:Adaptive", a.Adaptive, raw, errors);
+            OptionsRanges.Check(s_breakerRanges, $"{k}:CircuitBreaker", a.CircuitBreaker, raw, errors);
 
             var classes = a.PriorityClasses.Count > 0 ? a.PriorityClasses : [.. AdmissionOptions.DefaultPriorityClasses];
             if (classes.Distinct(StringComparer.OrdinalIgnoreCase).Count() != classes.Count)
@@ -147,50 +72,9 @@ internal sealed class ShapingOptionsValidator : IValidateOptions<ShapingOptions>
                 errors.Add($"{k}:DefaultPriority '{a.DefaultPriority}' is not one of PriorityClasses ({string.Join(", ", classes)}).");
             }
 
-            if (a.Adaptive.Enabled)
+            if (a.Adaptive.MaxLimit < a.Adaptive.MinLimit)
             {
-                Positive(a.Adaptive.MinLimit, $"{k}:Adaptive:MinLimit", errors);
-                if (a.Adaptive.MaxLimit < a.Adaptive.MinLimit)
-                {
-                    errors.Add($"{k}:Adaptive:MaxLimit must be >= MinLimit (was {a.Adaptive.MaxLimit} < {a.Adaptive.MinLimit}).");
-                }
-
-                if (a.Adaptive.Tolerance < 1)
-                {
-                    errors.Add($"{k}:Adaptive:Tolerance must be >= 1 (was {a.Adaptive.Tolerance}).");
-                }
-
-                if (a.Adaptive.Smoothing is <= 0 or > 1)
-                {
-                    errors.Add($"{k}:Adaptive:Smoothing must be in (0, 1] (was {a.Adaptive.Smoothing}).");
-                }
-
-                PositiveTime(a.Adaptive.SampleWindow, $"{k}:Adaptive:SampleWindow", errors);
-                PositiveTime(a.Adaptive.MinRttInterval, $"{k}:Adaptive:MinRttInterval", errors);
-                Positive(a.Adaptive.MinRttSamples, $"{k}:Adaptive:MinRttSamples", errors);
-            }
-
-            if (a.CircuitBreaker.Enabled)
-            {
-                if (a.CircuitBreaker.FailureRatio is <= 0 or > 1)
-                {
-                    errors.Add($"{k}:CircuitBreaker:FailureRatio must be in (0, 1] (was {a.CircuitBreaker.FailureRatio}).");
-                }
-
-                if (a.CircuitBreaker.MinimumThroughput < 2)
-                {
-                    errors.Add($"{k}:CircuitBreaker:MinimumThroughput must be >= 2 (was {a.CircuitBreaker.MinimumThroughput}).");
-                }
-
-                if (a.CircuitBreaker.SamplingDuration < TimeSpan.FromMilliseconds(500))
-                {
-                    errors.Add($"{k}:CircuitBreaker:SamplingDuration must be at least 00:00:00.5 (was {a.CircuitBreaker.SamplingDuration}).");
-                }
-
-                if (a.CircuitBreaker.BreakDuration < TimeSpan.FromMilliseconds(500))
-                {
-                    errors.Add($"{k}:CircuitBreaker:BreakDuration must be at least 00:00:00.5 (was {a.CircuitBreaker.BreakDuration}).");
-                }
+                errors.Add($"{k}:Adaptive:MaxLimit must be >= {k}:Adaptive:MinLimit (was {a.Adaptive.MaxLimit} < {a.Adaptive.MinLimit}).");
             }
         }
 
@@ -203,19 +87,84 @@ internal sealed class ShapingOptionsValidator : IValidateOptions<ShapingOptions>
         }
     }
 
+    private static void ValidatePolicy(string k, PolicyOptions p, ShapingOptions o, IConfiguration? raw, List<string> errors)
+    {
+        OptionsRanges.Check(s_policyRanges, k, p, raw, errors);
+        if (!PartitionKey.TryParse(p.Partition, out _, out var partitionError))
+        {
+            errors.Add($"{k}:Partition '{p.Partition}' is invalid: {partitionError}.");
+        }
+
+        // The values each kind reads must be > 0 (System.Threading.RateLimiting refuses 0 and negatives); a kind does
+        // not read the others.
+        switch (p.Kind)
+        {
+            case PolicyKind.TokenBucket:
+                Positive(p.TokenLimit, $"{k}:TokenLimit", errors);
+                Positive(p.TokensPerPeriod, $"{k}:TokensPerPeriod", errors);
+                break;
+            case PolicyKind.FixedWindow:
+            case PolicyKind.SlidingWindow:
+                Positive(p.PermitLimit, $"{k}:PermitLimit", errors);
+                if (p.Kind == PolicyKind.SlidingWindow && p.Window.Ticks / Math.Max(1, p.SegmentsPerWindow) < TimeSpan.TicksPerMillisecond)
+                {
+                    errors.Add($"{k}:SegmentsPerWindow must leave each segment at least 1 ms of the Window (was {p.SegmentsPerWindow} segments of {p.Window:c}).");
+                }
+
+                break;
+            case PolicyKind.Concurrency:
+                Positive(p.PermitLimit, $"{k}:PermitLimit", errors);
+                if (p.Scope == PolicyScope.Global)
+                {
+                    errors.Add($"{k}:Scope Global is not supported for Concurrency (in-flight counts are per gateway; use Admission for a cluster's in-flight cap).");
+                }
+
+                break;
+            case PolicyKind.Tokens:
+                if (p.TokensPerMinute is <= 0 or > MaxTokensPerMinute)
+                {
+                    errors.Add($"{k}:TokensPerMinute must be > 0 and <= {MaxTokensPerMinute} (was {p.TokensPerMinute}).");
+                }
+
+                break;
+            case PolicyKind.WebSocket:
+                if (p.PermitLimit < 0)
+                {
+                    errors.Add($"{k}:PermitLimit must be >= 0 (was {p.PermitLimit}).");
+                }
+
+                if (p.MessagesPerConnection < 0)
+                {
+                    errors.Add($"{k}:MessagesPerConnection must be >= 0 (was {p.MessagesPerConnection}).");
+                }
+
+                if (p.PermitLimit == 0 && p.MessagesPerConnection == 0)
+                {
+                    errors.Add($"{k}: a WebSocket policy needs PermitLimit (connections at once) and/or MessagesPerConnection > 0.");
+                }
+
+                if (p.Scope == PolicyScope.Global)
+                {
+                    errors.Add($"{k}:Scope Global is not supported for WebSocket (connections are counted per gateway).");
+                }
+
+                break;
+            default:
+                errors.Add($"{k}:Kind '{p.Kind}' is not a policy kind (TokenBucket, FixedWindow, SlidingWindow, Concurrency, Tokens, WebSocket).");
+                break;
+        }
+
+        if (p.Scope == PolicyScope.Global && string.IsNullOrWhiteSpace(o.Redis))
+        {
+            errors.Add($"{k}:Scope is Global but {S}:Redis is not set: a fleet-wide policy needs Redis.");
+        }
+    }
+
     private static void Positive(long value, string key, List<string> errors)
     {
         if (value <= 0)
         {
             errors.Add($"{key} must be > 0 (was {value}).");
-        }
-    }
-
-    private static void PositiveTime(TimeSpan value, string key, List<string> errors)
-    {
-        if (value <= TimeSpan.Zero)
-        {
-            errors.Add($"{key} must be a positive duration (was {value}).");
         }
     }
 }

@@ -1,5 +1,4 @@
 using System.Runtime.CompilerServices;
-using System.Text.Json;
 using Gateway.Configuration;
 using Gateway.Shaping.Admission;
 using Gateway.Shaping.Policies;
@@ -28,14 +27,7 @@ internal sealed partial class ShapingRuntime
     {
         _time = time;
         _logger = logger;
-        var errors = new List<string>();
-        var options = StartupValidation.Bind<ShapingOptions>(configuration.Configuration, ShapingOptions.Section, errors);
-        ShapingOptionsValidator.Validate(options, errors);
-        if (errors.Count > 0)
-        {
-            throw new InvalidOperationException(string.Join(Environment.NewLine, errors));
-        }
-
+        var options = configuration.Current.Shaping; // validated at start-up by ConfigurationValidator
         Redis = new ShapingRedis(options.Redis, time, logger);
         _current = Build(options, previous: null);
         configuration.OnApply(Apply);
@@ -50,20 +42,6 @@ internal sealed partial class ShapingRuntime
     /// <summary>Reloads that changed the shaping configuration.</summary>
     public int Applied { get; private set; }
 
-    /// <summary>Checks that every policy a route names exists (used by the proxy configuration filter).</summary>
-    public string? CheckRoute(RouteConfig route)
-    {
-        foreach (var name in PolicyNames(route))
-        {
-            if (!_current.Policies.ContainsKey(name))
-            {
-                return $"ReverseProxy:Routes:{route.RouteId}:Metadata:{PoliciesMetadataKey} names policy '{name}', which is not defined under {ShapingOptions.Section}:Policies.";
-            }
-        }
-
-        return null;
-    }
-
     /// <summary>The policy names of a route.</summary>
     public static string[] PolicyNames(RouteConfig route) =>
         route.Metadata is not null && route.Metadata.TryGetValue(PoliciesMetadataKey, out var v) && !string.IsNullOrWhiteSpace(v)
@@ -75,7 +53,7 @@ internal sealed partial class ShapingRuntime
     {
         lock (_lock)
         {
-            if (JsonSerializer.Serialize(options) != JsonSerializer.Serialize(_current.Options))
+            if (options != _current.Options) // record equality: only a real change rebuilds
             {
                 Swap(options);
             }
@@ -102,7 +80,7 @@ internal sealed partial class ShapingRuntime
         foreach (var (name, o) in options.Policies)
         {
             if (previous is not null && previous.Policies.TryGetValue(name, out var old)
-                && JsonSerializer.Serialize(old.Options) == JsonSerializer.Serialize(o) && previous.Options.Instances == options.Instances
+                && old.Options == o && previous.Options.Instances == options.Instances
                 && previous.Options.Redis == options.Redis)
             {
                 policies[name] = old;
@@ -119,7 +97,7 @@ internal sealed partial class ShapingRuntime
             if (previous is not null && previous.Clusters.TryGetValue(cluster, out var existing))
             {
                 existing.Controller.Update(settings);
-                clusters[cluster] = JsonSerializer.Serialize(existing.Options.CircuitBreaker) == JsonSerializer.Serialize(a.CircuitBreaker)
+                clusters[cluster] = existing.Options.CircuitBreaker == a.CircuitBreaker
                     ? existing with { Options = a }
                     : new ClusterShaping(a, existing.Controller, Breaker(a.CircuitBreaker));
             }

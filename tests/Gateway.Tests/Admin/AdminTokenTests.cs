@@ -52,7 +52,7 @@ public sealed class AdminTokenTests
             ["Gateway:Admin:Token"] = token,
         }).Build();
 
-        var errors = StartupValidation.Validate(configuration).Errors;
+        var errors = ConfigurationValidator.Validate(configuration).Errors;
 
         Assert.Equal(refused, errors.Any(e => e.StartsWith("Gateway:Admin:Token is required when Gateway:Listeners:Admin:Address is not loopback", StringComparison.Ordinal)));
     }

@@ -138,6 +138,19 @@ public sealed class BadConfigurationTests : IDisposable
     }
 
     [Fact]
+    public async Task A_range_Polly_enforces_is_checked_first_exit_2_with_one_line_naming_the_key()
+    {
+        // Polly's BreakDuration range is 0.5 s to 1 day: this ended in "Unhandled exception ... ValidationException", exit 134.
+        var (exit, stderr) = await RunGatewayAsync(["--config", RepoPaths.Combine("config", "protect-sim.json"),
+            "--Gateway:Shaping:Admission:model-http:CircuitBreaker:BreakDuration=2.00:00:00"], RepoPaths.Combine("."));
+
+        Assert.Equal(2, exit);
+        Assert.Equal(
+            ["gateway: configuration error: Gateway:Shaping:Admission:model-http:CircuitBreaker:BreakDuration must be a duration from 00:00:00.500 to 1.00:00:00 (was 2.00:00:00)."],
+            stderr.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries));
+    }
+
+    [Fact]
     public async Task Port_in_use_exits_non_zero_naming_the_listener_key()
     {
         using var taken = new TcpListener(IPAddress.Loopback, 0);
@@ -150,6 +163,25 @@ public sealed class BadConfigurationTests : IDisposable
 
         Assert.Equal(2, exit);
         Assert.Contains($"Gateway:Listeners:WebSocket:Port: 127.0.0.1:{port} is already in use", stderr, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Port_in_use_prints_only_the_documented_line_and_exits_2()
+    {
+        using var taken = new TcpListener(IPAddress.Loopback, 0);
+        taken.Start();
+        var port = ((IPEndPoint)taken.LocalEndpoint).Port;
+
+        var dll = typeof(GatewayServer).Assembly.Location;
+        await using var process = ChildProcess.Start("dotnet",
+            [dll, "--config", RepoPaths.Combine("config", "protect-sim.json"), $"--Gateway:Listeners:Http:Port={port}", "--Gateway:Listeners:Grpc:Port=0",
+                "--Gateway:Listeners:WebSocket:Port=0", "--Gateway:Listeners:Https:Port=0", "--Gateway:Listeners:Admin:Port=0"],
+            workingDirectory: RepoPaths.Combine(".")); // appsettings.json there has the routes protect-sim.json shapes
+        var exit = await process.WaitForExitAsync(TimeSpan.FromSeconds(60));
+
+        Assert.Equal(2, exit);
+        var lines = (process.StandardOutput + process.StandardError).Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+        Assert.Equal([$"gateway: configuration error: Gateway:Listeners:Http:Port: 127.0.0.1:{port} is already in use by another process."], lines);
     }
 
     [Fact]
@@ -195,7 +227,9 @@ public sealed class BadConfigurationTests : IDisposable
     }
 
     /// <summary>Runs the gateway's own executable in a directory without appsettings.json, other listeners on free ports.</summary>
-    private async Task<(int Exit, string Stderr)> RunGatewayAsync(params string[] args)
+    private Task<(int Exit, string Stderr)> RunGatewayAsync(params string[] args) => RunGatewayAsync(args, _dir);
+
+    private static async Task<(int Exit, string Stderr)> RunGatewayAsync(string[] args, string workingDirectory)
     {
         var dll = typeof(GatewayServer).Assembly.Location;
         string[] ports =
@@ -208,7 +242,7 @@ public sealed class BadConfigurationTests : IDisposable
         var configText = args.Length > 1 && File.Exists(args[1]) ? await File.ReadAllTextAsync(args[1]) : string.Empty;
         var effective = ports.Where(p => !configText.Contains($"\"{p.Split(':')[2]}\": {{ \"Port\"", StringComparison.Ordinal)).ToArray();
 
-        await using var process = ChildProcess.Start("dotnet", [dll, .. args, .. effective], workingDirectory: _dir);
+        await using var process = ChildProcess.Start("dotnet", [dll, .. args, .. effective], workingDirectory: workingDirectory);
         var exit = await process.WaitForExitAsync(TimeSpan.FromSeconds(60));
         return (exit, process.StandardError);
     }

@@ -13,7 +13,7 @@ public sealed class ShippedConfigurationTests
     public void Appsettings_json_is_valid()
     {
         var configuration = new ConfigurationBuilder().AddJsonFile(RepoPaths.Combine("appsettings.json")).Build();
-        Assert.Empty(StartupValidation.Validate(configuration).Errors);
+        Assert.Empty(ConfigurationValidator.Validate(configuration).Errors);
     }
 
     [Theory]
@@ -24,6 +24,6 @@ public sealed class ShippedConfigurationTests
             .AddJsonFile(RepoPaths.Combine("appsettings.json"))
             .AddJsonFile(RepoPaths.Combine("config", profile))
             .Build();
-        Assert.Empty(StartupValidation.Validate(configuration).Errors);
+        Assert.Empty(ConfigurationValidator.Validate(configuration).Errors);
     }
 }
