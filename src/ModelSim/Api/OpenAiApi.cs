@@ -74,7 +74,7 @@ internal sealed partial class OpenAiApi(GenerationEngine engine, TimeProvider ti
             return;
         }
 
-        // vLLM checks the model first: a request for another model is a 404 whatever else is wrong with it.
+        // vLLM checks the model first: once the body parses, a request for another model is a 404 whatever else is wrong with it.
         if (!RequestParsing.TryResolveModel(body.Model, _options, out var model, out var error)
             || !RequestParsing.TryMeasureChat(body.Messages, _blockTokens, out var prompt, out error)
             || !RequestParsing.TryResolveMaxTokens(body.MaxTokens, body.MaxCompletionTokens, _options, required: false, out var maxTokens, out error))

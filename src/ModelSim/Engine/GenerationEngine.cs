@@ -111,6 +111,9 @@ internal sealed partial class GenerationEngine : IDisposable
         }
     }
 
+    /// <summary>The KV cache, null when <c>Sim:PrefixCache:Enabled</c> is false. Guarded by the engine's lock (tests read it when the engine is idle).</summary>
+    internal KvCache? Cache => _kv;
+
     /// <summary>The validated options the engine runs with.</summary>
     public SimOptions Options => _options;
 
