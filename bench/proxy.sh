@@ -90,7 +90,7 @@ pids+=($!)
 path=/v1/models script=""
 if [ -n "$chat" ]; then
   path=/v1/chat/completions script="$work/post.lua"
-  post_script "$script" "$path" '{"model":"sim","messages":[{"role":"user","content":"hello there"}],"max_tokens":16}'
+  post_script "$script" "$path" '{"model":"sim-llm","messages":[{"role":"user","content":"hello there"}],"max_tokens":16}'
 fi
 
 declare -A port=([direct]=$SIM [gateway]=$GW [yarp]=$YP [nginx]=$NG [haproxy]=$HA)

@@ -46,7 +46,7 @@ pids+=($!)
 (cd "$work" && exec dotnet "$gw_dll" --config "$work/on.json") >"$work/on.log" 2>&1 &
 pids+=($!)
 
-body='{"model":"sim","messages":[{"role":"user","content":"Summarise the quarterly report in three bullet points, please."}],"max_tokens":16,"session_id":"bench"}'
+body='{"model":"sim-llm","messages":[{"role":"user","content":"Summarise the quarterly report in three bullet points, please."}],"max_tokens":16,"session_id":"bench"}'
 post_script "$work/post.lua" /v1/chat/completions "$body"
 wait_http "http://127.0.0.1:$SIM/health"
 wait_http "http://127.0.0.1:$OFF/v1/models"

@@ -52,4 +52,19 @@ public sealed record SimStats
 
     /// <summary>Stalls requested since start. <c>modelsim_stalls_total</c>.</summary>
     public long Stalls { get; init; }
+
+    /// <summary>KV blocks of the simulated GPU (<c>Sim:PrefixCache:Blocks</c>); 0 when the prefix cache is off.</summary>
+    public int KvBlocks { get; init; }
+
+    /// <summary>KV blocks held by running sequences (pinned cached blocks plus private ones). <c>vllm:kv_cache_usage_perc</c> = this / <see cref="KvBlocks"/>.</summary>
+    public int KvBlocksUsed { get; init; }
+
+    /// <summary>Blocks in the prefix-cache table, held or idle.</summary>
+    public int KvBlocksCached { get; init; }
+
+    /// <summary>Prompt tokens looked up in the prefix cache (every prompt token of every sequence that started). <c>vllm:prefix_cache_queries_total</c>.</summary>
+    public long PrefixCacheQueries { get; init; }
+
+    /// <summary>Prompt tokens found in the prefix cache (prefill skipped). <c>vllm:prefix_cache_hits_total</c>.</summary>
+    public long PrefixCacheHits { get; init; }
 }

@@ -27,6 +27,17 @@ internal readonly record struct ApiError(int Status, string Message, string Type
         _ => ShuttingDown(),
     };
 
+    /// <summary>
+    /// The 404 for a request naming a model the server does not serve. vLLM's message ("The model `X` does not
+    /// exist."), with OpenAI's <c>type</c> and <c>code</c> (<c>invalid_request_error</c>, <c>model_not_found</c>) that
+    /// OpenAI clients and the gateway key on; vLLM itself sends <c>"type":"NotFoundError","code":404</c>.
+    /// </summary>
+    public static ApiError ModelNotFound(string model) => new(StatusCodes.Status404NotFound,
+        $"The model `{model}` does not exist.", InvalidRequest, ModelNotFoundCode, "model");
+
+    /// <summary>The error code of <see cref="ModelNotFound"/>.</summary>
+    public const string ModelNotFoundCode = "model_not_found";
+
     public static ApiError Collapsed() => new(StatusCodes.Status500InternalServerError,
         "The server has collapsed (simulated out-of-memory) and is restarting.", ServerError, "server_collapsed");
 

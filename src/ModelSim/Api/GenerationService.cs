@@ -11,7 +11,8 @@ namespace ModelSim.Api;
 /// </summary>
 /// <remarks>
 /// proto3 cannot tell a missing <c>max_tokens</c> from 0, so 0 means <c>Sim:DefaultMaxTokens</c>; negative or above
-/// <c>Sim:MaxTokensLimit</c> is <c>INVALID_ARGUMENT</c>. <c>session_id</c> is accepted and ignored.
+/// <c>Sim:MaxTokensLimit</c> is <c>INVALID_ARGUMENT</c>. <c>session_id</c> is accepted and ignored. An empty <c>model</c>
+/// means <c>Sim:Model</c>; another name is <c>NOT_FOUND</c> (unless <c>Sim:AcceptAnyModel</c>).
 /// </remarks>
 internal sealed class GenerationService(GenerationEngine engine) : Generation.GenerationBase
 {
@@ -70,6 +71,12 @@ internal sealed class GenerationService(GenerationEngine engine) : Generation.Ge
 
     private Sequence Admit(GenerateRequest request, bool streaming)
     {
+        if (!RequestParsing.TryResolveModel(request.Model, _options, out _, out var notFound))
+        {
+            engine.CountBadRequest();
+            throw new RpcException(new Status(StatusCode.NotFound, notFound.Message));
+        }
+
         var maxTokens = request.MaxTokens == 0 ? _options.DefaultMaxTokens : request.MaxTokens;
         if (maxTokens < 1 || maxTokens > _options.MaxTokensLimit)
         {
@@ -78,8 +85,7 @@ internal sealed class GenerationService(GenerationEngine engine) : Generation.Ge
                 $"max_tokens must be between 1 and {_options.MaxTokensLimit}, or 0 for the default {_options.DefaultMaxTokens} (was {request.MaxTokens})."));
         }
 
-        RequestParsing.MeasurePrompt(request.Prompt, out var promptTokens, out var hash);
-        var generation = new GenerationRequest(promptTokens, maxTokens, TextGenerator.TextKey(_options.Seed, hash));
+        var generation = RequestParsing.MeasurePrompt(request.Prompt, RequestParsing.BlockTokens(_options)).ToRequest(maxTokens, _options.Seed);
         return engine.TryAdmit(generation, streaming, out var sequence) switch
         {
             AdmissionResult.Accepted => sequence!,

@@ -43,21 +43,26 @@ internal sealed partial class OpenAiApi(GenerationEngine engine, TimeProvider ti
             return;
         }
 
+        if (!RequestParsing.TryResolveModel(body.Model, _options, out var model, out var error))
+        {
+            await BadRequestAsync(context, error).ConfigureAwait(false);
+            return;
+        }
+
         if (body.Prompt is null)
         {
             await BadRequestAsync(context, ApiError.BadRequest("prompt is required and must be a string.", "missing_prompt", "prompt")).ConfigureAwait(false);
             return;
         }
 
-        if (!RequestParsing.TryResolveMaxTokens(body.MaxTokens, null, _options, required: true, out var maxTokens, out var error))
+        if (!RequestParsing.TryResolveMaxTokens(body.MaxTokens, null, _options, required: true, out var maxTokens, out error))
         {
             await BadRequestAsync(context, error).ConfigureAwait(false);
             return;
         }
 
-        RequestParsing.MeasurePrompt(body.Prompt, out var promptTokens, out var hash);
-        var request = new GenerationRequest(promptTokens, maxTokens, TextGenerator.TextKey(_options.Seed, hash));
-        await RunAsync(context, Kind.Generate, request, _options.Model, stream: false, includeUsage: false).ConfigureAwait(false);
+        var request = RequestParsing.MeasurePrompt(body.Prompt, _blockTokens).ToRequest(maxTokens, _options.Seed);
+        await RunAsync(context, Kind.Generate, request, model, stream: false, includeUsage: false).ConfigureAwait(false);
     }
 
     /// <summary><c>POST /v1/chat/completions</c>.</summary>
@@ -69,15 +74,17 @@ internal sealed partial class OpenAiApi(GenerationEngine engine, TimeProvider ti
             return;
         }
 
-        if (!RequestParsing.TryMeasureChat(body.Messages, out var promptTokens, out var hash, out var error)
+        // vLLM checks the model first: once the body parses, a request for another model is a 404 whatever else is wrong with it.
+        if (!RequestParsing.TryResolveModel(body.Model, _options, out var model, out var error)
+            || !RequestParsing.TryMeasureChat(body.Messages, _blockTokens, out var prompt, out error)
             || !RequestParsing.TryResolveMaxTokens(body.MaxTokens, body.MaxCompletionTokens, _options, required: false, out var maxTokens, out error))
         {
             await BadRequestAsync(context, error).ConfigureAwait(false);
             return;
         }
 
-        var request = new GenerationRequest(promptTokens, maxTokens, TextGenerator.TextKey(_options.Seed, hash));
-        await RunAsync(context, Kind.Chat, request, ModelName(body.Model), body.Stream == true, body.StreamOptions?.IncludeUsage == true).ConfigureAwait(false);
+        var request = prompt.ToRequest(maxTokens, _options.Seed);
+        await RunAsync(context, Kind.Chat, request, model, body.Stream == true, body.StreamOptions?.IncludeUsage == true).ConfigureAwait(false);
     }
 
     /// <summary><c>POST /v1/completions</c>.</summary>
@@ -89,15 +96,16 @@ internal sealed partial class OpenAiApi(GenerationEngine engine, TimeProvider ti
             return;
         }
 
-        if (!RequestParsing.TryMeasureCompletionPrompt(body.Prompt, out var promptTokens, out var hash, out var error)
+        if (!RequestParsing.TryResolveModel(body.Model, _options, out var model, out var error)
+            || !RequestParsing.TryMeasureCompletionPrompt(body.Prompt, _blockTokens, out var prompt, out error)
             || !RequestParsing.TryResolveMaxTokens(body.MaxTokens, body.MaxCompletionTokens, _options, required: false, out var maxTokens, out error))
         {
             await BadRequestAsync(context, error).ConfigureAwait(false);
             return;
         }
 
-        var request = new GenerationRequest(promptTokens, maxTokens, TextGenerator.TextKey(_options.Seed, hash));
-        await RunAsync(context, Kind.Completion, request, ModelName(body.Model), body.Stream == true, body.StreamOptions?.IncludeUsage == true).ConfigureAwait(false);
+        var request = prompt.ToRequest(maxTokens, _options.Seed);
+        await RunAsync(context, Kind.Completion, request, model, body.Stream == true, body.StreamOptions?.IncludeUsage == true).ConfigureAwait(false);
     }
 
     /// <summary><c>GET /v1/models</c>: the one served model.</summary>
@@ -135,7 +143,7 @@ internal sealed partial class OpenAiApi(GenerationEngine engine, TimeProvider ti
 
     private long StartedUnixSeconds { get; } = timeProvider.GetUtcNow().ToUnixTimeSeconds();
 
-    private string ModelName(string? requested) => string.IsNullOrEmpty(requested) ? _options.Model : requested;
+    private readonly int _blockTokens = RequestParsing.BlockTokens(engine.Options);
 
     private Task BadRequestAsync(HttpContext context, ApiError error)
     {

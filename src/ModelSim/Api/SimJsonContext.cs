@@ -10,6 +10,7 @@ namespace ModelSim.Api;
 /// <summary><c>POST /v1/generate</c> body.</summary>
 internal sealed record GenerateBody
 {
+    public string? Model { get; init; }
     public string? Prompt { get; init; }
     public int? MaxTokens { get; init; }
     public string? SessionId { get; init; }
@@ -53,6 +54,7 @@ internal sealed record StreamOptionsBody
 /// <summary>A WebSocket request message.</summary>
 internal sealed record WebSocketRequestBody
 {
+    public string? Model { get; init; }
     public string? Prompt { get; init; }
     public int? MaxTokens { get; init; }
     public string? SessionId { get; init; }

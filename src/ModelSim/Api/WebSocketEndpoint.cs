@@ -15,12 +15,15 @@ namespace ModelSim.Api;
 /// <remarks>
 /// <para>Protocol, all text frames of JSON:</para>
 /// <list type="number">
-/// <item>client → <c>{"prompt": "...", "max_tokens": N, "session_id": "..."?}</c> (<c>max_tokens</c> absent → <c>Sim:DefaultMaxTokens</c>);</item>
+/// <item>client → <c>{"prompt": "...", "max_tokens": N, "session_id": "..."?, "model": "..."?}</c> (<c>max_tokens</c> absent →
+/// <c>Sim:DefaultMaxTokens</c>; a <c>model</c> other than <c>Sim:Model</c> → a <c>model_not_found</c> error frame);</item>
 /// <item>server → one <c>{"token":" foo","index":i}</c> per token as it is produced, then
 /// <c>{"done":true,"tokens":N,"prompt_tokens":P,"finish_reason":"length"}</c>;</item>
 /// <item>a malformed or refused request → <c>{"error":"...","code":"..."}</c> (codes as in HTTP: <c>invalid_json</c>,
 /// <c>invalid_max_tokens</c>, <c>queue_full</c>, <c>server_collapsed</c>…); the connection stays usable.</item>
 /// </list>
+/// <para>The upgrade request may name the model as <c>?model=</c> (or the <c>x-model</c> header): another model than
+/// <c>Sim:Model</c> is refused with 404 <c>model_not_found</c> before the upgrade.</para>
 /// <para>Requests are served one at a time, in order. A receive loop runs beside the generation so that a client that
 /// closes (or drops) the connection mid-generation frees its slot at once.</para>
 /// </remarks>
@@ -33,6 +36,7 @@ internal sealed partial class WebSocketEndpoint(GenerationEngine engine, IHostAp
     private static ReadOnlySpan<byte> TokenIndex => "\",\"index\":"u8;
 
     private readonly SimOptions _options = engine.Options;
+    private readonly int _blockTokens = RequestParsing.BlockTokens(engine.Options);
 
     /// <summary>One parsed client message: a request, or the error frame to answer instead.</summary>
     private readonly record struct Inbound(GenerationRequest Request, WebSocketError? Error);
@@ -43,6 +47,19 @@ internal sealed partial class WebSocketEndpoint(GenerationEngine engine, IHostAp
         {
             engine.CountBadRequest();
             await OpenAiApi.WriteErrorAsync(context, ApiError.BadRequest("/v1/stream expects a WebSocket upgrade request.", "websocket_required")).ConfigureAwait(false);
+            return;
+        }
+
+        var named = context.Request.Query["model"].ToString();
+        if (named.Length == 0)
+        {
+            named = context.Request.Headers["x-model"].ToString();
+        }
+
+        if (!RequestParsing.TryResolveModel(named, _options, out _, out var notFound))
+        {
+            engine.CountBadRequest();
+            await OpenAiApi.WriteErrorAsync(context, notFound).ConfigureAwait(false);
             return;
         }
 
@@ -204,18 +221,22 @@ internal sealed partial class WebSocketEndpoint(GenerationEngine engine, IHostAp
             return Reject("The message must be a JSON object.", "invalid_json");
         }
 
+        if (!RequestParsing.TryResolveModel(body.Model, _options, out _, out var error))
+        {
+            return Reject(error.Message, error.Code);
+        }
+
         if (body.Prompt is null)
         {
             return Reject("prompt is required and must be a string.", "missing_prompt");
         }
 
-        if (!RequestParsing.TryResolveMaxTokens(body.MaxTokens, null, _options, required: false, out var maxTokens, out var error))
+        if (!RequestParsing.TryResolveMaxTokens(body.MaxTokens, null, _options, required: false, out var maxTokens, out error))
         {
             return Reject(error.Message, error.Code);
         }
 
-        RequestParsing.MeasurePrompt(body.Prompt, out var promptTokens, out var hash);
-        return new Inbound(new GenerationRequest(promptTokens, maxTokens, TextGenerator.TextKey(_options.Seed, hash)), null);
+        return new Inbound(RequestParsing.MeasurePrompt(body.Prompt, _blockTokens).ToRequest(maxTokens, _options.Seed), null);
     }
 
     private Inbound Reject(string message, string code)

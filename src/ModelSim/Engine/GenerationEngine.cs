@@ -72,6 +72,20 @@ internal sealed partial class GenerationEngine : IDisposable
     private long _collapses;
     private long _stalls;
 
+    // The KV cache (null when Sim:PrefixCache:Enabled is false) and vLLM's prefix-cache counters, in tokens.
+    private readonly KvCache? _kv;
+    private long _prefixQueries;
+    private long _prefixHits;
+
+    // Time to first token, engine time from arrival to the first token's due time (vLLM's TTFT histogram).
+    private readonly long[] _ttftBuckets = new long[TtftBucketBounds.Length];
+    private long _ttftCount;
+    private double _ttftSumSeconds;
+
+    /// <summary>Upper bounds (seconds) of <c>vllm:time_to_first_token_seconds</c>'s buckets, as vLLM declares them (vllm/v1/metrics/loggers.py).</summary>
+    internal static ReadOnlySpan<double> TtftBucketBounds =>
+        [0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0, 20.0, 40.0, 80.0, 160.0, 640.0, 2560.0];
+
     public GenerationEngine(IOptions<SimOptions> options, TimeProvider timeProvider, ILogger<GenerationEngine> logger)
     {
         ArgumentNullException.ThrowIfNull(options);
@@ -84,6 +98,10 @@ internal sealed partial class GenerationEngine : IDisposable
         _faults = new FaultState(_options.CollapseQueue, _options.CollapseMs);
         _slotCount = _options.Slots;
         _running = new Sequence?[_slotCount];
+        if (_options.PrefixCache is { Enabled: true } cache)
+        {
+            _kv = new KvCache(cache.Blocks, cache.BlockTokens);
+        }
         InstanceTag = Random.Shared.Next().ToString("x8", System.Globalization.CultureInfo.InvariantCulture);
 
         // The timer must not capture the execution context of whoever resolved the engine first.
@@ -92,6 +110,9 @@ internal sealed partial class GenerationEngine : IDisposable
             _timer = timeProvider.CreateTimer(static state => ((GenerationEngine)state!).RunLoop(), this, Timeout.InfiniteTimeSpan, Timeout.InfiniteTimeSpan);
         }
     }
+
+    /// <summary>The KV cache, null when <c>Sim:PrefixCache:Enabled</c> is false. Guarded by the engine's lock (tests read it when the engine is idle).</summary>
+    internal KvCache? Cache => _kv;
 
     /// <summary>The validated options the engine runs with.</summary>
     public SimOptions Options => _options;
@@ -133,6 +154,11 @@ internal sealed partial class GenerationEngine : IDisposable
     internal long GeneratedTokensTotal => Interlocked.Read(ref _generatedTokens);
     internal long CollapsesTotal => Interlocked.Read(ref _collapses);
     internal long StallsTotal => Interlocked.Read(ref _stalls);
+    internal long PrefixCacheQueriesTotal => Interlocked.Read(ref _prefixQueries);
+    internal long PrefixCacheHitsTotal => Interlocked.Read(ref _prefixHits);
+
+    /// <summary>Fraction of KV blocks held by running sequences, 0 to 1 (vLLM's <c>kv_cache_usage_perc</c>); 0 with the cache off. Lock-free, approximate.</summary>
+    internal double KvCacheUsage => _kv is null ? 0 : (double)_kv.UsedBlocks / _kv.Capacity;
 
     /// <summary>
     /// Offers a request to the GPU: it takes a free slot (prefill starts now), or waits at the tail of the FIFO queue,
@@ -165,15 +191,19 @@ internal sealed partial class GenerationEngine : IDisposable
                 return AdmissionResult.Collapsed;
             }
 
-            if (_runningCount < _slotCount)
+            // FIFO: a free slot is taken only when nobody waits (the head may be waiting for KV blocks, not a slot).
+            if (_runningCount < _slotCount && _head is null)
             {
                 sequence = new Sequence(this, ++_nextId, request, streaming, now);
-                StartLocked(sequence, now);
-                return AdmissionResult.Accepted;
+                if (TryStartLocked(sequence, now, fromQueue: false))
+                {
+                    return AdmissionResult.Accepted;
+                }
             }
 
             if (_faults.WouldCollapse(_queued + 1))
             {
+                sequence = null;
                 CollapseLocked(now);
                 Interlocked.Increment(ref _failed);
                 collapsed = true;
@@ -181,12 +211,13 @@ internal sealed partial class GenerationEngine : IDisposable
             }
             else if (_queued >= _options.Queue)
             {
+                sequence = null;
                 Interlocked.Increment(ref _rejected);
                 result = AdmissionResult.QueueFull;
             }
             else
             {
-                sequence = new Sequence(this, ++_nextId, request, streaming, now);
+                sequence ??= new Sequence(this, ++_nextId, request, streaming, now);
                 EnqueueLocked(sequence);
                 result = AdmissionResult.Accepted;
             }
@@ -209,9 +240,16 @@ internal sealed partial class GenerationEngine : IDisposable
             switch (sequence.State)
             {
                 case SequenceState.Queued:
+                    var wasHead = sequence == _head;
                     RemoveFromQueueLocked(sequence);
                     Interlocked.Increment(ref _cancelled);
                     sequence.Finish(SequenceOutcome.Cancelled, NowMs);
+                    if (wasHead)
+                    {
+                        // The head may have waited for KV blocks that the next one fits in.
+                        AdmitFromQueueLocked(NowMs);
+                    }
+
                     break;
                 case SequenceState.Running:
                     var now = NowMs;
@@ -290,7 +328,31 @@ internal sealed partial class GenerationEngine : IDisposable
                 GeneratedTokens = _generatedTokens,
                 Collapses = _collapses,
                 Stalls = _stalls,
+                KvBlocks = _kv?.Capacity ?? 0,
+                KvBlocksUsed = _kv?.UsedBlocks ?? 0,
+                KvBlocksCached = _kv?.CachedBlocks ?? 0,
+                PrefixCacheQueries = _prefixQueries,
+                PrefixCacheHits = _prefixHits,
             };
+        }
+    }
+
+    /// <summary>A consistent copy of the time-to-first-token histogram: per-bucket (not cumulative) counts for
+    /// <see cref="TtftBucketBounds"/> plus one for +Inf, the count and the sum in seconds.</summary>
+    internal (long[] Buckets, long Count, double SumSeconds) GetTtftHistogram()
+    {
+        lock (_gate)
+        {
+            var buckets = new long[_ttftBuckets.Length + 1];
+            var inBounds = 0L;
+            for (var i = 0; i < _ttftBuckets.Length; i++)
+            {
+                buckets[i] = _ttftBuckets[i];
+                inBounds += _ttftBuckets[i];
+            }
+
+            buckets[^1] = _ttftCount - inBounds;
+            return (buckets, _ttftCount, _ttftSumSeconds);
         }
     }
 
@@ -346,6 +408,11 @@ internal sealed partial class GenerationEngine : IDisposable
                     {
                         sequence.EmitToken();
                         Interlocked.Increment(ref _generatedTokens);
+                        if (sequence.Generated == 1)
+                        {
+                            RecordTtftLocked((sequence.NextDueMs - sequence.EnqueuedAtMs) / 1000);
+                        }
+
                         if (sequence.Generated < sequence.MaxTokens)
                         {
                             sequence.NextDueMs += LatencyModel.StepMs(_options, _runningCount);
@@ -377,20 +444,63 @@ internal sealed partial class GenerationEngine : IDisposable
         }
     }
 
-    /// <summary>Puts <paramref name="sequence"/> in a free slot; its prefill starts at <paramref name="startMs"/> (after any stall).</summary>
-    private void StartLocked(Sequence sequence, double startMs)
+    /// <summary>
+    /// Puts <paramref name="sequence"/> in a free slot if the KV cache has its blocks (always, with the cache off); its
+    /// prefill starts at <paramref name="startMs"/> (after any stall) and covers only its uncached prompt tokens.
+    /// </summary>
+    /// <param name="sequence">A new sequence, or the queue's head.</param>
+    /// <param name="startMs">Engine time its prefill may start.</param>
+    /// <param name="fromQueue">True when it is the queue's head (it is taken out of the queue when it starts).</param>
+    /// <returns>False when the KV cache cannot hold it now; nothing changed.</returns>
+    private bool TryStartLocked(Sequence sequence, double startMs, bool fromQueue)
     {
         Debug.Assert(_runningCount < _slotCount, "A slot is free.");
+        startMs = Math.Max(startMs, _faults.StallUntilMs);
+        if (_kv is null)
+        {
+            sequence.PrefillEndMs = startMs + LatencyModel.PrefillMs(_options, sequence.PromptTokens);
+        }
+        else if (_kv.TryAllocate(sequence, startMs, _options))
+        {
+            // vLLM v1 counts every prompt token a scheduled request looks up, and the cached ones (in tokens).
+            Interlocked.Add(ref _prefixQueries, sequence.PromptTokens);
+            Interlocked.Add(ref _prefixHits, sequence.CachedTokens);
+        }
+        else
+        {
+            return false;
+        }
+
+        if (fromQueue)
+        {
+            RemoveFromQueueLocked(sequence);
+        }
+
         _running[_runningCount] = sequence;
         sequence.Slot = _runningCount;
         Volatile.Write(ref _runningCount, _runningCount + 1);
         sequence.State = SequenceState.Running;
-        startMs = Math.Max(startMs, _faults.StallUntilMs);
         sequence.AdmittedAtMs = startMs;
         Interlocked.Add(ref _promptTokens, sequence.PromptTokens);
-        sequence.NextDueMs = startMs + LatencyModel.PrefillMs(_options, sequence.PromptTokens)
-            + LatencyModel.StepMs(_options, _runningCount);
+        sequence.NextDueMs = sequence.PrefillEndMs + LatencyModel.StepMs(_options, _runningCount);
         RequestWakeLocked(sequence.NextDueMs);
+        return true;
+    }
+
+    private void RecordTtftLocked(double seconds)
+    {
+        var bounds = TtftBucketBounds;
+        for (var i = 0; i < bounds.Length; i++)
+        {
+            if (seconds <= bounds[i])
+            {
+                _ttftBuckets[i]++;
+                break;
+            }
+        }
+
+        _ttftCount++;
+        _ttftSumSeconds += seconds;
     }
 
     private void ReleaseSlotLocked(Sequence sequence)
@@ -407,15 +517,19 @@ internal sealed partial class GenerationEngine : IDisposable
         _running[last] = null;
         Volatile.Write(ref _runningCount, last);
         sequence.Slot = -1;
+        _kv?.Release(sequence);
     }
 
-    /// <summary>Moves queue heads into free slots; each starts at the later of <paramref name="startMs"/> and its arrival.</summary>
+    /// <summary>
+    /// Moves queue heads into free slots while the KV cache holds them; each starts at the later of
+    /// <paramref name="startMs"/> and its arrival. Strict FIFO, like vLLM's scheduler: a head that does not fit waits,
+    /// and so does everyone behind it.
+    /// </summary>
     private void AdmitFromQueueLocked(double startMs)
     {
-        while (_runningCount < _slotCount && _head is { } next)
+        while (_runningCount < _slotCount && _head is { } next
+            && TryStartLocked(next, Math.Max(startMs, next.EnqueuedAtMs), fromQueue: true))
         {
-            RemoveFromQueueLocked(next);
-            StartLocked(next, Math.Max(startMs, next.EnqueuedAtMs));
         }
     }
 
@@ -469,6 +583,7 @@ internal sealed partial class GenerationEngine : IDisposable
     private void CollapseLocked(double now, double? durationMs = null)
     {
         FailAllLocked(SequenceOutcome.Failed, now);
+        _kv?.ClearIdle(); // the server restarts empty
         _faults.BeginCollapse(now, durationMs);
         Interlocked.Increment(ref _collapses);
     }

@@ -37,6 +37,9 @@ internal sealed class ModelSimMetrics
         Meter.CreateObservableUpDownCounter("modelsim.queue.depth", () => e.QueueDepth, "{request}", "Requests waiting for a slot.");
         Meter.CreateObservableGauge("modelsim.queue.depth.max", () => e.QueueDepthMax, "{request}", "Highest queue depth since start.");
         Meter.CreateObservableUpDownCounter("modelsim.slots", () => e.Options.Slots, "{slot}", "Configured slots (batch size).");
+        Meter.CreateObservableCounter("modelsim.prefix_cache.queries", () => e.PrefixCacheQueriesTotal, "{token}", "Prompt tokens looked up in the prefix cache.");
+        Meter.CreateObservableCounter("modelsim.prefix_cache.hits", () => e.PrefixCacheHitsTotal, "{token}", "Prompt tokens found in the prefix cache.");
+        Meter.CreateObservableGauge("modelsim.kv_cache.usage", () => e.KvCacheUsage, "1", "Fraction of KV blocks held by running sequences.");
     }
 
     /// <summary>The meter the instruments live on.</summary>

@@ -45,11 +45,13 @@ internal enum SequenceState
     Done,
 }
 
-/// <summary>A request as the engine sees it: sizes and the key of its text (<see cref="TextGenerator.TextKey"/>).</summary>
+/// <summary>A request as the engine sees it: sizes, the key of its text (<see cref="TextGenerator.TextKey"/>) and its prompt's block hashes.</summary>
 /// <param name="PromptTokens">Prompt length in tokens (cl100k), ≥ 0.</param>
 /// <param name="MaxTokens">Output tokens to generate, ≥ 1.</param>
 /// <param name="TextKey">Key of the deterministic output text.</param>
-internal readonly record struct GenerationRequest(int PromptTokens, int MaxTokens, ulong TextKey);
+/// <param name="BlockHashes">Chain hashes of the prompt's full KV blocks (<see cref="PrefixHasher"/>), first block first;
+/// null or empty when the prefix cache is off or the prompt is shorter than a block (then nothing is cached).</param>
+internal readonly record struct GenerationRequest(int PromptTokens, int MaxTokens, ulong TextKey, ulong[]? BlockHashes = null);
 
 /// <summary>
 /// One request inside the engine (vLLM calls it a sequence). The engine produces its tokens; the endpoint that
@@ -73,6 +75,7 @@ internal sealed class Sequence
         PromptTokens = request.PromptTokens;
         MaxTokens = request.MaxTokens;
         TextKey = request.TextKey;
+        BlockHashes = request.BlockHashes ?? [];
         EnqueuedAtMs = enqueuedAtMs;
         if (streaming)
         {
@@ -96,6 +99,15 @@ internal sealed class Sequence
 
     /// <summary>Key of the output text.</summary>
     public ulong TextKey { get; }
+
+    /// <summary>Chain hashes of the prompt's full KV blocks (empty when the prefix cache is off).</summary>
+    public ulong[] BlockHashes { get; }
+
+    /// <summary>Prompt tokens found in the prefix cache when the sequence started (their prefill is skipped); 0 before.</summary>
+    public int CachedTokens { get; internal set; }
+
+    /// <summary>Engine time the sequence's prefill ends (NaN until it starts).</summary>
+    public double PrefillEndMs { get; internal set; } = double.NaN;
 
     /// <summary>Tokens generated so far.</summary>
     public int Generated => Volatile.Read(ref _generated);
@@ -125,6 +137,8 @@ internal sealed class Sequence
     internal double NextDueMs;
     internal Sequence? QueuePrev;
     internal Sequence? QueueNext;
+    internal KvCache.Block[]? KvBlocks; // cached prompt blocks held while running, null when none are held
+    internal int PrivateBlocks;         // uncached blocks held while running
 
     /// <summary>Publishes the next token. Called by the engine under its lock.</summary>
     internal void EmitToken()

@@ -12,8 +12,18 @@ internal sealed record SimOptions
     /// <summary>The configuration section the options are bound from.</summary>
     public const string SectionName = "Sim";
 
-    /// <summary>Model name served by <c>GET /v1/models</c> and echoed when a request names none. Default <c>sim-llm</c>.</summary>
+    /// <summary>
+    /// The model served: listed by <c>GET /v1/models</c>, the <c>model_name</c> label of the <c>vllm:*</c> metrics, and the
+    /// only name a request may ask for (a request naming another model is a 404 <c>model_not_found</c>, gRPC
+    /// <c>NOT_FOUND</c>); a request naming none gets it. Default <c>sim-llm</c>.
+    /// </summary>
     public string Model { get; init; } = "sim-llm";
+
+    /// <summary>
+    /// True to serve a request whatever model it names (echoing the name), as the simulator did before it checked
+    /// names; for clients that send a placeholder name. Default false: another name is a 404, as vLLM answers.
+    /// </summary>
+    public bool AcceptAnyModel { get; init; }
 
     /// <summary>Sequences generated at once (the batch size, one slot each); 1 to 100 000. Default 32.</summary>
     public int Slots { get; init; } = 32;
@@ -51,11 +61,34 @@ internal sealed record SimOptions
     /// <summary>Seed of the generated text: the same (seed, prompt) always gives the same tokens. Default 42.</summary>
     public int Seed { get; init; } = 42;
 
+    /// <summary>The prefix (KV) cache: <c>Sim:PrefixCache:*</c>.</summary>
+    public SimPrefixCacheOptions PrefixCache { get; init; } = new();
+
     /// <summary>The HTTP/1.1 listener (OpenAI-compatible API, SSE, WebSocket, metrics). Default 127.0.0.1:9000.</summary>
     public SimListenerOptions Http { get; init; } = new() { Port = 9000 };
 
     /// <summary>The gRPC listener (HTTP/2 cleartext). Default 127.0.0.1:9001.</summary>
     public SimListenerOptions Grpc { get; init; } = new() { Port = 9001 };
+}
+
+/// <summary>
+/// The simulated KV cache with automatic prefix caching (vLLM's paged attention and block hashing): the prompt is cut
+/// into blocks of <see cref="BlockTokens"/> tokens, each full block keyed by a hash chained over its parent's; cached
+/// blocks skip prefill, and KV blocks bound how many sequences run. docs/modelsim.md explains the model.
+/// </summary>
+internal sealed record SimPrefixCacheOptions
+{
+    /// <summary>True (default) to model the KV cache; false restores the simulator without one, timing unchanged.</summary>
+    public bool Enabled { get; init; } = true;
+
+    /// <summary>Tokens per KV block (vLLM's <c>--block-size</c>); 1 to 1024. Default 16.</summary>
+    public int BlockTokens { get; init; } = 16;
+
+    /// <summary>
+    /// KV blocks on the simulated GPU (vLLM's <c>num_gpu_blocks</c>); 1 to 100 000 000. Default 32 768: 524 288 tokens
+    /// at 16 tokens a block, 16 384 tokens for each of the default 32 slots.
+    /// </summary>
+    public int Blocks { get; init; } = 32_768;
 }
 
 /// <summary>One Kestrel endpoint of the simulator.</summary>

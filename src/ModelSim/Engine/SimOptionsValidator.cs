@@ -11,6 +11,8 @@ internal sealed class SimOptionsValidator : IValidateOptions<SimOptions>
     internal const int MaxSlots = 100_000;
     internal const int MaxQueue = 1_000_000;
     internal const int MaxTokensCeiling = 1_000_000;
+    internal const int MaxBlockTokens = 1024;
+    internal const int MaxBlocks = 100_000_000;
 
     public ValidateOptionsResult Validate(string? name, SimOptions options)
     {
@@ -40,6 +42,16 @@ internal sealed class SimOptionsValidator : IValidateOptions<SimOptions>
         if (!double.IsFinite(options.CollapseMs) || options.CollapseMs <= 0)
         {
             errors.Add($"{P}CollapseMs must be > 0 (was {options.CollapseMs}).");
+        }
+
+        if (options.PrefixCache is null)
+        {
+            errors.Add($"{P}PrefixCache must be set.");
+        }
+        else
+        {
+            CheckRange(errors, P + "PrefixCache:BlockTokens", options.PrefixCache.BlockTokens, 1, MaxBlockTokens);
+            CheckRange(errors, P + "PrefixCache:Blocks", options.PrefixCache.Blocks, 1, MaxBlocks);
         }
 
         CheckListener(errors, P + "Http", options.Http);

@@ -135,9 +135,9 @@ internal static class ModelSimApp
             {
                 unknown.Add(child.Path);
             }
-            else if (property.PropertyType == typeof(SimListenerOptions))
+            else if (property.PropertyType == typeof(SimListenerOptions) || property.PropertyType == typeof(SimPrefixCacheOptions))
             {
-                unknown.AddRange(UnknownKeys(child, typeof(SimListenerOptions)));
+                unknown.AddRange(UnknownKeys(child, property.PropertyType));
             }
         }
 

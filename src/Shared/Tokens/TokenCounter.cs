@@ -110,7 +110,57 @@ public sealed class TokenCounter
     private int CountInSlices(ReadOnlySpan<char> text, CancellationToken cancellationToken)
     {
         var tokens = 0;
-        var stretch = 0; // start of the stretch of short runs not yet counted
+        foreach (var piece in Pieces(text, cancellationToken))
+        {
+            tokens += _tokenizer.CountTokens(text[piece]);
+        }
+
+        return tokens;
+    }
+
+    /// <summary>
+    /// Appends the token ids of <paramref name="text"/> to <paramref name="ids"/>, cut exactly as
+    /// <see cref="Count(ReadOnlySpan{char}, CancellationToken)"/> cuts it, so the number appended always equals
+    /// <c>Count(text)</c> (the simulated model server hashes these ids into prefix-cache blocks).
+    /// </summary>
+    /// <param name="text">The text to encode.</param>
+    /// <param name="ids">Receives the ids, in order.</param>
+    /// <param name="cancellationToken">Checked between slices of an over-long run.</param>
+    /// <returns>The number of ids appended.</returns>
+    /// <exception cref="ArgumentNullException"><paramref name="ids"/> is null.</exception>
+    /// <exception cref="OperationCanceledException"><paramref name="cancellationToken"/> was cancelled while encoding slices.</exception>
+    public int Encode(ReadOnlySpan<char> text, List<int> ids, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(ids);
+        if (text.IsEmpty)
+        {
+            return 0;
+        }
+
+        var before = ids.Count;
+        if (text.Length <= MaxRunLength || !HasLongRun(text))
+        {
+            ids.AddRange(_tokenizer.EncodeToIds(text));
+        }
+        else
+        {
+            foreach (var piece in Pieces(text, cancellationToken))
+            {
+                ids.AddRange(_tokenizer.EncodeToIds(text[piece]));
+            }
+        }
+
+        return ids.Count - before;
+    }
+
+    /// <summary>
+    /// The pieces an over-long text is counted in: the stretches between over-long runs as they are, and each over-long
+    /// run in slices of at most <see cref="MaxRunLength"/> characters (never splitting a surrogate pair).
+    /// </summary>
+    private static List<Range> Pieces(ReadOnlySpan<char> text, CancellationToken cancellationToken)
+    {
+        var pieces = new List<Range>();
+        var stretch = 0; // start of the stretch of short runs not yet cut
         for (var i = 0; i < text.Length;)
         {
             var run = RunLength(text[i..]);
@@ -123,7 +173,7 @@ public sealed class TokenCounter
             cancellationToken.ThrowIfCancellationRequested();
             if (i > stretch)
             {
-                tokens += _tokenizer.CountTokens(text[stretch..i]);
+                pieces.Add(stretch..i);
             }
 
             var end = i + run;
@@ -136,7 +186,7 @@ public sealed class TokenCounter
                     cut--;
                 }
 
-                tokens += _tokenizer.CountTokens(text[i..cut]);
+                pieces.Add(i..cut);
                 i = cut;
             }
 
@@ -146,10 +196,10 @@ public sealed class TokenCounter
         if (stretch < text.Length)
         {
             cancellationToken.ThrowIfCancellationRequested();
-            tokens += _tokenizer.CountTokens(text[stretch..]);
+            pieces.Add(stretch..text.Length);
         }
 
-        return tokens;
+        return pieces;
     }
 
     /// <summary>

@@ -25,7 +25,7 @@ public sealed class BadInputTests
         { "/v1/generate", "application/json", "{\"prompt\": 42, \"max_tokens\": 4}", "invalid_json" },
         { "/v1/generate", "text/plain", "{\"prompt\": \"hi\", \"max_tokens\": 4}", "unsupported_content_type" },
         { "/v1/chat/completions", "application/json", "{\"messages\": []}", "invalid_messages" },
-        { "/v1/chat/completions", "application/json", "{\"model\": \"m\"}", "invalid_messages" },
+        { "/v1/chat/completions", "application/json", "{\"model\": \"sim-llm\"}", "invalid_messages" },
         { "/v1/chat/completions", "application/json", "{\"messages\": [null]}", "invalid_messages" },
         { "/v1/chat/completions", "application/json", "{\"messages\": [{\"role\": \"user\", \"content\": 5}]}", "invalid_messages" },
         { "/v1/chat/completions", "application/json", "{\"messages\": [{\"role\": \"user\", \"content\": \"x\"}], \"max_tokens\": -1}", "invalid_max_tokens" },
@@ -64,12 +64,12 @@ public sealed class BadInputTests
     public static TheoryData<string, string, int> UndecodableText => new()
     {
         // path, body (# stands for the byte 0xFF, never UTF-8), the byte or -1
-        { "/v1/chat/completions", """{"model":"m","messages":[{"role":"user","content":"#"}],"max_tokens":2}""", 0xFF },
-        { "/v1/chat/completions", """{"model":"m","messages":[{"role":"user","content":"\ud800x"}],"max_tokens":2}""", -1 },
-        { "/v1/chat/completions", """{"model":"m","messages":[{"role":"user","content":[{"type":"text","text":"\udc00"}]}],"max_tokens":2}""", -1 },
-        { "/v1/chat/completions", """{"model":"m","messages":[{"role":"#","content":"hi"}],"max_tokens":2}""", 0xFF },
-        { "/v1/completions", """{"model":"m","prompt":"#","max_tokens":2}""", 0xFF },
-        { "/v1/completions", """{"model":"m","prompt":["\ud800"],"max_tokens":2}""", -1 },
+        { "/v1/chat/completions", """{"model":"sim-llm","messages":[{"role":"user","content":"#"}],"max_tokens":2}""", 0xFF },
+        { "/v1/chat/completions", """{"model":"sim-llm","messages":[{"role":"user","content":"\ud800x"}],"max_tokens":2}""", -1 },
+        { "/v1/chat/completions", """{"model":"sim-llm","messages":[{"role":"user","content":[{"type":"text","text":"\udc00"}]}],"max_tokens":2}""", -1 },
+        { "/v1/chat/completions", """{"model":"sim-llm","messages":[{"role":"#","content":"hi"}],"max_tokens":2}""", 0xFF },
+        { "/v1/completions", """{"model":"sim-llm","prompt":"#","max_tokens":2}""", 0xFF },
+        { "/v1/completions", """{"model":"sim-llm","prompt":["\ud800"],"max_tokens":2}""", -1 },
         { "/v1/generate", """{"prompt":"\ud800","max_tokens":2}""", -1 },
     };
 

@@ -22,7 +22,7 @@ public sealed class OpenAiCompatibilityTests(ITestOutputHelper output)
     [Fact]
     public async Task ChatCompletionHasVllmShape()
     {
-        await using var sim = await Sims.StartAsync(("PrefillMs", 1), ("PerTokenMs", 1));
+        await using var sim = await Sims.StartAsync(("PrefillMs", 1), ("PerTokenMs", 1), ("Model", "my-model"));
         using var client = Sims.Client(sim);
         var (response, body) = await Sims.PostAsync(client, "/v1/chat/completions", new
         {
@@ -87,7 +87,7 @@ public sealed class OpenAiCompatibilityTests(ITestOutputHelper output)
         var start = Stopwatch.GetTimestamp();
         using var response = await Sims.SendStreamingAsync(client, "/v1/chat/completions", new
         {
-            model = "m",
+            model = "sim-llm",
             messages = new[] { new { role = "user", content = "stream please" } },
             max_tokens = 20,
             stream = true,

@@ -26,6 +26,29 @@ internal sealed class EngineHarness : IDisposable
         return sequence!;
     }
 
+    /// <summary>Admits a request whose prompt is the token ids <paramref name="ids"/>, hashed into blocks as the API does.</summary>
+    public Sequence AdmitIds(IReadOnlyList<int> ids, int maxTokens, ulong key = 1)
+    {
+        var result = Engine.TryAdmit(new GenerationRequest(ids.Count, maxTokens, key, Hashes(ids, Engine.Options.PrefixCache.BlockTokens)), false, out var sequence);
+        Assert.Equal(AdmissionResult.Accepted, result);
+        return sequence!;
+    }
+
+    /// <summary>Chain hashes of the full blocks of a prompt of token ids (tag 0, as a plain prompt).</summary>
+    public static ulong[] Hashes(IReadOnlyList<int> ids, int blockTokens)
+    {
+        var hasher = new PrefixHasher(blockTokens);
+        foreach (var id in ids)
+        {
+            hasher.Add(id, 0);
+        }
+
+        return hasher.ToArray();
+    }
+
+    /// <summary>Token ids <c>first, first + 1, …</c>: distinct prompts for distinct <paramref name="first"/>s.</summary>
+    public static int[] Ids(int first, int count) => Enumerable.Range(first, count).ToArray();
+
     public AdmissionResult TryAdmit(int promptTokens, int maxTokens) =>
         Engine.TryAdmit(new GenerationRequest(promptTokens, maxTokens, 1), false, out _);
 

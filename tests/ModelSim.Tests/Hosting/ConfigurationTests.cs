@@ -36,6 +36,20 @@ public sealed partial class ConfigurationTests
     }
 
     [Fact]
+    public async Task PrefixCacheSettingsAreValidatedNamingTheKey()
+    {
+        var bad = await Assert.ThrowsAsync<OptionsValidationException>(() => Sims.StartAsync(("PrefixCache:BlockTokens", 0), ("PrefixCache:Blocks", -5)));
+        Assert.Contains("Sim:PrefixCache:BlockTokens must be > 0 (was 0).", bad.Failures);
+        Assert.Contains("Sim:PrefixCache:Blocks must be > 0 (was -5).", bad.Failures);
+        var tooLarge = await Assert.ThrowsAsync<OptionsValidationException>(() => Sims.StartAsync(("PrefixCache:BlockTokens", 4096)));
+        Assert.Contains("Sim:PrefixCache:BlockTokens must be <= 1024 (was 4096).", tooLarge.Failures);
+        var typo = await Assert.ThrowsAsync<OptionsValidationException>(() => Sims.StartAsync(("PrefixCache:Enable", false)));
+        Assert.Contains("Sim:PrefixCache:Enable is not a known setting (docs/modelsim.md lists them).", typo.Failures);
+        var notABool = await Assert.ThrowsAsync<OptionsValidationException>(() => Sims.StartAsync(("PrefixCache:Enabled", "maybe")));
+        Assert.Contains("Sim:PrefixCache:Enabled", notABool.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task BindsFreePortsAndReadsThemBack()
     {
         await using var a = await Sims.StartAsync();
