@@ -1,5 +1,7 @@
 using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Options;
+using Polly;
+using Polly.Retry;
 
 namespace Gateway.Recording;
 
@@ -37,21 +39,24 @@ internal sealed partial class RecordingBootstrap(RecordingManager manager, IOpti
         await manager.StopStaleAsync(stoppingToken);
         if (options.Value.StartAtBoot is { } name)
         {
-            var delay = TimeSpan.FromSeconds(1);
-            while (!stoppingToken.IsCancellationRequested)
-            {
-                try
+            // Until it starts or the gateway stops: 1 s, 2 s, 4 s ... at most 30 s apart.
+            var retry = new ResiliencePipelineBuilder { TimeProvider = time }
+                .AddRetry(new RetryStrategyOptions
                 {
-                    await manager.StartAsync(name, stoppingToken);
-                    break;
-                }
-                catch (Exception ex) when (ex is not OperationCanceledException)
-                {
-                    Log.BootStartFailed(logger, name, ex.Message);
-                    await Task.Delay(delay, time, stoppingToken);
-                    delay = TimeSpan.FromSeconds(Math.Min(delay.TotalSeconds * 2, 30));
-                }
-            }
+                    MaxRetryAttempts = int.MaxValue,
+                    BackoffType = DelayBackoffType.Exponential,
+                    Delay = TimeSpan.FromSeconds(1),
+                    MaxDelay = TimeSpan.FromSeconds(30),
+                    UseJitter = false,
+                    ShouldHandle = static args => ValueTask.FromResult(args.Outcome.Exception is not null and not OperationCanceledException),
+                    OnRetry = args =>
+                    {
+                        Log.BootStartFailed(logger, name, args.Outcome.Exception!.Message);
+                        return ValueTask.CompletedTask;
+                    },
+                })
+                .Build();
+            await retry.ExecuteAsync(static (s, ct) => new ValueTask(s.manager.StartAsync(s.name, ct)), (manager, name), stoppingToken);
         }
 
         using var timer = new PeriodicTimer(TimeSpan.FromMinutes(1), time);

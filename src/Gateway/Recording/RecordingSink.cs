@@ -2,6 +2,8 @@ using System.Threading.Channels;
 using Contracts.Recording;
 using Gateway.Recording.Capture;
 using Microsoft.Extensions.Options;
+using Polly;
+using Polly.Retry;
 
 namespace Gateway.Recording;
 
@@ -22,8 +24,11 @@ internal sealed partial class RecordingSink : BackgroundService
     private readonly RecordingOptions _options;
     private readonly TimeProvider _time;
     private readonly ILogger<RecordingSink> _logger;
+    private static readonly ResiliencePropertyKey<long> s_started = new("recording.batch.started");
+
+    private readonly ResiliencePipeline _retry;
+    private readonly Telemetry.LogThrottle _failures;
     private volatile bool _storeUp = true;
-    private long _lastFailureLog;
 
     public RecordingSink(RecordingStoreHolder store, RecordBuilder builder, RecordingMetrics metrics, RecordingManager manager,
         IOptions<RecordingOptions> options, TimeProvider time, ILogger<RecordingSink> logger, Telemetry.GatewayMetrics gatewayMetrics)
@@ -41,6 +46,8 @@ internal sealed partial class RecordingSink : BackgroundService
         _manager = manager;
         _time = time;
         _logger = logger;
+        _failures = new Telemetry.LogThrottle(time, TimeSpan.FromSeconds(10));
+        _retry = BuildRetry();
         RecordingMetrics.Observe(gatewayMetrics, () => _queue.Reader.Count, () => _storeUp);
     }
 
@@ -143,63 +150,76 @@ internal sealed partial class RecordingSink : BackgroundService
 
     private async Task AppendWithRetryAsync(string recording, List<ExchangeRecord> exchanges, List<SessionRecord> sessions, bool retry, CancellationToken cancellationToken)
     {
-        var started = _time.GetTimestamp();
-        var delay = TimeSpan.FromMilliseconds(100);
-        while (true)
+        var context = ResilienceContextPool.Shared.Get(cancellationToken);
+        context.Properties.Set(s_started, _time.GetTimestamp());
+        try
         {
-            try
+            var pipeline = retry ? _retry : ResiliencePipeline.Empty;
+            var outcome = await pipeline.ExecuteOutcomeAsync(static async (ctx, s) =>
             {
-                var t0 = _time.GetTimestamp();
-                await _store.Store.AppendAsync(recording, exchanges, sessions, cancellationToken);
-                _metrics.Batch(_time.GetElapsedTime(t0).TotalSeconds);
-                _metrics.Written(exchanges.Count);
-                _manager.Written(recording, exchanges.Count);
-                if (!_storeUp)
+                try
                 {
-                    _storeUp = true;
-                    Log.StoreRecovered(_logger, _store.Store.Kind);
+                    var t0 = s.Sink._time.GetTimestamp();
+                    await s.Sink._store.Store.AppendAsync(s.Recording, s.Exchanges, s.Sessions, ctx.CancellationToken);
+                    s.Sink._metrics.Batch(s.Sink._time.GetElapsedTime(t0).TotalSeconds);
+                    return Outcome.FromResult(true);
                 }
+                catch (Exception ex)
+                {
+                    s.Sink.StoreFailed(ex);
+                    return Outcome.FromException<bool>(ex);
+                }
+            }, context, (Sink: this, Recording: recording, Exchanges: exchanges, Sessions: sessions));
 
-                return;
-            }
-            catch (Exception ex) when (ex is not OperationCanceledException || !cancellationToken.IsCancellationRequested)
-            {
-                _storeUp = false;
-                LogFailure(ex);
-                if (!retry || _time.GetElapsedTime(started) >= _options.RetryFor)
-                {
-                    _metrics.Dropped(RecordingMetrics.StoreUnavailable, exchanges.Count);
-                    return;
-                }
-            }
-            catch (OperationCanceledException)
+            if (outcome.Exception is not null)
             {
                 _metrics.Dropped(RecordingMetrics.StoreUnavailable, exchanges.Count);
                 return;
             }
 
-            try
+            _metrics.Written(exchanges.Count);
+            _manager.Written(recording, exchanges.Count);
+            if (!_storeUp)
             {
-                await Task.Delay(delay, _time, cancellationToken);
+                _storeUp = true;
+                Log.StoreRecovered(_logger, _store.Store.Kind);
             }
-            catch (OperationCanceledException)
-            {
-                _metrics.Dropped(RecordingMetrics.StoreUnavailable, exchanges.Count);
-                return;
-            }
-
-            delay = TimeSpan.FromMilliseconds(Math.Min(delay.TotalMilliseconds * 2, 2000));
+        }
+        finally
+        {
+            ResilienceContextPool.Shared.Return(context);
         }
     }
 
-    private void LogFailure(Exception ex)
-    {
-        // At most one line every 10 seconds while the store is down.
-        var now = _time.GetTimestamp();
-        var last = Interlocked.Read(ref _lastFailureLog);
-        if (last == 0 || _time.GetElapsedTime(last, now) > TimeSpan.FromSeconds(10))
+    /// <summary>
+    /// Retries a batch the store refused (exponential back-off from 100 ms, at most 2 s apart) until
+    /// <c>Gateway:Recording:RetryFor</c> has passed since its first try, unless the writer is stopping.
+    /// </summary>
+    private ResiliencePipeline BuildRetry() => new ResiliencePipelineBuilder { TimeProvider = _time }
+        .AddRetry(new RetryStrategyOptions
         {
-            Interlocked.Exchange(ref _lastFailureLog, now);
+            MaxRetryAttempts = int.MaxValue,
+            BackoffType = DelayBackoffType.Exponential,
+            Delay = TimeSpan.FromMilliseconds(100),
+            MaxDelay = TimeSpan.FromSeconds(2),
+            UseJitter = false,
+            ShouldHandle = args => ValueTask.FromResult(
+                args.Outcome.Exception is { } ex && !(ex is OperationCanceledException && args.Context.CancellationToken.IsCancellationRequested)
+                && _time.GetElapsedTime(args.Context.Properties.GetValue(s_started, 0L)) < _options.RetryFor),
+        })
+        .Build();
+
+    private void StoreFailed(Exception ex)
+    {
+        _storeUp = false;
+        if (ex is OperationCanceledException)
+        {
+            return;
+        }
+
+        // At most one line every 10 seconds while the store is down.
+        if (_failures.ShouldLog(_store.Store.Kind, out _))
+        {
             Log.StoreFailed(_logger, _store.Store.Kind, ex.Message);
         }
     }

@@ -53,10 +53,10 @@ public sealed class HttpGenerateTests(ITestOutputHelper output)
         Array.Sort(latencies);
         output.WriteLine($"latencies: {string.Join(", ", latencies)} ms");
 
-        // Lower bounds are the schedule (less a few ms: the two stopwatches start a little apart); upper bounds are loose.
-        Assert.InRange(latencies[0], 108, 250);
-        Assert.InRange(latencies[1], 205, 420);
-        Assert.InRange(latencies[1] / latencies[0], 1.5, 2.6);
+        // Lower bounds are the schedule (less a few ms: the two stopwatches start a little apart); upper bounds are loose,
+        // since a loaded machine delays both. That the second waited is its lower bound and the queue's peak depth of 1.
+        Assert.InRange(latencies[0], 108, 400);
+        Assert.InRange(latencies[1], 205, 600);
         var stats = await sim.WaitAsync(s => s.Completed == 3);
         Assert.Equal(1, stats.QueueDepthMax);
     }
