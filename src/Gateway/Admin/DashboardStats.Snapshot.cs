@@ -5,7 +5,7 @@ using HdrHistogram;
 
 namespace Gateway.Admin;
 
-/// <summary>The dashboard's snapshot: what <c>/admin/dashboard/stats</c> answers, built from the counters kept per second.</summary>
+/// <summary>The dashboard's snapshot: what <c>/admin/stats</c> answers, built from the counters kept per second.</summary>
 internal sealed partial class DashboardStats
 {
     /// <summary>The dashboard's snapshot (plain objects, serialized as JSON by the endpoint).</summary>
