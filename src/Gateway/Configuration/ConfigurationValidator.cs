@@ -56,6 +56,7 @@ internal static class ConfigurationValidator
             Admin = Bind<Admin.AdminOptions>(configuration, Admin.AdminOptions.Section, errors),
             Recording = Bind<Recording.RecordingOptions>(configuration, Recording.RecordingOptions.Section, errors),
             Shaping = Bind<Shaping.ShapingOptions>(configuration, Shaping.ShapingOptions.Section, errors),
+            Models = Bind<ConfigMap<Routing.ModelOptions>>(configuration, Routing.ModelOptions.Section, errors),
         };
         if (errors.Count > 0)
         {
@@ -113,6 +114,8 @@ internal static class ConfigurationValidator
         {
             errors.Add($"{Shaping.ShapingOptions.Section}:Admission:{admission} names cluster '{admission}', which is not defined under ReverseProxy:Clusters.");
         }
+
+        Routing.ModelsValidator.Validate(options.Models, clusterIds, errors);
 
         var routeIds = configuration.GetSection("ReverseProxy:Routes").GetChildren().Select(static r => r.Key).ToHashSet(StringComparer.OrdinalIgnoreCase);
         foreach (var route in options.Recording.Sampling.Routes.Keys.Where(r => !routeIds.Contains(r)))

@@ -19,6 +19,9 @@ internal sealed record GatewayOptions
 
     public Shaping.ShapingOptions Shaping { get; init; } = new();
 
+    /// <summary>The models the gateway routes by (<c>Gateway:Models</c>); empty: routing by path only.</summary>
+    public ConfigMap<Routing.ModelOptions> Models { get; init; } = new(StringComparer.Ordinal);
+
     /// <summary>The sections read only at start-up that differ between <paramref name="a"/> and <paramref name="b"/> (a reload cannot apply them).</summary>
     public static IEnumerable<string> StartupOnlyChanges(GatewayOptions a, GatewayOptions b)
     {

@@ -23,6 +23,7 @@ internal static class KnownKeys
         ["Admin"] = typeof(Admin.AdminOptions),
         ["Recording"] = typeof(Recording.RecordingOptions),
         ["Shaping"] = typeof(Shaping.ShapingOptions),
+        ["Models"] = typeof(ConfigMap<Routing.ModelOptions>),
     };
 
     /// <summary>Adds one error per unknown key or unconvertible value under <c>Gateway</c>.</summary>

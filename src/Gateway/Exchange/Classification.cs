@@ -24,13 +24,16 @@ internal sealed class Classification
 
     private string? _clientKey;
 
-    public Classification(HttpContext context, ListenerName listener, ExchangeProtocol protocol, RouteConfig route, RoutePlan plan, SessionResolver sessions)
+    private bool _resolved;
+
+    public Classification(HttpContext context, ListenerName listener, ExchangeProtocol protocol, RouteConfig route, SessionResolver sessions)
     {
         _context = context;
         Listener = listener;
         _protocol = protocol;
         Route = route;
-        Plan = plan;
+        ClusterId = route.ClusterId;
+        Plan = RoutePlan.Empty;
         _sessions = sessions;
         // The route's timeout, as ASP.NET Core's request timeouts set it up for this request (its token stays readable
         // after the timeouts middleware has returned, when completion asks whether it fired).
@@ -61,8 +64,17 @@ internal sealed class Classification
     /// <summary>The route's id.</summary>
     public string RouteId => Route.RouteId;
 
-    /// <summary>The cluster the route forwards to, or null.</summary>
-    public string? ClusterId => Route.ClusterId;
+    /// <summary>The cluster the exchange is forwarded to: the model's (<see cref="Model"/>), else the route's; null for a route without one.</summary>
+    public string? ClusterId { get; private set; }
+
+    /// <summary>The configured model the request was routed by (after an alias or a fallback), or null.</summary>
+    public Routing.ModelRoute? Model { get; private set; }
+
+    /// <summary>The model name as the client sent it, or null when it named none.</summary>
+    public string? RequestedModel { get; private set; }
+
+    /// <summary>The request body as forwarded when a step replaced it (a model name rewritten), else null (forwarded as sent).</summary>
+    public ReadOnlyMemory<byte>? ForwardedBody { get; private set; }
 
     /// <summary>
     /// The client key (<see cref="Exchange.ClientKey"/>): a hashed API key or the client's address; never a secret.
@@ -70,8 +82,8 @@ internal sealed class Classification
     /// </summary>
     public string ClientKey => _clientKey ??= Exchange.ClientKey.Of(_context);
 
-    /// <summary>The steps that apply to this route, decided when the configuration loaded.</summary>
-    public RoutePlan Plan { get; }
+    /// <summary>The steps that apply to this route and cluster, decided when the configuration loaded.</summary>
+    public RoutePlan Plan { get; private set; }
 
     /// <summary>The session id once some step asked for it (<see cref="GetSessionIdAsync"/>); null until then.</summary>
     public string? SessionId => _sessionId;
@@ -84,6 +96,40 @@ internal sealed class Classification
 
     /// <summary>The LLM request, once a step has parsed it (<see cref="GetLlmRequestAsync"/>); null until then.</summary>
     public LlmRequest? Llm => _llm;
+
+    /// <summary>
+    /// Sets where the exchange goes: the model it was routed by (if any), the cluster and that cluster's shaping plan.
+    /// Called once, by <see cref="ClassifyStep"/>, before any later step runs.
+    /// </summary>
+    /// <exception cref="InvalidOperationException">Already resolved.</exception>
+    public void Resolve(Routing.ModelRoute? model, string? requestedModel, string? clusterId, RoutePlan plan)
+    {
+        if (_resolved)
+        {
+            throw new InvalidOperationException("The exchange's destination is already resolved.");
+        }
+
+        _resolved = true;
+        Model = model;
+        RequestedModel = requestedModel;
+        ClusterId = clusterId;
+        Plan = plan;
+    }
+
+    /// <summary>Records the body that is forwarded in place of the client's (see <see cref="ForwardedBody"/>), and forwards it.</summary>
+    public void ReplaceBody(byte[] body)
+    {
+        ForwardedBody = body;
+        _context.Request.Body = new MemoryStream(body, writable: false);
+        _context.Request.ContentLength = body.Length;
+    }
+
+    /// <summary>Moves the exchange to a fallback model's cluster after forwarding to the first failed before any answer (see <c>ForwardStep</c>).</summary>
+    internal void FallBack(Routing.ModelRoute model, string? clusterId)
+    {
+        Model = model;
+        ClusterId = clusterId;
+    }
 
     /// <summary>The session id (configured sources in order, else generated), resolved once.</summary>
     public ValueTask<string> GetSessionIdAsync(CancellationToken cancellationToken) =>

@@ -1,22 +1,37 @@
 using Gateway.Recording;
+using Gateway.Routing;
 using Gateway.Shaping;
+using Gateway.Shaping.Tokens;
+using Microsoft.Extensions.Primitives;
 
 namespace Gateway.Exchange;
 
 /// <summary>
 /// The first step of the proxy pipeline, right after routing: gives the exchange its <see cref="Classification"/>
-/// (listener, protocol, route, cluster, the route's shaping plan; the client key, session and LLM request on demand),
-/// which every later step reads. A request whose headers cannot be forwarded as sent (a value with characters outside
-/// ASCII, which the forwarder sends as ASCII only) ends here with 400 <c>invalid_header</c>, before anything is counted
-/// against a limit or the backend.
+/// (listener, protocol, route, the model and cluster it goes to, that route and cluster's shaping plan; the client key,
+/// session and LLM request on demand), which every later step reads.
+/// <list type="bullet">
+/// <item>A request whose headers cannot be forwarded as sent (a value with characters outside ASCII, which the
+/// forwarder sends as ASCII only) ends here with 400 <c>invalid_header</c>, before anything is counted.</item>
+/// <item>When models are configured (<c>Gateway:Models</c>), the request's model (OpenAI JSON <c>model</c>; gRPC
+/// metadata <c>x-model</c> or <c>GenerateRequest.model</c>; a WebSocket upgrade's <c>?model=</c> or <c>x-model</c>)
+/// picks the cluster, or a fallback's when the model's cluster has no healthy destination or its circuit is open; the
+/// name the backend knows is written in its place (<c>Rewrite</c>). An unknown model ends here: 404
+/// <c>model_not_found</c> (gRPC NOT_FOUND), reaching no backend. <c>GET /v1/models</c> is answered from the
+/// configuration. A request that names no model goes to its route's cluster.</item>
+/// </list>
 /// </summary>
-internal sealed class ClassifyStep(RequestDelegate next, ShapingRuntime shaping, SessionResolver sessions)
+internal sealed class ClassifyStep(RequestDelegate next, ShapingRuntime shaping, SessionResolver sessions, ModelCatalog models, ModelRouter router)
 {
+    /// <summary>The route metadata key that turns routing by model off for one route (<c>false</c>).</summary>
+    public const string RouteByModelMetadataKey = "RouteByModel";
+
     public Task InvokeAsync(HttpContext context)
     {
         var exchange = context.GetExchange()!;
         var route = context.GetReverseProxyFeature().Route.Config;
-        exchange.Classify(new Classification(context, exchange.Listener, ExchangeProtocols.Of(context), route, shaping.Current.PlanFor(route), sessions));
+        var classification = new Classification(context, exchange.Listener, ExchangeProtocols.Of(context), route, sessions);
+        exchange.Classify(classification);
         if (UnforwardableHeader(context.Request.Headers) is { } header)
         {
             exchange.Refuse(GatewayAnswer.BadRequest("invalid_header",
@@ -24,7 +39,70 @@ internal sealed class ClassifyStep(RequestDelegate next, ShapingRuntime shaping,
             return Task.CompletedTask;
         }
 
-        return next(context);
+        if (!models.IsEnabled || (route.Metadata?.TryGetValue(RouteByModelMetadataKey, out var byModel) == true && string.Equals(byModel, "false", StringComparison.OrdinalIgnoreCase)))
+        {
+            classification.Resolve(null, null, route.ClusterId, shaping.Current.PlanFor(route));
+            return next(context);
+        }
+
+        if (HttpMethods.IsGet(context.Request.Method) && context.Request.Path.Equals("/v1/models", StringComparison.Ordinal) && !classification.IsWebSocket)
+        {
+            classification.Resolve(null, null, route.ClusterId, RoutePlan.Empty);
+            return ModelList.WriteAsync(context, models);
+        }
+
+        return RouteByModelAsync(context, exchange, classification);
+    }
+
+    private async Task RouteByModelAsync(HttpContext context, ExchangeContext exchange, Classification classification)
+    {
+        var route = classification.Route;
+        var request = context.Request;
+        string? requested;
+        LlmRequest? llm = null;
+        if (classification.IsWebSocket)
+        {
+            requested = First(request.Query["model"]) ?? First(request.Headers["x-model"]);
+        }
+        else if (First(request.Headers["x-model"]) is { } header)
+        {
+            requested = header;
+        }
+        else if (classification.IsGrpc || RequestBody.IsJson(request.ContentType))
+        {
+            var options = shaping.Current.Options;
+            llm = await classification.GetLlmRequestAsync(options.MaxInspectBytes, options.DefaultMaxTokens, exchange.ClientAborted);
+            requested = llm.Model;
+        }
+        else
+        {
+            requested = null;
+        }
+
+        if (requested is null)
+        {
+            classification.Resolve(null, null, route.ClusterId, shaping.Current.PlanFor(route));
+            await next(context);
+            return;
+        }
+
+        if (models.Find(requested) is not { } model)
+        {
+            classification.Resolve(null, requested, route.ClusterId, RoutePlan.Empty);
+            exchange.Refuse(new GatewayAnswer(StatusCodes.Status404NotFound, Grpc.Core.StatusCode.NotFound, "invalid_request_error", "model_not_found",
+                $"The model `{requested}` does not exist on this gateway (GET /v1/models lists them)."));
+            return;
+        }
+
+        var (chosen, clusterId) = router.Choose(model, classification.IsGrpc, route.ClusterId);
+        router.MoveTo(context, clusterId);
+        if (!string.Equals(chosen.BackendName, requested, StringComparison.Ordinal))
+        {
+            ModelRouter.Rewrite(context, classification, chosen.BackendName, llm);
+        }
+
+        classification.Resolve(chosen, requested, clusterId, shaping.Current.PlanFor(route, clusterId));
+        await next(context);
     }
 
     /// <summary>The name of the first request header whose value has a character outside ASCII, which the forwarder cannot send.</summary>
@@ -43,4 +121,6 @@ internal sealed class ClassifyStep(RequestDelegate next, ShapingRuntime shaping,
 
         return null;
     }
+
+    private static string? First(StringValues values) => values.Count > 0 && !string.IsNullOrEmpty(values[0]) ? values[0] : null;
 }

@@ -69,7 +69,7 @@ internal sealed partial class ExchangeCompletion
         double? ttft = exchange.ResponseStarted != 0 && IsStream(context.Response.ContentType)
             ? _time.GetElapsedTime(exchange.StartTimestamp, exchange.ResponseStarted).TotalSeconds
             : null;
-        _metrics.RequestCompleted(listenerTag, routeTag, status, elapsed.TotalSeconds, ttft);
+        _metrics.RequestCompleted(listenerTag, routeTag, status, elapsed.TotalSeconds, ttft, Routing.ModelCatalog.Tag(classification?.Model, classification?.RequestedModel));
         if (_requestLog.IsEnabled(LogLevel.Information))
         {
             Log.Request(_requestLog, listenerTag, context.Request.Method, context.Request.Path.Value ?? "/", routeTag, status, elapsed.TotalMilliseconds,

@@ -24,7 +24,7 @@ namespace Gateway.Forwarding;
 /// so on a route that declares a <c>Timeout</c> the idle timeout is raised to that timeout: the route's bound alone
 /// applies. A WebSocket session's idle bound is <c>Gateway:Limits:WebSocketIdleTimeout</c>.
 /// </remarks>
-internal sealed class ForwardStep(RequestDelegate next, Configuration.GatewayLimitsOptions limits, BackendConnections backends)
+internal sealed class ForwardStep(RequestDelegate next, Configuration.GatewayLimitsOptions limits, BackendConnections backends, Routing.ModelCatalog models, Routing.ModelRouter router)
 {
     // Per cluster model (YARP replaces it on every reload) and timeout, the same cluster with a longer idle timeout.
     private readonly ConditionalWeakTable<ClusterModel, ConcurrentDictionary<TimeSpan, ClusterModel>> _extended = [];
@@ -56,7 +56,9 @@ internal sealed class ForwardStep(RequestDelegate next, Configuration.GatewayLim
             }
         }
 
-        return classification.ClusterId is { } cluster ? ForwardCountedAsync(context, cluster) : next(context);
+        return classification.ClusterId is null ? next(context)
+            : classification.Model is null ? ForwardCountedAsync(context, classification.ClusterId)
+            : ForwardWithFallbacksAsync(context, classification);
     }
 
     private async Task ForwardCountedAsync(HttpContext context, string cluster)
@@ -71,6 +73,61 @@ internal sealed class ForwardStep(RequestDelegate next, Configuration.GatewayLim
             backends.Stream(cluster, -1);
         }
     }
+
+    /// <summary>
+    /// Forwards a request routed by model; when forwarding fails before the backend answered (no destination, or the
+    /// connection could not be made) and nothing was sent to the client, the requested model's next fallback is tried
+    /// with the same body (never after a byte of an answer was sent).
+    /// </summary>
+    private async Task ForwardWithFallbacksAsync(HttpContext context, Classification classification)
+    {
+        await ForwardCountedAsync(context, classification.ClusterId!);
+        if (classification.RequestedModel is not { } requested || models.Find(requested) is not { } asked)
+        {
+            return;
+        }
+
+        var remaining = asked.Fallbacks.SkipWhile(f => f != classification.Model).Skip(asked == classification.Model ? 0 : 1).ToArray();
+        foreach (var fallback in remaining)
+        {
+            if (context.Response.HasStarted || context.Features.Get<IForwarderErrorFeature>() is not { } error || !FailedBeforeAnswer(error)
+                || !Replayable(context, classification))
+            {
+                return;
+            }
+
+            var clusterId = fallback.ClusterFor(classification.IsGrpc) ?? classification.Route.ClusterId;
+            if (!router.MoveTo(context, clusterId))
+            {
+                continue;
+            }
+
+            context.Features.Set<IForwarderErrorFeature>(null);
+            context.Response.Clear();
+            context.Response.StatusCode = StatusCodes.Status200OK;
+            Routing.ModelRouter.Rewrite(context, classification, fallback.BackendName, classification.Llm);
+            if (classification.ForwardedBody is { } sent)
+            {
+                classification.ReplaceBody(sent.ToArray()); // a fresh stream of the same bytes, read from the start
+            }
+            else if (classification.Body is { Length: > 0 } body)
+            {
+                classification.ReplaceBody(body.ToArray());
+            }
+
+            classification.FallBack(fallback, clusterId);
+            await ForwardCountedAsync(context, clusterId!);
+        }
+    }
+
+    private static bool FailedBeforeAnswer(IForwarderErrorFeature error) =>
+        error.Error == ForwarderError.NoAvailableDestinations
+        || (error.Error == ForwarderError.Request && !ForwarderErrors.IsClientSide(error.Error, error.Exception));
+
+    /// <summary>Whether the request can be sent again: it has no body, or its whole body was read (and is kept).</summary>
+    private static bool Replayable(HttpContext context, Classification classification) =>
+        context.Request.ContentLength is 0 || classification.ForwardedBody is not null || classification.Body is { Length: > 0 }
+        || (context.Request.ContentLength is null && !context.Request.Headers.ContainsKey("Transfer-Encoding"));
 
     private ClusterModel WithActivityTimeout(ClusterModel cluster, TimeSpan activityTimeout) =>
         _extended.GetValue(cluster, static _ => new ConcurrentDictionary<TimeSpan, ClusterModel>())

@@ -59,6 +59,7 @@ internal static partial class GatewayApp
         services.AddSingleton<AdminTokenFilter>();
         services.AddSingleton<DashboardStats>();
         services.AddSingleton<ExchangeCompletion>();
+        services.AddSingleton<Routing.ModelCatalog>();
         services.TryAddEnumerable(ServiceDescriptor.Singleton<MatcherPolicy, ListenerMatcherPolicy>());
         services.AddRequestTimeouts();
         services.ConfigureHttpJsonOptions(static o => o.SerializerOptions.Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping);

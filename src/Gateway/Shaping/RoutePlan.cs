@@ -4,7 +4,7 @@ namespace Gateway.Shaping;
 
 /// <summary>
 /// The shaping steps that apply to one route, decided when the configuration loads (one plan per route configuration
-/// and shaping configuration, cached by <see cref="ShapingState.PlanFor"/>), so that a request on a route with no
+/// and shaping configuration, cached by <see cref="ShapingState.PlanFor(Yarp.ReverseProxy.Configuration.RouteConfig, string?)"/>), so that a request on a route with no
 /// policies and no admission passes each step with one array-length check and no allocation.
 /// </summary>
 internal sealed class RoutePlan

@@ -143,10 +143,18 @@ internal sealed class ShapingState(ShapingOptions options, Dictionary<string, Sh
 
     public Dictionary<string, ClusterShaping> Clusters { get; } = clusters;
 
-    /// <summary>The shaping steps of a route: the policies it names that exist, split by unit, and its cluster's admission (cached per route configuration).</summary>
-    public RoutePlan PlanFor(RouteConfig route) => _routes.GetValue(route, Compile);
+    private readonly ConditionalWeakTable<RouteConfig, System.Collections.Concurrent.ConcurrentDictionary<string, RoutePlan>> _routesByCluster = [];
 
-    private RoutePlan Compile(RouteConfig route)
+    /// <summary>The shaping steps of a route: the policies it names that exist, split by unit, and its cluster's admission (cached per route configuration).</summary>
+    public RoutePlan PlanFor(RouteConfig route) => _routes.GetValue(route, r => Compile(r, r.ClusterId));
+
+    /// <summary>The shaping steps of a route whose request goes to <paramref name="clusterId"/> (a model's cluster): the route's policies and that cluster's admission.</summary>
+    public RoutePlan PlanFor(RouteConfig route, string? clusterId) =>
+        clusterId is null || string.Equals(clusterId, route.ClusterId, StringComparison.OrdinalIgnoreCase)
+            ? PlanFor(route)
+            : _routesByCluster.GetValue(route, static _ => new(StringComparer.OrdinalIgnoreCase)).GetOrAdd(clusterId, static (c, s) => s.State.Compile(s.Route, c), (State: this, Route: route));
+
+    private RoutePlan Compile(RouteConfig route, string? clusterId)
     {
         var requests = new List<ShapingPolicy>();
         var tokens = new List<ShapingPolicy>();
@@ -159,9 +167,9 @@ internal sealed class ShapingState(ShapingOptions options, Dictionary<string, Sh
         }
 
         ClusterShaping? admission = null;
-        if (route.ClusterId is not null)
+        if (clusterId is not null)
         {
-            Clusters.TryGetValue(route.ClusterId, out admission);
+            Clusters.TryGetValue(clusterId, out admission);
         }
 
         return requests.Count == 0 && tokens.Count == 0 && admission is null ? RoutePlan.Empty : new RoutePlan([.. requests], [.. tokens], admission);

@@ -76,11 +76,9 @@ internal sealed class TokenStep(RequestDelegate next, ShapingMetrics metrics, Re
         {
             // Ask a stream for its usage if the client did not; the usage chunk is then hidden from the client.
             var strip = llm.Stream && !llm.IncludeUsage && !classification.IsGrpc;
-            if (strip && classification.Body is { Length: > 0 } body)
+            if (strip && (classification.ForwardedBody ?? classification.Body) is { Length: > 0 } body)
             {
-                var rewritten = LlmRequest.WithIncludeUsage(body.Span);
-                context.Request.Body = new MemoryStream(rewritten, writable: false);
-                context.Request.ContentLength = rewritten.Length;
+                classification.ReplaceBody(LlmRequest.WithIncludeUsage(body.Span));
             }
 
             exchange.FilterResponseBody(inner => charges.Meter = new UsageMeter(context, inner, strip));

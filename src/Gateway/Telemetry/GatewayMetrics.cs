@@ -52,7 +52,8 @@ internal sealed class GatewayMetrics
     /// <param name="status">HTTP status as the gateway accounts it (499 for a client abort).</param>
     /// <param name="seconds">Duration in seconds.</param>
     /// <param name="ttftSeconds">Time to first token of a streamed response, in seconds; null otherwise.</param>
-    public void RequestCompleted(string listener, string route, int status, double seconds, double? ttftSeconds = null)
+    /// <param name="model">The configured model the request was routed by, <c>(none)</c> or <c>(unknown)</c> (a bounded set; <see cref="Routing.ModelCatalog.Tag"/>).</param>
+    public void RequestCompleted(string listener, string route, int status, double seconds, double? ttftSeconds = null, string model = "(none)")
     {
         if (_active.Enabled)
         {
@@ -69,6 +70,7 @@ internal sealed class GatewayMetrics
             { "listener", listener },
             { "route", route },
             { "status_class", StatusClass(status) },
+            { "model", model },
         };
         _duration.Record(seconds, tags);
         if (ttftSeconds is { } t && _ttft.Enabled)

@@ -2,6 +2,7 @@ using System.Text;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using Contracts.Tokens;
+using Google.Protobuf;
 using Inference.V1;
 
 namespace Gateway.Shaping.Tokens;
@@ -14,6 +15,9 @@ namespace Gateway.Shaping.Tokens;
 /// </summary>
 internal sealed record LlmRequest(int PromptTokens, int MaxTokens, bool Stream, bool IncludeUsage, bool Valid)
 {
+    /// <summary>The model the request names (JSON <c>model</c>, gRPC <c>GenerateRequest.model</c>), or null when it names none.</summary>
+    public string? Model { get; private init; }
+
     /// <summary>Tokens charged up front: the prompt plus every output token the request may produce.</summary>
     public long Estimate => (long)PromptTokens + MaxTokens;
 
@@ -69,7 +73,8 @@ internal sealed record LlmRequest(int PromptTokens, int MaxTokens, bool Stream, 
             var stream = root.TryGetProperty("stream", out var s) && s.ValueKind == JsonValueKind.True;
             var includeUsage = root.TryGetProperty("stream_options", out var so) && so.ValueKind == JsonValueKind.Object
                 && so.TryGetProperty("include_usage", out var iu) && iu.ValueKind == JsonValueKind.True;
-            return new LlmRequest(TokenCounter.Default.Count(text.ToString()), Math.Max(0, max), stream, includeUsage, true);
+            var model = root.TryGetProperty("model", out var named) && named.ValueKind == JsonValueKind.String ? named.GetString() : null;
+            return new LlmRequest(TokenCounter.Default.Count(text.ToString()), Math.Max(0, max), stream, includeUsage, true) { Model = model };
         }
         catch (JsonException)
         {
@@ -94,7 +99,10 @@ internal sealed record LlmRequest(int PromptTokens, int MaxTokens, bool Stream, 
         try
         {
             var request = GenerateRequest.Parser.ParseFrom(body.Slice(5, length));
-            return new LlmRequest(TokenCounter.Default.Count(request.Prompt), request.MaxTokens > 0 ? request.MaxTokens : defaultMaxTokens, false, false, true);
+            return new LlmRequest(TokenCounter.Default.Count(request.Prompt), request.MaxTokens > 0 ? request.MaxTokens : defaultMaxTokens, false, false, true)
+            {
+                Model = request.Model.Length > 0 ? request.Model : null,
+            };
         }
         catch (Google.Protobuf.InvalidProtocolBufferException)
         {
@@ -149,6 +157,72 @@ internal sealed record LlmRequest(int PromptTokens, int MaxTokens, bool Stream, 
         }
 
         return buffer.WrittenSpan.ToArray();
+    }
+
+    /// <summary>
+    /// The body with its top-level <c>model</c> set to <paramref name="model"/> (the name a backend serves a model
+    /// under); every other property is written once with its last value, as <see cref="WithIncludeUsage"/> does.
+    /// </summary>
+    public static byte[] WithModel(ReadOnlySpan<byte> json, string model)
+    {
+        using var document = JsonDocument.Parse(json.ToArray());
+        var buffer = new System.Buffers.ArrayBufferWriter<byte>(json.Length + model.Length);
+        using (var writer = new Utf8JsonWriter(buffer, new JsonWriterOptions { Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping }))
+        {
+            writer.WriteStartObject();
+            var written = false;
+            foreach (var (name, value) in LastOfEach(document.RootElement))
+            {
+                if (name == "model")
+                {
+                    writer.WriteString("model", model);
+                    written = true;
+                    continue;
+                }
+
+                writer.WritePropertyName(name);
+                value.WriteTo(writer);
+            }
+
+            if (!written)
+            {
+                writer.WriteString("model", model);
+            }
+
+            writer.WriteEndObject();
+        }
+
+        return buffer.WrittenSpan.ToArray();
+    }
+
+    /// <summary>A gRPC request body (5-byte prefix + <c>GenerateRequest</c>) with its <c>model</c> set to <paramref name="model"/>; null when it does not parse.</summary>
+    public static byte[]? GrpcWithModel(ReadOnlySpan<byte> body, string model)
+    {
+        if (body.Length < 5 || body[0] != 0)
+        {
+            return null;
+        }
+
+        var length = (int)System.Buffers.Binary.BinaryPrimitives.ReadUInt32BigEndian(body[1..]);
+        if (length != body.Length - 5)
+        {
+            return null; // one message per unary call; anything else is forwarded as sent
+        }
+
+        try
+        {
+            var request = GenerateRequest.Parser.ParseFrom(body.Slice(5, length));
+            request.Model = model;
+            var size = request.CalculateSize();
+            var framed = new byte[5 + size];
+            System.Buffers.Binary.BinaryPrimitives.WriteUInt32BigEndian(framed.AsSpan(1), (uint)size);
+            request.WriteTo(framed.AsSpan(5));
+            return framed;
+        }
+        catch (Google.Protobuf.InvalidProtocolBufferException)
+        {
+            return null;
+        }
     }
 
     /// <summary>An object's properties, each name once with its last value, in the order of those last values.</summary>

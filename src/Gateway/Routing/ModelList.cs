@@ -1,0 +1,48 @@
+using System.Text.Json;
+
+namespace Gateway.Routing;
+
+/// <summary>
+/// <c>GET /v1/models</c> answered by the gateway when models are configured: every configured model and alias in
+/// OpenAI's shape (<c>{"object":"list","data":[{"id","object":"model","created","owned_by"}]}</c>), an alias carrying
+/// <c>"root"</c> (the model it names), as vLLM lists served model names.
+/// </summary>
+internal static class ModelList
+{
+    public static async Task WriteAsync(HttpContext context, ModelCatalog catalog)
+    {
+        var buffer = new System.Buffers.ArrayBufferWriter<byte>(256);
+        using (var w = new Utf8JsonWriter(buffer))
+        {
+            w.WriteStartObject();
+            w.WriteString("object", "list");
+            w.WriteStartArray("data");
+            foreach (var model in catalog.Models)
+            {
+                Entry(w, model.Name, model.Name);
+                foreach (var alias in model.Options.Aliases)
+                {
+                    Entry(w, alias, model.Name);
+                }
+            }
+
+            w.WriteEndArray();
+            w.WriteEndObject();
+        }
+
+        context.Response.StatusCode = StatusCodes.Status200OK;
+        context.Response.ContentType = "application/json";
+        await context.Response.Body.WriteAsync(buffer.WrittenMemory, context.RequestAborted);
+    }
+
+    private static void Entry(Utf8JsonWriter w, string id, string root)
+    {
+        w.WriteStartObject();
+        w.WriteString("id", id);
+        w.WriteString("object", "model");
+        w.WriteNumber("created", 0);
+        w.WriteString("owned_by", "sluice");
+        w.WriteString("root", root);
+        w.WriteEndObject();
+    }
+}
