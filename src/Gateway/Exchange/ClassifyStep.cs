@@ -1,3 +1,4 @@
+using Contracts.Wire;
 using Gateway.Recording;
 using Gateway.Shaping;
 
@@ -19,7 +20,7 @@ internal sealed class ClassifyStep(RequestDelegate next, ShapingRuntime shaping,
         exchange.Classify(new Classification(context, exchange.Listener, ExchangeProtocols.Of(context), route, shaping.Current.PlanFor(route), sessions));
         if (UnforwardableHeader(context.Request.Headers) is { } header)
         {
-            exchange.Refuse(GatewayAnswer.BadRequest("invalid_header",
+            exchange.Refuse(GatewayAnswer.BadRequest(GatewayErrorCodes.InvalidHeader,
                 $"The value of request header '{header}' has non-ASCII characters, which cannot be forwarded; encode it (for example percent-encoding, RFC 8187)."));
             return Task.CompletedTask;
         }

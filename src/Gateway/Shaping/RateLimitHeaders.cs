@@ -1,4 +1,5 @@
 using System.Globalization;
+using Contracts.Wire;
 using Gateway.Shaping.Policies;
 
 namespace Gateway.Shaping;
@@ -21,14 +22,11 @@ internal static class RateLimitHeaders
             return;
         }
 
-        headers[$"x-ratelimit-limit-{unit}"] = i.Limit.ToString(CultureInfo.InvariantCulture);
-        headers[$"x-ratelimit-remaining-{unit}"] = i.Remaining.ToString(CultureInfo.InvariantCulture);
-        headers[$"x-ratelimit-reset-{unit}"] = Duration(i.Reset);
+        headers[GatewayHeaders.RateLimitLimitPrefix + unit] = i.Limit.ToString(CultureInfo.InvariantCulture);
+        headers[GatewayHeaders.RateLimitRemainingPrefix + unit] = i.Remaining.ToString(CultureInfo.InvariantCulture);
+        headers[GatewayHeaders.RateLimitResetPrefix + unit] = GatewayDuration.Format(i.Reset);
     }
 
-    /// <summary>A duration the way LLM APIs write it in rate-limit headers: <c>250ms</c>, <c>1.5s</c>, <c>6m0s</c>.</summary>
-    public static string Duration(TimeSpan t) =>
-        t < TimeSpan.FromSeconds(1) ? $"{Math.Ceiling(t.TotalMilliseconds).ToString(CultureInfo.InvariantCulture)}ms"
-        : t < TimeSpan.FromMinutes(1) ? $"{Math.Round(t.TotalSeconds, 3).ToString(CultureInfo.InvariantCulture)}s"
-        : $"{(int)t.TotalMinutes}m{t.Seconds}s";
+    /// <summary>A duration the way LLM APIs write it in rate-limit headers: <c>250ms</c>, <c>1.5s</c>, <c>6m0s</c> (<see cref="GatewayDuration.Format"/>).</summary>
+    public static string Duration(TimeSpan t) => GatewayDuration.Format(t);
 }

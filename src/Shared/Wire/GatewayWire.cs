@@ -99,6 +99,9 @@ public static class GatewayErrorCodes
     /// <summary>401 on the admin listener without the admin token.</summary>
     public const string AdminTokenRequired = "admin_token_required";
 
+    /// <summary>500: the gateway itself failed while handling the request (the failure is logged).</summary>
+    public const string InternalError = "internal_error";
+
     /// <summary>Refusal, 429: a request-rate limit (WebSocket close 1008).</summary>
     public const string RateLimited = "rate_limited";
 
@@ -163,6 +166,9 @@ public static class GatewayErrorTypes
 
     /// <summary>401.</summary>
     public const string Unauthorized = "unauthorized";
+
+    /// <summary>500: the gateway's own failure (<see cref="GatewayErrorCodes.InternalError"/>).</summary>
+    public const string GatewayError = "gateway_error";
 }
 
 /// <summary>
