@@ -46,7 +46,7 @@ public sealed class UsageMeterTests
     [Fact]
     public async Task Without_stripping_every_byte_passes_at_once_and_usage_is_read_on_the_side()
     {
-        var body = new WriteLog();
+        var body = new MemoryStream();
         var context = new DefaultHttpContext();
         context.Response.ContentType = "text/event-stream";
         using var meter = new UsageMeter(context, new StreamResponseBodyFeature(body), stripUsage: false);
@@ -97,9 +97,5 @@ public sealed class UsageMeterTests
 
         await meter.CompleteAsync();
         return (Encoding.UTF8.GetString(body.ToArray()), meter);
-    }
-
-    private sealed class WriteLog : MemoryStream
-    {
     }
 }

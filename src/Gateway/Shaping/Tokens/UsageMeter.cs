@@ -35,14 +35,14 @@ internal sealed class UsageMeter : IHttpResponseBodyFeature, IDisposable, ISseHa
 
     // SSE
     private SseEventReader? _sse;
-    private HeldBytes _held;          // strip mode: the bytes of the event in progress (and what precedes it)
+    private PooledBytes _held;          // strip mode: the bytes of the event in progress (and what precedes it)
     private long _heldStart;          // stream offset of _held's first byte
     private int _heldDone;            // bytes of _held already decided (forwarded to _forward or dropped)
     private ArrayBufferWriter<byte>? _forward;
     private ArrayBufferWriter<byte>? _rewritten;
 
     // JSON
-    private HeldBytes _json;
+    private PooledBytes _json;
     private bool _jsonTooLarge;
 
     // gRPC
@@ -315,65 +315,6 @@ internal sealed class UsageMeter : IHttpResponseBodyFeature, IDisposable, ISseHa
         }
     }
 
-    /// <summary>A growable byte buffer rented from <see cref="ArrayPool{T}.Shared"/>; a mutable struct kept in a field.</summary>
-    private struct HeldBytes
-    {
-        private byte[]? _array;
-        private int _length;
-
-        public readonly int Length => _length;
-
-        public readonly ReadOnlySpan<byte> Span => _array.AsSpan(0, _length);
-
-        public void Append(ReadOnlySpan<byte> bytes) => TryAppend(bytes, int.MaxValue);
-
-        public bool TryAppend(ReadOnlySpan<byte> bytes, int max)
-        {
-            if (bytes.Length > max - _length)
-            {
-                return false;
-            }
-
-            if (_array is null || _array.Length - _length < bytes.Length)
-            {
-                var next = ArrayPool<byte>.Shared.Rent(Math.Max(_length + bytes.Length, Math.Max(1024, (_array?.Length ?? 0) * 2)));
-                if (_array is { } old)
-                {
-                    old.AsSpan(0, _length).CopyTo(next);
-                    ArrayPool<byte>.Shared.Return(old);
-                }
-
-                _array = next;
-            }
-
-            bytes.CopyTo(_array.AsSpan(_length));
-            _length += bytes.Length;
-            return true;
-        }
-
-        /// <summary>Drops the first <paramref name="count"/> bytes.</summary>
-        public void Discard(int count)
-        {
-            if (count == 0)
-            {
-                return;
-            }
-
-            _array.AsSpan(count, _length - count).CopyTo(_array);
-            _length -= count;
-        }
-
-        public void Release()
-        {
-            _length = 0;
-            if (_array is { } a)
-            {
-                _array = null;
-                ArrayPool<byte>.Shared.Return(a);
-            }
-        }
-    }
-
     /// <summary>The write stream seen by YARP.</summary>
     private sealed class MeterStream(UsageMeter owner) : Stream
     {
@@ -405,45 +346,4 @@ internal sealed class UsageMeter : IHttpResponseBodyFeature, IDisposable, ISseHa
 
         public override void SetLength(long value) => throw new NotSupportedException();
     }
-}
-
-/// <summary>Writes an SSE event with new data in place of its old (WHATWG HTML §9.2.5 line and field syntax).</summary>
-internal static class SseEventWriter
-{
-    /// <summary>
-    /// Writes <paramref name="rawEvent"/> (an event's lines as received, through the blank line that ends it) to
-    /// <paramref name="output"/> with its <c>data</c> lines replaced by one <c>data: </c> line holding
-    /// <paramref name="data"/> (which must not contain CR or LF), where the first of them was; every other line and
-    /// every line end as it was.
-    /// </summary>
-    public static void WriteWithData(ReadOnlySpan<byte> rawEvent, ReadOnlySpan<byte> data, IBufferWriter<byte> output)
-    {
-        var dataWritten = false;
-        while (!rawEvent.IsEmpty)
-        {
-            var end = rawEvent.IndexOfAny((byte)'\r', (byte)'\n');
-            var line = end < 0 ? rawEvent : rawEvent[..end];
-            var eolLength = end < 0 ? 0 : rawEvent[end] == (byte)'\r' && end + 1 < rawEvent.Length && rawEvent[end + 1] == (byte)'\n' ? 2 : 1;
-            var eol = end < 0 ? default : rawEvent.Slice(end, eolLength);
-            rawEvent = end < 0 ? default : rawEvent[(end + eolLength)..];
-            if (IsDataLine(line))
-            {
-                if (!dataWritten)
-                {
-                    dataWritten = true;
-                    output.Write("data: "u8);
-                    output.Write(data);
-                    output.Write(eol);
-                }
-
-                continue;
-            }
-
-            output.Write(line);
-            output.Write(eol);
-        }
-    }
-
-    private static bool IsDataLine(ReadOnlySpan<byte> line) =>
-        line.StartsWith("data"u8) && (line.Length == 4 || line[4] == (byte)':');
 }
