@@ -44,6 +44,7 @@ internal sealed class WebSocketIdleTimeout(IHttpUpgradeFeature inner, TimeSpan i
         private bool _readEnded;
         private bool _closeSentToClient;
         private int _closing;
+        private int _stopped;
 
         public IdleStream(Stream inner, TimeSpan idleTimeout, TimeProvider time, Action onIdleClose)
         {
@@ -85,10 +86,20 @@ internal sealed class WebSocketIdleTimeout(IHttpUpgradeFeature inner, TimeSpan i
             {
                 return ReadClose(buffer);
             }
+            catch
+            {
+                Stop(); // the connection failed: it can no longer go idle
+                throw;
+            }
 
             if (read == 0)
             {
-                return 0; // a zero-byte read (data is ready), or the client's end of stream
+                if (!buffer.IsEmpty)
+                {
+                    Stop(); // the client's end of stream (a zero-byte read only says data is ready)
+                }
+
+                return 0;
             }
 
             if (ClosedIdle && _in.AtBoundary)
@@ -99,6 +110,11 @@ internal sealed class WebSocketIdleTimeout(IHttpUpgradeFeature inner, TimeSpan i
 
             Touch();
             _in.Advance(buffer.Span[..read]);
+            if (_in.CloseSeen)
+            {
+                Stop(); // the client began the closing handshake: the connection is ending, not idle
+            }
+
             return read;
         }
 
@@ -113,8 +129,22 @@ internal sealed class WebSocketIdleTimeout(IHttpUpgradeFeature inner, TimeSpan i
                 }
 
                 Touch();
-                await _inner.WriteAsync(buffer, cancellationToken);
+                try
+                {
+                    await _inner.WriteAsync(buffer, cancellationToken);
+                }
+                catch
+                {
+                    Stop();
+                    throw;
+                }
+
                 _out.Advance(buffer.Span);
+                if (_out.CloseSeen && !ClosedIdle)
+                {
+                    Stop(); // the backend began the closing handshake
+                }
+
                 if (ClosedIdle && _out.AtBoundary)
                 {
                     await WriteCloseAsync(cancellationToken);
@@ -129,7 +159,7 @@ internal sealed class WebSocketIdleTimeout(IHttpUpgradeFeature inner, TimeSpan i
         /// <summary>Closes the connection now, as the timer does when it finds it idle (a seam for tests).</summary>
         internal Task CloseIdleAsync()
         {
-            if (Interlocked.Exchange(ref _closing, 1) != 0)
+            if (Volatile.Read(ref _stopped) != 0 || Interlocked.Exchange(ref _closing, 1) != 0)
             {
                 return Task.CompletedTask;
             }
@@ -150,10 +180,23 @@ internal sealed class WebSocketIdleTimeout(IHttpUpgradeFeature inner, TimeSpan i
 
         private void OnTimer()
         {
+            if (Volatile.Read(ref _stopped) != 0)
+            {
+                return;
+            }
+
             var idle = _time.GetElapsedTime(Volatile.Read(ref _lastActivity));
             if (idle < _idleTimeout)
             {
-                _timer.Change(_idleTimeout - idle, Timeout.InfiniteTimeSpan);
+                try
+                {
+                    _timer.Change(_idleTimeout - idle, Timeout.InfiniteTimeSpan); // re-armed for the time left
+                }
+                catch (ObjectDisposedException)
+                {
+                    // stopped meanwhile
+                }
+
                 return;
             }
 
@@ -161,6 +204,15 @@ internal sealed class WebSocketIdleTimeout(IHttpUpgradeFeature inner, TimeSpan i
         }
 
         private void Touch() => Volatile.Write(ref _lastActivity, _time.GetTimestamp());
+
+        /// <summary>The connection ends (or is closing) by itself: the idle timer is no longer needed.</summary>
+        private void Stop()
+        {
+            if (Interlocked.Exchange(ref _stopped, 1) == 0)
+            {
+                _timer.Dispose();
+            }
+        }
 
         private CancellationToken Linked(CancellationToken token)
         {
@@ -258,7 +310,7 @@ internal sealed class WebSocketIdleTimeout(IHttpUpgradeFeature inner, TimeSpan i
         {
             if (disposing)
             {
-                _timer.Dispose();
+                Stop();
                 _inner.Dispose();
                 _linked?.Dispose();
                 _in.Dispose();

@@ -6,7 +6,8 @@ namespace Gateway.Shaping;
 
 /// <summary>
 /// The <c>x-ratelimit-limit-*</c>, <c>x-ratelimit-remaining-*</c> and <c>x-ratelimit-reset-*</c> headers, in the form
-/// LLM APIs use (OpenAI: <c>x-ratelimit-reset-requests: 1s</c>), for requests and for tokens.
+/// LLM APIs use (OpenAI: <c>x-ratelimit-reset-requests: 1s</c>), for requests and for tokens; names and duration format from
+/// <see cref="GatewayHeaders"/> and <see cref="GatewayDuration"/>, which the replay tool reads.
 /// </summary>
 internal static class RateLimitHeaders
 {
@@ -27,6 +28,4 @@ internal static class RateLimitHeaders
         headers[GatewayHeaders.RateLimitResetPrefix + unit] = GatewayDuration.Format(i.Reset);
     }
 
-    /// <summary>A duration the way LLM APIs write it in rate-limit headers: <c>250ms</c>, <c>1.5s</c>, <c>6m0s</c> (<see cref="GatewayDuration.Format"/>).</summary>
-    public static string Duration(TimeSpan t) => GatewayDuration.Format(t);
 }

@@ -109,6 +109,22 @@ public sealed class WebSocketFiltersTests
         Assert.Equal((1001, GatewayCloseReasons.IdleTimeout(TimeSpan.FromSeconds(30))), toClient.Closes.Single());
     }
 
+    [Fact]
+    public async Task A_connection_that_ended_by_itself_is_never_reported_idle_later()
+    {
+        var time = new FakeTimeProvider();
+        var client = new FakeConnection { Ended = true };
+        var closes = 0;
+        await using var stream = new WebSocketIdleTimeout.IdleStream(client, TimeSpan.FromSeconds(30), time, () => closes++);
+
+        Assert.Equal(0, await stream.ReadAsync(new byte[16])); // the client's end of stream
+        time.Advance(TimeSpan.FromMinutes(5));
+
+        Assert.Equal(0, closes);
+        Assert.False(stream.ClosedIdle);
+        Assert.Equal(0, client.Written.Length);
+    }
+
     private static byte[] Frame(byte first, ReadOnlySpan<byte> payload, bool masked = true)
     {
         var frame = new byte[2 + (masked ? 4 : 0) + payload.Length];
@@ -157,6 +173,9 @@ public sealed class WebSocketFiltersTests
     {
         public MemoryStream Written { get; } = new();
 
+        /// <summary>When true, reads return the end of the stream at once.</summary>
+        public bool Ended { get; init; }
+
         public override bool CanRead => true;
 
         public override bool CanSeek => false;
@@ -169,7 +188,11 @@ public sealed class WebSocketFiltersTests
 
         public override async ValueTask<int> ReadAsync(Memory<byte> buffer, CancellationToken cancellationToken = default)
         {
-            await Task.Delay(Timeout.InfiniteTimeSpan, cancellationToken);
+            if (!Ended)
+            {
+                await Task.Delay(Timeout.InfiniteTimeSpan, cancellationToken);
+            }
+
             return 0;
         }
 
