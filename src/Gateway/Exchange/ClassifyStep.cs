@@ -1,3 +1,4 @@
+using Contracts.Wire;
 using Gateway.Recording;
 using Gateway.Routing;
 using Gateway.Shaping;
@@ -34,7 +35,7 @@ internal sealed class ClassifyStep(RequestDelegate next, ShapingRuntime shaping,
         exchange.Classify(classification);
         if (UnforwardableHeader(context.Request.Headers) is { } header)
         {
-            exchange.Refuse(GatewayAnswer.BadRequest("invalid_header",
+            exchange.Refuse(GatewayAnswer.BadRequest(GatewayErrorCodes.InvalidHeader,
                 $"The value of request header '{header}' has non-ASCII characters, which cannot be forwarded; encode it (for example percent-encoding, RFC 8187)."));
             return Task.CompletedTask;
         }

@@ -1,5 +1,6 @@
 using System.Globalization;
 using System.Text.Json;
+using Contracts.Wire;
 using Grpc.Core;
 
 namespace Gateway.Exchange;
@@ -42,10 +43,10 @@ internal static class ErrorResponses
             response.Headers.RetryAfter = Math.Max(1, (int)Math.Ceiling(ra.TotalSeconds)).ToString(CultureInfo.InvariantCulture);
         }
 
-        response.Headers["x-gateway-error"] = code;
+        response.Headers[GatewayHeaders.Error] = code;
         if (limit is not null)
         {
-            response.Headers["x-gateway-limit"] = limit;
+            response.Headers[GatewayHeaders.Limit] = limit;
         }
 
         if (IsGrpc(context.Request))

@@ -1,3 +1,4 @@
+using Contracts.Wire;
 using Gateway.Forwarding;
 using Gateway.Recording;
 using Gateway.Telemetry;
@@ -98,7 +99,7 @@ internal sealed partial class ExchangeCompletion
         if (exchange.Failure is { } failure)
         {
             Log.Unhandled(_logger, context.Request.Method, context.Request.Path.Value ?? "/", failure);
-            await ErrorResponses.WriteAsync(context, StatusCodes.Status500InternalServerError, StatusCode.Internal, "gateway_error", "internal_error",
+            await ErrorResponses.WriteAsync(context, StatusCodes.Status500InternalServerError, StatusCode.Internal, GatewayErrorTypes.GatewayError, GatewayErrorCodes.InternalError,
                 "The gateway failed while handling this request; the failure is logged.");
             return ExchangeOutcome.GatewayError;
         }
@@ -116,7 +117,7 @@ internal sealed partial class ExchangeCompletion
 
         if (classification.RouteTimeout.IsCancellationRequested)
         {
-            await ErrorResponses.WriteAsync(context, StatusCodes.Status504GatewayTimeout, StatusCode.DeadlineExceeded, "timeout", "route_timeout",
+            await ErrorResponses.WriteAsync(context, StatusCodes.Status504GatewayTimeout, StatusCode.DeadlineExceeded, GatewayErrorTypes.Timeout, GatewayErrorCodes.RouteTimeout,
                 $"The model server did not complete within the route's timeout ({classification.Route.Timeout}).");
             return ExchangeOutcome.Timeout;
         }
@@ -144,16 +145,16 @@ internal sealed partial class ExchangeCompletion
     private static Task WriteForwarderErrorAsync(HttpContext context, ForwarderError error, string cluster) => error switch
     {
         ForwarderError.NoAvailableDestinations => ErrorResponses.WriteAsync(context, StatusCodes.Status503ServiceUnavailable, StatusCode.Unavailable,
-            "unavailable", "no_available_destination", $"No healthy model server in cluster '{cluster}'.", TimeSpan.FromSeconds(1)),
+            GatewayErrorTypes.Unavailable, GatewayErrorCodes.NoAvailableDestination, $"No healthy model server in cluster '{cluster}'.", TimeSpan.FromSeconds(1)),
         ForwarderError.RequestTimedOut => ErrorResponses.WriteAsync(context, StatusCodes.Status504GatewayTimeout, StatusCode.DeadlineExceeded,
-            "timeout", "backend_timeout", $"The model server in cluster '{cluster}' was silent for longer than the cluster's activity timeout."),
+            GatewayErrorTypes.Timeout, GatewayErrorCodes.BackendTimeout, $"The model server in cluster '{cluster}' was silent for longer than the cluster's activity timeout."),
         ForwarderError.RequestBodyClient when context.Response.StatusCode == StatusCodes.Status413PayloadTooLarge => ErrorResponses.WriteAsync(context,
-            StatusCodes.Status413PayloadTooLarge, StatusCode.ResourceExhausted, "invalid_request", "request_too_large",
+            StatusCodes.Status413PayloadTooLarge, StatusCode.ResourceExhausted, GatewayErrorTypes.InvalidRequest, GatewayErrorCodes.RequestTooLarge,
             "The request body is larger than the gateway accepts (Gateway:Limits:MaxRequestBodyBytes)."),
         ForwarderError.RequestBodyClient => ErrorResponses.WriteAsync(context, StatusCodes.Status400BadRequest, StatusCode.InvalidArgument,
-            "invalid_request", "bad_request_body", "The request body could not be read (the client sent an invalid or incomplete body)."),
+            GatewayErrorTypes.InvalidRequest, GatewayErrorCodes.BadRequestBody, "The request body could not be read (the client sent an invalid or incomplete body)."),
         ForwarderError.Request or ForwarderError.RequestCreation or ForwarderError.ResponseHeaders => ErrorResponses.WriteAsync(context,
-            StatusCodes.Status502BadGateway, StatusCode.Unavailable, "bad_gateway", "backend_unreachable",
+            StatusCodes.Status502BadGateway, StatusCode.Unavailable, GatewayErrorTypes.BadGateway, GatewayErrorCodes.BackendUnreachable,
             $"The model server in cluster '{cluster}' could not be reached or gave an invalid answer."),
         // Any other failure before the response started keeps YARP's status (400 for the client's body, 502 for the
         // backend's), with the gateway's JSON body: no error answer of the gateway is ever empty.

@@ -1,5 +1,5 @@
 using System.Net.WebSockets;
-using Gateway.Shaping;
+using Contracts.Wire;
 using Grpc.Core;
 
 namespace Gateway.Exchange;
@@ -24,7 +24,7 @@ internal sealed record GatewayAnswer(int HttpStatus, StatusCode GrpcStatus, stri
 
     /// <summary>A 400 for a request the gateway cannot forward as sent.</summary>
     public static GatewayAnswer BadRequest(string code, string message) =>
-        new(StatusCodes.Status400BadRequest, StatusCode.InvalidArgument, "invalid_request", code, message);
+        new(StatusCodes.Status400BadRequest, StatusCode.InvalidArgument, GatewayErrorTypes.InvalidRequest, code, message);
 
     /// <summary>Writes the answer (see the type's remarks); does nothing when the client is gone.</summary>
     public async Task WriteAsync(HttpContext context, ExchangeContext exchange)
@@ -51,18 +51,14 @@ internal sealed record GatewayAnswer(int HttpStatus, StatusCode GrpcStatus, stri
     private async Task CloseWebSocketAsync(HttpContext context, ExchangeContext exchange)
     {
         using var socket = await context.WebSockets.AcceptWebSocketAsync();
-        var text = $"{Code}: {Limit ?? Type}" + (RetryAfter is { } ra ? $"; retry after {RateLimitHeaders.Duration(ra)}" : string.Empty);
+        var text = new GatewayCloseReason(Code, Limit ?? Type, RetryAfter).Format();
         using var bounded = CancellationTokenSource.CreateLinkedTokenSource(exchange.ClientAborted);
         bounded.CancelAfter(WebSocketCloseWait);
         try
         {
-            var status = HttpStatus switch
-            {
-                StatusCodes.Status429TooManyRequests => WebSocketCloseStatus.PolicyViolation,
-                >= 500 => (WebSocketCloseStatus)1013, // try again later
-                _ => WebSocketCloseStatus.PolicyViolation,
-            };
-            await socket.CloseAsync(status, text.Length > 120 ? text[..120] : text, bounded.Token);
+            // 1013 "try again later" for an overload (503), 1008 "policy violation" for a rate limit or a bad request.
+            var status = (WebSocketCloseStatus)(HttpStatus >= 500 ? GatewayCloseReason.TryAgainLater : GatewayCloseReason.PolicyViolation);
+            await socket.CloseAsync(status, text, bounded.Token);
         }
         catch (Exception ex) when (ex is OperationCanceledException or WebSocketException or IOException)
         {

@@ -22,9 +22,12 @@ namespace Gateway.Forwarding;
 /// </list>
 /// A generation can be silent for a long time (a long prompt's prefill, a non-streamed answer) and still be healthy,
 /// so on a route that declares a <c>Timeout</c> the idle timeout is raised to that timeout: the route's bound alone
-/// applies. A WebSocket session's idle bound is <c>Gateway:Limits:WebSocketIdleTimeout</c>.
+/// applies. A WebSocket session's idle bound is <c>Gateway:Limits:WebSocketIdleTimeout</c>, enforced by the gateway
+/// itself (<see cref="WebSocketIdleTimeout"/>: close 1001 on both sides), shorter or longer than the cluster's
+/// activity timeout; YARP's activity timeout for the session is set just above it (<see cref="IdleMargin"/>).
 /// </remarks>
-internal sealed class ForwardStep(RequestDelegate next, Configuration.GatewayLimitsOptions limits, BackendConnections backends, Routing.ModelCatalog models, Routing.ModelRouter router)
+internal sealed partial class ForwardStep(RequestDelegate next, Configuration.GatewayLimitsOptions limits, TimeProvider time, Telemetry.GatewayMetrics metrics,
+    ILogger<ForwardStep> logger, BackendConnections backends, Routing.ModelCatalog models, Routing.ModelRouter router)
 {
     // Per cluster model (YARP replaces it on every reload) and timeout, the same cluster with a longer idle timeout.
     private readonly ConditionalWeakTable<ClusterModel, ConcurrentDictionary<TimeSpan, ClusterModel>> _extended = [];
@@ -44,9 +47,29 @@ internal sealed class ForwardStep(RequestDelegate next, Configuration.GatewayLim
         }
 
         var proxy = context.GetReverseProxyFeature();
-        var longIdle = classification.IsWebSocket ? limits.WebSocketIdleTimeout
-            : proxy.Route.Config.Timeout is { } routeTimeout && routeTimeout > TimeSpan.Zero && routeTimeout != Timeout.InfiniteTimeSpan ? routeTimeout
-            : TimeSpan.Zero;
+        var longIdle = TimeSpan.Zero;
+        if (classification.IsWebSocket)
+        {
+            longIdle = limits.WebSocketIdleTimeout;
+            if (context.Features.Get<IHttpUpgradeFeature>() is { IsUpgradableRequest: true } websocket)
+            {
+                // The gateway closes an idle WebSocket itself, with a close frame on both sides; YARP's activity timeout
+                // (which would cut it as a failure) is set above it, so this close always comes first.
+                var idleTimeout = limits.WebSocketIdleTimeout;
+                var route = classification.RouteId;
+                context.Features.Set<IHttpUpgradeFeature>(new WebSocketIdleTimeout(websocket, idleTimeout, time, () =>
+                {
+                    metrics.WebSocketIdleClosed(route);
+                    Log.WebSocketIdleClosed(logger, route, idleTimeout);
+                }));
+                longIdle = idleTimeout + IdleMargin(idleTimeout);
+            }
+        }
+        else if (proxy.Route.Config.Timeout is { } routeTimeout && routeTimeout > TimeSpan.Zero && routeTimeout != Timeout.InfiniteTimeSpan)
+        {
+            longIdle = routeTimeout;
+        }
+
         if (longIdle > TimeSpan.Zero)
         {
             var idle = proxy.Cluster.Config.HttpRequest?.ActivityTimeout ?? TimeSpan.FromSeconds(100);
@@ -128,6 +151,13 @@ internal sealed class ForwardStep(RequestDelegate next, Configuration.GatewayLim
     private static bool Replayable(HttpContext context, Classification classification) =>
         context.Request.ContentLength is 0 || classification.ForwardedBody is not null || classification.Body is { Length: > 0 }
         || (context.Request.ContentLength is null && !context.Request.Headers.ContainsKey("Transfer-Encoding"));
+
+    /// <summary>
+    /// How far above the WebSocket idle timeout YARP's activity timeout is set: long enough for the gateway's close
+    /// frames and the backend's answer to pass (each of which also resets YARP's timer), a tenth of the timeout, at
+    /// least 2 seconds.
+    /// </summary>
+    internal static TimeSpan IdleMargin(TimeSpan idleTimeout) => TimeSpan.FromTicks(Math.Max(TimeSpan.FromSeconds(2).Ticks, idleTimeout.Ticks / 10));
 
     private ClusterModel WithActivityTimeout(ClusterModel cluster, TimeSpan activityTimeout) =>
         _extended.GetValue(cluster, static _ => new ConcurrentDictionary<TimeSpan, ClusterModel>())

@@ -83,6 +83,7 @@ internal sealed class RecordBuilder
                 Timing = timing,
                 Units = units,
                 Outcome = c.Outcome,
+                Tokens = c.Tokens,
             });
         }
 

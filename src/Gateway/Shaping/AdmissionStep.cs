@@ -1,3 +1,4 @@
+using Contracts.Wire;
 using Gateway.Exchange;
 using Gateway.Shaping.Admission;
 using Grpc.Core;
@@ -57,10 +58,10 @@ internal sealed class AdmissionStep(RequestDelegate next, ShapingMetrics metrics
                 return; // the client went away while waiting
             }
 
-            refusals.Refused($"admission:{controller.ClusterId}", result.Reason!, classification.ClientKey, shadow: false, options.RefusalLogInterval);
-            exchange.Refuse(new GatewayAnswer(StatusCodes.Status503ServiceUnavailable, StatusCode.Unavailable, "overloaded", result.Reason!,
+            refusals.Refused(GatewayLimits.Admission(controller.ClusterId), result.Reason!, classification.ClientKey, shadow: false, options.RefusalLogInterval);
+            exchange.Refuse(new GatewayAnswer(StatusCodes.Status503ServiceUnavailable, StatusCode.Unavailable, GatewayErrorTypes.Overloaded, result.Reason!,
                 $"Cluster '{controller.ClusterId}' is at capacity ({controller.InFlight} in flight, {controller.Queued} waiting): {result.Reason!.Replace('_', ' ')}.",
-                result.RetryAfter, $"admission:{controller.ClusterId}"));
+                result.RetryAfter, GatewayLimits.Admission(controller.ClusterId)));
             return;
         }
 
@@ -88,11 +89,11 @@ internal sealed class AdmissionStep(RequestDelegate next, ShapingMetrics metrics
     private GatewayAnswer CircuitOpen(ExchangeContext exchange, ClusterShaping cluster, ShapingOptions options, TimeSpan retryAfter)
     {
         var id = cluster.Controller.ClusterId;
-        metrics.Admission(id, "refused", "circuit_open", TimeSpan.Zero);
-        refusals.Refused($"admission:{id}", "circuit_open", exchange.Classification!.ClientKey, shadow: false, options.RefusalLogInterval);
-        return new GatewayAnswer(StatusCodes.Status503ServiceUnavailable, StatusCode.Unavailable, "overloaded", "circuit_open",
+        metrics.Admission(id, "refused", GatewayErrorCodes.CircuitOpen, TimeSpan.Zero);
+        refusals.Refused(GatewayLimits.Admission(id), GatewayErrorCodes.CircuitOpen, exchange.Classification!.ClientKey, shadow: false, options.RefusalLogInterval);
+        return new GatewayAnswer(StatusCodes.Status503ServiceUnavailable, StatusCode.Unavailable, GatewayErrorTypes.Overloaded, GatewayErrorCodes.CircuitOpen,
             $"The circuit breaker of cluster '{id}' is open after repeated backend failures; a trial request is let through once its break is over.",
-            retryAfter > TimeSpan.Zero ? retryAfter : cluster.Options.CircuitBreaker.BreakDuration, $"admission:{id}");
+            retryAfter > TimeSpan.Zero ? retryAfter : cluster.Options.CircuitBreaker.BreakDuration, GatewayLimits.Admission(id));
     }
 
     private static int Priority(HttpContext context, Classification classification, AdmissionSettings settings, ShapingOptions options)

@@ -1,11 +1,13 @@
 using System.Globalization;
+using Contracts.Wire;
 using Gateway.Shaping.Policies;
 
 namespace Gateway.Shaping;
 
 /// <summary>
 /// The <c>x-ratelimit-limit-*</c>, <c>x-ratelimit-remaining-*</c> and <c>x-ratelimit-reset-*</c> headers, in the form
-/// LLM APIs use (OpenAI: <c>x-ratelimit-reset-requests: 1s</c>), for requests and for tokens.
+/// LLM APIs use (OpenAI: <c>x-ratelimit-reset-requests: 1s</c>), for requests and for tokens; names and duration format from
+/// <see cref="GatewayHeaders"/> and <see cref="GatewayDuration"/>, which the replay tool reads.
 /// </summary>
 internal static class RateLimitHeaders
 {
@@ -21,14 +23,9 @@ internal static class RateLimitHeaders
             return;
         }
 
-        headers[$"x-ratelimit-limit-{unit}"] = i.Limit.ToString(CultureInfo.InvariantCulture);
-        headers[$"x-ratelimit-remaining-{unit}"] = i.Remaining.ToString(CultureInfo.InvariantCulture);
-        headers[$"x-ratelimit-reset-{unit}"] = Duration(i.Reset);
+        headers[GatewayHeaders.RateLimitLimitPrefix + unit] = i.Limit.ToString(CultureInfo.InvariantCulture);
+        headers[GatewayHeaders.RateLimitRemainingPrefix + unit] = i.Remaining.ToString(CultureInfo.InvariantCulture);
+        headers[GatewayHeaders.RateLimitResetPrefix + unit] = GatewayDuration.Format(i.Reset);
     }
 
-    /// <summary>A duration the way LLM APIs write it in rate-limit headers: <c>250ms</c>, <c>1.5s</c>, <c>6m0s</c>.</summary>
-    public static string Duration(TimeSpan t) =>
-        t < TimeSpan.FromSeconds(1) ? $"{Math.Ceiling(t.TotalMilliseconds).ToString(CultureInfo.InvariantCulture)}ms"
-        : t < TimeSpan.FromMinutes(1) ? $"{Math.Round(t.TotalSeconds, 3).ToString(CultureInfo.InvariantCulture)}s"
-        : $"{(int)t.TotalMinutes}m{t.Seconds}s";
 }

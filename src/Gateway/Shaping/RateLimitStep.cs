@@ -1,3 +1,4 @@
+using Contracts.Wire;
 using Gateway.Exchange;
 using Gateway.Shaping.Policies;
 using Grpc.Core;
@@ -69,7 +70,7 @@ internal sealed class RateLimitStep(RequestDelegate next, ShapingMetrics metrics
             }
         }
 
-        RateLimitHeaders.Set(context.Response.Headers, tightest, "requests");
+        RateLimitHeaders.Set(context.Response.Headers, tightest, GatewayHeaders.RateLimitUnitRequests);
         await next(context);
     }
 
@@ -93,7 +94,7 @@ internal static class ShapingAnswers
     /// </summary>
     public static GatewayAnswer? Refused(ShapingMetrics metrics, RefusalLog refusals, ShapingOptions options, ShapingPolicy policy, string partition, PolicyDecision decision)
     {
-        var reason = decision.Reason ?? "rate_limited";
+        var reason = decision.Reason ?? GatewayErrorCodes.RateLimited;
         if (policy.Options.Shadow)
         {
             metrics.Decision(policy.Name, "shadow_refused", reason);
@@ -103,9 +104,9 @@ internal static class ShapingAnswers
 
         metrics.Decision(policy.Name, "refused", reason);
         refusals.Refused(policy.Name, reason, partition, shadow: false, options.RefusalLogInterval);
-        var unavailable = reason == "redis_unavailable";
+        var unavailable = reason == GatewayErrorCodes.RedisUnavailable;
         return new GatewayAnswer(unavailable ? StatusCodes.Status503ServiceUnavailable : StatusCodes.Status429TooManyRequests,
-            unavailable ? StatusCode.Unavailable : StatusCode.ResourceExhausted, unavailable ? "overloaded" : "rate_limited", reason,
+            unavailable ? StatusCode.Unavailable : StatusCode.ResourceExhausted, unavailable ? GatewayErrorTypes.Overloaded : GatewayErrorTypes.RateLimited, reason,
             Describe(policy, decision.RetryAfter), decision.RetryAfter ?? TimeSpan.FromSeconds(1), policy.Name);
     }
 
@@ -123,6 +124,6 @@ internal static class ShapingAnswers
         };
         var scope = o.Scope == PolicyScope.Global ? "fleet-wide" : "per gateway";
         return $"Rate limit '{policy.Name}' ({o.Kind}, {what} per {o.Partition}, {scope}) refused this request" +
-            (retryAfter is { } ra ? $"; retry after {RateLimitHeaders.Duration(ra)}." : ".");
+            (retryAfter is { } ra ? $"; retry after {GatewayDuration.Format(ra)}." : ".");
     }
 }

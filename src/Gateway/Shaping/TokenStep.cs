@@ -1,3 +1,5 @@
+using Contracts.Recording;
+using Contracts.Wire;
 using Gateway.Exchange;
 using Gateway.Shaping.Policies;
 using Gateway.Shaping.Tokens;
@@ -31,7 +33,7 @@ internal sealed class TokenStep(RequestDelegate next, ShapingMetrics metrics, Re
         if (llm.Undecodable)
         {
             // Its prompt cannot be counted; refused before any charge, whatever the backend would make of it.
-            exchange.Refuse(GatewayAnswer.BadRequest("invalid_json",
+            exchange.Refuse(GatewayAnswer.BadRequest(GatewayErrorCodes.InvalidJson,
                 "The request body is not valid JSON text: a string holds bytes that are not UTF-8 or a lone surrogate escape (\\ud800 to \\udfff)."));
             return;
         }
@@ -71,7 +73,7 @@ internal sealed class TokenStep(RequestDelegate next, ShapingMetrics metrics, Re
             tightest = RateLimitHeaders.Tighter(tightest, decision.Info);
         }
 
-        RateLimitHeaders.Set(context.Response.Headers, tightest, "tokens");
+        RateLimitHeaders.Set(context.Response.Headers, tightest, GatewayHeaders.RateLimitUnitTokens);
         if (charges is not null && llm.Valid)
         {
             // Ask a stream for its usage if the client did not; the usage chunk is then hidden from the client.
@@ -108,9 +110,12 @@ internal sealed class TokenCharges(LlmRequest llm, ShapingMetrics metrics) : IEx
         {
             usage?.Finish();
             long actual;
+            var capture = result.Context.GetExchange()?.Capture;
             if (usage?.CompletionTokens is { } completion)
             {
-                actual = (usage.PromptTokens ?? llm.PromptTokens) + completion;
+                var prompt = usage.PromptTokens ?? llm.PromptTokens;
+                actual = prompt + completion;
+                capture?.SetTokens(new RecordedTokens { Prompt = prompt, Completion = completion, Estimated = usage.PromptTokens is null, Source = TokenSources.Usage });
             }
             else if (result.Outcome == ExchangeOutcome.Answered || result.Context.Response.StatusCode >= 400)
             {
@@ -118,11 +123,15 @@ internal sealed class TokenCharges(LlmRequest llm, ShapingMetrics metrics) : IEx
             }
             else if (usage is not null && (usage.Delivered > 0 || result.Outcome == ExchangeOutcome.ClientAbort))
             {
-                actual = llm.PromptTokens + Math.Min(usage.Delivered, llm.MaxTokens);
+                var delivered = Math.Min(usage.Delivered, llm.MaxTokens);
+                actual = llm.PromptTokens + delivered;
+                capture?.SetTokens(new RecordedTokens { Prompt = llm.PromptTokens, Completion = delivered, Estimated = true, Source = TokenSources.Delivered });
             }
             else
             {
-                return; // nothing known better than the estimate
+                // Nothing known better than the estimate: the charge stands, and the record says it is one.
+                capture?.SetTokens(new RecordedTokens { Prompt = llm.PromptTokens, Completion = llm.MaxTokens, Estimated = true, Source = TokenSources.MaxTokens });
+                return;
             }
 
             foreach (var (policy, partition, charged) in _charges)

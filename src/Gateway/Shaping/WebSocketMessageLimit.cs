@@ -1,14 +1,16 @@
-using System.Buffers.Binary;
-using System.Text;
+using Contracts.Wire;
+using Gateway.Forwarding;
 using Microsoft.AspNetCore.Http.Features;
 
 namespace Gateway.Shaping;
 
 /// <summary>
 /// Limits the client messages on one proxied WebSocket connection (a WebSocket policy's <c>MessagesPerConnection</c>).
-/// It reads frame headers as the client's bytes pass (RFC 6455 §5.2) and counts data messages; the first byte of the
-/// message over the limit is never forwarded. Instead the client gets a close frame, code 1008 (policy violation) with
-/// a reason naming the policy, written between two of the server's frames (never inside one), and the connection ends.
+/// The shared <see cref="Contracts.Streams.WebSocketFrameReader"/> follows the client's frames as they pass
+/// (<see cref="WebSocketFrameBoundaries"/>) and each frame that starts a data message is counted; the first byte of
+/// the message over the limit is never forwarded. Instead the client gets a close frame, 1008 (policy violation) with a
+/// reason naming the policy (<see cref="GatewayCloseReasons.MessageLimit"/>), written between two of the server's
+/// frames (never inside one), and the connection ends.
 /// </summary>
 internal sealed class WebSocketMessageLimit(IHttpUpgradeFeature inner, int limit, string policy, Action onExceeded) : IHttpUpgradeFeature
 {
@@ -16,14 +18,28 @@ internal sealed class WebSocketMessageLimit(IHttpUpgradeFeature inner, int limit
 
     public async Task<Stream> UpgradeAsync() => new LimitedStream(await inner.UpgradeAsync(), limit, policy, onExceeded);
 
-    private sealed class LimitedStream(Stream inner, int limit, string policy, Action onExceeded) : Stream
+    private sealed class LimitedStream : Stream
     {
+        private readonly Stream _inner;
+        private readonly int _limit;
+        private readonly string _policy;
+        private readonly Action _onExceeded;
         private readonly SemaphoreSlim _write = new(1, 1);
-        private readonly FrameCursor _in = new();
-        private readonly FrameCursor _out = new();
+        private readonly WebSocketFrameBoundaries _in = new();
+        private readonly WebSocketFrameBoundaries _out = new();
+        private readonly Func<byte, bool> _admit;
         private int _messages;
         private volatile bool _exceeded;
         private bool _closeSent;
+
+        public LimitedStream(Stream inner, int limit, string policy, Action onExceeded)
+        {
+            _inner = inner;
+            _limit = limit;
+            _policy = policy;
+            _onExceeded = onExceeded;
+            _admit = Admit;
+        }
 
         public override bool CanRead => true;
 
@@ -42,21 +58,12 @@ internal sealed class WebSocketMessageLimit(IHttpUpgradeFeature inner, int limit
                 return 0;
             }
 
-            var read = await inner.ReadAsync(buffer, cancellationToken);
-            var allowed = _in.Advance(buffer.Span[..read], isNewMessage =>
-            {
-                if (isNewMessage && ++_messages > limit)
-                {
-                    return false;
-                }
-
-                return true;
-            });
-
+            var read = await _inner.ReadAsync(buffer, cancellationToken);
+            var allowed = _in.Advance(buffer[..read], _admit);
             if (allowed < read)
             {
                 _exceeded = true;
-                onExceeded();
+                _onExceeded();
                 await SendCloseWhenBetweenFramesAsync(cancellationToken);
             }
 
@@ -73,8 +80,8 @@ internal sealed class WebSocketMessageLimit(IHttpUpgradeFeature inner, int limit
                     return; // the connection is closing; the server's late frames are not delivered
                 }
 
-                await inner.WriteAsync(buffer, cancellationToken);
-                _out.Advance(buffer.Span, static _ => true);
+                await _inner.WriteAsync(buffer, cancellationToken);
+                _out.Advance(buffer.Span);
                 if (_exceeded && _out.AtBoundary)
                 {
                     await WriteCloseAsync(cancellationToken);
@@ -85,6 +92,12 @@ internal sealed class WebSocketMessageLimit(IHttpUpgradeFeature inner, int limit
                 _write.Release();
             }
         }
+
+        /// <summary>
+        /// Whether a client frame may pass, from its first byte (at a frame boundary the reader found): a frame that starts
+        /// a text or binary message (RFC 6455 §5.6) counts against the limit; continuations and control frames pass.
+        /// </summary>
+        private bool Admit(byte first) => (first & 0x0F) is not (1 or 2) || ++_messages <= _limit;
 
         private async Task SendCloseWhenBetweenFramesAsync(CancellationToken cancellationToken)
         {
@@ -104,19 +117,9 @@ internal sealed class WebSocketMessageLimit(IHttpUpgradeFeature inner, int limit
 
         private async Task WriteCloseAsync(CancellationToken cancellationToken)
         {
-            var reason = Encoding.UTF8.GetBytes($"message limit {limit} per connection reached (policy {policy})");
-            if (reason.Length > 123)
-            {
-                reason = reason[..123];
-            }
-
-            var frame = new byte[4 + reason.Length];
-            frame[0] = 0x88; // FIN + close
-            frame[1] = (byte)(2 + reason.Length);
-            BinaryPrimitives.WriteUInt16BigEndian(frame.AsSpan(2), 1008);
-            reason.CopyTo(frame, 4);
-            await inner.WriteAsync(frame, cancellationToken);
-            await inner.FlushAsync(cancellationToken);
+            var frame = WebSocketCloseFrame.Create(GatewayCloseReason.PolicyViolation, GatewayCloseReasons.MessageLimit(_limit, _policy), masked: false);
+            await _inner.WriteAsync(frame, cancellationToken);
+            await _inner.FlushAsync(cancellationToken);
             _closeSent = true;
         }
 
@@ -130,9 +133,9 @@ internal sealed class WebSocketMessageLimit(IHttpUpgradeFeature inner, int limit
 
         public override void Write(byte[] buffer, int offset, int count) => WriteAsync(buffer, offset, count, default).GetAwaiter().GetResult();
 
-        public override Task FlushAsync(CancellationToken cancellationToken) => inner.FlushAsync(cancellationToken);
+        public override Task FlushAsync(CancellationToken cancellationToken) => _inner.FlushAsync(cancellationToken);
 
-        public override void Flush() => inner.Flush();
+        public override void Flush() => _inner.Flush();
 
         public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
 
@@ -142,82 +145,13 @@ internal sealed class WebSocketMessageLimit(IHttpUpgradeFeature inner, int limit
         {
             if (disposing)
             {
-                inner.Dispose();
+                _inner.Dispose();
                 _write.Dispose();
+                _in.Dispose();
+                _out.Dispose();
             }
 
             base.Dispose(disposing);
-        }
-    }
-
-    /// <summary>Follows frame boundaries in one direction without copying payloads.</summary>
-    private sealed class FrameCursor
-    {
-        private readonly byte[] _header = new byte[14];
-        private int _headerCount;
-        private int _headerNeeded = 2;
-        private long _remaining;
-
-        /// <summary>True between frames.</summary>
-        public bool AtBoundary => _headerCount == 0 && _remaining == 0;
-
-        /// <summary>
-        /// Advances over <paramref name="data"/>. At each frame start <paramref name="admit"/> is asked (with whether the frame
-        /// starts a new data message); when it says no, returns the number of bytes before that frame.
-        /// </summary>
-        public int Advance(ReadOnlySpan<byte> data, Func<bool, bool> admit)
-        {
-            var offset = 0;
-            while (offset < data.Length)
-            {
-                if (_remaining > 0)
-                {
-                    var skip = (int)Math.Min(_remaining, data.Length - offset);
-                    _remaining -= skip;
-                    offset += skip;
-                    continue;
-                }
-
-                var frameStart = offset - _headerCount;
-                var take = Math.Min(_headerNeeded - _headerCount, data.Length - offset);
-                data.Slice(offset, take).CopyTo(_header.AsSpan(_headerCount));
-                _headerCount += take;
-                offset += take;
-                if (_headerCount < _headerNeeded)
-                {
-                    continue;
-                }
-
-                if (_headerNeeded == 2)
-                {
-                    var len7 = _header[1] & 0x7F;
-                    var isMasked = (_header[1] & 0x80) != 0;
-                    _headerNeeded = 2 + (len7 == 126 ? 2 : len7 == 127 ? 8 : 0) + (isMasked ? 4 : 0);
-                    if (_headerCount < _headerNeeded)
-                    {
-                        continue;
-                    }
-                }
-
-                var opcode = _header[0] & 0x0F;
-                var newMessage = opcode is 1 or 2;
-                if (!admit(newMessage))
-                {
-                    return Math.Max(0, frameStart);
-                }
-
-                var l7 = _header[1] & 0x7F;
-                _remaining = l7 switch
-                {
-                    126 => BinaryPrimitives.ReadUInt16BigEndian(_header.AsSpan(2)),
-                    127 => (long)Math.Min(BinaryPrimitives.ReadUInt64BigEndian(_header.AsSpan(2)), long.MaxValue),
-                    _ => l7,
-                };
-                _headerCount = 0;
-                _headerNeeded = 2;
-            }
-
-            return data.Length;
         }
     }
 }

@@ -22,6 +22,7 @@ internal sealed class GatewayMetrics
     private readonly Histogram<double> _duration;
     private readonly UpDownCounter<long> _active;
     private readonly Histogram<double> _ttft;
+    private readonly Counter<long> _webSocketIdleClosed;
 
     public GatewayMetrics(IMeterFactory meterFactory, GatewayMeterName name)
     {
@@ -32,6 +33,8 @@ internal sealed class GatewayMetrics
         _active = Meter.CreateUpDownCounter<long>("gateway.requests.active", "{request}", "Exchanges in progress, by listener.");
         _ttft = Meter.CreateHistogram<double>("gateway.ttft", "s", "Time to first token of streamed responses (SSE, gRPC): from accepting the request to sending the first bytes.",
             advice: new InstrumentAdvice<double> { HistogramBucketBoundaries = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10] });
+        _webSocketIdleClosed = Meter.CreateCounter<long>("gateway.websocket.idle_closed", "{connection}",
+            "WebSocket connections the gateway closed (1001 on both sides) after Gateway:Limits:WebSocketIdleTimeout of silence, by route.");
     }
 
     /// <summary>The meter, for features that add their own instruments.</summary>
@@ -80,6 +83,15 @@ internal sealed class GatewayMetrics
 
         tags.Add("status_code", StatusCode(status));
         _requests.Add(1, tags);
+    }
+
+    /// <summary>Counts a WebSocket connection on <paramref name="route"/> closed by the idle timeout.</summary>
+    public void WebSocketIdleClosed(string route)
+    {
+        if (_webSocketIdleClosed.Enabled)
+        {
+            _webSocketIdleClosed.Add(1, new KeyValuePair<string, object?>("route", route));
+        }
     }
 
     private static string StatusClass(int status) => status is >= 100 and < 600 ? s_statusClasses[(status / 100) - 1] : "other";

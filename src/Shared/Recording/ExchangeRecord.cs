@@ -67,6 +67,48 @@ public sealed record ExchangeRecord
 
     /// <summary>How the exchange ended: <see cref="Outcomes"/>.</summary>
     public string Outcome { get; init; } = Outcomes.Completed;
+
+    /// <summary>
+    /// What the exchange cost in tokens, as the gateway's token accounting settled it; null when no token limit counted
+    /// it (an optional field: records written before it existed, and readers that do not know it, are unaffected).
+    /// </summary>
+    public RecordedTokens? Tokens { get; init; }
+}
+
+/// <summary>
+/// The tokens an exchange cost, as the gateway settled its token charge: the backend's reported <c>usage</c>, or, when
+/// it reported none, the gateway's own estimate (then <see cref="Estimated"/> is true, and <see cref="Source"/> says
+/// what it was estimated from).
+/// </summary>
+public sealed record RecordedTokens
+{
+    /// <summary>Prompt (input) tokens: the backend's <c>prompt_tokens</c>, or the gateway's count of the prompt.</summary>
+    public long Prompt { get; init; }
+
+    /// <summary>Completion (output) tokens: the backend's <c>completion_tokens</c>, or the gateway's estimate (see <see cref="Source"/>).</summary>
+    public long Completion { get; init; }
+
+    /// <summary>
+    /// True when any of the counts is the gateway's estimate rather than what the backend reported (no usage at all, or
+    /// usage without <c>prompt_tokens</c>).
+    /// </summary>
+    public bool Estimated { get; init; }
+
+    /// <summary>Where the completion count came from: <see cref="TokenSources"/>.</summary>
+    public required string Source { get; init; }
+}
+
+/// <summary>Values of <see cref="RecordedTokens.Source"/>.</summary>
+public static class TokenSources
+{
+    /// <summary>The backend's <c>usage</c> (a JSON answer's, a stream's usage chunk, or <c>GenerateReply.tokens</c>).</summary>
+    public const string Usage = "usage";
+
+    /// <summary>Estimated: the content chunks (SSE) or token messages (gRPC) delivered to the client, one token each, at most max_tokens (a stream cut short, or one without usage).</summary>
+    public const string Delivered = "delivered";
+
+    /// <summary>Estimated: the request's <c>max_tokens</c> (the up-front charge), when nothing better is known.</summary>
+    public const string MaxTokens = "max_tokens";
 }
 
 /// <summary>Values of <see cref="ExchangeRecord.Protocol"/>.</summary>

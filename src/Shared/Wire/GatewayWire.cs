@@ -99,6 +99,9 @@ public static class GatewayErrorCodes
     /// <summary>401 on the admin listener without the admin token.</summary>
     public const string AdminTokenRequired = "admin_token_required";
 
+    /// <summary>500: the gateway itself failed while handling the request (the failure is logged).</summary>
+    public const string InternalError = "internal_error";
+
     /// <summary>Refusal, 429: a request-rate limit (WebSocket close 1008).</summary>
     public const string RateLimited = "rate_limited";
 
@@ -122,6 +125,12 @@ public static class GatewayErrorCodes
 
     /// <summary>Refusal, 503: the cluster's circuit breaker is open.</summary>
     public const string CircuitOpen = "circuit_open";
+
+    /// <summary>
+    /// WebSocket close 1001 (<see cref="GatewayCloseReason.GoingAway"/>), not a refusal: the connection was silent in both
+    /// directions for <c>Gateway:Limits:WebSocketIdleTimeout</c> (<see cref="GatewayCloseReasons.IdleTimeout"/>).
+    /// </summary>
+    public const string IdleTimeout = "idle_timeout";
 
     /// <summary>Whether <paramref name="code"/> is a refusal by a limit (429 or 503 with <see cref="GatewayHeaders.Limit"/>), not an error.</summary>
     public static bool IsRefusal(string? code) => code is RateLimited or TokensExhausted or Concurrency or RedisUnavailable
@@ -157,6 +166,9 @@ public static class GatewayErrorTypes
 
     /// <summary>401.</summary>
     public const string Unauthorized = "unauthorized";
+
+    /// <summary>500: the gateway's own failure (<see cref="GatewayErrorCodes.InternalError"/>).</summary>
+    public const string GatewayError = "gateway_error";
 }
 
 /// <summary>
@@ -323,4 +335,34 @@ public sealed record GatewayCloseReason(string Code, string? Limit, TimeSpan? Re
         value = new GatewayCloseReason(code.ToString(), limit.IsEmpty ? null : limit.ToString(), retryAfter);
         return true;
     }
+}
+
+/// <summary>
+/// The close reasons the gateway writes into a proxied WebSocket connection that it ends itself (not a refusal of the
+/// upgrade, which is a <see cref="GatewayCloseReason"/> with a refusal code). Each fits a close frame
+/// (<see cref="GatewayCloseReason.MaxReasonBytes"/>) for any sane setting; longer texts are cut by the writer.
+/// </summary>
+public static class GatewayCloseReasons
+{
+    /// <summary>The configuration key of the WebSocket idle timeout, named in <see cref="IdleTimeout"/>.</summary>
+    public const string IdleTimeoutKey = "Gateway:Limits:WebSocketIdleTimeout";
+
+    /// <summary>
+    /// With close status 1001 (<see cref="GatewayCloseReason.GoingAway"/>), sent to both the client and the backend: the
+    /// connection was silent in both directions for <paramref name="idleTimeout"/>. Shaped like a refusal reason
+    /// (<c>idle_timeout: Gateway:Limits:WebSocketIdleTimeout 00:00:30</c>), so <see cref="GatewayCloseReason.TryParse"/>
+    /// reads its code (<see cref="GatewayErrorCodes.IdleTimeout"/>).
+    /// </summary>
+    /// <param name="idleTimeout">The configured idle timeout, written as <c>[d.]hh:mm:ss[.fffffff]</c> (the configuration's own form).</param>
+    public static string IdleTimeout(TimeSpan idleTimeout) =>
+        $"{GatewayErrorCodes.IdleTimeout}: {IdleTimeoutKey} {idleTimeout.ToString("c", CultureInfo.InvariantCulture)}";
+
+    /// <summary>
+    /// With close status 1008 (<see cref="GatewayCloseReason.PolicyViolation"/>), sent to the client: a WebSocket
+    /// policy's <c>MessagesPerConnection</c> was reached. Not a refusal reason: the connection had been admitted.
+    /// </summary>
+    /// <param name="limit">The policy's <c>MessagesPerConnection</c>.</param>
+    /// <param name="policy">The policy's name.</param>
+    public static string MessageLimit(int limit, string policy) =>
+        $"message limit {limit.ToString(CultureInfo.InvariantCulture)} per connection reached (policy {policy})";
 }

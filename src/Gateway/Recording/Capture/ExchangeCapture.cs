@@ -11,14 +11,18 @@ namespace Gateway.Recording.Capture;
 /// of the connection. Installed before forwarding, completed after it; bytes are copied as they stream by and never
 /// held back.
 /// </summary>
-internal sealed class ExchangeCapture
+internal sealed class ExchangeCapture : IDisposable
 {
     private readonly TimeProvider _time;
     private readonly BodyCapture _requestBody;
     private readonly BodyCapture _responseBody;
     private readonly UnitCollector _units;
-    private GrpcFramer? _requestFramer;
-    private Action<ReadOnlySpan<byte>>? _responseParser;
+    private GrpcUnits? _requestMessages;
+    private SseUnits? _responseEvents;
+    private GrpcUnits? _responseMessages;
+    private WebSocketUnits? _fromClient;
+    private WebSocketUnits? _toClient;
+    private RecordedTokens? _tokens;
     private bool _responseInspected;
     private long _firstByte;
     private bool _upgraded;
@@ -51,7 +55,7 @@ internal sealed class ExchangeCapture
         var request = context.Request;
         if (classification.IsGrpc)
         {
-            _requestFramer = new GrpcFramer(_units, Directions.ToServer);
+            _requestMessages = new GrpcUnits(_units, Directions.ToServer);
         }
 
         if (classification.Body is { Length: > 0 } read)
@@ -68,8 +72,8 @@ internal sealed class ExchangeCapture
 
         if (context.Features.Get<IHttpUpgradeFeature>() is { IsUpgradableRequest: true } upgrade)
         {
-            var fromClient = new WebSocketFrameReader(_units, Directions.ToServer);
-            var toClient = new WebSocketFrameReader(_units, Directions.ToClient);
+            var fromClient = _fromClient = new WebSocketUnits(_units, Directions.ToServer);
+            var toClient = _toClient = new WebSocketUnits(_units, Directions.ToClient);
             context.Features.Set<IHttpUpgradeFeature>(new TapUpgradeFeature(upgrade, fromClient.Append, b => { MarkFirstByte(); toClient.Append(b); }, () => _upgraded = true));
         }
     }
@@ -77,7 +81,7 @@ internal sealed class ExchangeCapture
     private void OnRequestBytes(ReadOnlySpan<byte> data)
     {
         _requestBody.Append(data);
-        _requestFramer?.Append(data);
+        _requestMessages?.Append(data);
     }
 
     private void OnResponseBytes(ReadOnlySpan<byte> data)
@@ -94,16 +98,17 @@ internal sealed class ExchangeCapture
             var contentType = _context?.Response.ContentType;
             if (contentType is not null && contentType.StartsWith("text/event-stream", StringComparison.OrdinalIgnoreCase))
             {
-                _responseParser = new SseSplitter(_units).Append;
+                _responseEvents = new SseUnits(_units);
             }
             else if (contentType is not null && contentType.StartsWith("application/grpc", StringComparison.OrdinalIgnoreCase))
             {
-                _responseParser = new GrpcFramer(_units, Directions.ToClient).Append;
+                _responseMessages = new GrpcUnits(_units, Directions.ToClient);
             }
         }
 
         _responseBody.Append(data);
-        _responseParser?.Invoke(data);
+        _responseEvents?.Append(data);
+        _responseMessages?.Append(data);
     }
 
     private void MarkFirstByte()
@@ -113,6 +118,12 @@ internal sealed class ExchangeCapture
             _firstByte = _time.GetTimestamp();
         }
     }
+
+    /// <summary>
+    /// The tokens the exchange cost, as the token step reconciled them (called before <see cref="Complete"/>, by a
+    /// finalizer); a record without them has no <c>tokens</c>.
+    /// </summary>
+    public void SetTokens(RecordedTokens tokens) => _tokens = tokens;
 
     /// <summary>
     /// Copies what the exchange was (headers, status, trailers, taps, timings) into a <see cref="CapturedExchange"/>
@@ -125,6 +136,7 @@ internal sealed class ExchangeCapture
         var response = context.Response;
         var end = _time.GetTimestamp();
         var trailers = context.Features.Get<IHttpResponseTrailersFeature>()?.Trailers;
+        Dispose(); // the taps are done: their readers' pooled buffers go back
 
         var outcome = result.Outcome switch
         {
@@ -163,7 +175,18 @@ internal sealed class ExchangeCapture
             Units = _units.Snapshot(),
             UnitsDropped = _units.Dropped,
             Outcome = outcome,
+            Tokens = _tokens,
         };
+    }
+
+    /// <summary>Returns the stream readers' pooled buffers; the taps ignore bytes afterwards. Called by <see cref="Complete"/>.</summary>
+    public void Dispose()
+    {
+        _requestMessages?.Dispose();
+        _responseEvents?.Dispose();
+        _responseMessages?.Dispose();
+        _fromClient?.Dispose();
+        _toClient?.Dispose();
     }
 
     private static RecordedHeader[] Copy(IHeaderDictionary headers)
@@ -238,6 +261,9 @@ internal sealed class CapturedExchange
     public int UnitsDropped { get; init; }
 
     public required string Outcome { get; init; }
+
+    /// <summary>What the exchange cost in tokens, when a token limit counted it; null otherwise.</summary>
+    public RecordedTokens? Tokens { get; init; }
 
     /// <summary>Returns pooled buffers; call once the record is built or dropped.</summary>
     public void Release()

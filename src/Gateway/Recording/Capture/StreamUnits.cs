@@ -1,5 +1,6 @@
-using System.Buffers.Binary;
+using System.Buffers;
 using Contracts.Recording;
+using Contracts.Streams;
 
 namespace Gateway.Recording.Capture;
 
@@ -56,316 +57,195 @@ internal sealed class UnitCollector
 }
 
 /// <summary>
-/// Cuts a <c>text/event-stream</c> into events as the bytes pass: an event ends at a blank line (WHATWG HTML,
-/// "server-sent events", §9.2.6: lines end with LF, CR LF or CR; here LF and CR LF, which every LLM server emits).
+/// The SSE events of a response as capture units, read by the shared <see cref="SseEventReader"/> as the bytes pass.
+/// A unit is the event written back in its canonical form: <c>event: TYPE</c> (when the event named one) and one
+/// <c>data: LINE</c> per line of its data, joined with LF, without the blank line that ends it; comments, <c>id</c>
+/// and <c>retry</c> lines are not kept. An event longer than the reader's bound keeps its length only.
 /// </summary>
-internal sealed class SseSplitter
+internal sealed class SseUnits : ISseHandler, IDisposable
 {
     private readonly UnitCollector _units;
-    private readonly byte[] _event;
-    private int _count;
-    private int _length;
-    private int _lineLength;
+    private readonly SseEventReader _reader;
+    private readonly ArrayBufferWriter<byte> _text = new(256);
+    private readonly Lock _lock = new();
+    private bool _disposed;
 
-    public SseSplitter(UnitCollector units)
+    public SseUnits(UnitCollector units)
     {
         _units = units;
-        _event = new byte[Math.Max(256, units.Cap)];
+        _reader = new SseEventReader(Math.Max(units.Cap, SseEventReader.DefaultMaxEventBytes));
     }
 
     public void Append(ReadOnlySpan<byte> data)
     {
-        while (!data.IsEmpty)
+        lock (_lock)
         {
-            var nl = data.IndexOf((byte)'\n');
-            var segment = nl < 0 ? data : data[..nl];
-            var content = segment.Length > 0 && segment[^1] == (byte)'\r' ? segment.Length - 1 : segment.Length;
-            if (nl < 0)
+            if (!_disposed)
             {
-                Keep(segment);
-                _lineLength += content;
-                return;
-            }
-
-            if (_lineLength + content == 0)
-            {
-                Emit();
-            }
-            else
-            {
-                Keep(data[..(nl + 1)]);
-            }
-
-            _lineLength = 0;
-            data = data[(nl + 1)..];
-        }
-    }
-
-    private void Keep(ReadOnlySpan<byte> bytes)
-    {
-        var room = _event.Length - _count;
-        var keep = Math.Min(room, bytes.Length);
-        bytes[..keep].CopyTo(_event.AsSpan(_count));
-        _count += keep;
-        _length += bytes.Length;
-    }
-
-    private void Emit()
-    {
-        if (_length == 0)
-        {
-            return; // blank lines between events
-        }
-
-        // The event's lines without the line break that ends the last one.
-        var text = _event.AsSpan(0, _count);
-        var trim = _length == _count ? TrailingBreak(text) : 0;
-        _units.Add(Directions.ToClient, UnitKinds.Sse, text[..(text.Length - trim)], _length - trim);
-        _count = 0;
-        _length = 0;
-    }
-
-    private static int TrailingBreak(ReadOnlySpan<byte> text) =>
-        text.EndsWith("\r\n"u8) ? 2 : text.EndsWith("\n"u8) ? 1 : 0;
-}
-
-/// <summary>
-/// Cuts a gRPC body into messages as the bytes pass: each message is a 1-byte compressed flag, a 4-byte big-endian
-/// length and the payload (gRPC over HTTP/2, "Length-Prefixed-Message"). The unit holds the payload.
-/// </summary>
-internal sealed class GrpcFramer
-{
-    private readonly UnitCollector _units;
-    private readonly string _dir;
-    private readonly byte[] _header = new byte[5];
-    private int _headerCount;
-    private byte[]? _payload;
-    private int _payloadCount;
-    private int _remaining;
-    private int _messageLength;
-
-    public GrpcFramer(UnitCollector units, string dir)
-    {
-        _units = units;
-        _dir = dir;
-    }
-
-    public void Append(ReadOnlySpan<byte> data)
-    {
-        while (!data.IsEmpty)
-        {
-            if (_headerCount < 5)
-            {
-                var take = Math.Min(5 - _headerCount, data.Length);
-                data[..take].CopyTo(_header.AsSpan(_headerCount));
-                _headerCount += take;
-                data = data[take..];
-                if (_headerCount < 5)
-                {
-                    return;
-                }
-
-                _messageLength = (int)Math.Min(BinaryPrimitives.ReadUInt32BigEndian(_header.AsSpan(1)), int.MaxValue);
-                _remaining = _messageLength;
-                _payload = new byte[Math.Min(_messageLength, _units.Cap)];
-                _payloadCount = 0;
-                if (_remaining == 0)
-                {
-                    Emit();
-                    continue;
-                }
-            }
-
-            var chunk = Math.Min(_remaining, data.Length);
-            var keep = Math.Min(_payload!.Length - _payloadCount, chunk);
-            data[..keep].CopyTo(_payload.AsSpan(_payloadCount));
-            _payloadCount += keep;
-            _remaining -= chunk;
-            data = data[chunk..];
-            if (_remaining == 0)
-            {
-                Emit();
+                _reader.Append(data, this);
             }
         }
     }
 
-    private void Emit()
+    void ISseHandler.OnEvent(in SseEvent e)
     {
-        _units.Add(_dir, UnitKinds.Grpc, _payload.AsSpan(0, _payloadCount), _messageLength);
-        _headerCount = 0;
-        _payload = null;
+        _text.ResetWrittenCount();
+        if (!e.EventType.IsEmpty)
+        {
+            _text.Write("event: "u8);
+            _text.Write(e.EventType);
+            _text.Write("\n"u8);
+        }
+
+        var data = e.Data;
+        while (true)
+        {
+            var lf = data.IndexOf((byte)'\n');
+            _text.Write("data: "u8);
+            _text.Write(lf < 0 ? data : data[..lf]);
+            if (lf < 0)
+            {
+                break;
+            }
+
+            _text.Write("\n"u8);
+            data = data[(lf + 1)..];
+        }
+
+        _units.Add(Directions.ToClient, UnitKinds.Sse, _text.WrittenSpan, _text.WrittenCount);
+        if (_text.Capacity > 64 * 1024)
+        {
+            _text.Clear(); // do not keep a large event's buffer zeroed and idle; the next event starts small
+        }
+    }
+
+    void ISseHandler.OnEventSkipped(long startOffset, long endOffset) =>
+        _units.Add(Directions.ToClient, UnitKinds.Sse, default, (int)Math.Min(endOffset - startOffset, int.MaxValue));
+
+    public void Dispose()
+    {
+        lock (_lock)
+        {
+            _disposed = true;
+            _reader.Dispose();
+        }
     }
 }
 
 /// <summary>
-/// Reads WebSocket frames (RFC 6455 §5.2) from one direction of an upgraded connection as the bytes pass, unmasking
-/// client frames, joining fragments into messages, and recording text, binary and close messages as units (ping and
-/// pong are left out). Compressed messages (permessage-deflate, RSV1) are kept as they are on the wire.
+/// The gRPC messages of one direction as capture units (the payload, without its 5-byte prefix), read by the shared
+/// <see cref="GrpcMessageReader"/>. A message longer than 1 MiB (or the unit cap, if larger) keeps its length only.
 /// </summary>
-internal sealed class WebSocketFrameReader
+internal sealed class GrpcUnits : IGrpcMessageHandler, IDisposable
 {
     private readonly UnitCollector _units;
     private readonly string _dir;
-    private readonly byte[] _header = new byte[14];
-    private int _headerCount;
-    private int _headerNeeded = 2;
-    private long _remaining;
-    private int _maskIndex;
-    private bool _masked;
-    private int _opcode;
-    private bool _fin;
-    private int _messageOpcode;
-    private byte[] _message = [];
-    private int _messageCount;
-    private long _messageLength;
-    private byte[]? _control;
-    private int _controlCount;
+    private readonly GrpcMessageReader _reader;
+    private readonly Lock _lock = new();
+    private bool _disposed;
 
-    public WebSocketFrameReader(UnitCollector units, string dir)
+    public GrpcUnits(UnitCollector units, string dir)
     {
         _units = units;
         _dir = dir;
+        _reader = new GrpcMessageReader(Math.Max(units.Cap, 1 << 20));
     }
 
     public void Append(ReadOnlySpan<byte> data)
     {
-        while (!data.IsEmpty)
+        lock (_lock)
         {
-            if (_headerCount < _headerNeeded)
+            if (!_disposed)
             {
-                var take = Math.Min(_headerNeeded - _headerCount, data.Length);
-                data[..take].CopyTo(_header.AsSpan(_headerCount));
-                _headerCount += take;
-                data = data[take..];
-                if (_headerCount < _headerNeeded)
-                {
-                    return;
-                }
-
-                if (_headerNeeded == 2)
-                {
-                    _masked = (_header[1] & 0x80) != 0;
-                    var len7 = _header[1] & 0x7F;
-                    _headerNeeded = 2 + (len7 == 126 ? 2 : len7 == 127 ? 8 : 0) + (_masked ? 4 : 0);
-                    if (_headerCount < _headerNeeded)
-                    {
-                        continue;
-                    }
-                }
-
-                StartFrame();
-                if (_remaining == 0)
-                {
-                    EndFrame();
-                }
-
-                continue;
-            }
-
-            var chunk = (int)Math.Min(_remaining, data.Length);
-            Payload(data[..chunk]);
-            _remaining -= chunk;
-            data = data[chunk..];
-            if (_remaining == 0)
-            {
-                EndFrame();
+                _reader.Append(data, this);
             }
         }
     }
 
-    private void StartFrame()
-    {
-        _fin = (_header[0] & 0x80) != 0;
-        _opcode = _header[0] & 0x0F;
-        var len7 = _header[1] & 0x7F;
-        var offset = 2;
-        _remaining = len7 switch
-        {
-            126 => BinaryPrimitives.ReadUInt16BigEndian(_header.AsSpan(2)),
-            127 => (long)Math.Min(BinaryPrimitives.ReadUInt64BigEndian(_header.AsSpan(2)), long.MaxValue),
-            _ => len7,
-        };
-        offset += len7 == 126 ? 2 : len7 == 127 ? 8 : 0;
-        _maskIndex = 0;
-        if (_masked)
-        {
-            _header.AsSpan(offset, 4).CopyTo(_header.AsSpan(10)); // keep the key at a fixed place
-        }
+    void IGrpcMessageHandler.OnMessage(in GrpcMessage message) => _units.Add(_dir, UnitKinds.Grpc, message.Payload, message.Payload.Length);
 
-        if (_opcode >= 8)
+    void IGrpcMessageHandler.OnMessageSkipped(long length, bool isCompressed, long offset) =>
+        _units.Add(_dir, UnitKinds.Grpc, default, (int)Math.Min(length, int.MaxValue));
+
+    public void Dispose()
+    {
+        lock (_lock)
         {
-            _control = new byte[(int)Math.Min(_remaining, 125)];
-            _controlCount = 0;
-        }
-        else if (_opcode is 1 or 2)
-        {
-            _messageOpcode = _opcode;
-            _messageCount = 0;
-            _messageLength = 0;
+            _disposed = true;
+            _reader.Dispose();
         }
     }
+}
 
-    private void Payload(ReadOnlySpan<byte> data)
+/// <summary>
+/// The messages of one direction of an upgraded WebSocket connection as capture units, read by the shared
+/// <see cref="WebSocketFrameReader"/> (client frames unmasked, fragments joined): text, binary and close (its text is
+/// <c>"{status} {reason}"</c>, 1005 when the frame had no status); ping and pong are left out. Compressed messages
+/// (permessage-deflate, RSV1) are kept as they are on the wire. A message longer than 1 MiB (or the unit cap, if
+/// larger) keeps its length only.
+/// </summary>
+internal sealed class WebSocketUnits : IWebSocketFrameHandler, IDisposable
+{
+    private readonly UnitCollector _units;
+    private readonly string _dir;
+    private readonly WebSocketFrameReader _reader;
+    private readonly Lock _lock = new();
+    private bool _disposed;
+
+    public WebSocketUnits(UnitCollector units, string dir)
     {
-        if (_opcode >= 8)
-        {
-            var keep = Math.Min(_control!.Length - _controlCount, data.Length);
-            Unmask(data[..keep], _control.AsSpan(_controlCount));
-            _controlCount += keep;
-            _maskIndex += data.Length;
-            return;
-        }
+        _units = units;
+        _dir = dir;
+        _reader = new WebSocketFrameReader(Math.Max(units.Cap, WebSocketFrameReader.DefaultMaxMessageBytes));
+    }
 
-        var room = _units.Cap - _messageCount;
-        var copy = (int)Math.Min(room, data.Length);
-        if (copy > 0)
+    public void Append(ReadOnlySpan<byte> data)
+    {
+        lock (_lock)
         {
-            if (_message.Length < _messageCount + copy)
+            if (!_disposed)
             {
-                Array.Resize(ref _message, Math.Min(_units.Cap, Math.Max(_messageCount + copy, Math.Max(256, _message.Length * 2))));
+                _reader.Append(data, this);
             }
-
-            Unmask(data[..copy], _message.AsSpan(_messageCount));
-            _messageCount += copy;
-        }
-
-        _maskIndex += data.Length;
-        _messageLength += data.Length;
-    }
-
-    private void Unmask(ReadOnlySpan<byte> source, Span<byte> target)
-    {
-        source.CopyTo(target);
-        if (!_masked)
-        {
-            return;
-        }
-
-        for (var i = 0; i < source.Length; i++)
-        {
-            target[i] ^= _header[10 + ((_maskIndex + i) & 3)];
         }
     }
 
-    private void EndFrame()
+    void IWebSocketFrameHandler.OnMessage(in WebSocketMessage message)
     {
-        if (_opcode == 8)
+        switch (message.Opcode)
         {
-            // Close: 2-byte status code, then a UTF-8 reason.
-            var code = _controlCount >= 2 ? BinaryPrimitives.ReadUInt16BigEndian(_control) : 1005;
-            var reason = _controlCount > 2 ? System.Text.Encoding.UTF8.GetString(_control.AsSpan(2, _controlCount - 2)) : string.Empty;
-            var text = System.Text.Encoding.UTF8.GetBytes($"{code} {reason}".TrimEnd());
-            _units.Add(_dir, UnitKinds.Close, text, text.Length);
-        }
-        else if (_opcode < 8 && _fin && _messageOpcode != 0)
-        {
-            _units.Add(_dir, _messageOpcode == 1 ? UnitKinds.Text : UnitKinds.Binary, _message.AsSpan(0, _messageCount), (int)Math.Min(_messageLength, int.MaxValue));
-            _messageOpcode = 0;
-            _messageCount = 0;
-        }
+            case WebSocketOpcode.Text:
+                _units.Add(_dir, UnitKinds.Text, message.Payload, message.Payload.Length);
+                break;
+            case WebSocketOpcode.Binary:
+                _units.Add(_dir, UnitKinds.Binary, message.Payload, message.Payload.Length);
+                break;
+            case WebSocketOpcode.Close:
+                // Status code, then the UTF-8 reason: "1000 bye" (1005, "no status received", RFC 6455 §7.4.1, when absent).
+                Span<byte> text = stackalloc byte[6 + WebSocketFrameReader.MaxControlPayload];
+                var status = message.CloseStatus < 0 ? 1005 : message.CloseStatus;
+                status.TryFormat(text, out var n, provider: System.Globalization.CultureInfo.InvariantCulture);
+                if (!message.CloseReason.IsEmpty)
+                {
+                    text[n++] = (byte)' ';
+                    message.CloseReason.CopyTo(text[n..]);
+                    n += message.CloseReason.Length;
+                }
 
-        _headerCount = 0;
-        _headerNeeded = 2;
-        _control = null;
+                _units.Add(_dir, UnitKinds.Close, text[..n], n);
+                break;
+        }
+    }
+
+    void IWebSocketFrameHandler.OnMessageSkipped(WebSocketOpcode opcode, long length, int frameCount) =>
+        _units.Add(_dir, opcode == WebSocketOpcode.Text ? UnitKinds.Text : UnitKinds.Binary, default, (int)Math.Min(length, int.MaxValue));
+
+    public void Dispose()
+    {
+        lock (_lock)
+        {
+            _disposed = true;
+            _reader.Dispose();
+        }
     }
 }

@@ -1,3 +1,4 @@
+using Contracts.Wire;
 namespace Gateway.Shaping.Admission;
 
 /// <summary>
@@ -108,7 +109,7 @@ internal sealed class AdmissionController
             var settings = _settings;
             if (_queued >= settings.Options.QueueLimit && !EvictLessUrgentThan(priority))
             {
-                return AdmissionResult.Refused("queue_full", RetryAfter());
+                return AdmissionResult.Refused(GatewayErrorCodes.QueueFull, RetryAfter());
             }
 
             // Refuse now what would wait in vain: at the rate the queue is being served, the requests ahead of this one
@@ -116,7 +117,7 @@ internal sealed class AdmissionController
             var rate = DepartureRate();
             if (rate > 0 && (Ahead(priority) + 1) / rate > settings.Options.QueueTimeout.TotalSeconds)
             {
-                return AdmissionResult.Refused("queue_timeout", RetryAfter());
+                return AdmissionResult.Refused(GatewayErrorCodes.QueueTimeout, RetryAfter());
             }
 
             waiter = new Waiter(key, priority, _time.GetTimestamp());
@@ -137,7 +138,7 @@ internal sealed class AdmissionController
                 if (_classes[waiter.Priority].Remove(waiter))
                 {
                     _queued--;
-                    return AdmissionResult.Refused(ex is TimeoutException ? "queue_timeout" : "cancelled", RetryAfter());
+                    return AdmissionResult.Refused(ex is TimeoutException ? GatewayErrorCodes.QueueTimeout : "cancelled", RetryAfter());
                 }
             }
 
@@ -265,7 +266,7 @@ internal sealed class AdmissionController
             if (_classes[i].TryRemoveNewest(out var victim))
             {
                 _queued--;
-                victim.Complete("evicted");
+                victim.Complete(GatewayErrorCodes.Evicted);
                 return true;
             }
         }

@@ -1,4 +1,5 @@
 using System.Collections.Concurrent;
+using Contracts.Wire;
 
 namespace Gateway.Shaping.Policies;
 
@@ -110,7 +111,7 @@ internal sealed class LocalTokenPolicy : ShapingPolicy
     public override ValueTask<PolicyDecision> AcquireAsync(string partition, long cost, CancellationToken cancellationToken)
     {
         var (admitted, retryAfter, info) = _gcra.TryAcquire(partition, Math.Min(cost, _gcra.Burst));
-        return ValueTask.FromResult(admitted ? PolicyDecision.Admit(info) : PolicyDecision.Refuse("tokens_exhausted", retryAfter, info));
+        return ValueTask.FromResult(admitted ? PolicyDecision.Admit(info) : PolicyDecision.Refuse(GatewayErrorCodes.TokensExhausted, retryAfter, info));
     }
 
     public override ValueTask AdjustAsync(string partition, long delta, CancellationToken cancellationToken)

@@ -1,3 +1,4 @@
+using Contracts.Wire;
 using StackExchange.Redis;
 
 namespace Gateway.Shaping.Policies;
@@ -31,7 +32,7 @@ internal sealed class GlobalPolicy : ShapingPolicy
                 var (admitted, retryAfter, remaining, reset) = await RedisLimiter.EvaluateAsync(db, Name, partition, Options, cost, check: true).WaitAsync(cancellationToken);
                 _redis.Succeeded();
                 var info = new RateInfo(Limit, remaining, reset);
-                return admitted ? PolicyDecision.Admit(info) : PolicyDecision.Refuse(CountsTokens ? "tokens_exhausted" : "rate_limited", retryAfter, info);
+                return admitted ? PolicyDecision.Admit(info) : PolicyDecision.Refuse(CountsTokens ? GatewayErrorCodes.TokensExhausted : GatewayErrorCodes.RateLimited, retryAfter, info);
             }
             catch (Exception ex) when (ex is RedisException or TimeoutException)
             {
@@ -42,7 +43,7 @@ internal sealed class GlobalPolicy : ShapingPolicy
         return Options.FailMode switch
         {
             FailMode.Open => PolicyDecision.Admit(null),
-            FailMode.Closed => PolicyDecision.Refuse("redis_unavailable", TimeSpan.FromSeconds(1), null),
+            FailMode.Closed => PolicyDecision.Refuse(GatewayErrorCodes.RedisUnavailable, TimeSpan.FromSeconds(1), null),
             _ => await _localShare.AcquireAsync(partition, cost, cancellationToken),
         };
     }

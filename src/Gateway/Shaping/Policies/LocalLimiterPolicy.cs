@@ -1,4 +1,5 @@
 using System.Threading.RateLimiting;
+using Contracts.Wire;
 
 namespace Gateway.Shaping.Policies;
 
@@ -92,7 +93,7 @@ internal sealed class LocalLimiterPolicy : ShapingPolicy
 
         var retryAfter = lease.TryGetMetadata(MetadataName.RetryAfter, out var ra) ? ra : _period > TimeSpan.Zero ? _period : TimeSpan.FromSeconds(1);
         lease.Dispose();
-        return PolicyDecision.Refuse(Options.Kind == PolicyKind.Concurrency ? "concurrency" : "rate_limited", retryAfter, info);
+        return PolicyDecision.Refuse(Options.Kind == PolicyKind.Concurrency ? GatewayErrorCodes.Concurrency : GatewayErrorCodes.RateLimited, retryAfter, info);
     }
 
     private RateInfo Info(string partition)

@@ -1,37 +1,53 @@
 using System.Buffers;
-using System.Buffers.Binary;
 using System.IO.Pipelines;
-using System.Text.Json;
+using Contracts.Streams;
 using Inference.V1;
 using Microsoft.AspNetCore.Http.Features;
 
 namespace Gateway.Shaping.Tokens;
 
 /// <summary>
-/// Watches a response for the token usage the backend reports, so a token-aware limit can correct its up-front charge:
-/// the <c>usage</c> object of a JSON answer; in a server-sent event stream, the usage chunk and the number of content
-/// chunks delivered (what a stream cut short is charged for); for <c>inference.v1</c> gRPC, <c>GenerateReply.tokens</c>
-/// or the number of <c>TokenChunk</c> messages. When the gateway itself asked for usage (the client did not), the usage
-/// chunk is removed from what the client sees: only then are SSE bytes held until their event is complete.
+/// Watches a response for the token usage the backend reports, so a token-aware limit can correct its up-front charge,
+/// through the shared parsers: the <c>usage</c> of a JSON answer (<see cref="OpenAiChunk.TryReadUsage"/>); in a
+/// server-sent event stream (<see cref="SseEventReader"/>, each event's data read by <see cref="OpenAiChunk.Parse"/>),
+/// the usage and the number of content chunks delivered (what a stream cut short is charged for); for
+/// <c>inference.v1</c> gRPC (<see cref="GrpcMessageReader"/>), <c>GenerateReply.tokens</c> or the number of
+/// <c>TokenChunk</c> messages.
 /// </summary>
-internal sealed class UsageMeter : IHttpResponseBodyFeature, IDisposable
+/// <remarks>
+/// When the gateway itself asked a stream for usage (the client did not), every <c>usage</c> the client did not ask for
+/// is removed from what it sees: the usage-only chunk is dropped, and a running-total <c>usage</c> that some backends put
+/// on content chunks is removed from the chunk (<see cref="OpenAiChunk.RemoveUsage"/>), the event rewritten with its
+/// other fields as they were. Only then are SSE bytes held, each until its event is complete; otherwise every write
+/// passes through at once and the events are read on the side.
+/// </remarks>
+internal sealed class UsageMeter : IHttpResponseBodyFeature, IDisposable, ISseHandler, IGrpcMessageHandler
 {
     private const int MaxJsonCapture = 256 * 1024;
-    private static readonly byte[] s_usage = "\"usage\""u8.ToArray();
-    private static readonly byte[] s_done = "data: [DONE]"u8.ToArray();
+    private const int MaxGrpcMessage = 64 * 1024;
 
     private readonly IHttpResponseBodyFeature _inner;
     private readonly HttpContext _context;
     private readonly bool _stripUsage;
-    private readonly ArrayBufferWriter<byte> _pending = new();
     private readonly Stream _stream;
     private PipeWriter? _writer;
     private Mode _mode;
-    private int _scanFrom;
-    private int _grpcHeader;
-    private int _grpcRemaining;
-    private byte[]? _grpcFirst;
-    private int _grpcFirstCount;
+
+    // SSE
+    private SseEventReader? _sse;
+    private PooledBytes _held;          // strip mode: the bytes of the event in progress (and what precedes it)
+    private long _heldStart;          // stream offset of _held's first byte
+    private int _heldDone;            // bytes of _held already decided (forwarded to _forward or dropped)
+    private ArrayBufferWriter<byte>? _forward;
+    private ArrayBufferWriter<byte>? _rewritten;
+
+    // JSON
+    private PooledBytes _json;
+    private bool _jsonTooLarge;
+
+    // gRPC
+    private GrpcMessageReader? _grpc;
+    private bool _unaryGenerate;
 
     private enum Mode
     {
@@ -65,7 +81,14 @@ internal sealed class UsageMeter : IHttpResponseBodyFeature, IDisposable
 
     public void DisableBuffering() => _inner.DisableBuffering();
 
-    public void Dispose() => _stream.Dispose();
+    public void Dispose()
+    {
+        _sse?.Dispose();
+        _grpc?.Dispose();
+        _held.Release();
+        _json.Release();
+        _stream.Dispose();
+    }
 
     public Task StartAsync(CancellationToken cancellationToken = default) => _inner.StartAsync(cancellationToken);
 
@@ -79,23 +102,73 @@ internal sealed class UsageMeter : IHttpResponseBodyFeature, IDisposable
             await _writer.FlushAsync();
         }
 
-        await FlushPendingAsync(default);
+        await FlushHeldAsync(default);
         await _inner.CompleteAsync();
     }
 
-    /// <summary>Parses what was captured of a JSON answer (call when the exchange has ended).</summary>
+    /// <summary>Reads what was captured of a JSON answer (call when the exchange has ended).</summary>
     public void Finish()
     {
-        if (_mode == Mode.Json && _pending.WrittenCount > 0)
+        if (_mode == Mode.Json && !_jsonTooLarge && _json.Length > 0 && OpenAiChunk.TryReadUsage(_json.Span, out var usage))
         {
-            ReadUsage(_pending.WrittenSpan);
+            Record(usage);
         }
-        else if (_mode == Mode.Grpc && _grpcFirst is not null && _context.Request.Path.Value?.EndsWith("/Generate", StringComparison.Ordinal) == true)
+    }
+
+    void ISseHandler.OnEvent(in SseEvent e)
+    {
+        var data = e.Data;
+        if (OpenAiChunk.IsDone(data))
+        {
+            Keep(e);
+            return;
+        }
+
+        var info = OpenAiChunk.Parse(data);
+        if (info.HasUsage)
+        {
+            Record(info.Usage);
+        }
+
+        if (info.Choices > 0)
+        {
+            Delivered++;
+        }
+
+        if (!_stripUsage)
+        {
+            return;
+        }
+
+        if (info.UsagePlacement == OpenAiUsagePlacement.UsageOnly)
+        {
+            Drop(e); // the usage chunk the gateway asked for
+            return;
+        }
+
+        if (info.Kind == OpenAiChunkKind.Json)
+        {
+            // A running total (or "usage": null) on a content chunk: the chunk without it. Not present: as it was.
+            var rewritten = _rewritten ??= new ArrayBufferWriter<byte>(256);
+            rewritten.ResetWrittenCount();
+            if (OpenAiChunk.RemoveUsage(data, rewritten) == UsageRemoval.Removed)
+            {
+                Rewrite(e, rewritten.WrittenSpan);
+                return;
+            }
+        }
+
+        Keep(e);
+    }
+
+    void IGrpcMessageHandler.OnMessage(in GrpcMessage message)
+    {
+        Delivered++;
+        if (Delivered == 1 && _unaryGenerate && !message.IsCompressed)
         {
             try
             {
-                var reply = GenerateReply.Parser.ParseFrom(_grpcFirst.AsSpan(0, _grpcFirstCount));
-                CompletionTokens = reply.Tokens;
+                CompletionTokens = GenerateReply.Parser.ParseFrom(message.Payload).Tokens;
             }
             catch (Google.Protobuf.InvalidProtocolBufferException)
             {
@@ -103,209 +176,142 @@ internal sealed class UsageMeter : IHttpResponseBodyFeature, IDisposable
         }
     }
 
-    private async ValueTask WriteAsync(ReadOnlyMemory<byte> data, CancellationToken cancellationToken)
+    void IGrpcMessageHandler.OnMessageSkipped(long length, bool isCompressed, long offset) => Delivered++;
+
+    private void Record(TokenUsage usage)
+    {
+        if (usage.PromptTokens >= 0)
+        {
+            PromptTokens = (int)Math.Min(usage.PromptTokens, int.MaxValue);
+        }
+
+        if (usage.CompletionTokens >= 0)
+        {
+            CompletionTokens = (int)Math.Min(usage.CompletionTokens, int.MaxValue);
+        }
+    }
+
+    private ValueTask WriteAsync(ReadOnlyMemory<byte> data, CancellationToken cancellationToken)
     {
         if (_mode == Mode.Unknown)
         {
-            var ct = _context.Response.ContentType;
-            _mode = ct is null ? Mode.Other
-                : ct.StartsWith("text/event-stream", StringComparison.OrdinalIgnoreCase) ? Mode.Sse
-                : ct.StartsWith("application/grpc", StringComparison.OrdinalIgnoreCase) ? Mode.Grpc
-                : ct.Contains("json", StringComparison.OrdinalIgnoreCase) ? Mode.Json
-                : Mode.Other;
+            StartMode();
         }
 
         switch (_mode)
         {
+            case Mode.Sse when _stripUsage:
+                return WriteHeldSseAsync(data, cancellationToken);
             case Mode.Sse:
-                await WriteSseAsync(data, cancellationToken);
-                return;
+                // Pass through at once; read whole events on the side.
+                _sse!.Append(data.Span, this);
+                break;
             case Mode.Json:
-                if (_pending.WrittenCount + data.Length <= MaxJsonCapture)
+                if (!_jsonTooLarge && !_json.TryAppend(data.Span, MaxJsonCapture))
                 {
-                    _pending.Write(data.Span);
+                    _jsonTooLarge = true;
+                    _json.Release();
                 }
 
                 break;
             case Mode.Grpc:
-                CountGrpc(data.Span);
+                _grpc!.Append(data.Span, this);
                 break;
         }
 
-        await _inner.Stream.WriteAsync(data, cancellationToken);
+        return _inner.Stream.WriteAsync(data, cancellationToken);
     }
 
-    private async ValueTask WriteSseAsync(ReadOnlyMemory<byte> data, CancellationToken cancellationToken)
+    private void StartMode()
     {
-        if (!_stripUsage)
+        var ct = _context.Response.ContentType;
+        if (ct is null)
         {
-            // Pass through at once; look at whole events on the side.
-            _pending.Write(data.Span);
-            ConsumeEvents(null);
-            await _inner.Stream.WriteAsync(data, cancellationToken);
-            return;
+            _mode = Mode.Other;
+        }
+        else if (ct.StartsWith("text/event-stream", StringComparison.OrdinalIgnoreCase))
+        {
+            _mode = Mode.Sse;
+            _sse = new SseEventReader();
+        }
+        else if (ct.StartsWith("application/grpc", StringComparison.OrdinalIgnoreCase))
+        {
+            _mode = Mode.Grpc;
+            _grpc = new GrpcMessageReader(MaxGrpcMessage);
+            _unaryGenerate = _context.Request.Path.Value?.EndsWith("/Generate", StringComparison.Ordinal) == true;
+        }
+        else
+        {
+            _mode = ct.Contains("json", StringComparison.OrdinalIgnoreCase) ? Mode.Json : Mode.Other;
+        }
+    }
+
+    /// <summary>Strip mode: holds the bytes until their event is complete, then forwards what the client may see.</summary>
+    private async ValueTask WriteHeldSseAsync(ReadOnlyMemory<byte> data, CancellationToken cancellationToken)
+    {
+        _held.Append(data.Span);
+        var forward = _forward ??= new ArrayBufferWriter<byte>(data.Length + 64);
+        forward.ResetWrittenCount();
+        _sse!.Append(data.Span, this);
+        if (_sse.IsAtEventBoundary)
+        {
+            // Nothing is pending (blank lines, comments between events): it goes on now.
+            forward.Write(_held.Span[_heldDone..]);
+            _heldDone = _held.Length;
         }
 
-        // Hold bytes until their event is complete, then forward every event but the usage chunk.
-        _pending.Write(data.Span);
-        var forward = new ArrayBufferWriter<byte>(data.Length + 64);
-        ConsumeEvents(forward);
+        _heldStart += _heldDone;
+        _held.Discard(_heldDone);
+        _heldDone = 0;
         if (forward.WrittenCount > 0)
         {
             await _inner.Stream.WriteAsync(forward.WrittenMemory, cancellationToken);
         }
     }
 
-    /// <summary>Takes every complete event out of <see cref="_pending"/>; kept events go to <paramref name="forward"/> when given.</summary>
-    private void ConsumeEvents(ArrayBufferWriter<byte>? forward)
+    /// <summary>Strip mode: forwards the held bytes up to the end of event <paramref name="e"/> as they are.</summary>
+    private void Keep(in SseEvent e)
     {
-        var span = _pending.WrittenSpan;
-        var start = 0;
-        while (true)
+        if (_forward is null || !_stripUsage)
         {
-            var rel = span[Math.Max(start, _scanFrom)..].IndexOf("\n\n"u8);
-            if (rel < 0)
-            {
-                _scanFrom = Math.Max(start, span.Length - 1);
-                break;
-            }
-
-            var end = Math.Max(start, _scanFrom) + rel + 2;
-            var ev = span[start..end];
-            var keep = Inspect(ev);
-            if (forward is not null && keep)
-            {
-                forward.Write(ev);
-            }
-
-            start = end;
-            _scanFrom = start;
+            return;
         }
 
-        if (start > 0)
-        {
-            var rest = span[start..].ToArray();
-            _pending.Clear();
-            _pending.Write(rest);
-            _scanFrom = Math.Max(0, _scanFrom - start);
-        }
+        var end = (int)(e.EndOffset - _heldStart);
+        _forward.Write(_held.Span[_heldDone..end]);
+        _heldDone = end;
     }
 
-    /// <summary>Reads usage and counts content chunks; false for the usage chunk when it must be stripped.</summary>
-    private bool Inspect(ReadOnlySpan<byte> ev)
+    /// <summary>Strip mode: forwards what precedes event <paramref name="e"/>, and not the event.</summary>
+    private void Drop(in SseEvent e)
     {
-        if (ev.StartsWith(s_done))
-        {
-            return true;
-        }
-
-        if (ev.IndexOf(s_usage) >= 0)
-        {
-            var data = ev.IndexOf("data:"u8);
-            if (data >= 0 && ReadUsage(ev[(data + 5)..]) is { } emptyChoices)
-            {
-                if (emptyChoices)
-                {
-                    return !_stripUsage;
-                }
-            }
-        }
-
-        if (ev.IndexOf("\"choices\""u8) >= 0)
-        {
-            Delivered++;
-        }
-
-        return true;
+        var start = (int)(e.StartOffset - _heldStart);
+        _forward!.Write(_held.Span[_heldDone..start]);
+        _heldDone = (int)(e.EndOffset - _heldStart);
     }
 
-    /// <summary>Reads a top-level <c>usage</c> object; returns whether <c>choices</c> was empty (a usage-only chunk), or null without usage.</summary>
-    private bool? ReadUsage(ReadOnlySpan<byte> json)
+    /// <summary>
+    /// Strip mode: forwards what precedes event <paramref name="e"/>, then the event with <paramref name="data"/> in place
+    /// of its data: its lines as they were (<c>event</c>, <c>id</c>, <c>retry</c>, comments, line ends), its
+    /// <c>data</c> lines replaced by one.
+    /// </summary>
+    private void Rewrite(in SseEvent e, ReadOnlySpan<byte> data)
     {
-        try
-        {
-            using var doc = JsonDocument.Parse(json.Trim(" \r\n"u8).ToArray());
-            var root = doc.RootElement;
-            if (root.ValueKind != JsonValueKind.Object || !root.TryGetProperty("usage", out var usage) || usage.ValueKind != JsonValueKind.Object)
-            {
-                return null;
-            }
-
-            if (usage.TryGetProperty("prompt_tokens", out var p) && p.TryGetInt32(out var pt))
-            {
-                PromptTokens = pt;
-            }
-
-            if (usage.TryGetProperty("completion_tokens", out var c) && c.TryGetInt32(out var ctk))
-            {
-                CompletionTokens = ctk;
-            }
-
-            return !root.TryGetProperty("choices", out var choices) || (choices.ValueKind == JsonValueKind.Array && choices.GetArrayLength() == 0);
-        }
-        catch (JsonException)
-        {
-            return null;
-        }
+        var start = (int)(e.StartOffset - _heldStart);
+        var end = (int)(e.EndOffset - _heldStart);
+        var output = _forward!;
+        output.Write(_held.Span[_heldDone..start]);
+        SseEventWriter.WriteWithData(_held.Span[start..end], data, output);
+        _heldDone = end;
     }
 
-    private void CountGrpc(ReadOnlySpan<byte> data)
+    private async ValueTask FlushHeldAsync(CancellationToken cancellationToken)
     {
-        // Length-prefixed messages: count them, keep the first (a unary reply) for Finish.
-        while (!data.IsEmpty)
+        if (_mode == Mode.Sse && _stripUsage && _held.Length > 0)
         {
-            if (_grpcRemaining == 0)
-            {
-                var take = Math.Min(5 - _grpcHeader, data.Length);
-                for (var i = 0; i < take; i++)
-                {
-                    _grpcHeaderBytes[_grpcHeader + i] = data[i];
-                }
-
-                _grpcHeader += take;
-                data = data[take..];
-                if (_grpcHeader < 5)
-                {
-                    return;
-                }
-
-                _grpcHeader = 0;
-                _grpcRemaining = (int)BinaryPrimitives.ReadUInt32BigEndian(_grpcHeaderBytes.AsSpan(1));
-                Delivered++;
-                if (Delivered == 1)
-                {
-                    _grpcFirst = new byte[Math.Min(_grpcRemaining, 64 * 1024)];
-                }
-
-                if (_grpcRemaining == 0)
-                {
-                    continue;
-                }
-            }
-
-            var chunk = Math.Min(_grpcRemaining, data.Length);
-            if (Delivered == 1 && _grpcFirst is not null)
-            {
-                var keep = Math.Min(chunk, _grpcFirst.Length - _grpcFirstCount);
-                data[..keep].CopyTo(_grpcFirst.AsSpan(_grpcFirstCount));
-                _grpcFirstCount += keep;
-            }
-
-            _grpcRemaining -= chunk;
-            data = data[chunk..];
-        }
-    }
-
-    private readonly byte[] _grpcHeaderBytes = new byte[5];
-
-    private async ValueTask FlushPendingAsync(CancellationToken cancellationToken)
-    {
-        if (_mode == Mode.Sse && _stripUsage && _pending.WrittenCount > 0)
-        {
-            // An unterminated last event: forward it as it is.
-            await _inner.Stream.WriteAsync(_pending.WrittenMemory, cancellationToken);
-            _pending.Clear();
-            _scanFrom = 0;
+            // An unterminated last event: forwarded as it is.
+            await _inner.Stream.WriteAsync(_held.Span.ToArray(), cancellationToken);
+            _held.Discard(_held.Length);
         }
     }
 

@@ -1,0 +1,329 @@
+using Contracts.Wire;
+using Microsoft.AspNetCore.Http.Features;
+
+namespace Gateway.Forwarding;
+
+/// <summary>
+/// Closes a proxied WebSocket connection that has been silent in both directions for
+/// <c>Gateway:Limits:WebSocketIdleTimeout</c>, cleanly on both sides: the client gets a close frame 1001 (going away,
+/// RFC 6455 §7.4.1) with a reason naming the timeout (<see cref="GatewayCloseReasons.IdleTimeout"/>), written between two
+/// of the server's frames; the backend gets the same close frame, masked as a client's (§5.3), handed to YARP as if the
+/// client had sent it, between two of the client's frames, and then the end of the client's stream. YARP then ends both
+/// copies without an error, so an idle close is never reported as a backend failure; the backend's own close frame that
+/// answers is not passed on (the client already has one).
+/// </summary>
+/// <remarks>
+/// Installed by <see cref="ForwardStep"/> on the client's side of every WebSocket upgrade, closest to YARP; it sets
+/// YARP's own activity timeout above the idle timeout, so this close always comes first. Time comes from the injected
+/// <see cref="TimeProvider"/>: one timer per connection, re-armed for the time left whenever it fires early.
+/// </remarks>
+internal sealed class WebSocketIdleTimeout(IHttpUpgradeFeature inner, TimeSpan idleTimeout, TimeProvider time, Action onIdleClose) : IHttpUpgradeFeature
+{
+    public bool IsUpgradableRequest => inner.IsUpgradableRequest;
+
+    public async Task<Stream> UpgradeAsync() => new IdleStream(await inner.UpgradeAsync(), idleTimeout, time, onIdleClose);
+
+    /// <summary>The client's upgraded connection, as YARP reads and writes it.</summary>
+    internal sealed class IdleStream : Stream
+    {
+        private readonly Stream _inner;
+        private readonly TimeSpan _idleTimeout;
+        private readonly TimeProvider _time;
+        private readonly Action _onIdleClose;
+        private readonly ITimer _timer;
+        private readonly CancellationTokenSource _idle = new();
+        private readonly SemaphoreSlim _write = new(1, 1);
+        private readonly WebSocketFrameBoundaries _in = new();
+        private readonly WebSocketFrameBoundaries _out = new();
+        private readonly string _reason;
+        private CancellationTokenSource? _linked;
+        private CancellationToken _linkedFor;
+        private long _lastActivity;
+        private byte[]? _toBackend; // the masked close frame, while it is being handed to YARP
+        private int _toBackendSent;
+        private bool _readEnded;
+        private bool _closeSentToClient;
+        private int _closing;
+        private int _stopped;
+
+        public IdleStream(Stream inner, TimeSpan idleTimeout, TimeProvider time, Action onIdleClose)
+        {
+            _inner = inner;
+            _idleTimeout = idleTimeout;
+            _time = time;
+            _onIdleClose = onIdleClose;
+            _reason = GatewayCloseReasons.IdleTimeout(idleTimeout);
+            _lastActivity = time.GetTimestamp();
+            _timer = time.CreateTimer(static s => ((IdleStream)s!).OnTimer(), this, idleTimeout, Timeout.InfiniteTimeSpan);
+        }
+
+        /// <summary>Whether the idle timeout closed the connection.</summary>
+        public bool ClosedIdle => Volatile.Read(ref _closing) != 0;
+
+        public override bool CanRead => true;
+
+        public override bool CanSeek => false;
+
+        public override bool CanWrite => true;
+
+        public override long Length => throw new NotSupportedException();
+
+        public override long Position { get => throw new NotSupportedException(); set => throw new NotSupportedException(); }
+
+        public override async ValueTask<int> ReadAsync(Memory<byte> buffer, CancellationToken cancellationToken = default)
+        {
+            if (ClosedIdle)
+            {
+                return ReadClose(buffer);
+            }
+
+            int read;
+            try
+            {
+                read = await _inner.ReadAsync(buffer, Linked(cancellationToken));
+            }
+            catch (OperationCanceledException) when (_idle.IsCancellationRequested && !cancellationToken.IsCancellationRequested)
+            {
+                return ReadClose(buffer);
+            }
+            catch
+            {
+                Stop(); // the connection failed: it can no longer go idle
+                throw;
+            }
+
+            if (read == 0)
+            {
+                if (!buffer.IsEmpty)
+                {
+                    Stop(); // the client's end of stream (a zero-byte read only says data is ready)
+                }
+
+                return 0;
+            }
+
+            if (ClosedIdle && _in.AtBoundary)
+            {
+                // The client spoke just as the connection was closed: from here on the backend gets the close instead.
+                return ReadClose(buffer);
+            }
+
+            Touch();
+            _in.Advance(buffer.Span[..read]);
+            if (_in.CloseSeen)
+            {
+                Stop(); // the client began the closing handshake: the connection is ending, not idle
+            }
+
+            return read;
+        }
+
+        public override async ValueTask WriteAsync(ReadOnlyMemory<byte> buffer, CancellationToken cancellationToken = default)
+        {
+            await _write.WaitAsync(cancellationToken);
+            try
+            {
+                if (_closeSentToClient)
+                {
+                    return; // the backend's answer to the close the gateway sent: the client already has a close frame
+                }
+
+                Touch();
+                try
+                {
+                    await _inner.WriteAsync(buffer, cancellationToken);
+                }
+                catch
+                {
+                    Stop();
+                    throw;
+                }
+
+                _out.Advance(buffer.Span);
+                if (_out.CloseSeen && !ClosedIdle)
+                {
+                    Stop(); // the backend began the closing handshake
+                }
+
+                if (ClosedIdle && _out.AtBoundary)
+                {
+                    await WriteCloseAsync(cancellationToken);
+                }
+            }
+            finally
+            {
+                _write.Release();
+            }
+        }
+
+        /// <summary>Closes the connection now, as the timer does when it finds it idle (a seam for tests).</summary>
+        internal Task CloseIdleAsync()
+        {
+            if (Volatile.Read(ref _stopped) != 0 || Interlocked.Exchange(ref _closing, 1) != 0)
+            {
+                return Task.CompletedTask;
+            }
+
+            _timer.Dispose();
+            _onIdleClose();
+            try
+            {
+                _idle.Cancel(); // a pending read hands YARP the close frame for the backend
+            }
+            catch (ObjectDisposedException)
+            {
+                return Task.CompletedTask; // the connection ended meanwhile
+            }
+
+            return SendCloseToClientAsync();
+        }
+
+        private void OnTimer()
+        {
+            if (Volatile.Read(ref _stopped) != 0)
+            {
+                return;
+            }
+
+            var idle = _time.GetElapsedTime(Volatile.Read(ref _lastActivity));
+            if (idle < _idleTimeout)
+            {
+                try
+                {
+                    _timer.Change(_idleTimeout - idle, Timeout.InfiniteTimeSpan); // re-armed for the time left
+                }
+                catch (ObjectDisposedException)
+                {
+                    // stopped meanwhile
+                }
+
+                return;
+            }
+
+            _ = CloseIdleAsync();
+        }
+
+        private void Touch() => Volatile.Write(ref _lastActivity, _time.GetTimestamp());
+
+        /// <summary>The connection ends (or is closing) by itself: the idle timer is no longer needed.</summary>
+        private void Stop()
+        {
+            if (Interlocked.Exchange(ref _stopped, 1) == 0)
+            {
+                _timer.Dispose();
+            }
+        }
+
+        private CancellationToken Linked(CancellationToken token)
+        {
+            if (!token.CanBeCanceled)
+            {
+                return _idle.Token;
+            }
+
+            // YARP passes one token for the whole copy: one linked source per connection, not per read.
+            if (_linked is null || _linkedFor != token)
+            {
+                _linked?.Dispose();
+                _linked = CancellationTokenSource.CreateLinkedTokenSource(token, _idle.Token);
+                _linkedFor = token;
+            }
+
+            return _linked.Token;
+        }
+
+        /// <summary>Hands YARP the masked close frame (over as many reads as its buffer needs), then the end of the stream.</summary>
+        private int ReadClose(Memory<byte> buffer)
+        {
+            if (_readEnded || buffer.IsEmpty)
+            {
+                return 0;
+            }
+
+            if (_toBackend is null)
+            {
+                if (!_in.AtBoundary)
+                {
+                    _readEnded = true; // inside one of the client's frames: no frame can be put in; the stream just ends
+                    return 0;
+                }
+
+                _toBackend = WebSocketCloseFrame.Create(GatewayCloseReason.GoingAway, _reason, masked: true);
+            }
+
+            var n = Math.Min(buffer.Length, _toBackend.Length - _toBackendSent);
+            _toBackend.AsSpan(_toBackendSent, n).CopyTo(buffer.Span);
+            _toBackendSent += n;
+            _readEnded = _toBackendSent == _toBackend.Length;
+            return n;
+        }
+
+        private async Task SendCloseToClientAsync()
+        {
+            try
+            {
+                await _write.WaitAsync();
+                try
+                {
+                    if (!_closeSentToClient && _out.AtBoundary)
+                    {
+                        await WriteCloseAsync(CancellationToken.None);
+                    }
+                }
+                finally
+                {
+                    _write.Release();
+                }
+            }
+            catch (Exception ex) when (ex is IOException or ObjectDisposedException or OperationCanceledException)
+            {
+                // The client went away meanwhile: nothing to tell it.
+            }
+        }
+
+        private async Task WriteCloseAsync(CancellationToken cancellationToken)
+        {
+            _closeSentToClient = true;
+            await _inner.WriteAsync(WebSocketCloseFrame.Create(GatewayCloseReason.GoingAway, _reason, masked: false), cancellationToken);
+            await _inner.FlushAsync(cancellationToken);
+        }
+
+        public override Task<int> ReadAsync(byte[] buffer, int offset, int count, CancellationToken cancellationToken) =>
+            ReadAsync(buffer.AsMemory(offset, count), cancellationToken).AsTask();
+
+        public override Task WriteAsync(byte[] buffer, int offset, int count, CancellationToken cancellationToken) =>
+            WriteAsync(buffer.AsMemory(offset, count), cancellationToken).AsTask();
+
+        public override int Read(byte[] buffer, int offset, int count) => ReadAsync(buffer, offset, count, default).GetAwaiter().GetResult();
+
+        public override void Write(byte[] buffer, int offset, int count) => WriteAsync(buffer, offset, count, default).GetAwaiter().GetResult();
+
+        public override Task FlushAsync(CancellationToken cancellationToken) => _inner.FlushAsync(cancellationToken);
+
+        public override void Flush() => _inner.Flush();
+
+        public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
+
+        public override void SetLength(long value) => throw new NotSupportedException();
+
+        protected override void Dispose(bool disposing)
+        {
+            if (disposing)
+            {
+                Stop();
+                _inner.Dispose();
+                _linked?.Dispose();
+                _in.Dispose();
+                _out.Dispose();
+            }
+
+            base.Dispose(disposing);
+        }
+
+        public override async ValueTask DisposeAsync()
+        {
+            Dispose(true);
+            await base.DisposeAsync();
+        }
+    }
+}
