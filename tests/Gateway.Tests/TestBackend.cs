@@ -24,12 +24,20 @@ internal sealed class TestBackend : IAsyncDisposable
 
     public Uri Address { get; }
 
-    public static async Task<TestBackend> StartAsync(Action<WebApplication> map, HttpProtocols protocols = HttpProtocols.Http1, Action<IServiceCollection>? services = null)
+    public static async Task<TestBackend> StartAsync(Action<WebApplication> map, HttpProtocols protocols = HttpProtocols.Http1, Action<IServiceCollection>? services = null,
+        System.Security.Cryptography.X509Certificates.X509Certificate2? certificate = null)
     {
         var builder = WebApplication.CreateBuilder(new WebApplicationOptions { Args = [] });
         builder.Configuration.Sources.Clear();
         builder.Logging.ClearProviders();
-        builder.WebHost.ConfigureKestrel(k => k.Listen(IPAddress.Loopback, 0, l => l.Protocols = protocols));
+        builder.WebHost.ConfigureKestrel(k => k.Listen(IPAddress.Loopback, 0, l =>
+        {
+            l.Protocols = protocols;
+            if (certificate is not null)
+            {
+                l.UseHttps(certificate); // https: HTTP/1.1 and HTTP/2 by ALPN
+            }
+        }));
         services?.Invoke(builder.Services);
         var app = builder.Build();
         map(app);

@@ -12,12 +12,19 @@ namespace Gateway.Forwarding;
 internal sealed class PoolingHttpClientFactory : ForwarderHttpClientFactory
 {
     private readonly BackendConnections _connections;
+    private readonly ILogger _logger;
 
     public PoolingHttpClientFactory(ILogger<ForwarderHttpClientFactory> logger, BackendConnections connections)
         : base(logger)
     {
         _connections = connections;
+        _logger = logger;
     }
+
+    /// <inheritdoc/>
+    /// <remarks>Adds the retry of a WebSocket whose extended CONNECT was answered 404 (<see cref="WebSocketDowngrade"/>).</remarks>
+    protected override HttpMessageHandler WrapHandler(ForwarderHttpClientContext context, HttpMessageHandler handler) =>
+        new WebSocketDowngradeHandler(base.WrapHandler(context, handler), context.ClusterId, _logger);
 
     /// <inheritdoc/>
     protected override void ConfigureHandler(ForwarderHttpClientContext context, SocketsHttpHandler handler)

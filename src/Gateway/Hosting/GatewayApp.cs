@@ -71,6 +71,7 @@ internal static partial class GatewayApp
             .AddGatewayProxyRules();
         services.AddSingleton<BackendConnections>();
         services.AddSingleton<IForwarderHttpClientFactory, PoolingHttpClientFactory>();
+        services.TryAddEnumerable(ServiceDescriptor.Singleton<Yarp.ReverseProxy.Transforms.Builder.ITransformProvider, WebSocketDowngradeTransform>());
 
         AddTelemetry(builder, validation.Telemetry, meterName);
         ConfigureKestrel(builder, registry, validation.Limits);

@@ -77,6 +77,7 @@ internal sealed class RecordBuilder
                 Listener = c.Listener,
                 Route = c.Route,
                 Cluster = c.Cluster,
+                BackendHttpVersion = c.BackendHttpVersion,
                 ClientKey = c.ClientKey,
                 Request = request,
                 Response = response,

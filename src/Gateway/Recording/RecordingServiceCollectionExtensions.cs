@@ -24,6 +24,7 @@ internal static class RecordingServiceCollectionExtensions
         services.TryAddSingleton<RecordingSink>();
         services.AddHostedService(static sp => sp.GetRequiredService<RecordingSink>());
         services.AddHostedService<RecordingBootstrap>();
+        services.TryAddEnumerable(ServiceDescriptor.Singleton<Yarp.ReverseProxy.Transforms.Builder.ITransformProvider, Capture.BackendVersionTransform>());
         return services;
     }
 }

@@ -47,6 +47,14 @@ public sealed record ExchangeRecord
     /// <summary>Cluster id, if a route matched.</summary>
     public string? Cluster { get; init; }
 
+    /// <summary>
+    /// The HTTP version the backend answered with, as ASP.NET Core names it (<c>HTTP/1.1</c>, <c>HTTP/2</c>); the
+    /// client's is <see cref="RecordedRequest.HttpVersion"/>. A WebSocket may use HTTP/2 on one side and HTTP/1.1 on the
+    /// other. Null when no answer came from a backend (the gateway answered itself, or the backend could not be
+    /// reached), and in records written before the field existed.
+    /// </summary>
+    public string? BackendHttpVersion { get; init; }
+
     /// <summary>The client key the gateway derived (an API key's hash, or the client address); never a secret.</summary>
     public string? ClientKey { get; init; }
 

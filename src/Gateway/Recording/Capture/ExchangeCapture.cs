@@ -27,6 +27,7 @@ internal sealed class ExchangeCapture : IDisposable
     private long _firstByte;
     private bool _upgraded;
     private HttpContext? _context;
+    private Version? _backendVersion;
     private RecordedHeader[] _requestHeaders = [];
 
     private readonly IReadOnlyList<(string Recording, long Sequence)> _targets;
@@ -76,7 +77,20 @@ internal sealed class ExchangeCapture : IDisposable
             var toClient = _toClient = new WebSocketUnits(_units, Directions.ToClient);
             context.Features.Set<IHttpUpgradeFeature>(new TapUpgradeFeature(upgrade, fromClient.Append, b => { MarkFirstByte(); toClient.Append(b); }, () => _upgraded = true));
         }
+        else if (context.Features.Get<IHttpExtendedConnectFeature>() is { IsExtendedConnect: true } connect)
+        {
+            // A WebSocket over HTTP/2 (RFC 8441): the same frames on the accepted stream of the CONNECT.
+            var fromClient = new WebSocketFrameReader(_units, Directions.ToServer);
+            var toClient = new WebSocketFrameReader(_units, Directions.ToClient);
+            context.Features.Set<IHttpExtendedConnectFeature>(new TapExtendedConnectFeature(connect, fromClient.Append, b => { MarkFirstByte(); toClient.Append(b); }, () => _upgraded = true));
+        }
     }
+
+    /// <summary>
+    /// Notes the HTTP version of the backend's response (called by <see cref="BackendVersionTransform"/> when YARP has
+    /// the response headers; never called when no response came).
+    /// </summary>
+    public void OnBackendResponse(Version version) => _backendVersion = version;
 
     private void OnRequestBytes(ReadOnlySpan<byte> data)
     {
@@ -160,6 +174,7 @@ internal sealed class ExchangeCapture : IDisposable
             Path = request.PathBase.Add(request.Path).Value ?? "/",
             Query = request.QueryString.HasValue ? request.QueryString.Value : null,
             HttpVersion = request.Protocol,
+            BackendHttpVersion = _backendVersion is { } backend ? Microsoft.AspNetCore.Http.HttpProtocol.GetHttpProtocol(backend) : null,
             RequestHeaders = _requestHeaders,
             RequestContentType = request.ContentType,
             RequestBody = _requestBody.Detach(),
@@ -231,6 +246,9 @@ internal sealed class CapturedExchange
     public string? Query { get; init; }
 
     public required string HttpVersion { get; init; }
+
+    /// <summary>The HTTP version of the backend's response (<c>HTTP/1.1</c>, <c>HTTP/2</c>); null when none came.</summary>
+    public string? BackendHttpVersion { get; init; }
 
     public required RecordedHeader[] RequestHeaders { get; init; }
 

@@ -135,6 +135,24 @@ internal sealed class TapUpgradeFeature(IHttpUpgradeFeature inner, Action<ReadOn
     }
 }
 
+/// <summary>
+/// The extended CONNECT feature (a WebSocket over HTTP/2, RFC 8441) with a tapped stream: once accepted, what the client
+/// sends is seen by one tap and what is sent to it by another, as with <see cref="TapUpgradeFeature"/>.
+/// </summary>
+internal sealed class TapExtendedConnectFeature(IHttpExtendedConnectFeature inner, Action<ReadOnlySpan<byte>> fromClient, Action<ReadOnlySpan<byte>> toClient, Action onUpgraded) : IHttpExtendedConnectFeature
+{
+    public bool IsExtendedConnect => inner.IsExtendedConnect;
+
+    public string? Protocol => inner.Protocol;
+
+    public async ValueTask<Stream> AcceptAsync()
+    {
+        var stream = await inner.AcceptAsync();
+        onUpgraded();
+        return new DuplexTapStream(stream, fromClient, toClient);
+    }
+}
+
 /// <summary>A duplex stream (an upgraded connection) with a tap on each direction.</summary>
 internal sealed class DuplexTapStream(Stream inner, Action<ReadOnlySpan<byte>> onRead, Action<ReadOnlySpan<byte>> onWrite) : Stream
 {
