@@ -22,6 +22,7 @@ internal sealed class GatewayMetrics
     private readonly Histogram<double> _duration;
     private readonly UpDownCounter<long> _active;
     private readonly Histogram<double> _ttft;
+    private readonly Counter<long> _errorBodiesTruncated;
 
     public GatewayMetrics(IMeterFactory meterFactory, GatewayMeterName name)
     {
@@ -32,6 +33,8 @@ internal sealed class GatewayMetrics
         _active = Meter.CreateUpDownCounter<long>("gateway.requests.active", "{request}", "Exchanges in progress, by listener.");
         _ttft = Meter.CreateHistogram<double>("gateway.ttft", "s", "Time to first token of streamed responses (SSE, gRPC): from accepting the request to sending the first bytes.",
             advice: new InstrumentAdvice<double> { HistogramBucketBoundaries = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10] });
+        _errorBodiesTruncated = Meter.CreateCounter<long>("gateway.backend.error_bodies.truncated", "{response}",
+            "Error responses (status >= 400) from a backend whose body was cut at Gateway:Limits:MaxErrorBodyBytes, by cluster.");
     }
 
     /// <summary>The meter, for features that add their own instruments.</summary>
@@ -78,6 +81,15 @@ internal sealed class GatewayMetrics
 
         tags.Add("status_code", StatusCode(status));
         _requests.Add(1, tags);
+    }
+
+    /// <summary>Counts an error body from <paramref name="cluster"/> cut at <c>Gateway:Limits:MaxErrorBodyBytes</c>.</summary>
+    public void ErrorBodyTruncated(string cluster)
+    {
+        if (_errorBodiesTruncated.Enabled)
+        {
+            _errorBodiesTruncated.Add(1, new KeyValuePair<string, object?>("cluster", cluster));
+        }
     }
 
     private static string StatusClass(int status) => status is >= 100 and < 600 ? s_statusClasses[(status / 100) - 1] : "other";
