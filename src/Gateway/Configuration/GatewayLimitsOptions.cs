@@ -12,6 +12,30 @@ internal sealed record GatewayLimitsOptions
     public long MaxRequestBodyBytes { get; set; } = 10 * 1024 * 1024;
 
     /// <summary>
+    /// Largest request header section in bytes, counted as the sum of every header's name and value lengths (HTTP/2
+    /// pseudo-headers and the request line excluded); a larger one is answered 431 <c>request_headers_too_large</c>
+    /// (on HTTP/2 on that stream only). Kestrel's own limits are set to twice this value, so that Kestrel reads such
+    /// headers instead of failing the connection. Default 32768 (Kestrel's default); from 1 KiB to 16 MiB.
+    /// </summary>
+    [Range(1024, 16 * 1024 * 1024)]
+    public int MaxRequestHeadersTotalBytes { get; set; } = 32 * 1024;
+
+    /// <summary>
+    /// Most request headers (HTTP/2 pseudo-headers excluded); more are answered 431 <c>request_headers_too_large</c>.
+    /// Kestrel's own limit is set to twice this value. Default 100 (Kestrel's default); from 1 to 10000.
+    /// </summary>
+    [Range(1, 10_000)]
+    public int MaxRequestHeaderCount { get; set; } = 100;
+
+    /// <summary>
+    /// Most bytes of an error body (status 400 or above) relayed from a backend; the rest is read and discarded, and the
+    /// client gets a complete response with the first bytes (a declared <c>Content-Length</c> is lowered to this).
+    /// Successful responses are never limited. Default 1 MiB; must be &gt;= 0 (0: error statuses are relayed without a body).
+    /// </summary>
+    [Range(typeof(long), "0", "9223372036854775807")]
+    public long MaxErrorBodyBytes { get; set; } = 1024 * 1024;
+
+    /// <summary>
     /// How long a WebSocket connection may stay silent in both directions (a chat session between turns) before the
     /// gateway closes it; it replaces the cluster's short-call idle timeout for WebSockets. Default 01:00:00.
     /// </summary>

@@ -7,7 +7,11 @@ namespace Gateway.Exchange;
 /// The first step of every request, before routing: creates the <see cref="ExchangeContext"/>, and when the request
 /// path returns, whatever happened, hands it to <see cref="ExchangeCompletion"/>, the one owner of the outcome.
 /// </summary>
-internal sealed class ExchangeMiddleware(RequestDelegate next, GatewayMetrics metrics, ExchangeCompletion completion, TimeProvider time)
+/// <remarks>
+/// The request header limits (<see cref="RequestHeaderLimit"/>) are checked here, before routing: a request over them
+/// is answered 431 by completion and goes no further.
+/// </remarks>
+internal sealed class ExchangeMiddleware(RequestDelegate next, GatewayMetrics metrics, ExchangeCompletion completion, RequestHeaderLimit headerLimit, TimeProvider time)
 {
     /// <summary>Status recorded for an exchange whose client disconnected before it completed.</summary>
     public const int ClientClosedRequest = ExchangeCompletion.ClientClosedRequest;
@@ -37,7 +41,14 @@ internal sealed class ExchangeMiddleware(RequestDelegate next, GatewayMetrics me
 
         try
         {
-            await next(context);
+            if (headerLimit.Check(context.Request.Headers) is { } tooLarge)
+            {
+                exchange.Refuse(tooLarge);
+            }
+            else
+            {
+                await next(context);
+            }
         }
         catch (Exception ex) when (!exchange.IsClientAbort)
         {

@@ -60,6 +60,7 @@ internal static partial class GatewayApp
         services.AddSingleton<DashboardStats>();
         services.AddSingleton<ExchangeCompletion>();
         services.AddSingleton<Routing.ModelCatalog>();
+        services.AddSingleton<RequestHeaderLimit>();
         services.TryAddEnumerable(ServiceDescriptor.Singleton<MatcherPolicy, ListenerMatcherPolicy>());
         services.AddRequestTimeouts();
         services.ConfigureHttpJsonOptions(static o => o.SerializerOptions.Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping);
@@ -68,7 +69,8 @@ internal static partial class GatewayApp
 
         services.AddReverseProxy()
             .LoadFromConfig(gate.Configuration.GetSection("ReverseProxy"))
-            .AddGatewayProxyRules();
+            .AddGatewayProxyRules()
+            .AddErrorBodyLimit();
         services.AddSingleton<BackendConnections>();
         services.AddSingleton<IForwarderHttpClientFactory, PoolingHttpClientFactory>();
         services.TryAddEnumerable(ServiceDescriptor.Singleton<Yarp.ReverseProxy.Transforms.Builder.ITransformProvider, WebSocketDowngradeTransform>());
@@ -250,6 +252,12 @@ internal static partial class GatewayApp
         {
             kestrel.AddServerHeader = false;
             kestrel.Limits.MaxRequestBodySize = limits.MaxRequestBodyBytes;
+            // Kestrel's header limits are twice ours, so it decodes an oversized header block and RequestHeaderLimit
+            // answers 431 with our body, on HTTP/2 on that stream, instead of Kestrel's empty 431 or a GOAWAY.
+            var headerBytes = RequestHeaderLimit.KestrelLimit(limits.MaxRequestHeadersTotalBytes);
+            kestrel.Limits.MaxRequestHeadersTotalSize = headerBytes;
+            kestrel.Limits.MaxRequestHeaderCount = RequestHeaderLimit.KestrelLimit(limits.MaxRequestHeaderCount);
+            kestrel.Limits.Http2.MaxRequestHeaderFieldSize = headerBytes;
             foreach (var name in ListenerNames.All)
             {
                 if (!registry.Options.IsEnabled(name))

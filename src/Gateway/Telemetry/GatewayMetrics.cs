@@ -23,6 +23,7 @@ internal sealed class GatewayMetrics
     private readonly UpDownCounter<long> _active;
     private readonly Histogram<double> _ttft;
     private readonly Counter<long> _webSocketIdleClosed;
+    private readonly Counter<long> _errorBodiesTruncated;
 
     public GatewayMetrics(IMeterFactory meterFactory, GatewayMeterName name)
     {
@@ -35,6 +36,8 @@ internal sealed class GatewayMetrics
             advice: new InstrumentAdvice<double> { HistogramBucketBoundaries = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10] });
         _webSocketIdleClosed = Meter.CreateCounter<long>("gateway.websocket.idle_closed", "{connection}",
             "WebSocket connections the gateway closed (1001 on both sides) after Gateway:Limits:WebSocketIdleTimeout of silence, by route.");
+        _errorBodiesTruncated = Meter.CreateCounter<long>("gateway.backend.error_bodies.truncated", "{response}",
+            "Error responses (status >= 400) from a backend whose body was cut at Gateway:Limits:MaxErrorBodyBytes, by cluster.");
     }
 
     /// <summary>The meter, for features that add their own instruments.</summary>
@@ -91,6 +94,15 @@ internal sealed class GatewayMetrics
         if (_webSocketIdleClosed.Enabled)
         {
             _webSocketIdleClosed.Add(1, new KeyValuePair<string, object?>("route", route));
+        }
+    }
+
+    /// <summary>Counts an error body from <paramref name="cluster"/> cut at <c>Gateway:Limits:MaxErrorBodyBytes</c>.</summary>
+    public void ErrorBodyTruncated(string cluster)
+    {
+        if (_errorBodiesTruncated.Enabled)
+        {
+            _errorBodiesTruncated.Add(1, new KeyValuePair<string, object?>("cluster", cluster));
         }
     }
 

@@ -84,6 +84,12 @@ public static class GatewayErrorCodes
     /// <summary>413: the request body is over <c>Gateway:Limits:MaxRequestBodyBytes</c>.</summary>
     public const string RequestTooLarge = "request_too_large";
 
+    /// <summary>
+    /// 431 (gRPC RESOURCE_EXHAUSTED): the request headers are over <c>Gateway:Limits:MaxRequestHeadersTotalBytes</c> or
+    /// <c>MaxRequestHeaderCount</c>.
+    /// </summary>
+    public const string RequestHeadersTooLarge = "request_headers_too_large";
+
     /// <summary>400: the client sent an invalid or incomplete body.</summary>
     public const string BadRequestBody = "bad_request_body";
 

@@ -25,6 +25,7 @@ public sealed class ExtremeValueTests
     [
         ("Gateway:Listeners:Http:Port", false),
         ("Gateway:Limits:MaxRequestBodyBytes", false), ("Gateway:Limits:WebSocketIdleTimeout", true),
+        ("Gateway:Limits:MaxRequestHeadersTotalBytes", false), ("Gateway:Limits:MaxRequestHeaderCount", false), ("Gateway:Limits:MaxErrorBodyBytes", false),
         ("Gateway:Recording:MaxBodyBytes", false), ("Gateway:Recording:MaxUnits", false), ("Gateway:Recording:QueueCapacity", false),
         ("Gateway:Recording:BatchSize", false), ("Gateway:Recording:RetryFor", true), ("Gateway:Recording:Sessions:MaxInspectBytes", false),
         ("Gateway:Recording:Sessions:IdleTimeout", true), ("Gateway:Recording:Sampling:Rate", false), ("Gateway:Recording:Retention:MaxLength", false),

@@ -80,8 +80,8 @@ internal sealed class ExchangeCapture : IDisposable
         else if (context.Features.Get<IHttpExtendedConnectFeature>() is { IsExtendedConnect: true } connect)
         {
             // A WebSocket over HTTP/2 (RFC 8441): the same frames on the accepted stream of the CONNECT.
-            var fromClient = new WebSocketFrameReader(_units, Directions.ToServer);
-            var toClient = new WebSocketFrameReader(_units, Directions.ToClient);
+            var fromClient = _fromClient = new WebSocketUnits(_units, Directions.ToServer);
+            var toClient = _toClient = new WebSocketUnits(_units, Directions.ToClient);
             context.Features.Set<IHttpExtendedConnectFeature>(new TapExtendedConnectFeature(connect, fromClient.Append, b => { MarkFirstByte(); toClient.Append(b); }, () => _upgraded = true));
         }
     }
