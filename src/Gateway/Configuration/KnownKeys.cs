@@ -47,6 +47,43 @@ internal static class KnownKeys
         }
 
         CheckReverseProxyNames(configuration.GetSection("ReverseProxy"), errors);
+        if (configuration.GetSection("Kestrel").GetChildren().Any())
+        {
+            // The gateway configures Kestrel itself from Gateway:Listeners and Gateway:Limits; a Kestrel section would be
+            // silently ignored.
+            errors.Add($"Kestrel:{configuration.GetSection("Kestrel").GetChildren().First().Key} is not read by the gateway: its listeners and limits are Gateway:Listeners and Gateway:Limits (see docs/configuration.md).");
+        }
+
+        CheckLogging(configuration.GetSection("Logging:Console"), errors);
+    }
+
+    /// <summary>The console logger's settings that its own code would refuse with an exception at start-up.</summary>
+    private static void CheckLogging(IConfigurationSection console, List<string> errors)
+    {
+        if (console["MaxQueueLength"] is { } length && (!int.TryParse(length, NumberStyles.Integer, CultureInfo.InvariantCulture, out var n) || n <= 0))
+        {
+            errors.Add($"Logging:Console:MaxQueueLength must be a whole number > 0 (was '{length}').");
+        }
+
+        if (console["QueueFullMode"] is { } mode && !Enum.TryParse<Microsoft.Extensions.Logging.Console.ConsoleLoggerQueueFullMode>(mode, ignoreCase: true, out _))
+        {
+            errors.Add($"Logging:Console:QueueFullMode must be Wait or DropWrite (was '{mode}').");
+        }
+
+        foreach (var key in new[] { "TimestampFormat", "FormatterOptions:TimestampFormat" })
+        {
+            if (console[key] is { } format)
+            {
+                try
+                {
+                    _ = DateTimeOffset.UnixEpoch.ToString(format, CultureInfo.InvariantCulture);
+                }
+                catch (FormatException)
+                {
+                    errors.Add($"Logging:Console:{key} is not a date and time format (was '{format}'), e.g. 'HH:mm:ss '.");
+                }
+            }
+        }
     }
 
     /// <summary>The sections of YARP's configuration whose names are checked: a path pattern (* = any name) and its type.</summary>

@@ -56,10 +56,11 @@ internal sealed class BackendConnections
 /// A backend connection that keeps the backend's early answer. A server may answer before it has read the whole request
 /// body (a 400 or 413 for a request too large) and close the connection (RFC 9112 §9.6 lets it); HttpClient sends an
 /// HTTP/1.1 body before it reads the response, so the write that meets the closed connection fails the whole call and
-/// the client would get an empty 502 instead of the backend's answer (dotnet/runtime#57186). Here such a write is
-/// absorbed when the backend has already sent bytes that wait to be read: the rest of the body is discarded, HttpClient
-/// goes on to read the answer, and the connection is not reused (its next read fails). A write that fails with nothing
-/// to read fails as before.
+/// the client would get an empty 502 instead of the backend's answer (dotnet/runtime#57186); with
+/// <c>Expect: 100-continue</c> HttpClient reads the answer while it sends, then fails the call on the write all the same.
+/// Here a write that fails on the socket is absorbed: the rest of the body is discarded and HttpClient goes on to read
+/// the answer. If the backend answered, the client gets that answer; if it did not, the read fails and the call fails
+/// as a backend failure, as it would have (the connection is not reused: its next read fails).
 /// </summary>
 internal sealed class EarlyResponseStream(Socket socket, Action onClosed) : NetworkStream(socket, ownsSocket: true)
 {
@@ -77,7 +78,7 @@ internal sealed class EarlyResponseStream(Socket socket, Action onClosed) : Netw
         {
             await base.WriteAsync(buffer, cancellationToken);
         }
-        catch (IOException ex) when (ex.InnerException is SocketException && HasAnswerWaiting())
+        catch (IOException ex) when (ex.InnerException is SocketException)
         {
             _discarding = true;
         }
@@ -97,7 +98,7 @@ internal sealed class EarlyResponseStream(Socket socket, Action onClosed) : Netw
         {
             base.Write(buffer);
         }
-        catch (IOException ex) when (ex.InnerException is SocketException && HasAnswerWaiting())
+        catch (IOException ex) when (ex.InnerException is SocketException)
         {
             _discarding = true;
         }
@@ -115,18 +116,5 @@ internal sealed class EarlyResponseStream(Socket socket, Action onClosed) : Netw
         }
 
         base.Dispose(disposing);
-    }
-
-    /// <summary>Whether the backend sent bytes that have not been read yet (its answer).</summary>
-    private bool HasAnswerWaiting()
-    {
-        try
-        {
-            return Socket.Available > 0;
-        }
-        catch (Exception ex) when (ex is SocketException or ObjectDisposedException)
-        {
-            return false;
-        }
     }
 }

@@ -60,6 +60,7 @@ internal static partial class GatewayApp
         services.AddSingleton<DashboardStats>();
         services.AddSingleton<ExchangeCompletion>();
         services.AddSingleton<Routing.ModelCatalog>();
+        services.AddSingleton<Routing.ModelRouter>();
         services.AddSingleton<RequestHeaderLimit>();
         services.TryAddEnumerable(ServiceDescriptor.Singleton<MatcherPolicy, ListenerMatcherPolicy>());
         services.AddRequestTimeouts();

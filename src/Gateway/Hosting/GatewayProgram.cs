@@ -45,6 +45,13 @@ internal static class GatewayProgram
             await Console.Error.WriteLineAsync($"gateway: configuration error: {Flatten(ex)}");
             return 2;
         }
+        catch (Exception ex) when (ex is ArgumentException or FormatException or OverflowException)
+        {
+            // A value a library refuses at start-up that no check of ours knew of (the logging section's, for example):
+            // one line, never a stack trace.
+            await Console.Error.WriteLineAsync($"gateway: configuration error: a setting was refused while starting: {Flatten(ex)}");
+            return 2;
+        }
 
         PrintListeners(app);
         await app.WaitForShutdownAsync();

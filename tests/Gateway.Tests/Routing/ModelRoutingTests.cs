@@ -1,0 +1,141 @@
+using System.Net;
+using System.Net.Http.Json;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using Grpc.Core;
+using Grpc.Net.Client;
+using Inference.V1;
+using ModelSim;
+
+namespace Gateway.Tests.Routing;
+
+/// <summary>
+/// Issue 14, "Route by model": the request's model (OpenAI body, gRPC metadata, WebSocket query) picks the cluster; an
+/// alias names a model; Rewrite is the name the backend gets; an unknown model is 404 model_not_found without reaching
+/// any backend; GET /v1/models lists models and aliases; a fallback takes over when a model's cluster cannot be reached.
+/// The two clusters are two simulators that each serve one model and refuse any other (Sim:Model), as vLLM does.
+/// </summary>
+public sealed class ModelRoutingTests
+{
+    private static GatewayHarness.Options Fleet(Uri qwen, bool llamaDown = false)
+    {
+        var options = new GatewayHarness.Options();
+        options.Sim["Sim:AcceptAnyModel"] = "false";
+        options.Sim["Sim:Model"] = "meta-llama/Llama-3.1-8B";
+        options.Edit = config =>
+        {
+            var clusters = config["ReverseProxy"]!["Clusters"]!.AsObject();
+            clusters["qwen-http"] = new JsonObject
+            {
+                ["Destinations"] = new JsonObject { ["sim"] = new JsonObject { ["Address"] = qwen.ToString() } },
+            };
+            if (llamaDown)
+            {
+                clusters["model-http"]!["Destinations"]!["sim"]!["Address"] = $"http://127.0.0.1:{FreePort.Next()}/";
+            }
+
+            config["Gateway"] = new JsonObject
+            {
+                ["Models"] = new JsonObject
+                {
+                    ["llama"] = new JsonObject
+                    {
+                        ["Cluster"] = "model-http",
+                        ["Aliases"] = new JsonArray("llama-latest"),
+                        ["Rewrite"] = "meta-llama/Llama-3.1-8B",
+                        ["Fallbacks"] = new JsonArray("qwen"),
+                    },
+                    ["qwen"] = new JsonObject { ["Cluster"] = "qwen-http" },
+                },
+            };
+        };
+        return options;
+    }
+
+    private static Task<ModelSimServer> StartQwenAsync() => ModelSimServer.StartAsync(new Dictionary<string, string?>
+    {
+        ["Sim:Model"] = "qwen",
+        ["Sim:PerTokenMs"] = "1",
+        ["Sim:PrefillMs"] = "1",
+    });
+
+    private static async Task<(HttpStatusCode Status, JsonElement Body)> ChatAsync(HttpClient http, string model)
+    {
+        using var response = await http.PostAsJsonAsync("/v1/chat/completions", new { model, messages = new[] { new { role = "user", content = "hi" } }, max_tokens = 2 });
+        var text = await response.Content.ReadAsStringAsync();
+        return (response.StatusCode, JsonDocument.Parse(text).RootElement.Clone());
+    }
+
+    [Fact]
+    public async Task The_model_picks_the_cluster_aliases_and_rewrite_apply_and_an_unknown_model_reaches_no_backend()
+    {
+        await using var qwen = await StartQwenAsync();
+        await using var h = await GatewayHarness.StartAsync(Fleet(qwen.HttpAddress));
+        using var http = new HttpClient { BaseAddress = h.Http };
+
+        var (status, body) = await ChatAsync(http, "llama");
+        Assert.True(status == HttpStatusCode.OK, body.ToString());
+        Assert.Equal("meta-llama/Llama-3.1-8B", body.GetProperty("model").GetString()); // the backend got the rewritten name
+
+        (status, body) = await ChatAsync(http, "llama-latest");
+        Assert.True(status == HttpStatusCode.OK, body.ToString());
+
+        (status, body) = await ChatAsync(http, "qwen");
+        Assert.True(status == HttpStatusCode.OK, body.ToString());
+        Assert.Equal("qwen", body.GetProperty("model").GetString());
+        Assert.Equal(1, qwen.Stats.Completed);
+        Assert.Equal(2, h.Sim.Stats.Completed);
+
+        (status, body) = await ChatAsync(http, "gpt-9");
+        Assert.Equal(HttpStatusCode.NotFound, status);
+        Assert.Equal("model_not_found", body.GetProperty("error").GetProperty("code").GetString());
+        Assert.Equal(1, qwen.Stats.Requests);
+        Assert.Equal(2, h.Sim.Stats.Requests); // neither backend saw it
+
+        // The model is a label of the request metrics: configured names only, and "(unknown)" for the rest.
+        using var admin = new HttpClient { BaseAddress = h.Admin };
+        var metrics = await admin.GetStringAsync("/metrics");
+        Assert.Contains("model=\"llama\"", metrics, StringComparison.Ordinal);
+        Assert.Contains("model=\"(unknown)\"", metrics, StringComparison.Ordinal);
+        Assert.DoesNotContain("model=\"gpt-9\"", metrics, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Get_models_lists_the_configured_models_and_aliases_in_openai_shape()
+    {
+        await using var qwen = await StartQwenAsync();
+        await using var h = await GatewayHarness.StartAsync(Fleet(qwen.HttpAddress));
+        using var http = new HttpClient { BaseAddress = h.Http };
+        using var list = JsonDocument.Parse(await http.GetStringAsync("/v1/models"));
+        Assert.Equal("list", list.RootElement.GetProperty("object").GetString());
+        var ids = list.RootElement.GetProperty("data").EnumerateArray().Select(static m => m.GetProperty("id").GetString()).ToArray();
+        Assert.Equal(["llama", "llama-latest", "qwen"], ids.Order(StringComparer.Ordinal));
+        Assert.Equal(0, h.Sim.Stats.Requests);
+    }
+
+    [Fact]
+    public async Task A_model_whose_cluster_cannot_be_reached_falls_back_before_any_byte_is_sent()
+    {
+        await using var qwen = await StartQwenAsync();
+        await using var h = await GatewayHarness.StartAsync(Fleet(qwen.HttpAddress, llamaDown: true));
+        using var http = new HttpClient { BaseAddress = h.Http };
+
+        var (status, body) = await ChatAsync(http, "llama");
+        Assert.True(status == HttpStatusCode.OK, body.ToString());
+        Assert.Equal("qwen", body.GetProperty("model").GetString()); // the fallback's own name was sent
+        Assert.Equal(1, qwen.Stats.Completed);
+    }
+
+    [Fact]
+    public async Task A_grpc_call_naming_an_unknown_model_is_not_found_and_reaches_no_backend()
+    {
+        await using var qwen = await StartQwenAsync();
+        await using var h = await GatewayHarness.StartAsync(Fleet(qwen.HttpAddress));
+        using var channel = GrpcChannel.ForAddress(h.Grpc);
+        var client = new Generation.GenerationClient(channel);
+        var error = await Assert.ThrowsAsync<RpcException>(async () =>
+            await client.GenerateAsync(new GenerateRequest { Prompt = "hi", MaxTokens = 2 }, new Metadata { { "x-model", "gpt-9" } }));
+        Assert.Equal(StatusCode.NotFound, error.StatusCode);
+        Assert.Equal(0, h.Sim.Stats.Requests);
+    }
+}
