@@ -110,7 +110,8 @@ internal sealed partial class ForwardStep(RequestDelegate next, Configuration.Ga
             return;
         }
 
-        var remaining = asked.Fallbacks.SkipWhile(f => f != classification.Model).Skip(asked == classification.Model ? 0 : 1).ToArray();
+        // The fallbacks after the model in use (all of them when the asked model itself was used).
+        var remaining = asked == classification.Model ? [.. asked.Fallbacks] : asked.Fallbacks.SkipWhile(f => f != classification.Model).Skip(1).ToArray();
         foreach (var fallback in remaining)
         {
             if (context.Response.HasStarted || context.Features.Get<IForwarderErrorFeature>() is not { } error || !FailedBeforeAnswer(error)

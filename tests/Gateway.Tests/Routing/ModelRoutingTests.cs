@@ -6,6 +6,7 @@ using Grpc.Core;
 using Grpc.Net.Client;
 using Inference.V1;
 using ModelSim;
+using TestSupport;
 
 namespace Gateway.Tests.Routing;
 
