@@ -11,7 +11,7 @@ namespace Gateway.Exchange;
 /// <see cref="ClassifyStep"/>, and completed by <see cref="ExchangeCompletion"/>, the one owner of the outcome. Steps
 /// never write a fact of the request here; they only leave what completion must act on: a gateway
 /// <see cref="Answer"/> (a refusal), work to finish (<see cref="OnCompleted"/>: leases, token charges) and the taps to
-/// install before forwarding (<see cref="Capture"/>, <see cref="ResponseBody"/>, <see cref="Upgrade"/>).
+/// install before forwarding (<see cref="Capture"/>, <see cref="ResponseBody"/>, <see cref="Connection"/>).
 /// </summary>
 internal sealed class ExchangeContext
 {
@@ -54,8 +54,11 @@ internal sealed class ExchangeContext
     /// <summary>A response body filter (token usage metering), installed inside the capture taps before forwarding.</summary>
     public Func<IHttpResponseBodyFeature, IHttpResponseBodyFeature>? ResponseBody { get; private set; }
 
-    /// <summary>An upgraded-connection filter (WebSocket message limits), installed inside the capture taps before forwarding.</summary>
-    public Func<IHttpUpgradeFeature, IHttpUpgradeFeature>? Upgrade { get; private set; }
+    /// <summary>
+    /// A WebSocket connection filter (message limits, idle timeout) over the client's side of the session, installed
+    /// inside the capture taps before forwarding, on an HTTP/1.1 upgrade and an HTTP/2 extended CONNECT alike.
+    /// </summary>
+    public Func<Stream, Stream>? Connection { get; private set; }
 
     /// <summary>An exception that escaped the request path (a bug), or null.</summary>
     public Exception? Failure { get; private set; }
@@ -91,11 +94,11 @@ internal sealed class ExchangeContext
         ResponseBody = previous is null ? filter : inner => filter(previous(inner));
     }
 
-    /// <summary>Registers an upgraded-connection filter; filters registered later sit closer to the forwarder.</summary>
-    public void FilterUpgrade(Func<IHttpUpgradeFeature, IHttpUpgradeFeature> filter)
+    /// <summary>Registers a WebSocket connection filter; filters registered later sit closer to the forwarder.</summary>
+    public void FilterConnection(Func<Stream, Stream> filter)
     {
-        var previous = Upgrade;
-        Upgrade = previous is null ? filter : inner => filter(previous(inner));
+        var previous = Connection;
+        Connection = previous is null ? filter : inner => filter(previous(inner));
     }
 
     /// <summary>

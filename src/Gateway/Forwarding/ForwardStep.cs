@@ -41,29 +41,21 @@ internal sealed partial class ForwardStep(RequestDelegate next, Configuration.Ga
             context.Features.Set(body(context.Features.Get<IHttpResponseBodyFeature>()!));
         }
 
-        if (exchange.Upgrade is { } upgrade && context.Features.Get<IHttpUpgradeFeature>() is { } feature)
-        {
-            context.Features.Set(upgrade(feature));
-        }
-
         var proxy = context.GetReverseProxyFeature();
         var longIdle = TimeSpan.Zero;
         if (classification.IsWebSocket)
         {
-            longIdle = limits.WebSocketIdleTimeout;
-            if (context.Features.Get<IHttpUpgradeFeature>() is { IsUpgradableRequest: true } websocket)
+            // The gateway closes an idle WebSocket itself, with a close frame on both sides; YARP's activity timeout
+            // (which would cut it as a failure) is set above it, so this close always comes first.
+            var idleTimeout = limits.WebSocketIdleTimeout;
+            var route = classification.RouteId;
+            exchange.FilterConnection(WebSocketIdleTimeout.Filter(idleTimeout, time, () =>
             {
-                // The gateway closes an idle WebSocket itself, with a close frame on both sides; YARP's activity timeout
-                // (which would cut it as a failure) is set above it, so this close always comes first.
-                var idleTimeout = limits.WebSocketIdleTimeout;
-                var route = classification.RouteId;
-                context.Features.Set<IHttpUpgradeFeature>(new WebSocketIdleTimeout(websocket, idleTimeout, time, () =>
-                {
-                    metrics.WebSocketIdleClosed(route);
-                    Log.WebSocketIdleClosed(logger, route, idleTimeout);
-                }));
-                longIdle = idleTimeout + IdleMargin(idleTimeout);
-            }
+                metrics.WebSocketIdleClosed(route);
+                Log.WebSocketIdleClosed(logger, route, idleTimeout);
+            }));
+            ConnectionFilters.Install(context, exchange.Connection!);
+            longIdle = idleTimeout + IdleMargin(idleTimeout);
         }
         else if (proxy.Route.Config.Timeout is { } routeTimeout && routeTimeout > TimeSpan.Zero && routeTimeout != Timeout.InfiniteTimeSpan)
         {

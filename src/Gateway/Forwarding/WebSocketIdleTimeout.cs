@@ -13,15 +13,16 @@ namespace Gateway.Forwarding;
 /// answers is not passed on (the client already has one).
 /// </summary>
 /// <remarks>
-/// Installed by <see cref="ForwardStep"/> on the client's side of every WebSocket upgrade, closest to YARP; it sets
+/// Installed by <see cref="ForwardStep"/> on the client's side of every WebSocket session (an HTTP/1.1 upgrade or an
+/// HTTP/2 extended CONNECT), closest to YARP; it sets
 /// YARP's own activity timeout above the idle timeout, so this close always comes first. Time comes from the injected
 /// <see cref="TimeProvider"/>: one timer per connection, re-armed for the time left whenever it fires early.
 /// </remarks>
-internal sealed class WebSocketIdleTimeout(IHttpUpgradeFeature inner, TimeSpan idleTimeout, TimeProvider time, Action onIdleClose) : IHttpUpgradeFeature
+internal static class WebSocketIdleTimeout
 {
-    public bool IsUpgradableRequest => inner.IsUpgradableRequest;
-
-    public async Task<Stream> UpgradeAsync() => new IdleStream(await inner.UpgradeAsync(), idleTimeout, time, onIdleClose);
+    /// <summary>A connection filter (<see cref="Exchange.ExchangeContext.FilterConnection"/>) closing the connection after <paramref name="idleTimeout"/> of silence.</summary>
+    public static Func<Stream, Stream> Filter(TimeSpan idleTimeout, TimeProvider time, Action onIdleClose) =>
+        stream => new IdleStream(stream, idleTimeout, time, onIdleClose);
 
     /// <summary>The client's upgraded connection, as YARP reads and writes it.</summary>
     internal sealed class IdleStream : Stream

@@ -61,12 +61,10 @@ internal sealed class RateLimitStep(RequestDelegate next, ShapingMetrics metrics
             }
 
             tightest = RateLimitHeaders.Tighter(tightest, decision.Info);
-            if (policy.Options.Kind == PolicyKind.WebSocket && policy.Options.MessagesPerConnection > 0
-                && context.Features.Get<IHttpUpgradeFeature>() is { IsUpgradableRequest: true })
+            if (policy.Options.Kind == PolicyKind.WebSocket && policy.Options.MessagesPerConnection > 0 && classification.IsWebSocket)
             {
                 var name = policy.Name;
-                var limit = policy.Options.MessagesPerConnection;
-                exchange.FilterUpgrade(inner => new WebSocketMessageLimit(inner, limit, name, () => metrics.Decision(name, "refused", "messages_per_connection")));
+                exchange.FilterConnection(WebSocketMessageLimit.Filter(policy.Options.MessagesPerConnection, name, () => metrics.Decision(name, "refused", "messages_per_connection")));
             }
         }
 

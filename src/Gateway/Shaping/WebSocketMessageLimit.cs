@@ -12,11 +12,11 @@ namespace Gateway.Shaping;
 /// reason naming the policy (<see cref="GatewayCloseReasons.MessageLimit"/>), written between two of the server's
 /// frames (never inside one), and the connection ends.
 /// </summary>
-internal sealed class WebSocketMessageLimit(IHttpUpgradeFeature inner, int limit, string policy, Action onExceeded) : IHttpUpgradeFeature
+internal static class WebSocketMessageLimit
 {
-    public bool IsUpgradableRequest => inner.IsUpgradableRequest;
-
-    public async Task<Stream> UpgradeAsync() => new LimitedStream(await inner.UpgradeAsync(), limit, policy, onExceeded);
+    /// <summary>A connection filter (<see cref="Exchange.ExchangeContext.FilterConnection"/>) admitting at most <paramref name="limit"/> client messages.</summary>
+    public static Func<Stream, Stream> Filter(int limit, string policy, Action onExceeded) =>
+        stream => new LimitedStream(stream, limit, policy, onExceeded);
 
     private sealed class LimitedStream : Stream
     {

@@ -98,6 +98,74 @@ public sealed class WebSocketHttp2RecordingTests : IDisposable
         Assert.Equal([("CONNECT", "HTTP/2")], seen.ToArray());
     }
 
+    // Issue 11: the WebSocket connection filters (a policy's MessagesPerConnection, Gateway:Limits:WebSocketIdleTimeout)
+    // apply to a WebSocket over HTTP/2 as to one over HTTP/1.1 (before, they wrapped only IHttpUpgradeFeature, so an
+    // extended CONNECT bypassed both; found by the HTTP/2 recording work).
+    [Fact]
+    public async Task Message_limit_and_idle_timeout_apply_to_a_websocket_over_http2()
+    {
+        using var certificate = TestCertificates.CreateSelfSigned(_dir);
+        var seen = new ConcurrentQueue<(string Method, string Protocol)>();
+        await using var backend = await StartEchoBackendAsync(certificate, seen, refuseConnect: false);
+        var options = Options(backend.Address, allowHttp11: true);
+        options.Gateway["Gateway:Limits:WebSocketIdleTimeout"] = "00:00:01";
+        var edit = options.Edit!;
+        options.Edit = c =>
+        {
+            edit(c);
+            c["Gateway"] = new JsonObject
+            {
+                ["Shaping"] = new JsonObject
+                {
+                    ["Policies"] = new JsonObject { ["ws"] = new JsonObject { ["Kind"] = "WebSocket", ["PermitLimit"] = 10, ["MessagesPerConnection"] = 2 } },
+                },
+            };
+            c["ReverseProxy"]!["Routes"]!["websocket-stream"]!["Metadata"]!["Policies"] = "ws";
+        };
+        await using var h = await GatewayHarness.StartAsync(options);
+        using var cts = new CancellationTokenSource(s_timeout);
+
+        // Two messages pass; the third is refused with 1008 naming the policy.
+        using (var socket = await ConnectAsync(h.WebSocket, certificate, cts.Token))
+        {
+            foreach (var text in new[] { "a", "b" })
+            {
+                await socket.SendAsync(Encoding.UTF8.GetBytes(text), WebSocketMessageType.Text, true, cts.Token);
+                Assert.Equal("echo:" + text, await Listeners.ListenerTests.ReceiveTextAsync(socket, cts.Token));
+            }
+
+            await socket.SendAsync("c"u8.ToArray(), WebSocketMessageType.Text, true, cts.Token);
+            var result = await socket.ReceiveAsync(new byte[256], cts.Token);
+            Assert.Equal((WebSocketMessageType.Close, WebSocketCloseStatus.PolicyViolation), (result.MessageType, socket.CloseStatus));
+        }
+
+        // A silent session is closed by the gateway after a second, with 1001 naming the idle timeout.
+        using (var socket = await ConnectAsync(h.WebSocket, certificate, cts.Token))
+        {
+            var result = await socket.ReceiveAsync(new byte[256], cts.Token);
+            Assert.Equal((WebSocketMessageType.Close, WebSocketCloseStatus.EndpointUnavailable), (result.MessageType, socket.CloseStatus));
+            Assert.StartsWith("idle_timeout", socket.CloseStatusDescription, StringComparison.Ordinal);
+        }
+
+        Assert.All(seen, s => Assert.Equal("HTTP/2", s.Protocol));
+    }
+
+    private static async Task<ClientWebSocket> ConnectAsync(Uri listener, X509Certificate2 certificate, CancellationToken cancellationToken)
+    {
+        var handler = new SocketsHttpHandler
+        {
+            SslOptions = new SslClientAuthenticationOptions
+            {
+                RemoteCertificateValidationCallback = (_, cert, _, _) => cert is not null && cert.GetCertHashString() == certificate.GetCertHashString(),
+            },
+        };
+        var socket = new ClientWebSocket();
+        socket.Options.HttpVersion = HttpVersion.Version20;
+        socket.Options.HttpVersionPolicy = HttpVersionPolicy.RequestVersionExact;
+        await socket.ConnectAsync(new Uri($"wss://{listener.Authority}/v1/stream"), new HttpMessageInvoker(handler), cancellationToken);
+        return socket;
+    }
+
     private GatewayHarness.Options Options(Uri backend, bool allowHttp11)
     {
         var options = new GatewayHarness.Options { HttpBackend = backend };
