@@ -161,7 +161,7 @@ internal sealed partial class ExchangeCompletion
         _ when context.Response.StatusCode >= 500 => ErrorResponses.WriteAsync(context, StatusCodes.Status502BadGateway, StatusCode.Unavailable,
             "bad_gateway", "backend_error", $"The model server in cluster '{cluster}' failed during the exchange ({error})."),
         _ when context.Response.StatusCode >= 400 => ErrorResponses.WriteAsync(context, context.Response.StatusCode, StatusCode.InvalidArgument,
-            "invalid_request", "bad_request_body", $"The request could not be forwarded as sent ({error})."),
+            "invalid_request_error", "bad_request_body", $"The request could not be forwarded as sent ({error})."),
         _ => Task.CompletedTask,
     };
 

@@ -233,7 +233,7 @@ internal static partial class GatewayApp
         }
 
         var status = context.Response.StatusCode;
-        return ErrorResponses.WriteAsync(context, status, Grpc.Core.StatusCode.Unknown, status == 405 ? "invalid_request" : "error",
+        return ErrorResponses.WriteAsync(context, status, Grpc.Core.StatusCode.Unknown, status == 405 ? "invalid_request_error" : "error",
             status == 405 ? "method_not_allowed" : $"http_{status}",
             status == 405 ? $"{context.Request.Method} is not allowed on {context.Request.Path}." : $"HTTP {status} for {context.Request.Method} {context.Request.Path}.");
     }

@@ -118,7 +118,7 @@ internal static class RecordingEndpoints
 
             if (string.IsNullOrWhiteSpace(path) || !path.EndsWith(".jsonl", StringComparison.Ordinal))
             {
-                return Error(StatusCodes.Status400BadRequest, "invalid_request", "invalid_path", "Give ?path=FILE.jsonl, a file on the gateway's host to write.");
+                return Error(StatusCodes.Status400BadRequest, "invalid_request_error", "invalid_path", "Give ?path=FILE.jsonl, a file on the gateway's host to write.");
             }
 
             try
@@ -132,7 +132,7 @@ internal static class RecordingEndpoints
             }
             catch (Exception ex) when (ex is IOException or ArgumentException or UnauthorizedAccessException)
             {
-                return Error(StatusCodes.Status400BadRequest, "invalid_request", "invalid_path", ex.Message);
+                return Error(StatusCodes.Status400BadRequest, "invalid_request_error", "invalid_path", ex.Message);
             }
             catch (Exception ex) when (IsStoreFailure(ex))
             {
@@ -144,7 +144,7 @@ internal static class RecordingEndpoints
         {
             if (string.IsNullOrWhiteSpace(path))
             {
-                return Error(StatusCodes.Status400BadRequest, "invalid_request", "invalid_path", "Give ?path=FILE.jsonl, a recording file on the gateway's host.");
+                return Error(StatusCodes.Status400BadRequest, "invalid_request_error", "invalid_path", "Give ?path=FILE.jsonl, a recording file on the gateway's host.");
             }
 
             if (name is not null && !RecordingNames.IsValid(name))
@@ -155,7 +155,7 @@ internal static class RecordingEndpoints
             var target = name ?? Path.GetFileNameWithoutExtension(path);
             if (Directory.Exists(path))
             {
-                return Error(StatusCodes.Status400BadRequest, "invalid_request", "invalid_path", $"'{path}' is a directory; give a .jsonl recording file.");
+                return Error(StatusCodes.Status400BadRequest, "invalid_request_error", "invalid_path", $"'{path}' is a directory; give a .jsonl recording file.");
             }
 
             try
@@ -170,7 +170,7 @@ internal static class RecordingEndpoints
                 if (result.Exchanges == 0 && result.Skipped > 0)
                 {
                     await store.Store.DeleteAsync(target, ct);
-                    return Error(StatusCodes.Status400BadRequest, "invalid_request", "not_a_recording",
+                    return Error(StatusCodes.Status400BadRequest, "invalid_request_error", "not_a_recording",
                         $"'{path}' holds no readable exchange ({result.Skipped} unreadable line(s)): not a recording file.");
                 }
 
@@ -182,7 +182,7 @@ internal static class RecordingEndpoints
             }
             catch (Exception ex) when (ex is IOException or ArgumentException or UnauthorizedAccessException)
             {
-                return Error(StatusCodes.Status400BadRequest, "invalid_request", "invalid_path", ex.Message);
+                return Error(StatusCodes.Status400BadRequest, "invalid_request_error", "invalid_path", ex.Message);
             }
             catch (Exception ex) when (IsStoreFailure(ex))
             {
@@ -212,7 +212,7 @@ internal static class RecordingEndpoints
     private static bool IsStoreFailure(Exception ex) =>
         ex is StackExchange.Redis.RedisException or TimeoutException or IOException;
 
-    private static IResult BadName(string name) => Error(StatusCodes.Status400BadRequest, "invalid_request", "invalid_recording_name",
+    private static IResult BadName(string name) => Error(StatusCodes.Status400BadRequest, "invalid_request_error", "invalid_recording_name",
         $"'{name}' is not a valid recording name: 1 to {RecordingNames.MaxLength} letters, digits, '-', '_' or '.', not starting with '.'.");
 
     private static IResult NotFound(string name) => Error(StatusCodes.Status404NotFound, "not_found", "recording_not_found", $"There is no recording '{name}'.");

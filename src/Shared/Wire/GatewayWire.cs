@@ -156,7 +156,7 @@ public static class GatewayErrorTypes
     public const string Timeout = "timeout";
 
     /// <summary>400, 405, 413.</summary>
-    public const string InvalidRequest = "invalid_request";
+    public const string InvalidRequest = "invalid_request_error";
 
     /// <summary>502.</summary>
     public const string BadGateway = "bad_gateway";

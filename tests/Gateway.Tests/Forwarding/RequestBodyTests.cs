@@ -85,7 +85,7 @@ public sealed class RequestBodyTests
 
         Assert.True(response.StatusCode == HttpStatusCode.BadRequest, $"{what}: {(int)response.StatusCode} {text}");
         Assert.Equal("invalid_json", ErrorCode(text));
-        Assert.Equal("invalid_request", JsonDocument.Parse(text).RootElement.GetProperty("error").GetProperty("type").GetString());
+        Assert.Equal("invalid_request_error", JsonDocument.Parse(text).RootElement.GetProperty("error").GetProperty("type").GetString());
         Assert.DoesNotContain(h.Logs.Entries, e => e.Level >= LogLevel.Warning || (e.Exception is not null && e.Level >= LogLevel.Information));
 
         // Text that is merely not ASCII, raw or escaped (a surrogate pair included), is counted and served.
