@@ -12,8 +12,6 @@ namespace Gateway.Exchange;
 /// (listener, protocol, route, the model and cluster it goes to, that route and cluster's shaping plan; the client key,
 /// session and LLM request on demand), which every later step reads.
 /// <list type="bullet">
-/// <item>A request whose headers cannot be forwarded as sent (a value with characters outside ASCII, which the
-/// forwarder sends as ASCII only) ends here with 400 <c>invalid_header</c>, before anything is counted.</item>
 /// <item>When models are configured (<c>Gateway:Models</c>), the request's model (OpenAI JSON <c>model</c>; gRPC
 /// metadata <c>x-model</c> or <c>GenerateRequest.model</c>; a WebSocket upgrade's <c>?model=</c> or <c>x-model</c>)
 /// picks the cluster, or a fallback's when the model's cluster has no healthy destination or its circuit is open; the
@@ -33,13 +31,6 @@ internal sealed class ClassifyStep(RequestDelegate next, ShapingRuntime shaping,
         var route = context.GetReverseProxyFeature().Route.Config;
         var classification = new Classification(context, exchange.Listener, ExchangeProtocols.Of(context), route, sessions);
         exchange.Classify(classification);
-        if (UnforwardableHeader(context.Request.Headers) is { } header)
-        {
-            exchange.Refuse(GatewayAnswer.BadRequest(GatewayErrorCodes.InvalidHeader,
-                $"The value of request header '{header}' has non-ASCII characters, which cannot be forwarded; encode it (for example percent-encoding, RFC 8187)."));
-            return Task.CompletedTask;
-        }
-
         if (!models.IsEnabled || (route.Metadata?.TryGetValue(RouteByModelMetadataKey, out var byModel) == true && string.Equals(byModel, "false", StringComparison.OrdinalIgnoreCase)))
         {
             classification.Resolve(null, null, route.ClusterId, shaping.Current.PlanFor(route));
@@ -104,23 +95,6 @@ internal sealed class ClassifyStep(RequestDelegate next, ShapingRuntime shaping,
 
         classification.Resolve(chosen, requested, clusterId, shaping.Current.PlanFor(route, clusterId));
         await next(context);
-    }
-
-    /// <summary>The name of the first request header whose value has a character outside ASCII, which the forwarder cannot send.</summary>
-    internal static string? UnforwardableHeader(IHeaderDictionary headers)
-    {
-        foreach (var (name, values) in headers)
-        {
-            foreach (var value in values)
-            {
-                if (value is not null && !System.Text.Ascii.IsValid(value))
-                {
-                    return name;
-                }
-            }
-        }
-
-        return null;
     }
 
     private static string? First(StringValues values) => values.Count > 0 && !string.IsNullOrEmpty(values[0]) ? values[0] : null;

@@ -8,7 +8,8 @@ namespace Gateway.Exchange;
 
 /// <summary>
 /// The request header limits of <c>Gateway:Limits</c> (<c>MaxRequestHeadersTotalBytes</c>, <c>MaxRequestHeaderCount</c>),
-/// checked by <see cref="ExchangeMiddleware"/> before routing. A request over them gets 431
+/// and header values the forwarder cannot send (not ASCII: 400 <c>invalid_header</c>), checked in one pass by
+/// <see cref="ExchangeMiddleware"/> before routing. A request over them gets 431
 /// <c>request_headers_too_large</c> (gRPC RESOURCE_EXHAUSTED) from <see cref="ExchangeCompletion"/>, on HTTP/2 on its
 /// own stream.
 /// </summary>
@@ -43,10 +44,16 @@ internal sealed class RequestHeaderLimit
             return TooLarge($"The request has {count} headers; the gateway accepts at most {_maxCount} (Gateway:Limits:MaxRequestHeaderCount).");
         }
 
-        var bytes = TotalBytes(headers);
-        return bytes > _maxBytes
-            ? TooLarge($"The request headers total {bytes} bytes (names and values); the gateway accepts at most {_maxBytes} (Gateway:Limits:MaxRequestHeadersTotalBytes).")
-            : null;
+        var bytes = TotalBytes(headers, out var notAscii);
+        if (bytes > _maxBytes)
+        {
+            return TooLarge($"The request headers total {bytes} bytes (names and values); the gateway accepts at most {_maxBytes} (Gateway:Limits:MaxRequestHeadersTotalBytes).");
+        }
+
+        // SocketsHttpHandler sends header values as ASCII only: refused here, before anything is counted against a limit
+        // or the backend, instead of the forward failing as a 502.
+        return notAscii is null ? null : GatewayAnswer.BadRequest(GatewayErrorCodes.InvalidHeader,
+            $"The value of request header '{notAscii}' has non-ASCII characters, which cannot be forwarded; encode it (for example percent-encoding, RFC 8187).");
     }
 
     /// <summary>The sum of every header's name length and value lengths (each value of a repeated header counted), in chars.</summary>
@@ -54,8 +61,12 @@ internal sealed class RequestHeaderLimit
     /// Enumerating an <see cref="IHeaderDictionary"/> through its interface boxes the enumerator; copying into a pooled
     /// array does not (Kestrel's headers copy without allocating).
     /// </remarks>
-    public static long TotalBytes(IHeaderDictionary headers)
+    public static long TotalBytes(IHeaderDictionary headers) => TotalBytes(headers, out _);
+
+    /// <summary>The sum of <see cref="TotalBytes(IHeaderDictionary)"/>, and the first header whose value is not ASCII (or null), in one pass.</summary>
+    public static long TotalBytes(IHeaderDictionary headers, out string? notAscii)
     {
+        notAscii = null;
         var count = headers.Count;
         if (count == 0)
         {
@@ -71,15 +82,14 @@ internal sealed class RequestHeaderLimit
             {
                 var (name, values) = pairs[i];
                 total += name.Length;
-                if (values.Count == 1)
-                {
-                    total += values[0]?.Length ?? 0;
-                    continue;
-                }
-
                 for (var v = 0; v < values.Count; v++)
                 {
-                    total += values[v]?.Length ?? 0;
+                    var value = values[v];
+                    total += value?.Length ?? 0;
+                    if (notAscii is null && value is not null && !System.Text.Ascii.IsValid(value))
+                    {
+                        notAscii = name;
+                    }
                 }
             }
 
