@@ -176,7 +176,7 @@ PY
   pass "model server peak queue: $q_straight straight, $q_protected behind the gateway"
   [ -s "$state/reports/compare.html" ] && [ -s "$state/reports/straight/report.html" ] && [ -s "$state/reports/protected/report.html" ] || fail "a report is missing"
   pass "reports and comparison page written"
-  curl -fsS http://127.0.0.1:8090/ | grep -q "operator's window" || fail "the dashboard does not answer"
+  curl -fsS -o "$state/dashboard.html" http://127.0.0.1:8090/ && grep -q "operator's window" "$state/dashboard.html" || fail "the dashboard does not answer"
   pass "dashboard answers on http://127.0.0.1:8090/"
   replay probe --http http://127.0.0.1:8080 --grpc http://127.0.0.1:8081 --websocket ws://127.0.0.1:8082 >"$state/logs/probe.log" 2>&1 \
     || { cat "$state/logs/probe.log"; fail "a listener did not answer the probe"; }
