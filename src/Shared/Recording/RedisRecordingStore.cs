@@ -12,6 +12,7 @@ namespace Contracts.Recording;
 /// <item><term><c>rec:{NAME}:s</c></term><description>hash: session id → JSON of <see cref="SessionRecord"/> (latest state)</description></item>
 /// <item><term><c>rec:{NAME}:si:{SESSION}</c></term><description>list: the stream ids of one session's exchanges, in order (the per-session index)</description></item>
 /// <item><term><c>rec:{NAME}:meta</c></term><description>hash: <c>state</c>, <c>created</c>, <c>started</c>, <c>stopped</c>, <c>bytes</c>, <c>first</c>, <c>last</c> (Unix µs)</description></item>
+/// <item><term><c>rec:{NAME}:b:{BATCH}</c></term><description>marker of an appended batch, one hour: a retried batch is appended once</description></item>
 /// <item><term><c>rec:index</c></term><description>set of recording names</description></item>
 /// </list>
 /// Retention (<see cref="RedisRetention"/>): by length (<c>XADD MAXLEN ~</c>), by age (<c>XADD MINID ~</c>, ids are
@@ -19,6 +20,12 @@ namespace Contracts.Recording;
 /// </summary>
 public sealed class RedisRecordingStore : IRecordingStore
 {
+    /// <summary>
+    /// The marker of one appended batch (its first exchange's id and its size): set, for an hour, by the script that
+    /// appends the batch, so that a retried batch is appended once.
+    /// </summary>
+    public static RedisKey BatchKey(string name, string batch) => $"rec:{{{name}}}:b:{batch}";
+
     /// <summary>The set of recording names.</summary>
     public const string IndexKey = "rec:index";
 
@@ -27,6 +34,9 @@ public sealed class RedisRecordingStore : IRecordingStore
     // ARGV: 1 maxlen (0 = none), 2 minid ('' = none), 3 ttl seconds (0 = none), 4 n, 5..4+n exchange JSONs,
     //       then m, then m pairs (session id, session JSON), then bytes, first, last (Unix µs).
     private const string AppendScript = """
+        -- A batch is appended once: a writer that retries a batch whose first try went through (its answer lost in a
+        -- freeze or a timeout) finds the batch's marker and appends nothing.
+        if not redis.call('SET', KEYS[4], '1', 'NX', 'EX', 3600) then return -1 end
         local maxlen = tonumber(ARGV[1])
         local minid = ARGV[2]
         local ttl = tonumber(ARGV[3])
@@ -40,8 +50,8 @@ public sealed class RedisRecordingStore : IRecordingStore
           else
             id = redis.call('XADD', KEYS[1], '*', 'x', ARGV[4 + i])
           end
-          redis.call('RPUSH', KEYS[3 + i], id)
-          if ttl > 0 then redis.call('EXPIRE', KEYS[3 + i], ttl) end
+          redis.call('RPUSH', KEYS[4 + i], id)
+          if ttl > 0 then redis.call('EXPIRE', KEYS[4 + i], ttl) end
         end
         local p = 5 + n
         local m = tonumber(ARGV[p])
@@ -137,10 +147,11 @@ public sealed class RedisRecordingStore : IRecordingStore
     public async Task<long> AppendAsync(string name, IReadOnlyList<ExchangeRecord> exchanges, IReadOnlyList<SessionRecord> sessions, CancellationToken cancellationToken)
     {
         RecordingNames.Validate(name);
-        var keys = new RedisKey[3 + exchanges.Count];
+        var keys = new RedisKey[4 + exchanges.Count];
         keys[0] = StreamKey(name);
         keys[1] = SessionsKey(name);
         keys[2] = MetaKey(name);
+        keys[3] = BatchKey(name, exchanges.Count > 0 ? $"{exchanges[0].Id}:{exchanges.Count}" : Guid.NewGuid().ToString("N"));
         var args = new RedisValue[4 + exchanges.Count + 1 + (2 * sessions.Count) + 3];
         args[0] = _retention.MaxLength ?? 0;
         args[1] = _retention.MaxAge is { } age ? $"{Math.Max(0, _time.GetUtcNow().ToUnixTimeMilliseconds() - (long)age.TotalMilliseconds)}-0" : string.Empty;
@@ -152,7 +163,7 @@ public sealed class RedisRecordingStore : IRecordingStore
             var json = RecordingSerializer.Serialize(exchanges[i]);
             bytes += json.Length;
             args[4 + i] = json;
-            keys[3 + i] = SessionIndexKey(name, exchanges[i].SessionId);
+            keys[4 + i] = SessionIndexKey(name, exchanges[i].SessionId);
             if (i == 0)
             {
                 first = exchanges[i].Timing.StartUnixMicros;
