@@ -13,7 +13,7 @@ namespace Contracts.Recording;
 /// <item><term><c>rec:{NAME}:si:{SESSION}</c></term><description>list: the stream ids of one session's exchanges, in order (the per-session index)</description></item>
 /// <item><term><c>rec:{NAME}:meta</c></term><description>hash: <c>state</c>, <c>created</c>, <c>started</c>, <c>stopped</c>, <c>bytes</c>, <c>first</c>, <c>last</c> (Unix µs)</description></item>
 /// <item><term><c>rec:{NAME}:b:{BATCH}</c></term><description>marker of an appended batch, one hour: a retried batch is appended once</description></item>
-/// <item><term><c>rec:index</c></term><description>set of recording names</description></item>
+/// <item><term><c>rec:index</c></term><description>set of recording names; no TTL: a name whose recording expired is removed when recordings are listed</description></item>
 /// </list>
 /// Retention (<see cref="RedisRetention"/>): by length (<c>XADD MAXLEN ~</c>), by age (<c>XADD MINID ~</c>, ids are
 /// millisecond timestamps) and/or a TTL refreshed on every write to all the recording's keys.
@@ -202,6 +202,12 @@ public sealed class RedisRecordingStore : IRecordingStore
             if (RecordingNames.IsValid(name) && await GetAsync(name, cancellationToken) is { } info)
             {
                 list.Add(info);
+            }
+            else
+            {
+                // The index has no TTL of its own (it holds every recording's name): a name whose recording's keys expired
+                // with Retention:Ttl, or that is not a valid name, is removed here, so the index lives as long as its recordings.
+                await Db.SetRemoveAsync(IndexKey, name).WaitAsync(cancellationToken);
             }
         }
 

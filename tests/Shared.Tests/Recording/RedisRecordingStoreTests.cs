@@ -32,4 +32,26 @@ public sealed class RedisRecordingStoreTests
         var ttl = await db.KeyTimeToLiveAsync(marker);
         Assert.True(ttl is { } t && t > TimeSpan.FromMinutes(59) && t <= TimeSpan.FromHours(1), $"batch marker TTL {ttl}");
     }
+
+    // Issue 12: every Redis key the recorder creates has a TTL or a documented retention; rec:index had neither (a
+    // recording that expired with Retention:Ttl left its name behind for ever).
+    [Fact]
+    public async Task A_recording_whose_keys_expired_leaves_the_index_when_recordings_are_listed()
+    {
+        await using var redis = await RedisServer.StartAsync();
+        await using var connection = await ConnectionMultiplexer.ConnectAsync(redis.ConnectionString);
+        var store = new RedisRecordingStore(connection);
+        await store.StartAsync("kept", CancellationToken.None);
+        await store.StartAsync("gone", CancellationToken.None);
+        await store.AppendAsync("gone", [FileRecordingStoreTests.Exchange("gone", "s", 1, "x")], [], CancellationToken.None);
+        var db = connection.GetDatabase();
+        foreach (var key in new[] { RedisRecordingStore.StreamKey("gone"), RedisRecordingStore.SessionsKey("gone"), RedisRecordingStore.MetaKey("gone") })
+        {
+            await db.KeyDeleteAsync(key); // as Retention:Ttl expires them
+        }
+
+        var listed = await store.ListAsync(CancellationToken.None);
+        Assert.Equal(["kept"], listed.Select(static r => r.Name));
+        Assert.Equal(["kept"], (await db.SetMembersAsync(RedisRecordingStore.IndexKey)).Select(static m => m.ToString()));
+    }
 }
