@@ -55,6 +55,17 @@ internal static class KnownKeys
         }
 
         CheckLogging(configuration.GetSection("Logging:Console"), errors);
+        foreach (var level in configuration.GetSection("Logging").GetChildren().SelectMany(static provider =>
+            provider.Key.Equals("LogLevel", StringComparison.OrdinalIgnoreCase) ? [provider] : provider.GetChildren().Where(static c => c.Key.Equals("LogLevel", StringComparison.OrdinalIgnoreCase))))
+        {
+            foreach (var category in level.GetChildren())
+            {
+                if (category.Value is { } value && !Enum.TryParse<LogLevel>(value, ignoreCase: true, out _))
+                {
+                    errors.Add($"{category.Path} must be a log level: Trace, Debug, Information, Warning, Error, Critical or None (was '{value}').");
+                }
+            }
+        }
     }
 
     /// <summary>The console logger's settings that its own code would refuse with an exception at start-up.</summary>
