@@ -30,6 +30,11 @@ internal static class StartupValidation
         var limits = Bind<GatewayLimitsOptions>(configuration, GatewayLimitsOptions.Section, errors);
         var telemetry = Bind<GatewayTelemetryOptions>(configuration, GatewayTelemetryOptions.Section, errors);
         var admin = Bind<Admin.AdminOptions>(configuration, Admin.AdminOptions.Section, errors);
+        if (admin.WarmupRequests is < 0 or > 10_000)
+        {
+            errors.Add($"{Admin.AdminOptions.Section}:WarmupRequests must be 0 to 10000 (was {admin.WarmupRequests}).");
+        }
+
         if (listeners.IsEnabled(ListenerName.Admin) && listeners.Admin.TryGetIPAddress(out var adminAddress)
             && !System.Net.IPAddress.IsLoopback(adminAddress) && string.IsNullOrWhiteSpace(admin.Token))
         {

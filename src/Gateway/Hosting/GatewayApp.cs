@@ -54,6 +54,8 @@ internal static partial class GatewayApp
         services.AddSingleton(registry);
         services.AddSingleton(validation.Limits);
         services.AddSingleton<BackendReadiness>();
+        services.AddSingleton<Warmup>();
+        services.AddHostedService(static sp => sp.GetRequiredService<Warmup>());
         services.AddHostedService<DestinationHealthLog>();
         services.AddSingleton(validation.Admin);
         services.AddSingleton<AdminTokenFilter>();
