@@ -59,10 +59,11 @@ gateway_config() {
 JSON
 }
 
-# wrk with --latency; prints "rps p99ms errors": run_wrk THREADS CONNECTIONS DURATION URL [SCRIPT]
+# wrk with --latency; prints "rps p99ms errors" (errors: non-2xx answers and socket errors):
+# run_wrk THREADS CONNECTIONS DURATION URL [SCRIPT] [MORE WRK ARGUMENTS, e.g. -H "name: value"...]
 run_wrk() {
   local out
-  out=$(wrk -t"$1" -c"$2" -d"$3" --latency ${5:+-s "$5"} "$4")
+  out=$(wrk -t"$1" -c"$2" -d"$3" --latency ${5:+-s "$5"} "${@:6}" "$4")
   local errors
   errors=$(echo "$out" | awk '/Non-2xx/ {n+=$4} /Socket errors/ {gsub(",","");n+=$4+$6+$8+$10} END {print n+0}')
   echo "$(echo "$out" | awk '/Requests\/sec/ {print $2}') $(to_ms "$(echo "$out" | awk '$1=="99%" {print $2}')") $errors"

@@ -5,29 +5,42 @@
 #   yarp      wrk -> bench/BareYarp (YARP alone, none of the gateway's features) -> ModelSim
 #   nginx     wrk -> nginx (reverse proxy, keep-alive upstream) -> ModelSim
 #   haproxy   wrk -> HAProxy (http-reuse always) -> ModelSim
-# and prints requests/s and p99 of each, with the gateway/nginx, gateway/haproxy, gateway/direct and gateway/yarp ratios
-# (the last one is the cost of the gateway's own features over YARP and Kestrel).
+#   portkey   wrk -> Portkey's open-source LLM gateway (Node.js; npm-installed into the run's temporary folder, never
+#             committed) -> ModelSim, with x-portkey-provider: openai and x-portkey-custom-host: http://SIM/v1 on
+#             every request (wrk -H)
+# and prints requests/s and p99 of each, the gateway's ratios to each peer (gateway/yarp is the cost of the gateway's
+# own features over YARP and Kestrel), and the p99 each proxy adds over direct, with issue 11's targets reported
+# (never asserted): gateway >= 0.95x bare YARP, >= 0.75x nginx, added p99 <= nginx's + 1 ms.
 # Rounds alternate the targets (A B C D, A B C D, ...) so drift of a shared machine hits all alike; medians reported.
 #
-# Usage: bench/proxy.sh [--duration 10s] [--connections 64] [--threads 2] [--rounds 3] [--chat]
-#   --chat   POST /v1/chat/completions (16 output tokens, non-streamed) instead of GET /v1/models
+# Usage: bench/proxy.sh [--duration 10s] [--connections 64] [--threads 2] [--rounds 3] [--chat | --both]
+#                       [--portkey-version 1.15.2 | --no-portkey]
+#   --chat     POST /v1/chat/completions (16 output tokens, non-streamed) instead of GET /v1/models
+#   --both     both workloads, one after the other, with the same processes
+#   --portkey-version V   the @portkey-ai/gateway version to install (1.15.2 answers GET /v1/models with a 500,
+#              "TypeError: immutable" in its pass-through path, Portkey-AI/gateway#1389; 1.9.8 serves it but logs a
+#              TypeError stack per GET). A workload Portkey does not answer with 200 is reported without it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . bench/lib.sh
 
-duration=10s connections=64 threads=2 rounds=3 chat=""
+duration=10s connections=64 threads=2 rounds=3 workloads=(models) portkey_version=1.15.2
 while (($#)); do
   case "$1" in
     --duration) duration=$2; shift 2 ;;
     --connections) connections=$2; shift 2 ;;
     --threads) threads=$2; shift 2 ;;
     --rounds) rounds=$2; shift 2 ;;
-    --chat) chat=1; shift ;;
+    --chat) workloads=(chat); shift ;;
+    --both) workloads=(models chat); shift ;;
+    --portkey-version) portkey_version=$2; shift 2 ;;
+    --no-portkey) portkey_version=""; shift ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
   esac
 done
 
 need_commands wrk:wrk nginx:nginx-light haproxy:haproxy python3:python3 curl:curl
+[ -n "$portkey_version" ] && need_commands node:nodejs npm:npm
 work=$(mktemp -d /tmp/bench-proxy.XXXXXX)
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
@@ -37,7 +50,7 @@ echo "building (Release)..." >&2
 build_release
 dotnet build bench/BareYarp -c Release -v quiet -nologo -clp:ErrorsOnly >/dev/null
 yarp_dll=$PWD/bench/BareYarp/bin/Release/net10.0/BareYarp.dll
-SIM=$(free_port); SIMG=$(free_port); GW=$(free_port); NG=$(free_port); HA=$(free_port); YP=$(free_port)
+SIM=$(free_port); SIMG=$(free_port); GW=$(free_port); NG=$(free_port); HA=$(free_port); YP=$(free_port); PK=$(free_port)
 start_fast_sim "$SIM" "$SIMG" "$work/sim.log"
 gateway_config "$work/gateway.json" "$GW" "$(free_port)" "$(free_port)" "$(free_port)" "$SIM"
 (cd "$work" && exec dotnet "$gw_dll" --config "$work/gateway.json") >"$work/gateway.log" 2>&1 &
@@ -87,35 +100,82 @@ HAP
 haproxy -f "$work/haproxy.cfg" >"$work/haproxy.log" 2>&1 &
 pids+=($!)
 
-path=/v1/models script=""
-if [ -n "$chat" ]; then
-  path=/v1/chat/completions script="$work/post.lua"
-  post_script "$script" "$path" '{"model":"sim-llm","messages":[{"role":"user","content":"hello there"}],"max_tokens":16}'
+if [ -n "$portkey_version" ]; then
+  echo "installing @portkey-ai/gateway@$portkey_version into $work/portkey..." >&2
+  mkdir "$work/portkey"
+  echo '{ "name": "bench-portkey", "private": true }' >"$work/portkey/package.json"
+  (cd "$work/portkey" && npm install --no-audit --no-fund --ignore-scripts --loglevel=error "@portkey-ai/gateway@$portkey_version" >"$work/portkey-install.log" 2>&1) \
+    || { echo "npm install @portkey-ai/gateway@$portkey_version failed: $(tail -3 "$work/portkey-install.log")" >&2; exit 1; }
+  pk_dir=$work/portkey/node_modules/@portkey-ai/gateway
+  pk_entry=$pk_dir/$(node -p "require('$pk_dir/package.json').bin" 2>/dev/null || echo build/start-server.js) # build/start-server.js
+  # It reads --port=P (with "="; "--port P" is ignored and it listens on 8787); --headless skips its web UI.
+  node "$pk_entry" --port="$PK" --headless >"$work/portkey.log" 2>&1 &
+  pids+=($!)
 fi
+portkey_headers=(-H "x-portkey-provider: openai" -H "x-portkey-custom-host: http://127.0.0.1:$SIM/v1")
 
-declare -A port=([direct]=$SIM [gateway]=$GW [yarp]=$YP [nginx]=$NG [haproxy]=$HA)
-targets=(direct gateway yarp nginx haproxy)
+declare -A port=([direct]=$SIM [gateway]=$GW [yarp]=$YP [nginx]=$NG [haproxy]=$HA [portkey]=$PK)
+all_targets=(direct gateway yarp nginx haproxy)
+[ -n "$portkey_version" ] && all_targets+=(portkey)
 wait_http "http://127.0.0.1:$SIM/health"
-for t in "${targets[@]}"; do wait_http "http://127.0.0.1:${port[$t]}/v1/models"; done
-for t in "${targets[@]}"; do run_wrk "$threads" "$connections" 3s "http://127.0.0.1:${port[$t]}$path" "$script" >/dev/null; done # warm-up
+for t in direct gateway yarp nginx haproxy; do wait_http "http://127.0.0.1:${port[$t]}/v1/models"; done
+if [ -n "$portkey_version" ]; then # any answer will do: it may not serve /v1/models (see --portkey-version)
+  for _ in $(seq 1 100); do curl -sS -o /dev/null "http://127.0.0.1:$PK/" 2>/dev/null && break; sleep 0.2; done
+fi
+chat_body='{"model":"sim-llm","messages":[{"role":"user","content":"hello there"}],"max_tokens":16}'
+post_script "$work/post.lua" /v1/chat/completions "$chat_body"
+wrk_args() { [ "$1" = portkey ] && printf '%s\0' "${portkey_headers[@]}"; return 0; } # extra wrk arguments of a target
 
-declare -A rps p99
-for r in $(seq 1 "$rounds"); do
-  for t in "${targets[@]}"; do
-    read -r x y e < <(run_wrk "$threads" "$connections" "$duration" "http://127.0.0.1:${port[$t]}$path" "$script")
-    rps[$t]+="$x " p99[$t]+="$y "
-    echo "  round $r $t: $x req/s, p99 $y ms, errors $e" >&2
+summary=()
+for workload in "${workloads[@]}"; do
+  if [ "$workload" = chat ]; then path=/v1/chat/completions script=$work/post.lua; else path=/v1/models script=""; fi
+  targets=()
+  for t in "${all_targets[@]}"; do
+    mapfile -d '' -t extra < <(wrk_args "$t")
+    if [ "$workload" = chat ]; then
+      code=$(curl -sS -o "$work/probe.out" -w '%{http_code}' "${extra[@]}" -H 'Content-Type: application/json' -d "$chat_body" "http://127.0.0.1:${port[$t]}$path" || true)
+    else
+      code=$(curl -sS -o "$work/probe.out" -w '%{http_code}' "${extra[@]}" "http://127.0.0.1:${port[$t]}$path" || true)
+    fi
+    if [ "$code" = 200 ]; then targets+=("$t"); else
+      summary+=("$workload: $t left out: it answered $code ($(head -c 200 "$work/probe.out"))")
+      echo "  $t left out of $workload: it answered $code" >&2
+    fi
   done
-done
+  for t in "${targets[@]}"; do # warm-up
+    mapfile -d '' -t extra < <(wrk_args "$t")
+    run_wrk "$threads" "$connections" 3s "http://127.0.0.1:${port[$t]}$path" "$script" "${extra[@]}" >/dev/null
+  done
 
-echo
-echo "machine: $(machine)"
-echo "load: wrk -t$threads -c$connections -d$duration ${chat:+POST 16-token chat }$path, median of $rounds rounds"
-printf '%-10s %12s %10s\n' target "requests/s" "p99 ms"
-declare -A med
-for t in "${targets[@]}"; do
-  med[$t]=$(echo "${rps[$t]}" | median)
-  printf '%-10s %12.0f %10.2f\n' "$t" "${med[$t]}" "$(echo "${p99[$t]}" | median)"
+  declare -A rps=() p99=() errs=()
+  for r in $(seq 1 "$rounds"); do
+    for t in "${targets[@]}"; do
+      mapfile -d '' -t extra < <(wrk_args "$t")
+      read -r x y e < <(run_wrk "$threads" "$connections" "$duration" "http://127.0.0.1:${port[$t]}$path" "$script" "${extra[@]}")
+      rps[$t]+="$x " p99[$t]+="$y " errs[$t]+="$e "
+      echo "  $workload round $r $t: $x req/s, p99 $y ms, errors $e" >&2
+    done
+  done
+
+  echo
+  echo "machine: $(machine); load average $(cut -d' ' -f1-3 /proc/loadavg) at the end"
+  echo "load: wrk -t$threads -c$connections -d$duration $( [ "$workload" = chat ] && echo "POST 16-token chat (non-streamed) ")$path, median of $rounds rounds${portkey_version:+; portkey @portkey-ai/gateway@$portkey_version}"
+  printf '%-10s %12s %10s %16s  %s\n' target "requests/s" "p99 ms" "p99 over direct" "rounds (req/s; errors)"
+  declare -A med=() medp=()
+  for t in "${targets[@]}"; do
+    med[$t]=$(echo "${rps[$t]}" | median) medp[$t]=$(echo "${p99[$t]}" | median)
+  done
+  for t in "${targets[@]}"; do
+    printf '%-10s %12.0f %10.2f %16s  %s; %s\n' "$t" "${med[$t]}" "${medp[$t]}" \
+      "$(awk -v p="${medp[$t]}" -v d="${medp[direct]}" 'BEGIN {printf "%+.2f ms", p-d}')" "${rps[$t]% }" "${errs[$t]% }"
+  done
+  awk -v g="${med[gateway]}" -v n="${med[nginx]}" -v h="${med[haproxy]}" -v d="${med[direct]}" -v y="${med[yarp]}" -v k="${med[portkey]:-0}" \
+      -v gp="${medp[gateway]}" -v np="${medp[nginx]}" -v dp="${medp[direct]}" 'BEGIN {
+    printf "gateway/yarp    %.2fx  (target >= 0.95x: %s)\n", g/y, (g >= 0.95*y) ? "met" : "missed"
+    printf "gateway/nginx   %.2fx  (target >= 0.75x: %s)\n", g/n, (g >= 0.75*n) ? "met" : "missed"
+    printf "gateway/haproxy %.2fx\ngateway/direct  %.2fx\nyarp/nginx      %.2fx\n", g/h, g/d, y/n
+    if (k > 0) printf "gateway/portkey %.2fx\n", g/k
+    printf "added p99 over direct: gateway %+.2f ms, nginx %+.2f ms (target: gateway <= nginx + 1 ms: %s)\n", gp-dp, np-dp, (gp-dp <= np-dp+1) ? "met" : "missed" }'
+  unset rps p99 errs med medp
 done
-awk -v g="${med[gateway]}" -v n="${med[nginx]}" -v h="${med[haproxy]}" -v d="${med[direct]}" -v y="${med[yarp]}" 'BEGIN {
-  printf "gateway/nginx   %.2fx\ngateway/haproxy %.2fx\ngateway/direct  %.2fx\ngateway/yarp    %.2fx\nyarp/nginx      %.2fx\n", g/n, g/h, g/d, g/y, y/n }'
+for line in "${summary[@]}"; do echo "$line"; done

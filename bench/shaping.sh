@@ -8,11 +8,22 @@
 # p99 latency, and the simulator's modelsim_queue_depth_max.
 #
 # Usage: bench/shaping.sh [--rate 1500] [--duration 30s] [--per-token-ms 1.8] [--max-tokens 16] [--tenant-limits]
+#                         [--cold-start [--rounds 3] [--variants "default ..."]]
+#
+# --cold-start: a gateway (re)started under load, as in a rolling deploy. Each round, for each variant in turn
+# (alternating, so a shared machine's drift hits all alike): start a gateway, wait for /readyz, at once send the load
+# (no generator warm-up: the first second counts) -> "cold"; then the same load again to the same, now warm, gateway
+# -> "warm"; stop it. One simulator (warmed first) serves every run. It prints goodput (whole run and first 3 s),
+# refusal p99 and launch-to-ready time, cold/warm ratios per round and their medians (target: cold goodput >= 0.95x
+# warm). Duration defaults to 10s here. A variant is NAME[:VAR=VALUE,...]: environment variables of that gateway
+# (.NET settings such as DOTNET_TieredPGO=0, or configuration such as Gateway__Admin__WarmupRequests=0); the
+# variable GATEWAY_DLL=r2r runs a ReadyToRun publish of the gateway (dotnet publish -p:PublishReadyToRun=true, made
+# once into the run's temporary folder).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . bench/lib.sh
 
-rate=1500 duration=30s per_token=1.8 max_tokens=16 keep_tenant_limits=
+rate=1500 duration= per_token=1.8 max_tokens=16 keep_tenant_limits= cold= rounds=3 variants=default
 while (($#)); do
   case "$1" in
     --rate) rate=$2; shift 2 ;;
@@ -20,10 +31,14 @@ while (($#)); do
     --per-token-ms) per_token=$2; shift 2 ;;
     --max-tokens) max_tokens=$2; shift 2 ;;
     --tenant-limits) keep_tenant_limits=" (tenant limits kept)"; shift ;;
+    --cold-start) cold=1; shift ;;
+    --rounds) rounds=$2; shift 2 ;;
+    --variants) variants=$2; shift 2 ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
   esac
 done
 
+[ -z "$duration" ] && { [ -n "$cold" ] && duration=10s || duration=30s; }
 need_commands python3:python3 curl:curl
 work=$(mktemp -d /tmp/bench-shaping.XXXXXX)
 pids=()
@@ -45,16 +60,10 @@ start_sim() { # start_sim HTTP GRPC: a fresh simulator (fresh counters)
 }
 queue_max() { curl -fsS "http://127.0.0.1:$1/metrics" | awk '/^modelsim_queue_depth_max/ {print $2}'; }
 
-load() { # load URL REPORT_DIR
-  dotnet "$replay_dll" load --target "$1" --rate "$rate" --duration "$duration" --warmup 3s --max-tokens "$max_tokens" --timeout 120s \
+load() { # load URL REPORT_DIR [WARMUP]
+  dotnet "$replay_dll" load --target "$1" --rate "$rate" --duration "$duration" --warmup "${3:-3s}" --max-tokens "$max_tokens" --timeout 120s \
     --prompt-tokens 32 --report "$2" --progress none >"$2.log" 2>&1 || { echo "load exited $?: $(tail -5 "$2.log")" >&2; }
 }
-
-echo "straight: $rate requests/s at a model server of about $capacity requests/s" >&2
-S1=$(free_port); S1G=$(free_port)
-start_sim "$S1" "$S1G"
-load "http://127.0.0.1:$S1" "$work/straight"
-straight_q=$(queue_max "$S1")
 
 # The load comes from one client, and protect-sim.json's tenant limits (per-key: 200 requests/s per API key or client
 # address; tokens-per-key: 2M tokens/min) would refuse it at 200/s long before the GPU queue matters. The benchmark
@@ -63,16 +72,98 @@ straight_q=$(queue_max "$S1")
 tenant_limits=(--Gateway:Shaping:Policies:per-key:TokensPerPeriod=1000000 --Gateway:Shaping:Policies:per-key:TokenLimit=1000000
   --Gateway:Shaping:Policies:tokens-per-key:TokensPerMinute=1000000000)
 [ -n "$keep_tenant_limits" ] && tenant_limits=()
+
+start_gateway() { # start_gateway HTTP ADMIN SIM SIM_GRPC DLL LOG [VAR=VALUE...]: sets gw_pid
+  env "${@:7}" dotnet "$5" --config "$PWD/config/protect-sim.json" \
+    --Gateway:Listeners:Http:Port="$1" --Gateway:Listeners:Grpc:Port="$(free_port)" --Gateway:Listeners:WebSocket:Port="$(free_port)" \
+    --Gateway:Listeners:Admin:Port="$2" --Logging:LogLevel:Default=Warning --Logging:LogLevel:Gateway.Requests=Warning \
+    --ReverseProxy:Clusters:model-http:Destinations:sim:Address="http://127.0.0.1:$3/" \
+    --ReverseProxy:Clusters:model-grpc:Destinations:sim:Address="http://127.0.0.1:$4/" \
+    --ReverseProxy:Clusters:model-http:HealthCheck:Active:Enabled=false "${tenant_limits[@]}" >"$6" 2>&1 &
+  gw_pid=$!
+  pids+=($gw_pid)
+}
+
+if [ -n "$cold" ]; then
+  # One simulator for every run, warmed first (in a rolling deploy only the gateway restarts).
+  S=$(free_port); SG=$(free_port)
+  start_sim "$S" "$SG"
+  ( rate=400 duration=3s; load "http://127.0.0.1:$S" "$work/sim-warmup" 0s )
+  for v in $variants; do
+    if [[ "$v" == *GATEWAY_DLL=r2r* && ! -f "$work/r2r/Gateway.dll" ]]; then
+      echo "publishing the gateway with ReadyToRun..." >&2
+      dotnet publish src/Gateway -c Release -r linux-x64 --self-contained false -p:PublishReadyToRun=true -o "$work/r2r" \
+        -v quiet -nologo -clp:ErrorsOnly >/dev/null
+    fi
+  done
+  for r in $(seq 1 "$rounds"); do
+    for v in $variants; do
+      name=${v%%:*} env_vars=() dll=$gw_dll
+      if [[ "$v" == *:* ]]; then IFS=, read -r -a env_vars <<<"${v#*:}"; fi
+      for e in "${env_vars[@]}"; do [ "$e" = GATEWAY_DLL=r2r ] && dll=$work/r2r/Gateway.dll; done
+      GW=$(free_port); GWA=$(free_port)
+      t0=$(date +%s.%N)
+      start_gateway "$GW" "$GWA" "$S" "$SG" "$dll" "$work/gateway-$name-$r.log" "${env_vars[@]}"
+      until curl -fsS -o /dev/null "http://127.0.0.1:$GWA/readyz" 2>/dev/null; do
+        kill -0 "$gw_pid" 2>/dev/null || { echo "gateway $name exited: $(tail -5 "$work/gateway-$name-$r.log")" >&2; exit 1; }
+        sleep 0.05
+      done
+      echo "$(date +%s.%N) - $t0" | bc >"$work/$name-$r.ready"
+      load "http://127.0.0.1:$GW" "$work/$name-$r-cold" 0s
+      load "http://127.0.0.1:$GW" "$work/$name-$r-warm" 0s
+      kill "$gw_pid"; wait "$gw_pid" 2>/dev/null || true
+      echo "  round $r $name: ready after $(cat "$work/$name-$r.ready") s" >&2
+    done
+  done
+
+  echo
+  echo "machine: $(machine); load average $(cut -d' ' -f1-3 /proc/loadavg) at the end"
+  echo "load: replay load --rate $rate --duration $duration --warmup 0s (open model, uniform arrivals), 32-token prompts, $max_tokens output tokens;"
+  echo "      cold = sent as soon as /readyz answered 200 after launch; warm = the same load again to the same gateway"
+  echo "model server: 32 slots, PerTokenMs $per_token, PrefillMs 20, BatchSlowdown 0.5: capacity about $capacity requests/s"
+  python3 - "$work" "$rounds" "$variants" <<'PY'
+import json, statistics, sys
+work, rounds, variants = sys.argv[1], int(sys.argv[2]), sys.argv[3].split()
+def figures(path):
+    with open(f"{path}/report.json") as f: r = json.load(f)
+    refused = [v for k, v in r["by_status"].items() if k in ("429", "503")]
+    ref_p99 = max((v["latency_ms"]["p99"] for v in refused), default=float("nan"))
+    goodput = r["succeeded"] / r["send_window_s"]
+    first = [s for s in r["series"] if s["t"] < 3]
+    good3 = sum(s["completed"] - s["failures"] for s in first) / 3
+    return goodput, good3, ref_p99, r["success_latency_ms"]["p95"]
+print(f"{'variant':<14} {'round':>5} {'ready s':>7} | {'cold goodput/s':>14} {'first 3 s':>9} {'ref p99':>8} {'ok p95':>7} | "
+      f"{'warm goodput/s':>14} {'first 3 s':>9} {'ref p99':>8} {'ok p95':>7} | {'cold/warm':>9} {'first 3 s':>9}")
+for v in variants:
+    name = v.split(":")[0]
+    ratios, ratios3 = [], []
+    for r in range(1, rounds + 1):
+        try:
+            c, w = figures(f"{work}/{name}-{r}-cold"), figures(f"{work}/{name}-{r}-warm")
+        except (OSError, KeyError, ZeroDivisionError) as e:
+            print(f"{name:<14} {r:>5} no report ({e})"); continue
+        ready = float(open(f"{work}/{name}-{r}.ready").read())
+        ratios.append(c[0] / w[0]); ratios3.append(c[1] / w[1])
+        print(f"{name:<14} {r:>5} {ready:>7.2f} | {c[0]:>14.0f} {c[1]:>9.0f} {c[2]:>8.1f} {c[3]:>7.1f} | "
+              f"{w[0]:>14.0f} {w[1]:>9.0f} {w[2]:>8.1f} {w[3]:>7.1f} | {ratios[-1]:>8.2f}x {ratios3[-1]:>8.2f}x")
+    if ratios:
+        m = statistics.median(ratios)
+        print(f"{name:<14} median cold/warm goodput {m:.2f}x (first 3 s {statistics.median(ratios3):.2f}x); "
+              f"target >= 0.95x: {'met' if m >= 0.95 else 'missed'}")
+PY
+  exit 0
+fi
+
+echo "straight: $rate requests/s at a model server of about $capacity requests/s" >&2
+S1=$(free_port); S1G=$(free_port)
+start_sim "$S1" "$S1G"
+load "http://127.0.0.1:$S1" "$work/straight"
+straight_q=$(queue_max "$S1")
+
 echo "protected: the same load through the gateway with config/protect-sim.json${keep_tenant_limits:- (tenant limits lifted)}" >&2
 S2=$(free_port); S2G=$(free_port); GW=$(free_port); GWA=$(free_port)
 start_sim "$S2" "$S2G"
-dotnet "$gw_dll" --config "$PWD/config/protect-sim.json" \
-  --Gateway:Listeners:Http:Port="$GW" --Gateway:Listeners:Grpc:Port="$(free_port)" --Gateway:Listeners:WebSocket:Port="$(free_port)" \
-  --Gateway:Listeners:Admin:Port="$GWA" --Logging:LogLevel:Default=Warning --Logging:LogLevel:Gateway.Requests=Warning \
-  --ReverseProxy:Clusters:model-http:Destinations:sim:Address="http://127.0.0.1:$S2/" \
-  --ReverseProxy:Clusters:model-grpc:Destinations:sim:Address="http://127.0.0.1:$S2G/" \
-  --ReverseProxy:Clusters:model-http:HealthCheck:Active:Enabled=false "${tenant_limits[@]}" >"$work/gateway.log" 2>&1 &
-pids+=($!)
+start_gateway "$GW" "$GWA" "$S2" "$S2G" "$gw_dll" "$work/gateway.log"
 wait_http "http://127.0.0.1:$GWA/readyz"
 load "http://127.0.0.1:$GW" "$work/protected"
 protected_q=$(queue_max "$S2")

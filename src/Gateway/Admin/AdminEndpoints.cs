@@ -24,7 +24,7 @@ internal static class AdminEndpoints
         endpoints.MapGet("/readyz", static async (BackendReadiness readiness, CancellationToken ct) =>
         {
             var report = await readiness.CheckAsync(ct);
-            return Results.Json(new { status = report.Ready ? "ready" : "not_ready", clusters = report.Clusters },
+            return Results.Json(new { status = report.Ready ? "ready" : report.WarmingUp ? "warming_up" : "not_ready", clusters = report.Clusters },
                 statusCode: report.Ready ? StatusCodes.Status200OK : StatusCodes.Status503ServiceUnavailable);
         }).WithMetadata(AdminOnly);
 

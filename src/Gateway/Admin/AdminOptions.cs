@@ -17,6 +17,14 @@ internal sealed record AdminOptions
     /// </summary>
     public string? Token { get; set; }
 
+    /// <summary>
+    /// Requests sent through each route on the Http listener at start-up, before <c>/readyz</c> reports ready, so that
+    /// JIT compilation and the first backend connections do not fall on the first real traffic
+    /// (<see cref="Hosting.Warmup"/>). Default 200; 0 turns warm-up off; must be 0 to 10,000.
+    /// </summary>
+    [System.ComponentModel.DataAnnotations.Range(0, 10_000)]
+    public int WarmupRequests { get; set; } = 200;
+
     /// <summary>Whether the request carries the token (compared in constant time). True when no token is configured.</summary>
     public bool Allows(HttpRequest request)
     {

@@ -9,7 +9,8 @@ namespace Gateway.Admin;
 /// Readiness for <c>/readyz</c>: every cluster has a destination that can take traffic. A destination counts when
 /// YARP's active health check marks it healthy, or, where active checks are off, when it is not marked unhealthy by
 /// passive checks and accepts a TCP connection within a second. Probe results are cached for a second so a busy
-/// orchestrator cannot turn readiness checks into load.
+/// orchestrator cannot turn readiness checks into load. Not ready, whatever the backends, until the start-up warm-up
+/// (<see cref="Hosting.Warmup"/>) is done.
 /// </summary>
 internal sealed class BackendReadiness
 {
@@ -18,23 +19,32 @@ internal sealed class BackendReadiness
 
     private readonly IProxyStateLookup _proxyState;
     private readonly TimeProvider _time;
+    private readonly Hosting.Warmup _warmup;
     private readonly Lock _lock = new();
     private (long At, Report Value)? _cached;
 
-    public BackendReadiness(IProxyStateLookup proxyState, TimeProvider time)
+    public BackendReadiness(IProxyStateLookup proxyState, TimeProvider time, Hosting.Warmup warmup)
     {
         _proxyState = proxyState;
         _time = time;
+        _warmup = warmup;
     }
 
-    /// <summary>The readiness of each cluster.</summary>
-    public sealed record Report(bool Ready, IReadOnlyDictionary<string, ClusterReport> Clusters);
+    /// <summary>The readiness of each cluster; <see cref="WarmingUp"/> while the start-up warm-up runs (never ready then).</summary>
+    public sealed record Report(bool Ready, IReadOnlyDictionary<string, ClusterReport> Clusters, bool WarmingUp = false);
+
+    private static readonly Report s_warmingUp = new(false, new Dictionary<string, ClusterReport>(), WarmingUp: true);
 
     /// <summary>One cluster: ready when <see cref="Available"/> &gt; 0.</summary>
     public sealed record ClusterReport(bool Ready, int Destinations, int Available);
 
     public async Task<Report> CheckAsync(CancellationToken cancellationToken)
     {
+        if (!_warmup.Done)
+        {
+            return s_warmingUp;
+        }
+
         lock (_lock)
         {
             if (_cached is { } c && _time.GetElapsedTime(c.At) < s_cacheFor)

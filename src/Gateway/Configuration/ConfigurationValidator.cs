@@ -65,6 +65,7 @@ internal static class ConfigurationValidator
 
         ListenersValidator.Validate(options.Listeners, errors, configuration);
         GatewayLimitsValidator.Validate(options.Limits, errors, configuration);
+        AdminOptionsValidator.Validate(options.Admin, errors, configuration);
         if (!string.IsNullOrWhiteSpace(options.Telemetry.OtlpEndpoint) && !Uri.TryCreate(options.Telemetry.OtlpEndpoint, UriKind.Absolute, out _))
         {
             errors.Add($"{GatewayTelemetryOptions.Section}:OtlpEndpoint must be an absolute URI (was '{options.Telemetry.OtlpEndpoint}').");
@@ -269,6 +270,15 @@ internal static class ListenersValidator
 }
 
 /// <summary>Validates <see cref="GatewayLimitsOptions"/>.</summary>
+/// <summary>The ranges of <c>Gateway:Admin</c>.</summary>
+internal static class AdminOptionsValidator
+{
+    private static readonly AdminOptionsRanges s_ranges = new();
+
+    public static void Validate(Admin.AdminOptions admin, List<string> errors, IConfiguration? raw = null) =>
+        OptionsRanges.Check(s_ranges, Admin.AdminOptions.Section, admin, raw, errors);
+}
+
 internal static class GatewayLimitsValidator
 {
     private static readonly GatewayLimitsOptionsRanges s_ranges = new();

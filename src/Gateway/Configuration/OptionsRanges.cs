@@ -82,4 +82,5 @@ internal static class OptionsRanges
 [OptionsValidator] internal sealed partial class SamplingOptionsRanges : IValidateOptions<Recording.SamplingOptions>;
 [OptionsValidator] internal sealed partial class RetentionOptionsRanges : IValidateOptions<Recording.RetentionOptions>;
 [OptionsValidator] internal sealed partial class GatewayLimitsOptionsRanges : IValidateOptions<GatewayLimitsOptions>;
+[OptionsValidator] internal sealed partial class AdminOptionsRanges : IValidateOptions<Admin.AdminOptions>;
 [OptionsValidator] internal sealed partial class ListenerOptionsRanges : IValidateOptions<Listeners.ListenerOptions>;

@@ -55,6 +55,8 @@ internal static partial class GatewayApp
         var registry = new ListenerRegistry(validation.Listeners, validation.Certificates);
         services.AddSingleton(registry);
         services.AddSingleton<BackendReadiness>();
+        services.AddSingleton<Warmup>();
+        services.AddHostedService(static sp => sp.GetRequiredService<Warmup>());
         services.AddHostedService<DestinationHealthLog>();
         services.AddSingleton<AdminTokenFilter>();
         services.AddSingleton<DashboardStats>();

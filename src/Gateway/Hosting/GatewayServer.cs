@@ -40,6 +40,7 @@ public sealed class GatewayServer : IAsyncDisposable
     {
         var builder = WebApplication.CreateBuilder(new WebApplicationOptions { ContentRootPath = AppContext.BaseDirectory, Args = [] });
         builder.Configuration.Sources.Clear();
+        builder.Configuration.AddInMemoryCollection([new("Gateway:Admin:WarmupRequests", "0")]); // tests count backend requests; a setting may turn it on
         builder.Logging.ClearProviders();
         if (json is not null)
         {

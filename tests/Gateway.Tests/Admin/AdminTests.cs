@@ -1,6 +1,8 @@
 using System.Net;
 using System.Net.Http.Json;
 using System.Text.Json;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Http;
 using TestSupport;
 
 namespace Gateway.Tests.Admin;
@@ -39,6 +41,44 @@ public sealed class AdminTests
             await h.Sim.DisposeAsync();
             await Eventually.TrueAsync(async () => (await admin.GetAsync("/readyz")).StatusCode == HttpStatusCode.ServiceUnavailable,
                 TimeSpan.FromSeconds(5), () => "readyz stayed ready without a backend");
+        }
+        finally
+        {
+            await h.Gateway.DisposeAsync();
+        }
+    }
+
+    [Fact]
+    public async Task Readyz_waits_for_the_start_up_warm_up_through_the_proxy_path()
+    {
+        var warmups = 0;
+        await using var backend = await TestBackend.StartAsync(app =>
+        {
+            app.MapPost("/v1/warmup", () => { Interlocked.Increment(ref warmups); return Results.NotFound(); });
+            app.MapGet("/health", () => Results.Ok());
+        });
+        var h = await GatewayHarness.StartAsync(new GatewayHarness.Options { HttpBackend = backend.Address, Gateway = { ["Gateway:Admin:WarmupRequests"] = "40" } });
+        try
+        {
+            using var admin = new HttpClient { BaseAddress = h.Admin, Timeout = TimeSpan.FromSeconds(30) };
+            string status;
+            do
+            {
+                using var ready = await admin.GetAsync("/readyz");
+                using var body = JsonDocument.Parse(await ready.Content.ReadAsStringAsync());
+                status = body.RootElement.GetProperty("status").GetString()!;
+                Assert.True(status is "warming_up" or "ready", $"readyz said {status}");
+                Assert.Equal(status == "ready" ? HttpStatusCode.OK : HttpStatusCode.ServiceUnavailable, ready.StatusCode);
+                if (status == "warming_up")
+                {
+                    await Task.Delay(20);
+                }
+            }
+            while (status != "ready");
+
+            // Every warm-up request went through the route (/v1/{**rest} -> /v1/warmup) to the backend before ready.
+            Assert.Equal(40, Volatile.Read(ref warmups));
+            Assert.Contains(h.Logs.Entries, l => l.Message.StartsWith("Warm-up: 40 requests", StringComparison.Ordinal));
         }
         finally
         {
