@@ -18,7 +18,8 @@ namespace Gateway.Routing.InferenceAware;
 /// requests the gateway sent it since that scrape (YARP's <see cref="DestinationState.ConcurrentRequestCount"/> now
 /// minus at the scrape); a destination whose metrics are stale or unreadable is scored by its in-flight count alone
 /// (counted: <c>gateway.routing.stale_scores</c>).</item>
-/// <item>The scorer chooses, the table records the chosen destination for every block, and the decision is counted by
+/// <item>The scorer chooses, the table records the chosen destination for every block (a spill for load leaves the
+/// prefix's owner in place, so a hot prefix keeps its home), and the decision is counted by
 /// reason and left on the exchange for its record (the prefix-match length).</item>
 /// </list>
 /// YARP runs load balancing after the gateway's steps (<c>AdmissionStep</c>, then <c>ForwardStep</c>, then
@@ -89,7 +90,7 @@ internal sealed class InferenceAwarePolicy(ReplicaBoard board, InferenceAwareMet
 
             var (index, reason) = ReplicaScorer.Pick(inputs, blocks, settings);
             var chosen = availableDestinations[index];
-            table?.Record(chain, chosen.DestinationId);
+            table?.Record(chain, chosen.DestinationId, replace: reason != PickReason.Load);
             if (exchange is not null && text is not null)
             {
                 exchange.PrefixMatchChars = matched[index] * InferenceAwareSettings.BlockChars;

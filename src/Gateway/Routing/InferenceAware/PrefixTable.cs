@@ -88,7 +88,13 @@ internal sealed class PrefixTable
     /// Records that <paramref name="destination"/> serves every block of <paramref name="chain"/>. Blocks are touched
     /// last to first, so that a prefix's first blocks (shared by the most prompts) are the last to be evicted.
     /// </summary>
-    public void Record(ReadOnlySpan<ulong> chain, string destination)
+    /// <param name="chain">Chained block hashes, first block first.</param>
+    /// <param name="destination">The destination chosen.</param>
+    /// <param name="replace">
+    /// False when the request spilled over for load: blocks already owned keep their owner (only their time is
+    /// refreshed), so a hot prefix keeps its home and its overflow is placed by load, not moved along the fleet.
+    /// </param>
+    public void Record(ReadOnlySpan<ulong> chain, string destination, bool replace = true)
     {
         var now = _time.GetTimestamp();
         lock (_lock)
@@ -97,7 +103,11 @@ internal sealed class PrefixTable
             {
                 if (_index.TryGetValue(chain[i], out var slot))
                 {
-                    _entries[slot].Destination = destination;
+                    if (replace || now - _entries[slot].Stamp > _ttlTicks)
+                    {
+                        _entries[slot].Destination = destination;
+                    }
+
                     _entries[slot].Stamp = now;
                     MoveToHead(slot);
                     continue;
