@@ -21,6 +21,8 @@ internal sealed class Classification
     private ReadOnlyMemory<byte>? _body;
     private LlmRequest? _llm;
     private string? _sessionId;
+    private string? _promptText;
+    private bool _promptTextRead;
 
     private string? _clientKey;
 
@@ -96,6 +98,25 @@ internal sealed class Classification
 
     /// <summary>The LLM request, once a step has parsed it (<see cref="GetLlmRequestAsync"/>); null until then.</summary>
     public LlmRequest? Llm => _llm;
+
+    /// <summary>
+    /// The prompt's chat text (each message's role and content in order, or the completion or gRPC prompt; at most
+    /// <see cref="Routing.InferenceAware.PromptPrefix.MaxChars"/> characters), what prefix affinity hashes. Computed once,
+    /// from <see cref="Body"/>, the first time it is read after the body was; null before that, and for a body with no prompt.
+    /// </summary>
+    public string? PromptText
+    {
+        get
+        {
+            if (!_promptTextRead && _body is { } body)
+            {
+                _promptText = IsGrpc ? Routing.InferenceAware.PromptPrefix.FromGrpc(body.Span) : Routing.InferenceAware.PromptPrefix.FromJson(body.Span);
+                _promptTextRead = true;
+            }
+
+            return _promptText;
+        }
+    }
 
     /// <summary>
     /// Sets where the exchange goes: the model it was routed by (if any), the cluster and that cluster's shaping plan.

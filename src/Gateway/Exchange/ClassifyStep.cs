@@ -34,7 +34,7 @@ internal sealed class ClassifyStep(RequestDelegate next, ShapingRuntime shaping,
         if (!models.IsEnabled || (route.Metadata?.TryGetValue(RouteByModelMetadataKey, out var byModel) == true && string.Equals(byModel, "false", StringComparison.OrdinalIgnoreCase)))
         {
             classification.Resolve(null, null, route.ClusterId, shaping.Current.PlanFor(route));
-            return next(context);
+            return NeedsPrompt(context, classification) ? ReadPromptThenNextAsync(context, exchange, classification) : next(context);
         }
 
         if (HttpMethods.IsGet(context.Request.Method) && context.Request.Path.Equals("/v1/models", StringComparison.Ordinal) && !classification.IsWebSocket)
@@ -74,7 +74,7 @@ internal sealed class ClassifyStep(RequestDelegate next, ShapingRuntime shaping,
         if (requested is null)
         {
             classification.Resolve(null, null, route.ClusterId, shaping.Current.PlanFor(route));
-            await next(context);
+            await ReadPromptThenNextAsync(context, exchange, classification);
             return;
         }
 
@@ -94,6 +94,25 @@ internal sealed class ClassifyStep(RequestDelegate next, ShapingRuntime shaping,
         }
 
         classification.Resolve(chosen, requested, clusterId, shaping.Current.PlanFor(route, clusterId));
+        await ReadPromptThenNextAsync(context, exchange, classification);
+    }
+
+    /// <summary>
+    /// Whether the request's cluster picks its replica by prompt prefix (<c>InferenceAware</c>) and the body, where the
+    /// prompt is, has not been read yet (a WebSocket has no prompt in its upgrade).
+    /// </summary>
+    private static bool NeedsPrompt(HttpContext context, Classification classification) =>
+        classification.Body is null && !classification.IsWebSocket
+        && string.Equals(context.GetReverseProxyFeature().Cluster?.Config.LoadBalancingPolicy, Routing.InferenceAware.InferenceAwarePolicy.PolicyName, StringComparison.OrdinalIgnoreCase);
+
+    /// <summary>Reads the body when <see cref="NeedsPrompt"/> (once, as every step reads it), then runs the next step.</summary>
+    private async Task ReadPromptThenNextAsync(HttpContext context, ExchangeContext exchange, Classification classification)
+    {
+        if (NeedsPrompt(context, classification))
+        {
+            await classification.GetBodyAsync(shaping.Current.Options.MaxInspectBytes, jsonOnly: !classification.IsGrpc, exchange.ClientAborted);
+        }
+
         await next(context);
     }
 

@@ -60,6 +60,12 @@ internal sealed class ExchangeContext
     /// </summary>
     public Func<Stream, Stream>? Connection { get; private set; }
 
+    /// <summary>
+    /// How many characters of the prompt's leading text the destination chosen by the <c>InferenceAware</c> policy had
+    /// recently served (a multiple of 64; 0 for none); null when that policy did not choose one. For the record.
+    /// </summary>
+    public int? PrefixMatchChars { get; internal set; }
+
     /// <summary>An exception that escaped the request path (a bug), or null.</summary>
     public Exception? Failure { get; private set; }
 

@@ -8,6 +8,7 @@ using Gateway.Listeners;
 using Gateway.Recording;
 using Gateway.Shaping;
 using Gateway.Routing;
+using Gateway.Routing.InferenceAware;
 using Gateway.Telemetry;
 using Microsoft.AspNetCore.Routing.Matching;
 using Microsoft.AspNetCore.Server.Kestrel.Core;
@@ -74,6 +75,7 @@ internal static partial class GatewayApp
             .LoadFromConfig(gate.Configuration.GetSection("ReverseProxy"))
             .AddGatewayProxyRules()
             .AddErrorBodyLimit();
+        services.AddInferenceAware();
         services.AddSingleton<BackendConnections>();
         services.AddSingleton<IForwarderHttpClientFactory, PoolingHttpClientFactory>();
         services.TryAddEnumerable(ServiceDescriptor.Singleton<Yarp.ReverseProxy.Transforms.Builder.ITransformProvider, WebSocketDowngradeTransform>());

@@ -77,6 +77,8 @@ internal sealed class RecordBuilder
                 Listener = c.Listener,
                 Route = c.Route,
                 Cluster = c.Cluster,
+                Destination = c.Destination,
+                PrefixMatchChars = c.PrefixMatchChars,
                 BackendHttpVersion = c.BackendHttpVersion,
                 ClientKey = c.ClientKey,
                 Request = request,

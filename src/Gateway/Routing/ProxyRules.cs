@@ -29,8 +29,9 @@ internal interface IProxyCandidateSource
 internal static class ProxyRules
 {
     /// <summary>
-    /// Adds every route rule and cluster rule, and the gateway's load-balancing policy (so that YARP's validator knows
-    /// its name). <see cref="ConfigurationValidator"/> runs the same registration on every candidate.
+    /// Adds every route rule and cluster rule, and the gateway's load-balancing policies (so that YARP's validator knows
+    /// their names: <c>MostFreeCapacity</c>, <c>InferenceAware</c>; the latter's scraper and metrics are added by the
+    /// gateway's host, <see cref="InferenceAware.InferenceAwareServiceCollectionExtensions"/>). <see cref="ConfigurationValidator"/> runs the same registration on every candidate.
     /// </summary>
     public static IReverseProxyBuilder AddGatewayProxyRules(this IReverseProxyBuilder builder)
     {
@@ -41,7 +42,11 @@ internal static class ProxyRules
         builder.Services.TryAddEnumerable(ServiceDescriptor.Singleton<IRouteValidator, RouteTimeoutRule>());
         builder.Services.TryAddEnumerable(ServiceDescriptor.Singleton<IClusterValidator, DestinationsRule>());
         builder.Services.TryAddEnumerable(ServiceDescriptor.Singleton<IClusterValidator, ClusterPoolRule>());
+        builder.Services.TryAddEnumerable(ServiceDescriptor.Singleton<IClusterValidator, InferenceAware.InferenceAwareRule>());
         builder.Services.TryAddEnumerable(ServiceDescriptor.Singleton<Yarp.ReverseProxy.LoadBalancing.ILoadBalancingPolicy, Shaping.Admission.MostFreeCapacityPolicy>());
+        builder.Services.TryAddSingleton(TimeProvider.System);
+        builder.Services.TryAddSingleton<InferenceAware.ReplicaBoard>();
+        builder.Services.TryAddEnumerable(ServiceDescriptor.Singleton<Yarp.ReverseProxy.LoadBalancing.ILoadBalancingPolicy, InferenceAware.InferenceAwarePolicy>());
         return builder;
     }
 

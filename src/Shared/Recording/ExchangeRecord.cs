@@ -58,6 +58,18 @@ public sealed record ExchangeRecord
     /// <summary>The client key the gateway derived (an API key's hash, or the client address); never a secret.</summary>
     public string? ClientKey { get; init; }
 
+    /// <summary>
+    /// The id of the destination (replica) the request was forwarded to, as the cluster names it; null when it was not
+    /// forwarded (the gateway answered itself), and in records written before the field existed.
+    /// </summary>
+    public string? Destination { get; init; }
+
+    /// <summary>
+    /// With the <c>InferenceAware</c> load-balancing policy: how many leading characters of the prompt's chat text the
+    /// chosen destination had recently served (a multiple of 64; 0 for none). Null with any other policy.
+    /// </summary>
+    public int? PrefixMatchChars { get; init; }
+
     /// <summary>The request as the client sent it (after redaction).</summary>
     public required RecordedRequest Request { get; init; }
 

@@ -169,6 +169,8 @@ internal sealed class ExchangeCapture : IDisposable
             Listener = exchange.Listener.Tag(),
             Route = classification.RouteId,
             Cluster = classification.ClusterId,
+            Destination = context.Features.Get<Yarp.ReverseProxy.Model.IReverseProxyFeature>()?.ProxiedDestination?.DestinationId,
+            PrefixMatchChars = exchange.PrefixMatchChars,
             Method = request.Method,
             Scheme = request.Scheme,
             Path = request.PathBase.Add(request.Path).Value ?? "/",
@@ -236,6 +238,12 @@ internal sealed class CapturedExchange
     public string? Route { get; init; }
 
     public string? Cluster { get; init; }
+
+    /// <summary>The destination the request was forwarded to (YARP's proxied destination), or null.</summary>
+    public string? Destination { get; init; }
+
+    /// <summary>The prefix-match length of the <c>InferenceAware</c> choice, or null.</summary>
+    public int? PrefixMatchChars { get; init; }
 
     public required string Method { get; init; }
 

@@ -1,0 +1,120 @@
+using Gateway.Exchange;
+using Yarp.ReverseProxy.LoadBalancing;
+using Yarp.ReverseProxy.Model;
+
+namespace Gateway.Routing.InferenceAware;
+
+/// <summary>
+/// A YARP load-balancing policy for replicas of one model (cluster setting <c>"LoadBalancingPolicy": "InferenceAware"</c>):
+/// picks the destination by prompt-prefix affinity, queue depth and KV cache usage, with bounded load
+/// (<see cref="ReplicaScorer"/>), with no sidecar.
+/// </summary>
+/// <remarks>
+/// <list type="number">
+/// <item>The prompt's chat text (<see cref="Classification.PromptText"/>, read once from the body the classification
+/// step read) is hashed into chained blocks of 64 characters, once.</item>
+/// <item>The cluster's <see cref="PrefixTable"/> says how many leading blocks each destination recently served.</item>
+/// <item>Each destination's load is its scraped <c>vllm:num_requests_waiting + vllm:num_requests_running</c> plus the
+/// requests the gateway sent it since that scrape (YARP's <see cref="DestinationState.ConcurrentRequestCount"/> now
+/// minus at the scrape); a destination whose metrics are stale or unreadable is scored by its in-flight count alone
+/// (counted: <c>gateway.routing.stale_scores</c>).</item>
+/// <item>The scorer chooses, the table records the chosen destination for every block (a spill for load leaves the
+/// prefix's owner in place, so a hot prefix keeps its home), and the decision is counted by
+/// reason and left on the exchange for its record (the prefix-match length).</item>
+/// </list>
+/// YARP runs load balancing after the gateway's steps (<c>AdmissionStep</c>, then <c>ForwardStep</c>, then
+/// <c>UseSessionAffinity</c>, <c>UseLoadBalancing</c>), so the replica is chosen when the request leaves the admission
+/// queue, with the loads of that moment. Each gateway instance keeps its own table (see docs/routing.md).
+/// </remarks>
+internal sealed class InferenceAwarePolicy(ReplicaBoard board, InferenceAwareMetrics? metrics = null) : ILoadBalancingPolicy
+{
+    /// <summary>The policy's name in configuration.</summary>
+    public const string PolicyName = "InferenceAware";
+
+    // Candidates held on the stack; a larger cluster rents arrays.
+    private const int StackCandidates = 64;
+
+    public string Name => PolicyName;
+
+    public DestinationState? PickDestination(HttpContext context, ClusterState cluster, IReadOnlyList<DestinationState> availableDestinations)
+    {
+        var count = availableDestinations.Count;
+        if (count == 0)
+        {
+            return null;
+        }
+
+        var settings = board.SettingsOf(cluster.Model);
+        var exchange = context.GetExchange();
+        var text = exchange?.Classification?.PromptText;
+        Span<ulong> chain = stackalloc ulong[settings.PrefixBlocks];
+        var blocks = text is null ? 0 : PromptPrefix.Chain(text, chain);
+        chain = chain[..blocks];
+
+        int[]? rentedMatched = null;
+        ReplicaInput[]? rentedInputs = null;
+        Span<int> matched = count <= StackCandidates ? stackalloc int[count] : (rentedMatched = System.Buffers.ArrayPool<int>.Shared.Rent(count)).AsSpan(0, count);
+        Span<ReplicaInput> inputs = count <= StackCandidates ? stackalloc ReplicaInput[count] : (rentedInputs = System.Buffers.ArrayPool<ReplicaInput>.Shared.Rent(count)).AsSpan(0, count);
+        try
+        {
+            var table = blocks > 0 ? board.TableOf(cluster.ClusterId, settings) : null;
+            if (table is not null)
+            {
+                table.Match(chain, availableDestinations, matched);
+            }
+            else
+            {
+                matched.Clear();
+            }
+
+            // Rendezvous key: the first block (prompts that share it tie-break alike); a request without one spreads at random.
+            var key = blocks > 0 ? chain[0] : (ulong)Random.Shared.NextInt64();
+            var stale = 0;
+            for (var i = 0; i < count; i++)
+            {
+                var destination = availableDestinations[i];
+                var load = board.LoadOf(destination);
+                var sample = load.Sample;
+                var inFlight = destination.ConcurrentRequestCount;
+                if (board.IsStale(sample, load.Scrape))
+                {
+                    stale++;
+                    inputs[i] = new ReplicaInput(inFlight, 0, matched[i], PromptPrefix.Mix(key, load.IdHash));
+                }
+                else
+                {
+                    var m = sample!.Metrics;
+                    inputs[i] = new ReplicaInput(m.Running + m.Waiting + Math.Max(0, inFlight - sample.InFlightAtScrape), m.KvUsage, matched[i], PromptPrefix.Mix(key, load.IdHash));
+                }
+            }
+
+            var (index, reason) = ReplicaScorer.Pick(inputs, blocks, settings);
+            var chosen = availableDestinations[index];
+            table?.Record(chain, chosen.DestinationId, replace: reason != PickReason.Load);
+            if (exchange is not null && text is not null)
+            {
+                exchange.PrefixMatchChars = matched[index] * InferenceAwareSettings.BlockChars;
+            }
+
+            if (metrics is not null)
+            {
+                metrics.Decision(cluster.ClusterId, reason);
+                metrics.Stale(cluster.ClusterId, stale);
+            }
+
+            return chosen;
+        }
+        finally
+        {
+            if (rentedMatched is not null)
+            {
+                System.Buffers.ArrayPool<int>.Shared.Return(rentedMatched);
+            }
+
+            if (rentedInputs is not null)
+            {
+                System.Buffers.ArrayPool<ReplicaInput>.Shared.Return(rentedInputs);
+            }
+        }
+    }
+}

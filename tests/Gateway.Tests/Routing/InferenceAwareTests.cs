@@ -1,0 +1,199 @@
+using System.Net;
+using System.Net.Http.Json;
+using System.Text.Json.Nodes;
+using ModelSim;
+
+namespace Gateway.Tests.Routing;
+
+/// <summary>
+/// Issue 14, "Pick the replica": one cluster of ModelSim replicas (each with its prefix cache and vLLM metrics) behind
+/// the InferenceAware policy, over real sockets. Requests that share a long prefix go to one replica (whose prefix
+/// cache then hits); different prefixes spread; a hot prefix beyond the load bound spills; a replica whose metrics
+/// cannot be read is still used, scored by in-flight count, and that is counted.
+/// </summary>
+public sealed class InferenceAwareTests
+{
+    private static async Task<ModelSimServer[]> StartReplicasAsync(int count, int perTokenMs = 1)
+    {
+        var replicas = new ModelSimServer[count];
+        for (var i = 0; i < count; i++)
+        {
+            replicas[i] = await ModelSimServer.StartAsync(new Dictionary<string, string?>
+            {
+                ["Sim:PerTokenMs"] = perTokenMs.ToString(System.Globalization.CultureInfo.InvariantCulture),
+                ["Sim:PrefillMs"] = "1",
+                ["Sim:AcceptAnyModel"] = "true",
+            });
+        }
+
+        return replicas;
+    }
+
+    private static GatewayHarness.Options Fleet(ModelSimServer[] replicas, Action<JsonObject>? destination = null)
+    {
+        var options = new GatewayHarness.Options();
+        options.Edit = config =>
+        {
+            var destinations = new JsonObject();
+            for (var i = 0; i < replicas.Length; i++)
+            {
+                var d = new JsonObject { ["Address"] = replicas[i].HttpAddress.ToString() };
+                if (i == replicas.Length - 1 && destination is not null)
+                {
+                    destination(d);
+                }
+
+                destinations[$"r{i}"] = d;
+            }
+
+            var cluster = config["ReverseProxy"]!["Clusters"]!["model-http"]!.AsObject();
+            cluster["Destinations"] = destinations;
+            cluster["LoadBalancingPolicy"] = "InferenceAware";
+            cluster["Metadata"] = new JsonObject { ["MetricsInterval"] = "0.05" };
+        };
+        return options;
+    }
+
+    private static async ValueTask DisposeAllAsync(ModelSimServer[] replicas)
+    {
+        foreach (var r in replicas)
+        {
+            await r.DisposeAsync();
+        }
+    }
+
+    /// <summary>A system prompt of about 1500 characters, distinct from the first character on for each <paramref name="name"/>.</summary>
+    private static string Prefix(string name) =>
+        name + ": " + string.Concat(Enumerable.Repeat("You are a careful assistant for the fleet team; answer in full sentences and cite the runbook. ", 16));
+
+    private static async Task ChatAsync(HttpClient http, string system, string user, int maxTokens = 4)
+    {
+        using var response = await http.PostAsJsonAsync("/v1/chat/completions", new
+        {
+            model = "sim-llm",
+            messages = new[] { new { role = "system", content = system }, new { role = "user", content = user } },
+            max_tokens = maxTokens,
+        });
+        Assert.True(response.StatusCode == HttpStatusCode.OK, await response.Content.ReadAsStringAsync());
+    }
+
+    private static async Task<string> MetricsAsync(GatewayHarness h)
+    {
+        using var admin = new HttpClient { BaseAddress = h.Admin };
+        return await admin.GetStringAsync("/metrics");
+    }
+
+    private static bool HasSeries(string metrics, string name, string label) =>
+        metrics.Split('\n').Any(l => l.StartsWith(name, StringComparison.Ordinal) && l.Contains(label, StringComparison.Ordinal));
+
+    [Fact]
+    public async Task Requests_sharing_a_long_prefix_go_to_the_same_replica_whose_prefix_cache_hits()
+    {
+        var replicas = await StartReplicasAsync(4);
+        try
+        {
+            await using var h = await GatewayHarness.StartAsync(Fleet(replicas));
+            using var http = new HttpClient { BaseAddress = h.Http };
+            var system = Prefix("shared");
+            for (var i = 0; i < 6; i++)
+            {
+                await ChatAsync(http, system, $"question {i}: what does step {i} of the runbook say?");
+            }
+
+            var counts = replicas.Select(static r => r.Stats.Requests).ToArray();
+            Assert.True(counts.Count(static c => c == 6) == 1 && counts.Sum() == 6, string.Join(",", counts));
+            var home = replicas.Single(static r => r.Stats.Requests == 6);
+            Assert.True(home.Stats.PrefixCacheHits > 0, "the replica that served the prefix found it cached");
+
+            var metrics = await MetricsAsync(h);
+            Assert.True(HasSeries(metrics, "gateway_routing_decisions_total", "reason=\"prefix_hit\""), metrics);
+        }
+        finally
+        {
+            await DisposeAllAsync(replicas);
+        }
+    }
+
+    [Fact]
+    public async Task Different_prefixes_spread_over_the_replicas()
+    {
+        var replicas = await StartReplicasAsync(4);
+        try
+        {
+            await using var h = await GatewayHarness.StartAsync(Fleet(replicas));
+            using var http = new HttpClient { BaseAddress = h.Http };
+            for (var i = 0; i < 16; i++)
+            {
+                await ChatAsync(http, Prefix($"tenant-{i}"), "hello");
+            }
+
+            var counts = replicas.Select(static r => r.Stats.Requests).ToArray();
+            Assert.True(counts.Count(static c => c > 0) >= 3 && counts.Max() <= 8, string.Join(",", counts));
+            Assert.True(HasSeries(await MetricsAsync(h), "gateway_routing_decisions_total", "reason=\"fallback\""));
+        }
+        finally
+        {
+            await DisposeAllAsync(replicas);
+        }
+    }
+
+    [Fact]
+    public async Task A_hot_prefix_beyond_the_load_factor_spills_to_other_replicas()
+    {
+        var replicas = await StartReplicasAsync(4, perTokenMs: 20);
+        try
+        {
+            await using var h = await GatewayHarness.StartAsync(Fleet(replicas));
+            using var http = new HttpClient { BaseAddress = h.Http };
+            var system = Prefix("hot");
+            await ChatAsync(http, system, "warm up", maxTokens: 1);
+            var home = replicas.Single(static r => r.Stats.Requests == 1);
+
+            await Task.WhenAll(Enumerable.Range(0, 10).Select(i => ChatAsync(http, system, $"burst {i}", maxTokens: 30)));
+
+            var counts = replicas.Select(static r => r.Stats.Requests).ToArray();
+            Assert.Equal(11, counts.Sum());
+            Assert.True(home.Stats.Requests >= 3, $"the prefix's replica takes up to the bound: {string.Join(",", counts)}");
+            Assert.True(home.Stats.Requests <= 8, $"and no further: {string.Join(",", counts)}");
+            Assert.True(counts.Count(static c => c > 0) >= 2, string.Join(",", counts));
+            Assert.True(HasSeries(await MetricsAsync(h), "gateway_routing_decisions_total", "reason=\"load\""));
+        }
+        finally
+        {
+            await DisposeAllAsync(replicas);
+        }
+    }
+
+    [Fact]
+    public async Task A_replica_whose_metrics_cannot_be_read_is_still_used_scored_by_in_flight_and_counted()
+    {
+        var replicas = await StartReplicasAsync(3);
+        try
+        {
+            await using var h = await GatewayHarness.StartAsync(Fleet(replicas, static d => d["Metadata"] = new JsonObject { ["MetricsPath"] = "/no-metrics-here" }));
+            using var http = new HttpClient { BaseAddress = h.Http };
+
+            var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(10);
+            while (!HasSeries(await MetricsAsync(h), "gateway_routing_scrape_failures_total", "reason=\"status\""))
+            {
+                Assert.True(DateTime.UtcNow < deadline, "the failed scrape is counted");
+                await Task.Delay(50);
+            }
+
+            for (var i = 0; i < 12; i++)
+            {
+                await ChatAsync(http, Prefix($"client-{i}"), "hello");
+            }
+
+            var counts = replicas.Select(static r => r.Stats.Requests).ToArray();
+            Assert.True(counts[2] > 0, $"the replica without metrics still serves: {string.Join(",", counts)}");
+            var metrics = await MetricsAsync(h);
+            Assert.True(HasSeries(metrics, "gateway_routing_stale_scores_total", "cluster=\"model-http\""), metrics);
+            Assert.Contains(h.Logs.Entries, static e => e.Message.Contains("r2", StringComparison.Ordinal) && e.Message.Contains("could not be read", StringComparison.Ordinal));
+        }
+        finally
+        {
+            await DisposeAllAsync(replicas);
+        }
+    }
+}
