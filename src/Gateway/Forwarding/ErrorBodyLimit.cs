@@ -73,7 +73,7 @@ internal sealed partial class ErrorBodyLimit
 
     private static partial class Log
     {
-        [LoggerMessage(EventId = 2101, Level = LogLevel.Warning,
+        [LoggerMessage(EventId = 2103, Level = LogLevel.Warning,
             Message = "Cluster {Cluster} answered {Status} with an error body over Gateway:Limits:MaxErrorBodyBytes: the client got its first {MaxBytes} bytes, the rest was discarded ({Suppressed} more since the last line).")]
         public static partial void ErrorBodyTruncated(ILogger logger, string cluster, int status, long maxBytes, long suppressed);
     }

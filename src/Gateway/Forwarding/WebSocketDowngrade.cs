@@ -122,7 +122,7 @@ internal sealed partial class WebSocketDowngradeHandler(HttpMessageHandler inner
 
     private static partial class Log
     {
-        [LoggerMessage(EventId = 2101, Level = LogLevel.Information,
+        [LoggerMessage(EventId = 2102, Level = LogLevel.Information,
             Message = "Cluster '{ClusterId}' answered the HTTP/2 WebSocket (extended CONNECT) to {Path} with 404; retrying as an HTTP/1.1 upgrade.")]
         public static partial void RetryingAsHttp11(ILogger logger, string clusterId, string path);
     }
