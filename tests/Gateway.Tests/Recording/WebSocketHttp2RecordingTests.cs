@@ -107,10 +107,13 @@ public sealed class WebSocketHttp2RecordingTests : IDisposable
         using var certificate = TestCertificates.CreateSelfSigned(_dir);
         var seen = new ConcurrentQueue<(string Method, string Protocol)>();
         await using var backend = await StartEchoBackendAsync(certificate, seen, refuseConnect: false);
-        var options = Options(backend.Address, allowHttp11: true);
-        options.Gateway["Gateway:Limits:WebSocketIdleTimeout"] = "00:00:01";
-        var edit = options.Edit!;
-        options.Edit = c =>
+        using var cts = new CancellationTokenSource(s_timeout);
+
+        // Two messages pass; the third is refused with 1008 naming the policy (the idle timeout left long, so that a slow
+        // machine cannot close the session for silence first).
+        var limited = Options(backend.Address, allowHttp11: true);
+        var edit = limited.Edit!;
+        limited.Edit = c =>
         {
             edit(c);
             c["Gateway"] = new JsonObject
@@ -122,12 +125,9 @@ public sealed class WebSocketHttp2RecordingTests : IDisposable
             };
             c["ReverseProxy"]!["Routes"]!["websocket-stream"]!["Metadata"]!["Policies"] = "ws";
         };
-        await using var h = await GatewayHarness.StartAsync(options);
-        using var cts = new CancellationTokenSource(s_timeout);
-
-        // Two messages pass; the third is refused with 1008 naming the policy.
-        using (var socket = await ConnectAsync(h.WebSocket, certificate, cts.Token))
+        await using (var h = await GatewayHarness.StartAsync(limited))
         {
+            using var socket = await ConnectAsync(h.WebSocket, certificate, cts.Token);
             foreach (var text in new[] { "a", "b" })
             {
                 await socket.SendAsync(Encoding.UTF8.GetBytes(text), WebSocketMessageType.Text, true, cts.Token);
@@ -140,8 +140,11 @@ public sealed class WebSocketHttp2RecordingTests : IDisposable
         }
 
         // A silent session is closed by the gateway after a second, with 1001 naming the idle timeout.
-        using (var socket = await ConnectAsync(h.WebSocket, certificate, cts.Token))
+        var idle = Options(backend.Address, allowHttp11: true);
+        idle.Gateway["Gateway:Limits:WebSocketIdleTimeout"] = "00:00:01";
+        await using (var h = await GatewayHarness.StartAsync(idle))
         {
+            using var socket = await ConnectAsync(h.WebSocket, certificate, cts.Token);
             var result = await socket.ReceiveAsync(new byte[256], cts.Token);
             Assert.Equal((WebSocketMessageType.Close, WebSocketCloseStatus.EndpointUnavailable), (result.MessageType, socket.CloseStatus));
             Assert.StartsWith("idle_timeout", socket.CloseStatusDescription, StringComparison.Ordinal);
