@@ -48,7 +48,7 @@ public sealed class ErrorBodyLimitTests
             Assert.Equal(Large, (await ok.Content.ReadAsByteArrayAsync()).Length);
         }
 
-        Assert.Contains(h.Logs.Entries, static e => e.EventId.Id == 2101 && e.Message.Contains("model-http", StringComparison.Ordinal));
+        Assert.Contains(h.Logs.Entries, static e => e.EventId.Id == 2103 && e.Message.Contains("model-http", StringComparison.Ordinal));
         using var admin = new HttpClient { BaseAddress = h.Admin };
         await Eventually.TrueAsync(async () => (await admin.GetStringAsync("/metrics")).Contains("gateway_backend_error_bodies_truncated", StringComparison.Ordinal),
             TimeSpan.FromSeconds(5), () => "the truncation is not counted");
