@@ -28,6 +28,7 @@ internal sealed class RateLimitStep(RequestDelegate next, ShapingMetrics metrics
     {
         var aborted = exchange.ClientAborted;
         var options = runtime.Current.Options;
+        var charges = ShapingCharges.For(context, exchange);
         RateInfo? tightest = null;
         foreach (var policy in policies)
         {
@@ -47,6 +48,14 @@ internal sealed class RateLimitStep(RequestDelegate next, ShapingMetrics metrics
             {
                 if (ShapingAnswers.Refused(metrics, refusals, options, policy, partition, decision) is { } answer)
                 {
+                    // The earlier policies' permits go back now: a refused request takes nothing from them.
+                    await charges.RefundAsync();
+                    charges.Requests = tightest;
+                    if (decision.Info is { } info)
+                    {
+                        charges.Refusal = (false, info with { Remaining = 0 });
+                    }
+
                     exchange.Refuse(answer);
                     return;
                 }
@@ -55,6 +64,11 @@ internal sealed class RateLimitStep(RequestDelegate next, ShapingMetrics metrics
             }
 
             metrics.Decision(policy.Name, "admitted", null);
+            if (decision.Charge is { } charge)
+            {
+                charges.Add(charge);
+            }
+
             if (decision.Lease is { } lease)
             {
                 exchange.OnCompleted(new LeaseRelease(lease));
@@ -68,7 +82,7 @@ internal sealed class RateLimitStep(RequestDelegate next, ShapingMetrics metrics
             }
         }
 
-        RateLimitHeaders.Set(context.Response.Headers, tightest, GatewayHeaders.RateLimitUnitRequests);
+        charges.Requests = tightest;
         await next(context);
     }
 
@@ -90,7 +104,7 @@ internal static class ShapingAnswers
     /// Counts and logs a refusal; returns the answer to give, or null for a shadow policy (counted as
     /// <c>shadow_refused</c>, and the request goes on).
     /// </summary>
-    public static GatewayAnswer? Refused(ShapingMetrics metrics, RefusalLog refusals, ShapingOptions options, ShapingPolicy policy, string partition, PolicyDecision decision)
+    public static GatewayAnswer? Refused(ShapingMetrics metrics, RefusalLog refusals, ShapingOptions options, ShapingPolicy policy, string partition, PolicyDecision decision, long requested = 1)
     {
         var reason = decision.Reason ?? GatewayErrorCodes.RateLimited;
         if (policy.Options.Shadow)
@@ -102,6 +116,14 @@ internal static class ShapingAnswers
 
         metrics.Decision(policy.Name, "refused", reason);
         refusals.Refused(policy.Name, reason, partition, shadow: false, options.RefusalLogInterval);
+        if (reason == GatewayErrorCodes.RequestTooLarge)
+        {
+            // No wait would admit it: no Retry-After (as OpenAI answers a request above a TPM limit).
+            return new GatewayAnswer(StatusCodes.Status429TooManyRequests, StatusCode.ResourceExhausted, GatewayErrorTypes.RateLimited, reason,
+                $"Request too large for token limit '{policy.Name}': it needs {requested} tokens (prompt + max_tokens) and the budget is {decision.Info?.Limit ?? policy.Options.TokenBudget} tokens per {policy.Options.EffectiveWindow:c} per {policy.Options.Partition}. Lower max_tokens or shorten the prompt.",
+                null, policy.Name);
+        }
+
         var unavailable = reason == GatewayErrorCodes.RedisUnavailable;
         return new GatewayAnswer(unavailable ? StatusCodes.Status503ServiceUnavailable : StatusCodes.Status429TooManyRequests,
             unavailable ? StatusCode.Unavailable : StatusCode.ResourceExhausted, unavailable ? GatewayErrorTypes.Overloaded : GatewayErrorTypes.RateLimited, reason,
@@ -114,9 +136,9 @@ internal static class ShapingAnswers
         var what = o.Kind switch
         {
             PolicyKind.TokenBucket => $"{o.TokensPerPeriod} requests per {o.ReplenishmentPeriod}, burst {o.TokenLimit}",
-            PolicyKind.FixedWindow or PolicyKind.SlidingWindow => $"{o.PermitLimit} requests per {o.Window}",
+            PolicyKind.FixedWindow or PolicyKind.SlidingWindow => $"{o.PermitLimit} requests per {o.EffectiveWindow}",
             PolicyKind.Concurrency => $"{o.PermitLimit} requests at once",
-            PolicyKind.Tokens => $"{o.TokensPerMinute} tokens per minute",
+            PolicyKind.Tokens => $"{o.TokenBudget} tokens per {o.EffectiveWindow}",
             PolicyKind.WebSocket => $"{o.PermitLimit} WebSocket connections at once",
             _ => o.Kind.ToString(),
         };
