@@ -1,8 +1,14 @@
+using System.Net;
+using System.Text;
+using System.Text.Json.Nodes;
 using Gateway.Shaping;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Http;
 using Gateway.Shaping.Policies;
 using Microsoft.Extensions.Logging.Abstractions;
 using Microsoft.Extensions.Time.Testing;
 using TestSupport;
+using static Gateway.Tests.Shaping.ShapingConfig;
 
 namespace Gateway.Tests.Shaping;
 
@@ -116,5 +122,47 @@ public sealed class RetryAfterTests
         Assert.InRange(swRefused.RetryAfter!.Value.TotalSeconds, 0.001, 2.6);
         await Task.Delay(swRefused.RetryAfter.Value + TimeSpan.FromMilliseconds(30));
         Assert.True((await sliding.AcquireAsync("p", 1, default)).Admitted, "admitted once its Retry-After passed");
+    }
+
+    [Fact]
+    public async Task A_forwarded_upstream_429_shows_the_tokens_given_back_not_the_stale_remaining_figure()
+    {
+        await using var backend = await TestBackend.StartAsync(app => app.MapPost("/v1/chat/completions", () => Results.Json(new { error = new { message = "slow down", code = "rate_limit_exceeded" } }, statusCode: 429)));
+        var policies = Policies(("tpm", new JsonObject { ["Kind"] = "Tokens", ["Tokens"] = 1000, ["Partition"] = "Global" }));
+        await using var h = await GatewayHarness.StartAsync(new GatewayHarness.Options { HttpBackend = backend.Address, Edit = With(policies, openaiPolicies: "tpm") });
+        using var client = new HttpClient { BaseAddress = h.Http };
+
+        for (var i = 0; i < 3; i++)
+        {
+            using var r = await client.PostAsync("/v1/chat/completions", new StringContent("""{"model":"m","messages":[{"role":"user","content":"hi"}],"max_tokens":300}""", Encoding.UTF8, "application/json"));
+            Assert.Equal(HttpStatusCode.TooManyRequests, r.StatusCode);
+            Assert.False(r.Headers.Contains("x-gateway-limit")); // the backend's own refusal, relayed
+            Assert.Equal("1000", r.Headers.GetValues("x-ratelimit-remaining-tokens").Single()); // its ~300 reserved are given back
+        }
+    }
+
+    [Fact]
+    public async Task A_concurrency_policy_adds_no_rate_figures_and_a_rate_refusal_shows_remaining_0_counting_down()
+    {
+        var policies = Policies(
+            ("one", new JsonObject { ["Kind"] = "Concurrency", ["PermitLimit"] = 1, ["Partition"] = "Global" }),
+            ("fw", new JsonObject { ["Kind"] = "FixedWindow", ["PermitLimit"] = 2, ["Window"] = "00:00:30", ["Partition"] = "Global" }));
+        await using var h = await GatewayHarness.StartAsync(new GatewayHarness.Options { Edit = With(policies, openaiPolicies: "one,fw") });
+        using var client = new HttpClient { BaseAddress = h.Http };
+
+        using var first = await client.PostAsync("/v1/generate", Generate());
+        Assert.Equal(HttpStatusCode.OK, first.StatusCode);
+        Assert.Equal("2", first.Headers.GetValues("x-ratelimit-limit-requests").Single()); // the window's figures, not "limit 1, remaining 0, reset 0ms"
+        Assert.Equal("1", first.Headers.GetValues("x-ratelimit-remaining-requests").Single());
+        (await client.PostAsync("/v1/generate", Generate())).EnsureSuccessStatusCode();
+        await Task.Delay(TimeSpan.FromSeconds(2));
+
+        using var refused = await client.PostAsync("/v1/generate", Generate());
+        Assert.Equal(HttpStatusCode.TooManyRequests, refused.StatusCode);
+        Assert.Equal("0", refused.Headers.GetValues("x-ratelimit-remaining-requests").Single());
+        var retry = refused.Headers.RetryAfter!.Delta!.Value.TotalSeconds;
+        Assert.InRange(retry, 26, 29); // the time left in the window, not 30
+        var reset = Contracts.Wire.GatewayDuration.TryParse(refused.Headers.GetValues("x-ratelimit-reset-requests").Single(), out var d) ? d : TimeSpan.MaxValue;
+        Assert.InRange(reset.TotalSeconds, 25, 29);
     }
 }
