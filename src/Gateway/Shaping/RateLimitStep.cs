@@ -11,8 +11,11 @@ namespace Gateway.Shaping;
 /// bucket, fixed and sliding windows, concurrency, WebSocket connections), in order, each on its partition. A refusal
 /// ends the request path with 429 and <c>Retry-After</c> naming the policy (gRPC RESOURCE_EXHAUSTED, WebSocket close
 /// 1008; 503 when a fleet-wide policy cannot reach Redis in Closed mode); a shadow policy only counts and logs.
-/// Concurrency leases are released when the exchange completes, whatever its outcome. Admitted responses carry
-/// <c>x-ratelimit-*-requests</c> headers (the tightest policy's figures).
+/// Concurrency leases are released when the exchange completes, whatever its outcome. Each admitting policy's charge is
+/// kept in the exchange's <see cref="ShapingCharges"/>: a refusal by a later policy gives the earlier ones back at once,
+/// one by a later step (tokens, admission, breaker) when the exchange completes. Responses carry
+/// <c>x-ratelimit-*-requests</c> headers (the tightest rate policy's figures, or the refusing policy's with remaining 0),
+/// written by <see cref="ShapingCharges"/> when the response starts.
 /// </summary>
 internal sealed class RateLimitStep(RequestDelegate next, ShapingMetrics metrics, RefusalLog refusals, ShapingRuntime runtime)
 {

@@ -127,7 +127,7 @@ internal sealed class ShapingOptionsValidator : IValidateOptions<ShapingOptions>
                 }
                 else if (p.TokenBudget is <= 0 or > MaxTokensPerMinute)
                 {
-                    var key = p.TokensPerMinute != 0 ? "TokensPerMinute" : "Tokens";
+                    var key = p.TokensPerMinute != 0 || raw?[$"{k}:TokensPerMinute"] is not null ? "TokensPerMinute" : "Tokens";
                     errors.Add($"{k}:{key} must be > 0 and <= {MaxTokensPerMinute} (was {(p.TokensPerMinute != 0 ? p.TokensPerMinute : p.Tokens)}).");
                 }
 

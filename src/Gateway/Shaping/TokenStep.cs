@@ -12,8 +12,10 @@ namespace Gateway.Shaping;
 /// ends the request path with 429 naming the policy. When the exchange completes, each charge is reconciled with what
 /// it really cost (<see cref="TokenCharges"/>): the usage the backend reported (asked for on streams when the client
 /// did not, and then removed from what the client sees), or for a stream cut short the prompt plus the chunks
-/// delivered, or nothing for a request the backend refused or failed. Admitted responses carry
-/// <c>x-ratelimit-*-tokens</c> headers.
+/// delivered, or nothing for a request the backend refused or failed or the gateway answered; usage above the
+/// reservation is charged too (debt). An estimate above a policy's whole budget is refused at once with
+/// <c>request_too_large</c> and no Retry-After. Responses carry <c>x-ratelimit-*-tokens</c> headers
+/// (<see cref="ShapingCharges"/>), and the record the charge per policy (<see cref="RecordedTokenCharge"/>).
 /// </summary>
 internal sealed class TokenStep(RequestDelegate next, ShapingMetrics metrics, RefusalLog refusals, ShapingRuntime runtime)
 {
@@ -60,8 +62,9 @@ internal sealed class TokenStep(RequestDelegate next, ShapingMetrics metrics, Re
                     await shaping.RefundAsync();
                     shaping.Tokens = tightest;
                     shaping.TokensReserved = charges is null ? 0 : cost;
-                    if (decision.Info is { } info)
+                    if (decision.Info is { } info && decision.Reason != GatewayErrorCodes.RequestTooLarge)
                     {
+                        // (Too large for the budget: its figures say nothing about when to come back.)
                         shaping.Refusal = (true, info with { Remaining = 0 });
                     }
 
