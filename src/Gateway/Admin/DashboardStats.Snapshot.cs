@@ -182,9 +182,9 @@ internal sealed partial class DashboardStats
     private static string Describe(PolicyOptions o) => o.Kind switch
     {
         PolicyKind.TokenBucket => $"{o.TokensPerPeriod}/{o.ReplenishmentPeriod.TotalSeconds:0.###}s, burst {o.TokenLimit}",
-        PolicyKind.FixedWindow or PolicyKind.SlidingWindow => $"{o.PermitLimit}/{o.Window.TotalSeconds:0.###}s",
+        PolicyKind.FixedWindow or PolicyKind.SlidingWindow => $"{o.PermitLimit}/{o.EffectiveWindow.TotalSeconds:0.###}s",
         PolicyKind.Concurrency => $"{o.PermitLimit} at once",
-        PolicyKind.Tokens => $"{o.TokensPerMinute} tokens/min",
+        PolicyKind.Tokens => $"{o.TokenBudget} tokens/{o.EffectiveWindow.TotalSeconds:0.###}s",
         PolicyKind.WebSocket => $"{o.PermitLimit} connections, {o.MessagesPerConnection} messages each",
         _ => o.Kind.ToString(),
     };

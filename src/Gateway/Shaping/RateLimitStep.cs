@@ -11,8 +11,11 @@ namespace Gateway.Shaping;
 /// bucket, fixed and sliding windows, concurrency, WebSocket connections), in order, each on its partition. A refusal
 /// ends the request path with 429 and <c>Retry-After</c> naming the policy (gRPC RESOURCE_EXHAUSTED, WebSocket close
 /// 1008; 503 when a fleet-wide policy cannot reach Redis in Closed mode); a shadow policy only counts and logs.
-/// Concurrency leases are released when the exchange completes, whatever its outcome. Admitted responses carry
-/// <c>x-ratelimit-*-requests</c> headers (the tightest policy's figures).
+/// Concurrency leases are released when the exchange completes, whatever its outcome. Each admitting policy's charge is
+/// kept in the exchange's <see cref="ShapingCharges"/>: a refusal by a later policy gives the earlier ones back at once,
+/// one by a later step (tokens, admission, breaker) when the exchange completes. Responses carry
+/// <c>x-ratelimit-*-requests</c> headers (the tightest rate policy's figures, or the refusing policy's with remaining 0),
+/// written by <see cref="ShapingCharges"/> when the response starts.
 /// </summary>
 internal sealed class RateLimitStep(RequestDelegate next, ShapingMetrics metrics, RefusalLog refusals, ShapingRuntime runtime)
 {
@@ -28,6 +31,7 @@ internal sealed class RateLimitStep(RequestDelegate next, ShapingMetrics metrics
     {
         var aborted = exchange.ClientAborted;
         var options = runtime.Current.Options;
+        var charges = ShapingCharges.For(context, exchange);
         RateInfo? tightest = null;
         foreach (var policy in policies)
         {
@@ -47,6 +51,14 @@ internal sealed class RateLimitStep(RequestDelegate next, ShapingMetrics metrics
             {
                 if (ShapingAnswers.Refused(metrics, refusals, options, policy, partition, decision) is { } answer)
                 {
+                    // The earlier policies' permits go back now: a refused request takes nothing from them.
+                    await charges.RefundAsync();
+                    charges.Requests = tightest;
+                    if (decision.Info is { } info)
+                    {
+                        charges.Refusal = (false, info with { Remaining = 0 });
+                    }
+
                     exchange.Refuse(answer);
                     return;
                 }
@@ -55,6 +67,11 @@ internal sealed class RateLimitStep(RequestDelegate next, ShapingMetrics metrics
             }
 
             metrics.Decision(policy.Name, "admitted", null);
+            if (decision.Charge is { } charge)
+            {
+                charges.Add(charge);
+            }
+
             if (decision.Lease is { } lease)
             {
                 exchange.OnCompleted(new LeaseRelease(lease));
@@ -68,7 +85,7 @@ internal sealed class RateLimitStep(RequestDelegate next, ShapingMetrics metrics
             }
         }
 
-        RateLimitHeaders.Set(context.Response.Headers, tightest, GatewayHeaders.RateLimitUnitRequests);
+        charges.Requests = tightest;
         await next(context);
     }
 
@@ -90,7 +107,7 @@ internal static class ShapingAnswers
     /// Counts and logs a refusal; returns the answer to give, or null for a shadow policy (counted as
     /// <c>shadow_refused</c>, and the request goes on).
     /// </summary>
-    public static GatewayAnswer? Refused(ShapingMetrics metrics, RefusalLog refusals, ShapingOptions options, ShapingPolicy policy, string partition, PolicyDecision decision)
+    public static GatewayAnswer? Refused(ShapingMetrics metrics, RefusalLog refusals, ShapingOptions options, ShapingPolicy policy, string partition, PolicyDecision decision, long requested = 1)
     {
         var reason = decision.Reason ?? GatewayErrorCodes.RateLimited;
         if (policy.Options.Shadow)
@@ -102,6 +119,14 @@ internal static class ShapingAnswers
 
         metrics.Decision(policy.Name, "refused", reason);
         refusals.Refused(policy.Name, reason, partition, shadow: false, options.RefusalLogInterval);
+        if (reason == GatewayErrorCodes.RequestTooLarge)
+        {
+            // No wait would admit it: no Retry-After (as OpenAI answers a request above a TPM limit).
+            return new GatewayAnswer(StatusCodes.Status429TooManyRequests, StatusCode.ResourceExhausted, GatewayErrorTypes.RateLimited, reason,
+                $"Request too large for token limit '{policy.Name}': it needs {requested} tokens (prompt + max_tokens) and the budget is {decision.Info?.Limit ?? policy.Options.TokenBudget} tokens per {policy.Options.EffectiveWindow:c} per {policy.Options.Partition}. Lower max_tokens or shorten the prompt.",
+                null, policy.Name);
+        }
+
         var unavailable = reason == GatewayErrorCodes.RedisUnavailable;
         return new GatewayAnswer(unavailable ? StatusCodes.Status503ServiceUnavailable : StatusCodes.Status429TooManyRequests,
             unavailable ? StatusCode.Unavailable : StatusCode.ResourceExhausted, unavailable ? GatewayErrorTypes.Overloaded : GatewayErrorTypes.RateLimited, reason,
@@ -114,9 +139,9 @@ internal static class ShapingAnswers
         var what = o.Kind switch
         {
             PolicyKind.TokenBucket => $"{o.TokensPerPeriod} requests per {o.ReplenishmentPeriod}, burst {o.TokenLimit}",
-            PolicyKind.FixedWindow or PolicyKind.SlidingWindow => $"{o.PermitLimit} requests per {o.Window}",
+            PolicyKind.FixedWindow or PolicyKind.SlidingWindow => $"{o.PermitLimit} requests per {o.EffectiveWindow}",
             PolicyKind.Concurrency => $"{o.PermitLimit} requests at once",
-            PolicyKind.Tokens => $"{o.TokensPerMinute} tokens per minute",
+            PolicyKind.Tokens => $"{o.TokenBudget} tokens per {o.EffectiveWindow}",
             PolicyKind.WebSocket => $"{o.PermitLimit} WebSocket connections at once",
             _ => o.Kind.ToString(),
         };

@@ -24,7 +24,7 @@ internal sealed class ShapingMetrics
         _admission = meter.CreateCounter<long>("gateway.admission.decisions", "{request}", "Admission decisions by cluster, outcome and reason.");
         _wait = meter.CreateHistogram<double>("gateway.admission.wait", "s", "Time admitted requests waited in the admission queue.",
             advice: new InstrumentAdvice<double> { HistogramBucketBoundaries = [0, 0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5] });
-        _tokens = meter.CreateCounter<long>("gateway.shaping.tokens", "{token}", "LLM tokens charged up front (kind=estimated) and as finally accounted (kind=actual), by policy.");
+        _tokens = meter.CreateCounter<long>("gateway.shaping.tokens", "{token}", "LLM tokens by token policy: reserved up front (kind=estimated), finally charged after reconciliation with the reported usage (kind=actual, debt included), given back (kind=refunded).");
         meter.CreateObservableGauge("gateway.admission.queue.depth", () => Observe(runtime, static c => c.Queued), "{request}", "Requests waiting for admission, by cluster.");
         meter.CreateObservableGauge("gateway.admission.inflight", () => Observe(runtime, static c => c.InFlight), "{request}", "Requests admitted and in flight to the cluster.");
         meter.CreateObservableGauge("gateway.admission.limit", () => Observe(runtime, static c => c.Limit), "{request}", "The cluster's in-flight limit now (the adaptive one when enabled).");

@@ -56,7 +56,7 @@ internal enum PolicyKind
     /// <summary>At most <c>PermitLimit</c> requests in progress at once.</summary>
     Concurrency,
 
-    /// <summary>LLM tokens (prompt + output) per minute: <c>TokensPerMinute</c>, charged up front, corrected by reported usage.</summary>
+    /// <summary>LLM tokens (prompt + output): <c>Tokens</c> per <c>Window</c> (a minute by default), reserved up front, reconciled with reported usage.</summary>
     Tokens,
 
     /// <summary>WebSocket connections: at most <c>PermitLimit</c> open at once, and at most <c>MessagesPerConnection</c> client messages on each.</summary>
@@ -108,8 +108,12 @@ internal sealed record PolicyOptions
     /// <summary>Requests per window (FixedWindow, SlidingWindow), in progress (Concurrency), or connections (WebSocket).</summary>
     public int PermitLimit { get; set; }
 
+    /// <summary>
+    /// FixedWindow, SlidingWindow: the window (default 00:00:01). Tokens: the period of the <see cref="Tokens"/> budget
+    /// (default 00:01:00; an hour or a day work). Read through <see cref="EffectiveWindow"/>.
+    /// </summary>
     [Range(typeof(TimeSpan), ConfigRanges.MinDuration, ConfigRanges.MaxDuration)]
-    public TimeSpan Window { get; set; } = TimeSpan.FromSeconds(1);
+    public TimeSpan? Window { get; set; }
 
     [Range(1, ConfigRanges.MaxSegmentsPerWindow)]
     public int SegmentsPerWindow { get; set; } = 10;
@@ -126,11 +130,20 @@ internal sealed record PolicyOptions
     [Range(0, int.MaxValue)]
     public int QueueLimit { get; set; }
 
-    /// <summary>Tokens kind: budget per minute.</summary>
+    /// <summary>Tokens kind: LLM tokens (prompt + output) per <see cref="Window"/>, and the most one request may reserve.</summary>
+    public long Tokens { get; set; }
+
+    /// <summary>Tokens kind: the older spelling of <see cref="Tokens"/> with a one-minute <see cref="Window"/> (not both).</summary>
     public long TokensPerMinute { get; set; }
 
     /// <summary>WebSocket kind: client messages allowed per connection (0 = no limit).</summary>
     public int MessagesPerConnection { get; set; }
+
+    /// <summary>The window in force: <see cref="Window"/>, or the kind's default (a minute for Tokens, a second otherwise).</summary>
+    public TimeSpan EffectiveWindow => Window ?? (Kind == PolicyKind.Tokens ? TimeSpan.FromMinutes(1) : TimeSpan.FromSeconds(1));
+
+    /// <summary>Tokens kind: the budget per <see cref="EffectiveWindow"/> (<see cref="Tokens"/>, or <see cref="TokensPerMinute"/>).</summary>
+    public long TokenBudget => Tokens > 0 ? Tokens : TokensPerMinute;
 }
 
 /// <summary>Admission control of one cluster, bound from <c>Gateway:Shaping:Admission:{clusterId}</c>.</summary>

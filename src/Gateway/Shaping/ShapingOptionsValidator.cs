@@ -106,9 +106,9 @@ internal sealed class ShapingOptionsValidator : IValidateOptions<ShapingOptions>
             case PolicyKind.FixedWindow:
             case PolicyKind.SlidingWindow:
                 Positive(p.PermitLimit, $"{k}:PermitLimit", errors);
-                if (p.Kind == PolicyKind.SlidingWindow && p.Window.Ticks / Math.Max(1, p.SegmentsPerWindow) < TimeSpan.TicksPerMillisecond)
+                if (p.Kind == PolicyKind.SlidingWindow && p.EffectiveWindow.Ticks / Math.Max(1, p.SegmentsPerWindow) < TimeSpan.TicksPerMillisecond)
                 {
-                    errors.Add($"{k}:SegmentsPerWindow must leave each segment at least 1 ms of the Window (was {p.SegmentsPerWindow} segments of {p.Window:c}).");
+                    errors.Add($"{k}:SegmentsPerWindow must leave each segment at least 1 ms of the Window (was {p.SegmentsPerWindow} segments of {p.EffectiveWindow:c}).");
                 }
 
                 break;
@@ -121,9 +121,19 @@ internal sealed class ShapingOptionsValidator : IValidateOptions<ShapingOptions>
 
                 break;
             case PolicyKind.Tokens:
-                if (p.TokensPerMinute is <= 0 or > MaxTokensPerMinute)
+                if (p.Tokens > 0 && p.TokensPerMinute > 0)
                 {
-                    errors.Add($"{k}:TokensPerMinute must be > 0 and <= {MaxTokensPerMinute} (was {p.TokensPerMinute}).");
+                    errors.Add($"{k}: set Tokens (per Window) or TokensPerMinute (its older spelling), not both (were {p.Tokens} and {p.TokensPerMinute}).");
+                }
+                else if (p.TokenBudget is <= 0 or > MaxTokensPerMinute)
+                {
+                    var key = p.TokensPerMinute != 0 || raw?[$"{k}:TokensPerMinute"] is not null ? "TokensPerMinute" : "Tokens";
+                    errors.Add($"{k}:{key} must be > 0 and <= {MaxTokensPerMinute} (was {(p.TokensPerMinute != 0 ? p.TokensPerMinute : p.Tokens)}).");
+                }
+
+                if (p.TokensPerMinute > 0 && p.Window is { } w && w != TimeSpan.FromMinutes(1))
+                {
+                    errors.Add($"{k}:Window {w:c} contradicts TokensPerMinute: give the budget per window as {k}:Tokens.");
                 }
 
                 break;
@@ -154,10 +164,41 @@ internal sealed class ShapingOptionsValidator : IValidateOptions<ShapingOptions>
                 break;
         }
 
+        if (raw is not null)
+        {
+            // A key the kind does not read would be silently ignored (a Tokens policy's Window was, once): say so.
+            var read = KeysRead(p.Kind);
+            foreach (var child in raw.GetSection(k).GetChildren())
+            {
+                if (read is not null && !read.Contains(child.Key))
+                {
+                    errors.Add($"{k}:{child.Key} is not read by a {p.Kind} policy (it reads {string.Join(", ", read)}).");
+                }
+            }
+        }
+
         if (p.Scope == PolicyScope.Global && string.IsNullOrWhiteSpace(o.Redis))
         {
             errors.Add($"{k}:Scope is Global but {S}:Redis is not set: a fleet-wide policy needs Redis.");
         }
+    }
+
+    private static readonly string[] s_common = ["Kind", "Partition", "Scope", "FailMode", "Shadow"];
+
+    /// <summary>The keys a policy kind reads (null for an unknown kind, reported elsewhere).</summary>
+    private static HashSet<string>? KeysRead(PolicyKind kind)
+    {
+        string[]? own = kind switch
+        {
+            PolicyKind.TokenBucket => ["TokenLimit", "TokensPerPeriod", "ReplenishmentPeriod", "QueueLimit"],
+            PolicyKind.FixedWindow => ["PermitLimit", "Window", "QueueLimit"],
+            PolicyKind.SlidingWindow => ["PermitLimit", "Window", "SegmentsPerWindow", "QueueLimit"],
+            PolicyKind.Concurrency => ["PermitLimit", "QueueLimit"],
+            PolicyKind.Tokens => ["Tokens", "TokensPerMinute", "Window"],
+            PolicyKind.WebSocket => ["PermitLimit", "MessagesPerConnection", "QueueLimit"],
+            _ => null,
+        };
+        return own is null ? null : new HashSet<string>([.. s_common, .. own], StringComparer.OrdinalIgnoreCase);
     }
 
     private static void Positive(long value, string key, List<string> errors)

@@ -118,7 +118,7 @@ internal sealed partial class ShapingRuntime
         }
         ShapingPolicy Local(int share) => o.Kind == PolicyKind.Tokens
             ? new LocalTokenPolicy(name, o, partition, _time, share)
-            : new LocalLimiterPolicy(name, o, partition, share);
+            : new LocalLimiterPolicy(name, o, partition, _time, share);
 
         return o.Scope == PolicyScope.Global ? new GlobalPolicy(name, o, partition, Redis, Local(instances)) : Local(1);
     }

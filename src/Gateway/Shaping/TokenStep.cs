@@ -12,8 +12,10 @@ namespace Gateway.Shaping;
 /// ends the request path with 429 naming the policy. When the exchange completes, each charge is reconciled with what
 /// it really cost (<see cref="TokenCharges"/>): the usage the backend reported (asked for on streams when the client
 /// did not, and then removed from what the client sees), or for a stream cut short the prompt plus the chunks
-/// delivered, or nothing for a request the backend refused or failed. Admitted responses carry
-/// <c>x-ratelimit-*-tokens</c> headers.
+/// delivered, or nothing for a request the backend refused or failed or the gateway answered; usage above the
+/// reservation is charged too (debt). An estimate above a policy's whole budget is refused at once with
+/// <c>request_too_large</c> and no Retry-After. Responses carry <c>x-ratelimit-*-tokens</c> headers
+/// (<see cref="ShapingCharges"/>), and the record the charge per policy (<see cref="RecordedTokenCharge"/>).
 /// </summary>
 internal sealed class TokenStep(RequestDelegate next, ShapingMetrics metrics, RefusalLog refusals, ShapingRuntime runtime)
 {
@@ -39,6 +41,7 @@ internal sealed class TokenStep(RequestDelegate next, ShapingMetrics metrics, Re
         }
 
         var cost = llm.Estimate;
+        var shaping = ShapingCharges.For(context, exchange);
         TokenCharges? charges = null;
         RateInfo? tightest = null;
         foreach (var policy in policies)
@@ -52,8 +55,19 @@ internal sealed class TokenStep(RequestDelegate next, ShapingMetrics metrics, Re
             var decision = await policy.AcquireAsync(partition, cost, aborted);
             if (!decision.Admitted)
             {
-                if (ShapingAnswers.Refused(metrics, refusals, options, policy, partition, decision) is { } answer)
+                if (ShapingAnswers.Refused(metrics, refusals, options, policy, partition, decision, cost) is { } answer)
                 {
+                    // The request policies' permits go back now; the token reservations made so far when the exchange
+                    // completes (answered by the gateway: it cost nothing).
+                    await shaping.RefundAsync();
+                    shaping.Tokens = tightest;
+                    shaping.TokensReserved = charges is null ? 0 : cost;
+                    if (decision.Info is { } info && decision.Reason != GatewayErrorCodes.RequestTooLarge)
+                    {
+                        // (Too large for the budget: its figures say nothing about when to come back.)
+                        shaping.Refusal = (true, info with { Remaining = 0 });
+                    }
+
                     exchange.Refuse(answer);
                     return;
                 }
@@ -73,7 +87,8 @@ internal sealed class TokenStep(RequestDelegate next, ShapingMetrics metrics, Re
             tightest = RateLimitHeaders.Tighter(tightest, decision.Info);
         }
 
-        RateLimitHeaders.Set(context.Response.Headers, tightest, GatewayHeaders.RateLimitUnitTokens);
+        shaping.Tokens = tightest;
+        shaping.TokensReserved = charges is null ? 0 : cost;
         if (charges is not null && llm.Valid)
         {
             // Ask a stream for its usage if the client did not; the usage chunk is then hidden from the client.
@@ -109,39 +124,47 @@ internal sealed class TokenCharges(LlmRequest llm, ShapingMetrics metrics) : IEx
         try
         {
             usage?.Finish();
-            long actual;
+            long? actual;
+            RecordedTokens tokens;
             var capture = result.Context.GetExchange()?.Capture;
             if (usage?.CompletionTokens is { } completion)
             {
                 var prompt = usage.PromptTokens ?? llm.PromptTokens;
                 actual = prompt + completion;
-                capture?.SetTokens(new RecordedTokens { Prompt = prompt, Completion = completion, Estimated = usage.PromptTokens is null, Source = TokenSources.Usage });
+                tokens = new RecordedTokens { Prompt = prompt, Completion = completion, Estimated = usage.PromptTokens is null, Source = TokenSources.Usage };
             }
             else if (result.Outcome == ExchangeOutcome.Answered || result.Context.Response.StatusCode >= 400)
             {
                 actual = 0; // never reached the model, or refused by it
+                tokens = new RecordedTokens { Source = TokenSources.None };
             }
             else if (usage is not null && (usage.Delivered > 0 || result.Outcome == ExchangeOutcome.ClientAbort))
             {
                 var delivered = Math.Min(usage.Delivered, llm.MaxTokens);
                 actual = llm.PromptTokens + delivered;
-                capture?.SetTokens(new RecordedTokens { Prompt = llm.PromptTokens, Completion = delivered, Estimated = true, Source = TokenSources.Delivered });
+                tokens = new RecordedTokens { Prompt = llm.PromptTokens, Completion = delivered, Estimated = true, Source = TokenSources.Delivered };
             }
             else
             {
                 // Nothing known better than the estimate: the charge stands, and the record says it is one.
-                capture?.SetTokens(new RecordedTokens { Prompt = llm.PromptTokens, Completion = llm.MaxTokens, Estimated = true, Source = TokenSources.MaxTokens });
-                return;
+                actual = null;
+                tokens = new RecordedTokens { Prompt = llm.PromptTokens, Completion = llm.MaxTokens, Estimated = true, Source = TokenSources.MaxTokens };
             }
 
-            foreach (var (policy, partition, charged) in _charges)
+            var recorded = new RecordedTokenCharge[_charges.Count];
+            for (var i = 0; i < _charges.Count; i++)
             {
-                metrics.Tokens(policy.Name, "actual", actual);
-                var delta = actual - charged;
+                var (policy, partition, charged) = _charges[i];
+                var final = actual ?? charged;
+                metrics.Tokens(policy.Name, "actual", final);
+                metrics.Tokens(policy.Name, "refunded", charged - final);
+                recorded[i] = new RecordedTokenCharge { Policy = policy.Name, Estimated = llm.Estimate, Reserved = charged, Actual = final, Refunded = Math.Max(0, charged - final) };
+                var delta = final - charged;
                 if (delta != 0)
                 {
                     try
                     {
+                        // Above the reservation the difference is still charged: the partition goes into debt.
                         await policy.AdjustAsync(partition, delta, CancellationToken.None);
                     }
                     catch (Exception ex) when (ex is StackExchange.Redis.RedisException or TimeoutException)
@@ -150,6 +173,8 @@ internal sealed class TokenCharges(LlmRequest llm, ShapingMetrics metrics) : IEx
                     }
                 }
             }
+
+            capture?.SetTokens(tokens with { Charges = recorded });
         }
         finally
         {

@@ -116,6 +116,28 @@ public sealed record RecordedTokens
 
     /// <summary>Where the completion count came from: <see cref="TokenSources"/>.</summary>
     public required string Source { get; init; }
+
+    /// <summary>What each token policy charged for the exchange, in the route's order; null in records written before it existed.</summary>
+    public IReadOnlyList<RecordedTokenCharge>? Charges { get; init; }
+}
+
+/// <summary>One token policy's charge for one exchange: reserved up front, then reconciled when it ended.</summary>
+public sealed record RecordedTokenCharge
+{
+    /// <summary>The policy's name.</summary>
+    public required string Policy { get; init; }
+
+    /// <summary>The request's estimate: prompt tokens plus <c>max_tokens</c>.</summary>
+    public long Estimated { get; init; }
+
+    /// <summary>Reserved before forwarding (the estimate).</summary>
+    public long Reserved { get; init; }
+
+    /// <summary>Finally charged: the tokens it cost (above <see cref="Reserved"/> when the usage exceeded it: the partition went into debt).</summary>
+    public long Actual { get; init; }
+
+    /// <summary>Given back: <see cref="Reserved"/> − <see cref="Actual"/> when positive, else 0.</summary>
+    public long Refunded { get; init; }
 }
 
 /// <summary>Values of <see cref="RecordedTokens.Source"/>.</summary>
@@ -129,6 +151,9 @@ public static class TokenSources
 
     /// <summary>Estimated: the request's <c>max_tokens</c> (the up-front charge), when nothing better is known.</summary>
     public const string MaxTokens = "max_tokens";
+
+    /// <summary>Nothing: the gateway answered it (refused by a limit, admission or the breaker) or the backend refused it before any byte; every reservation was refunded.</summary>
+    public const string None = "none";
 }
 
 /// <summary>Values of <see cref="ExchangeRecord.Protocol"/>.</summary>

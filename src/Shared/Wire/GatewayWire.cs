@@ -81,7 +81,7 @@ public static class GatewayErrorCodes
     /// <summary>503 with Retry-After: no healthy destination in the cluster.</summary>
     public const string NoAvailableDestination = "no_available_destination";
 
-    /// <summary>413: the request body is over <c>Gateway:Limits:MaxRequestBodyBytes</c>.</summary>
+    /// <summary>413: the request body is over <c>Gateway:Limits:MaxRequestBodyBytes</c>; 429: a request's token estimate is over a Tokens policy's whole budget (no Retry-After: waiting would not help).</summary>
     public const string RequestTooLarge = "request_too_large";
 
     /// <summary>

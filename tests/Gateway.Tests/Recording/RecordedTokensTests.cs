@@ -71,7 +71,13 @@ public sealed class RecordedTokensTests
         var records = await r.ReadAsync(name);
 
         var reported = records.Single(x => x.Streamed);
-        Assert.Equal(new RecordedTokens { Prompt = 4, Completion = 3, Estimated = false, Source = TokenSources.Usage }, reported.Tokens);
+        Assert.Equal(new RecordedTokens { Prompt = 4, Completion = 3, Estimated = false, Source = TokenSources.Usage }, reported.Tokens! with { Charges = null });
+        // Issue 12: the charge per policy: reserved the estimate (prompt + max_tokens 50), charged the 7 reported, the rest given back.
+        var charge = Assert.Single(reported.Tokens.Charges!);
+        Assert.Equal("tpm", charge.Policy);
+        Assert.Equal((charge.Estimated, 7L), (charge.Reserved, charge.Actual));
+        Assert.InRange(charge.Reserved, 51, 70);
+        Assert.Equal(charge.Reserved - 7, charge.Refunded);
         Assert.DoesNotContain(reported.Units!, u => u.Text!.Contains("usage", StringComparison.Ordinal)); // the record shows what the client got
 
         var estimated = records.Single(x => !x.Streamed);
@@ -83,7 +89,7 @@ public sealed class RecordedTokensTests
         var json = Encoding.UTF8.GetString(RecordingSerializer.Serialize(reported with { Tokens = null }));
         Assert.DoesNotContain("\"tokens\":", json, StringComparison.Ordinal);
         Assert.Null(RecordingSerializer.DeserializeExchange(Encoding.UTF8.GetBytes(json)).Tokens);
-        Assert.Contains("\"tokens\":{\"prompt\":4,\"completion\":3,\"estimated\":false,\"source\":\"usage\"}",
+        Assert.Contains("\"tokens\":{\"prompt\":4,\"completion\":3,\"estimated\":false,\"source\":\"usage\",\"charges\":[{\"policy\":\"tpm\",",
             Encoding.UTF8.GetString(RecordingSerializer.Serialize(reported)), StringComparison.Ordinal);
     }
 

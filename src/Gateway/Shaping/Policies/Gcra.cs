@@ -11,7 +11,7 @@ namespace Gateway.Shaping.Policies;
 /// the rate, kept as one number, which is what makes it cheap in memory and atomic in Redis (see <see cref="RedisLimiter"/>).
 /// A refund moves <c>TAT</c> back (never before <c>t</c>).
 /// </summary>
-internal sealed class Gcra
+internal sealed class Gcra : IRateCounter
 {
     private readonly ConcurrentDictionary<string, StrongBox> _tats = new(StringComparer.Ordinal);
     private readonly TimeProvider _time;
@@ -67,6 +67,14 @@ internal sealed class Gcra
         }
     }
 
+    (bool Admitted, TimeSpan RetryAfter, RateInfo Info, string? Mark) IRateCounter.TryAcquire(string partition, long cost)
+    {
+        var (admitted, retryAfter, info) = TryAcquire(partition, cost);
+        return (admitted, retryAfter, info, null);
+    }
+
+    void IRateCounter.Refund(string partition, long cost, string? mark) => Adjust(partition, -cost);
+
     private RateInfo Info(double now, double tat) =>
         new(Burst, Math.Max(0, (long)Math.Floor((now + _toleranceMs - tat) / _intervalMs)), TimeSpan.FromMilliseconds(Math.Max(0, tat - now)));
 
@@ -94,7 +102,12 @@ internal sealed class Gcra
     }
 }
 
-/// <summary>The <c>Tokens</c> kind in this gateway: a tokens-per-minute GCRA per partition, burst one minute's budget.</summary>
+/// <summary>
+/// The <c>Tokens</c> kind in this gateway: a GCRA per partition refilled at <see cref="PolicyOptions.TokenBudget"/> per
+/// <see cref="PolicyOptions.EffectiveWindow"/>, bucket size one window's budget. A request whose estimate exceeds the
+/// whole budget could never be admitted and is refused at once (<c>request_too_large</c>, no Retry-After); a usage above
+/// the reservation is still charged (<see cref="AdjustAsync"/>), leaving the partition in debt until the rate repays it.
+/// </summary>
 internal sealed class LocalTokenPolicy : ShapingPolicy
 {
     private readonly Gcra _gcra;
@@ -102,16 +115,26 @@ internal sealed class LocalTokenPolicy : ShapingPolicy
     public LocalTokenPolicy(string name, PolicyOptions options, PartitionKey partition, TimeProvider time, int share = 1)
         : base(name, options, partition)
     {
-        var perMinute = Math.Max(1, options.TokensPerMinute / Math.Max(1, share));
-        _gcra = new Gcra(perMinute / 60.0, perMinute, time);
+        var budget = Math.Max(1, options.TokenBudget / Math.Max(1, share));
+        _gcra = new Gcra(budget / options.EffectiveWindow.TotalSeconds, budget, time);
     }
 
     public override bool CountsTokens => true;
 
+    /// <summary>The budget in force (a global policy's local share while Redis is unreachable).</summary>
+    public long Budget => _gcra.Burst;
+
     public override ValueTask<PolicyDecision> AcquireAsync(string partition, long cost, CancellationToken cancellationToken)
     {
-        var (admitted, retryAfter, info) = _gcra.TryAcquire(partition, Math.Min(cost, _gcra.Burst));
-        return ValueTask.FromResult(admitted ? PolicyDecision.Admit(info) : PolicyDecision.Refuse(GatewayErrorCodes.TokensExhausted, retryAfter, info));
+        if (cost > _gcra.Burst)
+        {
+            return ValueTask.FromResult(PolicyDecision.Refuse(GatewayErrorCodes.RequestTooLarge, null, new RateInfo(_gcra.Burst, 0, TimeSpan.Zero)));
+        }
+
+        var (admitted, retryAfter, info) = _gcra.TryAcquire(partition, cost);
+        return ValueTask.FromResult(admitted
+            ? PolicyDecision.Admit(info, charge: new PolicyCharge(this, partition, cost, null))
+            : PolicyDecision.Refuse(GatewayErrorCodes.TokensExhausted, retryAfter, info));
     }
 
     public override ValueTask AdjustAsync(string partition, long delta, CancellationToken cancellationToken)
@@ -119,4 +142,6 @@ internal sealed class LocalTokenPolicy : ShapingPolicy
         _gcra.Adjust(partition, delta);
         return ValueTask.CompletedTask;
     }
+
+    public override ValueTask RefundAsync(PolicyCharge charge, CancellationToken cancellationToken) => AdjustAsync(charge.Partition, -charge.Cost, cancellationToken);
 }

@@ -25,14 +25,22 @@ internal sealed class GlobalPolicy : ShapingPolicy
 
     public override async ValueTask<PolicyDecision> AcquireAsync(string partition, long cost, CancellationToken cancellationToken)
     {
+        if (CountsTokens && cost > Limit)
+        {
+            // More than the whole budget: no wait would admit it (decided before Redis, the same way as locally).
+            return PolicyDecision.Refuse(GatewayErrorCodes.RequestTooLarge, null, new RateInfo(Limit, 0, TimeSpan.Zero));
+        }
+
         if (_redis.Database is { } db)
         {
             try
             {
-                var (admitted, retryAfter, remaining, reset) = await RedisLimiter.EvaluateAsync(db, Name, partition, Options, cost, check: true).WaitAsync(cancellationToken);
+                var (admitted, retryAfter, remaining, reset, mark) = await RedisLimiter.EvaluateAsync(db, Name, partition, Options, cost, check: true).WaitAsync(cancellationToken);
                 _redis.Succeeded();
-                var info = new RateInfo(Limit, remaining, reset);
-                return admitted ? PolicyDecision.Admit(info) : PolicyDecision.Refuse(CountsTokens ? GatewayErrorCodes.TokensExhausted : GatewayErrorCodes.RateLimited, retryAfter, info);
+                var info = new RateInfo(Limit, admitted ? remaining : 0, reset);
+                return admitted
+                    ? PolicyDecision.Admit(info, charge: new PolicyCharge(this, partition, cost, mark))
+                    : PolicyDecision.Refuse(CountsTokens ? GatewayErrorCodes.TokensExhausted : GatewayErrorCodes.RateLimited, retryAfter, info);
             }
             catch (Exception ex) when (ex is RedisException or TimeoutException)
             {
@@ -71,10 +79,37 @@ internal sealed class GlobalPolicy : ShapingPolicy
         await _localShare.AdjustAsync(partition, delta, cancellationToken);
     }
 
+    public override async ValueTask RefundAsync(PolicyCharge charge, CancellationToken cancellationToken)
+    {
+        if (_redis.Database is not { } db)
+        {
+            return; // a lost refund errs on the side of the limit
+        }
+
+        try
+        {
+            if (Options.Kind is PolicyKind.FixedWindow or PolicyKind.SlidingWindow)
+            {
+                if (charge.Mark is { } mark)
+                {
+                    await RedisLimiter.RefundWindowAsync(db, Name, charge.Partition, Options, charge.Cost, mark).WaitAsync(cancellationToken);
+                }
+            }
+            else
+            {
+                await RedisLimiter.EvaluateAsync(db, Name, charge.Partition, Options, -charge.Cost, check: false).WaitAsync(cancellationToken);
+            }
+        }
+        catch (Exception ex) when (ex is RedisException or TimeoutException)
+        {
+            _redis.Failed(ex);
+        }
+    }
+
     private long Limit => Options.Kind switch
     {
         PolicyKind.TokenBucket => Options.TokenLimit,
-        PolicyKind.Tokens => Options.TokensPerMinute,
+        PolicyKind.Tokens => Options.TokenBudget,
         _ => Options.PermitLimit,
     };
 
