@@ -56,19 +56,17 @@ internal sealed class ClassifyStep(RequestDelegate next, ShapingRuntime shaping,
         {
             requested = First(request.Query["model"]) ?? First(request.Headers["x-model"]);
         }
-        else if (First(request.Headers["x-model"]) is { } header)
-        {
-            requested = header;
-        }
-        else if (classification.IsGrpc || RequestBody.IsJson(request.ContentType))
-        {
-            var options = shaping.Current.Options;
-            llm = await classification.GetLlmRequestAsync(options.MaxInspectBytes, options.DefaultMaxTokens, exchange.ClientAborted);
-            requested = llm.Model;
-        }
         else
         {
-            requested = null;
+            // The body is read even when x-model names the model: the name the body carries is rewritten too, and a
+            // body that was read can be sent again to a fallback.
+            if (classification.IsGrpc || RequestBody.IsJson(request.ContentType))
+            {
+                var options = shaping.Current.Options;
+                llm = await classification.GetLlmRequestAsync(options.MaxInspectBytes, options.DefaultMaxTokens, exchange.ClientAborted);
+            }
+
+            requested = First(request.Headers["x-model"]) ?? llm?.Model;
         }
 
         if (requested is null)

@@ -72,8 +72,71 @@ internal sealed partial class ForwardStep(RequestDelegate next, Configuration.Ga
         }
 
         return classification.ClusterId is null ? next(context)
-            : classification.Model is null ? ForwardCountedAsync(context, classification.ClusterId)
+            : classification.Model is null ? ForwardAsync(context, classification, classification.ClusterId)
             : ForwardWithFallbacksAsync(context, classification);
+    }
+
+    /// <summary>
+    /// Forwards to <paramref name="cluster"/>; when the chosen destination refused the connection (nothing reached it)
+    /// and the cluster has another, the request is sent once more to another destination, with the same body. A
+    /// replica that went away is then invisible to clients until passive health takes it out.
+    /// </summary>
+    private async Task ForwardAsync(HttpContext context, Classification classification, string cluster)
+    {
+        await ForwardCountedAsync(context, cluster);
+        if (context.Response.HasStarted || context.Features.Get<IForwarderErrorFeature>() is not { Error: ForwarderError.Request } error
+            || !ConnectionRefused(error.Exception) || !Replayable(context, classification)
+            || context.GetReverseProxyFeature() is not Yarp.ReverseProxy.Model.IReverseProxyFeature proxy || proxy.ProxiedDestination is not { } failed)
+        {
+            return;
+        }
+
+        var others = new List<Yarp.ReverseProxy.Model.DestinationState>(proxy.AvailableDestinations.Count);
+        foreach (var destination in proxy.AvailableDestinations)
+        {
+            if (destination != failed)
+            {
+                others.Add(destination);
+            }
+        }
+
+        if (others.Count == 0)
+        {
+            return;
+        }
+
+        proxy.AvailableDestinations = others;
+        Reset(context, classification);
+        await ForwardCountedAsync(context, cluster);
+    }
+
+    private static bool ConnectionRefused(Exception? exception)
+    {
+        for (var e = exception; e is not null; e = e.InnerException)
+        {
+            if (e is System.Net.Sockets.SocketException { SocketErrorCode: System.Net.Sockets.SocketError.ConnectionRefused })
+            {
+                return true;
+            }
+        }
+
+        return false;
+    }
+
+    /// <summary>Undoes a forward that failed before any answer: no error, a fresh response, the body from its start.</summary>
+    private static void Reset(HttpContext context, Classification classification)
+    {
+        context.Features.Set<IForwarderErrorFeature>(null);
+        context.Response.Clear();
+        context.Response.StatusCode = StatusCodes.Status200OK;
+        if (classification.ForwardedBody is { } sent)
+        {
+            classification.ReplaceBody(sent.ToArray()); // a fresh stream of the same bytes, read from the start
+        }
+        else if (classification.Body is { Length: > 0 } body)
+        {
+            classification.ReplaceBody(body.ToArray());
+        }
     }
 
     private async Task ForwardCountedAsync(HttpContext context, string cluster)
@@ -96,7 +159,7 @@ internal sealed partial class ForwardStep(RequestDelegate next, Configuration.Ga
     /// </summary>
     private async Task ForwardWithFallbacksAsync(HttpContext context, Classification classification)
     {
-        await ForwardCountedAsync(context, classification.ClusterId!);
+        await ForwardAsync(context, classification, classification.ClusterId!);
         if (classification.RequestedModel is not { } requested || models.Find(requested) is not { } asked)
         {
             return;
@@ -118,21 +181,10 @@ internal sealed partial class ForwardStep(RequestDelegate next, Configuration.Ga
                 continue;
             }
 
-            context.Features.Set<IForwarderErrorFeature>(null);
-            context.Response.Clear();
-            context.Response.StatusCode = StatusCodes.Status200OK;
+            Reset(context, classification);
             Routing.ModelRouter.Rewrite(context, classification, fallback.BackendName, classification.Llm);
-            if (classification.ForwardedBody is { } sent)
-            {
-                classification.ReplaceBody(sent.ToArray()); // a fresh stream of the same bytes, read from the start
-            }
-            else if (classification.Body is { Length: > 0 } body)
-            {
-                classification.ReplaceBody(body.ToArray());
-            }
-
             classification.FallBack(fallback, clusterId);
-            await ForwardCountedAsync(context, clusterId!);
+            await ForwardAsync(context, classification, clusterId!);
         }
     }
 

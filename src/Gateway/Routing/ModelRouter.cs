@@ -39,12 +39,30 @@ internal sealed class ModelRouter(IProxyStateLookup proxy, ShapingRuntime shapin
     /// <summary>Whether a cluster has a healthy destination and its circuit (if any) lets requests through.</summary>
     public bool Serves(string? clusterId)
     {
-        if (clusterId is null || !proxy.TryGetCluster(clusterId, out var cluster) || cluster.DestinationsState.AvailableDestinations.Count == 0)
+        if (clusterId is null || !proxy.TryGetCluster(clusterId, out var cluster) || !HasHealthyDestination(cluster))
         {
             return false;
         }
 
         return !(shaping.Current.Clusters.TryGetValue(clusterId, out var admission) && admission.Breaker is { } breaker && breaker.IsBreaking(out _));
+    }
+
+    /// <summary>
+    /// Whether a destination of the cluster is not known to be unhealthy (active or passive health). Not YARP's
+    /// available destinations: with its default HealthyOrPanic policy they are all of them once all are unhealthy.
+    /// </summary>
+    private static bool HasHealthyDestination(Yarp.ReverseProxy.Model.ClusterState cluster)
+    {
+        foreach (var destination in cluster.DestinationsState.AllDestinations)
+        {
+            if (destination.Health.Active != Yarp.ReverseProxy.Model.DestinationHealth.Unhealthy
+                && destination.Health.Passive != Yarp.ReverseProxy.Model.DestinationHealth.Unhealthy)
+            {
+                return true;
+            }
+        }
+
+        return false;
     }
 
     /// <summary>Sends the request to <paramref name="clusterId"/> instead of the route's cluster.</summary>
