@@ -19,7 +19,8 @@ namespace Replay.Scheduling;
 /// thread-pool hop, and responses are read on pool threads. Schedule lag is measured as the session starts, so any
 /// delay in this process (a GC pause, a busy core) counts against us.</para>
 /// <para>A session's later requests are intended at the previous response's end plus the recorded think time; their
-/// latency is measured from that intended time too.</para>
+/// latency is measured from that intended time too. They wait on a <see cref="FineTimer"/>, so none is sent before its
+/// intended time (a plain <c>Task.Delay</c> can end milliseconds early) and latency is never below service time.</para>
 /// </remarks>
 internal sealed class LoadRunner : IDisposable
 {
@@ -33,6 +34,7 @@ internal sealed class LoadRunner : IDisposable
     private readonly TimeSpan _timeout;
     private readonly bool _http2;
     private readonly SemaphoreSlim _slots;
+    private readonly FineTimer _timer;
     private readonly ConcurrentQueue<TokenTimes> _tokenTimes = new();
     private readonly TaskCompletionSource _allDone = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly TaskCompletionSource _dispatched = new(TaskCreationOptions.RunContinuationsAsynchronously);
@@ -70,6 +72,7 @@ internal sealed class LoadRunner : IDisposable
         _http2 = http.Settings.Http2;
         _time = time;
         _slots = new SemaphoreSlim(plan.MaxInflight, plan.MaxInflight);
+        _timer = new FineTimer(time);
     }
 
     /// <summary>
@@ -132,7 +135,11 @@ internal sealed class LoadRunner : IDisposable
     }
 
     /// <inheritdoc/>
-    public void Dispose() => _slots.Dispose();
+    public void Dispose()
+    {
+        _slots.Dispose();
+        _timer.Dispose();
+    }
 
     private void TrackPeak(int inflight)
     {
@@ -454,14 +461,8 @@ internal sealed class LoadRunner : IDisposable
         }
     }
 
-    private async ValueTask DelayUntilAsync(long due)
-    {
-        var remaining = due - _time.GetTimestamp();
-        if (remaining > 0)
-        {
-            await Task.Delay(TimeSpan.FromTicks(remaining * TimeSpan.TicksPerSecond / _time.TimestampFrequency), _time, _runToken).ConfigureAwait(false);
-        }
-    }
+    /// <summary>Waits until <paramref name="due"/>: never returns before it (<see cref="FineTimer"/>), so no request leaves before its intended time.</summary>
+    private ValueTask DelayUntilAsync(long due) => _timer.WaitUntilAsync(due, _runToken);
 
     private async ValueTask<Outcome> RunOneAsync(PlannedSession session, int sequence, PlannedRequest request, long intended, TokenTimes tokens)
     {
