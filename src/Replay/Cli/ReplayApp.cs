@@ -236,6 +236,7 @@ internal static partial class ReplayApp
         var spread = new Option<string?>("--spread") { Description = "Clones start up to this much later than their original (source time), default 1s." };
         var sessionHeader = new Option<string>("--session-header") { Description = "Header carrying a session id, rewritten for clones.", DefaultValueFactory = _ => "x-session-id" };
         var compare = new Option<bool>("--compare") { Description = "Compare each response with the recorded one (status, body hash) and count the differences." };
+        var wsMode = new Option<string?>("--ws-mode") { Description = "Recorded WebSocket connections: auto (default: turns when the recording shows request/response turns, else frames), turns (each message waits for a \"done\"/\"error\" reply), frames (messages at their recorded offsets, server frames read as they come, the recorded close)." };
         var command = new Command("run", "Replay a recording (file store or Redis), an Azure LLM trace or a template against a target.");
         command.Add(source);
         command.Add(recording);
@@ -244,6 +245,7 @@ internal static partial class ReplayApp
         command.Add(spread);
         command.Add(sessionHeader);
         command.Add(compare);
+        command.Add(wsMode);
         common.AddTo(command);
         command.SetAction((p, ct) => RunCommand.ExecuteAsync(
             common.Read(p, "run") with
@@ -255,6 +257,7 @@ internal static partial class ReplayApp
                 Spread = p.GetValue(spread),
                 SessionHeader = p.GetValue(sessionHeader) ?? "x-session-id",
                 Compare = p.GetValue(compare),
+                WebSocketMode = p.GetValue(wsMode),
             },
             output,
             error,

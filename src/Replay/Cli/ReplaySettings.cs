@@ -50,6 +50,9 @@ internal sealed record ReplaySettings
     public IReadOnlyList<string> Slos { get; init; } = [];
     public IReadOnlyList<string> Asserts { get; init; } = [];
     public bool Compare { get; init; }
+
+    /// <summary><c>--ws-mode</c>: auto (null), turns or frames.</summary>
+    public string? WebSocketMode { get; init; }
     public string Progress { get; init; } = "auto";
     public string Model { get; init; } = "sim-llm";
     public bool Stream { get; init; }

@@ -32,6 +32,7 @@ internal static class ScenarioFile
         ["arrivals"] = ["uniform", "poisson", "gamma"],
         ["protocol"] = ["http", "grpc", "websocket"],
         ["progress"] = ["auto", "live", "plain", "none"],
+        ["ws-mode"] = ["auto", "turns", "frames"],
         ["command"] = ["run", "load", "sweep"],
     };
 

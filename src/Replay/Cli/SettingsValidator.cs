@@ -99,6 +99,22 @@ internal static class SettingsValidator
                 break;
         }
 
+        WebSocketMode? webSocketMode = null;
+        switch (s.WebSocketMode?.ToLowerInvariant())
+        {
+            case null or "auto":
+                break;
+            case "turns":
+                webSocketMode = Sources.WebSocketMode.Turns;
+                break;
+            case "frames":
+                webSocketMode = Sources.WebSocketMode.Frames;
+                break;
+            default:
+                errors.Add($"--ws-mode must be auto, turns or frames (was '{s.WebSocketMode}').");
+                break;
+        }
+
         if (!(s.Burstiness > 0))
         {
             errors.Add(Fmt($"--burstiness must be > 0 (was {s.Burstiness}); 1 is Poisson, below 1 burstier."));
@@ -383,6 +399,7 @@ internal static class SettingsValidator
                 Protocol = s.Protocol,
                 Path = s.Path,
                 SessionHeader = s.SessionHeader,
+                WebSocketMode = webSocketMode,
                 Seed = s.Seed,
                 Conversation = s.GenerateWith is null ? null : new ConversationPlan(s.Turns, turnThink.TotalMilliseconds, s.Path, s.Model, s.MaxTokens, s.Stream),
             },

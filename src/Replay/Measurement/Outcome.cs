@@ -67,6 +67,12 @@ internal struct Outcome
     /// <summary>Error detail for the request log (null on success).</summary>
     public string? Error;
 
+    /// <summary>WebSocket messages this request sent (1 per turn; a frames-mode connection's client messages).</summary>
+    public int MessagesSent;
+
+    /// <summary>WebSocket messages this request received from the server (whole messages, not fragments).</summary>
+    public int MessagesReceived;
+
     /// <summary>The answer's text, when the request asked for it (<see cref="Sources.PlannedRequest.CaptureText"/>).</summary>
     public string? Text;
 }

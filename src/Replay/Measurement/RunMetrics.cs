@@ -141,6 +141,12 @@ internal sealed partial class RunMetrics
     /// <summary>Output tokens received.</summary>
     public long OutputTokens { get; private set; }
 
+    /// <summary>WebSocket messages sent (a turn's message, a frames-mode connection's client messages).</summary>
+    public long WebSocketMessagesSent { get; private set; }
+
+    /// <summary>WebSocket messages received from servers (whole messages).</summary>
+    public long WebSocketMessagesReceived { get; private set; }
+
     /// <summary>Requests that met every SLO (and succeeded).</summary>
     public long Good { get; private set; }
 
@@ -267,6 +273,8 @@ internal sealed partial class RunMetrics
 
             Histograms.Record(byRoute.Latency, latency);
             OutputTokens += outcome.Tokens;
+            WebSocketMessagesSent += outcome.MessagesSent;
+            WebSocketMessagesReceived += outcome.MessagesReceived;
 
             if (outcome.Streamed && !failed)
             {

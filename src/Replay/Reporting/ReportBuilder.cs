@@ -87,6 +87,8 @@ internal static class ReportBuilder
             StreamTokensPerSecond = m.StreamTokensPerSecond.TotalCount > 0 ? Scale(Percentiles.From(m.StreamTokensPerSecond)) : null,
             OutputTokens = m.OutputTokens,
             OutputTokensPerSecond = m.OutputTokens / duration,
+            WebSocketMessagesSent = m.WebSocketMessagesSent,
+            WebSocketMessagesReceived = m.WebSocketMessagesReceived,
             ByStatus = Groups(m.ByStatus()),
             ByRoute = Groups(m.ByRoute()),
             RefusedByLimit = Groups(m.RefusedByLimit()),

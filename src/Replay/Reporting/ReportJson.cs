@@ -77,6 +77,10 @@ internal static class ReportJson
         Percentiles(w, "stream_tokens_per_s", r.StreamTokensPerSecond);
         w.WriteNumber("output_tokens", r.OutputTokens);
         w.WriteNumber("output_tokens_per_s", Round(r.OutputTokensPerSecond));
+        w.WriteStartObject("websocket_messages");
+        w.WriteNumber("sent", r.WebSocketMessagesSent);
+        w.WriteNumber("received", r.WebSocketMessagesReceived);
+        w.WriteEndObject();
 
         Groups(w, "by_status", r.ByStatus);
         Groups(w, "by_route", r.ByRoute);

@@ -139,6 +139,12 @@ internal sealed class RunReport
     public Percentiles? StreamTokensPerSecond { get; init; }
     public required long OutputTokens { get; init; }
     public required double OutputTokensPerSecond { get; init; }
+
+    /// <summary>WebSocket messages sent to the target (one per turn; every client message of a frames-mode connection).</summary>
+    public long WebSocketMessagesSent { get; init; }
+
+    /// <summary>WebSocket messages received from the target (whole messages).</summary>
+    public long WebSocketMessagesReceived { get; init; }
     public required IReadOnlyList<GroupReport> ByStatus { get; init; }
     public required IReadOnlyList<GroupReport> ByRoute { get; init; }
 

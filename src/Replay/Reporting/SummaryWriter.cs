@@ -24,6 +24,11 @@ internal static class SummaryWriter
             o.WriteLine(string.Create(c, $"  tokens        {r.OutputTokens} out ({r.OutputTokensPerSecond:0.#}/s)"));
         }
 
+        if (r.WebSocketMessagesSent + r.WebSocketMessagesReceived > 0)
+        {
+            o.WriteLine(string.Create(c, $"  websocket     {r.WebSocketMessagesSent} messages sent, {r.WebSocketMessagesReceived} received"));
+        }
+
         o.WriteLine(string.Create(c, $"  goodput       {r.GoodputRps:0.##}/s ({r.GoodFraction * 100:0.##}% of requests{(r.Slos.Count == 0 ? ", no --slo given: successes" : string.Empty)})"));
         foreach (var s in r.Slos)
         {

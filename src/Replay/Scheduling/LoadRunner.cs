@@ -515,7 +515,7 @@ internal sealed class LoadRunner : IDisposable
         if (!await _budget.AcquireAsync(_timeout, _runToken).ConfigureAwait(false))
         {
             var end = 0L;
-            for (var j = 0; j < turns.Count; j++)
+            for (var j = 0; j < request.RequestCount; j++)
             {
                 end = (await NoConnectionAsync(session, sequence, j, request.Route, intended, tokens).ConfigureAwait(false)).EndTimestamp;
             }
@@ -541,7 +541,7 @@ internal sealed class LoadRunner : IDisposable
         if (socket is null)
         {
             tokens.Clear();
-            for (var j = 0; j < turns.Count; j++)
+            for (var j = 0; j < request.RequestCount; j++)
             {
                 _metrics.RecordStart(intended, connectStart);
                 await CompleteAsync(session, sequence, j, request.Route, failure, intended, connectStart, tokens).ConfigureAwait(false);
@@ -552,6 +552,19 @@ internal sealed class LoadRunner : IDisposable
 
         try
         {
+            if (request.WebSocketMode == WebSocketMode.Frames)
+            {
+                // One request: the connection, from its intended time to the end of the close handshake. Its messages
+                // keep their recorded offsets from the intended time, or from the open when the upgrade took longer.
+                var opened = _time.GetTimestamp();
+                var firstOffset = turns.Count > 0 ? Ticks(turns[0].OffsetMs) : 0;
+                var start = Math.Max(intended + firstOffset, opened) - firstOffset;
+                _metrics.RecordStart(intended, connectStart);
+                var framed = await _webSockets.RunFramesAsync(socket, request, start, _timer, tokens, _runToken).ConfigureAwait(false);
+                await CompleteAsync(session, sequence, 0, request.Route, framed, intended, connectStart, tokens).ConfigureAwait(false);
+                return framed.EndTimestamp;
+            }
+
             var lastEnd = _time.GetTimestamp();
             var turnIntended = intended;
             Outcome? refusal = null;

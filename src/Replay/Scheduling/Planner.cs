@@ -104,11 +104,11 @@ internal static class Planner
                     turns = new List<WebSocketTurn>(r.Turns.Count);
                     foreach (var t in r.Turns)
                     {
-                        turns.Add(t with { ThinkBeforeMs = t.ThinkBeforeMs / speed });
+                        turns.Add(t with { ThinkBeforeMs = t.ThinkBeforeMs / speed, OffsetMs = t.OffsetMs / speed });
                     }
                 }
 
-                requests[i] = r with { ThinkBeforeMs = r.ThinkBeforeMs / speed, Turns = turns ?? r.Turns };
+                requests[i] = r with { ThinkBeforeMs = r.ThinkBeforeMs / speed, Turns = turns ?? r.Turns, Close = r.Close is { } close ? close with { OffsetMs = close.OffsetMs / speed } : null };
             }
 
             result.Add(s with { StartOffsetMs = scaleOffsets ? s.StartOffsetMs / speed : s.StartOffsetMs, Requests = requests });
@@ -117,7 +117,7 @@ internal static class Planner
         return result;
     }
 
-    /// <summary>One single-request item per request (a WebSocket connection's turns become one-turn connections), in start order.</summary>
+    /// <summary>One single-request item per request (a turn-mode WebSocket connection's turns become one-turn connections; a frames-mode connection stays whole), in start order.</summary>
     internal static IReadOnlyList<PlannedSession> Flatten(IReadOnlyList<PlannedSession> sessions)
     {
         var items = new List<PlannedSession>();
@@ -125,7 +125,11 @@ internal static class Planner
         {
             foreach (var r in s.Requests)
             {
-                if (r.Protocol == RequestProtocol.WebSocket && r.Turns is { Count: > 1 } turns)
+                if (r.Protocol == RequestProtocol.WebSocket && r.WebSocketMode == WebSocketMode.Frames)
+                {
+                    items.Add(s with { Requests = [r.ThinkBeforeMs == 0 ? r : r with { ThinkBeforeMs = 0 }] });
+                }
+                else if (r.Protocol == RequestProtocol.WebSocket && r.Turns is { Count: > 1 } turns)
                 {
                     foreach (var t in turns)
                     {

@@ -106,7 +106,7 @@ internal static class RecordingSource
             foreach (var x in exchanges)
             {
                 var think = previous is null ? 0 : Math.Max(0, ((x.Timing.StartUnixMicros - previous.Timing.StartUnixMicros) / 1000.0) - previous.Timing.DurationMs);
-                requests.Add(ToRequest(x, think));
+                requests.Add(ToRequest(x, think, settings.WebSocketMode));
                 previous = x;
             }
 
@@ -156,7 +156,7 @@ internal static class RecordingSource
         return null;
     }
 
-    private static PlannedRequest ToRequest(ExchangeRecord x, double thinkMs)
+    private static PlannedRequest ToRequest(ExchangeRecord x, double thinkMs, WebSocketMode? webSocketMode)
     {
         var pathAndQuery = x.Request.Path + (x.Request.Query ?? string.Empty);
         var headers = HeaderFilter.FromRecorded(x.Request.Headers);
@@ -173,6 +173,8 @@ internal static class RecordingSource
                 Route = x.Route ?? $"WS {x.Request.Path}",
                 ThinkBeforeMs = thinkMs,
                 Turns = Turns(x.Units!),
+                WebSocketMode = webSocketMode ?? (ShowsTurns(x.Units!) ? WebSocketMode.Turns : WebSocketMode.Frames),
+                Close = Close(x.Units!),
             };
         }
 
@@ -191,6 +193,91 @@ internal static class RecordingSource
         };
     }
 
+    /// <summary>
+    /// True when the connection is request/response turns, which the turn-by-turn mode needs: every client message is
+    /// answered by server messages before the next one, and the last of each answer ends the turn (a JSON object with a
+    /// top-level <c>done</c> or <c>error</c>, <see cref="Clients.WebSocketReplies"/>). Anything else (an echo server,
+    /// a server that pushes on its own, client messages sent without waiting) is replayed frame by frame.
+    /// </summary>
+    internal static bool ShowsTurns(IReadOnlyList<StreamUnit> units)
+    {
+        var clientMessages = 0;
+        var awaitingEnd = false;
+        foreach (var u in units)
+        {
+            if (u.Kind is not (UnitKinds.Text or UnitKinds.Binary))
+            {
+                continue;
+            }
+
+            if (u.Dir == Directions.ToServer)
+            {
+                if (awaitingEnd)
+                {
+                    return false; // sent before the previous answer ended
+                }
+
+                clientMessages++;
+                awaitingEnd = true;
+            }
+            else if (awaitingEnd && u.Kind == UnitKinds.Text && !u.Truncated
+                && Clients.WebSocketReplies.Classify(System.Text.Encoding.UTF8.GetBytes(u.Text ?? string.Empty), out _) != Clients.WebSocketReply.Part)
+            {
+                awaitingEnd = false;
+            }
+            else if (!awaitingEnd)
+            {
+                return false; // the server spoke between turns, on its own
+            }
+        }
+
+        return clientMessages > 0 && !awaitingEnd;
+    }
+
+    /// <summary>
+    /// The recorded close: the first close frame's direction and offset, and the status the client sent (the gateway
+    /// records a close as <c>CODE reason</c>). A status a client may not send (1005 "none", 1006, 1015, outside
+    /// 1000–4999) becomes 1000; no close frame at all, null.
+    /// </summary>
+    internal static WebSocketClose? Close(IReadOnlyList<StreamUnit> units)
+    {
+        StreamUnit? first = null, client = null;
+        foreach (var u in units)
+        {
+            if (u.Kind != UnitKinds.Close)
+            {
+                continue;
+            }
+
+            first ??= u;
+            if (u.Dir == Directions.ToServer)
+            {
+                client ??= u;
+            }
+        }
+
+        if (first is null)
+        {
+            return null;
+        }
+
+        var code = 1000;
+        string? reason = null;
+        if (client?.Text is { } text)
+        {
+            var space = text.IndexOf(' ', StringComparison.Ordinal);
+            var number = space < 0 ? text : text[..space];
+            if (int.TryParse(number, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var parsed)
+                && parsed is (>= 1000 and <= 1003) or (>= 1007 and <= 1014) or (>= 3000 and <= 4999))
+            {
+                code = parsed;
+                reason = space < 0 ? null : text[(space + 1)..];
+            }
+        }
+
+        return new WebSocketClose(code, string.IsNullOrEmpty(reason) ? null : reason, Math.Max(0, first.OffsetMs), first.Dir == Directions.ToClient);
+    }
+
     /// <summary>Client messages in order; each turn's think time is its offset minus the offset of the last frame before it.</summary>
     private static List<WebSocketTurn> Turns(IReadOnlyList<StreamUnit> units)
     {
@@ -202,7 +289,7 @@ internal static class RecordingSource
             {
                 var binary = u.Kind == UnitKinds.Binary;
                 var payload = binary ? Convert.FromBase64String(u.Base64 ?? string.Empty) : System.Text.Encoding.UTF8.GetBytes(u.Text ?? string.Empty);
-                turns.Add(new WebSocketTurn(payload, binary, Math.Max(0, u.OffsetMs - lastOffset)));
+                turns.Add(new WebSocketTurn(payload, binary, Math.Max(0, u.OffsetMs - lastOffset), Math.Max(0, u.OffsetMs)));
             }
 
             lastOffset = u.OffsetMs;

@@ -42,6 +42,9 @@ internal sealed record SourceSettings
     /// <summary><c>--generate-with</c>: each session is a generated conversation of this shape.</summary>
     public ConversationPlan? Conversation { get; init; }
 
+    /// <summary><c>--ws-mode</c>: how recorded WebSocket connections are replayed; null (<c>auto</c>) decides per connection from what the recording shows.</summary>
+    public WebSocketMode? WebSocketMode { get; init; }
+
     /// <summary><c>--session-header</c>: the header carrying a session id (rewritten for amplified clones).</summary>
     public string SessionHeader { get; init; } = "x-session-id";
 }
