@@ -1,47 +1,28 @@
 using Gateway.Listeners;
+using Gateway.Recording.Capture;
 using Microsoft.AspNetCore.Connections.Features;
+using Microsoft.AspNetCore.Http.Features;
 
 namespace Gateway.Exchange;
 
 /// <summary>
-/// One small object per request that each step of the gateway's request path fills in (listener, route, cluster,
-/// timings, outcome), stored as an <see cref="HttpContext"/> feature. It is created by
-/// <see cref="ExchangeMiddleware"/> before routing and read by logging, metrics and later steps.
+/// One small object per request, stored as an <see cref="HttpContext"/> feature: created by
+/// <see cref="ExchangeMiddleware"/> before routing, given its <see cref="Classification"/> once by
+/// <see cref="ClassifyStep"/>, and completed by <see cref="ExchangeCompletion"/>, the one owner of the outcome. Steps
+/// never write a fact of the request here; they only leave what completion must act on: a gateway
+/// <see cref="Answer"/> (a refusal), work to finish (<see cref="OnCompleted"/>: leases, token charges) and the taps to
+/// install before forwarding (<see cref="Capture"/>, <see cref="ResponseBody"/>, <see cref="Upgrade"/>).
 /// </summary>
 internal sealed class ExchangeContext
 {
+    private IExchangeFinalizer[]? _finalizers;
+    private int _finalizerCount;
+
     /// <summary>The listener the connection arrived on.</summary>
     public ListenerName Listener { get; init; }
 
     /// <summary>Monotonic timestamp (<see cref="TimeProvider.GetTimestamp"/>) when the gateway began the exchange.</summary>
     public long StartTimestamp { get; init; }
-
-    /// <summary>
-    /// The connection's own abort token, captured before any middleware (request timeouts) links it to another
-    /// token: it fires only when the client went away, which is how a client abort (499) is told from a timeout.
-    /// </summary>
-    public CancellationToken ClientAborted { get; init; }
-
-    /// <summary>The YARP route that matched, or null when none did.</summary>
-    public string? RouteId { get; set; }
-
-    /// <summary>The cluster the route forwards to, or null.</summary>
-    public string? ClusterId { get; set; }
-
-    /// <summary>The session id, once resolved (<see cref="Recording.SessionResolver"/>); null until then.</summary>
-    public string? SessionId { get; set; }
-
-    /// <summary>True when <see cref="SessionId"/> was generated because no configured source had one.</summary>
-    public bool SessionGenerated { get; set; }
-
-    /// <summary>The client key (<see cref="ClientKey"/>), once resolved.</summary>
-    public string? ClientKey { get; set; }
-
-    /// <summary>The request's body as the client sent it, once read by <see cref="RequestBody"/> (empty when too large); null until read.</summary>
-    public ReadOnlyMemory<byte>? JsonBody { get; set; }
-
-    /// <summary>True when a step replaced the request body that is forwarded (the recording keeps <see cref="JsonBody"/>, what the client sent).</summary>
-    public bool RequestBodyReplaced { get; set; }
 
     /// <summary>Wall-clock start of the exchange.</summary>
     public DateTimeOffset StartTime { get; init; }
@@ -49,14 +30,133 @@ internal sealed class ExchangeContext
     /// <summary>The clock of <see cref="StartTimestamp"/>.</summary>
     public required TimeProvider Time { get; init; }
 
-    /// <summary>Monotonic timestamp when the response started (headers and first body bytes sent); 0 until then.</summary>
-    public long ResponseStarted { get; set; }
-
-    /// <summary>True when the route's timeout ended the exchange (the client got 504 or a reset stream).</summary>
-    public bool TimedOut { get; set; }
+    /// <summary>
+    /// The connection's own abort token, captured before any middleware (request timeouts) links it to another
+    /// token: it fires only when the client went away, which is how a client abort (499) is told from a timeout.
+    /// </summary>
+    public CancellationToken ClientAborted { get; init; }
 
     /// <summary>True when the client went away before the exchange completed.</summary>
     public bool IsClientAbort => ClientAborted.IsCancellationRequested;
+
+    /// <summary>The request's classification, once a route matched; null for requests no route took.</summary>
+    public Classification? Classification { get; private set; }
+
+    /// <summary>Monotonic timestamp when the response started (headers and first body bytes sent); 0 until then.</summary>
+    public long ResponseStarted { get; internal set; }
+
+    /// <summary>The answer the gateway itself gives instead of forwarding (a refusal, a bad request); null when none.</summary>
+    public GatewayAnswer? Answer { get; private set; }
+
+    /// <summary>The recording taps of this exchange, when a recording takes it; installed outermost before forwarding.</summary>
+    public ExchangeCapture? Capture { get; private set; }
+
+    /// <summary>A response body filter (token usage metering), installed inside the capture taps before forwarding.</summary>
+    public Func<IHttpResponseBodyFeature, IHttpResponseBodyFeature>? ResponseBody { get; private set; }
+
+    /// <summary>An upgraded-connection filter (WebSocket message limits), installed inside the capture taps before forwarding.</summary>
+    public Func<IHttpUpgradeFeature, IHttpUpgradeFeature>? Upgrade { get; private set; }
+
+    /// <summary>An exception that escaped the request path (a bug), or null.</summary>
+    public Exception? Failure { get; private set; }
+
+    /// <summary>Records an exception that escaped the request path; completion answers 500 <c>internal_error</c>.</summary>
+    public void Fail(Exception exception) => Failure ??= exception;
+
+    /// <summary>Sets the classification; called once, by <see cref="ClassifyStep"/>.</summary>
+    /// <exception cref="InvalidOperationException">The exchange was already classified.</exception>
+    public void Classify(Classification classification)
+    {
+        if (Classification is not null)
+        {
+            throw new InvalidOperationException("The exchange is already classified.");
+        }
+
+        Classification = classification;
+    }
+
+    /// <summary>
+    /// Ends the request path with the gateway's own answer: the step that calls it returns without calling the next
+    /// step, and <see cref="ExchangeCompletion"/> writes the answer in the protocol's terms. The first answer wins.
+    /// </summary>
+    public void Refuse(GatewayAnswer answer) => Answer ??= answer;
+
+    /// <summary>Registers the recording taps (one capture per exchange).</summary>
+    public void SetCapture(ExchangeCapture capture) => Capture = capture;
+
+    /// <summary>Registers a response body filter; filters registered later sit closer to the forwarder.</summary>
+    public void FilterResponseBody(Func<IHttpResponseBodyFeature, IHttpResponseBodyFeature> filter)
+    {
+        var previous = ResponseBody;
+        ResponseBody = previous is null ? filter : inner => filter(previous(inner));
+    }
+
+    /// <summary>Registers an upgraded-connection filter; filters registered later sit closer to the forwarder.</summary>
+    public void FilterUpgrade(Func<IHttpUpgradeFeature, IHttpUpgradeFeature> filter)
+    {
+        var previous = Upgrade;
+        Upgrade = previous is null ? filter : inner => filter(previous(inner));
+    }
+
+    /// <summary>
+    /// Registers work that must run when the exchange ends, whatever its outcome (a lease to release, a token charge to
+    /// reconcile). Completion runs them in reverse order of registration, each once.
+    /// </summary>
+    public void OnCompleted(IExchangeFinalizer finalizer)
+    {
+        _finalizers ??= new IExchangeFinalizer[4];
+        if (_finalizerCount == _finalizers.Length)
+        {
+            Array.Resize(ref _finalizers, _finalizers.Length * 2);
+        }
+
+        _finalizers[_finalizerCount++] = finalizer;
+    }
+
+    /// <summary>The registered finalizers, in registration order.</summary>
+    internal ReadOnlySpan<IExchangeFinalizer> Finalizers => _finalizers.AsSpan(0, _finalizerCount);
+}
+
+/// <summary>Work that runs when an exchange ends (see <see cref="ExchangeContext.OnCompleted"/>).</summary>
+internal interface IExchangeFinalizer
+{
+    /// <summary>Called once, by <see cref="ExchangeCompletion"/>, after the answer was written; must not throw.</summary>
+    ValueTask CompleteAsync(ExchangeResult result);
+}
+
+/// <summary>How an exchange ended, as <see cref="ExchangeCompletion"/> decided it.</summary>
+/// <param name="Context">The request.</param>
+/// <param name="Outcome">What happened.</param>
+/// <param name="Status">The status the client got (499 when it went away first; 200 for a gRPC call's trailers-only error).</param>
+internal readonly record struct ExchangeResult(HttpContext Context, ExchangeOutcome Outcome, int Status)
+{
+    /// <summary>Whether the request reached the backend and got an answer it did not fail (below 500).</summary>
+    public bool BackendSucceeded => Outcome == ExchangeOutcome.Completed && Status < 500;
+}
+
+/// <summary>The outcome of an exchange.</summary>
+internal enum ExchangeOutcome
+{
+    /// <summary>Forwarded, and the backend's answer relayed (whatever its status).</summary>
+    Completed,
+
+    /// <summary>The gateway answered itself (<see cref="ExchangeContext.Answer"/>): a refusal or a bad request.</summary>
+    Answered,
+
+    /// <summary>The client went away before the exchange completed (499).</summary>
+    ClientAbort,
+
+    /// <summary>The route's timeout ended it (504, or a reset stream after the response started).</summary>
+    Timeout,
+
+    /// <summary>Forwarding failed on the backend's side (unreachable, no destination, silent past its activity timeout).</summary>
+    BackendError,
+
+    /// <summary>The gateway failed (an exception escaped the request path): 500 <c>internal_error</c>.</summary>
+    GatewayError,
+
+    /// <summary>Forwarding failed on the client's side (an unreadable or oversized request body).</summary>
+    ClientError,
 }
 
 /// <summary>Access to the <see cref="ExchangeContext"/> of a request.</summary>

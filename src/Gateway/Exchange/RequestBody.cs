@@ -13,34 +13,19 @@ namespace Gateway.Exchange;
 internal static class RequestBody
 {
     /// <summary>
-    /// The buffered body of a JSON request (see <see cref="ReadAsync"/>); empty for other content types.
-    /// </summary>
-    /// <returns>The bytes, or empty when the request is not JSON, has no body, or is larger than <paramref name="maxBytes"/>.</returns>
-    public static ValueTask<ReadOnlyMemory<byte>> ReadJsonAsync(HttpContext context, ExchangeContext exchange, int maxBytes, CancellationToken cancellationToken) =>
-        IsJson(context.Request.ContentType)
-            ? ReadAsync(context, exchange, maxBytes, cancellationToken)
-            : ValueTask.FromResult(exchange.JsonBody ?? ReadOnlyMemory<byte>.Empty);
-
-    /// <summary>
-    /// The body, whatever its type (a gRPC request's framed message, for example), read at most once per exchange and
-    /// cached in <see cref="ExchangeContext.JsonBody"/>. What was read is put back in front of the rest of the body
-    /// (<see cref="ReplayStream"/>), so the forwarder sees exactly what it would have without the inspection: every
-    /// byte of a body longer than <paramref name="maxBytes"/> (of unknown length, chunked), and the same failure when
-    /// reading failed (a body over <c>Gateway:Limits:MaxRequestBodyBytes</c> still gets its 413, a client that went away
-    /// its abort).
+    /// The body, whatever its type (a gRPC request's framed message, for example), read once up to a limit. What was
+    /// read is put back in front of the rest of the body (<see cref="ReplayStream"/>), so the forwarder sees exactly what
+    /// it would have without the inspection: every byte of a body longer than <paramref name="maxBytes"/> (of unknown
+    /// length, chunked), and the same failure when reading failed (a body over <c>Gateway:Limits:MaxRequestBodyBytes</c>
+    /// still gets its 413, a client that went away its abort). Callers cache the result
+    /// (<see cref="Classification.GetBodyAsync"/>): a second call would find the body already replaced.
     /// </summary>
     /// <returns>The bytes, or empty when there is no body, reading it failed, or it is larger than <paramref name="maxBytes"/>.</returns>
-    public static async ValueTask<ReadOnlyMemory<byte>> ReadAsync(HttpContext context, ExchangeContext exchange, int maxBytes, CancellationToken cancellationToken)
+    public static async ValueTask<ReadOnlyMemory<byte>> ReadAsync(HttpContext context, int maxBytes, CancellationToken cancellationToken)
     {
-        if (exchange.JsonBody is { } cached)
-        {
-            return cached;
-        }
-
         var request = context.Request;
         if (request.ContentLength is 0 || request.ContentLength > maxBytes || context.Features.Get<Microsoft.AspNetCore.Http.Features.IHttpRequestBodyDetectionFeature>()?.CanHaveBody == false)
         {
-            exchange.JsonBody = ReadOnlyMemory<byte>.Empty;
             return ReadOnlyMemory<byte>.Empty;
         }
 
@@ -71,8 +56,7 @@ internal static class RequestBody
         }
 
         request.Body = new ReplayStream(buffer.WrittenMemory, complete ? null : body, failure);
-        exchange.JsonBody = complete ? buffer.WrittenMemory : ReadOnlyMemory<byte>.Empty;
-        return exchange.JsonBody.Value;
+        return complete ? buffer.WrittenMemory : ReadOnlyMemory<byte>.Empty;
     }
 
     /// <summary>Whether a content type is JSON (<c>application/json</c>, <c>application/*+json</c>).</summary>

@@ -58,6 +58,7 @@ internal static partial class GatewayApp
         services.AddSingleton(validation.Admin);
         services.AddSingleton<AdminTokenFilter>();
         services.AddSingleton<DashboardStats>();
+        services.AddSingleton<ExchangeCompletion>();
         services.TryAddEnumerable(ServiceDescriptor.Singleton<MatcherPolicy, ListenerMatcherPolicy>());
         services.AddRequestTimeouts();
         services.ConfigureHttpJsonOptions(static o => o.SerializerOptions.Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping);
@@ -93,9 +94,14 @@ internal static partial class GatewayApp
         app.MapRecordingAdmin();
         app.MapReverseProxy(static pipeline =>
             {
-                pipeline.UseMiddleware<CaptureMiddleware>();
-                pipeline.UseMiddleware<ForwardingMiddleware>();
-                pipeline.UseMiddleware<ShapingMiddleware>();
+                // One step per job (docs/architecture.md): each reads the classification, none writes a fact twice;
+                // refusals and outcomes are answered by ExchangeCompletion, taps installed in one order by ForwardStep.
+                pipeline.UseMiddleware<ClassifyStep>();
+                pipeline.UseMiddleware<CaptureStep>();
+                pipeline.UseMiddleware<RateLimitStep>();
+                pipeline.UseMiddleware<TokenStep>();
+                pipeline.UseMiddleware<AdmissionStep>();
+                pipeline.UseMiddleware<ForwardStep>();
                 pipeline.UseSessionAffinity();
                 pipeline.UseLoadBalancing();
                 pipeline.UsePassiveHealthChecks();

@@ -72,44 +72,33 @@ internal sealed class SessionResolver
         _maxInspectBytes = o.MaxInspectBytes;
     }
 
-    /// <summary>Resolves (once) <see cref="ExchangeContext.SessionId"/> and <see cref="ExchangeContext.ClientKey"/>.</summary>
-    public async ValueTask<string> ResolveAsync(HttpContext context, ExchangeContext exchange, CancellationToken cancellationToken)
+    /// <summary>
+    /// The session id of a request: the first configured source that has one, else a generated id. Called once per
+    /// exchange, by <see cref="Classification.GetSessionIdAsync"/>, which keeps the answer.
+    /// </summary>
+    public async ValueTask<string> ResolveAsync(HttpContext context, Classification classification, CancellationToken cancellationToken)
     {
-        exchange.ClientKey ??= ClientKey.Of(context);
-        if (exchange.SessionId is { } known)
-        {
-            return known;
-        }
-
         var request = context.Request;
-        var isGrpc = ErrorResponses.IsGrpc(request);
         foreach (var source in _sources)
         {
             string? id = source.Kind switch
             {
-                SessionSourceKind.Header when !isGrpc => First(request.Headers[source.Name]),
+                SessionSourceKind.Header when !classification.IsGrpc => First(request.Headers[source.Name]),
                 SessionSourceKind.Cookie => request.Cookies[source.Name],
-                SessionSourceKind.Grpc when isGrpc => First(request.Headers[source.Name]),
-                SessionSourceKind.WebSocket when IsWebSocket(context) => NewId("ws-"),
-                SessionSourceKind.Json => RequestBody.TopLevelField((await RequestBody.ReadJsonAsync(context, exchange, _maxInspectBytes, cancellationToken)).Span, source.Name),
+                SessionSourceKind.Grpc when classification.IsGrpc => First(request.Headers[source.Name]),
+                SessionSourceKind.WebSocket when classification.IsWebSocket => NewId("ws-"),
+                SessionSourceKind.Json => RequestBody.TopLevelField((await classification.GetBodyAsync(_maxInspectBytes, jsonOnly: true, cancellationToken)).Span, source.Name),
                 _ => null,
             };
 
             if (!string.IsNullOrWhiteSpace(id) && id.Length <= 256)
             {
-                exchange.SessionId = id;
                 return id;
             }
         }
 
-        exchange.SessionGenerated = true;
-        exchange.SessionId = NewId("gen-");
-        return exchange.SessionId;
+        return NewId("gen-");
     }
-
-    /// <summary>Whether the request is a WebSocket upgrade.</summary>
-    public static bool IsWebSocket(HttpContext context) =>
-        context.Request.Headers.Upgrade is { Count: > 0 } u && string.Equals(u[0], "websocket", StringComparison.OrdinalIgnoreCase);
 
     private static string? First(Microsoft.Extensions.Primitives.StringValues values) => values.Count > 0 ? values[0] : null;
 

@@ -60,22 +60,22 @@ internal sealed class PartitionKey
     }
 
     /// <summary>The partition of a request (a short string; never a secret: API keys are hashed).</summary>
-    public string Of(HttpContext context, ExchangeContext exchange)
+    public string Of(HttpContext context, Classification classification)
     {
         if (_parts.Length == 1)
         {
-            return One(_parts[0], context, exchange);
+            return One(_parts[0], context, classification);
         }
 
-        return string.Join('|', _parts.Select(p => One(p, context, exchange)));
+        return string.Join('|', _parts.Select(p => One(p, context, classification)));
     }
 
-    private static string One((PartitionPart Part, string? Header) p, HttpContext context, ExchangeContext exchange) => p.Part switch
+    private static string One((PartitionPart Part, string? Header) p, HttpContext context, Classification classification) => p.Part switch
     {
-        PartitionPart.ApiKey => exchange.ClientKey ??= ClientKey.Of(context),
+        PartitionPart.ApiKey => classification.ClientKey,
         PartitionPart.ClientAddress => "ip:" + (context.Connection.RemoteIpAddress?.ToString() ?? "unknown"),
-        PartitionPart.Session => exchange.SessionId ?? "(none)",
-        PartitionPart.Route => exchange.RouteId ?? "(none)",
+        PartitionPart.Session => classification.SessionId ?? "(none)",
+        PartitionPart.Route => classification.RouteId,
         PartitionPart.Header => context.Request.Headers[p.Header!] is { Count: > 0 } v ? "h:" + v[0] : "h:(none)",
         _ => "*",
     };

@@ -1,5 +1,3 @@
-using System.Collections.Concurrent;
-
 namespace Gateway.Shaping;
 
 /// <summary>
@@ -9,24 +7,13 @@ namespace Gateway.Shaping;
 /// </summary>
 internal sealed partial class RefusalLog(ILogger<RefusalLog> logger, TimeProvider time)
 {
-    private readonly ConcurrentDictionary<(string, string), Entry> _entries = new();
+    private readonly Telemetry.LogThrottle _throttle = new(time, TimeSpan.FromSeconds(10));
 
     public void Refused(string limit, string reason, string partition, bool shadow, TimeSpan interval)
     {
-        var entry = _entries.GetOrAdd((limit, reason), static _ => new Entry());
-        var now = time.GetTimestamp();
-        long suppressed;
-        lock (entry)
+        if (!_throttle.ShouldLog((limit, reason), out var suppressed, interval))
         {
-            if (entry.Last != 0 && time.GetElapsedTime(entry.Last, now) < interval)
-            {
-                entry.Suppressed++;
-                return;
-            }
-
-            suppressed = entry.Suppressed;
-            entry.Suppressed = 0;
-            entry.Last = now;
+            return;
         }
 
         if (shadow)
@@ -37,12 +24,6 @@ internal sealed partial class RefusalLog(ILogger<RefusalLog> logger, TimeProvide
         {
             Log.Refused(logger, limit, reason, partition, suppressed);
         }
-    }
-
-    private sealed class Entry
-    {
-        public long Last;
-        public long Suppressed;
     }
 
     private static partial class Log

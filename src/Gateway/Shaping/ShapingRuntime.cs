@@ -157,7 +157,7 @@ internal sealed partial class ShapingRuntime
 /// <summary>A compiled shaping configuration.</summary>
 internal sealed class ShapingState(ShapingOptions options, Dictionary<string, ShapingPolicy> policies, Dictionary<string, ClusterShaping> clusters)
 {
-    private readonly ConditionalWeakTable<RouteConfig, ShapingPolicy[]> _routes = [];
+    private readonly ConditionalWeakTable<RouteConfig, RoutePlan> _routes = [];
 
     public ShapingOptions Options { get; } = options;
 
@@ -165,9 +165,29 @@ internal sealed class ShapingState(ShapingOptions options, Dictionary<string, Sh
 
     public Dictionary<string, ClusterShaping> Clusters { get; } = clusters;
 
-    /// <summary>The policies a route names that exist (cached per route configuration).</summary>
-    public ShapingPolicy[] PoliciesFor(RouteConfig route) => _routes.GetValue(route, r =>
-        [.. ShapingRuntime.PolicyNames(r).Where(Policies.ContainsKey).Select(n => Policies[n])]);
+    /// <summary>The shaping steps of a route: the policies it names that exist, split by unit, and its cluster's admission (cached per route configuration).</summary>
+    public RoutePlan PlanFor(RouteConfig route) => _routes.GetValue(route, Compile);
+
+    private RoutePlan Compile(RouteConfig route)
+    {
+        var requests = new List<ShapingPolicy>();
+        var tokens = new List<ShapingPolicy>();
+        foreach (var name in ShapingRuntime.PolicyNames(route))
+        {
+            if (Policies.TryGetValue(name, out var policy))
+            {
+                (policy.CountsTokens ? tokens : requests).Add(policy);
+            }
+        }
+
+        ClusterShaping? admission = null;
+        if (route.ClusterId is not null)
+        {
+            Clusters.TryGetValue(route.ClusterId, out admission);
+        }
+
+        return requests.Count == 0 && tokens.Count == 0 && admission is null ? RoutePlan.Empty : new RoutePlan([.. requests], [.. tokens], admission);
+    }
 }
 
 /// <summary>Admission and circuit breaking of one cluster.</summary>

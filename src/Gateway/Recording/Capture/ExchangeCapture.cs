@@ -25,31 +25,36 @@ internal sealed class ExchangeCapture
     private HttpContext? _context;
     private RecordedHeader[] _requestHeaders = [];
 
-    public ExchangeCapture(RecordingOptions options, TimeProvider time)
+    private readonly IReadOnlyList<(string Recording, long Sequence)> _targets;
+
+    /// <summary>Takes the exchange for the recordings; the request's headers are copied now, as the client sent them.</summary>
+    public ExchangeCapture(RecordingOptions options, TimeProvider time, IReadOnlyList<(string Recording, long Sequence)> targets, HttpContext context)
     {
         _time = time;
+        _targets = targets;
+        _requestHeaders = Copy(context.Request.Headers);
         _requestBody = new BodyCapture(options.MaxBodyBytes);
         _responseBody = new BodyCapture(options.MaxBodyBytes);
         _units = new UnitCollector(options.MaxUnits, options.MaxBodyBytes, time);
     }
 
     /// <summary>
-    /// Installs the taps on the request. The request is recorded as the client sent it: its headers as they are now,
-    /// and its body from the tap, or from <see cref="ExchangeContext.JsonBody"/> when a <c>json:</c> session source has
-    /// already read all of it (a later step may then forward another body in its place, such as a token limit's
+    /// Installs the taps on the request, outermost (called by the forwarding step, after every other step, so the taps
+    /// see what the client sent and what it receives). The request is recorded as the client sent it: its headers as
+    /// they were when the capture took the exchange, and its body from the tap, or from <see cref="Classification.Body"/> when a step has already read
+    /// all of it (a step may then forward another body in its place, such as a token limit's
     /// <c>stream_options.include_usage</c> rewrite, which the tap would never see).
     /// </summary>
-    public void Install(HttpContext context, ExchangeContext exchange)
+    public void Install(HttpContext context, Classification classification)
     {
         _context = context;
         var request = context.Request;
-        _requestHeaders = Copy(request.Headers);
-        if (ErrorResponses.IsGrpc(request))
+        if (classification.IsGrpc)
         {
             _requestFramer = new GrpcFramer(_units, Directions.ToServer);
         }
 
-        if (exchange.JsonBody is { Length: > 0 } read)
+        if (classification.Body is { Length: > 0 } read)
         {
             OnRequestBytes(read.Span);
         }
@@ -113,30 +118,31 @@ internal sealed class ExchangeCapture
     /// Copies what the exchange was (headers, status, trailers, taps, timings) into a <see cref="CapturedExchange"/>
     /// that outlives the request.
     /// </summary>
-    public CapturedExchange Complete(HttpContext context, ExchangeContext exchange, IReadOnlyList<(string Recording, long Sequence)> targets)
+    public CapturedExchange Complete(HttpContext context, ExchangeContext exchange, in ExchangeResult result)
     {
+        var classification = exchange.Classification!;
         var request = context.Request;
         var response = context.Response;
         var end = _time.GetTimestamp();
-        var isGrpc = ErrorResponses.IsGrpc(request);
-        var isWebSocket = _upgraded || SessionResolver.IsWebSocket(context);
         var trailers = context.Features.Get<IHttpResponseTrailersFeature>()?.Trailers;
-        var forwarderError = context.Features.Get<IForwarderErrorFeature>();
 
-        var outcome = exchange.IsClientAbort ? Outcomes.ClientAbort
-            : exchange.TimedOut ? Outcomes.Timeout
-            : forwarderError is not null && forwarderError.Error != ForwarderError.None ? Outcomes.Error
-            : Outcomes.Completed;
+        var outcome = result.Outcome switch
+        {
+            ExchangeOutcome.ClientAbort => Outcomes.ClientAbort,
+            ExchangeOutcome.Timeout => Outcomes.Timeout,
+            ExchangeOutcome.BackendError or ExchangeOutcome.ClientError or ExchangeOutcome.GatewayError => Outcomes.Error,
+            _ => Outcomes.Completed,
+        };
 
         return new CapturedExchange
         {
-            Targets = targets,
-            SessionId = exchange.SessionId!,
-            ClientKey = exchange.ClientKey,
-            Protocol = isWebSocket ? Protocols.WebSocket : isGrpc ? Protocols.Grpc : Protocols.Http,
+            Targets = _targets,
+            SessionId = classification.SessionId!,
+            ClientKey = classification.ClientKey,
+            Protocol = _upgraded || classification.IsWebSocket ? Protocols.WebSocket : classification.IsGrpc ? Protocols.Grpc : Protocols.Http,
             Listener = exchange.Listener.Tag(),
-            Route = exchange.RouteId,
-            Cluster = exchange.ClusterId,
+            Route = classification.RouteId,
+            Cluster = classification.ClusterId,
             Method = request.Method,
             Scheme = request.Scheme,
             Path = request.PathBase.Add(request.Path).Value ?? "/",
@@ -145,7 +151,7 @@ internal sealed class ExchangeCapture
             RequestHeaders = _requestHeaders,
             RequestContentType = request.ContentType,
             RequestBody = _requestBody.Detach(),
-            Status = exchange.IsClientAbort && !response.HasStarted ? 0 : response.StatusCode,
+            Status = result.Outcome == ExchangeOutcome.ClientAbort && !response.HasStarted ? 0 : response.StatusCode,
             ResponseHeaders = Copy(response.Headers),
             ResponseContentType = response.ContentType,
             ResponseBody = _responseBody.Detach(),

@@ -76,6 +76,91 @@ internal sealed class ClusterBreaker
         }
     }
 
+    /// <summary>
+    /// Asks Polly's circuit whether one exchange may go to the backend. Polly's pipeline runs beside the exchange, not
+    /// around it: its callback only waits for the exchange's verdict (<see cref="BreakerTicket.Report"/>), so the rest of
+    /// the request path never runs inside it.
+    /// </summary>
+    /// <returns>A ticket when the circuit lets the exchange through (closed, or half-open and this is its trial); else
+    /// no ticket (open, isolated, or half-open with its trial in flight) and the rest of the break when Polly knows it.</returns>
+    public async ValueTask<(BreakerTicket? Ticket, TimeSpan? RetryAfter)> TryPassAsync(CancellationToken cancellationToken)
+    {
+        var ticket = new BreakerTicket();
+        var context = ResilienceContextPool.Shared.Get(cancellationToken);
+        var run = Pipeline.ExecuteOutcomeAsync(static async (_, t) => Outcome.FromResult(await t.Entered()), context, ticket).AsTask();
+        if (!ticket.HasEntered && !run.IsCompleted)
+        {
+            // Polly decides synchronously today; should a version decide asynchronously, wait for whichever comes first.
+            await Task.WhenAny(ticket.EnteredTask, run);
+        }
+
+        if (ticket.HasEntered)
+        {
+            ticket.Attach(run, context);
+            return (ticket, null);
+        }
+
+        var outcome = await run;
+        ResilienceContextPool.Shared.Return(context);
+        return (null, outcome.Exception is BrokenCircuitException broken ? broken.RetryAfter : null);
+    }
+
     private static DateTimeOffset SafeAdd(DateTimeOffset now, TimeSpan duration) =>
         duration >= DateTimeOffset.MaxValue - now ? DateTimeOffset.MaxValue : now + duration;
+}
+
+/// <summary>
+/// One exchange's passage through a <see cref="ClusterBreaker"/>: the status it is judged by is reported once, when the
+/// response starts (a long stream or WebSocket session that is the half-open trial does not hold the circuit for as long
+/// as it lasts) or when the exchange ends before that; a 5xx is a failure, a client's own failure is never the backend's.
+/// </summary>
+internal sealed class BreakerTicket
+{
+    private readonly TaskCompletionSource<int> _verdict = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private Task<Outcome<int>>? _run;
+    private ResilienceContext? _context;
+
+    private readonly TaskCompletionSource _entered = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+    /// <summary>Whether Polly ran the callback, that is let the exchange through.</summary>
+    public bool HasEntered { get; private set; }
+
+    internal Task EnteredTask => _entered.Task;
+
+    /// <summary>Reports the status the exchange is judged by; only the first report counts.</summary>
+    public void Report(int status) => _verdict.TrySetResult(status);
+
+    /// <summary>Reports <paramref name="status"/> if nothing was reported yet and waits for Polly to record it.</summary>
+    public async ValueTask CompleteAsync(int status)
+    {
+        Report(status);
+        try
+        {
+            if (_run is not null)
+            {
+                await _run;
+            }
+        }
+        finally
+        {
+            if (_context is not null)
+            {
+                ResilienceContextPool.Shared.Return(_context);
+                _context = null;
+            }
+        }
+    }
+
+    internal Task<int> Entered()
+    {
+        HasEntered = true;
+        _entered.TrySetResult();
+        return _verdict.Task;
+    }
+
+    internal void Attach(Task<Outcome<int>> run, ResilienceContext context)
+    {
+        _run = run;
+        _context = context;
+    }
 }

@@ -1,0 +1,180 @@
+using Gateway.Forwarding;
+using Gateway.Recording;
+using Gateway.Telemetry;
+using Grpc.Core;
+using Yarp.ReverseProxy.Forwarder;
+
+namespace Gateway.Exchange;
+
+/// <summary>
+/// The one owner of an exchange's outcome, run by <see cref="ExchangeMiddleware"/> when the request path returns,
+/// whatever happened:
+/// <list type="number">
+/// <item>decides the outcome and writes the gateway's own answer when one is due: a step's refusal
+/// (<see cref="ExchangeContext.Answer"/>), 504 <c>route_timeout</c> when the route's timeout fired (never the 400 or 502
+/// that YARP reports for a cancelled call), or a forwarding failure as an answer a client can act on (502
+/// <c>backend_unreachable</c>, 503 <c>no_available_destination</c>, 504 <c>backend_timeout</c>, 413/400 for the
+/// client's body); a client that went away is 499 (nginx's name) and gets nothing;</item>
+/// <item>runs the exchange's finalizers (leases released, token charges reconciled, the breaker's verdict), each once,
+/// in reverse order of registration;</item>
+/// <item>counts and logs the exchange once, and hands the recording taps' capture to the <see cref="RecordingSink"/>.</item>
+/// </list>
+/// </summary>
+internal sealed partial class ExchangeCompletion
+{
+    /// <summary>Status recorded for an exchange whose client disconnected before it completed.</summary>
+    public const int ClientClosedRequest = 499;
+
+    private readonly GatewayMetrics _metrics;
+    private readonly RecordingSink _sink;
+    private readonly TimeProvider _time;
+    private readonly ILogger _requestLog;
+    private readonly ILogger _logger;
+    private readonly LogThrottle _backendErrors;
+
+    public ExchangeCompletion(GatewayMetrics metrics, RecordingSink sink, TimeProvider time, ILoggerFactory loggerFactory)
+    {
+        _metrics = metrics;
+        _sink = sink;
+        _time = time;
+        _requestLog = loggerFactory.CreateLogger("Gateway.Requests");
+        _logger = loggerFactory.CreateLogger<ExchangeCompletion>();
+        _backendErrors = new LogThrottle(time, TimeSpan.FromSeconds(10));
+    }
+
+    /// <summary>Completes the exchange (see the type's remarks). Never throws for a finalizer's failure.</summary>
+    public async Task CompleteAsync(HttpContext context, ExchangeContext exchange, string listenerTag)
+    {
+        var outcome = await DecideAsync(context, exchange);
+        var status = outcome == ExchangeOutcome.ClientAbort ? ClientClosedRequest : context.Response.StatusCode;
+        var result = new ExchangeResult(context, outcome, status);
+
+        var finalizers = exchange.Finalizers;
+        for (var i = finalizers.Length - 1; i >= 0; i--)
+        {
+            try
+            {
+                await exchange.Finalizers[i].CompleteAsync(result);
+            }
+            catch (Exception ex)
+            {
+                Log.FinalizerFailed(_logger, exchange.Finalizers[i].GetType().Name, ex);
+            }
+        }
+
+        var classification = exchange.Classification;
+        var elapsed = _time.GetElapsedTime(exchange.StartTimestamp);
+        var routeTag = classification?.RouteId ?? "(none)";
+        // Time to first token: when a stream's response started (YARP sends the headers with the first body bytes).
+        double? ttft = exchange.ResponseStarted != 0 && IsStream(context.Response.ContentType)
+            ? _time.GetElapsedTime(exchange.StartTimestamp, exchange.ResponseStarted).TotalSeconds
+            : null;
+        _metrics.RequestCompleted(listenerTag, routeTag, status, elapsed.TotalSeconds, ttft);
+        if (_requestLog.IsEnabled(LogLevel.Information))
+        {
+            Log.Request(_requestLog, listenerTag, context.Request.Method, context.Request.Path.Value ?? "/", routeTag, status, elapsed.TotalMilliseconds,
+                outcome switch
+                {
+                    ExchangeOutcome.ClientAbort => " (client aborted)",
+                    ExchangeOutcome.Timeout => " (route timeout)",
+                    ExchangeOutcome.Answered => $" ({exchange.Answer!.Code})",
+                    _ => string.Empty,
+                });
+        }
+
+        if (exchange.Capture is { } capture)
+        {
+            _sink.Enqueue(capture.Complete(context, exchange, result));
+        }
+    }
+
+    private async ValueTask<ExchangeOutcome> DecideAsync(HttpContext context, ExchangeContext exchange)
+    {
+        if (exchange.IsClientAbort)
+        {
+            return ExchangeOutcome.ClientAbort;
+        }
+
+        if (exchange.Failure is { } failure)
+        {
+            Log.Unhandled(_logger, context.Request.Method, context.Request.Path.Value ?? "/", failure);
+            await ErrorResponses.WriteAsync(context, StatusCodes.Status500InternalServerError, StatusCode.Internal, "gateway_error", "internal_error",
+                "The gateway failed while handling this request; the failure is logged.");
+            return ExchangeOutcome.GatewayError;
+        }
+
+        if (exchange.Answer is { } answer)
+        {
+            await answer.WriteAsync(context, exchange);
+            return exchange.IsClientAbort ? ExchangeOutcome.ClientAbort : ExchangeOutcome.Answered;
+        }
+
+        if (exchange.Classification is not { } classification)
+        {
+            return ExchangeOutcome.Completed; // no route (answered 404 by the gateway), or an admin endpoint
+        }
+
+        if (classification.RouteTimeout.IsCancellationRequested)
+        {
+            await ErrorResponses.WriteAsync(context, StatusCodes.Status504GatewayTimeout, StatusCode.DeadlineExceeded, "timeout", "route_timeout",
+                $"The model server did not complete within the route's timeout ({classification.Route.Timeout}).");
+            return ExchangeOutcome.Timeout;
+        }
+
+        if (context.Features.Get<IForwarderErrorFeature>() is not { Error: not ForwarderError.None } error)
+        {
+            return ExchangeOutcome.Completed;
+        }
+
+        var clientSide = ForwarderErrors.IsClientSide(error.Error, error.Exception);
+        var cluster = classification.ClusterId ?? "?";
+        if (!clientSide && _backendErrors.ShouldLog((cluster, error.Error.ToString()), out var suppressed))
+        {
+            Log.BackendFailed(_logger, cluster, error.Error.ToString(), error.Exception?.GetBaseException().Message ?? "no detail", suppressed);
+        }
+
+        if (!context.Response.HasStarted)
+        {
+            await WriteForwarderErrorAsync(context, error.Error, cluster);
+        }
+
+        return clientSide ? ExchangeOutcome.ClientError : ExchangeOutcome.BackendError;
+    }
+
+    private static Task WriteForwarderErrorAsync(HttpContext context, ForwarderError error, string cluster) => error switch
+    {
+        ForwarderError.NoAvailableDestinations => ErrorResponses.WriteAsync(context, StatusCodes.Status503ServiceUnavailable, StatusCode.Unavailable,
+            "unavailable", "no_available_destination", $"No healthy model server in cluster '{cluster}'.", TimeSpan.FromSeconds(1)),
+        ForwarderError.RequestTimedOut => ErrorResponses.WriteAsync(context, StatusCodes.Status504GatewayTimeout, StatusCode.DeadlineExceeded,
+            "timeout", "backend_timeout", $"The model server in cluster '{cluster}' was silent for longer than the cluster's activity timeout."),
+        ForwarderError.RequestBodyClient when context.Response.StatusCode == StatusCodes.Status413PayloadTooLarge => ErrorResponses.WriteAsync(context,
+            StatusCodes.Status413PayloadTooLarge, StatusCode.ResourceExhausted, "invalid_request", "request_too_large",
+            "The request body is larger than the gateway accepts (Gateway:Limits:MaxRequestBodyBytes)."),
+        ForwarderError.RequestBodyClient => ErrorResponses.WriteAsync(context, StatusCodes.Status400BadRequest, StatusCode.InvalidArgument,
+            "invalid_request", "bad_request_body", "The request body could not be read (the client sent an invalid or incomplete body)."),
+        ForwarderError.Request or ForwarderError.RequestCreation or ForwarderError.ResponseHeaders => ErrorResponses.WriteAsync(context,
+            StatusCodes.Status502BadGateway, StatusCode.Unavailable, "bad_gateway", "backend_unreachable",
+            $"The model server in cluster '{cluster}' could not be reached or gave an invalid answer."),
+        _ => Task.CompletedTask, // Body errors keep YARP's status (400/413 for the client's body, 502 for the backend's).
+    };
+
+    private static bool IsStream(string? contentType) =>
+        contentType is not null
+        && (contentType.StartsWith("text/event-stream", StringComparison.OrdinalIgnoreCase) || contentType.StartsWith("application/grpc", StringComparison.OrdinalIgnoreCase));
+
+    private static partial class Log
+    {
+        [LoggerMessage(EventId = 1001, Level = LogLevel.Information,
+            Message = "{Listener} {Method} {Path} route={Route} status={Status} duration={DurationMs:F1}ms{Note}")]
+        public static partial void Request(ILogger logger, string listener, string method, string path, string route, int status, double durationMs, string note);
+
+        [LoggerMessage(EventId = 2001, Level = LogLevel.Warning, Message = "Backend failure in cluster {Cluster}: {Error}: {Reason} ({Suppressed} more since the last line).")]
+        public static partial void BackendFailed(ILogger logger, string cluster, string error, string reason, long suppressed);
+
+        [LoggerMessage(EventId = 1003, Level = LogLevel.Error, Message = "Unhandled failure while handling {Method} {Path}.")]
+        public static partial void Unhandled(ILogger logger, string method, string path, Exception exception);
+
+        [LoggerMessage(EventId = 1002, Level = LogLevel.Error, Message = "Completing an exchange failed in {Finalizer}.")]
+        public static partial void FinalizerFailed(ILogger logger, string finalizer, Exception exception);
+    }
+}
