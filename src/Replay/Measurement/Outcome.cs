@@ -73,6 +73,12 @@ internal struct Outcome
     /// <summary>WebSocket messages this request received from the server (whole messages, not fragments).</summary>
     public int MessagesReceived;
 
+    /// <summary>Streamed responses: events that could not be parsed (neither JSON nor <c>[DONE]</c>); they count as no token.</summary>
+    public int UnparseableEvents;
+
+    /// <summary>The first unparseable event's data (shortened), or null.</summary>
+    public string? FirstUnparseable;
+
     /// <summary>The answer's text, when the request asked for it (<see cref="Sources.PlannedRequest.CaptureText"/>).</summary>
     public string? Text;
 }

@@ -36,6 +36,8 @@ internal sealed partial class RunMetrics
                 w.Write(BodyDifferences);
                 w.Write(WebSocketMessagesSent);
                 w.Write(WebSocketMessagesReceived);
+                w.Write(UnparseableEvents);
+                w.Write(FirstUnparseable ?? string.Empty);
                 w.Write(SecondsSinceStart(LastIntendedTimestamp));
                 w.Write(SecondsSinceStart(LastSentTimestamp));
                 w.Write(SecondsSinceStart(LastCompletedTimestamp));
@@ -116,6 +118,12 @@ internal sealed partial class RunMetrics
             BodyDifferences += r.ReadInt64();
             WebSocketMessagesSent += r.ReadInt64();
             WebSocketMessagesReceived += r.ReadInt64();
+            UnparseableEvents += r.ReadInt64();
+            var firstUnparseable = r.ReadString();
+            if (firstUnparseable.Length > 0)
+            {
+                FirstUnparseable ??= firstUnparseable;
+            }
             LastIntendedTimestamp = Math.Max(LastIntendedTimestamp, At(r.ReadDouble()));
             LastSentTimestamp = Math.Max(LastSentTimestamp, At(r.ReadDouble()));
             LastCompletedTimestamp = Math.Max(LastCompletedTimestamp, At(r.ReadDouble()));

@@ -147,6 +147,12 @@ internal sealed partial class RunMetrics
     /// <summary>WebSocket messages received from servers (whole messages).</summary>
     public long WebSocketMessagesReceived { get; private set; }
 
+    /// <summary>Stream events that could not be parsed (neither JSON nor <c>[DONE]</c>), over all responses.</summary>
+    public long UnparseableEvents { get; private set; }
+
+    /// <summary>The first unparseable event's data (shortened), or null.</summary>
+    public string? FirstUnparseable { get; private set; }
+
     /// <summary>Requests that met every SLO (and succeeded).</summary>
     public long Good { get; private set; }
 
@@ -275,6 +281,11 @@ internal sealed partial class RunMetrics
             OutputTokens += outcome.Tokens;
             WebSocketMessagesSent += outcome.MessagesSent;
             WebSocketMessagesReceived += outcome.MessagesReceived;
+            if (outcome.UnparseableEvents > 0)
+            {
+                UnparseableEvents += outcome.UnparseableEvents;
+                FirstUnparseable ??= outcome.FirstUnparseable;
+            }
 
             if (outcome.Streamed && !failed)
             {

@@ -89,6 +89,8 @@ internal static class ReportBuilder
             OutputTokensPerSecond = m.OutputTokens / duration,
             WebSocketMessagesSent = m.WebSocketMessagesSent,
             WebSocketMessagesReceived = m.WebSocketMessagesReceived,
+            UnparseableEvents = m.UnparseableEvents,
+            FirstUnparseable = m.FirstUnparseable,
             ByStatus = Groups(m.ByStatus()),
             ByRoute = Groups(m.ByRoute()),
             RefusedByLimit = Groups(m.RefusedByLimit()),

@@ -81,6 +81,10 @@ internal static class ReportJson
         w.WriteNumber("sent", r.WebSocketMessagesSent);
         w.WriteNumber("received", r.WebSocketMessagesReceived);
         w.WriteEndObject();
+        w.WriteStartObject("unparseable_events");
+        w.WriteNumber("count", r.UnparseableEvents);
+        w.WriteString("first", r.FirstUnparseable);
+        w.WriteEndObject();
 
         Groups(w, "by_status", r.ByStatus);
         Groups(w, "by_route", r.ByRoute);

@@ -145,6 +145,12 @@ internal sealed class RunReport
 
     /// <summary>WebSocket messages received from the target (whole messages).</summary>
     public long WebSocketMessagesReceived { get; init; }
+
+    /// <summary>Stream events that were neither JSON nor <c>[DONE]</c> (they count as no token).</summary>
+    public long UnparseableEvents { get; init; }
+
+    /// <summary>The first of them (shortened), or null.</summary>
+    public string? FirstUnparseable { get; init; }
     public required IReadOnlyList<GroupReport> ByStatus { get; init; }
     public required IReadOnlyList<GroupReport> ByRoute { get; init; }
 

@@ -24,6 +24,11 @@ internal static class SummaryWriter
             o.WriteLine(string.Create(c, $"  tokens        {r.OutputTokens} out ({r.OutputTokensPerSecond:0.#}/s)"));
         }
 
+        if (r.UnparseableEvents > 0)
+        {
+            o.WriteLine(string.Create(c, $"  unparseable   {r.UnparseableEvents} stream event(s) neither JSON nor [DONE], counted as no token; first: {r.FirstUnparseable}"));
+        }
+
         if (r.WebSocketMessagesSent + r.WebSocketMessagesReceived > 0)
         {
             o.WriteLine(string.Create(c, $"  websocket     {r.WebSocketMessagesSent} messages sent, {r.WebSocketMessagesReceived} received"));
