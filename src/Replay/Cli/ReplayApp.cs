@@ -233,6 +233,7 @@ internal static partial class ReplayApp
         var recording = new Option<string?>("--recording") { Description = "The recording's name in a store." };
         var speed = new Option<double>("--speed") { Description = "Time scale: 2 replays twice as fast (offsets and think times halved).", DefaultValueFactory = _ => 1 };
         var amplify = new Option<double>("--amplify", "-x") { Description = "Volume multiplier: clone whole sessions with fresh ids and spread start offsets (fractions allowed, e.g. 2.5).", DefaultValueFactory = _ => 1 };
+        var maxGap = new Option<string?>("--max-gap") { Description = "Shorten idle stretches of source time (no exchange in flight) longer than this to it, e.g. 5s; the report says how much source time was removed." };
         var spread = new Option<string?>("--spread") { Description = "Clones start up to this much later than their original (source time), default 1s." };
         var sessionHeader = new Option<string>("--session-header") { Description = "Header carrying a session id, rewritten for clones.", DefaultValueFactory = _ => "x-session-id" };
         var compare = new Option<bool>("--compare") { Description = "Compare each response with the recorded one (status, body hash) and count the differences." };
@@ -243,6 +244,7 @@ internal static partial class ReplayApp
         command.Add(speed);
         command.Add(amplify);
         command.Add(spread);
+        command.Add(maxGap);
         command.Add(sessionHeader);
         command.Add(compare);
         command.Add(wsMode);
@@ -255,6 +257,7 @@ internal static partial class ReplayApp
                 Speed = p.GetValue(speed),
                 Amplify = p.GetValue(amplify),
                 Spread = p.GetValue(spread),
+                MaxGap = p.GetValue(maxGap),
                 SessionHeader = p.GetValue(sessionHeader) ?? "x-session-id",
                 Compare = p.GetValue(compare),
                 WebSocketMode = p.GetValue(wsMode),

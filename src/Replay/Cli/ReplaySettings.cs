@@ -24,6 +24,9 @@ internal sealed record ReplaySettings
     public double Speed { get; init; } = 1;
     public double Amplify { get; init; } = 1;
     public string? Spread { get; init; }
+
+    /// <summary><c>--max-gap</c>: a duration text, or null.</summary>
+    public string? MaxGap { get; init; }
     public string? Duration { get; init; }
     public long? Limit { get; init; }
     public string? Profile { get; init; }

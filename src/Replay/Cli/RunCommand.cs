@@ -55,6 +55,17 @@ internal static class RunCommand
             ReplayApp.Log.SkippedTotal(logger, workload.SkippedTotal, workload.Skipped.Count);
         }
 
+        if (workload.OutOfOrder is { } disorder)
+        {
+            ReplayApp.Log.OutOfOrder(logger, disorder.Records, disorder.LargestDisplacement, disorder.LargestMs);
+        }
+
+        if (workload.SourceTimeRemovedMs > 0)
+        {
+            var removedSeconds = Math.Round(workload.SourceTimeRemovedMs / 1000, 3);
+            ReplayApp.Log.GapsRemoved(logger, removedSeconds);
+        }
+
         if (workload.Sessions.Count == 0)
         {
             await error.WriteLineAsync($"replay: nothing to send from {workload.Description} (check --duration and --limit).").ConfigureAwait(false);

@@ -231,6 +231,12 @@ internal static class SettingsValidator
             errors.Add("--warmup applies to --rate/--profile and --users runs; a timed replay sends exactly what the source holds.");
         }
 
+        var maxGap = s.MaxGap is null ? (TimeSpan?)null : Duration(s.MaxGap, "--max-gap", errors, allowZero: false);
+        if (s.MaxGap is not null && mode != RunMode.Faithful)
+        {
+            errors.Add("--max-gap applies to a replay with the source's own timing (no --rate/--profile/--users): it shortens idle stretches of source time.");
+        }
+
         if (s.SessionArrivals && mode != RunMode.Open)
         {
             errors.Add("--session-arrivals applies to an open-model run (--rate/--profile).");
@@ -391,6 +397,7 @@ internal static class SettingsValidator
                 Recording = s.Recording,
                 Template = s.Template,
                 SourceDuration = sourceDuration,
+                MaxGap = maxGap,
                 Limit = mode == RunMode.Faithful ? s.Limit : null,
                 Model = s.Model,
                 Stream = s.Stream,

@@ -103,6 +103,8 @@ internal static class ReportBuilder
             StatusMismatches = m.StatusMismatches,
             BodyDifferences = m.BodyDifferences,
             SkippedRecords = c.Workload.SkippedTotal,
+            SourceTimeRemovedSeconds = c.Workload.SourceTimeRemovedMs / 1000,
+            OutOfOrder = c.Workload.OutOfOrder,
             Skipped = c.Workload.Skipped,
             Series = Seconds(series),
             Distribution = distribution,

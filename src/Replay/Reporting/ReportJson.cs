@@ -188,6 +188,20 @@ internal static class ReportJson
             w.WriteEndObject();
         }
 
+        w.WriteNumber("source_time_removed_s", Round(r.SourceTimeRemovedSeconds));
+        if (r.OutOfOrder is { } disorder)
+        {
+            w.WriteStartObject("out_of_order_records");
+            w.WriteNumber("count", disorder.Records);
+            w.WriteNumber("largest_displacement", disorder.LargestDisplacement);
+            w.WriteNumber("largest_ms", Round(disorder.LargestMs));
+            w.WriteEndObject();
+        }
+        else
+        {
+            w.WriteNull("out_of_order_records");
+        }
+
         w.WriteNumber("skipped_records", r.SkippedRecords);
         w.WriteStartArray("skipped");
         foreach (var s in r.Skipped)

@@ -164,6 +164,12 @@ internal sealed class RunReport
     public long Compared { get; init; }
     public long StatusMismatches { get; init; }
     public long BodyDifferences { get; init; }
+    /// <summary>Source time removed by <c>--max-gap</c>, seconds.</summary>
+    public double SourceTimeRemovedSeconds { get; init; }
+
+    /// <summary>Source records stored out of time order (sorted), or null when none were.</summary>
+    public Sources.OutOfOrder? OutOfOrder { get; init; }
+
     public required long SkippedRecords { get; init; }
     public required IReadOnlyList<Sources.SkippedRecord> Skipped { get; init; }
     public required IReadOnlyList<SecondReport> Series { get; init; }

@@ -50,6 +50,16 @@ internal static class SummaryWriter
             o.WriteLine(string.Create(c, $"  compared      {r.Compared}: {r.StatusMismatches} status mismatches, {r.BodyDifferences} body differences"));
         }
 
+        if (r.SourceTimeRemovedSeconds > 0)
+        {
+            o.WriteLine(string.Create(c, $"  max-gap       {r.SourceTimeRemovedSeconds:0.###} s of idle source time removed"));
+        }
+
+        if (r.OutOfOrder is { } disorder)
+        {
+            o.WriteLine(string.Create(c, $"  out of order  {disorder.Records} source record(s) sorted by start (largest displacement {disorder.LargestDisplacement} position(s), {disorder.LargestMs:0.###} ms)"));
+        }
+
         if (r.SkippedRecords > 0)
         {
             o.WriteLine(string.Create(c, $"  skipped       {r.SkippedRecords} record(s) of the source"));

@@ -180,12 +180,22 @@ internal sealed class LoadRunner : IDisposable
             {
                 // Every arrival's time is computed, also those of other workers' ranges: the draws are sequential.
                 var schedule = new ArrivalSchedule(_plan.Profile!, new ArrivalProcess(_plan.Arrivals, _plan.Burstiness, _plan.Seed), _plan.Limit);
+                // --limit counts requests: an arrival that starts a session (--session-arrivals) counts its requests, and
+                // the arrival whose session would cross the limit is not sent. Counted over every arrival, those of
+                // other workers' ranges too, so each worker cuts at the same arrival.
                 var pool = _plan.Sessions;
-                long i = 0;
+                long i = 0, requests = 0;
                 while (i < end && schedule.TryNext(out var offset))
                 {
                     var index = i++;
-                    if (index >= first && !Release(pool[(int)(index % pool.Count)], index, _startTimestamp + Ticks(offset * 1000)))
+                    var session = pool[(int)(index % pool.Count)];
+                    requests += session.RequestCount;
+                    if (requests > _plan.Limit)
+                    {
+                        break;
+                    }
+
+                    if (index >= first && !Release(session, index, _startTimestamp + Ticks(offset * 1000)))
                     {
                         break;
                     }
@@ -329,7 +339,8 @@ internal sealed class LoadRunner : IDisposable
         {
             var index = Interlocked.Increment(ref _nextClosed);
             var session = pool[(int)(index % pool.Count)];
-            if (Interlocked.Add(ref _requestsStarted, session.RequestCount) - session.RequestCount >= _plan.Limit)
+            // --limit counts requests: a session that would cross it is not started.
+            if (Interlocked.Add(ref _requestsStarted, session.RequestCount) > _plan.Limit)
             {
                 return;
             }

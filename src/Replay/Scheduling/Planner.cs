@@ -34,7 +34,8 @@ internal static class Planner
             case RunMode.Faithful:
             {
                 var scaled = Scale(workload.Sessions, o.Speed, scaleOffsets: true);
-                var sessions = Amplifier.Amplify(scaled, o.Amplify, o.Spread.TotalMilliseconds / o.Speed, o.Seed, o.SessionHeader);
+                var amplified = Amplifier.Amplify(scaled, o.Amplify, o.Spread.TotalMilliseconds / o.Speed, o.Seed, o.SessionHeader);
+                var sessions = o.Limit is { } limit ? Truncate(amplified, limit) : amplified;
                 long planned = 0;
                 foreach (var s in sessions)
                 {
@@ -81,6 +82,58 @@ internal static class Planner
                     NominalSeconds = o.Duration?.TotalSeconds ?? 0,
                 };
         }
+    }
+
+    /// <summary>
+    /// <c>--limit N</c> of a timed replay, amplification included: sessions in start order while their requests fit in
+    /// N; the session that crosses N keeps only its first requests (a turn-mode WebSocket connection its first turns),
+    /// so at most N requests are sent.
+    /// </summary>
+    internal static IReadOnlyList<PlannedSession> Truncate(IReadOnlyList<PlannedSession> sessions, long limit)
+    {
+        var result = new List<PlannedSession>();
+        long n = 0;
+        foreach (var s in sessions)
+        {
+            if (n >= limit)
+            {
+                break;
+            }
+
+            var count = s.RequestCount;
+            if (n + count <= limit)
+            {
+                result.Add(s);
+                n += count;
+                continue;
+            }
+
+            var keep = limit - n;
+            var requests = new List<PlannedRequest>();
+            foreach (var r in s.Requests)
+            {
+                if (keep == 0)
+                {
+                    break;
+                }
+
+                if (r.RequestCount <= keep)
+                {
+                    requests.Add(r);
+                    keep -= r.RequestCount;
+                }
+                else
+                {
+                    requests.Add(r with { Turns = [.. r.Turns!.Take((int)keep)] });
+                    keep = 0;
+                }
+            }
+
+            result.Add(s with { Requests = requests });
+            n = limit;
+        }
+
+        return result;
     }
 
     /// <summary>Divides offsets and think times by <paramref name="speed"/> (2 = twice as fast).</summary>

@@ -12,7 +12,8 @@ namespace Replay.Sources;
 /// <remarks>
 /// An unreadable record (corrupt JSON, unknown schema version) or one that cannot be replayed (a request body cut at
 /// the capture cap) is skipped and counted, never fatal. <c>--duration</c> keeps the exchanges that started within
-/// the first part of the recording; <c>--limit</c> the first N exchanges by start time.
+/// the first part of the recording (after <c>--max-gap</c> shortened its idle stretches); <c>--limit</c> the first N
+/// exchanges by start time. Records stored out of time order are sorted, and counted (<see cref="OutOfOrder"/>).
 /// </remarks>
 internal static class RecordingSource
 {
@@ -71,12 +72,26 @@ internal static class RecordingSource
                 : $"--recording '{name}' is empty.");
         }
 
-        items.Sort(static (a, b) => a.StartMicros.CompareTo(b.StartMicros));
+        var outOfOrder = SourceTimeline.Sort(items, static i => i.StartMicros);
+        var starts = new long[items.Count];
+        var durations = new long[items.Count];
+        for (var i = 0; i < items.Count; i++)
+        {
+            starts[i] = items[i].StartMicros;
+            durations[i] = (long)(items[i].Record.Timing.DurationMs * 1000);
+        }
+
+        var moved = SourceTimeline.CloseGaps(starts, durations, settings.MaxGap is { } gap ? (long)(gap.TotalMilliseconds * 1000) : null, out var removedMicros);
+        for (var i = 0; i < items.Count; i++)
+        {
+            items[i] = items[i] with { StartMicros = moved[i] };
+        }
+
         var origin = items[0].StartMicros;
         var cutoff = settings.SourceDuration is { } d ? origin + (long)(d.TotalMilliseconds * 1000) : long.MaxValue;
         var limit = settings.Limit ?? long.MaxValue;
 
-        var bySession = new Dictionary<string, List<ExchangeRecord>>(StringComparer.Ordinal);
+        var bySession = new Dictionary<string, List<Item>>(StringComparer.Ordinal);
         var order = new List<string>();
         long taken = 0;
         foreach (var item in items)
@@ -87,26 +102,27 @@ internal static class RecordingSource
             }
 
             taken++;
+            removedMicros = starts[(int)taken - 1] - moved[(int)taken - 1]; // what was cut before the last record taken
             if (!bySession.TryGetValue(item.Record.SessionId, out var list))
             {
                 bySession[item.Record.SessionId] = list = [];
                 order.Add(item.Record.SessionId);
             }
 
-            list.Add(item.Record);
+            list.Add(item);
         }
 
         var sessions = new List<PlannedSession>(order.Count);
         foreach (var id in order)
         {
             var exchanges = bySession[id];
-            exchanges.Sort(static (a, b) => a.Sequence != b.Sequence ? a.Sequence.CompareTo(b.Sequence) : a.Timing.StartUnixMicros.CompareTo(b.Timing.StartUnixMicros));
+            exchanges.Sort(static (a, b) => a.Record.Sequence != b.Record.Sequence ? a.Record.Sequence.CompareTo(b.Record.Sequence) : a.StartMicros.CompareTo(b.StartMicros));
             var requests = new List<PlannedRequest>(exchanges.Count);
-            ExchangeRecord? previous = null;
+            Item? previous = null;
             foreach (var x in exchanges)
             {
-                var think = previous is null ? 0 : Math.Max(0, ((x.Timing.StartUnixMicros - previous.Timing.StartUnixMicros) / 1000.0) - previous.Timing.DurationMs);
-                requests.Add(ToRequest(x, think, settings.WebSocketMode));
+                var think = previous is not { } p ? 0 : Math.Max(0, ((x.StartMicros - p.StartMicros) / 1000.0) - p.Record.Timing.DurationMs);
+                requests.Add(ToRequest(x.Record, think, settings.WebSocketMode));
                 previous = x;
             }
 
@@ -114,13 +130,17 @@ internal static class RecordingSource
             {
                 Id = id,
                 OriginalId = id,
-                StartOffsetMs = (exchanges[0].Timing.StartUnixMicros - origin) / 1000.0,
+                StartOffsetMs = (exchanges[0].StartMicros - origin) / 1000.0,
                 Requests = requests,
             });
         }
 
         sessions.Sort(static (a, b) => a.StartOffsetMs.CompareTo(b.StartOffsetMs));
-        return new Workload($"{storeDescription}, recording {name}", sessions, skipped, skippedTotal);
+        return new Workload($"{storeDescription}, recording {name}", sessions, skipped, skippedTotal)
+        {
+            OutOfOrder = outOfOrder,
+            SourceTimeRemovedMs = removedMicros / 1000.0,
+        };
     }
 
     /// <summary>Why an exchange cannot be sent again, or null when it can.</summary>

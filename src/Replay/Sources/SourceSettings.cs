@@ -15,6 +15,9 @@ internal sealed record SourceSettings
     /// <summary><c>--duration</c> applied to a timed source: only the first part of source time is taken.</summary>
     public TimeSpan? SourceDuration { get; init; }
 
+    /// <summary><c>--max-gap</c>: idle stretches of source time (no record in flight) longer than this are shortened to it; null keeps them.</summary>
+    public TimeSpan? MaxGap { get; init; }
+
     /// <summary><c>--limit</c>: only the first N requests are taken.</summary>
     public long? Limit { get; init; }
 

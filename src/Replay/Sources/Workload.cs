@@ -188,6 +188,12 @@ internal sealed class Workload
     /// <summary>How many records were skipped in all.</summary>
     public long SkippedTotal { get; }
 
+    /// <summary>Records the source stored out of time order (sorted before planning), or null when it had none.</summary>
+    public OutOfOrder? OutOfOrder { get; init; }
+
+    /// <summary>Source time, ms, removed by <c>--max-gap</c> (idle stretches shortened); 0 without it.</summary>
+    public double SourceTimeRemovedMs { get; init; }
+
     /// <summary>Requests at the target over all sessions.</summary>
     public long RequestCount
     {
