@@ -226,7 +226,7 @@ internal static class RunCommand
         if (generator is not null)
         {
             report.Conversations = new ConversationReport(conversations, settings.Turns, generator.Generated, generator.CacheHits, generator.Failures,
-                generator.Digest(conversations, settings.Turns), generator.Sample(0, settings.Turns), generator.CacheFile);
+                generator.Digest(conversations, settings.Turns), generator.Sample(0, settings.Turns), generator.CacheFile, generator.FirstFailure);
         }
         report.Assertions = [.. run.Assertions.Select(a => a.Evaluate(report))];
         SummaryWriter.Write(output, report);

@@ -20,6 +20,12 @@ internal enum FailureKind
     /// RESOURCE_EXHAUSTED or UNAVAILABLE, or a WebSocket error whose code says the server is full or limited.
     /// </summary>
     Refused,
+
+    /// <summary>
+    /// Generated conversations: the <c>--generate-with</c> model could not write the user's turn, so the turn (and the
+    /// conversation's later ones) was never sent. Not the target's fault, but the run did not do what it was asked.
+    /// </summary>
+    Generator,
 }
 
 /// <summary>How one request ended, as the client saw it. Times are <see cref="TimeProvider"/> timestamps (0 = never).</summary>

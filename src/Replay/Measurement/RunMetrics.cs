@@ -22,7 +22,7 @@ internal sealed partial class RunMetrics
     private readonly TimeProvider _time;
     private readonly Slo[] _slos;
     private readonly long[] _sloMet;
-    private readonly long[] _failuresByKind = new long[5];
+    private readonly long[] _failuresByKind = new long[6];
     private readonly Dictionary<string, Group> _byStatus = new(StringComparer.Ordinal);
     private readonly Dictionary<string, Group> _byRoute = new(StringComparer.Ordinal);
     private readonly Dictionary<string, Group> _refusedByLimit = new(StringComparer.Ordinal);

@@ -46,6 +46,7 @@ internal static class ReportBuilder
             ["timeout"] = m.FailuresOf(FailureKind.Timeout),
             ["connection"] = m.FailuresOf(FailureKind.Connection),
             ["refused"] = m.FailuresOf(FailureKind.Refused),
+            ["generator"] = m.FailuresOf(FailureKind.Generator),
         };
 
         var distribution = new List<(double, double)>(s_distribution.Length);

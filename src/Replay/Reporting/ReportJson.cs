@@ -153,6 +153,7 @@ internal static class ReportJson
             w.WriteNumber("generated", conv.Generated);
             w.WriteNumber("cache_hits", conv.CacheHits);
             w.WriteNumber("failures", conv.Failures);
+            w.WriteString("first_failure", conv.FirstFailure);
             w.WriteString("digest", conv.Digest);
             w.WriteStartArray("sample");
             foreach (var turn in conv.Sample)

@@ -188,4 +188,4 @@ internal sealed class RunReport
 /// turns written by the generator and taken from the cache, generator failures, the SHA-256 digest of every user
 /// turn (equal digests: the same conversations), the first conversation's user turns, and the cache file.
 /// </summary>
-internal sealed record ConversationReport(long Conversations, int Turns, long Generated, long CacheHits, long Failures, string Digest, IReadOnlyList<string> Sample, string? CacheFile);
+internal sealed record ConversationReport(long Conversations, int Turns, long Generated, long CacheHits, long Failures, string Digest, IReadOnlyList<string> Sample, string? CacheFile, string? FirstFailure = null);

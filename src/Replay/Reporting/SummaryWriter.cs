@@ -12,7 +12,7 @@ internal static class SummaryWriter
         o.WriteLine();
         o.WriteLine(string.Create(c, $"{r.Command} ({r.Mode}) {r.Source} -> {r.Target}{(r.Profile is null ? string.Empty : $" [{r.Profile}]")}{(r.Cancelled ? " (cancelled)" : string.Empty)}"));
         o.WriteLine(string.Create(c, $"  requests      {r.Requests} in {r.DurationSeconds:0.###} s ({r.Sent} sent, {r.Succeeded} ok{(r.PeakConcurrentSessions > 0 ? $"; at most {r.PeakConcurrentSessions} sessions at once" : string.Empty)})"));
-        o.WriteLine(string.Create(c, $"  failures      {r.Failures} ({r.ErrorRate * 100:0.##}%): status {r.FailuresByKind["status"]}, timeout {r.FailuresByKind["timeout"]}, connection {r.FailuresByKind["connection"]}, refused {r.FailuresByKind["refused"]}"));
+        o.WriteLine(string.Create(c, $"  failures      {r.Failures} ({r.ErrorRate * 100:0.##}%): status {r.FailuresByKind["status"]}, timeout {r.FailuresByKind["timeout"]}, connection {r.FailuresByKind["connection"]}, refused {r.FailuresByKind["refused"]}{(r.FailuresByKind.GetValueOrDefault("generator") > 0 ? $", generator {r.FailuresByKind["generator"]}" : string.Empty)}"));
         o.WriteLine(string.Create(c, $"  rate          intended {r.IntendedRps:0.##}/s, achieved {r.AchievedRps:0.##}/s, throughput {r.ThroughputRps:0.##}/s"));
         Line(o, "latency", r.Latency);
         Line(o, "service time", r.ServiceTime);
@@ -73,6 +73,10 @@ internal static class SummaryWriter
         if (r.Conversations is { } conv)
         {
             o.WriteLine(string.Create(c, $"  conversations {conv.Conversations} of {conv.Turns} turns: {conv.Generated} user turns generated, {conv.CacheHits} from the cache, {conv.Failures} failed; digest {conv.Digest[..16]}"));
+            if (conv.FirstFailure is { } why)
+            {
+                o.WriteLine(string.Create(c, $"  generator failed: {why}"));
+            }
         }
 
         if (r.Workers is { } workers)

@@ -445,8 +445,16 @@ internal sealed class LoadRunner : IDisposable
                 await DelayUntilAsync(intended).ConfigureAwait(false);
             }
 
-            if (text is null || _runToken.IsCancellationRequested)
+            if (_runToken.IsCancellationRequested)
             {
+                return;
+            }
+
+            if (text is null)
+            {
+                // The generator could not write this turn: it and the conversation's later turns are never sent, and
+                // each fails visibly (counted in failures, the reason in the report) instead of the run looking clean.
+                await GeneratorFailedAsync(session with { Id = id }, t, plan.Turns, intended, generator.FirstFailure, tokens).ConfigureAwait(false);
                 return;
             }
 
@@ -469,6 +477,26 @@ internal sealed class LoadRunner : IDisposable
             }
 
             history.Add(("assistant", outcome.Text));
+        }
+    }
+
+    /// <summary>Turns <paramref name="from"/> … <paramref name="turns"/> − 1 of a conversation whose generator failed: each a failed request, never sent.</summary>
+    private async ValueTask GeneratorFailedAsync(PlannedSession session, int from, int turns, long intended, string? reason, TokenTimes tokens)
+    {
+        tokens.Clear();
+        for (var t = from; t < turns; t++)
+        {
+            var now = _time.GetTimestamp();
+            var outcome = new Outcome
+            {
+                GrpcStatus = -1,
+                Failure = FailureKind.Generator,
+                StatusKey = StatusKeys.GeneratorError,
+                Error = reason ?? "the conversation generator failed",
+                EndTimestamp = now,
+            };
+            _metrics.RecordStart(Math.Min(intended, now), now);
+            await CompleteAsync(session, t, 0, "conversation", outcome, Math.Min(intended, now), now, tokens).ConfigureAwait(false);
         }
     }
 
