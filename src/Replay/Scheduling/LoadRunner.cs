@@ -93,6 +93,9 @@ internal sealed class LoadRunner : IDisposable
     /// </summary>
     public Func<long, ValueTask<bool>>? Claim { get; init; }
 
+    /// <summary>Workers: a gauge shared by the runners of one process, so its peak counts sessions of concurrent slices together.</summary>
+    public SessionGauge? Gauge { get; init; }
+
     /// <summary>Completes when the dispatcher has released its last session (responses may still be coming).</summary>
     public Task Dispatched => _dispatched.Task;
 
@@ -228,6 +231,7 @@ internal sealed class LoadRunner : IDisposable
 
         _slots.Wait(_runToken);
         TrackPeak(Interlocked.Increment(ref _inflight));
+        Gauge?.Increment();
         // The sync part of the send (building the request, writing it to the socket) runs here, so the request
         // leaves when the dispatcher wakes, with no thread-pool hop; responses are read on pool threads.
         _ = RunDispatchedAsync(session, index, due);
@@ -312,6 +316,7 @@ internal sealed class LoadRunner : IDisposable
         finally
         {
             _slots.Release();
+            Gauge?.Decrement();
             if (Interlocked.Decrement(ref _inflight) == 0 && _dispatchDone)
             {
                 _allDone.TrySetResult();

@@ -4,6 +4,7 @@ using Microsoft.Extensions.Logging;
 using Replay.Cli;
 using Replay.Clients;
 using Replay.Measurement;
+using Replay.Reporting;
 using Replay.Scheduling;
 using StackExchange.Redis;
 
@@ -249,6 +250,7 @@ internal sealed class Worker
         {
             StartTimestamp = context.EpochTimestamp,
             Range = (range[0], range[1]),
+            Gauge = context.Sessions,
             Claim = async index => !await db.StringSetBitAsync(sentKey, index, true).ConfigureAwait(false),
         })
         {
@@ -268,6 +270,9 @@ internal sealed class Worker
                 new NameValueEntry("skipped", runner.Skipped),
                 new NameValueEntry("taken_over", takenOver ? 1 : 0),
                 new NameValueEntry("metrics", metrics.Export()),
+                new NameValueEntry("diagnostics", System.Text.Json.JsonSerializer.Serialize(
+                    new WorkerDiagnostics(context.Sessions.Peak, context.Budget.Limit, context.Budget.OpenFileLimit, context.Budget.PeakInUse, context.Budget.Waits, GeneratorReport.Capture().Since(context.GeneratorStart)),
+                    WorkerJsonContext.Default.WorkerDiagnostics)),
             ]).ConfigureAwait(false);
         }
 
@@ -336,7 +341,7 @@ internal sealed class Worker
             await runner.RunAsync(cancellationToken).ConfigureAwait(false);
         }
 
-        return context;
+        return context with { GeneratorStart = GeneratorReport.Capture() };
     }
 
     private async Task HeartbeatAsync(IDatabase db, CancellationToken cancellationToken)
@@ -375,6 +380,12 @@ internal sealed class Worker
     {
         /// <summary>Slices of this run being handled now.</summary>
         public int Active;
+
+        /// <summary>Sessions in flight over this run's slices here.</summary>
+        public SessionGauge Sessions { get; } = new();
+
+        /// <summary>The process's counters when the run was ready here (after its warm-up).</summary>
+        public GeneratorReport GeneratorStart { get; init; } = GeneratorReport.Capture();
 
         /// <summary>When the last slice ended (timestamp).</summary>
         public long LastUsed = EpochTimestamp;
