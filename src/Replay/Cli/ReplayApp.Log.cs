@@ -16,8 +16,8 @@ internal static partial class ReplayApp
         [LoggerMessage(EventId = 1003, Level = LogLevel.Information, Message = "report written: {Json} and {Html}")]
         public static partial void ReportWritten(ILogger logger, string json, string html);
 
-        [LoggerMessage(EventId = 1004, Level = LogLevel.Information, Message = "{Mode} run: {Source}; {Sessions} session(s), {Requests} request(s) planned")]
-        public static partial void Planned(ILogger logger, string mode, string source, int sessions, string requests);
+        [LoggerMessage(EventId = 1004, Level = LogLevel.Information, Message = "{Mode} run: {Source}; {Sessions} session(s) to draw from; planned: {Planned}")]
+        public static partial void Planned(ILogger logger, string mode, string source, int sessions, string planned);
 
         [LoggerMessage(EventId = 1005, Level = LogLevel.Error, Message = "unexpected error")]
         public static partial void Unexpected(ILogger logger, Exception exception);

@@ -19,7 +19,7 @@ internal static class RunCommand
     internal sealed record Prepared(ReplaySettings Settings, ValidatedRun Run, Workload Workload, RunPlan Plan, IReadOnlyList<(string Flag, Uri Target)> Targets);
 
     /// <summary>Steps (1) to (4): validate, load, plan and (when <paramref name="checkTargets"/>) check the targets. Null and the exit code when any step failed (its problems already written).</summary>
-    public static async Task<(Prepared? Prepared, int ExitCode)> PrepareAsync(ReplaySettings settings, TextWriter error, ILogger logger, bool checkTargets, CancellationToken cancellationToken)
+    public static async Task<(Prepared? Prepared, int ExitCode)> PrepareAsync(ReplaySettings settings, TextWriter error, ILogger logger, bool checkTargets, CancellationToken cancellationToken, bool logPlan = true)
     {
         // (1) Validate.
         var (run, errors) = SettingsValidator.Validate(settings);
@@ -84,16 +84,19 @@ internal static class RunCommand
             return (null, ExitCodes.UsageOrInput);
         }
 
-        var needed = NeededTargets(plan, run.Clients, out var missing);
+        var needed = NeededTargets(plan, run.Clients, out var missing, settings);
         if (missing is not null)
         {
             await error.WriteLineAsync($"replay: {missing}").ConfigureAwait(false);
             return (null, ExitCodes.UsageOrInput);
         }
 
-        var modeName = plan.Mode.ToString().ToLowerInvariant();
-        var plannedText = plan.PlannedRequests?.ToString(CultureInfo.InvariantCulture) ?? "unbounded";
-        ReplayApp.Log.Planned(logger, modeName, workload.Description, plan.Sessions.Count, plannedText);
+        if (logPlan)
+        {
+            var modeName = plan.Mode.ToString().ToLowerInvariant();
+            var plannedText = PlannedText(plan, run);
+            ReplayApp.Log.Planned(logger, modeName, workload.Description, plan.Sessions.Count, plannedText);
+        }
 
         // (4) Can the targets be reached?
         if (checkTargets)
@@ -329,9 +332,46 @@ internal static class RunCommand
         };
     }
 
-    /// <summary>The targets the plan's protocols need; <paramref name="missing"/> names one that was not given.</summary>
-    internal static List<(string Flag, Uri Target)> NeededTargets(RunPlan plan, ClientSettings clients, out string? missing)
+    /// <summary>
+    /// What the plan line says will be sent: the exact count when it is known (a timed replay, uniform arrivals), else
+    /// the expected count of the profile (Poisson or gamma arrivals, session arrivals) or the closed model's users and
+    /// duration; never "unbounded" for a load that ends.
+    /// </summary>
+    internal static string PlannedText(RunPlan plan, ValidatedRun run)
     {
+        var c = CultureInfo.InvariantCulture;
+        var limit = plan.Limit != long.MaxValue ? string.Create(c, $", at most {plan.Limit} (--limit)") : string.Empty;
+        if (plan.PlannedRequests is { } exact)
+        {
+            return string.Create(c, $"{exact} request(s)");
+        }
+
+        switch (plan.Mode)
+        {
+            case RunMode.Open when plan.Profile is { } profile:
+                var expected = (long)Math.Round(profile.ExpectedCount);
+                var what = run.Raw.SessionArrivals ? "session(s)" : "request(s)";
+                var arrivals = plan.Arrivals.ToString().ToLowerInvariant();
+                return string.Create(c, $"about {expected} {what} over {profile.Duration:0.###} s ({arrivals} arrivals){limit}");
+            case RunMode.Closed:
+                return plan.Duration is { } d
+                    ? string.Create(c, $"{plan.Users} user(s) for {d.TotalSeconds:0.###} s{limit}")
+                    : string.Create(c, $"{plan.Users} user(s){limit}");
+            default:
+                return string.Create(c, $"{plan.Sessions.Count} session(s){limit}");
+        }
+    }
+
+    /// <summary>
+    /// The targets the plan's protocols need, each with the flag the user gave for it (<c>--target</c> unless a
+    /// per-protocol flag overrode it), so a problem names what the user typed; <paramref name="missing"/> names one that
+    /// was not given.
+    /// </summary>
+    internal static List<(string Flag, Uri Target)> NeededTargets(RunPlan plan, ClientSettings clients, out string? missing, ReplaySettings? given = null)
+    {
+        var httpFlag = given is null || given.HttpTarget is not null ? "--http-target" : "--target";
+        var grpcFlag = given is null || given.GrpcTarget is not null ? "--grpc-target" : "--target";
+        var wsFlag = given is null || given.WebSocketTarget is not null ? "--ws-target" : httpFlag;
         bool http = false, grpc = false, ws = false;
         foreach (var s in plan.Sessions)
         {
@@ -345,9 +385,9 @@ internal static class RunCommand
 
         missing = null;
         var list = new List<(string, Uri)>();
-        Add(http, "--http-target", clients.HttpTarget, "HTTP", ref missing);
-        Add(grpc, "--grpc-target", clients.GrpcTarget, "gRPC", ref missing);
-        Add(ws, "--ws-target", clients.WebSocketTarget, "WebSocket", ref missing);
+        Add(http, httpFlag, clients.HttpTarget, "HTTP", ref missing);
+        Add(grpc, grpcFlag, clients.GrpcTarget, "gRPC", ref missing);
+        Add(ws, wsFlag, clients.WebSocketTarget, "WebSocket", ref missing);
         return list;
 
         void Add(bool used, string flag, Uri? target, string name, ref string? missing)
@@ -359,7 +399,7 @@ internal static class RunCommand
 
             if (target is null)
             {
-                missing ??= $"the source has {name} requests but no target for them: give {flag} or --target.";
+                missing ??= $"the source has {name} requests but no target for them: give {(flag == "--target" ? name switch { "gRPC" => "--grpc-target", "WebSocket" => "--ws-target", _ => "--http-target" } : flag)} or --target.";
                 return;
             }
 

@@ -35,7 +35,8 @@ internal static class SweepCommand
     /// <summary>Runs the sweep; returns the exit code (0 with a knee, 1 when no step had any goodput).</summary>
     public static async Task<int> ExecuteAsync(ReplaySettings settings, Options options, TextWriter output, TextWriter error, ILogger logger, TimeProvider time, CancellationToken cancellationToken)
     {
-        var (prepared, code) = await RunCommand.PrepareAsync(settings, error, logger, checkTargets: true, cancellationToken).ConfigureAwait(false);
+        // The workload's own plan is not what a sweep sends: each step prints its own (its planned requests).
+        var (prepared, code) = await RunCommand.PrepareAsync(settings, error, logger, checkTargets: true, cancellationToken, logPlan: false).ConfigureAwait(false);
         if (prepared is null)
         {
             return code;
@@ -64,7 +65,7 @@ internal static class SweepCommand
             return ExitCodes.Cancelled;
         }
 
-        await output.WriteLineAsync("  step  offered/s  sent/s  goodput/s  done/s   good%   p50 ms   p95 ms   p99 ms  in flight  SLOs").ConfigureAwait(false);
+        await output.WriteLineAsync("  step  offered/s  planned  sent/s  goodput/s  done/s   good%   p50 ms   p95 ms   p99 ms  in flight  SLOs").ConfigureAwait(false);
         var steps = new List<SweepStep>();
         var cancelled = false;
         var seconds = options.StepLength.TotalSeconds;
@@ -100,7 +101,7 @@ internal static class SweepCommand
             var step = SweepStep.From(metrics, rate, seconds);
             steps.Add(step);
             var slos = step.SlosMet.Count == 0 ? "-" : string.Join(" ", step.SlosMet.Select(static m => m ? "ok" : "MISSED"));
-            await output.WriteLineAsync(string.Create(c, $"  {steps.Count,4}  {rate,9:0.##}  {step.Sent / seconds,6:0.#}  {step.GoodputRps,9:0.##}  {step.ThroughputRps,6:0.#}  {step.GoodFraction * 100,6:0.#}  {step.Latency.P50,7:0.#}  {step.Latency.P95,7:0.#}  {step.Latency.P99,7:0.#}  {step.MeanInFlight,9:0.#}  {slos}")).ConfigureAwait(false);
+            await output.WriteLineAsync(string.Create(c, $"  {steps.Count,4}  {rate,9:0.##}  {stepPlan.PlannedRequests,7}  {step.Sent / seconds,6:0.#}  {step.GoodputRps,9:0.##}  {step.ThroughputRps,6:0.#}  {step.GoodFraction * 100,6:0.#}  {step.Latency.P50,7:0.#}  {step.Latency.P95,7:0.#}  {step.Latency.P99,7:0.#}  {step.MeanInFlight,9:0.#}  {slos}")).ConfigureAwait(false);
             if (KneeFinder.PastKnee(steps, options.Knee))
             {
                 break;

@@ -108,7 +108,7 @@ internal static class Coordinator
         var cancelled = false;
         var collect = CollectAsync(db, id, metrics, done, state, deadline, time, cancellationToken);
         var mode = settings.Progress == "auto" ? (ReferenceEquals(output, Console.Out) && !Console.IsOutputRedirected ? "live" : "plain") : settings.Progress;
-        await ConsoleProgress.ShowAsync(mode, output, () => metrics.Snapshot(time.GetTimestamp()), plan.PlannedRequests, () => 0, collect, time).ConfigureAwait(false);
+        await ConsoleProgress.ShowAsync(mode, output, () => metrics.Snapshot(time.GetTimestamp()), plan.PlannedRequests, null, collect, time).ConfigureAwait(false);
         try
         {
             await collect.ConfigureAwait(false);
