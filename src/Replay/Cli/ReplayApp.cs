@@ -333,9 +333,9 @@ internal static partial class ReplayApp
                 problems.Add("--users, --profile, --duration and --session-arrivals do not apply to sweep: its steps are open-model constant rates (--rate, --step-factor/--step-add, --step-every, --to).");
             }
 
-            if (read.Rate is not > 0)
+            if (read.Rate is { } given && !(given > 0))
             {
-                problems.Add("--rate (the first step's rate, requests/s) is required and must be > 0.");
+                problems.Add(string.Create(CultureInfo.InvariantCulture, $"--rate (the first step's rate, requests/s) must be > 0 (was {given}); leave it out to calibrate."));
             }
 
             if (read.Workers > 0 || read.GenerateWith is not null)
@@ -364,11 +364,9 @@ internal static partial class ReplayApp
                 problems.Add("--patience must be >= 1 and --growth between 0 and 1 (e.g. 0.05).");
             }
 
-            var start = read.Rate ?? 1;
-            var to = read.To ?? start * 100;
-            if (!(to >= start))
+            if (read.To is { } to && (!(to > 0) || (read.Rate is { } start && !(to >= start))))
             {
-                problems.Add(string.Create(CultureInfo.InvariantCulture, $"--to must be >= --rate (was {to})."));
+                problems.Add(string.Create(CultureInfo.InvariantCulture, $"--to must be > 0 and >= --rate (was {to})."));
             }
 
             if (problems.Count > 0)
@@ -408,6 +406,7 @@ internal static partial class ReplayApp
                 Protocol = p.GetValue(protocol) ?? "http",
                 Path = p.GetValue(path) ?? "/v1/chat/completions",
                 Duration = stepText,
+                Rate = read.Rate ?? 1, // the workload's plan needs a rate; each step sets its own
                 To = null,
                 StepEvery = null,
                 StepFactor = null,
@@ -416,8 +415,8 @@ internal static partial class ReplayApp
             };
             var options = new SweepCommand.Options
             {
-                StartRate = start,
-                MaxRate = to,
+                StartRate = read.Rate,
+                MaxRate = read.To,
                 StepLength = stepLength,
                 StepFactor = read.StepFactor ?? (read.StepAdd is null ? 1.25 : 1),
                 StepAdd = read.StepAdd ?? 0,

@@ -21,8 +21,14 @@ internal static class SweepCommand
     /// <summary>The sweep's own settings, beside the workload's.</summary>
     internal sealed record Options
     {
-        public required double StartRate { get; init; }
-        public required double MaxRate { get; init; }
+        /// <summary>The first step's rate, requests/s; null: calibrate (<see cref="CalibrateAsync"/>).</summary>
+        public double? StartRate { get; init; }
+
+        /// <summary>The last step's rate at most, requests/s; null: 100 × the first.</summary>
+        public double? MaxRate { get; init; }
+
+        /// <summary>How long the calibration sends one request at a time.</summary>
+        public TimeSpan Calibration { get; init; } = TimeSpan.FromSeconds(3);
         public required TimeSpan StepLength { get; init; }
         public double StepFactor { get; init; } = 1.25;
         public double StepAdd { get; init; }
@@ -49,13 +55,42 @@ internal static class SweepCommand
         using var webSockets = new WebSocketSender(clients, time);
         var c = CultureInfo.InvariantCulture;
         var target = string.Join(", ", needed.Select(static t => t.Target.ToString()).Distinct());
-        await output.WriteLineAsync(string.Create(c, $"sweep {workload.Description} -> {target}: from {options.StartRate:0.##}/s, {(options.StepAdd > 0 ? $"+{options.StepAdd:0.##}/s" : $"x{options.StepFactor:0.##}")} every {options.StepLength.TotalSeconds:0.##} s, up to {options.MaxRate:0.##}/s; SLOs: {(run.Slos.Count == 0 ? "none (goodput = successes)" : string.Join(", ", run.Slos.Select(static s => s.Text)))}")).ConfigureAwait(false);
+        if (options.StartRate is null)
+        {
+            double? calibrated;
+            try
+            {
+                calibrated = await CalibrateAsync(plan, http, webSockets, budget, options.Calibration, output, error, time, cancellationToken).ConfigureAwait(false);
+            }
+            catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+            {
+                return ExitCodes.Cancelled;
+            }
+
+            if (calibrated is not { } first)
+            {
+                return ExitCodes.AssertionFailed;
+            }
+
+            if (options.MaxRate is { } cap && cap < first)
+            {
+                await output.WriteLineAsync(string.Create(c, $"calibration: the first rate {first:0.##}/s is above --to {cap:0.##}/s; starting at --to")).ConfigureAwait(false);
+                first = cap;
+            }
+
+            options = options with { StartRate = first };
+        }
+
+        options = options with { MaxRate = options.MaxRate ?? (options.StartRate!.Value * 100) };
+        var startRate = options.StartRate!.Value;
+        var maxRate = options.MaxRate!.Value;
+        await output.WriteLineAsync(string.Create(c, $"sweep {workload.Description} -> {target}: from {startRate:0.##}/s, {(options.StepAdd > 0 ? $"+{options.StepAdd:0.##}/s" : $"x{options.StepFactor:0.##}")} every {options.StepLength.TotalSeconds:0.##} s, up to {maxRate:0.##}/s; SLOs: {(run.Slos.Count == 0 ? "none (goodput = successes)" : string.Join(", ", run.Slos.Select(static s => s.Text)))}")).ConfigureAwait(false);
 
         try
         {
             if (run.Warmup > TimeSpan.Zero)
             {
-                var warmupPlan = plan with { Profile = RateProfile.Constant(options.StartRate, run.Warmup.TotalSeconds), Limit = long.MaxValue, PlannedRequests = null };
+                var warmupPlan = plan with { Profile = RateProfile.Constant(startRate, run.Warmup.TotalSeconds), Limit = long.MaxValue, PlannedRequests = null };
                 using var warmup = new LoadRunner(warmupPlan, http, webSockets, new RunMetrics(time, []), null, budget, time);
                 await warmup.RunAsync(cancellationToken).ConfigureAwait(false);
             }
@@ -69,7 +104,7 @@ internal static class SweepCommand
         var steps = new List<SweepStep>();
         var cancelled = false;
         var seconds = options.StepLength.TotalSeconds;
-        for (var rate = options.StartRate; rate <= options.MaxRate * (1 + 1e-9); rate = options.StepAdd > 0 ? rate + options.StepAdd : rate * options.StepFactor)
+        for (var rate = startRate; rate <= maxRate * (1 + 1e-9); rate = options.StepAdd > 0 ? rate + options.StepAdd : rate * options.StepFactor)
         {
             var stepPlan = plan with
             {
@@ -146,6 +181,43 @@ internal static class SweepCommand
 
         await output.FlushAsync(CancellationToken.None).ConfigureAwait(false);
         return cancelled ? ExitCodes.Cancelled : knee >= 0 ? ExitCodes.Ok : ExitCodes.AssertionFailed;
+    }
+
+    /// <summary>
+    /// The first rate when <c>--rate</c> is not given: the workload's requests one at a time (closed model, one user, no
+    /// think time) for <paramref name="length"/>, unmeasured by the sweep. Their mean service time S gives 1 / S, the
+    /// rate one request at a time sustains: below any target's capacity (a target that serves one request at a time has
+    /// exactly that capacity), so the ladder starts under the knee and climbs to it. Null (and the reason written) when
+    /// no request succeeded.
+    /// </summary>
+    internal static async Task<double?> CalibrateAsync(RunPlan plan, HttpSender http, WebSocketSender webSockets, ConnectionBudget budget, TimeSpan length, TextWriter output, TextWriter error, TimeProvider time, CancellationToken cancellationToken)
+    {
+        var c = CultureInfo.InvariantCulture;
+        await output.WriteLineAsync(string.Create(c, $"calibrating: one request at a time for {length.TotalSeconds:0.##} s (no --rate given)")).ConfigureAwait(false);
+        var calibration = plan with { Mode = RunMode.Closed, Users = 1, ThinkMs = 0, Duration = length, Profile = null, Limit = long.MaxValue, PlannedRequests = null };
+        var metrics = new RunMetrics(time, []);
+        using (var runner = new LoadRunner(calibration, http, webSockets, metrics, null, budget, time))
+        {
+            await runner.RunAsync(cancellationToken).ConfigureAwait(false);
+        }
+
+        var succeeded = metrics.SuccessLatency.TotalCount;
+        if (succeeded == 0)
+        {
+            await error.WriteLineAsync(string.Create(c, $"replay: calibration: none of {metrics.Completed} request(s) sent one at a time succeeded ({metrics.Failures} failed); no rate to start from. Check the target, or give --rate.")).ConfigureAwait(false);
+            return null;
+        }
+
+        var serviceMs = Histograms.MeanMs(metrics.SuccessLatency); // closed model: latency is from the actual send, the service time
+        var rate = Math.Max(0.1, RoundSignificant(1000.0 / Math.Max(serviceMs, 0.001), 2));
+        await output.WriteLineAsync(string.Create(c, $"calibration: {succeeded} request(s), service time mean {serviceMs:0.##} ms: first rate {rate:0.##}/s (1 / service time; --rate overrides)")).ConfigureAwait(false);
+        return rate;
+    }
+
+    private static double RoundSignificant(double value, int digits)
+    {
+        var scale = Math.Pow(10, Math.Floor(Math.Log10(value)) - digits + 1);
+        return Math.Round(value / scale) * scale;
     }
 
     private static byte[] SweepJson(List<SweepStep> steps, int best, int knee, bool reachedKnee, ShapingProfile.Limits? limits, string? profilePath, string target, IReadOnlyList<Slo> slos, bool cancelled)
