@@ -82,10 +82,10 @@ internal static partial class ReplayApp
         var parse = root.Parse(args);
         if (parse.Errors.Count > 0)
         {
-            foreach (var e in parse.Errors)
+            foreach (var message in ParseProblems(parse, args))
             {
-                var origin = invocation.Origins is null ? string.Empty : RunCommand.Origin(new ReplaySettings { Command = string.Empty, Origins = invocation.Origins }, e.Message);
-                await error.WriteLineAsync($"replay: {origin}{e.Message}").ConfigureAwait(false);
+                var origin = invocation.Origins is null ? string.Empty : RunCommand.Origin(new ReplaySettings { Command = string.Empty, Origins = invocation.Origins }, message);
+                await error.WriteLineAsync($"replay: {origin}{message}").ConfigureAwait(false);
             }
 
             var command = parse.CommandResult.Command == root ? "run" : parse.CommandResult.Command.Name;
@@ -224,6 +224,45 @@ internal static partial class ReplayApp
             GenerateMaxTokens = p.GetValue(GenerateMaxTokens),
             GenerateCache = p.GetValue(GenerateCache),
         };
+    }
+
+    /// <summary>
+    /// The parser's problems in our words: an unknown flag names the command and suggests the nearest flag it has, as
+    /// scenario files do (<c>--rat</c> → <c>--rate</c>, at most two edits), and the value that followed an unknown flag
+    /// is not reported again as an argument of its own.
+    /// </summary>
+    internal static List<string> ParseProblems(ParseResult parse, string[] args)
+    {
+        const string Unrecognized = "Unrecognized command or argument '";
+        var command = parse.CommandResult.Command;
+        var flags = command.Options.SelectMany(static o => o.Aliases.Prepend(o.Name)).Where(static n => n.StartsWith('-')).Distinct(StringComparer.Ordinal).ToList();
+        var unknownFlags = new HashSet<int>();
+        var problems = new List<string>();
+        foreach (var e in parse.Errors)
+        {
+            if (!e.Message.StartsWith(Unrecognized, StringComparison.Ordinal) || !e.Message.EndsWith("'.", StringComparison.Ordinal))
+            {
+                problems.Add(e.Message);
+                continue;
+            }
+
+            var token = e.Message[Unrecognized.Length..^2];
+            var at = Array.IndexOf(args, token);
+            if (token.StartsWith('-'))
+            {
+                unknownFlags.Add(at);
+                var name = token.Split('=')[0];
+                var near = ScenarioFile.Nearest(name, flags);
+                var where = command.Parents.Any() ? $" for 'replay {command.Name}'" : string.Empty;
+                problems.Add($"unknown flag '{name}'{where}{(near is null ? string.Empty : $" (did you mean '{near}'?)")}.");
+            }
+            else if (at <= 0 || !unknownFlags.Contains(at - 1))
+            {
+                problems.Add(e.Message);
+            }
+        }
+
+        return problems;
     }
 
     private static Command BuildRun(TextWriter output, TextWriter error, ILogger logger, TimeProvider time, Invocation invocation)

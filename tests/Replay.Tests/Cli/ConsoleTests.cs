@@ -51,6 +51,21 @@ public sealed class ConsoleTests
         Assert.Matches(@"\n\s+2\s+12\.5\s+13\s", sweep.Output); // step 2: 12.5/s for 1 s, 13 planned
     }
 
+    [Fact(Timeout = 30_000)]
+    public async Task A_mistyped_flag_gets_a_did_you_mean_and_its_value_is_not_reported_again()
+    {
+        var result = await TestHost.RunAsync("load", "--target", "http://127.0.0.1:9", "--rat", "10", "--duraton=1s");
+
+        Assert.True(result.ExitCode == 2, result.ToString());
+        Assert.Contains("unknown flag '--rat' for 'replay load' (did you mean '--rate'?)", result.Error, StringComparison.Ordinal);
+        Assert.Contains("unknown flag '--duraton' for 'replay load' (did you mean '--duration'?)", result.Error, StringComparison.Ordinal);
+        Assert.DoesNotContain("'10'", result.Error, StringComparison.Ordinal);
+
+        var far = await TestHost.RunAsync("run", "--source", "x", "--zzzzzz");
+        Assert.True(far.ExitCode == 2, far.ToString());
+        Assert.Contains("unknown flag '--zzzzzz' for 'replay run'.", far.Error, StringComparison.Ordinal);
+    }
+
     private static string ClosedPort()
     {
         using var listener = new TcpListener(IPAddress.Loopback, 0);
