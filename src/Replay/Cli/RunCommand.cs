@@ -152,36 +152,25 @@ internal static class RunCommand
 
         var (_, run, workload, plan, needed) = prepared;
 
-        // (5) Send: first an unmeasured warm-up on the same connections, then the run. Sockets are bounded by the
-        // budget (--connections fitted to the open-file limit), so a backlog of late requests cannot exhaust the
-        // process's descriptors.
-        using var budget = ConnectionBudget.ForProcess(run.Clients.MaxConnections);
-        if (budget.Limit < run.Clients.MaxConnections && settings.Connections is not null)
+        // (5) Send, through the one run core: first an unmeasured warm-up on the same connections, then the run. Sockets
+        // are bounded by the budget (--connections fitted to the open-file limit), so a backlog of late requests cannot
+        // exhaust the process's descriptors.
+        using var pipeline = RunPipeline.Create(run.Clients, time);
+        if (pipeline.Lowered(run.Clients) && settings.Connections is not null)
         {
-            ReplayApp.Log.ConnectionsLowered(logger, run.Clients.MaxConnections, budget.Limit, budget.OpenFileLimit);
+            ReplayApp.Log.ConnectionsLowered(logger, run.Clients.MaxConnections, pipeline.Budget.Limit, pipeline.Budget.OpenFileLimit);
         }
 
-        var clients = run.Clients with { MaxConnections = budget.Limit };
-        using var http = new HttpSender(HttpSender.CreateHandler(clients), clients, time);
-        using var webSockets = new WebSocketSender(clients, time);
-        if (run.Warmup > TimeSpan.Zero)
+        try
         {
-            var warmupPlan = plan.Mode == RunMode.Open
-                ? plan with { Profile = RateProfile.Constant(Math.Max(plan.Profile!.RateAt(0), 1), run.Warmup.TotalSeconds), Limit = long.MaxValue }
-                : plan with { Duration = run.Warmup, Limit = long.MaxValue };
-            using var warmup = new LoadRunner(warmupPlan, http, webSockets, new RunMetrics(time, []), null, budget, time);
-            try
-            {
-                await warmup.RunAsync(cancellationToken).ConfigureAwait(false);
-            }
-            catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
-            {
-                return ExitCodes.Cancelled;
-            }
+            await pipeline.WarmUpAsync(plan, run.Warmup, null, cancellationToken).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+        {
+            return ExitCodes.Cancelled;
         }
 
         var metrics = new RunMetrics(time, run.Slos);
-        var generatorStart = GeneratorReport.Capture();
         var startedAt = time.GetUtcNow();
         var cancelled = false;
         var log = settings.LogRequests is { } logPath ? new RequestLog(logPath) : null;
@@ -194,7 +183,8 @@ internal static class RunCommand
         long conversations = 0;
         try
         {
-            using var runner = new LoadRunner(plan, http, webSockets, metrics, log, budget, time) { Conversations = generator };
+            using var runner = pipeline.CreateRunner(plan, metrics, log);
+            runner.Conversations = generator;
             var running = runner.RunAsync(cancellationToken);
             var mode = settings.Progress == "auto" ? (ReferenceEquals(output, Console.Out) && !Console.IsOutputRedirected ? "live" : "plain") : settings.Progress;
             await ConsoleProgress.ShowAsync(mode, output, () => metrics.Snapshot(time.GetTimestamp()), plan.PlannedRequests, () => runner.Inflight, running, time).ConfigureAwait(false);
@@ -223,9 +213,7 @@ internal static class RunCommand
         // (6) Report.
         var target = string.Join(", ", needed.Select(static t => t.Target.ToString()).Distinct());
         var report = ReportBuilder.Build(metrics, new ReportBuilder.Context(settings.Command, plan, workload, target, startedAt, settings.Speed, settings.Amplify, settings.Compare, cancelled), end);
-        report.Generator = GeneratorReport.Capture().Since(generatorStart);
-        report.PeakConcurrentSessions = peakSessions;
-        report.Connections = new ConnectionReport(budget.Limit, budget.OpenFileLimit, budget.PeakInUse, budget.Waits);
+        pipeline.Describe(report, peakSessions);
         if (generator is not null)
         {
             report.Conversations = new ConversationReport(conversations, settings.Turns, generator.Generated, generator.CacheHits, generator.Failures,

@@ -49,10 +49,7 @@ internal static class SweepCommand
         }
 
         var (_, run, workload, plan, needed) = prepared;
-        using var budget = ConnectionBudget.ForProcess(run.Clients.MaxConnections);
-        var clients = run.Clients with { MaxConnections = budget.Limit };
-        using var http = new HttpSender(HttpSender.CreateHandler(clients), clients, time);
-        using var webSockets = new WebSocketSender(clients, time);
+        using var pipeline = RunPipeline.Create(run.Clients, time);
         var c = CultureInfo.InvariantCulture;
         var target = string.Join(", ", needed.Select(static t => t.Target.ToString()).Distinct());
         if (options.StartRate is null)
@@ -60,7 +57,7 @@ internal static class SweepCommand
             double? calibrated;
             try
             {
-                calibrated = await CalibrateAsync(plan, http, webSockets, budget, options.Calibration, output, error, time, cancellationToken).ConfigureAwait(false);
+                calibrated = await CalibrateAsync(plan, pipeline, options.Calibration, output, error, time, cancellationToken).ConfigureAwait(false);
             }
             catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
             {
@@ -88,12 +85,7 @@ internal static class SweepCommand
 
         try
         {
-            if (run.Warmup > TimeSpan.Zero)
-            {
-                var warmupPlan = plan with { Profile = RateProfile.Constant(startRate, run.Warmup.TotalSeconds), Limit = long.MaxValue, PlannedRequests = null };
-                using var warmup = new LoadRunner(warmupPlan, http, webSockets, new RunMetrics(time, []), null, budget, time);
-                await warmup.RunAsync(cancellationToken).ConfigureAwait(false);
-            }
+            await pipeline.WarmUpAsync(plan, run.Warmup, startRate, cancellationToken).ConfigureAwait(false);
         }
         catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
         {
@@ -114,7 +106,7 @@ internal static class SweepCommand
                 NominalSeconds = seconds,
             };
             var metrics = new RunMetrics(time, run.Slos);
-            using (var runner = new LoadRunner(stepPlan, http, webSockets, metrics, null, budget, time))
+            using (var runner = pipeline.CreateRunner(stepPlan, metrics))
             {
                 try
                 {
@@ -190,13 +182,13 @@ internal static class SweepCommand
     /// exactly that capacity), so the ladder starts under the knee and climbs to it. Null (and the reason written) when
     /// no request succeeded.
     /// </summary>
-    internal static async Task<double?> CalibrateAsync(RunPlan plan, HttpSender http, WebSocketSender webSockets, ConnectionBudget budget, TimeSpan length, TextWriter output, TextWriter error, TimeProvider time, CancellationToken cancellationToken)
+    internal static async Task<double?> CalibrateAsync(RunPlan plan, RunPipeline pipeline, TimeSpan length, TextWriter output, TextWriter error, TimeProvider time, CancellationToken cancellationToken)
     {
         var c = CultureInfo.InvariantCulture;
         await output.WriteLineAsync(string.Create(c, $"calibrating: one request at a time for {length.TotalSeconds:0.##} s (no --rate given)")).ConfigureAwait(false);
         var calibration = plan with { Mode = RunMode.Closed, Users = 1, ThinkMs = 0, Duration = length, Profile = null, Limit = long.MaxValue, PlannedRequests = null };
         var metrics = new RunMetrics(time, []);
-        using (var runner = new LoadRunner(calibration, http, webSockets, metrics, null, budget, time))
+        using (var runner = pipeline.CreateRunner(calibration, metrics))
         {
             await runner.RunAsync(cancellationToken).ConfigureAwait(false);
         }

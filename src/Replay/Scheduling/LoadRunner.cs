@@ -100,7 +100,7 @@ internal sealed class LoadRunner : IDisposable
     public Task Dispatched => _dispatched.Task;
 
     /// <summary>Writes the user turns of generated conversations (<c>--generate-with</c>); without it a conversation sends its opening turn only (the warm-up).</summary>
-    public ConversationGenerator? Conversations { get; init; }
+    public ConversationGenerator? Conversations { get; set; }
 
     /// <summary>Conversations started (their index runs from 0).</summary>
     public long ConversationsStarted => Interlocked.Read(ref _conversations);

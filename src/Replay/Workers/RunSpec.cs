@@ -109,7 +109,15 @@ internal sealed record RunSpec(ReplaySettings Settings, long EpochUnixMs, IReadO
 /// process's CPU and GC since then. The coordinator adds the workers' into the report's <c>generator</c>,
 /// <c>peak_concurrent_sessions</c> and <c>connections</c>.
 /// </summary>
-internal sealed record WorkerDiagnostics(int PeakSessions, int ConnectionLimit, long OpenFileLimit, int PeakConnections, long ConnectionWaits, Reporting.GeneratorReport Generator);
+internal sealed record WorkerDiagnostics(int PeakSessions, int ConnectionLimit, long OpenFileLimit, int PeakConnections, long ConnectionWaits, Reporting.GeneratorReport Generator)
+{
+    /// <summary>This worker's figures for a run: <paramref name="pipeline"/>'s budget and cost, <paramref name="peakSessions"/> over its slices.</summary>
+    public static WorkerDiagnostics Of(RunPipeline pipeline, int peakSessions)
+    {
+        var connections = pipeline.ConnectionReport();
+        return new WorkerDiagnostics(peakSessions, connections.Limit, connections.OpenFileLimit, connections.PeakInUse, connections.Waits, pipeline.GeneratorSinceReady());
+    }
+}
 
 /// <summary>Source-generated JSON for the worker protocol.</summary>
 [JsonSourceGenerationOptions(PropertyNamingPolicy = JsonKnownNamingPolicy.SnakeCaseLower)]
