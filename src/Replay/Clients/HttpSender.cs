@@ -1,13 +1,9 @@
 using System.Buffers;
-using System.Buffers.Binary;
-using System.Buffers.Text;
 using System.Collections.Concurrent;
 using System.Globalization;
 using System.Net;
 using System.Net.Http.Headers;
 using System.Runtime.CompilerServices;
-using System.Security.Cryptography;
-using Contracts.Streams;
 using Replay.Measurement;
 using Replay.Sources;
 
@@ -27,8 +23,6 @@ namespace Replay.Clients;
 /// </remarks>
 internal sealed class HttpSender : IDisposable
 {
-    private const int ReadBufferSize = 4 * 1024;
-    private const int MaxKeptBody = 1 << 20;
 
     /// <summary>Largest SSE event or gRPC message read (16 MiB): a length or a stream without boundaries beyond it is a broken response, not a reason to grow a buffer without bound.</summary>
     internal const int MaxMessageBytes = 16 << 20;
@@ -119,7 +113,7 @@ internal sealed class HttpSender : IDisposable
             {
                 var firstByte = _time.GetTimestamp();
                 var expected = _settings.Compare && request.Recorded?.BodySha256 is { } sha ? sha : null;
-                var (usage, hashMatches, text) = await ReadBodyAsync(content, expected, request.CaptureText, cts.Token).ConfigureAwait(false);
+                var (usage, hashMatches, text) = await Readers.BodyResponseReader.ReadAsync(content, expected, request.CaptureText, cts.Token).ConfigureAwait(false);
                 outcome.Text = text;
                 outcome.FirstTokenTimestamp = firstByte;
                 outcome.Tokens = Math.Max(0, usage);
@@ -294,87 +288,6 @@ internal sealed class HttpSender : IDisposable
         _ => HttpMethod.Parse(method),
     };
 
-    /// <summary>A non-streamed chat completion's <c>choices[0].message.content</c> (or <c>text</c>), or null.</summary>
-    internal static string? MessageContent(ReadOnlySpan<byte> body)
-    {
-        try
-        {
-            using var doc = System.Text.Json.JsonDocument.Parse(body.ToArray());
-            if (doc.RootElement.TryGetProperty("choices", out var choices) && choices.ValueKind == System.Text.Json.JsonValueKind.Array && choices.GetArrayLength() > 0)
-            {
-                var choice = choices[0];
-                if (choice.TryGetProperty("message", out var m) && m.TryGetProperty("content", out var c) && c.ValueKind == System.Text.Json.JsonValueKind.String)
-                {
-                    return c.GetString();
-                }
-
-                if (choice.TryGetProperty("text", out var t) && t.ValueKind == System.Text.Json.JsonValueKind.String)
-                {
-                    return t.GetString();
-                }
-            }
-        }
-        catch (System.Text.Json.JsonException)
-        {
-        }
-
-        return null;
-    }
-
-    /// <summary>Reads a whole body; returns <c>completion_tokens</c> (-1 when absent) and whether its SHA-256 equals <paramref name="expectedSha256"/>.</summary>
-    private static async ValueTask<(int Usage, bool HashMatches, string? Text)> ReadBodyAsync(Stream content, string? expectedSha256, bool captureText, CancellationToken cancellationToken)
-    {
-        var buffer = ArrayPool<byte>.Shared.Rent(ReadBufferSize);
-        using var hash = expectedSha256 is null ? null : IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
-        var end = 0;
-        try
-        {
-            while (true)
-            {
-                if (end == buffer.Length)
-                {
-                    if (buffer.Length >= MaxKeptBody)
-                    {
-                        hash?.AppendData(buffer, 0, end);
-                        end = 0;
-                    }
-                    else
-                    {
-                        var bigger = ArrayPool<byte>.Shared.Rent(buffer.Length * 2);
-                        Buffer.BlockCopy(buffer, 0, bigger, 0, end);
-                        ArrayPool<byte>.Shared.Return(buffer);
-                        buffer = bigger;
-                    }
-                }
-
-                var read = await content.ReadAsync(buffer.AsMemory(end), cancellationToken).ConfigureAwait(false);
-                if (read == 0)
-                {
-                    break;
-                }
-
-                end += read;
-            }
-
-            var span = buffer.AsSpan(0, end);
-            var usage = OpenAiChunk.TryReadUsage(span, out var counts) && counts.CompletionTokens >= 0 ? (int)Math.Min(counts.CompletionTokens, int.MaxValue) : -1;
-
-            var matches = false;
-            if (hash is not null)
-            {
-                hash.AppendData(buffer, 0, end);
-                var actual = Convert.ToHexStringLower(hash.GetHashAndReset());
-                matches = string.Equals(actual, expectedSha256, StringComparison.OrdinalIgnoreCase);
-            }
-
-            return (usage, matches, captureText && hash is null ? MessageContent(span) : null);
-        }
-        finally
-        {
-            ArrayPool<byte>.Shared.Return(buffer);
-        }
-    }
-
     /// <summary>Reads gRPC messages to the end (<see cref="Readers.GrpcResponseReader"/>) and the status from the trailers (or the headers of a trailers-only response).</summary>
     private async ValueTask<Outcome> ReadGrpcAsync(Stream content, PlannedRequest request, HttpResponseMessage response, TokenTimes tokens, Outcome outcome, CancellationToken cancellationToken)
     {
@@ -424,68 +337,5 @@ internal sealed class HttpSender : IDisposable
         }
 
         return null;
-    }
-
-    /// <summary>The value of varint field <paramref name="field"/> at the top level of a protobuf message, or -1.</summary>
-    internal static int ReadVarintField(ReadOnlySpan<byte> message, int field)
-    {
-        var i = 0;
-        while (i < message.Length)
-        {
-            var key = ReadVarint(message, ref i);
-            if (key < 0)
-            {
-                return -1;
-            }
-
-            var wire = (int)(key & 7);
-            var number = (int)(key >> 3);
-            switch (wire)
-            {
-                case 0:
-                    var value = ReadVarint(message, ref i);
-                    if (number == field)
-                    {
-                        return (int)value;
-                    }
-
-                    break;
-                case 1:
-                    i += 8;
-                    break;
-                case 2:
-                    var length = ReadVarint(message, ref i);
-                    if (length < 0)
-                    {
-                        return -1;
-                    }
-
-                    i += (int)length;
-                    break;
-                case 5:
-                    i += 4;
-                    break;
-                default:
-                    return -1;
-            }
-        }
-
-        return -1;
-
-        static long ReadVarint(ReadOnlySpan<byte> s, ref int i)
-        {
-            long result = 0;
-            for (var shift = 0; shift < 64 && i < s.Length; shift += 7)
-            {
-                var b = s[i++];
-                result |= (long)(b & 0x7F) << shift;
-                if ((b & 0x80) == 0)
-                {
-                    return result;
-                }
-            }
-
-            return -1;
-        }
     }
 }

@@ -98,6 +98,6 @@ public sealed class ParsingTests
     public void The_tokens_field_of_a_protobuf_reply_is_read()
     {
         var reply = new Inference.V1.GenerateReply { Text = "a b c", Tokens = 300 };
-        Assert.Equal(300, HttpSender.ReadVarintField(Google.Protobuf.MessageExtensions.ToByteArray(reply), 2));
+        Assert.Equal(300, Replay.Clients.Readers.GrpcResponseReader.ReadVarintField(Google.Protobuf.MessageExtensions.ToByteArray(reply), 2));
     }
 }

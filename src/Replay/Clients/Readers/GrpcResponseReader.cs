@@ -70,7 +70,7 @@ internal sealed class GrpcResponseReader : IGrpcMessageHandler
         Count();
         if (!_streamed && !message.IsCompressed)
         {
-            UnaryTokens = HttpSender.ReadVarintField(message.Payload, 2);
+            UnaryTokens = ReadVarintField(message.Payload, 2);
         }
     }
 
@@ -88,6 +88,69 @@ internal sealed class GrpcResponseReader : IGrpcMessageHandler
         if (_streamed)
         {
             _tokens.Add(_now);
+        }
+    }
+
+    /// <summary>The value of varint field <paramref name="field"/> at the top level of a protobuf message, or -1.</summary>
+    internal static int ReadVarintField(ReadOnlySpan<byte> message, int field)
+    {
+        var i = 0;
+        while (i < message.Length)
+        {
+            var key = ReadVarint(message, ref i);
+            if (key < 0)
+            {
+                return -1;
+            }
+
+            var wire = (int)(key & 7);
+            var number = (int)(key >> 3);
+            switch (wire)
+            {
+                case 0:
+                    var value = ReadVarint(message, ref i);
+                    if (number == field)
+                    {
+                        return (int)value;
+                    }
+
+                    break;
+                case 1:
+                    i += 8;
+                    break;
+                case 2:
+                    var length = ReadVarint(message, ref i);
+                    if (length < 0)
+                    {
+                        return -1;
+                    }
+
+                    i += (int)length;
+                    break;
+                case 5:
+                    i += 4;
+                    break;
+                default:
+                    return -1;
+            }
+        }
+
+        return -1;
+
+        static long ReadVarint(ReadOnlySpan<byte> s, ref int i)
+        {
+            long result = 0;
+            for (var shift = 0; shift < 64 && i < s.Length; shift += 7)
+            {
+                var b = s[i++];
+                result |= (long)(b & 0x7F) << shift;
+                if ((b & 0x80) == 0)
+                {
+                    return result;
+                }
+            }
+
+            return -1;
         }
     }
 }
