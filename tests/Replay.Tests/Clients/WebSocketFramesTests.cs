@@ -93,6 +93,71 @@ public sealed class WebSocketFramesTests
         Assert.Contains("websocket     6 messages sent, 6 received", run.Output, StringComparison.Ordinal);
     }
 
+    [Fact(Timeout = 60_000)]
+    public async Task When_the_server_closed_first_in_the_recording_the_replay_waits_for_its_close_and_answers_it()
+    {
+        // A server that says goodbye on its own: after two messages it closes with 4000 "done here".
+        var builder = WebApplication.CreateSlimBuilder();
+        builder.Logging.ClearProviders();
+        builder.WebHost.UseUrls("http://127.0.0.1:0");
+        await using var app = builder.Build();
+        app.UseWebSockets();
+        var answered = new TaskCompletionSource<(int? Code, WebSocketState State)>(TaskCreationOptions.RunContinuationsAsynchronously);
+        app.Map("/bye", async (HttpContext ctx) =>
+        {
+            using var socket = await ctx.WebSockets.AcceptWebSocketAsync();
+            var buffer = new byte[256];
+            for (var n = 0; n < 2;)
+            {
+                var r = await socket.ReceiveAsync(buffer, CancellationToken.None);
+                n += r.EndOfMessage ? 1 : 0;
+            }
+
+            await socket.CloseOutputAsync((WebSocketCloseStatus)4000, "done here", CancellationToken.None);
+            var reply = await socket.ReceiveAsync(buffer, CancellationToken.None); // the client's answer to our close
+            answered.TrySetResult((reply.MessageType == WebSocketMessageType.Close ? (int?)socket.CloseStatus : null, socket.State));
+        });
+        await app.StartAsync();
+        using var dir = TestHost.CreateTempDirectory();
+        var units = new List<StreamUnit>
+        {
+            new() { Dir = Directions.ToServer, OffsetMs = 5, Kind = UnitKinds.Text, Text = "one", Length = 3 },
+            new() { Dir = Directions.ToServer, OffsetMs = 25, Kind = UnitKinds.Binary, Base64 = Convert.ToBase64String([1, 2, 3]), Length = 3 },
+            new() { Dir = Directions.ToClient, OffsetMs = 30, Kind = UnitKinds.Close, Text = "4000 done here" },
+            new() { Dir = Directions.ToServer, OffsetMs = 31, Kind = UnitKinds.Close, Text = "4000" },
+        };
+        var exchange = new ExchangeRecord
+        {
+            Recording = "bye",
+            Id = "bye-1",
+            SessionId = "bye",
+            Sequence = 1,
+            Protocol = Protocols.WebSocket,
+            Streamed = true,
+            Listener = "websocket",
+            Request = new RecordedRequest { Method = "GET", Path = "/bye" },
+            Response = new RecordedResponse { Status = 101 },
+            Timing = new RecordedTiming { StartUnixMicros = Recordings.Origin, DurationMs = 31 },
+            Units = units,
+        };
+        await using (var store = new FileRecordingStore(dir.Combine("store")))
+        {
+            await store.StartAsync("bye", CancellationToken.None);
+            await store.AppendAsync("bye", [exchange], Recordings.Sessions([exchange]), CancellationToken.None);
+            await store.StopAsync("bye", CancellationToken.None);
+        }
+
+        var run = await TestHost.RunAsync("run", "--source", "file:" + dir.Combine("store"), "--recording", "bye", "--target", app.Urls.Single(),
+            "--report", dir.Combine("out"), "--progress", "none", "--timeout", "5s");
+
+        Assert.True(run.ExitCode == 0, run.ToString());
+        var (code, _) = await answered.Task.WaitAsync(TimeSpan.FromSeconds(10));
+        Assert.Equal(4000, code); // the client answered the server's close with its status
+        using var report = TestHost.ReadReport(dir.Combine("out"));
+        Assert.Equal(1, report.RootElement.GetProperty("succeeded").GetInt64());
+        Assert.Equal(2, report.RootElement.GetProperty("websocket_messages").GetProperty("sent").GetInt64());
+    }
+
     [Fact]
     public void The_mode_is_turns_when_each_message_is_answered_up_to_a_done_or_error_and_frames_otherwise()
     {
