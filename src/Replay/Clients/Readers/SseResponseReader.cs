@@ -32,6 +32,9 @@ internal sealed class SseResponseReader : ISseHandler
         _text = captureText ? new ArrayBufferWriter<byte>(256) : null;
     }
 
+    /// <summary>Whether the <c>[DONE]</c> sentinel came.</summary>
+    public bool SawDone { get; private set; }
+
     /// <summary>Events with output text.</summary>
     public int TokenEvents { get; private set; }
 
@@ -85,6 +88,7 @@ internal sealed class SseResponseReader : ISseHandler
         switch (info.Kind)
         {
             case OpenAiChunkKind.Done:
+                SawDone = true;
                 return;
             case OpenAiChunkKind.Invalid:
                 Unparseable++;
