@@ -134,7 +134,6 @@ internal static class ProbeCommand
 
     private static async Task<string> StreamAsync(HttpClient client, CancellationToken cancellationToken)
     {
-        var clock = Stopwatch.StartNew();
         using var request = new HttpRequestMessage(HttpMethod.Post, "/v1/chat/completions") { Content = Body(stream: true) };
         using var response = await client.SendAsync(request, HttpCompletionOption.ResponseHeadersRead, cancellationToken).ConfigureAwait(false);
         if (!response.IsSuccessStatusCode)
@@ -142,33 +141,18 @@ internal static class ProbeCommand
             throw new HttpRequestException($"HTTP {(int)response.StatusCode}: {await response.Content.ReadAsStringAsync(cancellationToken).ConfigureAwait(false)}");
         }
 
-        using var reader = new StreamReader(await response.Content.ReadAsStreamAsync(cancellationToken).ConfigureAwait(false));
-        double? first = null;
-        var events = 0;
-        var done = false;
-        while (await reader.ReadLineAsync(cancellationToken).ConfigureAwait(false) is { } line)
-        {
-            if (!line.StartsWith("data: ", StringComparison.Ordinal))
-            {
-                continue;
-            }
-
-            first ??= clock.Elapsed.TotalMilliseconds;
-            if (line == "data: [DONE]")
-            {
-                done = true;
-                break;
-            }
-
-            events++;
-        }
-
-        if (!done)
+        // The same reader as a run's: the shared SSE parser, JSON per event (spacing and line ends do not matter).
+        var start = Stopwatch.GetTimestamp();
+        using var tokens = new Clients.TokenTimes();
+        var sse = await Clients.Readers.SseResponseReader.ReadAsync(await response.Content.ReadAsStreamAsync(cancellationToken).ConfigureAwait(false), tokens, captureText: false, TimeProvider.System, cancellationToken).ConfigureAwait(false);
+        var events = sse.TokenEvents;
+        if (!sse.SawDone)
         {
             throw new InvalidOperationException($"the stream ended after {events} events without data: [DONE]");
         }
 
-        return string.Create(CultureInfo.InvariantCulture, $"{events} events then [DONE], first after {first:F1} ms");
+        var first = tokens.Count > 0 ? Stopwatch.GetElapsedTime(start, tokens.Span[0]).TotalMilliseconds : 0;
+        return string.Create(CultureInfo.InvariantCulture, $"{events} token events then [DONE], first after {first:F1} ms");
     }
 
     private static async Task<string> WebSocketAsync(Uri target, bool insecure, CancellationToken cancellationToken)

@@ -16,11 +16,17 @@ internal static partial class ReplayApp
         [LoggerMessage(EventId = 1003, Level = LogLevel.Information, Message = "report written: {Json} and {Html}")]
         public static partial void ReportWritten(ILogger logger, string json, string html);
 
-        [LoggerMessage(EventId = 1004, Level = LogLevel.Information, Message = "{Mode} run: {Source}; {Sessions} session(s), {Requests} request(s) planned")]
-        public static partial void Planned(ILogger logger, string mode, string source, int sessions, string requests);
+        [LoggerMessage(EventId = 1004, Level = LogLevel.Information, Message = "{Mode} run: {Source}; {Sessions} session(s) to draw from; planned: {Planned}")]
+        public static partial void Planned(ILogger logger, string mode, string source, int sessions, string planned);
 
         [LoggerMessage(EventId = 1005, Level = LogLevel.Error, Message = "unexpected error")]
         public static partial void Unexpected(ILogger logger, Exception exception);
+
+        [LoggerMessage(EventId = 1007, Level = LogLevel.Warning, Message = "{Count} source record(s) were stored out of time order and were sorted by start (largest displacement {Displacement} position(s), {LargestMs} ms)")]
+        public static partial void OutOfOrder(ILogger logger, long count, long displacement, double largestMs);
+
+        [LoggerMessage(EventId = 1008, Level = LogLevel.Information, Message = "--max-gap removed {Seconds} s of idle source time")]
+        public static partial void GapsRemoved(ILogger logger, double seconds);
 
         [LoggerMessage(EventId = 1006, Level = LogLevel.Warning, Message = "--connections {Requested} does not fit the open-file limit ({OpenFileLimit}); using {Limit} (raise it with ulimit -n)")]
         public static partial void ConnectionsLowered(ILogger logger, int requested, int limit, long openFileLimit);

@@ -82,10 +82,10 @@ internal static partial class ReplayApp
         var parse = root.Parse(args);
         if (parse.Errors.Count > 0)
         {
-            foreach (var e in parse.Errors)
+            foreach (var message in ParseProblems(parse, args))
             {
-                var origin = invocation.Origins is null ? string.Empty : RunCommand.Origin(new ReplaySettings { Command = string.Empty, Origins = invocation.Origins }, e.Message);
-                await error.WriteLineAsync($"replay: {origin}{e.Message}").ConfigureAwait(false);
+                var origin = invocation.Origins is null ? string.Empty : RunCommand.Origin(new ReplaySettings { Command = string.Empty, Origins = invocation.Origins }, message);
+                await error.WriteLineAsync($"replay: {origin}{message}").ConfigureAwait(false);
             }
 
             var command = parse.CommandResult.Command == root ? "run" : parse.CommandResult.Command.Name;
@@ -226,6 +226,45 @@ internal static partial class ReplayApp
         };
     }
 
+    /// <summary>
+    /// The parser's problems in our words: an unknown flag names the command and suggests the nearest flag it has, as
+    /// scenario files do (<c>--rat</c> → <c>--rate</c>, at most two edits), and the value that followed an unknown flag
+    /// is not reported again as an argument of its own.
+    /// </summary>
+    internal static List<string> ParseProblems(ParseResult parse, string[] args)
+    {
+        const string Unrecognized = "Unrecognized command or argument '";
+        var command = parse.CommandResult.Command;
+        var flags = command.Options.SelectMany(static o => o.Aliases.Prepend(o.Name)).Where(static n => n.StartsWith('-')).Distinct(StringComparer.Ordinal).ToList();
+        var unknownFlags = new HashSet<int>();
+        var problems = new List<string>();
+        foreach (var e in parse.Errors)
+        {
+            if (!e.Message.StartsWith(Unrecognized, StringComparison.Ordinal) || !e.Message.EndsWith("'.", StringComparison.Ordinal))
+            {
+                problems.Add(e.Message);
+                continue;
+            }
+
+            var token = e.Message[Unrecognized.Length..^2];
+            var at = Array.IndexOf(args, token);
+            if (token.StartsWith('-'))
+            {
+                unknownFlags.Add(at);
+                var name = token.Split('=')[0];
+                var near = ScenarioFile.Nearest(name, flags);
+                var where = command.Parents.Any() ? $" for 'replay {command.Name}'" : string.Empty;
+                problems.Add($"unknown flag '{name}'{where}{(near is null ? string.Empty : $" (did you mean '{near}'?)")}.");
+            }
+            else if (at <= 0 || !unknownFlags.Contains(at - 1))
+            {
+                problems.Add(e.Message);
+            }
+        }
+
+        return problems;
+    }
+
     private static Command BuildRun(TextWriter output, TextWriter error, ILogger logger, TimeProvider time, Invocation invocation)
     {
         var common = new Common(invocation);
@@ -233,17 +272,21 @@ internal static partial class ReplayApp
         var recording = new Option<string?>("--recording") { Description = "The recording's name in a store." };
         var speed = new Option<double>("--speed") { Description = "Time scale: 2 replays twice as fast (offsets and think times halved).", DefaultValueFactory = _ => 1 };
         var amplify = new Option<double>("--amplify", "-x") { Description = "Volume multiplier: clone whole sessions with fresh ids and spread start offsets (fractions allowed, e.g. 2.5).", DefaultValueFactory = _ => 1 };
+        var maxGap = new Option<string?>("--max-gap") { Description = "Shorten idle stretches of source time (no exchange in flight) longer than this to it, e.g. 5s; the report says how much source time was removed." };
         var spread = new Option<string?>("--spread") { Description = "Clones start up to this much later than their original (source time), default 1s." };
         var sessionHeader = new Option<string>("--session-header") { Description = "Header carrying a session id, rewritten for clones.", DefaultValueFactory = _ => "x-session-id" };
         var compare = new Option<bool>("--compare") { Description = "Compare each response with the recorded one (status, body hash) and count the differences." };
+        var wsMode = new Option<string?>("--ws-mode") { Description = "Recorded WebSocket connections: auto (default: turns when the recording shows request/response turns, else frames), turns (each message waits for a \"done\"/\"error\" reply), frames (messages at their recorded offsets, server frames read as they come, the recorded close)." };
         var command = new Command("run", "Replay a recording (file store or Redis), an Azure LLM trace or a template against a target.");
         command.Add(source);
         command.Add(recording);
         command.Add(speed);
         command.Add(amplify);
         command.Add(spread);
+        command.Add(maxGap);
         command.Add(sessionHeader);
         command.Add(compare);
+        command.Add(wsMode);
         common.AddTo(command);
         command.SetAction((p, ct) => RunCommand.ExecuteAsync(
             common.Read(p, "run") with
@@ -253,8 +296,10 @@ internal static partial class ReplayApp
                 Speed = p.GetValue(speed),
                 Amplify = p.GetValue(amplify),
                 Spread = p.GetValue(spread),
+                MaxGap = p.GetValue(maxGap),
                 SessionHeader = p.GetValue(sessionHeader) ?? "x-session-id",
                 Compare = p.GetValue(compare),
+                WebSocketMode = p.GetValue(wsMode),
             },
             output,
             error,
@@ -327,9 +372,9 @@ internal static partial class ReplayApp
                 problems.Add("--users, --profile, --duration and --session-arrivals do not apply to sweep: its steps are open-model constant rates (--rate, --step-factor/--step-add, --step-every, --to).");
             }
 
-            if (read.Rate is not > 0)
+            if (read.Rate is { } given && !(given > 0))
             {
-                problems.Add("--rate (the first step's rate, requests/s) is required and must be > 0.");
+                problems.Add(string.Create(CultureInfo.InvariantCulture, $"--rate (the first step's rate, requests/s) must be > 0 (was {given}); leave it out to calibrate."));
             }
 
             if (read.Workers > 0 || read.GenerateWith is not null)
@@ -358,11 +403,9 @@ internal static partial class ReplayApp
                 problems.Add("--patience must be >= 1 and --growth between 0 and 1 (e.g. 0.05).");
             }
 
-            var start = read.Rate ?? 1;
-            var to = read.To ?? start * 100;
-            if (!(to >= start))
+            if (read.To is { } to && (!(to > 0) || (read.Rate is { } start && !(to >= start))))
             {
-                problems.Add(string.Create(CultureInfo.InvariantCulture, $"--to must be >= --rate (was {to})."));
+                problems.Add(string.Create(CultureInfo.InvariantCulture, $"--to must be > 0 and >= --rate (was {to})."));
             }
 
             if (problems.Count > 0)
@@ -402,6 +445,7 @@ internal static partial class ReplayApp
                 Protocol = p.GetValue(protocol) ?? "http",
                 Path = p.GetValue(path) ?? "/v1/chat/completions",
                 Duration = stepText,
+                Rate = read.Rate ?? 1, // the workload's plan needs a rate; each step sets its own
                 To = null,
                 StepEvery = null,
                 StepFactor = null,
@@ -410,8 +454,8 @@ internal static partial class ReplayApp
             };
             var options = new SweepCommand.Options
             {
-                StartRate = start,
-                MaxRate = to,
+                StartRate = read.Rate,
+                MaxRate = read.To,
                 StepLength = stepLength,
                 StepFactor = read.StepFactor ?? (read.StepAdd is null ? 1.25 : 1),
                 StepAdd = read.StepAdd ?? 0,

@@ -24,6 +24,9 @@ internal sealed record ReplaySettings
     public double Speed { get; init; } = 1;
     public double Amplify { get; init; } = 1;
     public string? Spread { get; init; }
+
+    /// <summary><c>--max-gap</c>: a duration text, or null.</summary>
+    public string? MaxGap { get; init; }
     public string? Duration { get; init; }
     public long? Limit { get; init; }
     public string? Profile { get; init; }
@@ -50,6 +53,9 @@ internal sealed record ReplaySettings
     public IReadOnlyList<string> Slos { get; init; } = [];
     public IReadOnlyList<string> Asserts { get; init; } = [];
     public bool Compare { get; init; }
+
+    /// <summary><c>--ws-mode</c>: auto (null), turns or frames.</summary>
+    public string? WebSocketMode { get; init; }
     public string Progress { get; init; } = "auto";
     public string Model { get; init; } = "sim-llm";
     public bool Stream { get; init; }

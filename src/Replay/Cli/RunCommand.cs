@@ -19,7 +19,7 @@ internal static class RunCommand
     internal sealed record Prepared(ReplaySettings Settings, ValidatedRun Run, Workload Workload, RunPlan Plan, IReadOnlyList<(string Flag, Uri Target)> Targets);
 
     /// <summary>Steps (1) to (4): validate, load, plan and (when <paramref name="checkTargets"/>) check the targets. Null and the exit code when any step failed (its problems already written).</summary>
-    public static async Task<(Prepared? Prepared, int ExitCode)> PrepareAsync(ReplaySettings settings, TextWriter error, ILogger logger, bool checkTargets, CancellationToken cancellationToken)
+    public static async Task<(Prepared? Prepared, int ExitCode)> PrepareAsync(ReplaySettings settings, TextWriter error, ILogger logger, bool checkTargets, CancellationToken cancellationToken, bool logPlan = true)
     {
         // (1) Validate.
         var (run, errors) = SettingsValidator.Validate(settings);
@@ -55,6 +55,17 @@ internal static class RunCommand
             ReplayApp.Log.SkippedTotal(logger, workload.SkippedTotal, workload.Skipped.Count);
         }
 
+        if (workload.OutOfOrder is { } disorder)
+        {
+            ReplayApp.Log.OutOfOrder(logger, disorder.Records, disorder.LargestDisplacement, disorder.LargestMs);
+        }
+
+        if (workload.SourceTimeRemovedMs > 0)
+        {
+            var removedSeconds = Math.Round(workload.SourceTimeRemovedMs / 1000, 3);
+            ReplayApp.Log.GapsRemoved(logger, removedSeconds);
+        }
+
         if (workload.Sessions.Count == 0)
         {
             await error.WriteLineAsync($"replay: nothing to send from {workload.Description} (check --duration and --limit).").ConfigureAwait(false);
@@ -73,16 +84,19 @@ internal static class RunCommand
             return (null, ExitCodes.UsageOrInput);
         }
 
-        var needed = NeededTargets(plan, run.Clients, out var missing);
+        var needed = NeededTargets(plan, run.Clients, out var missing, settings);
         if (missing is not null)
         {
             await error.WriteLineAsync($"replay: {missing}").ConfigureAwait(false);
             return (null, ExitCodes.UsageOrInput);
         }
 
-        var modeName = plan.Mode.ToString().ToLowerInvariant();
-        var plannedText = plan.PlannedRequests?.ToString(CultureInfo.InvariantCulture) ?? "unbounded";
-        ReplayApp.Log.Planned(logger, modeName, workload.Description, plan.Sessions.Count, plannedText);
+        if (logPlan)
+        {
+            var modeName = plan.Mode.ToString().ToLowerInvariant();
+            var plannedText = PlannedText(plan, run);
+            ReplayApp.Log.Planned(logger, modeName, workload.Description, plan.Sessions.Count, plannedText);
+        }
 
         // (4) Can the targets be reached?
         if (checkTargets)
@@ -138,36 +152,25 @@ internal static class RunCommand
 
         var (_, run, workload, plan, needed) = prepared;
 
-        // (5) Send: first an unmeasured warm-up on the same connections, then the run. Sockets are bounded by the
-        // budget (--connections fitted to the open-file limit), so a backlog of late requests cannot exhaust the
-        // process's descriptors.
-        using var budget = ConnectionBudget.ForProcess(run.Clients.MaxConnections);
-        if (budget.Limit < run.Clients.MaxConnections && settings.Connections is not null)
+        // (5) Send, through the one run core: first an unmeasured warm-up on the same connections, then the run. Sockets
+        // are bounded by the budget (--connections fitted to the open-file limit), so a backlog of late requests cannot
+        // exhaust the process's descriptors.
+        using var pipeline = RunPipeline.Create(run.Clients, time);
+        if (pipeline.Lowered(run.Clients) && settings.Connections is not null)
         {
-            ReplayApp.Log.ConnectionsLowered(logger, run.Clients.MaxConnections, budget.Limit, budget.OpenFileLimit);
+            ReplayApp.Log.ConnectionsLowered(logger, run.Clients.MaxConnections, pipeline.Budget.Limit, pipeline.Budget.OpenFileLimit);
         }
 
-        var clients = run.Clients with { MaxConnections = budget.Limit };
-        using var http = new HttpSender(HttpSender.CreateHandler(clients), clients, time);
-        using var webSockets = new WebSocketSender(clients, time);
-        if (run.Warmup > TimeSpan.Zero)
+        try
         {
-            var warmupPlan = plan.Mode == RunMode.Open
-                ? plan with { Profile = RateProfile.Constant(Math.Max(plan.Profile!.RateAt(0), 1), run.Warmup.TotalSeconds), Limit = long.MaxValue }
-                : plan with { Duration = run.Warmup, Limit = long.MaxValue };
-            using var warmup = new LoadRunner(warmupPlan, http, webSockets, new RunMetrics(time, []), null, budget, time);
-            try
-            {
-                await warmup.RunAsync(cancellationToken).ConfigureAwait(false);
-            }
-            catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
-            {
-                return ExitCodes.Cancelled;
-            }
+            await pipeline.WarmUpAsync(plan, run.Warmup, null, cancellationToken).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+        {
+            return ExitCodes.Cancelled;
         }
 
         var metrics = new RunMetrics(time, run.Slos);
-        var generatorStart = GeneratorReport.Capture();
         var startedAt = time.GetUtcNow();
         var cancelled = false;
         var log = settings.LogRequests is { } logPath ? new RequestLog(logPath) : null;
@@ -180,7 +183,8 @@ internal static class RunCommand
         long conversations = 0;
         try
         {
-            using var runner = new LoadRunner(plan, http, webSockets, metrics, log, budget, time) { Conversations = generator };
+            using var runner = pipeline.CreateRunner(plan, metrics, log);
+            runner.Conversations = generator;
             var running = runner.RunAsync(cancellationToken);
             var mode = settings.Progress == "auto" ? (ReferenceEquals(output, Console.Out) && !Console.IsOutputRedirected ? "live" : "plain") : settings.Progress;
             await ConsoleProgress.ShowAsync(mode, output, () => metrics.Snapshot(time.GetTimestamp()), plan.PlannedRequests, () => runner.Inflight, running, time).ConfigureAwait(false);
@@ -209,13 +213,11 @@ internal static class RunCommand
         // (6) Report.
         var target = string.Join(", ", needed.Select(static t => t.Target.ToString()).Distinct());
         var report = ReportBuilder.Build(metrics, new ReportBuilder.Context(settings.Command, plan, workload, target, startedAt, settings.Speed, settings.Amplify, settings.Compare, cancelled), end);
-        report.Generator = GeneratorReport.Capture().Since(generatorStart);
-        report.PeakConcurrentSessions = peakSessions;
-        report.Connections = new ConnectionReport(budget.Limit, budget.OpenFileLimit, budget.PeakInUse, budget.Waits);
+        pipeline.Describe(report, peakSessions);
         if (generator is not null)
         {
             report.Conversations = new ConversationReport(conversations, settings.Turns, generator.Generated, generator.CacheHits, generator.Failures,
-                generator.Digest(conversations, settings.Turns), generator.Sample(0, settings.Turns), generator.CacheFile);
+                generator.Digest(conversations, settings.Turns), generator.Sample(0, settings.Turns), generator.CacheFile, generator.FirstFailure);
         }
         report.Assertions = [.. run.Assertions.Select(a => a.Evaluate(report))];
         SummaryWriter.Write(output, report);
@@ -318,9 +320,46 @@ internal static class RunCommand
         };
     }
 
-    /// <summary>The targets the plan's protocols need; <paramref name="missing"/> names one that was not given.</summary>
-    internal static List<(string Flag, Uri Target)> NeededTargets(RunPlan plan, ClientSettings clients, out string? missing)
+    /// <summary>
+    /// What the plan line says will be sent: the exact count when it is known (a timed replay, uniform arrivals), else
+    /// the expected count of the profile (Poisson or gamma arrivals, session arrivals) or the closed model's users and
+    /// duration; never "unbounded" for a load that ends.
+    /// </summary>
+    internal static string PlannedText(RunPlan plan, ValidatedRun run)
     {
+        var c = CultureInfo.InvariantCulture;
+        var limit = plan.Limit != long.MaxValue ? string.Create(c, $", at most {plan.Limit} (--limit)") : string.Empty;
+        if (plan.PlannedRequests is { } exact)
+        {
+            return string.Create(c, $"{exact} request(s)");
+        }
+
+        switch (plan.Mode)
+        {
+            case RunMode.Open when plan.Profile is { } profile:
+                var expected = (long)Math.Round(profile.ExpectedCount);
+                var what = run.Raw.SessionArrivals ? "session(s)" : "request(s)";
+                var arrivals = plan.Arrivals.ToString().ToLowerInvariant();
+                return string.Create(c, $"about {expected} {what} over {profile.Duration:0.###} s ({arrivals} arrivals){limit}");
+            case RunMode.Closed:
+                return plan.Duration is { } d
+                    ? string.Create(c, $"{plan.Users} user(s) for {d.TotalSeconds:0.###} s{limit}")
+                    : string.Create(c, $"{plan.Users} user(s){limit}");
+            default:
+                return string.Create(c, $"{plan.Sessions.Count} session(s){limit}");
+        }
+    }
+
+    /// <summary>
+    /// The targets the plan's protocols need, each with the flag the user gave for it (<c>--target</c> unless a
+    /// per-protocol flag overrode it), so a problem names what the user typed; <paramref name="missing"/> names one that
+    /// was not given.
+    /// </summary>
+    internal static List<(string Flag, Uri Target)> NeededTargets(RunPlan plan, ClientSettings clients, out string? missing, ReplaySettings? given = null)
+    {
+        var httpFlag = given is null || given.HttpTarget is not null ? "--http-target" : "--target";
+        var grpcFlag = given is null || given.GrpcTarget is not null ? "--grpc-target" : "--target";
+        var wsFlag = given is null || given.WebSocketTarget is not null ? "--ws-target" : httpFlag;
         bool http = false, grpc = false, ws = false;
         foreach (var s in plan.Sessions)
         {
@@ -334,9 +373,9 @@ internal static class RunCommand
 
         missing = null;
         var list = new List<(string, Uri)>();
-        Add(http, "--http-target", clients.HttpTarget, "HTTP", ref missing);
-        Add(grpc, "--grpc-target", clients.GrpcTarget, "gRPC", ref missing);
-        Add(ws, "--ws-target", clients.WebSocketTarget, "WebSocket", ref missing);
+        Add(http, httpFlag, clients.HttpTarget, "HTTP", ref missing);
+        Add(grpc, grpcFlag, clients.GrpcTarget, "gRPC", ref missing);
+        Add(ws, wsFlag, clients.WebSocketTarget, "WebSocket", ref missing);
         return list;
 
         void Add(bool used, string flag, Uri? target, string name, ref string? missing)
@@ -348,7 +387,7 @@ internal static class RunCommand
 
             if (target is null)
             {
-                missing ??= $"the source has {name} requests but no target for them: give {flag} or --target.";
+                missing ??= $"the source has {name} requests but no target for them: give {(flag == "--target" ? name switch { "gRPC" => "--grpc-target", "WebSocket" => "--ws-target", _ => "--http-target" } : flag)} or --target.";
                 return;
             }
 

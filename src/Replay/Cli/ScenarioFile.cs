@@ -24,7 +24,7 @@ namespace Replay.Cli;
 /// </remarks>
 internal static class ScenarioFile
 {
-    private static readonly HashSet<string> s_durations = new(StringComparer.Ordinal) { "duration", "warmup", "think", "timeout", "spread", "step-every", "spike-at", "spike-for", "turn-think" };
+    private static readonly HashSet<string> s_durations = new(StringComparer.Ordinal) { "duration", "warmup", "think", "timeout", "spread", "step-every", "spike-at", "spike-for", "turn-think", "max-gap" };
     private static readonly HashSet<string> s_paths = new(StringComparer.Ordinal) { "template", "report", "log-requests", "profile-out", "generate-cache" };
     private static readonly Dictionary<string, string[]> s_choices = new(StringComparer.Ordinal)
     {
@@ -32,6 +32,7 @@ internal static class ScenarioFile
         ["arrivals"] = ["uniform", "poisson", "gamma"],
         ["protocol"] = ["http", "grpc", "websocket"],
         ["progress"] = ["auto", "live", "plain", "none"],
+        ["ws-mode"] = ["auto", "turns", "frames"],
         ["command"] = ["run", "load", "sweep"],
     };
 

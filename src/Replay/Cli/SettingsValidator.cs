@@ -40,38 +40,175 @@ internal static class SettingsValidator
 
     private static readonly string[] s_profiles = ["constant", "ramp", "steps", "spike", "poisson", "gamma"];
 
+    /// <summary>
+    /// The option groups, each checked by one validator, in this order (later groups read what earlier ones parsed:
+    /// the mode needs the profile and the users). Like YARP's list of route validators: every group runs, every problem
+    /// is reported.
+    /// </summary>
+    private static readonly Action<ReplaySettings, Checks>[] s_groups =
+    [
+        SourceAndTargets,
+        Volume,
+        OpenModel,
+        ClosedModel,
+        Mode,
+        Sending,
+        Workload,
+        Workers,
+        Conversations,
+        Output,
+    ];
+
     /// <summary>Validates; returns the parsed run or the list of problems.</summary>
     public static (ValidatedRun? Run, IReadOnlyList<string> Errors) Validate(ReplaySettings s)
     {
-        var errors = new List<string>();
-        var load = s.Command == "load";
+        var c = new Checks { Load = s.Command == "load" };
+        foreach (var group in s_groups)
+        {
+            group(s, c);
+        }
 
-        if (!load && string.IsNullOrWhiteSpace(s.Source))
+        if (c.Errors.Count > 0)
+        {
+            return (null, c.Errors);
+        }
+
+        var run = new ValidatedRun
+        {
+            Raw = s,
+            Mode = c.Mode,
+            ProfileName = c.Profile,
+            Duration = c.Duration,
+            Spread = c.Spread,
+            Think = c.Think,
+            Warmup = c.Warmup,
+            StepEvery = c.StepEvery,
+            SpikeAt = c.SpikeAt,
+            SpikeFor = c.SpikeFor,
+            Arrivals = c.Arrivals,
+            GenerateWith = c.GenerateWith,
+            TurnThink = c.TurnThink,
+            Slos = c.Slos,
+            Assertions = c.Assertions,
+            Source = new SourceSettings
+            {
+                Source = s.Source,
+                Recording = s.Recording,
+                Template = s.Template,
+                SourceDuration = c.Mode == RunMode.Faithful ? c.Duration : null,
+                MaxGap = c.MaxGap,
+                Limit = c.Mode == RunMode.Faithful ? s.Limit : null,
+                Model = s.Model,
+                Stream = s.Stream,
+                MaxTokens = s.MaxTokens,
+                PromptTokens = s.PromptTokens,
+                Protocol = s.Protocol,
+                Path = s.Path,
+                SessionHeader = s.SessionHeader,
+                WebSocketMode = c.WebSocketMode,
+                Seed = s.Seed,
+                Conversation = s.GenerateWith is null ? null : new ConversationPlan(s.Turns, c.TurnThink.TotalMilliseconds, s.Path, s.Model, s.MaxTokens, s.Stream),
+            },
+            Clients = new ClientSettings
+            {
+                HttpTarget = c.Http,
+                GrpcTarget = c.Grpc,
+                WebSocketTarget = c.WebSocket,
+                Http2 = s.Http2,
+                Insecure = s.Insecure,
+                Timeout = c.Timeout,
+                MaxConnections = s.Connections ?? ClientSettings.DefaultMaxConnections,
+                HeaderOverrides = c.Overrides,
+                DropHeaders = s.DropHeaders,
+                Compare = s.Compare,
+            },
+        };
+        return (run, []);
+    }
+
+    /// <summary>What the groups parsed so far, and every problem found.</summary>
+    private sealed class Checks
+    {
+        public readonly List<string> Errors = [];
+        public bool Load;
+        public Uri? Http;
+        public Uri? Grpc;
+        public Uri? WebSocket;
+        public TimeSpan Spread;
+        public TimeSpan? Duration;
+        public string? Profile;
+        public ArrivalKind Arrivals = ArrivalKind.Uniform;
+        public WebSocketMode? WebSocketMode;
+        public TimeSpan? StepEvery;
+        public TimeSpan? SpikeAt;
+        public TimeSpan? SpikeFor;
+        public RunMode Mode;
+        public TimeSpan Warmup;
+        public TimeSpan? MaxGap;
+        public TimeSpan Think;
+        public TimeSpan Timeout;
+        public Uri? GenerateWith;
+        public TimeSpan TurnThink;
+        public readonly List<KeyValuePair<string, string>> Overrides = [];
+        public readonly List<Slo> Slos = [];
+        public readonly List<Assertion> Assertions = [];
+    }
+
+    /// <summary><c>--source</c> (run) and the targets: <c>--target</c>, <c>--http-target</c>, <c>--grpc-target</c>, <c>--ws-target</c>.</summary>
+    private static void SourceAndTargets(ReplaySettings s, Checks c)
+    {
+        var errors = c.Errors;
+        if (!c.Load && string.IsNullOrWhiteSpace(s.Source))
         {
             errors.Add("--source is required: file:DIR (or a directory) with --recording NAME, redis://HOST:PORT with --recording NAME, azure-llm:FILE or template:FILE.");
         }
 
-        var http = Target(s.HttpTarget ?? s.Target, "--http-target", errors, ws: false);
-        var grpc = Target(s.GrpcTarget ?? s.Target, "--grpc-target", errors, ws: false);
-        var webSocket = s.WebSocketTarget is not null ? Target(s.WebSocketTarget, "--ws-target", errors, ws: true) : ToWebSocket(http);
+        c.Http = Target(s.HttpTarget ?? s.Target, "--http-target", errors, ws: false);
+        c.Grpc = Target(s.GrpcTarget ?? s.Target, "--grpc-target", errors, ws: false);
+        c.WebSocket = s.WebSocketTarget is not null ? Target(s.WebSocketTarget, "--ws-target", errors, ws: true) : ToWebSocket(c.Http);
         if (s.Target is null && s.HttpTarget is null && s.GrpcTarget is null && s.WebSocketTarget is null)
         {
             errors.Add("--target is required (or give --http-target, --grpc-target and/or --ws-target), e.g. --target http://127.0.0.1:8080.");
         }
 
+        switch (s.WebSocketMode?.ToLowerInvariant())
+        {
+            case null or "auto":
+                break;
+            case "turns":
+                c.WebSocketMode = Sources.WebSocketMode.Turns;
+                break;
+            case "frames":
+                c.WebSocketMode = Sources.WebSocketMode.Frames;
+                break;
+            default:
+                errors.Add($"--ws-mode must be auto, turns or frames (was '{s.WebSocketMode}').");
+                break;
+        }
+    }
+
+    /// <summary>A timed replay's volume and span: <c>--speed</c>, <c>--amplify</c>, <c>--spread</c>, <c>--duration</c>, <c>--limit</c>.</summary>
+    private static void Volume(ReplaySettings s, Checks c)
+    {
+        var errors = c.Errors;
         Positive(s.Speed, "--speed", errors);
         if (!(s.Amplify > 0) || s.Amplify > 1000)
         {
             errors.Add(Fmt($"--amplify must be > 0 and <= 1000 (was {s.Amplify})."));
         }
 
-        var spread = Duration(s.Spread ?? "1s", "--spread", errors, allowZero: true) ?? TimeSpan.FromSeconds(1);
-        var duration = s.Duration is null ? (TimeSpan?)null : Duration(s.Duration, "--duration", errors, allowZero: false);
+        c.Spread = Duration(s.Spread ?? "1s", "--spread", errors, allowZero: true) ?? TimeSpan.FromSeconds(1);
+        c.Duration = s.Duration is null ? null : Duration(s.Duration, "--duration", errors, allowZero: false);
         if (s.Limit is < 1)
         {
             errors.Add(Fmt($"--limit must be >= 1 (was {s.Limit})."));
         }
+    }
 
+    /// <summary>The open model: <c>--profile</c>, <c>--rate</c>, <c>--to</c>, <c>--arrivals</c>, <c>--burstiness</c>, the steps' and the spike's flags.</summary>
+    private static void OpenModel(ReplaySettings s, Checks c)
+    {
+        var errors = c.Errors;
         var profile = s.Profile?.ToLowerInvariant();
         if (profile is null && s.Rate is not null)
         {
@@ -83,16 +220,15 @@ internal static class SettingsValidator
             errors.Add($"--profile must be one of {string.Join(", ", s_profiles)} (was '{s.Profile}').");
         }
 
-        var arrivals = ArrivalKind.Uniform;
         switch ((s.Arrivals ?? (profile is "poisson" ? "poisson" : profile is "gamma" ? "gamma" : "uniform")).ToLowerInvariant())
         {
             case "uniform":
                 break;
             case "poisson":
-                arrivals = ArrivalKind.Poisson;
+                c.Arrivals = ArrivalKind.Poisson;
                 break;
             case "gamma":
-                arrivals = ArrivalKind.Gamma;
+                c.Arrivals = ArrivalKind.Gamma;
                 break;
             default:
                 errors.Add($"--arrivals must be uniform, poisson or gamma (was '{s.Arrivals}').");
@@ -104,7 +240,6 @@ internal static class SettingsValidator
             errors.Add(Fmt($"--burstiness must be > 0 (was {s.Burstiness}); 1 is Poisson, below 1 burstier."));
         }
 
-        TimeSpan? stepEvery = null, spikeAt = null, spikeFor = null;
         if (profile is not null)
         {
             if (s.Users is not null)
@@ -137,7 +272,7 @@ internal static class SettingsValidator
 
             if (profile == "steps")
             {
-                stepEvery = s.StepEvery is null ? null : Duration(s.StepEvery, "--step-every", errors, allowZero: false);
+                c.StepEvery = s.StepEvery is null ? null : Duration(s.StepEvery, "--step-every", errors, allowZero: false);
                 if (s.StepEvery is null)
                 {
                     errors.Add("--step-every is required for --profile steps (e.g. --step-every 10s).");
@@ -166,8 +301,8 @@ internal static class SettingsValidator
                     errors.Add("--spike-rate must be > 0 requests/s for --profile spike.");
                 }
 
-                spikeAt = s.SpikeAt is null ? null : Duration(s.SpikeAt, "--spike-at", errors, allowZero: true);
-                spikeFor = s.SpikeFor is null ? null : Duration(s.SpikeFor, "--spike-for", errors, allowZero: false);
+                c.SpikeAt = s.SpikeAt is null ? null : Duration(s.SpikeAt, "--spike-at", errors, allowZero: true);
+                c.SpikeFor = s.SpikeFor is null ? null : Duration(s.SpikeFor, "--spike-for", errors, allowZero: false);
                 if (s.SpikeAt is null || s.SpikeFor is null)
                 {
                     errors.Add("--profile spike needs --spike-at (when it starts) and --spike-for (how long it lasts).");
@@ -180,48 +315,66 @@ internal static class SettingsValidator
             }
         }
 
+        c.Profile = profile;
+    }
+
+    /// <summary>The closed model: <c>--users</c> and what it excludes.</summary>
+    private static void ClosedModel(ReplaySettings s, Checks c)
+    {
+        var errors = c.Errors;
         if (s.Users is { } users && (users < 1 || users > 1_000_000))
         {
             errors.Add(Fmt($"--users must be between 1 and 1000000 (was {users})."));
         }
 
-        if (s.Users is not null && duration is null && s.Limit is null)
+        if (s.Users is not null && c.Duration is null && s.Limit is null)
         {
             errors.Add("--users (closed model) needs --duration or --limit to know when to stop.");
-        }
-
-        if (s.ReportDirectory is { } reportDirectory)
-        {
-            CheckReportDirectory(reportDirectory, "--report", errors);
         }
 
         if (s.Users is not null && s.Amplify != 1)
         {
             errors.Add("--amplify applies to a timed replay: with --users raise the number of users instead.");
         }
+    }
 
-        var untimed = load || (s.Source is { } src && src.StartsWith("template:", StringComparison.OrdinalIgnoreCase));
-        var mode = profile is not null ? RunMode.Open : s.Users is not null ? RunMode.Closed : RunMode.Faithful;
-        if (untimed && mode == RunMode.Faithful)
+    /// <summary>Which model the flags make (timed replay, open, closed), and the flags that belong to one: <c>--warmup</c>, <c>--max-gap</c>, <c>--session-arrivals</c>.</summary>
+    private static void Mode(ReplaySettings s, Checks c)
+    {
+        var errors = c.Errors;
+        var untimed = c.Load || (s.Source is { } src && src.StartsWith("template:", StringComparison.OrdinalIgnoreCase));
+        c.Mode = c.Profile is not null ? RunMode.Open : s.Users is not null ? RunMode.Closed : RunMode.Faithful;
+        if (untimed && c.Mode == RunMode.Faithful)
         {
-            errors.Add(load
+            errors.Add(c.Load
                 ? "replay load needs --rate (open model, with --duration) or --users (closed model)."
                 : "a template has no timing of its own: give --rate/--profile (open model) or --users (closed model).");
         }
 
-        var warmup = s.Warmup is null ? TimeSpan.Zero : Duration(s.Warmup, "--warmup", errors, allowZero: true) ?? TimeSpan.Zero;
-        if (warmup > TimeSpan.Zero && mode == RunMode.Faithful)
+        c.Warmup = s.Warmup is null ? TimeSpan.Zero : Duration(s.Warmup, "--warmup", errors, allowZero: true) ?? TimeSpan.Zero;
+        if (c.Warmup > TimeSpan.Zero && c.Mode == RunMode.Faithful)
         {
             errors.Add("--warmup applies to --rate/--profile and --users runs; a timed replay sends exactly what the source holds.");
         }
 
-        if (s.SessionArrivals && mode != RunMode.Open)
+        c.MaxGap = s.MaxGap is null ? null : Duration(s.MaxGap, "--max-gap", errors, allowZero: false);
+        if (s.MaxGap is not null && c.Mode != RunMode.Faithful)
+        {
+            errors.Add("--max-gap applies to a replay with the source's own timing (no --rate/--profile/--users): it shortens idle stretches of source time.");
+        }
+
+        if (s.SessionArrivals && c.Mode != RunMode.Open)
         {
             errors.Add("--session-arrivals applies to an open-model run (--rate/--profile).");
         }
+    }
 
-        var think = s.Think is null ? TimeSpan.Zero : Duration(s.Think, "--think", errors, allowZero: true) ?? TimeSpan.Zero;
-        var timeout = Duration(s.Timeout, "--timeout", errors, allowZero: false) ?? TimeSpan.FromSeconds(60);
+    /// <summary>How requests are sent: <c>--think</c>, <c>--timeout</c>, <c>--max-inflight</c>, <c>--connections</c>, <c>--header</c>.</summary>
+    private static void Sending(ReplaySettings s, Checks c)
+    {
+        var errors = c.Errors;
+        c.Think = s.Think is null ? TimeSpan.Zero : Duration(s.Think, "--think", errors, allowZero: true) ?? TimeSpan.Zero;
+        c.Timeout = Duration(s.Timeout, "--timeout", errors, allowZero: false) ?? TimeSpan.FromSeconds(60);
         if (s.MaxInflight < 1)
         {
             errors.Add(Fmt($"--max-inflight must be >= 1 (was {s.MaxInflight})."));
@@ -232,6 +385,23 @@ internal static class SettingsValidator
             errors.Add(Fmt($"--connections must be >= 1 (was {s.Connections})."));
         }
 
+        foreach (var h in s.Headers)
+        {
+            if (ValueParsers.TryParseHeader(h, out var header))
+            {
+                c.Overrides.Add(header);
+            }
+            else
+            {
+                errors.Add($"--header '{h}' is not 'Name: value'.");
+            }
+        }
+    }
+
+    /// <summary>The synthetic request of <c>load</c>: <c>--max-tokens</c>, <c>--prompt-tokens</c>, <c>--protocol</c>, <c>--path</c>.</summary>
+    private static void Workload(ReplaySettings s, Checks c)
+    {
+        var errors = c.Errors;
         if (s.MaxTokens < 1)
         {
             errors.Add(Fmt($"--max-tokens must be >= 1 (was {s.MaxTokens})."));
@@ -251,7 +421,12 @@ internal static class SettingsValidator
         {
             errors.Add($"--path must start with '/' (was '{s.Path}').");
         }
+    }
 
+    /// <summary>Runs split among workers: <c>--workers</c>, <c>--redis</c>.</summary>
+    private static void Workers(ReplaySettings s, Checks c)
+    {
+        var errors = c.Errors;
         if (s.Workers < 0 || s.Workers > 1000)
         {
             errors.Add(Fmt($"--workers must be between 0 and 1000 (was {s.Workers})."));
@@ -262,26 +437,32 @@ internal static class SettingsValidator
             errors.Add("--workers needs --redis (redis://HOST:PORT), the Redis the workers share.");
         }
 
-        if (s.Workers > 0 && mode == RunMode.Closed)
+        if (s.Workers > 0 && c.Mode == RunMode.Closed)
         {
             errors.Add("--workers splits open-model (--rate/--profile) and timed replays; closed-model users (--users) are not split.");
         }
+    }
 
-        Uri? generateWith = null;
-        var turnThink = s.TurnThink is null ? TimeSpan.Zero : Duration(s.TurnThink, "--turn-think", errors, allowZero: true) ?? TimeSpan.Zero;
+    /// <summary>Generated conversations: <c>--generate-with</c>, <c>--turns</c>, <c>--turn-think</c>, <c>--generate-max-tokens</c>.</summary>
+    private static void Conversations(ReplaySettings s, Checks c)
+    {
+        var errors = c.Errors;
+        c.TurnThink = s.TurnThink is null ? TimeSpan.Zero : Duration(s.TurnThink, "--turn-think", errors, allowZero: true) ?? TimeSpan.Zero;
         if (s.GenerateWith is { } g)
         {
-            if (!Uri.TryCreate(g, UriKind.Absolute, out generateWith) || generateWith.Scheme is not ("http" or "https"))
+            if (!Uri.TryCreate(g, UriKind.Absolute, out var generateWith) || generateWith.Scheme is not ("http" or "https"))
             {
+                generateWith = null;
                 errors.Add($"--generate-with '{g}' is not an absolute http:// or https:// URL (an OpenAI-compatible base URL, e.g. http://127.0.0.1:9000).");
             }
 
-            if (!load || s.Template is not null || s.Protocol != "http")
+            c.GenerateWith = generateWith;
+            if (!c.Load || s.Template is not null || s.Protocol != "http")
             {
                 errors.Add("--generate-with applies to replay load's synthetic HTTP chat request (no --template, --protocol http): each session becomes a conversation.");
             }
 
-            if (!s.SessionArrivals && mode != RunMode.Closed)
+            if (!s.SessionArrivals && c.Mode != RunMode.Closed)
             {
                 errors.Add("--generate-with needs sessions: --session-arrivals (open model) or --users (closed model).");
             }
@@ -301,31 +482,27 @@ internal static class SettingsValidator
                 errors.Add(Fmt($"--generate-max-tokens must be between 1 and 4096 (was {s.GenerateMaxTokens})."));
             }
         }
+    }
+
+    /// <summary>What the run reports: <c>--report</c>, <c>--progress</c>, <c>--slo</c>, <c>--assert</c>.</summary>
+    private static void Output(ReplaySettings s, Checks c)
+    {
+        var errors = c.Errors;
+        if (s.ReportDirectory is { } reportDirectory)
+        {
+            CheckReportDirectory(reportDirectory, "--report", errors);
+        }
 
         if (s.Progress is not ("auto" or "live" or "plain" or "none"))
         {
             errors.Add($"--progress must be auto, live, plain or none (was '{s.Progress}').");
         }
 
-        var overrides = new List<KeyValuePair<string, string>>();
-        foreach (var h in s.Headers)
-        {
-            if (ValueParsers.TryParseHeader(h, out var header))
-            {
-                overrides.Add(header);
-            }
-            else
-            {
-                errors.Add($"--header '{h}' is not 'Name: value'.");
-            }
-        }
-
-        var slos = new List<Slo>();
         foreach (var text in s.Slos)
         {
             if (Slo.TryParse(text, out var error) is { } slo)
             {
-                slos.Add(slo);
+                c.Slos.Add(slo);
             }
             else
             {
@@ -333,74 +510,17 @@ internal static class SettingsValidator
             }
         }
 
-        var assertions = new List<Assertion>();
         foreach (var text in s.Asserts)
         {
             if (Assertion.TryParse(text, out var error) is { } assertion)
             {
-                assertions.Add(assertion);
+                c.Assertions.Add(assertion);
             }
             else
             {
                 errors.Add(error!);
             }
         }
-
-        if (errors.Count > 0)
-        {
-            return (null, errors);
-        }
-
-        var sourceDuration = mode == RunMode.Faithful ? duration : null;
-        var run = new ValidatedRun
-        {
-            Raw = s,
-            Mode = mode,
-            ProfileName = profile,
-            Duration = duration,
-            Spread = spread,
-            Think = think,
-            Warmup = warmup,
-            StepEvery = stepEvery,
-            SpikeAt = spikeAt,
-            SpikeFor = spikeFor,
-            Arrivals = arrivals,
-            GenerateWith = generateWith,
-            TurnThink = turnThink,
-            Slos = slos,
-            Assertions = assertions,
-            Source = new SourceSettings
-            {
-                Source = s.Source,
-                Recording = s.Recording,
-                Template = s.Template,
-                SourceDuration = sourceDuration,
-                Limit = mode == RunMode.Faithful ? s.Limit : null,
-                Model = s.Model,
-                Stream = s.Stream,
-                MaxTokens = s.MaxTokens,
-                PromptTokens = s.PromptTokens,
-                Protocol = s.Protocol,
-                Path = s.Path,
-                SessionHeader = s.SessionHeader,
-                Seed = s.Seed,
-                Conversation = s.GenerateWith is null ? null : new ConversationPlan(s.Turns, turnThink.TotalMilliseconds, s.Path, s.Model, s.MaxTokens, s.Stream),
-            },
-            Clients = new ClientSettings
-            {
-                HttpTarget = http,
-                GrpcTarget = grpc,
-                WebSocketTarget = webSocket,
-                Http2 = s.Http2,
-                Insecure = s.Insecure,
-                Timeout = timeout,
-                MaxConnections = s.Connections ?? ClientSettings.DefaultMaxConnections,
-                HeaderOverrides = overrides,
-                DropHeaders = s.DropHeaders,
-                Compare = s.Compare,
-            },
-        };
-        return (run, []);
     }
 
     private static Uri? Target(string? text, string flag, List<string> errors, bool ws)

@@ -21,8 +21,14 @@ internal static class SweepCommand
     /// <summary>The sweep's own settings, beside the workload's.</summary>
     internal sealed record Options
     {
-        public required double StartRate { get; init; }
-        public required double MaxRate { get; init; }
+        /// <summary>The first step's rate, requests/s; null: calibrate (<see cref="CalibrateAsync"/>).</summary>
+        public double? StartRate { get; init; }
+
+        /// <summary>The last step's rate at most, requests/s; null: 100 × the first.</summary>
+        public double? MaxRate { get; init; }
+
+        /// <summary>How long the calibration sends one request at a time.</summary>
+        public TimeSpan Calibration { get; init; } = TimeSpan.FromSeconds(3);
         public required TimeSpan StepLength { get; init; }
         public double StepFactor { get; init; } = 1.25;
         public double StepAdd { get; init; }
@@ -35,40 +41,62 @@ internal static class SweepCommand
     /// <summary>Runs the sweep; returns the exit code (0 with a knee, 1 when no step had any goodput).</summary>
     public static async Task<int> ExecuteAsync(ReplaySettings settings, Options options, TextWriter output, TextWriter error, ILogger logger, TimeProvider time, CancellationToken cancellationToken)
     {
-        var (prepared, code) = await RunCommand.PrepareAsync(settings, error, logger, checkTargets: true, cancellationToken).ConfigureAwait(false);
+        // The workload's own plan is not what a sweep sends: each step prints its own (its planned requests).
+        var (prepared, code) = await RunCommand.PrepareAsync(settings, error, logger, checkTargets: true, cancellationToken, logPlan: false).ConfigureAwait(false);
         if (prepared is null)
         {
             return code;
         }
 
         var (_, run, workload, plan, needed) = prepared;
-        using var budget = ConnectionBudget.ForProcess(run.Clients.MaxConnections);
-        var clients = run.Clients with { MaxConnections = budget.Limit };
-        using var http = new HttpSender(HttpSender.CreateHandler(clients), clients, time);
-        using var webSockets = new WebSocketSender(clients, time);
+        using var pipeline = RunPipeline.Create(run.Clients, time);
         var c = CultureInfo.InvariantCulture;
         var target = string.Join(", ", needed.Select(static t => t.Target.ToString()).Distinct());
-        await output.WriteLineAsync(string.Create(c, $"sweep {workload.Description} -> {target}: from {options.StartRate:0.##}/s, {(options.StepAdd > 0 ? $"+{options.StepAdd:0.##}/s" : $"x{options.StepFactor:0.##}")} every {options.StepLength.TotalSeconds:0.##} s, up to {options.MaxRate:0.##}/s; SLOs: {(run.Slos.Count == 0 ? "none (goodput = successes)" : string.Join(", ", run.Slos.Select(static s => s.Text)))}")).ConfigureAwait(false);
+        if (options.StartRate is null)
+        {
+            double? calibrated;
+            try
+            {
+                calibrated = await CalibrateAsync(plan, pipeline, options.Calibration, output, error, time, cancellationToken).ConfigureAwait(false);
+            }
+            catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+            {
+                return ExitCodes.Cancelled;
+            }
+
+            if (calibrated is not { } first)
+            {
+                return ExitCodes.AssertionFailed;
+            }
+
+            if (options.MaxRate is { } cap && cap < first)
+            {
+                await output.WriteLineAsync(string.Create(c, $"calibration: the first rate {first:0.##}/s is above --to {cap:0.##}/s; starting at --to")).ConfigureAwait(false);
+                first = cap;
+            }
+
+            options = options with { StartRate = first };
+        }
+
+        options = options with { MaxRate = options.MaxRate ?? (options.StartRate!.Value * 100) };
+        var startRate = options.StartRate!.Value;
+        var maxRate = options.MaxRate!.Value;
+        await output.WriteLineAsync(string.Create(c, $"sweep {workload.Description} -> {target}: from {startRate:0.##}/s, {(options.StepAdd > 0 ? $"+{options.StepAdd:0.##}/s" : $"x{options.StepFactor:0.##}")} every {options.StepLength.TotalSeconds:0.##} s, up to {maxRate:0.##}/s; SLOs: {(run.Slos.Count == 0 ? "none (goodput = successes)" : string.Join(", ", run.Slos.Select(static s => s.Text)))}")).ConfigureAwait(false);
 
         try
         {
-            if (run.Warmup > TimeSpan.Zero)
-            {
-                var warmupPlan = plan with { Profile = RateProfile.Constant(options.StartRate, run.Warmup.TotalSeconds), Limit = long.MaxValue, PlannedRequests = null };
-                using var warmup = new LoadRunner(warmupPlan, http, webSockets, new RunMetrics(time, []), null, budget, time);
-                await warmup.RunAsync(cancellationToken).ConfigureAwait(false);
-            }
+            await pipeline.WarmUpAsync(plan, run.Warmup, startRate, cancellationToken).ConfigureAwait(false);
         }
         catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
         {
             return ExitCodes.Cancelled;
         }
 
-        await output.WriteLineAsync("  step  offered/s  sent/s  goodput/s  done/s   good%   p50 ms   p95 ms   p99 ms  in flight  SLOs").ConfigureAwait(false);
+        await output.WriteLineAsync("  step  offered/s  planned  sent/s  goodput/s  done/s   good%   p50 ms   p95 ms   p99 ms  in flight  SLOs").ConfigureAwait(false);
         var steps = new List<SweepStep>();
         var cancelled = false;
         var seconds = options.StepLength.TotalSeconds;
-        for (var rate = options.StartRate; rate <= options.MaxRate * (1 + 1e-9); rate = options.StepAdd > 0 ? rate + options.StepAdd : rate * options.StepFactor)
+        for (var rate = startRate; rate <= maxRate * (1 + 1e-9); rate = options.StepAdd > 0 ? rate + options.StepAdd : rate * options.StepFactor)
         {
             var stepPlan = plan with
             {
@@ -78,7 +106,7 @@ internal static class SweepCommand
                 NominalSeconds = seconds,
             };
             var metrics = new RunMetrics(time, run.Slos);
-            using (var runner = new LoadRunner(stepPlan, http, webSockets, metrics, null, budget, time))
+            using (var runner = pipeline.CreateRunner(stepPlan, metrics))
             {
                 try
                 {
@@ -100,7 +128,7 @@ internal static class SweepCommand
             var step = SweepStep.From(metrics, rate, seconds);
             steps.Add(step);
             var slos = step.SlosMet.Count == 0 ? "-" : string.Join(" ", step.SlosMet.Select(static m => m ? "ok" : "MISSED"));
-            await output.WriteLineAsync(string.Create(c, $"  {steps.Count,4}  {rate,9:0.##}  {step.Sent / seconds,6:0.#}  {step.GoodputRps,9:0.##}  {step.ThroughputRps,6:0.#}  {step.GoodFraction * 100,6:0.#}  {step.Latency.P50,7:0.#}  {step.Latency.P95,7:0.#}  {step.Latency.P99,7:0.#}  {step.MeanInFlight,9:0.#}  {slos}")).ConfigureAwait(false);
+            await output.WriteLineAsync(string.Create(c, $"  {steps.Count,4}  {rate,9:0.##}  {stepPlan.PlannedRequests,7}  {step.Sent / seconds,6:0.#}  {step.GoodputRps,9:0.##}  {step.ThroughputRps,6:0.#}  {step.GoodFraction * 100,6:0.#}  {step.Latency.P50,7:0.#}  {step.Latency.P95,7:0.#}  {step.Latency.P99,7:0.#}  {step.MeanInFlight,9:0.#}  {slos}")).ConfigureAwait(false);
             if (KneeFinder.PastKnee(steps, options.Knee))
             {
                 break;
@@ -145,6 +173,43 @@ internal static class SweepCommand
 
         await output.FlushAsync(CancellationToken.None).ConfigureAwait(false);
         return cancelled ? ExitCodes.Cancelled : knee >= 0 ? ExitCodes.Ok : ExitCodes.AssertionFailed;
+    }
+
+    /// <summary>
+    /// The first rate when <c>--rate</c> is not given: the workload's requests one at a time (closed model, one user, no
+    /// think time) for <paramref name="length"/>, unmeasured by the sweep. Their mean service time S gives 1 / S, the
+    /// rate one request at a time sustains: below any target's capacity (a target that serves one request at a time has
+    /// exactly that capacity), so the ladder starts under the knee and climbs to it. Null (and the reason written) when
+    /// no request succeeded.
+    /// </summary>
+    internal static async Task<double?> CalibrateAsync(RunPlan plan, RunPipeline pipeline, TimeSpan length, TextWriter output, TextWriter error, TimeProvider time, CancellationToken cancellationToken)
+    {
+        var c = CultureInfo.InvariantCulture;
+        await output.WriteLineAsync(string.Create(c, $"calibrating: one request at a time for {length.TotalSeconds:0.##} s (no --rate given)")).ConfigureAwait(false);
+        var calibration = plan with { Mode = RunMode.Closed, Users = 1, ThinkMs = 0, Duration = length, Profile = null, Limit = long.MaxValue, PlannedRequests = null };
+        var metrics = new RunMetrics(time, []);
+        using (var runner = pipeline.CreateRunner(calibration, metrics))
+        {
+            await runner.RunAsync(cancellationToken).ConfigureAwait(false);
+        }
+
+        var succeeded = metrics.SuccessLatency.TotalCount;
+        if (succeeded == 0)
+        {
+            await error.WriteLineAsync(string.Create(c, $"replay: calibration: none of {metrics.Completed} request(s) sent one at a time succeeded ({metrics.Failures} failed); no rate to start from. Check the target, or give --rate.")).ConfigureAwait(false);
+            return null;
+        }
+
+        var serviceMs = Histograms.MeanMs(metrics.SuccessLatency); // closed model: latency is from the actual send, the service time
+        var rate = Math.Max(0.1, RoundSignificant(1000.0 / Math.Max(serviceMs, 0.001), 2));
+        await output.WriteLineAsync(string.Create(c, $"calibration: {succeeded} request(s), service time mean {serviceMs:0.##} ms: first rate {rate:0.##}/s (1 / service time; --rate overrides)")).ConfigureAwait(false);
+        return rate;
+    }
+
+    private static double RoundSignificant(double value, int digits)
+    {
+        var scale = Math.Pow(10, Math.Floor(Math.Log10(value)) - digits + 1);
+        return Math.Round(value / scale) * scale;
     }
 
     private static byte[] SweepJson(List<SweepStep> steps, int best, int knee, bool reachedKnee, ShapingProfile.Limits? limits, string? profilePath, string target, IReadOnlyList<Slo> slos, bool cancelled)

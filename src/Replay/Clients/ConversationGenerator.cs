@@ -19,9 +19,14 @@ namespace Replay.Clients;
 /// user's next message. The target is then sent the whole conversation (every earlier user and assistant message), so
 /// sessions grow as a real user's do.</para>
 /// <para>Cache: <c>--generate-cache DIR</c> holds one JSON-lines file per (generator URL, model, instruction, seed),
-/// a line per generated turn (<c>{"c":…,"t":…,"text":…}</c>). A turn found there is used as it is, without calling the
-/// generator, so a second run with the same seed sends the same user turns whatever the generator would answer now.
-/// <see cref="Digest"/> (SHA-256 over every user turn, by conversation and turn) lets two runs be compared.</para>
+/// a line per generated turn (<c>{"c":…,"t":…,"h":…,"text":…}</c>), keyed on the conversation so far: <c>h</c> is the
+/// SHA-256 of the transcript the generator was sent, the target's real answers included. A turn is taken from the
+/// cache only when this run's conversation is the same up to it, so a cached turn never answers an answer the target
+/// did not give; with a target that answers the same, a second run with the same seed sends the same user turns
+/// whatever the generator would answer now. <see cref="Digest"/> (SHA-256 over every user turn, by conversation and
+/// turn) lets two runs be compared.</para>
+/// <para>A generator call that fails (an error status, no answer, a timeout) is counted, and its first reason kept for
+/// the report (<see cref="FirstFailure"/>); the runner fails the turns it could not send.</para>
 /// </remarks>
 internal sealed class ConversationGenerator : IDisposable
 {
@@ -53,6 +58,8 @@ internal sealed class ConversationGenerator : IDisposable
     private readonly int _maxTokens;
     private readonly string? _cacheFile;
     private readonly ConcurrentDictionary<(long Conversation, int Turn), string> _turns = new();
+    private readonly ConcurrentDictionary<(long Conversation, int Turn, string History), string> _cache = new();
+    private string? _firstFailure;
     private readonly Lock _writeGate = new();
     private long _generated;
     private long _cacheHits;
@@ -76,7 +83,7 @@ internal sealed class ConversationGenerator : IDisposable
         {
             Directory.CreateDirectory(cacheDirectory);
             var key = Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes($"{baseUrl}\n{model}\n{Instruction}\n{maxTokens}")))[..16];
-            _cacheFile = Path.Combine(cacheDirectory, string.Create(CultureInfo.InvariantCulture, $"conversations-{key}-seed{seed}.jsonl"));
+            _cacheFile = Path.Combine(cacheDirectory, string.Create(CultureInfo.InvariantCulture, $"conversations-v2-{key}-seed{seed}.jsonl"));
             if (File.Exists(_cacheFile))
             {
                 foreach (var line in File.ReadLines(_cacheFile))
@@ -87,9 +94,9 @@ internal sealed class ConversationGenerator : IDisposable
                     }
 
                     var entry = JsonSerializer.Deserialize(line, ConversationJsonContext.Default.CachedTurn);
-                    if (entry is not null)
+                    if (entry is { H: { } history })
                     {
-                        _turns[(entry.C, entry.T)] = entry.Text;
+                        _cache[(entry.C, entry.T, history)] = entry.Text;
                     }
                 }
             }
@@ -108,6 +115,9 @@ internal sealed class ConversationGenerator : IDisposable
     /// <summary>Generator calls that failed (their conversations ended there).</summary>
     public long Failures => Interlocked.Read(ref _failures);
 
+    /// <summary>Why the first generator call that failed did, or null.</summary>
+    public string? FirstFailure => Volatile.Read(ref _firstFailure);
+
     /// <summary>The opening message of conversation <paramref name="conversation"/>.</summary>
     public string Opener(long conversation)
     {
@@ -122,16 +132,18 @@ internal sealed class ConversationGenerator : IDisposable
     /// </summary>
     public async ValueTask<string?> NextTurnAsync(long conversation, int turn, IReadOnlyList<(string Role, string Text)> history, CancellationToken cancellationToken)
     {
-        if (_turns.TryGetValue((conversation, turn), out var cached))
-        {
-            Interlocked.Increment(ref _cacheHits);
-            return cached;
-        }
-
         var transcript = new StringBuilder();
         foreach (var (role, text) in history)
         {
             transcript.Append(role == "user" ? "User: " : "Assistant: ").AppendLine(text);
+        }
+
+        var historyKey = Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(transcript.ToString())));
+        if (_cache.TryGetValue((conversation, turn, historyKey), out var cached))
+        {
+            Interlocked.Increment(ref _cacheHits);
+            _turns[(conversation, turn)] = cached;
+            return cached;
         }
 
         var request = new ChatRequest(
@@ -141,21 +153,33 @@ internal sealed class ConversationGenerator : IDisposable
             0,
             Sources.StableSeed.Mix(_seed, conversation, turn));
         string? next;
+        string? why = null;
         try
         {
             using var response = await _client.PostAsJsonAsync(_endpoint, request, ConversationJsonContext.Default.ChatRequest, cancellationToken).ConfigureAwait(false);
-            response.EnsureSuccessStatusCode();
-            var body = await response.Content.ReadFromJsonAsync(ConversationJsonContext.Default.ChatResponse, cancellationToken).ConfigureAwait(false);
-            next = body?.Choices is [{ Message.Content: { } content }, ..] ? content.Trim() : null;
+            if (!response.IsSuccessStatusCode)
+            {
+                var detail = await response.Content.ReadAsStringAsync(cancellationToken).ConfigureAwait(false);
+                why = string.Create(CultureInfo.InvariantCulture, $"--generate-with {_endpoint} answered {(int)response.StatusCode}: {(detail.Length > 200 ? detail[..200] + "…" : detail)}");
+                next = null;
+            }
+            else
+            {
+                var body = await response.Content.ReadFromJsonAsync(ConversationJsonContext.Default.ChatResponse, cancellationToken).ConfigureAwait(false);
+                next = body?.Choices is [{ Message.Content: { } content }, ..] ? content.Trim() : null;
+                why = string.IsNullOrEmpty(next) ? $"--generate-with {_endpoint} answered without choices[0].message.content" : null;
+            }
         }
         catch (Exception ex) when (ex is HttpRequestException or JsonException or TaskCanceledException && !cancellationToken.IsCancellationRequested)
         {
+            why = $"--generate-with {_endpoint}: {HttpSender.Describe(ex)}";
             next = null;
         }
 
         if (string.IsNullOrEmpty(next))
         {
             Interlocked.Increment(ref _failures);
+            Interlocked.CompareExchange(ref _firstFailure, why ?? "no answer", null);
             return null;
         }
 
@@ -164,12 +188,13 @@ internal sealed class ConversationGenerator : IDisposable
             next = next[..MaxTurnChars];
         }
 
-        if (_turns.TryAdd((conversation, turn), next))
+        _turns[(conversation, turn)] = next;
+        if (_cache.TryAdd((conversation, turn, historyKey), next))
         {
             Interlocked.Increment(ref _generated);
             if (_cacheFile is not null)
             {
-                var line = JsonSerializer.Serialize(new CachedTurn(conversation, turn, next), ConversationJsonContext.Default.CachedTurn);
+                var line = JsonSerializer.Serialize(new CachedTurn(conversation, turn, historyKey, next), ConversationJsonContext.Default.CachedTurn);
                 lock (_writeGate)
                 {
                     File.AppendAllText(_cacheFile, line + "\n");
@@ -177,7 +202,7 @@ internal sealed class ConversationGenerator : IDisposable
             }
         }
 
-        return _turns[(conversation, turn)];
+        return next;
     }
 
     /// <summary>SHA-256 (hex) over every user turn of conversations 0 … <paramref name="conversations"/> − 1 in order: equal digests, equal conversations.</summary>
@@ -259,7 +284,7 @@ internal sealed class ConversationGenerator : IDisposable
 
     internal sealed record ChatResponse([property: JsonPropertyName("choices")] IReadOnlyList<ChatChoice>? Choices);
 
-    internal sealed record CachedTurn([property: JsonPropertyName("c")] long C, [property: JsonPropertyName("t")] int T, [property: JsonPropertyName("text")] string Text);
+    internal sealed record CachedTurn([property: JsonPropertyName("c")] long C, [property: JsonPropertyName("t")] int T, [property: JsonPropertyName("h")] string? H, [property: JsonPropertyName("text")] string Text);
 }
 
 /// <summary>Source-generated JSON of the conversation generator.</summary>

@@ -1,12 +1,9 @@
 using System.Buffers;
-using System.Buffers.Binary;
-using System.Buffers.Text;
 using System.Collections.Concurrent;
 using System.Globalization;
 using System.Net;
 using System.Net.Http.Headers;
 using System.Runtime.CompilerServices;
-using System.Security.Cryptography;
 using Replay.Measurement;
 using Replay.Sources;
 
@@ -26,16 +23,9 @@ namespace Replay.Clients;
 /// </remarks>
 internal sealed class HttpSender : IDisposable
 {
-    private const int ReadBufferSize = 4 * 1024;
-    private const int MaxKeptBody = 1 << 20;
 
     /// <summary>Largest SSE event or gRPC message read (16 MiB): a length or a stream without boundaries beyond it is a broken response, not a reason to grow a buffer without bound.</summary>
     internal const int MaxMessageBytes = 16 << 20;
-    private static ReadOnlySpan<byte> DoubleNewline => "\n\n"u8;
-    private static ReadOnlySpan<byte> DoneMarker => "[DONE]"u8;
-    private static ReadOnlySpan<byte> CompletionTokens => "\"completion_tokens\":"u8;
-    private static ReadOnlySpan<byte> ContentStart => "\"content\":\""u8;
-    private static ReadOnlySpan<byte> TextStart => "\"text\":\""u8;
 
     private readonly HttpMessageInvoker _invoker;
     private readonly TimeProvider _time;
@@ -111,10 +101,11 @@ internal sealed class HttpSender : IDisposable
             else if (request.Streamed && response.IsSuccessStatusCode && IsEventStream(response.Content.Headers.ContentType))
             {
                 outcome.Streamed = true;
-                var text = request.CaptureText ? new System.Text.StringBuilder() : null;
-                var (events, usage) = await ReadSseAsync(content, tokens, text, cts.Token).ConfigureAwait(false);
-                outcome.Tokens = usage >= 0 ? usage : events;
-                outcome.Text = text?.ToString();
+                var sse = await Readers.SseResponseReader.ReadAsync(content, tokens, request.CaptureText, _time, cts.Token).ConfigureAwait(false);
+                outcome.Tokens = sse.CompletionTokens >= 0 ? (int)Math.Min(sse.CompletionTokens, int.MaxValue) : sse.TokenEvents;
+                outcome.Text = sse.Text;
+                outcome.UnparseableEvents = sse.Unparseable;
+                outcome.FirstUnparseable = sse.FirstUnparseable;
                 outcome.Failure = FailureKind.None;
                 outcome.StatusKey = StatusKeys.Http(outcome.HttpStatus);
             }
@@ -122,7 +113,7 @@ internal sealed class HttpSender : IDisposable
             {
                 var firstByte = _time.GetTimestamp();
                 var expected = _settings.Compare && request.Recorded?.BodySha256 is { } sha ? sha : null;
-                var (usage, hashMatches, text) = await ReadBodyAsync(content, expected, request.CaptureText, cts.Token).ConfigureAwait(false);
+                var (usage, hashMatches, text) = await Readers.BodyResponseReader.ReadAsync(content, expected, request.CaptureText, cts.Token).ConfigureAwait(false);
                 outcome.Text = text;
                 outcome.FirstTokenTimestamp = firstByte;
                 outcome.Tokens = Math.Max(0, usage);
@@ -297,308 +288,13 @@ internal sealed class HttpSender : IDisposable
         _ => HttpMethod.Parse(method),
     };
 
-    /// <summary>Reads SSE events; stamps each token event. Returns the number of token events and <c>usage.completion_tokens</c> (-1 when absent).</summary>
-    private async ValueTask<(int Events, int Usage)> ReadSseAsync(Stream content, TokenTimes tokens, System.Text.StringBuilder? text, CancellationToken cancellationToken)
-    {
-        var buffer = ArrayPool<byte>.Shared.Rent(ReadBufferSize);
-        int start = 0, end = 0, events = 0, usage = -1;
-        try
-        {
-            while (true)
-            {
-                if (end == buffer.Length)
-                {
-                    if (start > 0)
-                    {
-                        Buffer.BlockCopy(buffer, start, buffer, 0, end - start);
-                        end -= start;
-                        start = 0;
-                    }
-                    else if (buffer.Length >= MaxMessageBytes)
-                    {
-                        throw new InvalidDataException(string.Create(CultureInfo.InvariantCulture, $"an SSE event longer than {MaxMessageBytes} bytes"));
-                    }
-                    else
-                    {
-                        var bigger = ArrayPool<byte>.Shared.Rent(buffer.Length * 2);
-                        Buffer.BlockCopy(buffer, 0, bigger, 0, end);
-                        ArrayPool<byte>.Shared.Return(buffer);
-                        buffer = bigger;
-                    }
-                }
-
-                var read = await content.ReadAsync(buffer.AsMemory(end), cancellationToken).ConfigureAwait(false);
-                if (read == 0)
-                {
-                    return (events, usage);
-                }
-
-                var now = _time.GetTimestamp();
-                end += read;
-                while (true)
-                {
-                    var boundary = buffer.AsSpan(start, end - start).IndexOf(DoubleNewline);
-                    if (boundary < 0)
-                    {
-                        break;
-                    }
-
-                    var evt = buffer.AsSpan(start, boundary);
-                    start += boundary + 2;
-                    if (IsTokenEvent(evt, ref usage))
-                    {
-                        events++;
-                        tokens.Add(now);
-                        if (text is not null)
-                        {
-                            AppendContent(evt, text);
-                        }
-                    }
-                }
-
-                if (start == end)
-                {
-                    start = end = 0;
-                }
-            }
-        }
-        finally
-        {
-            ArrayPool<byte>.Shared.Return(buffer);
-        }
-    }
-
-    /// <summary>Appends an SSE event's <c>choices[0].delta.content</c> (or <c>text</c>) to <paramref name="text"/> (generated conversations need the answer).</summary>
-    internal static void AppendContent(ReadOnlySpan<byte> evt, System.Text.StringBuilder text)
-    {
-        var data = evt.IndexOf("data:"u8);
-        if (data < 0)
-        {
-            return;
-        }
-
-        try
-        {
-            using var doc = System.Text.Json.JsonDocument.Parse(evt[(data + 5)..].ToArray());
-            if (doc.RootElement.TryGetProperty("choices", out var choices) && choices.ValueKind == System.Text.Json.JsonValueKind.Array && choices.GetArrayLength() > 0)
-            {
-                var choice = choices[0];
-                if (choice.TryGetProperty("delta", out var delta) && delta.TryGetProperty("content", out var c) && c.ValueKind == System.Text.Json.JsonValueKind.String)
-                {
-                    text.Append(c.GetString());
-                }
-                else if (choice.TryGetProperty("text", out var t) && t.ValueKind == System.Text.Json.JsonValueKind.String)
-                {
-                    text.Append(t.GetString());
-                }
-            }
-        }
-        catch (System.Text.Json.JsonException)
-        {
-            // Not JSON: no text to keep.
-        }
-    }
-
-    /// <summary>A non-streamed chat completion's <c>choices[0].message.content</c> (or <c>text</c>), or null.</summary>
-    internal static string? MessageContent(ReadOnlySpan<byte> body)
-    {
-        try
-        {
-            using var doc = System.Text.Json.JsonDocument.Parse(body.ToArray());
-            if (doc.RootElement.TryGetProperty("choices", out var choices) && choices.ValueKind == System.Text.Json.JsonValueKind.Array && choices.GetArrayLength() > 0)
-            {
-                var choice = choices[0];
-                if (choice.TryGetProperty("message", out var m) && m.TryGetProperty("content", out var c) && c.ValueKind == System.Text.Json.JsonValueKind.String)
-                {
-                    return c.GetString();
-                }
-
-                if (choice.TryGetProperty("text", out var t) && t.ValueKind == System.Text.Json.JsonValueKind.String)
-                {
-                    return t.GetString();
-                }
-            }
-        }
-        catch (System.Text.Json.JsonException)
-        {
-        }
-
-        return null;
-    }
-
-    /// <summary>Whether an SSE event carries output text (<c>"content":"…"</c> or <c>"text":"…"</c>, non-empty); reads <c>completion_tokens</c> when present.</summary>
-    internal static bool IsTokenEvent(ReadOnlySpan<byte> evt, ref int usage)
-    {
-        if (evt.IndexOf(DoneMarker) >= 0)
-        {
-            return false;
-        }
-
-        var u = evt.IndexOf(CompletionTokens);
-        if (u >= 0)
-        {
-            var rest = evt[(u + CompletionTokens.Length)..].TrimStart((byte)' ');
-            if (Utf8Parser.TryParse(rest, out int value, out _))
-            {
-                usage = value;
-            }
-        }
-
-        return NonEmptyString(evt, ContentStart) || NonEmptyString(evt, TextStart);
-
-        static bool NonEmptyString(ReadOnlySpan<byte> evt, ReadOnlySpan<byte> key)
-        {
-            var i = evt.IndexOf(key);
-            return i >= 0 && i + key.Length < evt.Length && evt[i + key.Length] != (byte)'"';
-        }
-    }
-
-    /// <summary>Reads a whole body; returns <c>completion_tokens</c> (-1 when absent) and whether its SHA-256 equals <paramref name="expectedSha256"/>.</summary>
-    private static async ValueTask<(int Usage, bool HashMatches, string? Text)> ReadBodyAsync(Stream content, string? expectedSha256, bool captureText, CancellationToken cancellationToken)
-    {
-        var buffer = ArrayPool<byte>.Shared.Rent(ReadBufferSize);
-        using var hash = expectedSha256 is null ? null : IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
-        var end = 0;
-        try
-        {
-            while (true)
-            {
-                if (end == buffer.Length)
-                {
-                    if (buffer.Length >= MaxKeptBody)
-                    {
-                        hash?.AppendData(buffer, 0, end);
-                        end = 0;
-                    }
-                    else
-                    {
-                        var bigger = ArrayPool<byte>.Shared.Rent(buffer.Length * 2);
-                        Buffer.BlockCopy(buffer, 0, bigger, 0, end);
-                        ArrayPool<byte>.Shared.Return(buffer);
-                        buffer = bigger;
-                    }
-                }
-
-                var read = await content.ReadAsync(buffer.AsMemory(end), cancellationToken).ConfigureAwait(false);
-                if (read == 0)
-                {
-                    break;
-                }
-
-                end += read;
-            }
-
-            var usage = -1;
-            var span = buffer.AsSpan(0, end);
-            var u = span.LastIndexOf(CompletionTokens);
-            if (u >= 0 && Utf8Parser.TryParse(span[(u + CompletionTokens.Length)..].TrimStart((byte)' '), out int value, out _))
-            {
-                usage = value;
-            }
-
-            var matches = false;
-            if (hash is not null)
-            {
-                hash.AppendData(buffer, 0, end);
-                var actual = Convert.ToHexStringLower(hash.GetHashAndReset());
-                matches = string.Equals(actual, expectedSha256, StringComparison.OrdinalIgnoreCase);
-            }
-
-            return (usage, matches, captureText && hash is null ? MessageContent(span) : null);
-        }
-        finally
-        {
-            ArrayPool<byte>.Shared.Return(buffer);
-        }
-    }
-
-    /// <summary>Reads gRPC messages to the end and the status from the trailers (or the headers of a trailers-only response).</summary>
+    /// <summary>Reads gRPC messages to the end (<see cref="Readers.GrpcResponseReader"/>) and the status from the trailers (or the headers of a trailers-only response).</summary>
     private async ValueTask<Outcome> ReadGrpcAsync(Stream content, PlannedRequest request, HttpResponseMessage response, TokenTimes tokens, Outcome outcome, CancellationToken cancellationToken)
     {
-        var buffer = ArrayPool<byte>.Shared.Rent(ReadBufferSize);
-        int start = 0, end = 0, messages = 0, unaryTokens = -1;
-        long firstMessage = 0;
-        try
-        {
-            while (true)
-            {
-                if (end == buffer.Length)
-                {
-                    var needed = end - start;
-                    var target = needed == buffer.Length ? ArrayPool<byte>.Shared.Rent(buffer.Length * 2) : buffer;
-                    Buffer.BlockCopy(buffer, start, target, 0, needed);
-                    if (!ReferenceEquals(target, buffer))
-                    {
-                        ArrayPool<byte>.Shared.Return(buffer);
-                        buffer = target;
-                    }
-
-                    end = needed;
-                    start = 0;
-                }
-
-                var read = await content.ReadAsync(buffer.AsMemory(end), cancellationToken).ConfigureAwait(false);
-                if (read == 0)
-                {
-                    break;
-                }
-
-                var now = _time.GetTimestamp();
-                end += read;
-                while (end - start >= GrpcFraming.PrefixLength)
-                {
-                    var declared = BinaryPrimitives.ReadUInt32BigEndian(buffer.AsSpan(start + 1));
-                    if (declared > MaxMessageBytes)
-                    {
-                        throw new InvalidDataException(string.Create(CultureInfo.InvariantCulture, $"a gRPC message of {declared} bytes (more than {MaxMessageBytes})"));
-                    }
-
-                    var length = (int)declared;
-                    var total = GrpcFraming.PrefixLength + length;
-                    if (end - start < total)
-                    {
-                        if (total > buffer.Length)
-                        {
-                            var bigger = ArrayPool<byte>.Shared.Rent(total);
-                            Buffer.BlockCopy(buffer, start, bigger, 0, end - start);
-                            ArrayPool<byte>.Shared.Return(buffer);
-                            buffer = bigger;
-                            end -= start;
-                            start = 0;
-                        }
-
-                        break;
-                    }
-
-                    messages++;
-                    if (firstMessage == 0)
-                    {
-                        firstMessage = now;
-                    }
-
-                    if (request.Streamed)
-                    {
-                        tokens.Add(now);
-                    }
-                    else
-                    {
-                        unaryTokens = ReadVarintField(buffer.AsSpan(start + GrpcFraming.PrefixLength, length), 2);
-                    }
-
-                    start += total;
-                }
-
-                if (start == end)
-                {
-                    start = end = 0;
-                }
-            }
-        }
-        finally
-        {
-            ArrayPool<byte>.Shared.Return(buffer);
-        }
-
+        var grpc = await Readers.GrpcResponseReader.ReadAsync(content, tokens, request.Streamed, _time, cancellationToken).ConfigureAwait(false);
+        var messages = grpc.Messages;
+        var unaryTokens = grpc.UnaryTokens;
+        var firstMessage = grpc.FirstMessageTimestamp;
         var code = GrpcStatus(response.TrailingHeaders) ?? GrpcStatus(response.Headers);
         outcome.Streamed = request.Streamed;
         if (code is { } c)
@@ -641,68 +337,5 @@ internal sealed class HttpSender : IDisposable
         }
 
         return null;
-    }
-
-    /// <summary>The value of varint field <paramref name="field"/> at the top level of a protobuf message, or -1.</summary>
-    internal static int ReadVarintField(ReadOnlySpan<byte> message, int field)
-    {
-        var i = 0;
-        while (i < message.Length)
-        {
-            var key = ReadVarint(message, ref i);
-            if (key < 0)
-            {
-                return -1;
-            }
-
-            var wire = (int)(key & 7);
-            var number = (int)(key >> 3);
-            switch (wire)
-            {
-                case 0:
-                    var value = ReadVarint(message, ref i);
-                    if (number == field)
-                    {
-                        return (int)value;
-                    }
-
-                    break;
-                case 1:
-                    i += 8;
-                    break;
-                case 2:
-                    var length = ReadVarint(message, ref i);
-                    if (length < 0)
-                    {
-                        return -1;
-                    }
-
-                    i += (int)length;
-                    break;
-                case 5:
-                    i += 4;
-                    break;
-                default:
-                    return -1;
-            }
-        }
-
-        return -1;
-
-        static long ReadVarint(ReadOnlySpan<byte> s, ref int i)
-        {
-            long result = 0;
-            for (var shift = 0; shift < 64 && i < s.Length; shift += 7)
-            {
-                var b = s[i++];
-                result |= (long)(b & 0x7F) << shift;
-                if ((b & 0x80) == 0)
-                {
-                    return result;
-                }
-            }
-
-            return -1;
-        }
     }
 }

@@ -17,9 +17,6 @@ internal sealed class WebSocketSender : IDisposable
 {
     /// <summary>Receive buffer per connection and per turn (grown when a message is larger): small, so 10,000 open sessions stay small.</summary>
     private const int ReceiveBufferSize = 512;
-    private static ReadOnlySpan<byte> DoneKey => "\"done\""u8;
-    private static ReadOnlySpan<byte> ErrorKey => "\"error\""u8;
-    private static ReadOnlySpan<byte> CodeKey => "\"code\":\""u8;
 
     private static readonly string[] s_refusalCodes = ["queue_full", "rate_limited", "too_many_requests", "overloaded", "concurrency_limit", "refused"];
 
@@ -82,6 +79,7 @@ internal sealed class WebSocketSender : IDisposable
         try
         {
             await socket.SendAsync(turn.Payload, turn.Binary ? WebSocketMessageType.Binary : WebSocketMessageType.Text, true, cts.Token).ConfigureAwait(false);
+            outcome.MessagesSent = 1;
             while (true)
             {
                 var length = 0;
@@ -120,7 +118,10 @@ internal sealed class WebSocketSender : IDisposable
 
                 var now = _time.GetTimestamp();
                 var message = buffer.AsSpan(0, length);
-                if (message.IndexOf(DoneKey) >= 0)
+                outcome.MessagesReceived++;
+                var code = "error";
+                var reply = result.MessageType == WebSocketMessageType.Text ? WebSocketReplies.Classify(message, out code) : WebSocketReply.Part;
+                if (reply == WebSocketReply.Done)
                 {
                     outcome.Failure = FailureKind.None;
                     outcome.StatusKey = StatusKeys.WebSocketOk;
@@ -128,9 +129,8 @@ internal sealed class WebSocketSender : IDisposable
                     return Finish(ref outcome, tokens);
                 }
 
-                if (message.IndexOf(ErrorKey) >= 0)
+                if (reply == WebSocketReply.Error)
                 {
-                    var code = Code(message);
                     outcome.Failure = Array.IndexOf(s_refusalCodes, code) >= 0 ? FailureKind.Refused : FailureKind.Status;
                     outcome.StatusKey = "ws:" + code;
                     outcome.Error = System.Text.Encoding.UTF8.GetString(message);
@@ -166,6 +166,205 @@ internal sealed class WebSocketSender : IDisposable
         }
 
         return Finish(ref outcome, tokens);
+    }
+
+    /// <summary>
+    /// Frames mode: sends the client messages of <paramref name="request"/> intact (text and binary) at their recorded
+    /// offsets, reads the server's frames as they come, then closes as recorded: the recorded close status at its
+    /// offset, or, when the server closed first in the recording, waits for the server's close and answers it. The
+    /// connection is one request: it succeeds when the close handshake completes with a normal status (1000, 1001,
+    /// none, or the recorded one), and fails when the connection breaks, the server closes before every message was
+    /// sent, or no close comes within <c>--timeout</c> of ours.
+    /// </summary>
+    /// <param name="socket">The open connection.</param>
+    /// <param name="request">The connection's messages (<see cref="PlannedRequest.Turns"/> with offsets) and close.</param>
+    /// <param name="start">The timestamp of offset 0: the connection's intended time, or when it opened if that was later than its first message's offset.</param>
+    /// <param name="timer">Waits that never end early.</param>
+    /// <param name="tokens">Cleared; frames mode stamps no tokens (a generic server's messages are not tokens).</param>
+    /// <param name="runToken">The run's cancellation.</param>
+    public async ValueTask<Outcome> RunFramesAsync(WebSocket socket, PlannedRequest request, long start, Scheduling.FineTimer timer, TokenTimes tokens, CancellationToken runToken)
+    {
+        tokens.Clear();
+        var outcome = new Outcome { GrpcStatus = -1, HttpStatus = 101, StatusKey = StatusKeys.WebSocketOk };
+        var frames = request.Turns ?? [];
+        var close = request.Close;
+        using var receiveCts = CancellationTokenSource.CreateLinkedTokenSource(runToken);
+        var receiver = new FrameReceiver(_time);
+        var receiving = receiver.RunAsync(socket, receiveCts.Token);
+        var unsent = frames.Count;
+        var closeSent = false;
+        try
+        {
+            foreach (var frame in frames)
+            {
+                await timer.WaitUntilAsync(start + Ticks(frame.OffsetMs), runToken).ConfigureAwait(false);
+                if (socket.State != WebSocketState.Open)
+                {
+                    break;
+                }
+
+                await SendBoundedAsync(socket, frame, runToken).ConfigureAwait(false);
+                outcome.MessagesSent++;
+                unsent--;
+            }
+
+            if (unsent == 0 && socket.State == WebSocketState.Open)
+            {
+                if (close is { ByServer: true })
+                {
+                    // The server ended the recorded connection: wait for its close, then answer it below.
+                    await receiving.WaitAsync(_settings.Timeout, runToken).ConfigureAwait(false);
+                }
+                else
+                {
+                    var lastOffset = frames.Count > 0 ? frames[^1].OffsetMs : 0;
+                    await timer.WaitUntilAsync(start + Ticks(Math.Max(close?.OffsetMs ?? lastOffset, lastOffset)), runToken).ConfigureAwait(false);
+                }
+            }
+
+            if (socket.State is WebSocketState.Open or WebSocketState.CloseReceived)
+            {
+                using var cts = CancellationTokenSource.CreateLinkedTokenSource(runToken);
+                cts.CancelAfter(_settings.Timeout);
+                // Ours: the recorded status and reason. An answer to the server's close: its status echoed (RFC 6455 §5.5.1).
+                closeSent = socket.State == WebSocketState.Open;
+                var (status, reason) = closeSent
+                    ? ((WebSocketCloseStatus)(close?.Code ?? 1000), close?.Reason)
+                    : (socket.CloseStatus is { } received && (int)received != 1005 ? received : WebSocketCloseStatus.NormalClosure, (string?)null);
+                await socket.CloseOutputAsync(status, reason, cts.Token).ConfigureAwait(false);
+            }
+
+            // The server's close (or the end of the connection) ends the exchange.
+            await receiving.WaitAsync(_settings.Timeout, runToken).ConfigureAwait(false);
+        }
+        catch (TimeoutException)
+        {
+            outcome.Failure = FailureKind.Timeout;
+            outcome.StatusKey = StatusKeys.Timeout;
+            outcome.Error = string.Create(CultureInfo.InvariantCulture, $"no close from the server within {_settings.Timeout.TotalMilliseconds} ms {(closeSent ? "of ours" : "after the last message")}");
+            socket.Abort();
+        }
+        catch (OperationCanceledException) when (!runToken.IsCancellationRequested)
+        {
+            outcome.Failure = FailureKind.Timeout;
+            outcome.StatusKey = StatusKeys.Timeout;
+            outcome.Error = string.Create(CultureInfo.InvariantCulture, $"a message or the close could not be sent within {_settings.Timeout.TotalMilliseconds} ms");
+            socket.Abort();
+        }
+        catch (Exception ex) when (ex is WebSocketException or IOException or ObjectDisposedException)
+        {
+            if (!ClosedByLimit(socket, ref outcome))
+            {
+                outcome.Failure = FailureKind.Connection;
+                outcome.StatusKey = StatusKeys.ConnectionError;
+                outcome.Error = HttpSender.Describe(ex);
+            }
+
+            socket.Abort();
+        }
+        finally
+        {
+            await receiveCts.CancelAsync().ConfigureAwait(false);
+            try
+            {
+                await receiving.ConfigureAwait(false);
+            }
+            catch (OperationCanceledException)
+            {
+                // Ended by us.
+            }
+        }
+
+        outcome.MessagesReceived = receiver.Received;
+        outcome.FirstTokenTimestamp = receiver.FirstTimestamp;
+        outcome.EndTimestamp = _time.GetTimestamp();
+        if (outcome.Failure != FailureKind.None)
+        {
+            return outcome;
+        }
+
+        if (receiver.Error is { } error && !ClosedByLimit(socket, ref outcome))
+        {
+            outcome.Failure = FailureKind.Connection;
+            outcome.StatusKey = StatusKeys.ConnectionError;
+            outcome.Error = HttpSender.Describe(error);
+        }
+        else if (ClosedByLimit(socket, ref outcome))
+        {
+            // A limit closed it: refused.
+        }
+        else if (unsent > 0)
+        {
+            outcome.Failure = FailureKind.Connection;
+            outcome.StatusKey = StatusKeys.ConnectionError;
+            outcome.Error = string.Create(CultureInfo.InvariantCulture, $"the server closed the WebSocket ({(int?)socket.CloseStatus} {socket.CloseStatusDescription}) before {unsent} of {frames.Count} messages were sent");
+        }
+        else if (socket.CloseStatus is { } status && (int)status is not (1000 or 1001 or 1005) && (int)status != close?.Code)
+        {
+            outcome.Failure = FailureKind.Status;
+            outcome.StatusKey = string.Create(CultureInfo.InvariantCulture, $"ws:close:{(int)status}");
+            outcome.Error = string.Create(CultureInfo.InvariantCulture, $"the server closed the WebSocket with {(int)status} {socket.CloseStatusDescription}");
+        }
+
+        return outcome;
+    }
+
+    private async ValueTask SendBoundedAsync(WebSocket socket, WebSocketTurn frame, CancellationToken runToken)
+    {
+        var cts = _cancellations.Rent(_settings.Timeout);
+        var registration = runToken.UnsafeRegister(static s => ((CancellationTokenSource)s!).Cancel(), cts);
+        try
+        {
+            await socket.SendAsync(frame.Payload, frame.Binary ? WebSocketMessageType.Binary : WebSocketMessageType.Text, true, cts.Token).ConfigureAwait(false);
+        }
+        finally
+        {
+            registration.Dispose();
+            _cancellations.Return(cts);
+        }
+    }
+
+    private long Ticks(double milliseconds) => (long)(milliseconds * _time.TimestampFrequency / 1000.0);
+
+    /// <summary>Frames mode: reads the server's messages as they come until its close frame (or the connection ends), counting whole messages.</summary>
+    private sealed class FrameReceiver(TimeProvider time)
+    {
+        public int Received;
+        public long FirstTimestamp;
+        public Exception? Error;
+
+        public async Task RunAsync(WebSocket socket, CancellationToken cancellationToken)
+        {
+            await Task.Yield();
+            var buffer = ArrayPool<byte>.Shared.Rent(ReceiveBufferSize);
+            try
+            {
+                while (true)
+                {
+                    var result = await socket.ReceiveAsync(buffer.AsMemory(), cancellationToken).ConfigureAwait(false);
+                    if (result.MessageType == WebSocketMessageType.Close)
+                    {
+                        return;
+                    }
+
+                    if (result.EndOfMessage)
+                    {
+                        if (Received++ == 0)
+                        {
+                            FirstTimestamp = time.GetTimestamp();
+                        }
+                    }
+                }
+            }
+            catch (Exception ex) when (ex is WebSocketException or IOException or ObjectDisposedException)
+            {
+                Error = ex;
+            }
+            finally
+            {
+                ArrayPool<byte>.Shared.Return(buffer);
+            }
+        }
     }
 
     /// <summary>Closes a connection politely (best effort, bounded by a second).</summary>
@@ -241,18 +440,5 @@ internal sealed class WebSocketSender : IDisposable
         var end = rest.IndexOf(';');
         var limit = (end < 0 ? rest : rest[..end]).Trim();
         return limit.IsEmpty ? null : limit.ToString();
-    }
-
-    private static string Code(ReadOnlySpan<byte> message)
-    {
-        var i = message.IndexOf(CodeKey);
-        if (i < 0)
-        {
-            return "error";
-        }
-
-        var rest = message[(i + CodeKey.Length)..];
-        var end = rest.IndexOf((byte)'"');
-        return end <= 0 ? "error" : System.Text.Encoding.UTF8.GetString(rest[..end]);
     }
 }

@@ -20,6 +20,12 @@ internal enum FailureKind
     /// RESOURCE_EXHAUSTED or UNAVAILABLE, or a WebSocket error whose code says the server is full or limited.
     /// </summary>
     Refused,
+
+    /// <summary>
+    /// Generated conversations: the <c>--generate-with</c> model could not write the user's turn, so the turn (and the
+    /// conversation's later ones) was never sent. Not the target's fault, but the run did not do what it was asked.
+    /// </summary>
+    Generator,
 }
 
 /// <summary>How one request ended, as the client saw it. Times are <see cref="TimeProvider"/> timestamps (0 = never).</summary>
@@ -66,6 +72,18 @@ internal struct Outcome
 
     /// <summary>Error detail for the request log (null on success).</summary>
     public string? Error;
+
+    /// <summary>WebSocket messages this request sent (1 per turn; a frames-mode connection's client messages).</summary>
+    public int MessagesSent;
+
+    /// <summary>WebSocket messages this request received from the server (whole messages, not fragments).</summary>
+    public int MessagesReceived;
+
+    /// <summary>Streamed responses: events that could not be parsed (neither JSON nor <c>[DONE]</c>); they count as no token.</summary>
+    public int UnparseableEvents;
+
+    /// <summary>The first unparseable event's data (shortened), or null.</summary>
+    public string? FirstUnparseable;
 
     /// <summary>The answer's text, when the request asked for it (<see cref="Sources.PlannedRequest.CaptureText"/>).</summary>
     public string? Text;

@@ -14,7 +14,7 @@ namespace Replay.Measurement;
 /// </remarks>
 internal sealed partial class RunMetrics
 {
-    private const int ExportVersion = 2;
+    private const int ExportVersion = 3;
 
     /// <summary>Everything measured so far, as bytes for <see cref="Merge"/>.</summary>
     public byte[] Export()
@@ -34,6 +34,10 @@ internal sealed partial class RunMetrics
                 w.Write(Compared);
                 w.Write(StatusMismatches);
                 w.Write(BodyDifferences);
+                w.Write(WebSocketMessagesSent);
+                w.Write(WebSocketMessagesReceived);
+                w.Write(UnparseableEvents);
+                w.Write(FirstUnparseable ?? string.Empty);
                 w.Write(SecondsSinceStart(LastIntendedTimestamp));
                 w.Write(SecondsSinceStart(LastSentTimestamp));
                 w.Write(SecondsSinceStart(LastCompletedTimestamp));
@@ -93,7 +97,7 @@ internal sealed partial class RunMetrics
         using var r = new BinaryReader(stream);
         if (r.ReadInt32() != ExportVersion)
         {
-            throw new InvalidDataException("not a replay metrics export of version 2 (workers and coordinator must run the same build)");
+            throw new InvalidDataException("not a replay metrics export of version 3 (workers and coordinator must run the same build)");
         }
 
         lock (_gate)
@@ -112,6 +116,14 @@ internal sealed partial class RunMetrics
             Compared += r.ReadInt64();
             StatusMismatches += r.ReadInt64();
             BodyDifferences += r.ReadInt64();
+            WebSocketMessagesSent += r.ReadInt64();
+            WebSocketMessagesReceived += r.ReadInt64();
+            UnparseableEvents += r.ReadInt64();
+            var firstUnparseable = r.ReadString();
+            if (firstUnparseable.Length > 0)
+            {
+                FirstUnparseable ??= firstUnparseable;
+            }
             LastIntendedTimestamp = Math.Max(LastIntendedTimestamp, At(r.ReadDouble()));
             LastSentTimestamp = Math.Max(LastSentTimestamp, At(r.ReadDouble()));
             LastCompletedTimestamp = Math.Max(LastCompletedTimestamp, At(r.ReadDouble()));

@@ -22,7 +22,7 @@ internal sealed partial class RunMetrics
     private readonly TimeProvider _time;
     private readonly Slo[] _slos;
     private readonly long[] _sloMet;
-    private readonly long[] _failuresByKind = new long[5];
+    private readonly long[] _failuresByKind = new long[6];
     private readonly Dictionary<string, Group> _byStatus = new(StringComparer.Ordinal);
     private readonly Dictionary<string, Group> _byRoute = new(StringComparer.Ordinal);
     private readonly Dictionary<string, Group> _refusedByLimit = new(StringComparer.Ordinal);
@@ -140,6 +140,18 @@ internal sealed partial class RunMetrics
 
     /// <summary>Output tokens received.</summary>
     public long OutputTokens { get; private set; }
+
+    /// <summary>WebSocket messages sent (a turn's message, a frames-mode connection's client messages).</summary>
+    public long WebSocketMessagesSent { get; private set; }
+
+    /// <summary>WebSocket messages received from servers (whole messages).</summary>
+    public long WebSocketMessagesReceived { get; private set; }
+
+    /// <summary>Stream events that could not be parsed (neither JSON nor <c>[DONE]</c>), over all responses.</summary>
+    public long UnparseableEvents { get; private set; }
+
+    /// <summary>The first unparseable event's data (shortened), or null.</summary>
+    public string? FirstUnparseable { get; private set; }
 
     /// <summary>Requests that met every SLO (and succeeded).</summary>
     public long Good { get; private set; }
@@ -267,6 +279,13 @@ internal sealed partial class RunMetrics
 
             Histograms.Record(byRoute.Latency, latency);
             OutputTokens += outcome.Tokens;
+            WebSocketMessagesSent += outcome.MessagesSent;
+            WebSocketMessagesReceived += outcome.MessagesReceived;
+            if (outcome.UnparseableEvents > 0)
+            {
+                UnparseableEvents += outcome.UnparseableEvents;
+                FirstUnparseable ??= outcome.FirstUnparseable;
+            }
 
             if (outcome.Streamed && !failed)
             {

@@ -22,6 +22,9 @@ internal static class StatusKeys
     /// <summary>A WebSocket turn answered in full.</summary>
     public const string WebSocketOk = "ws:ok";
 
+    /// <summary>A generated conversation's turn that its generator could not write (never sent).</summary>
+    public const string GeneratorError = "generator_error";
+
     /// <summary>
     /// Whether a status label is a refusal in its protocol's terms: HTTP 429 or 503, gRPC RESOURCE_EXHAUSTED or
     /// UNAVAILABLE, a WebSocket closed with 1008 or 1013 (for reading a report's <c>by_status</c>, where the label is all

@@ -15,7 +15,7 @@ internal sealed partial record Assertion(string Text, string Metric, string Oper
     private static readonly string[] s_plain =
     [
         "requests", "sent", "failures", "achieved_rps", "intended_rps", "throughput_rps", "goodput_rps", "refused", "timeouts",
-        "connection_errors", "status_errors", "status_mismatches", "body_differences", "skipped_records", "output_tokens", "tokens_per_s",
+        "connection_errors", "status_errors", "status_mismatches", "body_differences", "skipped_records", "output_tokens", "tokens_per_s", "ws_messages_sent", "ws_messages_received",
     ];
 
     private static readonly string[] s_fractions = ["error_rate", "goodput", "refused_rate"];
@@ -138,6 +138,8 @@ internal sealed partial record Assertion(string Text, string Metric, string Oper
             case "skipped_records": return r.SkippedRecords;
             case "output_tokens": return r.OutputTokens;
             case "tokens_per_s": return r.OutputTokensPerSecond;
+            case "ws_messages_sent": return r.WebSocketMessagesSent;
+            case "ws_messages_received": return r.WebSocketMessagesReceived;
         }
 
         var underscore = metric.LastIndexOf('_');

@@ -15,7 +15,7 @@ namespace Replay.Reporting;
 /// </summary>
 internal static class CompareCommand
 {
-    private sealed record Run(string Label, string Path, JsonElement Report);
+    private sealed record Run(string Label, string Path, ReportDocument Report);
 
     /// <summary>Compares; returns the exit code (2 when a report cannot be read).</summary>
     public static async Task<int> ExecuteAsync(string a, string b, string labelA, string labelB, string output, TextWriter console, TextWriter error, CancellationToken cancellationToken)
@@ -33,14 +33,14 @@ internal static class CompareCommand
             try
             {
                 await using var stream = File.OpenRead(file);
-                using var doc = await JsonDocument.ParseAsync(stream, cancellationToken: cancellationToken).ConfigureAwait(false);
-                if (!doc.RootElement.TryGetProperty("requests", out _) || !doc.RootElement.TryGetProperty("success_latency_ms", out _))
+                var doc = await ReportJson.ReadAsync(stream, cancellationToken).ConfigureAwait(false);
+                if (doc is not { Requests: not null, SuccessLatencyMs: not null })
                 {
                     await error.WriteLineAsync($"replay compare: '{file}' is not a replay report.json.").ConfigureAwait(false);
                     return ExitCodes.UsageOrInput;
                 }
 
-                runs.Add(new Run(label, file, doc.RootElement.Clone()));
+                runs.Add(new Run(label, file, doc));
             }
             catch (JsonException ex)
             {
@@ -74,28 +74,28 @@ internal static class CompareCommand
     }
 
     /// <summary>The compared figures, formatted.</summary>
-    internal static List<(string Name, string A, string B)> Rows(JsonElement a, JsonElement b)
+    internal static List<(string Name, string A, string B)> Rows(ReportDocument a, ReportDocument b)
     {
         var rows = new List<(string, string, string)>();
-        void Add(string name, Func<JsonElement, string> value) => rows.Add((name, value(a), value(b)));
+        void Add(string name, Func<ReportDocument, string> value) => rows.Add((name, value(a), value(b)));
 
-        Add("requests", r => N(r, "requests"));
-        Add("succeeded", r => N(r, "succeeded"));
-        Add("failures", r => N(r, "failures"));
-        Add("achieved rate (req/s)", r => D(r, "achieved_rps"));
-        Add("throughput (req/s)", r => D(r, "throughput_rps"));
-        Add("goodput (req/s)", r => r.TryGetProperty("goodput", out var g) ? D(g, "rps") : "–");
-        Add("admitted p50 (ms)", r => P(r, "success_latency_ms", "p50"));
-        Add("admitted p95 (ms)", r => P(r, "success_latency_ms", "p95"));
-        Add("admitted p99 (ms)", r => P(r, "success_latency_ms", "p99"));
-        Add("TTFT p50 (ms)", r => P(r, "ttft_ms", "p50"));
-        Add("TTFT p95 (ms)", r => P(r, "ttft_ms", "p95"));
-        Add("refused (any protocol)", r => Refused(r).Count.ToString("N0", CultureInfo.InvariantCulture));
-        Add("refusal latency p99 (ms)", r => Refused(r) is { Count: > 0 } x ? F(x.P99) : "–");
-        Add("refused most by", r => Limits(r).OrderByDescending(static l => l.Value).FirstOrDefault() is { Key: not null } top
+        Add("requests", static r => N(r.Requests ?? 0));
+        Add("succeeded", static r => N(r.Succeeded));
+        Add("failures", static r => N(r.Failures));
+        Add("achieved rate (req/s)", static r => F(r.AchievedRps));
+        Add("throughput (req/s)", static r => F(r.ThroughputRps));
+        Add("goodput (req/s)", static r => r.Goodput is { } g ? F(g.Rps) : "–");
+        Add("admitted p50 (ms)", static r => P(r.SuccessLatencyMs, static p => p.P50));
+        Add("admitted p95 (ms)", static r => P(r.SuccessLatencyMs, static p => p.P95));
+        Add("admitted p99 (ms)", static r => P(r.SuccessLatencyMs, static p => p.P99));
+        Add("TTFT p50 (ms)", static r => P(r.TtftMs, static p => p.P50));
+        Add("TTFT p95 (ms)", static r => P(r.TtftMs, static p => p.P95));
+        Add("refused (any protocol)", static r => Refused(r).Count.ToString("N0", CultureInfo.InvariantCulture));
+        Add("refusal latency p99 (ms)", static r => Refused(r) is { Count: > 0 } x ? F(x.P99) : "–");
+        Add("refused most by", static r => Limits(r).OrderByDescending(static l => l.Value).FirstOrDefault() is { Key: not null } top
             ? string.Create(CultureInfo.InvariantCulture, $"{top.Key} {top.Value:N0}")
             : "–");
-        Add("timeouts", r => r.TryGetProperty("failures_by_kind", out var k) && k.TryGetProperty("timeout", out var t) ? t.ToString() : "–");
+        Add("timeouts", static r => r.FailuresByKind.TryGetValue("timeout", out var t) ? t.ToString(CultureInfo.InvariantCulture) : "–");
         return rows;
     }
 
@@ -103,35 +103,26 @@ internal static class CompareCommand
     /// Requests answered with a refusal in any protocol's terms: HTTP 429 or 503 (a gateway's or a model server's own),
     /// gRPC RESOURCE_EXHAUSTED or UNAVAILABLE, a WebSocket closed with 1008 or 1013; the count and the worst p99.
     /// </summary>
-    private static (long Count, double P99) Refused(JsonElement r)
+    private static (long Count, double P99) Refused(ReportDocument r)
     {
         long count = 0;
         double p99 = 0;
-        if (r.TryGetProperty("by_status", out var statuses) && statuses.ValueKind == JsonValueKind.Object)
+        foreach (var (key, group) in r.ByStatus)
         {
-            foreach (var s in statuses.EnumerateObject())
+            if (Measurement.StatusKeys.IsRefusal(key))
             {
-                if (Measurement.StatusKeys.IsRefusal(s.Name))
-                {
-                    count += s.Value.GetProperty("count").GetInt64();
-                    p99 = Math.Max(p99, s.Value.GetProperty("latency_ms").GetProperty("p99").GetDouble());
-                }
+                count += group.Count;
+                p99 = Math.Max(p99, group.LatencyMs?.P99 ?? 0);
             }
         }
 
         return (count, p99);
     }
 
-    private static string N(JsonElement r, string name) => r.TryGetProperty(name, out var v) && v.ValueKind == JsonValueKind.Number ? v.GetInt64().ToString("N0", CultureInfo.InvariantCulture) : "–";
-
-    private static string D(JsonElement r, string name) => r.TryGetProperty(name, out var v) && v.ValueKind == JsonValueKind.Number ? F(v.GetDouble()) : "–";
+    private static string N(long value) => value.ToString("N0", CultureInfo.InvariantCulture);
 
     /// <summary>A percentile of a distribution; "–" when it is missing or empty (no success, no stream).</summary>
-    private static string P(JsonElement r, string name, string p) =>
-        r.TryGetProperty(name, out var v) && v.ValueKind == JsonValueKind.Object && v.TryGetProperty(p, out var x)
-            && !(v.TryGetProperty("count", out var n) && n.ValueKind == JsonValueKind.Number && n.GetInt64() == 0)
-            ? F(x.GetDouble())
-            : "–";
+    private static string P(PercentilesDocument? p, Func<PercentilesDocument, double> value) => p is { Count: > 0 } ? F(value(p)) : "–";
 
     private static string F(double value) => value.ToString(value >= 100 ? "N0" : "0.0#", CultureInfo.InvariantCulture);
 
@@ -150,7 +141,7 @@ internal static class CompareCommand
             var r = runs[i];
             var link = System.IO.Path.GetRelativePath(System.IO.Path.GetDirectoryName(outFile)!, System.IO.Path.Combine(System.IO.Path.GetDirectoryName(r.Path)!, "report.html"));
             html.Append("<span style=\"color:").Append(colors[i]).Append("\">■</span> <b>").Append(E(r.Label)).Append("</b>: ")
-                .Append(E(Str(r.Report, "source"))).Append(" → ").Append(E(Str(r.Report, "target"))).Append(" · <a href=\"").Append(E(link.Replace('\\', '/'))).Append("\">full report</a><br>");
+                .Append(E(r.Report.Source)).Append(" → ").Append(E(r.Report.Target)).Append(" · <a href=\"").Append(E(link.Replace('\\', '/'))).Append("\">full report</a><br>");
         }
 
         html.Append("</p><h2>Side by side</h2><table><tr><th>figure</th>");
@@ -168,16 +159,16 @@ internal static class CompareCommand
         html.Append("</table>");
 
         html.Append("<h2>Latency p95 over time (ms)</h2>")
-            .Append(ReportHtml.Chart("ms", "s", [.. runs.Select((r, i) => new ReportHtml.Line(r.Label + " p95", colors[i], Series(r.Report, "p95_ms")))]));
+            .Append(ReportHtml.Chart("ms", "s", [.. runs.Select((r, i) => new ReportHtml.Line(r.Label + " p95", colors[i], Series(r.Report, static s => s.P95Ms)))]));
         html.Append("<h2>Completed requests per second</h2>")
-            .Append(ReportHtml.Chart("req/s", "s", [.. runs.Select((r, i) => new ReportHtml.Line(r.Label, colors[i], Series(r.Report, "completed")))]));
+            .Append(ReportHtml.Chart("req/s", "s", [.. runs.Select((r, i) => new ReportHtml.Line(r.Label, colors[i], Series(r.Report, static s => s.Completed)))]));
         html.Append("<h2>Refused by a limit, per second</h2>")
-            .Append(ReportHtml.Chart("req/s", "s", [.. runs.Select((r, i) => new ReportHtml.Line(r.Label, colors[i], Series(r.Report, "refused")))]));
+            .Append(ReportHtml.Chart("req/s", "s", [.. runs.Select((r, i) => new ReportHtml.Line(r.Label, colors[i], Series(r.Report, static s => s.Refused)))]));
 
-        if (runs.Any(static r => r.Report.TryGetProperty("ttft_ms", out var t) && t.ValueKind == JsonValueKind.Object))
+        if (runs.Any(static r => r.Report.TtftMs is not null))
         {
             html.Append("<h2>Time to first token p95 over time (ms)</h2>")
-                .Append(ReportHtml.Chart("ms", "s", [.. runs.Select((r, i) => new ReportHtml.Line(r.Label + " TTFT p95", colors[i], Series(r.Report, "ttft_p95_ms", skipZero: true)))]));
+                .Append(ReportHtml.Chart("ms", "s", [.. runs.Select((r, i) => new ReportHtml.Line(r.Label + " TTFT p95", colors[i], Series(r.Report, static s => s.TtftP95Ms, skipZero: true)))]));
         }
 
         // Both runs' status mix on the same axes, so their heights and lengths compare.
@@ -224,71 +215,55 @@ internal static class CompareCommand
     }
 
     /// <summary>A run's refusals by limit (<c>refused_by_limit</c>), empty for a report without them.</summary>
-    private static Dictionary<string, long> Limits(JsonElement r)
+    private static Dictionary<string, long> Limits(ReportDocument r)
     {
         var limits = new Dictionary<string, long>(StringComparer.Ordinal);
-        if (r.TryGetProperty("refused_by_limit", out var byLimit) && byLimit.ValueKind == JsonValueKind.Object)
+        foreach (var (key, group) in r.RefusedByLimit)
         {
-            foreach (var l in byLimit.EnumerateObject())
-            {
-                if (l.Value.ValueKind == JsonValueKind.Object && l.Value.TryGetProperty("count", out var c) && c.ValueKind == JsonValueKind.Number)
-                {
-                    limits[l.Name] = c.GetInt64();
-                }
-            }
+            limits[key] = group.Count;
         }
 
         return limits;
     }
 
     /// <summary>The status-mix counts of a run's <c>series</c>, for <see cref="ReportHtml.StatusMix"/>.</summary>
-    private static List<SecondReport> Seconds(JsonElement r)
+    private static List<SecondReport> Seconds(ReportDocument r)
     {
-        var seconds = new List<SecondReport>();
-        if (r.TryGetProperty("series", out var series) && series.ValueKind == JsonValueKind.Array)
+        var seconds = new List<SecondReport>(r.Series.Count);
+        foreach (var s in r.Series)
         {
-            foreach (var s in series.EnumerateArray())
+            seconds.Add(new SecondReport(s.T, 0, 0, s.Completed, s.Failures, s.Refused, 0, 0, 0, 0, 0, 0)
             {
-                long L(string name) => s.TryGetProperty(name, out var v) && v.ValueKind == JsonValueKind.Number ? v.GetInt64() : 0;
-                var t = s.TryGetProperty("t", out var tv) && tv.ValueKind == JsonValueKind.Number ? tv.GetInt32() : seconds.Count;
-                seconds.Add(new SecondReport(t, 0, 0, L("completed"), L("failures"), L("refused"), 0, 0, 0, 0, 0, 0)
-                {
-                    StatusErrors = L("status_errors"),
-                    Timeouts = L("timeouts"),
-                    ConnectionErrors = L("connection_errors"),
-                });
-            }
+                StatusErrors = s.StatusErrors,
+                Timeouts = s.Timeouts,
+                ConnectionErrors = s.ConnectionErrors,
+            });
         }
 
         return seconds;
     }
 
-    private static List<(double, double)> Series(JsonElement r, string field, bool skipZero = false)
+    private static List<(double, double)> Series(ReportDocument r, Func<SecondDocument, double> field, bool skipZero = false)
     {
-        var points = new List<(double, double)>();
-        if (r.TryGetProperty("series", out var series) && series.ValueKind == JsonValueKind.Array)
+        var points = new List<(double, double)>(r.Series.Count);
+        foreach (var s in r.Series)
         {
-            foreach (var s in series.EnumerateArray())
+            var v = field(s);
+            if (!(skipZero && v == 0))
             {
-                if (s.TryGetProperty("t", out var t) && s.TryGetProperty(field, out var v) && v.ValueKind == JsonValueKind.Number && !(skipZero && v.GetDouble() == 0))
-                {
-                    points.Add((t.GetDouble(), v.GetDouble()));
-                }
+                points.Add((s.T, v));
             }
         }
 
         return points;
     }
 
-    private static string StatusBar(JsonElement r)
+    private static string StatusBar(ReportDocument r)
     {
         var counts = new List<(string Key, long Count)>();
-        if (r.TryGetProperty("by_status", out var statuses) && statuses.ValueKind == JsonValueKind.Object)
+        foreach (var (key, group) in r.ByStatus)
         {
-            foreach (var s in statuses.EnumerateObject())
-            {
-                counts.Add((s.Name, s.Value.GetProperty("count").GetInt64()));
-            }
+            counts.Add((key, group.Count));
         }
 
         var total = Math.Max(1, counts.Sum(static c => c.Count));
@@ -314,8 +289,6 @@ internal static class CompareCommand
         _ when key.Length == 3 && key[0] is '1' or '2' or '3' => 0,
         _ => 2,
     }].Color;
-
-    private static string Str(JsonElement r, string name) => r.TryGetProperty(name, out var v) && v.ValueKind == JsonValueKind.String ? v.GetString()! : "";
 
     private static string E(string text) => WebUtility.HtmlEncode(text);
 }

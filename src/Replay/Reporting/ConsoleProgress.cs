@@ -15,10 +15,10 @@ internal static class ConsoleProgress
     /// <param name="output">Where to write.</param>
     /// <param name="snapshot">Reads the current figures.</param>
     /// <param name="planned">Requests planned, when known (for the progress fraction).</param>
-    /// <param name="inflight">Sessions in flight now.</param>
+    /// <param name="inflight">Sessions in flight now (sessions started and not ended), or null when this process cannot know (a coordinator).</param>
     /// <param name="run">The run.</param>
     /// <param name="time">The clock.</param>
-    public static async Task ShowAsync(string mode, TextWriter output, Func<RunMetrics.Progress> snapshot, long? planned, Func<int> inflight, Task run, TimeProvider time)
+    public static async Task ShowAsync(string mode, TextWriter output, Func<RunMetrics.Progress> snapshot, long? planned, Func<int>? inflight, Task run, TimeProvider time)
     {
         switch (mode)
         {
@@ -35,10 +35,14 @@ internal static class ConsoleProgress
     }
 
     /// <summary>One line of progress.</summary>
-    internal static string Line(RunMetrics.Progress p, long? planned, int inflight) => string.Create(CultureInfo.InvariantCulture,
-        $"[{p.Elapsed,7:0.0}s] sent {p.Sent}{(planned is { } n ? $"/{n}" : string.Empty)}  done {p.Completed}  rate {p.RateLastSecond}/s  p95 {p.P95LastSecondMs:0.0}ms  lag p99 {p.LagP99Ms:0.00}ms  errors {p.Failures}  inflight {inflight}");
+    /// <remarks>
+    /// "in flight" names what it counts: requests sent and not yet complete (sent − done), and sessions started and not
+    /// ended (a session of several requests, with think times between them, holds a place while it waits).
+    /// </remarks>
+    internal static string Line(RunMetrics.Progress p, long? planned, int? inflight) => string.Create(CultureInfo.InvariantCulture,
+        $"[{p.Elapsed,7:0.0}s] sent {p.Sent}{(planned is { } n ? $"/{n}" : string.Empty)}  done {p.Completed}  rate {p.RateLastSecond}/s  p95 {p.P95LastSecondMs:0.0}ms  lag p99 {p.LagP99Ms:0.00}ms  errors {p.Failures}  in flight {Math.Max(0, p.Sent - p.Completed)} req{(inflight is { } sessions ? $" / {sessions} sessions" : string.Empty)}");
 
-    private static async Task PlainAsync(TextWriter output, Func<RunMetrics.Progress> snapshot, long? planned, Func<int> inflight, Task run, TimeProvider time)
+    private static async Task PlainAsync(TextWriter output, Func<RunMetrics.Progress> snapshot, long? planned, Func<int>? inflight, Task run, TimeProvider time)
     {
         while (true)
         {
@@ -48,16 +52,16 @@ internal static class ConsoleProgress
                 return;
             }
 
-            await output.WriteLineAsync(Line(snapshot(), planned, inflight())).ConfigureAwait(false);
+            await output.WriteLineAsync(Line(snapshot(), planned, inflight?.Invoke())).ConfigureAwait(false);
             await output.FlushAsync().ConfigureAwait(false);
         }
     }
 
-    private static async Task LiveAsync(TextWriter output, Func<RunMetrics.Progress> snapshot, long? planned, Func<int> inflight, Task run, TimeProvider time)
+    private static async Task LiveAsync(TextWriter output, Func<RunMetrics.Progress> snapshot, long? planned, Func<int>? inflight, Task run, TimeProvider time)
     {
         var console = AnsiConsole.Create(new AnsiConsoleSettings { Out = new AnsiConsoleOutput(output), Interactive = InteractionSupport.Yes });
         var table = new Table().Border(TableBorder.Rounded).AddColumn("elapsed").AddColumn("sent").AddColumn("done").AddColumn("rate/s")
-            .AddColumn("p95 (last s)").AddColumn("lag p99").AddColumn("errors").AddColumn("inflight");
+            .AddColumn("p95 (last s)").AddColumn("lag p99").AddColumn("errors").AddColumn("in flight (req / sessions)");
         table.AddRow(string.Empty, string.Empty, string.Empty, string.Empty, string.Empty, string.Empty, string.Empty, string.Empty);
         await console.Live(table).AutoClear(false).StartAsync(async ctx =>
         {
@@ -72,7 +76,7 @@ internal static class ConsoleProgress
                 table.UpdateCell(0, 4, p.P95LastSecondMs.ToString("0.0 'ms'", c));
                 table.UpdateCell(0, 5, p.LagP99Ms.ToString("0.00 'ms'", c));
                 table.UpdateCell(0, 6, p.Failures == 0 ? "0" : $"[red]{p.Failures}[/]");
-                table.UpdateCell(0, 7, inflight().ToString(c));
+                table.UpdateCell(0, 7, string.Create(c, $"{Math.Max(0, p.Sent - p.Completed)}{(inflight is null ? string.Empty : $" / {inflight()}")}"));
                 ctx.Refresh();
                 if (await Task.WhenAny(run, Task.Delay(TimeSpan.FromMilliseconds(250), time)).ConfigureAwait(false) == run)
                 {

@@ -46,6 +46,7 @@ internal static class ReportBuilder
             ["timeout"] = m.FailuresOf(FailureKind.Timeout),
             ["connection"] = m.FailuresOf(FailureKind.Connection),
             ["refused"] = m.FailuresOf(FailureKind.Refused),
+            ["generator"] = m.FailuresOf(FailureKind.Generator),
         };
 
         var distribution = new List<(double, double)>(s_distribution.Length);
@@ -87,6 +88,10 @@ internal static class ReportBuilder
             StreamTokensPerSecond = m.StreamTokensPerSecond.TotalCount > 0 ? Scale(Percentiles.From(m.StreamTokensPerSecond)) : null,
             OutputTokens = m.OutputTokens,
             OutputTokensPerSecond = m.OutputTokens / duration,
+            WebSocketMessagesSent = m.WebSocketMessagesSent,
+            WebSocketMessagesReceived = m.WebSocketMessagesReceived,
+            UnparseableEvents = m.UnparseableEvents,
+            FirstUnparseable = m.FirstUnparseable,
             ByStatus = Groups(m.ByStatus()),
             ByRoute = Groups(m.ByRoute()),
             RefusedByLimit = Groups(m.RefusedByLimit()),
@@ -99,6 +104,8 @@ internal static class ReportBuilder
             StatusMismatches = m.StatusMismatches,
             BodyDifferences = m.BodyDifferences,
             SkippedRecords = c.Workload.SkippedTotal,
+            SourceTimeRemovedSeconds = c.Workload.SourceTimeRemovedMs / 1000,
+            OutOfOrder = c.Workload.OutOfOrder,
             Skipped = c.Workload.Skipped,
             Series = Seconds(series),
             Distribution = distribution,

@@ -139,6 +139,18 @@ internal sealed class RunReport
     public Percentiles? StreamTokensPerSecond { get; init; }
     public required long OutputTokens { get; init; }
     public required double OutputTokensPerSecond { get; init; }
+
+    /// <summary>WebSocket messages sent to the target (one per turn; every client message of a frames-mode connection).</summary>
+    public long WebSocketMessagesSent { get; init; }
+
+    /// <summary>WebSocket messages received from the target (whole messages).</summary>
+    public long WebSocketMessagesReceived { get; init; }
+
+    /// <summary>Stream events that were neither JSON nor <c>[DONE]</c> (they count as no token).</summary>
+    public long UnparseableEvents { get; init; }
+
+    /// <summary>The first of them (shortened), or null.</summary>
+    public string? FirstUnparseable { get; init; }
     public required IReadOnlyList<GroupReport> ByStatus { get; init; }
     public required IReadOnlyList<GroupReport> ByRoute { get; init; }
 
@@ -152,6 +164,12 @@ internal sealed class RunReport
     public long Compared { get; init; }
     public long StatusMismatches { get; init; }
     public long BodyDifferences { get; init; }
+    /// <summary>Source time removed by <c>--max-gap</c>, seconds.</summary>
+    public double SourceTimeRemovedSeconds { get; init; }
+
+    /// <summary>Source records stored out of time order (sorted), or null when none were.</summary>
+    public Sources.OutOfOrder? OutOfOrder { get; init; }
+
     public required long SkippedRecords { get; init; }
     public required IReadOnlyList<Sources.SkippedRecord> Skipped { get; init; }
     public required IReadOnlyList<SecondReport> Series { get; init; }
@@ -170,4 +188,4 @@ internal sealed class RunReport
 /// turns written by the generator and taken from the cache, generator failures, the SHA-256 digest of every user
 /// turn (equal digests: the same conversations), the first conversation's user turns, and the cache file.
 /// </summary>
-internal sealed record ConversationReport(long Conversations, int Turns, long Generated, long CacheHits, long Failures, string Digest, IReadOnlyList<string> Sample, string? CacheFile);
+internal sealed record ConversationReport(long Conversations, int Turns, long Generated, long CacheHits, long Failures, string Digest, IReadOnlyList<string> Sample, string? CacheFile, string? FirstFailure = null);

@@ -12,7 +12,7 @@ internal static class SummaryWriter
         o.WriteLine();
         o.WriteLine(string.Create(c, $"{r.Command} ({r.Mode}) {r.Source} -> {r.Target}{(r.Profile is null ? string.Empty : $" [{r.Profile}]")}{(r.Cancelled ? " (cancelled)" : string.Empty)}"));
         o.WriteLine(string.Create(c, $"  requests      {r.Requests} in {r.DurationSeconds:0.###} s ({r.Sent} sent, {r.Succeeded} ok{(r.PeakConcurrentSessions > 0 ? $"; at most {r.PeakConcurrentSessions} sessions at once" : string.Empty)})"));
-        o.WriteLine(string.Create(c, $"  failures      {r.Failures} ({r.ErrorRate * 100:0.##}%): status {r.FailuresByKind["status"]}, timeout {r.FailuresByKind["timeout"]}, connection {r.FailuresByKind["connection"]}, refused {r.FailuresByKind["refused"]}"));
+        o.WriteLine(string.Create(c, $"  failures      {r.Failures} ({r.ErrorRate * 100:0.##}%): status {r.FailuresByKind["status"]}, timeout {r.FailuresByKind["timeout"]}, connection {r.FailuresByKind["connection"]}, refused {r.FailuresByKind["refused"]}{(r.FailuresByKind.GetValueOrDefault("generator") > 0 ? $", generator {r.FailuresByKind["generator"]}" : string.Empty)}"));
         o.WriteLine(string.Create(c, $"  rate          intended {r.IntendedRps:0.##}/s, achieved {r.AchievedRps:0.##}/s, throughput {r.ThroughputRps:0.##}/s"));
         Line(o, "latency", r.Latency);
         Line(o, "service time", r.ServiceTime);
@@ -22,6 +22,16 @@ internal static class SummaryWriter
         if (r.OutputTokens > 0)
         {
             o.WriteLine(string.Create(c, $"  tokens        {r.OutputTokens} out ({r.OutputTokensPerSecond:0.#}/s)"));
+        }
+
+        if (r.UnparseableEvents > 0)
+        {
+            o.WriteLine(string.Create(c, $"  unparseable   {r.UnparseableEvents} stream event(s) neither JSON nor [DONE], counted as no token; first: {r.FirstUnparseable}"));
+        }
+
+        if (r.WebSocketMessagesSent + r.WebSocketMessagesReceived > 0)
+        {
+            o.WriteLine(string.Create(c, $"  websocket     {r.WebSocketMessagesSent} messages sent, {r.WebSocketMessagesReceived} received"));
         }
 
         o.WriteLine(string.Create(c, $"  goodput       {r.GoodputRps:0.##}/s ({r.GoodFraction * 100:0.##}% of requests{(r.Slos.Count == 0 ? ", no --slo given: successes" : string.Empty)})"));
@@ -40,6 +50,16 @@ internal static class SummaryWriter
             o.WriteLine(string.Create(c, $"  compared      {r.Compared}: {r.StatusMismatches} status mismatches, {r.BodyDifferences} body differences"));
         }
 
+        if (r.SourceTimeRemovedSeconds > 0)
+        {
+            o.WriteLine(string.Create(c, $"  max-gap       {r.SourceTimeRemovedSeconds:0.###} s of idle source time removed"));
+        }
+
+        if (r.OutOfOrder is { } disorder)
+        {
+            o.WriteLine(string.Create(c, $"  out of order  {disorder.Records} source record(s) sorted by start (largest displacement {disorder.LargestDisplacement} position(s), {disorder.LargestMs:0.###} ms)"));
+        }
+
         if (r.SkippedRecords > 0)
         {
             o.WriteLine(string.Create(c, $"  skipped       {r.SkippedRecords} record(s) of the source"));
@@ -53,6 +73,10 @@ internal static class SummaryWriter
         if (r.Conversations is { } conv)
         {
             o.WriteLine(string.Create(c, $"  conversations {conv.Conversations} of {conv.Turns} turns: {conv.Generated} user turns generated, {conv.CacheHits} from the cache, {conv.Failures} failed; digest {conv.Digest[..16]}"));
+            if (conv.FirstFailure is { } why)
+            {
+                o.WriteLine(string.Create(c, $"  generator failed: {why}"));
+            }
         }
 
         if (r.Workers is { } workers)

@@ -19,7 +19,8 @@ namespace Replay.Scheduling;
 /// thread-pool hop, and responses are read on pool threads. Schedule lag is measured as the session starts, so any
 /// delay in this process (a GC pause, a busy core) counts against us.</para>
 /// <para>A session's later requests are intended at the previous response's end plus the recorded think time; their
-/// latency is measured from that intended time too.</para>
+/// latency is measured from that intended time too. They wait on a <see cref="FineTimer"/>, so none is sent before its
+/// intended time (a plain <c>Task.Delay</c> can end milliseconds early) and latency is never below service time.</para>
 /// </remarks>
 internal sealed class LoadRunner : IDisposable
 {
@@ -33,6 +34,7 @@ internal sealed class LoadRunner : IDisposable
     private readonly TimeSpan _timeout;
     private readonly bool _http2;
     private readonly SemaphoreSlim _slots;
+    private readonly FineTimer _timer;
     private readonly ConcurrentQueue<TokenTimes> _tokenTimes = new();
     private readonly TaskCompletionSource _allDone = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly TaskCompletionSource _dispatched = new(TaskCreationOptions.RunContinuationsAsynchronously);
@@ -70,6 +72,7 @@ internal sealed class LoadRunner : IDisposable
         _http2 = http.Settings.Http2;
         _time = time;
         _slots = new SemaphoreSlim(plan.MaxInflight, plan.MaxInflight);
+        _timer = new FineTimer(time);
     }
 
     /// <summary>
@@ -90,11 +93,14 @@ internal sealed class LoadRunner : IDisposable
     /// </summary>
     public Func<long, ValueTask<bool>>? Claim { get; init; }
 
+    /// <summary>Workers: a gauge shared by the runners of one process, so its peak counts sessions of concurrent slices together.</summary>
+    public SessionGauge? Gauge { get; init; }
+
     /// <summary>Completes when the dispatcher has released its last session (responses may still be coming).</summary>
     public Task Dispatched => _dispatched.Task;
 
     /// <summary>Writes the user turns of generated conversations (<c>--generate-with</c>); without it a conversation sends its opening turn only (the warm-up).</summary>
-    public ConversationGenerator? Conversations { get; init; }
+    public ConversationGenerator? Conversations { get; set; }
 
     /// <summary>Conversations started (their index runs from 0).</summary>
     public long ConversationsStarted => Interlocked.Read(ref _conversations);
@@ -132,7 +138,11 @@ internal sealed class LoadRunner : IDisposable
     }
 
     /// <inheritdoc/>
-    public void Dispose() => _slots.Dispose();
+    public void Dispose()
+    {
+        _slots.Dispose();
+        _timer.Dispose();
+    }
 
     private void TrackPeak(int inflight)
     {
@@ -173,12 +183,22 @@ internal sealed class LoadRunner : IDisposable
             {
                 // Every arrival's time is computed, also those of other workers' ranges: the draws are sequential.
                 var schedule = new ArrivalSchedule(_plan.Profile!, new ArrivalProcess(_plan.Arrivals, _plan.Burstiness, _plan.Seed), _plan.Limit);
+                // --limit counts requests: an arrival that starts a session (--session-arrivals) counts its requests, and
+                // the arrival whose session would cross the limit is not sent. Counted over every arrival, those of
+                // other workers' ranges too, so each worker cuts at the same arrival.
                 var pool = _plan.Sessions;
-                long i = 0;
+                long i = 0, requests = 0;
                 while (i < end && schedule.TryNext(out var offset))
                 {
                     var index = i++;
-                    if (index >= first && !Release(pool[(int)(index % pool.Count)], index, _startTimestamp + Ticks(offset * 1000)))
+                    var session = pool[(int)(index % pool.Count)];
+                    requests += session.RequestCount;
+                    if (requests > _plan.Limit)
+                    {
+                        break;
+                    }
+
+                    if (index >= first && !Release(session, index, _startTimestamp + Ticks(offset * 1000)))
                     {
                         break;
                     }
@@ -211,6 +231,7 @@ internal sealed class LoadRunner : IDisposable
 
         _slots.Wait(_runToken);
         TrackPeak(Interlocked.Increment(ref _inflight));
+        Gauge?.Increment();
         // The sync part of the send (building the request, writing it to the socket) runs here, so the request
         // leaves when the dispatcher wakes, with no thread-pool hop; responses are read on pool threads.
         _ = RunDispatchedAsync(session, index, due);
@@ -295,6 +316,7 @@ internal sealed class LoadRunner : IDisposable
         finally
         {
             _slots.Release();
+            Gauge?.Decrement();
             if (Interlocked.Decrement(ref _inflight) == 0 && _dispatchDone)
             {
                 _allDone.TrySetResult();
@@ -322,7 +344,8 @@ internal sealed class LoadRunner : IDisposable
         {
             var index = Interlocked.Increment(ref _nextClosed);
             var session = pool[(int)(index % pool.Count)];
-            if (Interlocked.Add(ref _requestsStarted, session.RequestCount) - session.RequestCount >= _plan.Limit)
+            // --limit counts requests: a session that would cross it is not started.
+            if (Interlocked.Add(ref _requestsStarted, session.RequestCount) > _plan.Limit)
             {
                 return;
             }
@@ -427,8 +450,16 @@ internal sealed class LoadRunner : IDisposable
                 await DelayUntilAsync(intended).ConfigureAwait(false);
             }
 
-            if (text is null || _runToken.IsCancellationRequested)
+            if (_runToken.IsCancellationRequested)
             {
+                return;
+            }
+
+            if (text is null)
+            {
+                // The generator could not write this turn: it and the conversation's later turns are never sent, and
+                // each fails visibly (counted in failures, the reason in the report) instead of the run looking clean.
+                await GeneratorFailedAsync(session with { Id = id }, t, plan.Turns, intended, generator.FirstFailure, tokens).ConfigureAwait(false);
                 return;
             }
 
@@ -454,14 +485,28 @@ internal sealed class LoadRunner : IDisposable
         }
     }
 
-    private async ValueTask DelayUntilAsync(long due)
+    /// <summary>Turns <paramref name="from"/> … <paramref name="turns"/> − 1 of a conversation whose generator failed: each a failed request, never sent.</summary>
+    private async ValueTask GeneratorFailedAsync(PlannedSession session, int from, int turns, long intended, string? reason, TokenTimes tokens)
     {
-        var remaining = due - _time.GetTimestamp();
-        if (remaining > 0)
+        tokens.Clear();
+        for (var t = from; t < turns; t++)
         {
-            await Task.Delay(TimeSpan.FromTicks(remaining * TimeSpan.TicksPerSecond / _time.TimestampFrequency), _time, _runToken).ConfigureAwait(false);
+            var now = _time.GetTimestamp();
+            var outcome = new Outcome
+            {
+                GrpcStatus = -1,
+                Failure = FailureKind.Generator,
+                StatusKey = StatusKeys.GeneratorError,
+                Error = reason ?? "the conversation generator failed",
+                EndTimestamp = now,
+            };
+            _metrics.RecordStart(Math.Min(intended, now), now);
+            await CompleteAsync(session, t, 0, "conversation", outcome, Math.Min(intended, now), now, tokens).ConfigureAwait(false);
         }
     }
+
+    /// <summary>Waits until <paramref name="due"/>: never returns before it (<see cref="FineTimer"/>), so no request leaves before its intended time.</summary>
+    private ValueTask DelayUntilAsync(long due) => _timer.WaitUntilAsync(due, _runToken);
 
     private async ValueTask<Outcome> RunOneAsync(PlannedSession session, int sequence, PlannedRequest request, long intended, TokenTimes tokens)
     {
@@ -514,7 +559,7 @@ internal sealed class LoadRunner : IDisposable
         if (!await _budget.AcquireAsync(_timeout, _runToken).ConfigureAwait(false))
         {
             var end = 0L;
-            for (var j = 0; j < turns.Count; j++)
+            for (var j = 0; j < request.RequestCount; j++)
             {
                 end = (await NoConnectionAsync(session, sequence, j, request.Route, intended, tokens).ConfigureAwait(false)).EndTimestamp;
             }
@@ -540,7 +585,7 @@ internal sealed class LoadRunner : IDisposable
         if (socket is null)
         {
             tokens.Clear();
-            for (var j = 0; j < turns.Count; j++)
+            for (var j = 0; j < request.RequestCount; j++)
             {
                 _metrics.RecordStart(intended, connectStart);
                 await CompleteAsync(session, sequence, j, request.Route, failure, intended, connectStart, tokens).ConfigureAwait(false);
@@ -551,6 +596,19 @@ internal sealed class LoadRunner : IDisposable
 
         try
         {
+            if (request.WebSocketMode == WebSocketMode.Frames)
+            {
+                // One request: the connection, from its intended time to the end of the close handshake. Its messages
+                // keep their recorded offsets from the intended time, or from the open when the upgrade took longer.
+                var opened = _time.GetTimestamp();
+                var firstOffset = turns.Count > 0 ? Ticks(turns[0].OffsetMs) : 0;
+                var start = Math.Max(intended + firstOffset, opened) - firstOffset;
+                _metrics.RecordStart(intended, connectStart);
+                var framed = await _webSockets.RunFramesAsync(socket, request, start, _timer, tokens, _runToken).ConfigureAwait(false);
+                await CompleteAsync(session, sequence, 0, request.Route, framed, intended, connectStart, tokens).ConfigureAwait(false);
+                return framed.EndTimestamp;
+            }
+
             var lastEnd = _time.GetTimestamp();
             var turnIntended = intended;
             Outcome? refusal = null;

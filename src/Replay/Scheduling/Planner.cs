@@ -34,7 +34,8 @@ internal static class Planner
             case RunMode.Faithful:
             {
                 var scaled = Scale(workload.Sessions, o.Speed, scaleOffsets: true);
-                var sessions = Amplifier.Amplify(scaled, o.Amplify, o.Spread.TotalMilliseconds / o.Speed, o.Seed, o.SessionHeader);
+                var amplified = Amplifier.Amplify(scaled, o.Amplify, o.Spread.TotalMilliseconds / o.Speed, o.Seed, o.SessionHeader);
+                var sessions = o.Limit is { } limit ? Truncate(amplified, limit) : amplified;
                 long planned = 0;
                 foreach (var s in sessions)
                 {
@@ -83,6 +84,58 @@ internal static class Planner
         }
     }
 
+    /// <summary>
+    /// <c>--limit N</c> of a timed replay, amplification included: sessions in start order while their requests fit in
+    /// N; the session that crosses N keeps only its first requests (a turn-mode WebSocket connection its first turns),
+    /// so at most N requests are sent.
+    /// </summary>
+    internal static IReadOnlyList<PlannedSession> Truncate(IReadOnlyList<PlannedSession> sessions, long limit)
+    {
+        var result = new List<PlannedSession>();
+        long n = 0;
+        foreach (var s in sessions)
+        {
+            if (n >= limit)
+            {
+                break;
+            }
+
+            var count = s.RequestCount;
+            if (n + count <= limit)
+            {
+                result.Add(s);
+                n += count;
+                continue;
+            }
+
+            var keep = limit - n;
+            var requests = new List<PlannedRequest>();
+            foreach (var r in s.Requests)
+            {
+                if (keep == 0)
+                {
+                    break;
+                }
+
+                if (r.RequestCount <= keep)
+                {
+                    requests.Add(r);
+                    keep -= r.RequestCount;
+                }
+                else
+                {
+                    requests.Add(r with { Turns = [.. r.Turns!.Take((int)keep)] });
+                    keep = 0;
+                }
+            }
+
+            result.Add(s with { Requests = requests });
+            n = limit;
+        }
+
+        return result;
+    }
+
     /// <summary>Divides offsets and think times by <paramref name="speed"/> (2 = twice as fast).</summary>
     internal static IReadOnlyList<PlannedSession> Scale(IReadOnlyList<PlannedSession> sessions, double speed, bool scaleOffsets)
     {
@@ -104,11 +157,11 @@ internal static class Planner
                     turns = new List<WebSocketTurn>(r.Turns.Count);
                     foreach (var t in r.Turns)
                     {
-                        turns.Add(t with { ThinkBeforeMs = t.ThinkBeforeMs / speed });
+                        turns.Add(t with { ThinkBeforeMs = t.ThinkBeforeMs / speed, OffsetMs = t.OffsetMs / speed });
                     }
                 }
 
-                requests[i] = r with { ThinkBeforeMs = r.ThinkBeforeMs / speed, Turns = turns ?? r.Turns };
+                requests[i] = r with { ThinkBeforeMs = r.ThinkBeforeMs / speed, Turns = turns ?? r.Turns, Close = r.Close is { } close ? close with { OffsetMs = close.OffsetMs / speed } : null };
             }
 
             result.Add(s with { StartOffsetMs = scaleOffsets ? s.StartOffsetMs / speed : s.StartOffsetMs, Requests = requests });
@@ -117,7 +170,7 @@ internal static class Planner
         return result;
     }
 
-    /// <summary>One single-request item per request (a WebSocket connection's turns become one-turn connections), in start order.</summary>
+    /// <summary>One single-request item per request (a turn-mode WebSocket connection's turns become one-turn connections; a frames-mode connection stays whole), in start order.</summary>
     internal static IReadOnlyList<PlannedSession> Flatten(IReadOnlyList<PlannedSession> sessions)
     {
         var items = new List<PlannedSession>();
@@ -125,7 +178,11 @@ internal static class Planner
         {
             foreach (var r in s.Requests)
             {
-                if (r.Protocol == RequestProtocol.WebSocket && r.Turns is { Count: > 1 } turns)
+                if (r.Protocol == RequestProtocol.WebSocket && r.WebSocketMode == WebSocketMode.Frames)
+                {
+                    items.Add(s with { Requests = [r.ThinkBeforeMs == 0 ? r : r with { ThinkBeforeMs = 0 }] });
+                }
+                else if (r.Protocol == RequestProtocol.WebSocket && r.Turns is { Count: > 1 } turns)
                 {
                     foreach (var t in turns)
                     {

@@ -57,19 +57,30 @@ internal static class AzureTraceSource
             throw new InputException($"--source azure-llm:{path}: no usable row (expected CSV TIMESTAMP,ContextTokens,GeneratedTokens{(skipped.Count > 0 ? $"; {skipped[0].Position}: {skipped[0].Reason}" : string.Empty)}).");
         }
 
-        rows.Sort(static (a, b) => a.At.CompareTo(b.At));
-        var origin = rows[0].At;
+        var outOfOrder = SourceTimeline.Sort(rows, static r => r.At.Ticks / 10);
+        var starts = new long[rows.Count];
+        for (var i = 0; i < rows.Count; i++)
+        {
+            starts[i] = rows[i].At.Ticks / 10;
+        }
+
+        // A trace row has no duration: a gap is measured from one arrival to the next.
+        var moved = SourceTimeline.CloseGaps(starts, new long[rows.Count], settings.MaxGap is { } gap ? (long)(gap.TotalMilliseconds * 1000) : null, out var removedMicros);
+        var row = 0;
         var cutoffMs = settings.SourceDuration?.TotalMilliseconds ?? double.MaxValue;
         var limit = settings.Limit ?? long.MaxValue;
         var sessions = new List<PlannedSession>();
         var headers = new List<KeyValuePair<string, string>> { new("content-type", "application/json") };
         foreach (var (at, prompt, output, line) in rows)
         {
-            var offset = (at - origin).TotalMilliseconds;
+            var offset = (moved[row] - moved[0]) / 1000.0;
             if (offset >= cutoffMs || sessions.Count >= limit)
             {
                 break;
             }
+
+            removedMicros = starts[row] - moved[row]; // what was cut before the last row taken
+            row++;
 
             var id = string.Create(CultureInfo.InvariantCulture, $"azure-{line}");
             sessions.Add(new PlannedSession
@@ -92,7 +103,11 @@ internal static class AzureTraceSource
             });
         }
 
-        return new Workload($"Azure LLM trace {Path.GetFileName(path)}", sessions, skipped, skippedTotal);
+        return new Workload($"Azure LLM trace {Path.GetFileName(path)}", sessions, skipped, skippedTotal)
+        {
+            OutOfOrder = outOfOrder,
+            SourceTimeRemovedMs = removedMicros / 1000.0,
+        };
     }
 
     /// <summary>Parses one row; false with a reason when it is malformed.</summary>

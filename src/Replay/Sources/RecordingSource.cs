@@ -12,7 +12,8 @@ namespace Replay.Sources;
 /// <remarks>
 /// An unreadable record (corrupt JSON, unknown schema version) or one that cannot be replayed (a request body cut at
 /// the capture cap) is skipped and counted, never fatal. <c>--duration</c> keeps the exchanges that started within
-/// the first part of the recording; <c>--limit</c> the first N exchanges by start time.
+/// the first part of the recording (after <c>--max-gap</c> shortened its idle stretches); <c>--limit</c> the first N
+/// exchanges by start time. Records stored out of time order are sorted, and counted (<see cref="OutOfOrder"/>).
 /// </remarks>
 internal static class RecordingSource
 {
@@ -71,12 +72,26 @@ internal static class RecordingSource
                 : $"--recording '{name}' is empty.");
         }
 
-        items.Sort(static (a, b) => a.StartMicros.CompareTo(b.StartMicros));
+        var outOfOrder = SourceTimeline.Sort(items, static i => i.StartMicros);
+        var starts = new long[items.Count];
+        var durations = new long[items.Count];
+        for (var i = 0; i < items.Count; i++)
+        {
+            starts[i] = items[i].StartMicros;
+            durations[i] = (long)(items[i].Record.Timing.DurationMs * 1000);
+        }
+
+        var moved = SourceTimeline.CloseGaps(starts, durations, settings.MaxGap is { } gap ? (long)(gap.TotalMilliseconds * 1000) : null, out var removedMicros);
+        for (var i = 0; i < items.Count; i++)
+        {
+            items[i] = items[i] with { StartMicros = moved[i] };
+        }
+
         var origin = items[0].StartMicros;
         var cutoff = settings.SourceDuration is { } d ? origin + (long)(d.TotalMilliseconds * 1000) : long.MaxValue;
         var limit = settings.Limit ?? long.MaxValue;
 
-        var bySession = new Dictionary<string, List<ExchangeRecord>>(StringComparer.Ordinal);
+        var bySession = new Dictionary<string, List<Item>>(StringComparer.Ordinal);
         var order = new List<string>();
         long taken = 0;
         foreach (var item in items)
@@ -87,26 +102,27 @@ internal static class RecordingSource
             }
 
             taken++;
+            removedMicros = starts[(int)taken - 1] - moved[(int)taken - 1]; // what was cut before the last record taken
             if (!bySession.TryGetValue(item.Record.SessionId, out var list))
             {
                 bySession[item.Record.SessionId] = list = [];
                 order.Add(item.Record.SessionId);
             }
 
-            list.Add(item.Record);
+            list.Add(item);
         }
 
         var sessions = new List<PlannedSession>(order.Count);
         foreach (var id in order)
         {
             var exchanges = bySession[id];
-            exchanges.Sort(static (a, b) => a.Sequence != b.Sequence ? a.Sequence.CompareTo(b.Sequence) : a.Timing.StartUnixMicros.CompareTo(b.Timing.StartUnixMicros));
+            exchanges.Sort(static (a, b) => a.Record.Sequence != b.Record.Sequence ? a.Record.Sequence.CompareTo(b.Record.Sequence) : a.StartMicros.CompareTo(b.StartMicros));
             var requests = new List<PlannedRequest>(exchanges.Count);
-            ExchangeRecord? previous = null;
+            Item? previous = null;
             foreach (var x in exchanges)
             {
-                var think = previous is null ? 0 : Math.Max(0, ((x.Timing.StartUnixMicros - previous.Timing.StartUnixMicros) / 1000.0) - previous.Timing.DurationMs);
-                requests.Add(ToRequest(x, think));
+                var think = previous is not { } p ? 0 : Math.Max(0, ((x.StartMicros - p.StartMicros) / 1000.0) - p.Record.Timing.DurationMs);
+                requests.Add(ToRequest(x.Record, think, settings.WebSocketMode));
                 previous = x;
             }
 
@@ -114,13 +130,17 @@ internal static class RecordingSource
             {
                 Id = id,
                 OriginalId = id,
-                StartOffsetMs = (exchanges[0].Timing.StartUnixMicros - origin) / 1000.0,
+                StartOffsetMs = (exchanges[0].StartMicros - origin) / 1000.0,
                 Requests = requests,
             });
         }
 
         sessions.Sort(static (a, b) => a.StartOffsetMs.CompareTo(b.StartOffsetMs));
-        return new Workload($"{storeDescription}, recording {name}", sessions, skipped, skippedTotal);
+        return new Workload($"{storeDescription}, recording {name}", sessions, skipped, skippedTotal)
+        {
+            OutOfOrder = outOfOrder,
+            SourceTimeRemovedMs = removedMicros / 1000.0,
+        };
     }
 
     /// <summary>Why an exchange cannot be sent again, or null when it can.</summary>
@@ -156,7 +176,7 @@ internal static class RecordingSource
         return null;
     }
 
-    private static PlannedRequest ToRequest(ExchangeRecord x, double thinkMs)
+    private static PlannedRequest ToRequest(ExchangeRecord x, double thinkMs, WebSocketMode? webSocketMode)
     {
         var pathAndQuery = x.Request.Path + (x.Request.Query ?? string.Empty);
         var headers = HeaderFilter.FromRecorded(x.Request.Headers);
@@ -173,6 +193,8 @@ internal static class RecordingSource
                 Route = x.Route ?? $"WS {x.Request.Path}",
                 ThinkBeforeMs = thinkMs,
                 Turns = Turns(x.Units!),
+                WebSocketMode = webSocketMode ?? (ShowsTurns(x.Units!) ? WebSocketMode.Turns : WebSocketMode.Frames),
+                Close = Close(x.Units!),
             };
         }
 
@@ -191,6 +213,91 @@ internal static class RecordingSource
         };
     }
 
+    /// <summary>
+    /// True when the connection is request/response turns, which the turn-by-turn mode needs: every client message is
+    /// answered by server messages before the next one, and the last of each answer ends the turn (a JSON object with a
+    /// top-level <c>done</c> or <c>error</c>, <see cref="Clients.WebSocketReplies"/>). Anything else (an echo server,
+    /// a server that pushes on its own, client messages sent without waiting) is replayed frame by frame.
+    /// </summary>
+    internal static bool ShowsTurns(IReadOnlyList<StreamUnit> units)
+    {
+        var clientMessages = 0;
+        var awaitingEnd = false;
+        foreach (var u in units)
+        {
+            if (u.Kind is not (UnitKinds.Text or UnitKinds.Binary))
+            {
+                continue;
+            }
+
+            if (u.Dir == Directions.ToServer)
+            {
+                if (awaitingEnd)
+                {
+                    return false; // sent before the previous answer ended
+                }
+
+                clientMessages++;
+                awaitingEnd = true;
+            }
+            else if (awaitingEnd && u.Kind == UnitKinds.Text && !u.Truncated
+                && Clients.WebSocketReplies.Classify(System.Text.Encoding.UTF8.GetBytes(u.Text ?? string.Empty), out _) != Clients.WebSocketReply.Part)
+            {
+                awaitingEnd = false;
+            }
+            else if (!awaitingEnd)
+            {
+                return false; // the server spoke between turns, on its own
+            }
+        }
+
+        return clientMessages > 0 && !awaitingEnd;
+    }
+
+    /// <summary>
+    /// The recorded close: the first close frame's direction and offset, and the status the client sent (the gateway
+    /// records a close as <c>CODE reason</c>). A status a client may not send (1005 "none", 1006, 1015, outside
+    /// 1000–4999) becomes 1000; no close frame at all, null.
+    /// </summary>
+    internal static WebSocketClose? Close(IReadOnlyList<StreamUnit> units)
+    {
+        StreamUnit? first = null, client = null;
+        foreach (var u in units)
+        {
+            if (u.Kind != UnitKinds.Close)
+            {
+                continue;
+            }
+
+            first ??= u;
+            if (u.Dir == Directions.ToServer)
+            {
+                client ??= u;
+            }
+        }
+
+        if (first is null)
+        {
+            return null;
+        }
+
+        var code = 1000;
+        string? reason = null;
+        if (client?.Text is { } text)
+        {
+            var space = text.IndexOf(' ', StringComparison.Ordinal);
+            var number = space < 0 ? text : text[..space];
+            if (int.TryParse(number, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var parsed)
+                && parsed is (>= 1000 and <= 1003) or (>= 1007 and <= 1014) or (>= 3000 and <= 4999))
+            {
+                code = parsed;
+                reason = space < 0 ? null : text[(space + 1)..];
+            }
+        }
+
+        return new WebSocketClose(code, string.IsNullOrEmpty(reason) ? null : reason, Math.Max(0, first.OffsetMs), first.Dir == Directions.ToClient);
+    }
+
     /// <summary>Client messages in order; each turn's think time is its offset minus the offset of the last frame before it.</summary>
     private static List<WebSocketTurn> Turns(IReadOnlyList<StreamUnit> units)
     {
@@ -202,7 +309,7 @@ internal static class RecordingSource
             {
                 var binary = u.Kind == UnitKinds.Binary;
                 var payload = binary ? Convert.FromBase64String(u.Base64 ?? string.Empty) : System.Text.Encoding.UTF8.GetBytes(u.Text ?? string.Empty);
-                turns.Add(new WebSocketTurn(payload, binary, Math.Max(0, u.OffsetMs - lastOffset)));
+                turns.Add(new WebSocketTurn(payload, binary, Math.Max(0, u.OffsetMs - lastOffset), Math.Max(0, u.OffsetMs)));
             }
 
             lastOffset = u.OffsetMs;

@@ -15,6 +15,9 @@ internal sealed record SourceSettings
     /// <summary><c>--duration</c> applied to a timed source: only the first part of source time is taken.</summary>
     public TimeSpan? SourceDuration { get; init; }
 
+    /// <summary><c>--max-gap</c>: idle stretches of source time (no record in flight) longer than this are shortened to it; null keeps them.</summary>
+    public TimeSpan? MaxGap { get; init; }
+
     /// <summary><c>--limit</c>: only the first N requests are taken.</summary>
     public long? Limit { get; init; }
 
@@ -41,6 +44,9 @@ internal sealed record SourceSettings
 
     /// <summary><c>--generate-with</c>: each session is a generated conversation of this shape.</summary>
     public ConversationPlan? Conversation { get; init; }
+
+    /// <summary><c>--ws-mode</c>: how recorded WebSocket connections are replayed; null (<c>auto</c>) decides per connection from what the recording shows.</summary>
+    public WebSocketMode? WebSocketMode { get; init; }
 
     /// <summary><c>--session-header</c>: the header carrying a session id (rewritten for amplified clones).</summary>
     public string SessionHeader { get; init; } = "x-session-id";

@@ -55,15 +55,44 @@ internal sealed record PlannedRequest
     /// <summary>The recorded response, for <c>--compare</c>; null when there is none (synthetic requests).</summary>
     public RecordedOutcome? Recorded { get; init; }
 
-    /// <summary>Number of requests this item is at the target: 1, or the number of turns of a WebSocket connection.</summary>
-    public int RequestCount => Protocol == RequestProtocol.WebSocket ? Turns?.Count ?? 0 : 1;
+    /// <summary>
+    /// WebSocket: how the client messages in <see cref="Turns"/> are sent. <see cref="WebSocketMode.Turns"/>: one
+    /// request per message, each after the server's reply ended (a <c>"done"</c> or <c>"error"</c> message).
+    /// <see cref="WebSocketMode.Frames"/>: the messages at their recorded offsets, the server's frames read as they
+    /// come, then <see cref="Close"/>; the connection is one request.
+    /// </summary>
+    public WebSocketMode WebSocketMode { get; init; } = WebSocketMode.Turns;
+
+    /// <summary>WebSocket in <see cref="WebSocketMode.Frames"/>: how the recorded connection ended; null when the recording holds no close frame.</summary>
+    public WebSocketClose? Close { get; init; }
+
+    /// <summary>Number of requests this item is at the target: 1, or the number of turns of a WebSocket connection in turn mode.</summary>
+    public int RequestCount => Protocol != RequestProtocol.WebSocket ? 1 : WebSocketMode == WebSocketMode.Frames ? 1 : Turns?.Count ?? 0;
 }
 
-/// <summary>One client message of a WebSocket session, sent after the previous turn's reply ended plus the think time.</summary>
-/// <param name="Payload">The message bytes.</param>
+/// <summary>One client message of a WebSocket session: in turn mode sent after the previous turn's reply ended plus the think time, in frames mode at its offset.</summary>
+/// <param name="Payload">The message's bytes, intact (a text message's UTF-8).</param>
 /// <param name="Binary">True for a binary message, false for text.</param>
-/// <param name="ThinkBeforeMs">Milliseconds between the end of the previous reply (or the connection's open) and this message.</param>
-internal sealed record WebSocketTurn(ReadOnlyMemory<byte> Payload, bool Binary, double ThinkBeforeMs);
+/// <param name="ThinkBeforeMs">Turn mode: ms after the server's previous frame before this message is sent (scaled by speed).</param>
+/// <param name="OffsetMs">Frames mode: the message's recorded offset from the start of the connection, ms (scaled by speed).</param>
+internal sealed record WebSocketTurn(ReadOnlyMemory<byte> Payload, bool Binary, double ThinkBeforeMs, double OffsetMs = 0);
+
+/// <summary>How a WebSocket connection is replayed (<c>--ws-mode</c>).</summary>
+internal enum WebSocketMode
+{
+    /// <summary>Request/response turns: each client message waits for the server's reply to end with a <c>"done"</c> or <c>"error"</c> message.</summary>
+    Turns,
+
+    /// <summary>Any server: client messages at their recorded offsets, server frames read as they come, the recorded close sent.</summary>
+    Frames,
+}
+
+/// <summary>How a recorded WebSocket connection ended.</summary>
+/// <param name="Code">The close status the client sent (1000 when the recording has none the client may send).</param>
+/// <param name="Reason">The close reason, or null.</param>
+/// <param name="OffsetMs">When the first close frame was recorded, ms from the start of the connection (scaled by speed).</param>
+/// <param name="ByServer">True when the server closed first: the replay waits for the server's close and answers it.</param>
+internal sealed record WebSocketClose(int Code, string? Reason, double OffsetMs, bool ByServer);
 
 /// <summary>What the recording says the response was, for comparison.</summary>
 /// <param name="Status">HTTP status (0 when none).</param>
@@ -158,6 +187,12 @@ internal sealed class Workload
 
     /// <summary>How many records were skipped in all.</summary>
     public long SkippedTotal { get; }
+
+    /// <summary>Records the source stored out of time order (sorted before planning), or null when it had none.</summary>
+    public OutOfOrder? OutOfOrder { get; init; }
+
+    /// <summary>Source time, ms, removed by <c>--max-gap</c> (idle stretches shortened); 0 without it.</summary>
+    public double SourceTimeRemovedMs { get; init; }
 
     /// <summary>Requests at the target over all sessions.</summary>
     public long RequestCount

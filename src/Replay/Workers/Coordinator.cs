@@ -63,7 +63,7 @@ internal static class Coordinator
         }
 
         // (2) Slices and epoch.
-        var slices = RunSpec.Slice(plan, SliceSeconds);
+        var slices = RunSpec.Slice(plan, SliceSeconds, wanted);
         var id = Guid.NewGuid().ToString("N")[..12];
         var epochMs = time.GetUtcNow().ToUnixTimeMilliseconds() + 1500 + (long)run.Warmup.TotalMilliseconds;
         var epoch = time.GetTimestamp() + ((epochMs - time.GetUtcNow().ToUnixTimeMilliseconds()) * time.TimestampFrequency / 1000);
@@ -108,7 +108,7 @@ internal static class Coordinator
         var cancelled = false;
         var collect = CollectAsync(db, id, metrics, done, state, deadline, time, cancellationToken);
         var mode = settings.Progress == "auto" ? (ReferenceEquals(output, Console.Out) && !Console.IsOutputRedirected ? "live" : "plain") : settings.Progress;
-        await ConsoleProgress.ShowAsync(mode, output, () => metrics.Snapshot(time.GetTimestamp()), plan.PlannedRequests, () => 0, collect, time).ConfigureAwait(false);
+        await ConsoleProgress.ShowAsync(mode, output, () => metrics.Snapshot(time.GetTimestamp()), plan.PlannedRequests, null, collect, time).ConfigureAwait(false);
         try
         {
             await collect.ConfigureAwait(false);
@@ -124,6 +124,7 @@ internal static class Coordinator
         var end = Math.Max(metrics.LastCompletedTimestamp, metrics.StartTimestamp);
         var target = string.Join(", ", needed.Select(static t => t.Target.ToString()).Distinct());
         var report = ReportBuilder.Build(metrics, new ReportBuilder.Context(settings.Command, plan, workload, target, startedAt, settings.Speed, settings.Amplify, settings.Compare, cancelled), end);
+        MergeDiagnostics(report, state.Diagnostics.Values);
         report.Workers = new WorkersReport(wanted, [.. state.Names.Order(StringComparer.Ordinal)], slices.Count, state.TakenOver, Math.Max(0, sentSessions - state.SessionsReported), missing, id);
         report.Assertions = [.. run.Assertions.Select(a => a.Evaluate(report))];
         SummaryWriter.Write(output, report);
@@ -166,9 +167,37 @@ internal static class Coordinator
         return Directory.Exists(source) ? Path.GetFullPath(source) : source;
     }
 
+    /// <summary>
+    /// The workers' own diagnostics in the report: CPU, GC collections and pauses, peak memory, cores and connection
+    /// figures are added over the workers (the fleet's cost); the open-file limit is the lowest; peak concurrent
+    /// sessions is the sum of each worker's peak, an upper bound on the fleet's (the peaks need not coincide).
+    /// </summary>
+    internal static void MergeDiagnostics(RunReport report, IEnumerable<WorkerDiagnostics> workers)
+    {
+        GeneratorReport? generator = null;
+        ConnectionReport? connections = null;
+        var peak = 0;
+        foreach (var d in workers)
+        {
+            peak += d.PeakSessions;
+            var g = d.Generator;
+            generator = generator is null ? g : new GeneratorReport(
+                generator.Gen0 + g.Gen0, generator.Gen1 + g.Gen1, generator.Gen2 + g.Gen2, generator.GcPauseMs + g.GcPauseMs,
+                generator.CpuSeconds + g.CpuSeconds, generator.PeakWorkingSetMb + g.PeakWorkingSetMb, generator.Cores + g.Cores);
+            connections = connections is null
+                ? new ConnectionReport(d.ConnectionLimit, d.OpenFileLimit, d.PeakConnections, d.ConnectionWaits)
+                : new ConnectionReport(connections.Limit + d.ConnectionLimit, Math.Min(connections.OpenFileLimit, d.OpenFileLimit), connections.PeakInUse + d.PeakConnections, connections.Waits + d.ConnectionWaits);
+        }
+
+        report.Generator = generator;
+        report.Connections = connections;
+        report.PeakConcurrentSessions = peak;
+    }
+
     private sealed class CollectState
     {
         public readonly HashSet<string> Names = new(StringComparer.Ordinal);
+        public readonly Dictionary<string, WorkerDiagnostics> Diagnostics = new(StringComparer.Ordinal);
         public long SessionsReported;
         public int TakenOver;
     }
@@ -192,6 +221,13 @@ internal static class Coordinator
                 var slice = (int)entry["slice"];
                 metrics.Merge((byte[])entry["metrics"]!);
                 state.Names.Add(entry["worker"].ToString());
+                if (entry["diagnostics"] is { IsNullOrEmpty: false } diagnostics
+                    && System.Text.Json.JsonSerializer.Deserialize(diagnostics.ToString(), WorkerJsonContext.Default.WorkerDiagnostics) is { } d)
+                {
+                    // Cumulative per worker: its latest result supersedes the earlier ones.
+                    state.Diagnostics[entry["worker"].ToString()] = d;
+                }
+
                 state.SessionsReported += (long)entry["sent"];
                 if ((int)entry["taken_over"] == 1)
                 {

@@ -27,13 +27,26 @@ internal sealed record RunSpec(ReplaySettings Settings, long EpochUnixMs, IReadO
     /// Cuts a plan's sessions into slices of about <paramref name="seconds"/> of schedule each, by start time: the
     /// open model's arrivals (their times are a pure function of the profile and the seed) or a timed replay's sessions.
     /// </summary>
-    public static List<long[]> Slice(RunPlan plan, double seconds)
+    /// <remarks>
+    /// A slice also ends once it holds ⌈sessions / (2 × workers)⌉ sessions, so a schedule whose sessions crowd into one
+    /// second (a timed replay that starts everything at once, a burst) is still split among the workers by session;
+    /// slices that share a second then share its start time.
+    /// </remarks>
+    public static List<long[]> Slice(RunPlan plan, double seconds, int workers = 1)
     {
         var slices = new List<long[]>();
         long first = 0, index = 0, startMs = 0;
         var boundary = seconds;
+        var total = plan.Mode == RunMode.Faithful ? plan.Sessions.Count : CountArrivals(plan);
+        var most = Math.Max(1, (total + (2L * Math.Max(1, workers)) - 1) / (2L * Math.Max(1, workers)));
         void Offset(double at)
         {
+            if (index - first >= most)
+            {
+                slices.Add([first, index, startMs]);
+                first = index;
+            }
+
             while (at >= boundary)
             {
                 if (index > first)
@@ -76,9 +89,38 @@ internal sealed record RunSpec(ReplaySettings Settings, long EpochUnixMs, IReadO
 
         return slices;
     }
+
+    private static long CountArrivals(RunPlan plan)
+    {
+        var schedule = new ArrivalSchedule(plan.Profile!, new ArrivalProcess(plan.Arrivals, plan.Burstiness, plan.Seed), plan.Limit);
+        long n = 0;
+        while (schedule.TryNext(out _))
+        {
+            n++;
+        }
+
+        return n;
+    }
+}
+
+/// <summary>
+/// What a worker measured about itself for one run, cumulative since it prepared the run (the latest of a worker's
+/// slice results supersedes its earlier ones): the most sessions it had in flight at once, its socket budget, and its
+/// process's CPU and GC since then. The coordinator adds the workers' into the report's <c>generator</c>,
+/// <c>peak_concurrent_sessions</c> and <c>connections</c>.
+/// </summary>
+internal sealed record WorkerDiagnostics(int PeakSessions, int ConnectionLimit, long OpenFileLimit, int PeakConnections, long ConnectionWaits, Reporting.GeneratorReport Generator)
+{
+    /// <summary>This worker's figures for a run: <paramref name="pipeline"/>'s budget and cost, <paramref name="peakSessions"/> over its slices.</summary>
+    public static WorkerDiagnostics Of(RunPipeline pipeline, int peakSessions)
+    {
+        var connections = pipeline.ConnectionReport();
+        return new WorkerDiagnostics(peakSessions, connections.Limit, connections.OpenFileLimit, connections.PeakInUse, connections.Waits, pipeline.GeneratorSinceReady());
+    }
 }
 
 /// <summary>Source-generated JSON for the worker protocol.</summary>
 [JsonSourceGenerationOptions(PropertyNamingPolicy = JsonKnownNamingPolicy.SnakeCaseLower)]
 [JsonSerializable(typeof(RunSpec))]
+[JsonSerializable(typeof(WorkerDiagnostics))]
 internal sealed partial class WorkerJsonContext : JsonSerializerContext;

@@ -4,6 +4,7 @@ using Microsoft.Extensions.Logging;
 using Replay.Cli;
 using Replay.Clients;
 using Replay.Measurement;
+using Replay.Reporting;
 using Replay.Scheduling;
 using StackExchange.Redis;
 
@@ -245,10 +246,11 @@ internal sealed class Worker
         _startsAt[entry.Id] = context.EpochTimestamp + (range.Length > 2 ? range[2] * _time.TimestampFrequency / 1000 : 0);
         var metrics = new RunMetrics(_time, context.Run.Slos, keepSeconds: true);
         var sentKey = WorkQueue.Sent(runId);
-        using (var runner = new LoadRunner(context.Plan, context.Http, context.WebSockets, metrics, context.Log, context.Budget, _time)
+        using (var runner = new LoadRunner(context.Plan, context.Pipeline.Http, context.Pipeline.WebSockets, metrics, context.Log, context.Pipeline.Budget, _time)
         {
             StartTimestamp = context.EpochTimestamp,
             Range = (range[0], range[1]),
+            Gauge = context.Sessions,
             Claim = async index => !await db.StringSetBitAsync(sentKey, index, true).ConfigureAwait(false),
         })
         {
@@ -268,6 +270,9 @@ internal sealed class Worker
                 new NameValueEntry("skipped", runner.Skipped),
                 new NameValueEntry("taken_over", takenOver ? 1 : 0),
                 new NameValueEntry("metrics", metrics.Export()),
+                new NameValueEntry("diagnostics", System.Text.Json.JsonSerializer.Serialize(
+                    WorkerDiagnostics.Of(context.Pipeline, context.Sessions.Peak),
+                    WorkerJsonContext.Default.WorkerDiagnostics)),
             ]).ConfigureAwait(false);
         }
 
@@ -318,24 +323,15 @@ internal sealed class Worker
             return null;
         }
 
-        var budget = ConnectionBudget.ForProcess(prepared.Run.Clients.MaxConnections);
-        var clients = prepared.Run.Clients with { MaxConnections = budget.Limit };
-        var http = new HttpSender(HttpSender.CreateHandler(clients), clients, _time);
-        var webSockets = new WebSocketSender(clients, _time);
+        var pipeline = RunPipeline.Create(prepared.Run.Clients, _time);
         var nowMs = _time.GetUtcNow().ToUnixTimeMilliseconds();
         var epoch = _time.GetTimestamp() + ((spec.EpochUnixMs - nowMs) * _time.TimestampFrequency / 1000);
-        var context = new RunContext(spec, prepared.Run, prepared.Plan, budget, http, webSockets, _log, epoch);
+        var context = new RunContext(spec, prepared.Run, prepared.Plan, pipeline, _log, epoch);
 
         // The warm-up (JIT, connections) runs before the epoch, each worker at its share of the starting rate.
         var warmup = Math.Min(spec.WarmupSeconds, ((spec.EpochUnixMs - nowMs) / 1000.0) - 0.3);
-        if (warmup > 0.2 && prepared.Plan.Mode == RunMode.Open)
-        {
-            var rate = Math.Max(1, prepared.Plan.Profile!.RateAt(0) / Math.Max(1, spec.Workers));
-            var warmupPlan = prepared.Plan with { Profile = RateProfile.Constant(rate, warmup), Limit = long.MaxValue, PlannedRequests = null };
-            using var runner = new LoadRunner(warmupPlan, http, webSockets, new RunMetrics(_time, []), null, budget, _time);
-            await runner.RunAsync(cancellationToken).ConfigureAwait(false);
-        }
-
+        var share = prepared.Plan.Mode == RunMode.Open ? Math.Max(1, prepared.Plan.Profile!.RateAt(0) / Math.Max(1, spec.Workers)) : (double?)null;
+        await pipeline.WarmUpAsync(prepared.Plan, warmup > 0.2 && prepared.Plan.Mode == RunMode.Open ? TimeSpan.FromSeconds(warmup) : TimeSpan.Zero, share, cancellationToken).ConfigureAwait(false);
         return context;
     }
 
@@ -371,10 +367,14 @@ internal sealed class Worker
     private Task<bool> BeatAsync(IDatabase db) => db.HashSetAsync(WorkQueue.Workers, _name, _time.GetUtcNow().ToUnixTimeMilliseconds());
 
     /// <summary>A run as this worker knows it: the plan it built from the spec, and its own clients.</summary>
-    private sealed record RunContext(RunSpec Spec, ValidatedRun Run, RunPlan Plan, ConnectionBudget Budget, HttpSender Http, WebSocketSender WebSockets, RequestLog? Log, long EpochTimestamp) : IAsyncDisposable
+    private sealed record RunContext(RunSpec Spec, ValidatedRun Run, RunPlan Plan, RunPipeline Pipeline, RequestLog? Log, long EpochTimestamp) : IAsyncDisposable
     {
         /// <summary>Slices of this run being handled now.</summary>
         public int Active;
+
+        /// <summary>Sessions in flight over this run's slices here.</summary>
+        public SessionGauge Sessions { get; } = new();
+
 
         /// <summary>When the last slice ended (timestamp).</summary>
         public long LastUsed = EpochTimestamp;
@@ -382,9 +382,7 @@ internal sealed class Worker
         /// <summary>Closes the run's clients (the request log is the worker's and stays open).</summary>
         public ValueTask DisposeAsync()
         {
-            Http.Dispose();
-            WebSockets.Dispose();
-            Budget.Dispose();
+            Pipeline.Dispose();
             return ValueTask.CompletedTask;
         }
     }

@@ -60,22 +60,44 @@ public sealed class ParsingTests
         Assert.Equal(ms, value.TotalMilliseconds, 6);
     }
 
-    [Fact]
-    public void Sse_events_with_text_count_as_tokens_and_usage_is_read()
+    [Theory]
+    [InlineData(1)]
+    [InlineData(3)]
+    [InlineData(4096)]
+    public async Task Sse_events_with_text_count_as_tokens_however_spaced_or_split_and_usage_is_read(int chunk)
     {
-        var usage = -1;
-        Assert.False(HttpSender.IsTokenEvent(Encoding.UTF8.GetBytes("data: {\"choices\":[{\"delta\":{\"role\":\"assistant\",\"content\":\"\"}}]}"), ref usage));
-        Assert.True(HttpSender.IsTokenEvent(Encoding.UTF8.GetBytes("data: {\"choices\":[{\"delta\":{\"content\":\" hi\"}}]}"), ref usage));
-        Assert.True(HttpSender.IsTokenEvent(Encoding.UTF8.GetBytes("data: {\"choices\":[{\"index\":0,\"text\":\"x\"}]}"), ref usage));
-        Assert.False(HttpSender.IsTokenEvent(Encoding.UTF8.GetBytes("data: {\"choices\":[],\"usage\":{\"prompt_tokens\":3,\"total_tokens\":10,\"completion_tokens\": 7}}"), ref usage));
-        Assert.Equal(7, usage);
-        Assert.False(HttpSender.IsTokenEvent("data: [DONE]"u8, ref usage));
+        var body = Encoding.UTF8.GetBytes(
+            "data: {\"choices\":[{\"delta\":{\"role\":\"assistant\",\"content\":\"\"}}]}\n\n" // empty content: no token
+            + "data: {\"choices\": [{\"delta\": {\"content\": \" hi\"}}]}\r\n\r\n" // spaced, CRLF
+            + "data:{\"choices\":[{\"index\":0,\"text\":\"x\"}]}\n\n" // legacy text, no space after the colon
+            + ": a comment\n\n"
+            + "data: not json\n\n" // unparseable
+            + "data: {\"choices\":[],\"usage\":{\"prompt_tokens\":3,\"total_tokens\":10,\"completion_tokens\": 7}}\n\n"
+            + "data: [DONE]\n\n");
+        var tokens = new TokenTimes();
+        var sse = await Replay.Clients.Readers.SseResponseReader.ReadAsync(new TrickleStream(body, chunk), tokens, captureText: true, TimeProvider.System, CancellationToken.None);
+
+        Assert.Equal(2, sse.TokenEvents);
+        Assert.Equal(2, tokens.Count);
+        Assert.Equal(7, sse.CompletionTokens);
+        Assert.Equal(1, sse.Unparseable);
+        Assert.Equal("not json", sse.FirstUnparseable);
+        Assert.Equal(" hix", sse.Text);
+    }
+
+    /// <summary>A body handed out <c>chunk</c> bytes per read, as a slow network would.</summary>
+    private sealed class TrickleStream(byte[] data, int chunk) : MemoryStream(data)
+    {
+        public override int Read(byte[] buffer, int offset, int count) => base.Read(buffer, offset, Math.Min(count, chunk));
+
+        public override ValueTask<int> ReadAsync(Memory<byte> buffer, CancellationToken cancellationToken = default) =>
+            base.ReadAsync(buffer[..Math.Min(buffer.Length, chunk)], cancellationToken);
     }
 
     [Fact]
     public void The_tokens_field_of_a_protobuf_reply_is_read()
     {
         var reply = new Inference.V1.GenerateReply { Text = "a b c", Tokens = 300 };
-        Assert.Equal(300, HttpSender.ReadVarintField(Google.Protobuf.MessageExtensions.ToByteArray(reply), 2));
+        Assert.Equal(300, Replay.Clients.Readers.GrpcResponseReader.ReadVarintField(Google.Protobuf.MessageExtensions.ToByteArray(reply), 2));
     }
 }

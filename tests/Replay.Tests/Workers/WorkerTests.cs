@@ -176,6 +176,49 @@ public sealed class WorkerTests
         Assert.Equal(whole.ByStatus().Select(static g => (g.Key, g.Value.Count)), merged.ByStatus().Select(static g => (g.Key, g.Value.Count)));
     }
 
+    [Fact(Timeout = 90_000)]
+    public async Task A_timed_replay_that_starts_every_session_in_the_first_second_is_split_by_session_and_the_workers_diagnostics_are_merged()
+    {
+        await using var redis = await RedisServer.StartAsync();
+        await using var sim = await TestHost.StartSimAsync();
+        using var dir = TestHost.CreateTempDirectory();
+        const string Name = "crowded";
+        var exchanges = Enumerable.Range(0, 40)
+            .Select(static s => Recordings.Http(Name, $"s-{s}", 1, Recordings.Origin + (s * 10_000L), streamed: false, $"s {s}", maxTokens: 2))
+            .ToList();
+        await using (var store = new Contracts.Recording.FileRecordingStore(dir.Combine("store")))
+        {
+            await store.StartAsync(Name, CancellationToken.None);
+            await store.AppendAsync(Name, exchanges, Recordings.Sessions(exchanges), CancellationToken.None);
+            await store.StopAsync(Name, CancellationToken.None);
+        }
+
+        await using (var a = InProcessWorker.Start(redis.ConnectionString, "a", dir.Combine("a.jsonl")))
+        await using (var b = InProcessWorker.Start(redis.ConnectionString, "b", dir.Combine("b.jsonl")))
+        {
+            var result = await TestHost.RunAsync(["run", "--source", "file:" + dir.Combine("store"), "--recording", Name, "--target", sim.HttpAddress.ToString(),
+                "--progress", "none", "--workers", "2", "--redis", redis.ConnectionString, "--report", dir.Combine("out")]);
+            Assert.True(result.ExitCode == 0, result.ToString());
+        }
+
+        // Both workers sent a share of the 40 sessions, though all start within 0.4 s (one second-slice before).
+        var sentByA = File.ReadAllLines(dir.Combine("a.jsonl")).Length;
+        var sentByB = File.ReadAllLines(dir.Combine("b.jsonl")).Length;
+        Assert.Equal(40, sentByA + sentByB);
+        Assert.True(sentByA > 0 && sentByB > 0, $"a sent {sentByA}, b {sentByB}");
+
+        using var report = TestHost.ReadReport(dir.Combine("out"));
+        var r = report.RootElement;
+        Assert.Equal(2, r.GetProperty("workers").GetProperty("names").GetArrayLength());
+        Assert.True(r.GetProperty("peak_concurrent_sessions").GetInt32() >= 1, r.ToString());
+        var generator = r.GetProperty("generator");
+        Assert.True(generator.GetProperty("cpu_s").GetDouble() > 0, generator.ToString());
+        Assert.True(generator.GetProperty("cores").GetInt32() >= 2, generator.ToString()); // two workers' cores added
+        var connections = r.GetProperty("connections");
+        Assert.True(connections.GetProperty("peak_in_use").GetInt32() >= 1, connections.ToString());
+        Assert.True(connections.GetProperty("limit").GetInt32() > 0, connections.ToString());
+    }
+
     /// <summary>A worker running inside the test process (ReplayApp "worker"), stopped on dispose.</summary>
     private sealed class InProcessWorker : IAsyncDisposable
     {
