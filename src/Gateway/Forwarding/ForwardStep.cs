@@ -83,6 +83,8 @@ internal sealed partial class ForwardStep(RequestDelegate next, Configuration.Ga
     /// </summary>
     private async Task ForwardAsync(HttpContext context, Classification classification, string cluster)
     {
+        // The destinations before load balancing narrows them to the one it picks.
+        var candidates = context.GetReverseProxyFeature().AvailableDestinations;
         await ForwardCountedAsync(context, cluster);
         if (context.Response.HasStarted || context.Features.Get<IForwarderErrorFeature>() is not { Error: ForwarderError.Request } error
             || !ConnectionRefused(error.Exception) || !Replayable(context, classification)
@@ -91,8 +93,8 @@ internal sealed partial class ForwardStep(RequestDelegate next, Configuration.Ga
             return;
         }
 
-        var others = new List<Yarp.ReverseProxy.Model.DestinationState>(proxy.AvailableDestinations.Count);
-        foreach (var destination in proxy.AvailableDestinations)
+        var others = new List<Yarp.ReverseProxy.Model.DestinationState>(candidates.Count);
+        foreach (var destination in candidates)
         {
             if (destination != failed)
             {
