@@ -25,17 +25,13 @@ internal static class WebSocketIdleTimeout
         stream => new IdleStream(stream, idleTimeout, time, onIdleClose);
 
     /// <summary>The client's upgraded connection, as YARP reads and writes it.</summary>
-    internal sealed class IdleStream : Stream
+    internal sealed class IdleStream : WebSocketFilterStream
     {
-        private readonly Stream _inner;
         private readonly TimeSpan _idleTimeout;
         private readonly TimeProvider _time;
         private readonly Action _onIdleClose;
         private readonly ITimer _timer;
         private readonly CancellationTokenSource _idle = new();
-        private readonly SemaphoreSlim _write = new(1, 1);
-        private readonly WebSocketFrameBoundaries _in = new();
-        private readonly WebSocketFrameBoundaries _out = new();
         private readonly string _reason;
         private CancellationTokenSource? _linked;
         private CancellationToken _linkedFor;
@@ -48,8 +44,8 @@ internal static class WebSocketIdleTimeout
         private int _stopped;
 
         public IdleStream(Stream inner, TimeSpan idleTimeout, TimeProvider time, Action onIdleClose)
+            : base(inner)
         {
-            _inner = inner;
             _idleTimeout = idleTimeout;
             _time = time;
             _onIdleClose = onIdleClose;
@@ -61,16 +57,6 @@ internal static class WebSocketIdleTimeout
         /// <summary>Whether the idle timeout closed the connection.</summary>
         public bool ClosedIdle => Volatile.Read(ref _closing) != 0;
 
-        public override bool CanRead => true;
-
-        public override bool CanSeek => false;
-
-        public override bool CanWrite => true;
-
-        public override long Length => throw new NotSupportedException();
-
-        public override long Position { get => throw new NotSupportedException(); set => throw new NotSupportedException(); }
-
         public override async ValueTask<int> ReadAsync(Memory<byte> buffer, CancellationToken cancellationToken = default)
         {
             if (ClosedIdle)
@@ -81,7 +67,7 @@ internal static class WebSocketIdleTimeout
             int read;
             try
             {
-                read = await _inner.ReadAsync(buffer, Linked(cancellationToken));
+                read = await Inner.ReadAsync(buffer, Linked(cancellationToken));
             }
             catch (OperationCanceledException) when (_idle.IsCancellationRequested && !cancellationToken.IsCancellationRequested)
             {
@@ -103,15 +89,15 @@ internal static class WebSocketIdleTimeout
                 return 0;
             }
 
-            if (ClosedIdle && _in.AtBoundary)
+            if (ClosedIdle && FromClient.AtBoundary)
             {
                 // The client spoke just as the connection was closed: from here on the backend gets the close instead.
                 return ReadClose(buffer);
             }
 
             Touch();
-            _in.Advance(buffer.Span[..read]);
-            if (_in.CloseSeen)
+            FromClient.Advance(buffer.Span[..read]);
+            if (FromClient.CloseSeen)
             {
                 Stop(); // the client began the closing handshake: the connection is ending, not idle
             }
@@ -121,7 +107,7 @@ internal static class WebSocketIdleTimeout
 
         public override async ValueTask WriteAsync(ReadOnlyMemory<byte> buffer, CancellationToken cancellationToken = default)
         {
-            await _write.WaitAsync(cancellationToken);
+            await WriteLock.WaitAsync(cancellationToken);
             try
             {
                 if (_closeSentToClient)
@@ -132,7 +118,7 @@ internal static class WebSocketIdleTimeout
                 Touch();
                 try
                 {
-                    await _inner.WriteAsync(buffer, cancellationToken);
+                    await Inner.WriteAsync(buffer, cancellationToken);
                 }
                 catch
                 {
@@ -140,20 +126,20 @@ internal static class WebSocketIdleTimeout
                     throw;
                 }
 
-                _out.Advance(buffer.Span);
-                if (_out.CloseSeen && !ClosedIdle)
+                ToClient.Advance(buffer.Span);
+                if (ToClient.CloseSeen && !ClosedIdle)
                 {
                     Stop(); // the backend began the closing handshake
                 }
 
-                if (ClosedIdle && _out.AtBoundary)
+                if (ClosedIdle && ToClient.AtBoundary)
                 {
                     await WriteCloseAsync(cancellationToken);
                 }
             }
             finally
             {
-                _write.Release();
+                WriteLock.Release();
             }
         }
 
@@ -243,7 +229,7 @@ internal static class WebSocketIdleTimeout
 
             if (_toBackend is null)
             {
-                if (!_in.AtBoundary)
+                if (!FromClient.AtBoundary)
                 {
                     _readEnded = true; // inside one of the client's frames: no frame can be put in; the stream just ends
                     return 0;
@@ -263,17 +249,17 @@ internal static class WebSocketIdleTimeout
         {
             try
             {
-                await _write.WaitAsync();
+                await WriteLock.WaitAsync();
                 try
                 {
-                    if (!_closeSentToClient && _out.AtBoundary)
+                    if (!_closeSentToClient && ToClient.AtBoundary)
                     {
                         await WriteCloseAsync(CancellationToken.None);
                     }
                 }
                 finally
                 {
-                    _write.Release();
+                    WriteLock.Release();
                 }
             }
             catch (Exception ex) when (ex is IOException or ObjectDisposedException or OperationCanceledException)
@@ -285,46 +271,18 @@ internal static class WebSocketIdleTimeout
         private async Task WriteCloseAsync(CancellationToken cancellationToken)
         {
             _closeSentToClient = true;
-            await _inner.WriteAsync(WebSocketCloseFrame.Create(GatewayCloseReason.GoingAway, _reason, masked: false), cancellationToken);
-            await _inner.FlushAsync(cancellationToken);
+            await WriteFrameAsync(WebSocketCloseFrame.Create(GatewayCloseReason.GoingAway, _reason, masked: false), cancellationToken);
         }
-
-        public override Task<int> ReadAsync(byte[] buffer, int offset, int count, CancellationToken cancellationToken) =>
-            ReadAsync(buffer.AsMemory(offset, count), cancellationToken).AsTask();
-
-        public override Task WriteAsync(byte[] buffer, int offset, int count, CancellationToken cancellationToken) =>
-            WriteAsync(buffer.AsMemory(offset, count), cancellationToken).AsTask();
-
-        public override int Read(byte[] buffer, int offset, int count) => ReadAsync(buffer, offset, count, default).GetAwaiter().GetResult();
-
-        public override void Write(byte[] buffer, int offset, int count) => WriteAsync(buffer, offset, count, default).GetAwaiter().GetResult();
-
-        public override Task FlushAsync(CancellationToken cancellationToken) => _inner.FlushAsync(cancellationToken);
-
-        public override void Flush() => _inner.Flush();
-
-        public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
-
-        public override void SetLength(long value) => throw new NotSupportedException();
 
         protected override void Dispose(bool disposing)
         {
             if (disposing)
             {
                 Stop();
-                _inner.Dispose();
                 _linked?.Dispose();
-                _in.Dispose();
-                _out.Dispose();
             }
 
             base.Dispose(disposing);
-        }
-
-        public override async ValueTask DisposeAsync()
-        {
-            Dispose(true);
-            await base.DisposeAsync();
         }
     }
 }

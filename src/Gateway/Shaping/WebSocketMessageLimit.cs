@@ -1,6 +1,5 @@
 using Contracts.Wire;
 using Gateway.Forwarding;
-using Microsoft.AspNetCore.Http.Features;
 
 namespace Gateway.Shaping;
 
@@ -18,38 +17,24 @@ internal static class WebSocketMessageLimit
     public static Func<Stream, Stream> Filter(int limit, string policy, Action onExceeded) =>
         stream => new LimitedStream(stream, limit, policy, onExceeded);
 
-    private sealed class LimitedStream : Stream
+    private sealed class LimitedStream : WebSocketFilterStream
     {
-        private readonly Stream _inner;
         private readonly int _limit;
         private readonly string _policy;
         private readonly Action _onExceeded;
-        private readonly SemaphoreSlim _write = new(1, 1);
-        private readonly WebSocketFrameBoundaries _in = new();
-        private readonly WebSocketFrameBoundaries _out = new();
         private readonly Func<byte, bool> _admit;
         private int _messages;
         private volatile bool _exceeded;
         private bool _closeSent;
 
         public LimitedStream(Stream inner, int limit, string policy, Action onExceeded)
+            : base(inner)
         {
-            _inner = inner;
             _limit = limit;
             _policy = policy;
             _onExceeded = onExceeded;
             _admit = Admit;
         }
-
-        public override bool CanRead => true;
-
-        public override bool CanSeek => false;
-
-        public override bool CanWrite => true;
-
-        public override long Length => throw new NotSupportedException();
-
-        public override long Position { get => throw new NotSupportedException(); set => throw new NotSupportedException(); }
 
         public override async ValueTask<int> ReadAsync(Memory<byte> buffer, CancellationToken cancellationToken = default)
         {
@@ -58,8 +43,8 @@ internal static class WebSocketMessageLimit
                 return 0;
             }
 
-            var read = await _inner.ReadAsync(buffer, cancellationToken);
-            var allowed = _in.Advance(buffer[..read], _admit);
+            var read = await Inner.ReadAsync(buffer, cancellationToken);
+            var allowed = FromClient.Advance(buffer[..read], _admit);
             if (allowed < read)
             {
                 _exceeded = true;
@@ -72,7 +57,7 @@ internal static class WebSocketMessageLimit
 
         public override async ValueTask WriteAsync(ReadOnlyMemory<byte> buffer, CancellationToken cancellationToken = default)
         {
-            await _write.WaitAsync(cancellationToken);
+            await WriteLock.WaitAsync(cancellationToken);
             try
             {
                 if (_closeSent)
@@ -80,16 +65,16 @@ internal static class WebSocketMessageLimit
                     return; // the connection is closing; the server's late frames are not delivered
                 }
 
-                await _inner.WriteAsync(buffer, cancellationToken);
-                _out.Advance(buffer.Span);
-                if (_exceeded && _out.AtBoundary)
+                await Inner.WriteAsync(buffer, cancellationToken);
+                ToClient.Advance(buffer.Span);
+                if (_exceeded && ToClient.AtBoundary)
                 {
                     await WriteCloseAsync(cancellationToken);
                 }
             }
             finally
             {
-                _write.Release();
+                WriteLock.Release();
             }
         }
 
@@ -101,57 +86,24 @@ internal static class WebSocketMessageLimit
 
         private async Task SendCloseWhenBetweenFramesAsync(CancellationToken cancellationToken)
         {
-            await _write.WaitAsync(cancellationToken);
+            await WriteLock.WaitAsync(cancellationToken);
             try
             {
-                if (!_closeSent && _out.AtBoundary)
+                if (!_closeSent && ToClient.AtBoundary)
                 {
                     await WriteCloseAsync(cancellationToken);
                 }
             }
             finally
             {
-                _write.Release();
+                WriteLock.Release();
             }
         }
 
         private async Task WriteCloseAsync(CancellationToken cancellationToken)
         {
-            var frame = WebSocketCloseFrame.Create(GatewayCloseReason.PolicyViolation, GatewayCloseReasons.MessageLimit(_limit, _policy), masked: false);
-            await _inner.WriteAsync(frame, cancellationToken);
-            await _inner.FlushAsync(cancellationToken);
+            await WriteFrameAsync(WebSocketCloseFrame.Create(GatewayCloseReason.PolicyViolation, GatewayCloseReasons.MessageLimit(_limit, _policy), masked: false), cancellationToken);
             _closeSent = true;
-        }
-
-        public override Task<int> ReadAsync(byte[] buffer, int offset, int count, CancellationToken cancellationToken) =>
-            ReadAsync(buffer.AsMemory(offset, count), cancellationToken).AsTask();
-
-        public override Task WriteAsync(byte[] buffer, int offset, int count, CancellationToken cancellationToken) =>
-            WriteAsync(buffer.AsMemory(offset, count), cancellationToken).AsTask();
-
-        public override int Read(byte[] buffer, int offset, int count) => ReadAsync(buffer, offset, count, default).GetAwaiter().GetResult();
-
-        public override void Write(byte[] buffer, int offset, int count) => WriteAsync(buffer, offset, count, default).GetAwaiter().GetResult();
-
-        public override Task FlushAsync(CancellationToken cancellationToken) => _inner.FlushAsync(cancellationToken);
-
-        public override void Flush() => _inner.Flush();
-
-        public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
-
-        public override void SetLength(long value) => throw new NotSupportedException();
-
-        protected override void Dispose(bool disposing)
-        {
-            if (disposing)
-            {
-                _inner.Dispose();
-                _write.Dispose();
-                _in.Dispose();
-                _out.Dispose();
-            }
-
-            base.Dispose(disposing);
         }
     }
 }
