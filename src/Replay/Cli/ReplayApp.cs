@@ -125,25 +125,25 @@ internal static partial class ReplayApp
         public readonly Option<bool> Insecure = new("--insecure", "-k") { Description = "Accept any TLS certificate (self-signed test targets)." };
         public readonly Option<string[]> Header = new("--header", "-H") { Description = "Add or replace a header on every request: 'Name: value' (repeatable).", Arity = ArgumentArity.ZeroOrMore };
         public readonly Option<string[]> DropHeader = new("--drop-header") { Description = "Never send this header (repeatable).", Arity = ArgumentArity.ZeroOrMore };
-        public readonly Option<string?> Duration = new("--duration", "-d") { Description = "Timed replay: take the first part of source time (e.g. 60s). Profile or --users: how long to send." };
+        public readonly DurationOption Duration = new("--duration", "-d") { Description = "Timed replay: take the first part of source time (e.g. 60s). Profile or --users: how long to send." };
         public readonly Option<long?> Limit = new("--limit", "-n") { Description = "Send at most N requests (the first N of a timed source)." };
         public readonly Option<string?> Profile = new("--profile") { Description = "Open-model profile: constant, ramp, steps, spike, poisson, gamma (implied constant by --rate)." };
         public readonly Option<double?> Rate = new("--rate", "-r") { Description = "Arrival rate, requests/s (the starting rate of ramp/steps, the base rate of spike)." };
         public readonly Option<double?> To = new("--to") { Description = "Final rate of ramp and steps, requests/s." };
-        public readonly Option<string?> StepEvery = new("--step-every") { Description = "steps: length of each step (e.g. 10s)." };
+        public readonly DurationOption StepEvery = new("--step-every") { Description = "steps: length of each step (e.g. 10s)." };
         public readonly Option<double?> StepFactor = new("--step-factor") { Description = "steps: multiply the rate by this each step (1.5 = +50%)." };
         public readonly Option<double?> StepAdd = new("--step-add") { Description = "steps: add this many requests/s each step." };
         public readonly Option<double?> SpikeRate = new("--spike-rate") { Description = "spike: the rate during the spike, requests/s." };
-        public readonly Option<string?> SpikeAt = new("--spike-at") { Description = "spike: when it starts (e.g. 5s)." };
-        public readonly Option<string?> SpikeFor = new("--spike-for") { Description = "spike: how long it lasts (e.g. 2s)." };
+        public readonly DurationOption SpikeAt = new("--spike-at") { Description = "spike: when it starts (e.g. 5s)." };
+        public readonly DurationOption SpikeFor = new("--spike-for") { Description = "spike: how long it lasts (e.g. 2s)." };
         public readonly Option<string?> Arrivals = new("--arrivals") { Description = "How arrivals spread around the rate: uniform (default), poisson, gamma." };
         public readonly Option<double> Burstiness = new("--burstiness") { Description = "Gamma arrivals' shape: 1 = Poisson, < 1 burstier, > 1 smoother (as vLLM's benchmark).", DefaultValueFactory = _ => 1 };
         public readonly Option<int> Seed = new("--seed") { Description = "Seed of every random draw (arrivals, clone offsets).", DefaultValueFactory = _ => 1 };
         public readonly Option<int?> Users = new("--users", "-u") { Description = "Closed model: N concurrent users, each sending its next session when the previous ended." };
-        public readonly Option<string?> Warmup = new("--warmup") { Description = "Before the measured run, send at the starting rate (or with the users) for this long, unmeasured, so JIT and connection set-up do not count (as wrk2's calibration period)." };
+        public readonly DurationOption Warmup = new("--warmup") { Description = "Before the measured run, send at the starting rate (or with the users) for this long, unmeasured, so JIT and connection set-up do not count (as wrk2's calibration period)." };
         public readonly Option<bool> SessionArrivals = new("--session-arrivals") { Description = "Open model: each arrival starts a whole session (all its requests in order, with think times, one WebSocket connection) instead of one request; --rate is then sessions/s." };
-        public readonly Option<string?> Think = new("--think") { Description = "Closed model: pause between a user's sessions (e.g. 100ms)." };
-        public readonly Option<string> Timeout = new("--timeout") { Description = "A request without a complete response by then fails as a timeout.", DefaultValueFactory = _ => "60s" };
+        public readonly DurationOption Think = new("--think") { Description = "Closed model: pause between a user's sessions (e.g. 100ms)." };
+        public readonly DurationOption Timeout = new("--timeout") { Description = "A request without a complete response by then fails as a timeout (default 60s)." };
         public readonly Option<int> MaxInflight = new("--max-inflight") { Description = "Most sessions in flight; beyond it the schedule waits (and the wait counts as latency).", DefaultValueFactory = _ => 100_000 };
         public readonly Option<int?> Connections = new("--connections") { Description = "Most sockets held at once: HTTP/1.1 requests in flight plus WebSocket connections (default 20,000, lowered to fit the open-file limit)." };
         public readonly Option<string?> Report = new("--report", "-o") { Description = "Directory to write report.json and report.html into." };
@@ -155,7 +155,7 @@ internal static partial class ReplayApp
         public readonly Option<bool> Stream = new("--stream") { Description = "Generated OpenAI requests (trace rows, load) ask for SSE streaming." };
         public readonly Option<string?> GenerateWith = new("--generate-with") { Description = "Generated conversations: an OpenAI-compatible base URL (the simulator too) that writes each session's next user turn from the conversation so far; needs --session-arrivals or --users." };
         public readonly Option<int> Turns = new("--turns") { Description = "User turns per generated conversation.", DefaultValueFactory = _ => 4 };
-        public readonly Option<string?> TurnThink = new("--turn-think") { Description = "Generated conversations: pause after an answer before the next turn (e.g. 500ms)." };
+        public readonly DurationOption TurnThink = new("--turn-think") { Description = "Generated conversations: pause after an answer before the next turn (e.g. 500ms)." };
         public readonly Option<string?> GenerateModel = new("--generate-model") { Description = "The model field sent to --generate-with (default: --model)." };
         public readonly Option<int> GenerateMaxTokens = new("--generate-max-tokens") { Description = "Most tokens of a generated user turn.", DefaultValueFactory = _ => 32 };
         public readonly Option<string?> GenerateCache = new("--generate-cache") { Description = "Directory caching generated turns by seed, so a run repeats exactly (default ~/.cache/replay/conversations)." };
@@ -204,7 +204,7 @@ internal static partial class ReplayApp
             Think = p.GetValue(Think),
             Warmup = p.GetValue(Warmup),
             SessionArrivals = p.GetValue(SessionArrivals),
-            Timeout = p.GetValue(Timeout) ?? "60s",
+            Timeout = p.GetValue(Timeout) ?? ReplaySettings.DefaultTimeout,
             MaxInflight = p.GetValue(MaxInflight),
             Connections = p.GetValue(Connections),
             ReportDirectory = p.GetValue(Report),
@@ -272,8 +272,8 @@ internal static partial class ReplayApp
         var recording = new Option<string?>("--recording") { Description = "The recording's name in a store." };
         var speed = new Option<double>("--speed") { Description = "Time scale: 2 replays twice as fast (offsets and think times halved).", DefaultValueFactory = _ => 1 };
         var amplify = new Option<double>("--amplify", "-x") { Description = "Volume multiplier: clone whole sessions with fresh ids and spread start offsets (fractions allowed, e.g. 2.5).", DefaultValueFactory = _ => 1 };
-        var maxGap = new Option<string?>("--max-gap") { Description = "Shorten idle stretches of source time (no exchange in flight) longer than this to it, e.g. 5s; the report says how much source time was removed." };
-        var spread = new Option<string?>("--spread") { Description = "Clones start up to this much later than their original (source time), default 1s." };
+        var maxGap = new DurationOption("--max-gap") { Description = "Shorten idle stretches of source time (no exchange in flight) longer than this to it, e.g. 5s; the report says how much source time was removed." };
+        var spread = new DurationOption("--spread") { Description = "Clones start up to this much later than their original (source time), default 1s." };
         var sessionHeader = new Option<string>("--session-header") { Description = "Header carrying a session id, rewritten for clones.", DefaultValueFactory = _ => "x-session-id" };
         var compare = new Option<bool>("--compare") { Description = "Compare each response with the recorded one (status, body hash) and count the differences." };
         var wsMode = new Option<string?>("--ws-mode") { Description = "Recorded WebSocket connections: auto (default: turns when the recording shows request/response turns, else frames), turns (each message waits for a \"done\"/\"error\" reply), frames (messages at their recorded offsets, server frames read as they come, the recorded close)." };
@@ -382,10 +382,10 @@ internal static partial class ReplayApp
                 problems.Add("--workers and --generate-with do not apply to sweep: its steps run from this process, one request per arrival.");
             }
 
-            var stepText = read.StepEvery ?? "10s";
-            if (!ValueParsers.TryParseDuration(stepText, out var stepLength) || stepLength < TimeSpan.FromSeconds(1))
+            var stepLength = read.StepEvery ?? TimeSpan.FromSeconds(10);
+            if (stepLength < TimeSpan.FromSeconds(1))
             {
-                problems.Add($"--step-every must be a duration of at least 1s (was '{stepText}').");
+                problems.Add($"--step-every must be a duration of at least 1s (was {ValueParsers.FormatDuration(stepLength)}).");
             }
 
             if (read.StepFactor is { } f && !(f > 1))
@@ -432,7 +432,7 @@ internal static partial class ReplayApp
                     }
                 }
 
-                timeout = bound > 0 ? string.Create(CultureInfo.InvariantCulture, $"{Math.Max(2, 3 * bound):0.###}s") : "30s";
+                timeout = bound > 0 ? TimeSpan.FromMilliseconds(Math.Round(Math.Max(2, 3 * bound) * 1000)) : TimeSpan.FromSeconds(30);
             }
 
             var settings = read with
@@ -444,7 +444,7 @@ internal static partial class ReplayApp
                 PromptTokens = p.GetValue(promptTokens),
                 Protocol = p.GetValue(protocol) ?? "http",
                 Path = p.GetValue(path) ?? "/v1/chat/completions",
-                Duration = stepText,
+                Duration = stepLength,
                 Rate = read.Rate ?? 1, // the workload's plan needs a rate; each step sets its own
                 To = null,
                 StepEvery = null,
@@ -517,15 +517,24 @@ internal static partial class ReplayApp
         var grpc = new Option<string?>("--grpc") { Description = "A gRPC listener or server (inference.v1 Generate and GenerateStream)." };
         var websocket = new Option<string?>("--websocket") { Description = "A WebSocket listener (ws://HOST:PORT, path /v1/stream unless given): a two-turn session." };
         var insecure = new Option<bool>("--insecure") { Description = "Accept any TLS certificate (a self-signed test certificate)." };
-        var timeout = new Option<double>("--timeout") { Description = "Seconds each probe may take.", DefaultValueFactory = _ => 10 };
+        var timeout = new DurationOption("--timeout") { Description = "How long each probe may take (default 10s)." };
         var command = new Command("probe", "One quick request per protocol, printing what came back; exit 0 when every probe succeeded.");
         command.Add(http);
         command.Add(grpc);
         command.Add(websocket);
         command.Add(insecure);
         command.Add(timeout);
-        command.SetAction((p, ct) => ProbeCommand.ExecuteAsync(p.GetValue(http), p.GetValue(grpc), p.GetValue(websocket), p.GetValue(insecure),
-            TimeSpan.FromSeconds(Math.Max(0.1, p.GetValue(timeout))), output, error, ct));
+        command.SetAction(async (p, ct) =>
+        {
+            var limit = p.GetValue(timeout) ?? TimeSpan.FromSeconds(10);
+            if (limit <= TimeSpan.Zero)
+            {
+                await error.WriteLineAsync($"replay: --timeout must be > 0 (was {ValueParsers.FormatDuration(limit)}).").ConfigureAwait(false);
+                return ExitCodes.UsageOrInput;
+            }
+
+            return await ProbeCommand.ExecuteAsync(p.GetValue(http), p.GetValue(grpc), p.GetValue(websocket), p.GetValue(insecure), limit, output, error, ct).ConfigureAwait(false);
+        });
         return command;
     }
 

@@ -1,8 +1,9 @@
 namespace Replay.Cli;
 
 /// <summary>
-/// The values of <c>replay run</c> / <c>replay load</c> as given on the command line (durations still text), before
-/// <see cref="SettingsValidator"/> checks them all and reports every problem at once, each naming its flag.
+/// The values of <c>replay run</c> / <c>replay load</c> as parsed from the command line (durations already
+/// <see cref="TimeSpan"/>s, by <see cref="DurationOption"/>), before
+/// <see cref="SettingsValidator"/> checks their ranges and combinations and reports every problem at once, each naming its flag.
 /// </summary>
 internal sealed record ReplaySettings
 {
@@ -23,29 +24,32 @@ internal sealed record ReplaySettings
     public string SessionHeader { get; init; } = "x-session-id";
     public double Speed { get; init; } = 1;
     public double Amplify { get; init; } = 1;
-    public string? Spread { get; init; }
+    public TimeSpan? Spread { get; init; }
 
-    /// <summary><c>--max-gap</c>: a duration text, or null.</summary>
-    public string? MaxGap { get; init; }
-    public string? Duration { get; init; }
+    /// <summary><c>--max-gap</c>: idle stretches of source time longer than this are cut to it; null: none cut.</summary>
+    public TimeSpan? MaxGap { get; init; }
+    public TimeSpan? Duration { get; init; }
     public long? Limit { get; init; }
     public string? Profile { get; init; }
     public double? Rate { get; init; }
     public double? To { get; init; }
-    public string? StepEvery { get; init; }
+    public TimeSpan? StepEvery { get; init; }
     public double? StepFactor { get; init; }
     public double? StepAdd { get; init; }
     public double? SpikeRate { get; init; }
-    public string? SpikeAt { get; init; }
-    public string? SpikeFor { get; init; }
+    public TimeSpan? SpikeAt { get; init; }
+    public TimeSpan? SpikeFor { get; init; }
     public string? Arrivals { get; init; }
     public double Burstiness { get; init; } = 1;
     public int Seed { get; init; } = 1;
     public int? Users { get; init; }
-    public string? Think { get; init; }
-    public string? Warmup { get; init; }
+    public TimeSpan? Think { get; init; }
+    public TimeSpan? Warmup { get; init; }
     public bool SessionArrivals { get; init; }
-    public string Timeout { get; init; } = "60s";
+    /// <summary><c>--timeout</c> when not given.</summary>
+    public static readonly TimeSpan DefaultTimeout = TimeSpan.FromSeconds(60);
+
+    public TimeSpan Timeout { get; init; } = DefaultTimeout;
     public int MaxInflight { get; init; } = 100_000;
     public int? Connections { get; init; }
     public string? ReportDirectory { get; init; }
@@ -77,7 +81,7 @@ internal sealed record ReplaySettings
     public int Turns { get; init; } = 4;
 
     /// <summary><c>--turn-think</c>: pause after an answer before the next generated turn.</summary>
-    public string? TurnThink { get; init; }
+    public TimeSpan? TurnThink { get; init; }
 
     /// <summary><c>--generate-model</c>: the model field sent to the generator (default: <see cref="Model"/>).</summary>
     public string? GenerateModel { get; init; }

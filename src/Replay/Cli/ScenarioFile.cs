@@ -17,14 +17,13 @@ namespace Replay.Cli;
 /// <remarks>
 /// The schema is the command line itself: each key must name one of the command's options, and its value must have
 /// that option's type (number, whole number, true/false, text, a list for a repeatable flag), durations must parse
-/// (<c>500ms</c>, <c>10s</c>), and the closed sets (<c>profile</c>, <c>arrivals</c>, <c>protocol</c>, <c>progress</c>)
+/// with the flags' parser (<see cref="ValueParsers.TryParseDuration"/>: <c>500ms</c>, <c>10s</c>, <c>00:01:30</c>), and the closed sets (<c>profile</c>, <c>arrivals</c>, <c>protocol</c>, <c>progress</c>)
 /// must hold one of their values. Every problem is reported at once as <c>FILE:LINE: …</c>, and problems found later by
 /// the run's own validation name the line of the key that set the flag. Relative paths (<c>template</c>,
 /// <c>source</c>, <c>report</c>, <c>log_requests</c>, <c>profile_out</c>) are relative to the scenario file.
 /// </remarks>
 internal static class ScenarioFile
 {
-    private static readonly HashSet<string> s_durations = new(StringComparer.Ordinal) { "duration", "warmup", "think", "timeout", "spread", "step-every", "spike-at", "spike-for", "turn-think", "max-gap" };
     private static readonly HashSet<string> s_paths = new(StringComparer.Ordinal) { "template", "report", "log-requests", "profile-out", "generate-cache" };
     private static readonly Dictionary<string, string[]> s_choices = new(StringComparer.Ordinal)
     {
@@ -242,11 +241,12 @@ internal static class ScenarioFile
                 errors.Add($"{at}: {key} must be a number (was '{scalar}').");
             }
         }
-        else if (s_durations.Contains(key))
+        else if (core == typeof(TimeSpan))
         {
+            // A duration option (DurationOption): the command line's parser, the command line's message.
             if (!ValueParsers.TryParseDuration(scalar, out _))
             {
-                errors.Add($"{at}: {key} must be a duration such as 500ms, 10s, 2m (was '{scalar}').");
+                errors.Add($"{at}: {ValueParsers.NotADuration(key, scalar)}");
             }
         }
         else if (s_choices.TryGetValue(key, out var choices) && Array.IndexOf(choices, scalar.ToLowerInvariant()) < 0)

@@ -197,8 +197,8 @@ internal static class SettingsValidator
             errors.Add(Fmt($"--amplify must be > 0 and <= 1000 (was {s.Amplify})."));
         }
 
-        c.Spread = Duration(s.Spread ?? "1s", "--spread", errors, allowZero: true) ?? TimeSpan.FromSeconds(1);
-        c.Duration = s.Duration is null ? null : Duration(s.Duration, "--duration", errors, allowZero: false);
+        c.Spread = s.Spread ?? TimeSpan.FromSeconds(1);
+        c.Duration = PositiveDuration(s.Duration, "--duration", errors);
         if (s.Limit is < 1)
         {
             errors.Add(Fmt($"--limit must be >= 1 (was {s.Limit})."));
@@ -272,7 +272,7 @@ internal static class SettingsValidator
 
             if (profile == "steps")
             {
-                c.StepEvery = s.StepEvery is null ? null : Duration(s.StepEvery, "--step-every", errors, allowZero: false);
+                c.StepEvery = PositiveDuration(s.StepEvery, "--step-every", errors);
                 if (s.StepEvery is null)
                 {
                     errors.Add("--step-every is required for --profile steps (e.g. --step-every 10s).");
@@ -301,8 +301,8 @@ internal static class SettingsValidator
                     errors.Add("--spike-rate must be > 0 requests/s for --profile spike.");
                 }
 
-                c.SpikeAt = s.SpikeAt is null ? null : Duration(s.SpikeAt, "--spike-at", errors, allowZero: true);
-                c.SpikeFor = s.SpikeFor is null ? null : Duration(s.SpikeFor, "--spike-for", errors, allowZero: false);
+                c.SpikeAt = s.SpikeAt;
+                c.SpikeFor = PositiveDuration(s.SpikeFor, "--spike-for", errors);
                 if (s.SpikeAt is null || s.SpikeFor is null)
                 {
                     errors.Add("--profile spike needs --spike-at (when it starts) and --spike-for (how long it lasts).");
@@ -351,13 +351,13 @@ internal static class SettingsValidator
                 : "a template has no timing of its own: give --rate/--profile (open model) or --users (closed model).");
         }
 
-        c.Warmup = s.Warmup is null ? TimeSpan.Zero : Duration(s.Warmup, "--warmup", errors, allowZero: true) ?? TimeSpan.Zero;
+        c.Warmup = s.Warmup ?? TimeSpan.Zero;
         if (c.Warmup > TimeSpan.Zero && c.Mode == RunMode.Faithful)
         {
             errors.Add("--warmup applies to --rate/--profile and --users runs; a timed replay sends exactly what the source holds.");
         }
 
-        c.MaxGap = s.MaxGap is null ? null : Duration(s.MaxGap, "--max-gap", errors, allowZero: false);
+        c.MaxGap = PositiveDuration(s.MaxGap, "--max-gap", errors);
         if (s.MaxGap is not null && c.Mode != RunMode.Faithful)
         {
             errors.Add("--max-gap applies to a replay with the source's own timing (no --rate/--profile/--users): it shortens idle stretches of source time.");
@@ -373,8 +373,8 @@ internal static class SettingsValidator
     private static void Sending(ReplaySettings s, Checks c)
     {
         var errors = c.Errors;
-        c.Think = s.Think is null ? TimeSpan.Zero : Duration(s.Think, "--think", errors, allowZero: true) ?? TimeSpan.Zero;
-        c.Timeout = Duration(s.Timeout, "--timeout", errors, allowZero: false) ?? TimeSpan.FromSeconds(60);
+        c.Think = s.Think ?? TimeSpan.Zero;
+        c.Timeout = PositiveDuration(s.Timeout, "--timeout", errors) ?? ReplaySettings.DefaultTimeout;
         if (s.MaxInflight < 1)
         {
             errors.Add(Fmt($"--max-inflight must be >= 1 (was {s.MaxInflight})."));
@@ -447,7 +447,7 @@ internal static class SettingsValidator
     private static void Conversations(ReplaySettings s, Checks c)
     {
         var errors = c.Errors;
-        c.TurnThink = s.TurnThink is null ? TimeSpan.Zero : Duration(s.TurnThink, "--turn-think", errors, allowZero: true) ?? TimeSpan.Zero;
+        c.TurnThink = s.TurnThink ?? TimeSpan.Zero;
         if (s.GenerateWith is { } g)
         {
             if (!Uri.TryCreate(g, UriKind.Absolute, out var generateWith) || generateWith.Scheme is not ("http" or "https"))
@@ -556,17 +556,15 @@ internal static class SettingsValidator
         }
     }
 
-    private static TimeSpan? Duration(string text, string flag, List<string> errors, bool allowZero)
+    /// <summary>
+    /// A duration that must be &gt; 0, or null when not given. Durations were parsed with the command line
+    /// (<see cref="DurationOption"/>), never negative; only the range is left to check.
+    /// </summary>
+    private static TimeSpan? PositiveDuration(TimeSpan? value, string flag, List<string> errors)
     {
-        if (!ValueParsers.TryParseDuration(text, out var value))
+        if (value is { } v && v <= TimeSpan.Zero)
         {
-            errors.Add($"{flag} '{text}' is not a duration (e.g. 500ms, 10s, 2m, 1h).");
-            return null;
-        }
-
-        if (!allowZero && value <= TimeSpan.Zero)
-        {
-            errors.Add($"{flag} must be > 0 (was '{text}').");
+            errors.Add($"{flag} must be > 0 (was {ValueParsers.FormatDuration(v)}).");
             return null;
         }
 

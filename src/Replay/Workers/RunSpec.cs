@@ -120,7 +120,7 @@ internal sealed record WorkerDiagnostics(int PeakSessions, int ConnectionLimit, 
 }
 
 /// <summary>Source-generated JSON for the worker protocol.</summary>
-[JsonSourceGenerationOptions(PropertyNamingPolicy = JsonKnownNamingPolicy.SnakeCaseLower)]
+[JsonSourceGenerationOptions(PropertyNamingPolicy = JsonKnownNamingPolicy.SnakeCaseLower, Converters = [typeof(DurationJsonConverter)])]
 [JsonSerializable(typeof(RunSpec))]
 [JsonSerializable(typeof(WorkerDiagnostics))]
 internal sealed partial class WorkerJsonContext : JsonSerializerContext;

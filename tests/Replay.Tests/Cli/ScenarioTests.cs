@@ -23,7 +23,7 @@ public sealed class ScenarioTests
 
         Assert.True(result.ExitCode == 2, result.ToString());
         Assert.Contains("load.yaml:3: unknown key 'rat' (did you mean 'rate'?)", result.Error, StringComparison.Ordinal);
-        Assert.Contains("load.yaml:4: duration must be a duration", result.Error, StringComparison.Ordinal);
+        Assert.Contains("load.yaml:4: duration: 'soon' is not a duration (e.g. 500ms, 10s, 2m, 1h, 00:01:30).", result.Error, StringComparison.Ordinal);
         Assert.Contains("load.yaml:5: max-tokens must be a whole number (was 'many')", result.Error, StringComparison.Ordinal);
         Assert.Contains("load.yaml:6: stream must be true or false", result.Error, StringComparison.Ordinal);
         Assert.Contains("load.yaml:7: slo must be a list", result.Error, StringComparison.Ordinal);
@@ -81,5 +81,56 @@ public sealed class ScenarioTests
         Assert.Equal(40, report.RootElement.GetProperty("ttft_ms").GetProperty("count").GetInt64()); // stream: true
         Assert.Equal(2, report.RootElement.GetProperty("assertions").GetArrayLength());
         Assert.Single(report.RootElement.GetProperty("goodput").GetProperty("slos").EnumerateArray());
+    }
+
+    [Fact(Timeout = 60_000)]
+    public async Task A_scenarios_durations_take_every_form_of_the_flags_and_are_checked_like_them()
+    {
+        await using var sim = await TestHost.StartSimAsync();
+        using var dir = TestHost.CreateTempDirectory();
+        var good = dir.Combine("timed.yaml");
+        await File.WriteAllTextAsync(good, $"""
+            command: load
+            target: {sim.HttpAddress}
+            rate: 20
+            duration: 00:00:01
+            warmup: 250ms
+            timeout: 0.5m
+            think: 0
+            max_tokens: 2
+            report: out
+            progress: none
+            """);
+        var bad = dir.Combine("bad.yaml");
+        await File.WriteAllTextAsync(bad, """
+            target: http://127.0.0.1:9
+            rate: 20
+            duration: 1s
+            timeout: 10x
+            turn_think: 1:30
+            """);
+        var zero = dir.Combine("zero.yaml");
+        await File.WriteAllTextAsync(zero, """
+            target: http://127.0.0.1:9
+            rate: 20
+            duration: 1s
+            timeout: 00:00:00
+            """);
+
+        var ran = await TestHost.RunAsync("run", "--scenario", good);
+        var refused = await TestHost.RunAsync("load", "--scenario", bad);
+        var outOfRange = await TestHost.RunAsync("load", "--scenario", zero);
+
+        Assert.True(ran.ExitCode == 0, ran.ToString());
+        using (var report = TestHost.ReadReport(dir.Combine("out")))
+        {
+            Assert.Equal(20, report.RootElement.GetProperty("requests").GetInt64()); // 1 s at 20/s, the warm-up unmeasured
+        }
+
+        Assert.True(refused.ExitCode == 2, refused.ToString());
+        Assert.Contains("bad.yaml:4: timeout: '10x' is not a duration (e.g. 500ms, 10s, 2m, 1h, 00:01:30).", refused.Error, StringComparison.Ordinal);
+        Assert.Contains("bad.yaml:5: turn-think: '1:30' is not a duration", refused.Error, StringComparison.Ordinal);
+        Assert.True(outOfRange.ExitCode == 2, outOfRange.ToString());
+        Assert.Contains("zero.yaml:4: --timeout must be > 0 (was 0s).", outOfRange.Error, StringComparison.Ordinal);
     }
 }

@@ -1,5 +1,4 @@
 using System.Text;
-using Replay.Cli;
 using Replay.Clients;
 using Replay.Measurement;
 using Replay.Reporting;
@@ -47,17 +46,6 @@ public sealed class ParsingTests
     {
         Assert.Null(Assertion.TryParse(text, out var error));
         Assert.StartsWith("--assert", error, StringComparison.Ordinal);
-    }
-
-    [Theory]
-    [InlineData("500ms", 500)]
-    [InlineData("10s", 10_000)]
-    [InlineData("2m", 120_000)]
-    [InlineData("1.5", 1500)]
-    public void Durations_parse(string text, double ms)
-    {
-        Assert.True(ValueParsers.TryParseDuration(text, out var value));
-        Assert.Equal(ms, value.TotalMilliseconds, 6);
     }
 
     [Theory]
