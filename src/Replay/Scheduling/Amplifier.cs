@@ -1,5 +1,7 @@
 using System.Globalization;
 using System.Text;
+using System.Buffers;
+using System.Text.Json;
 using Google.Protobuf;
 using Inference.V1;
 using Replay.Clients;
@@ -10,8 +12,9 @@ namespace Replay.Scheduling;
 /// <summary>
 /// Multiplies a workload's volume by cloning whole sessions: each session is sent ⌊N⌋ times, and the fractional part
 /// f = N − ⌊N⌋ gives one more copy to exactly round(f × sessions) sessions, chosen evenly (session i gets one when
-/// ⌊(i+1)·f⌋ &gt; ⌊i·f⌋). Clones get fresh session ids (<c>ID~k</c>) wherever the original id appeared (the session
-/// header, the JSON body, a gRPC <c>session_id</c>, WebSocket messages) and a start offset moved later by a uniform
+/// ⌊(i+1)·f⌋ &gt; ⌊i·f⌋). Clones get fresh session ids (<c>ID~k</c>) where the original id is carried: the session
+/// header's value, a JSON session field's exact value (<see cref="SessionFields"/>, in the body or a WebSocket message),
+/// a gRPC <c>session_id</c>; nothing else is touched. A start offset moves later by a uniform
 /// draw in [0, spread), so 3x keeps the recorded shape at any scale coarser than the spread instead of sending three
 /// synchronized bursts. A clone keeps the order and think times of its session.
 /// </summary>
@@ -73,12 +76,12 @@ internal static class Amplifier
         var headers = request.Headers;
         foreach (var h in request.Headers)
         {
-            if (h.Value.Contains(oldId, StringComparison.Ordinal) || h.Key.Equals(sessionHeader, StringComparison.OrdinalIgnoreCase))
+            if (IsSessionHeader(h.Key, sessionHeader) && h.Value == oldId)
             {
                 var list = new List<KeyValuePair<string, string>>(request.Headers.Count);
                 foreach (var x in request.Headers)
                 {
-                    list.Add(new(x.Key, x.Value.Replace(oldId, newId, StringComparison.Ordinal)));
+                    list.Add(IsSessionHeader(x.Key, sessionHeader) && x.Value == oldId ? new(x.Key, newId) : x);
                 }
 
                 headers = list;
@@ -90,7 +93,7 @@ internal static class Amplifier
         var body = request.Body;
         if (body is { } b && oldId.Length > 0)
         {
-            var replaced = request.Protocol == RequestProtocol.Grpc ? RewriteGrpc(b, oldId, newId) : ReplaceUtf8(b, oldId, newId);
+            var replaced = request.Protocol == RequestProtocol.Grpc ? RewriteGrpc(b, oldId, newId) : ReplaceSessionFields(b, oldId, newId);
             if (replaced is not null)
             {
                 body = replaced;
@@ -104,7 +107,7 @@ internal static class Amplifier
             List<WebSocketTurn>? copy = null;
             for (var i = 0; i < turns.Count; i++)
             {
-                if (!turns[i].Binary && ReplaceUtf8(turns[i].Payload, oldId, newId) is { } payload)
+                if (!turns[i].Binary && ReplaceSessionFields(turns[i].Payload, oldId, newId) is { } payload)
                 {
                     copy ??= [.. turns];
                     copy[i] = turns[i] with { Payload = payload };
@@ -121,15 +124,70 @@ internal static class Amplifier
         return changed ? request with { Headers = headers, Body = body, Turns = turns } : request;
     }
 
-    private static byte[]? ReplaceUtf8(ReadOnlyMemory<byte> bytes, string oldId, string newId)
+    /// <summary>The JSON properties that carry a session id (exact name, any depth): only their values are rewritten.</summary>
+    internal static readonly string[] SessionFields = ["session_id", "sessionId", "session", "conversation_id", "conversationId", "user"];
+
+    private static bool IsSessionHeader(string name, string sessionHeader) =>
+        name.Equals(sessionHeader, StringComparison.OrdinalIgnoreCase) || name.Equals("x-session-id", StringComparison.OrdinalIgnoreCase);
+
+    /// <summary>
+    /// A JSON text with the string value of each session field (<see cref="SessionFields"/>) that equals
+    /// <paramref name="oldId"/> exactly replaced by <paramref name="newId"/>; every other byte is kept as recorded. Null
+    /// when nothing is replaced or the text is not JSON. (A plain substring replacement rewrote <c>"role":"user"</c> and
+    /// <c>"max_tokens":16</c> for sessions named <c>user</c> and <c>1</c>.)
+    /// </summary>
+    internal static byte[]? ReplaceSessionFields(ReadOnlyMemory<byte> bytes, string oldId, string newId)
     {
-        var old = Encoding.UTF8.GetBytes(oldId);
-        if (bytes.Span.IndexOf(old) < 0)
+        var span = bytes.Span;
+        List<(int Start, int Length)>? hits = null;
+        try
+        {
+            var reader = new Utf8JsonReader(span, new JsonReaderOptions { CommentHandling = JsonCommentHandling.Skip, AllowTrailingCommas = true });
+            var inSessionField = false;
+            while (reader.Read())
+            {
+                switch (reader.TokenType)
+                {
+                    case JsonTokenType.PropertyName:
+                        inSessionField = false;
+                        foreach (var field in SessionFields)
+                        {
+                            inSessionField |= reader.ValueTextEquals(field);
+                        }
+
+                        break;
+                    case JsonTokenType.String when inSessionField && reader.ValueTextEquals(oldId):
+                        (hits ??= []).Add(((int)reader.TokenStartIndex, reader.ValueSpan.Length + 2)); // the quotes and the raw value
+                        inSessionField = false;
+                        break;
+                    default:
+                        inSessionField = false;
+                        break;
+                }
+            }
+        }
+        catch (JsonException)
+        {
+            return null; // not JSON: sent as recorded
+        }
+
+        if (hits is null)
         {
             return null;
         }
 
-        return Encoding.UTF8.GetBytes(Encoding.UTF8.GetString(bytes.Span).Replace(oldId, newId, StringComparison.Ordinal));
+        var replacement = Encoding.UTF8.GetBytes(JsonSerializer.Serialize(newId));
+        var output = new ArrayBufferWriter<byte>(span.Length + (hits.Count * replacement.Length));
+        var at = 0;
+        foreach (var (start, length) in hits)
+        {
+            output.Write(span[at..start]);
+            output.Write(replacement);
+            at = start + length;
+        }
+
+        output.Write(span[at..]);
+        return output.WrittenSpan.ToArray();
     }
 
     /// <summary>A gRPC body of <c>inference.v1.GenerateRequest</c> with its <c>session_id</c> replaced (protobuf lengths change, so it is re-encoded).</summary>

@@ -81,6 +81,35 @@ public sealed class AmplifierTests
         Assert.Equal("hi", parsed.Prompt);
     }
 
+    // Found by a newcomer's review of issue 15: the session id was replaced as a substring everywhere, so sessions named
+    // "1" and "user" turned "max_tokens":16 into 1~16 and "role":"user" into "user~1" (invalid requests for any real
+    // server). Only the session header's value and the JSON session fields' exact values are rewritten.
+    [Fact]
+    public void Only_the_session_header_and_json_session_fields_are_rewritten_never_a_substring()
+    {
+        var body = """{"model":"m","max_tokens":16,"session_id":"user","messages":[{"role":"user","content":"tell the user a story"}],"metadata":{"user":"user"}}""";
+        var request = new PlannedRequest
+        {
+            Protocol = RequestProtocol.Http,
+            PathAndQuery = "/v1/chat/completions",
+            Route = "chat",
+            Headers = [new("x-session-id", "user"), new("x-other", "user agent")],
+            Body = Encoding.UTF8.GetBytes(body),
+        };
+
+        var clone = Amplifier.Rewrite(request, "user", "user~1", "x-session-id");
+
+        Assert.Equal(
+            """{"model":"m","max_tokens":16,"session_id":"user~1","messages":[{"role":"user","content":"tell the user a story"}],"metadata":{"user":"user~1"}}""",
+            Encoding.UTF8.GetString(clone.Body!.Value.Span));
+        Assert.Equal([new("x-session-id", "user~1"), new("x-other", "user agent")], clone.Headers);
+
+        var numeric = request with { Body = Encoding.UTF8.GetBytes("""{"max_tokens":1,"session_id":"1"}"""), Headers = [] };
+        Assert.Equal("""{"max_tokens":1,"session_id":"1~1"}""", Encoding.UTF8.GetString(Amplifier.Rewrite(numeric, "1", "1~1", "x-session-id").Body!.Value.Span));
+        var notJson = request with { Body = Encoding.UTF8.GetBytes("user user"), Headers = [] };
+        Assert.Same(notJson, Amplifier.Rewrite(notJson, "user", "user~1", "x-session-id"));
+    }
+
     [Fact]
     public void Speed_divides_offsets_and_think_times()
     {
