@@ -98,7 +98,7 @@ internal static class WebSocketHandshake
                 var statusLine = head.Split("\r\n", 2)[0];
                 if (!statusLine.StartsWith("HTTP/1.1 101", StringComparison.Ordinal))
                 {
-                    throw new WebSocketException(WebSocketError.NotAWebSocket, $"the server refused the WebSocket upgrade: {statusLine}");
+                    throw new WebSocketUpgradeRefusedException(statusLine, head);
                 }
 
 #pragma warning disable CA5350 // RFC 6455 §4.2.2 defines Sec-WebSocket-Accept with SHA-1; it is not used for security here.
@@ -137,4 +137,49 @@ internal static class WebSocketHandshake
             throw;
         }
     }
+}
+
+/// <summary>
+/// The server answered the WebSocket upgrade with a status other than 101: a refusal with an HTTP status (a gateway's
+/// 429 or 503 naming its limit) rather than a failed connection.
+/// </summary>
+internal sealed class WebSocketUpgradeRefusedException : IOException
+{
+    public WebSocketUpgradeRefusedException(string statusLine, string head)
+        : base($"the server refused the WebSocket upgrade: {statusLine}")
+    {
+        var parts = statusLine.Split(' ', 3);
+        Status = parts.Length > 1 && int.TryParse(parts[1], System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var status) ? status : 0;
+        foreach (var line in head.Split("\r\n"))
+        {
+            var colon = line.IndexOf(':', StringComparison.Ordinal);
+            if (colon <= 0)
+            {
+                continue;
+            }
+
+            var name = line[..colon].Trim();
+            var value = line[(colon + 1)..].Trim();
+            if (name.Equals(Contracts.Wire.GatewayHeaders.Limit, StringComparison.OrdinalIgnoreCase))
+            {
+                Limit = value;
+            }
+            else if (name.Equals(Contracts.Wire.GatewayHeaders.Error, StringComparison.OrdinalIgnoreCase))
+            {
+                GatewayError = value;
+            }
+        }
+    }
+
+    /// <summary>The HTTP status of the answer (0 when the status line could not be read).</summary>
+    public int Status { get; }
+
+    /// <summary>The limit a gateway named (<c>x-gateway-limit</c>), or null.</summary>
+    public string? Limit { get; }
+
+    /// <summary>The gateway's error code (<c>x-gateway-error</c>), or null.</summary>
+    public string? GatewayError { get; }
+
+    /// <summary>Whether the answer is a refusal by a limit: 429, or 503 with a gateway error code (as for HTTP).</summary>
+    public bool IsRefusal => Status == 429 || (Status == 503 && GatewayError is not null);
 }

@@ -53,6 +53,20 @@ internal sealed class WebSocketSender : IDisposable
             var socket = await WebSocketHandshake.ConnectAsync(new Uri(target, request.PathAndQuery), headers, _settings.Insecure, cts.Token).ConfigureAwait(false);
             return (socket, default);
         }
+        catch (WebSocketUpgradeRefusedException refused) when (refused.Status > 0)
+        {
+            // An answer with an HTTP status, like an HTTP request's: a 429 (or a gateway's 503) is a refusal by a limit.
+            return (null, new Outcome
+            {
+                GrpcStatus = -1,
+                HttpStatus = refused.Status,
+                Failure = refused.IsRefusal ? FailureKind.Refused : FailureKind.Status,
+                StatusKey = refused.Status.ToString(CultureInfo.InvariantCulture),
+                Limit = refused.IsRefusal ? refused.Limit : null,
+                Error = refused.Message,
+                EndTimestamp = _time.GetTimestamp(),
+            });
+        }
         catch (Exception ex) when (ex is WebSocketException or SocketException or IOException or OperationCanceledException or System.Security.Authentication.AuthenticationException)
         {
             var timeout = ex is OperationCanceledException && !runToken.IsCancellationRequested;
