@@ -25,6 +25,9 @@ internal static partial class ReplayApp
         [LoggerMessage(EventId = 1007, Level = LogLevel.Warning, Message = "{Count} source record(s) were stored out of time order and were sorted by start (largest displacement {Displacement} position(s), {LargestMs} ms)")]
         public static partial void OutOfOrder(ILogger logger, long count, long displacement, double largestMs);
 
+        [LoggerMessage(EventId = 1009, Level = LogLevel.Warning, Message = "the replay's last session starts {Span} (days.hh:mm:ss) after its first: a record stamped far from the others? --max-gap DURATION cuts idle stretches, --duration bounds the run")]
+        public static partial void LongPlan(ILogger logger, string span);
+
         [LoggerMessage(EventId = 1008, Level = LogLevel.Information, Message = "--max-gap removed {Seconds} s of idle source time")]
         public static partial void GapsRemoved(ILogger logger, double seconds);
 

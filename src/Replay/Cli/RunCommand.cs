@@ -91,6 +91,22 @@ internal static class RunCommand
             return (null, ExitCodes.UsageOrInput);
         }
 
+        if (plan.Mode == RunMode.Faithful && plan.Sessions.Count > 0)
+        {
+            // A record stamped far from the others (a clock step, a record at Unix time 0) makes a plan that would wait
+            // for days: said before the run, with the way out.
+            var lastStartMs = 0.0;
+            foreach (var s in plan.Sessions)
+            {
+                lastStartMs = Math.Max(lastStartMs, s.StartOffsetMs);
+            }
+
+            if (lastStartMs > TimeSpan.FromHours(24).TotalMilliseconds)
+            {
+                ReplayApp.Log.LongPlan(logger, TimeSpan.FromMilliseconds(lastStartMs).ToString(@"d\.hh\:mm\:ss", System.Globalization.CultureInfo.InvariantCulture));
+            }
+        }
+
         if (logPlan)
         {
             var modeName = plan.Mode.ToString().ToLowerInvariant();
