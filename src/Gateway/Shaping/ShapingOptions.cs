@@ -15,6 +15,14 @@ internal sealed record ShapingOptions
     /// <summary>StackExchange.Redis connection string (or <c>redis://</c> URL) for policies with <c>Scope: Global</c>.</summary>
     public string? Redis { get; set; }
 
+    /// <summary>The longest a fleet-wide decision waits for Redis; past it the policy's FailMode applies to that request. Default 00:00:00.250 (1 ms to 10 s).</summary>
+    [Range(typeof(TimeSpan), ConfigRanges.MinDuration, "00:00:10")]
+    public TimeSpan RedisTimeout { get; set; } = TimeSpan.FromMilliseconds(250);
+
+    /// <summary>After Redis failed or timed out, how often a PING checks whether it answers again (Redis is not asked for decisions meanwhile). Default 00:00:00.500 (1 ms to 1 min).</summary>
+    [Range(typeof(TimeSpan), ConfigRanges.MinDuration, "00:01:00")]
+    public TimeSpan RedisProbeInterval { get; set; } = TimeSpan.FromMilliseconds(500);
+
     /// <summary>How many gateway instances share global limits: a global policy falls back to limit / <c>Instances</c> locally while Redis is unreachable. Default 1.</summary>
     [Range(1, int.MaxValue)]
     public int Instances { get; set; } = 1;

@@ -28,7 +28,7 @@ internal sealed partial class ShapingRuntime
         _time = time;
         _logger = logger;
         var options = configuration.Current.Shaping; // validated at start-up by ConfigurationValidator
-        Redis = new ShapingRedis(options.Redis, time, logger);
+        Redis = NewRedis(options);
         _current = Build(options, previous: null);
         configuration.OnApply(Apply);
     }
@@ -62,10 +62,10 @@ internal sealed partial class ShapingRuntime
 
     private void Swap(ShapingOptions options)
     {
-        if (options.Redis != _current.Options.Redis)
+        if (options.Redis != _current.Options.Redis || options.RedisTimeout != _current.Options.RedisTimeout || options.RedisProbeInterval != _current.Options.RedisProbeInterval)
         {
             var old = Redis;
-            Redis = new ShapingRedis(options.Redis, _time, _logger);
+            Redis = NewRedis(options);
             _ = Task.Delay(TimeSpan.FromSeconds(30), _time).ContinueWith(_ => old.DisposeAsync().AsTask(), TaskScheduler.Default);
         }
 
@@ -74,6 +74,8 @@ internal sealed partial class ShapingRuntime
         Log.ReloadApplied(_logger, options.Policies.Count, options.Admission.Count);
     }
 
+    private ShapingRedis NewRedis(ShapingOptions options) => new(options.Redis, options.RedisTimeout, options.RedisProbeInterval, _time, _logger);
+
     private ShapingState Build(ShapingOptions options, ShapingState? previous)
     {
         var policies = new Dictionary<string, ShapingPolicy>(StringComparer.OrdinalIgnoreCase);
@@ -81,7 +83,8 @@ internal sealed partial class ShapingRuntime
         {
             if (previous is not null && previous.Policies.TryGetValue(name, out var old)
                 && old.Options == o && previous.Options.Instances == options.Instances
-                && previous.Options.Redis == options.Redis)
+                && previous.Options.Redis == options.Redis && previous.Options.RedisTimeout == options.RedisTimeout
+                && previous.Options.RedisProbeInterval == options.RedisProbeInterval)
             {
                 policies[name] = old;
                 continue;
