@@ -144,6 +144,14 @@ internal sealed record PolicyOptions
     /// <summary>Tokens kind: the older spelling of <see cref="Tokens"/> with a one-minute <see cref="Window"/> (not both).</summary>
     public long TokensPerMinute { get; set; }
 
+    /// <summary>
+    /// Concurrency kind with <c>Scope: Global</c>: how long a lease outlives its last renewal in Redis. The holder renews
+    /// every LeaseTtl / 3 while the exchange lives, so this is the longest a crashed gateway's leases block others.
+    /// Default 00:00:30 (1 s to 1 h).
+    /// </summary>
+    [Range(typeof(TimeSpan), "00:00:01", "01:00:00")]
+    public TimeSpan LeaseTtl { get; set; } = TimeSpan.FromSeconds(30);
+
     /// <summary>WebSocket kind: client messages allowed per connection (0 = no limit).</summary>
     public int MessagesPerConnection { get; set; }
 

@@ -123,7 +123,9 @@ internal sealed partial class ShapingRuntime
             ? new LocalTokenPolicy(name, o, partition, _time, share)
             : new LocalLimiterPolicy(name, o, partition, _time, share);
 
-        return o.Scope == PolicyScope.Global ? new GlobalPolicy(name, o, partition, Redis, Local(instances)) : Local(1);
+        return o.Scope != PolicyScope.Global ? Local(1)
+            : o.Kind == PolicyKind.Concurrency ? new GlobalConcurrencyPolicy(name, o, partition, Redis, Local(instances), _time)
+            : new GlobalPolicy(name, o, partition, Redis, Local(instances));
     }
 
     private ClusterBreaker? Breaker(CircuitBreakerOptions o) => o.Enabled ? new ClusterBreaker(o, _time) : null;

@@ -100,6 +100,24 @@ internal sealed partial class ShapingRedis : IAsyncDisposable
         }
     }
 
+    /// <summary>Sends a command whose answer nobody waits for (<c>CommandFlags.FireAndForget</c>); nothing while Redis is unavailable.</summary>
+    public void Send<TState>(TState state, Func<IDatabase, TState, Task> call)
+    {
+        if (_connection is not { IsConnected: true } || Volatile.Read(ref _down) == 1)
+        {
+            return;
+        }
+
+        try
+        {
+            Observe(call(_connection.GetDatabase(), state));
+        }
+        catch (Exception ex) when (ex is RedisException or TimeoutException)
+        {
+            MarkDown(Cause(ex));
+        }
+    }
+
     /// <summary>Marks Redis down (logging the change once) and starts the probe.</summary>
     private void MarkDown(string cause)
     {

@@ -1,0 +1,162 @@
+using System.Diagnostics;
+using System.Net;
+using System.Text;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using Gateway.Shaping;
+using Gateway.Shaping.Policies;
+using Microsoft.Extensions.DependencyInjection;
+using StackExchange.Redis;
+using TestSupport;
+using static Gateway.Tests.Shaping.ShapingConfig;
+
+namespace Gateway.Tests.Shaping;
+
+/// <summary>
+/// Issue 12, "Fleet-wide concurrency": <c>Kind: Concurrency, Scope: Global</c> holds at most PermitLimit exchanges in
+/// flight across every gateway sharing the Redis, as leases with a TTL that the holder renews while the exchange lives;
+/// a gateway killed with SIGKILL blocks nobody for longer than <c>LeaseTtl</c>. The lease mechanism mirrors the
+/// expiring-semaphore fix of public reports such as envoyproxy/ratelimit's concurrency requests; tested with a real
+/// redis-server, two gateways, and one real gateway process killed with SIGKILL.
+/// </summary>
+[Collection(SerialTests.Name)]
+public sealed class GlobalConcurrencyTests
+{
+    private static GatewayHarness.Options Fleet(RedisServer redis, string leaseTtl)
+    {
+        var options = new GatewayHarness.Options
+        {
+            Edit = With(new JsonObject
+            {
+                ["Redis"] = redis.ConnectionString,
+                ["Instances"] = 2,
+                ["Policies"] = new JsonObject
+                {
+                    ["inflight"] = new JsonObject { ["Kind"] = "Concurrency", ["PermitLimit"] = 2, ["Partition"] = "Global", ["Scope"] = "Global", ["LeaseTtl"] = leaseTtl },
+                },
+            }, openaiPolicies: "inflight"),
+        };
+        options.Sim["Sim:PerTokenMs"] = "40";
+        options.Sim["Sim:Slots"] = "8";
+        return options;
+    }
+
+    [Fact]
+    public async Task Two_gateways_share_the_in_flight_cap_leases_outlive_their_ttl_while_renewed_and_are_released_at_the_end()
+    {
+        await using var redis = await RedisServer.StartAsync();
+        await using var a = await GatewayHarness.StartAsync(Fleet(redis, "00:00:01"));
+        await using var b = await GatewayHarness.StartAsync(Fleet(redis, "00:00:01"));
+        using var ca = new HttpClient { BaseAddress = a.Http };
+        using var cb = new HttpClient { BaseAddress = b.Http };
+        var pa = (GlobalConcurrencyPolicy)a.Gateway.Services.GetRequiredService<ShapingRuntime>().Current.Policies["inflight"];
+        var pb = (GlobalConcurrencyPolicy)b.Gateway.Services.GetRequiredService<ShapingRuntime>().Current.Policies["inflight"];
+
+        // One slow stream through each gateway (75 tokens × 40 ms: about 3 s): the fleet's 2 leases.
+        var streamA = StreamAsync(ca, 75);
+        var streamB = StreamAsync(cb, 75);
+        await Eventually.TrueAsync(() => pa.LiveLeases == 1 && pb.LiveLeases == 1, TimeSpan.FromSeconds(10), () => "streams not admitted");
+
+        // Past the 1 s TTL the leases still hold (renewed every 333 ms): both gateways refuse a third exchange.
+        await Task.Delay(TimeSpan.FromSeconds(1.5));
+        Assert.False(streamA.IsCompleted || streamB.IsCompleted, "a stream ended before the check");
+        foreach (var client in new[] { ca, cb })
+        {
+            using var refused = await client.PostAsync("/v1/generate", Generate());
+            Assert.Equal(HttpStatusCode.TooManyRequests, refused.StatusCode);
+            using var body = JsonDocument.Parse(await refused.Content.ReadAsStringAsync());
+            Assert.Equal("concurrency", body.RootElement.GetProperty("error").GetProperty("code").GetString());
+        }
+
+        Assert.All(await Task.WhenAll(streamA, streamB), s => Assert.Equal(HttpStatusCode.OK, s));
+
+        // Released when the exchanges end: admitted again, the set is empty and has a TTL while it exists.
+        Assert.Equal(HttpStatusCode.OK, (await ca.PostAsync("/v1/generate", Generate())).StatusCode);
+        Assert.Equal(HttpStatusCode.OK, (await cb.PostAsync("/v1/generate", Generate())).StatusCode);
+        await using var mux = await ConnectionMultiplexer.ConnectAsync(redis.ConnectionString);
+        await Eventually.TrueAsync(async () => await mux.GetDatabase().SortedSetLengthAsync("cl:{inflight}:*") == 0, TimeSpan.FromSeconds(5), () => "leases not released");
+        Assert.Equal(0, pa.LiveLeases + pb.LiveLeases);
+    }
+
+    [Fact]
+    public async Task A_gateway_killed_with_SIGKILL_holding_every_lease_blocks_the_other_no_longer_than_the_lease_ttl()
+    {
+        await using var redis = await RedisServer.StartAsync();
+        var options = Fleet(redis, "00:00:03");
+        await using var survivor = await GatewayHarness.StartAsync(options);
+        using var cs = new HttpClient { BaseAddress = survivor.Http };
+
+        // The victim: the gateway's own executable, same configuration, same backend, killed for real.
+        var dir = Directory.CreateTempSubdirectory("gw-kill9-");
+        try
+        {
+            var config = Path.Combine(dir.FullName, "gateway.json");
+            await File.WriteAllTextAsync(config, GatewayHarness.BuildConfig(Fleet(redis, "00:00:03"), survivor.Sim.HttpAddress, survivor.Sim.GrpcAddress).ToJsonString());
+            var port = FreePort.Next();
+            await using var victim = ChildProcess.Start("dotnet",
+                [typeof(Gateway.Hosting.GatewayServer).Assembly.Location, "--config", config, $"--Gateway:Listeners:Http:Port={port}", "--Gateway:Listeners:Grpc:Port=0",
+                    "--Gateway:Listeners:WebSocket:Port=0", "--Gateway:Listeners:Https:Port=0", "--Gateway:Listeners:Admin:Port=0"],
+                workingDirectory: dir.FullName);
+            using var cv = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{port}") };
+            await Eventually.TrueAsync(async () =>
+            {
+                try
+                {
+                    using var r = await cv.PostAsync("/v1/generate", Generate());
+                    return r.StatusCode == HttpStatusCode.OK;
+                }
+                catch (HttpRequestException)
+                {
+                    Assert.False(victim.HasExited, $"the gateway process exited: {victim.StandardError}");
+                    return false;
+                }
+            }, TimeSpan.FromSeconds(60), () => $"the gateway process did not answer: {victim.StandardError}");
+
+            // Two long streams through the victim hold the fleet's 2 leases (250 tokens × 40 ms: about 10 s).
+            using var streamClient = new HttpClient { BaseAddress = cv.BaseAddress, Timeout = Timeout.InfiniteTimeSpan };
+            var streams = new[] { StreamAsync(streamClient, 250), StreamAsync(streamClient, 250) };
+            await Eventually.TrueAsync(async () =>
+            {
+                using var r = await cs.PostAsync("/v1/generate", Generate());
+                return r.StatusCode == HttpStatusCode.TooManyRequests;
+            }, TimeSpan.FromSeconds(10), () => "the victim's streams did not take the leases");
+
+            victim.Kill(); // SIGKILL: no release, no more renewals
+            var killed = Stopwatch.GetTimestamp();
+            await Task.WhenAll(streams.Select(s => s.ContinueWith(static _ => { }, TaskScheduler.Default)));
+
+            // The dead gateway's leases still block (renewed at most 1 s before the kill, they live 3 s)...
+            using (var blocked = await cs.PostAsync("/v1/generate", Generate()))
+            {
+                var at = Stopwatch.GetElapsedTime(killed);
+                Assert.True(at < TimeSpan.FromSeconds(2), $"the check came {at.TotalSeconds:0.0} s after the kill, too late to see the leases");
+                Assert.Equal(HttpStatusCode.TooManyRequests, blocked.StatusCode);
+            }
+
+            // ... but no longer than the TTL: then the survivor admits.
+            await Eventually.TrueAsync(async () =>
+            {
+                using var r = await cs.PostAsync("/v1/generate", Generate());
+                return r.StatusCode == HttpStatusCode.OK;
+            }, TimeSpan.FromSeconds(10), () => "the killed gateway's leases still block");
+            var freedAfter = Stopwatch.GetElapsedTime(killed);
+            Assert.True(freedAfter < TimeSpan.FromSeconds(3) + TimeSpan.FromSeconds(1.5), $"admitted {freedAfter.TotalSeconds:0.0} s after the kill (LeaseTtl 3 s)");
+        }
+        finally
+        {
+            dir.Delete(recursive: true);
+        }
+    }
+
+    /// <summary>A streamed chat completion of <paramref name="maxTokens"/> tokens, read to its end; its status.</summary>
+    private static async Task<HttpStatusCode> StreamAsync(HttpClient client, int maxTokens)
+    {
+        using var request = new HttpRequestMessage(HttpMethod.Post, "/v1/chat/completions")
+        {
+            Content = new StringContent($$"""{"model":"m","messages":[{"role":"user","content":"Count."}],"max_tokens":{{maxTokens}},"stream":true}""", Encoding.UTF8, "application/json"),
+        };
+        using var response = await client.SendAsync(request, HttpCompletionOption.ResponseHeadersRead);
+        await response.Content.ReadAsStringAsync();
+        return response.StatusCode;
+    }
+}
