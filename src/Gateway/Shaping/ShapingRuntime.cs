@@ -22,6 +22,10 @@ internal sealed partial class ShapingRuntime
     private readonly ILogger<ShapingRuntime> _logger;
     private readonly Lock _lock = new();
     private volatile ShapingState _current;
+    private readonly ITimer _eviction;
+
+    /// <summary>How often every policy forgets its idle partitions, so a quiet gateway gives the memory back.</summary>
+    public static readonly TimeSpan EvictionInterval = TimeSpan.FromMinutes(1);
 
     public ShapingRuntime(ConfigurationGate configuration, TimeProvider time, ILogger<ShapingRuntime> logger)
     {
@@ -31,6 +35,7 @@ internal sealed partial class ShapingRuntime
         Redis = NewRedis(options);
         _current = Build(options, previous: null);
         configuration.OnApply(Apply);
+        _eviction = time.CreateTimer(static s => ((ShapingRuntime)s!).EvictIdle(), this, EvictionInterval, EvictionInterval);
     }
 
     /// <summary>The connection of global policies.</summary>
@@ -72,6 +77,15 @@ internal sealed partial class ShapingRuntime
         _current = Build(options, _current);
         Applied++;
         Log.ReloadApplied(_logger, options.Policies.Count, options.Admission.Count);
+    }
+
+    /// <summary>Every policy in force forgets its idle partitions.</summary>
+    public void EvictIdle()
+    {
+        foreach (var policy in _current.Policies.Values)
+        {
+            policy.EvictIdle();
+        }
     }
 
     private ShapingRedis NewRedis(ShapingOptions options) => new(options.Redis, options.RedisTimeout, options.RedisProbeInterval, _time, _logger);

@@ -5,6 +5,7 @@ using System.Text.Json;
 using System.Text.Json.Nodes;
 using Gateway.Shaping;
 using Gateway.Shaping.Policies;
+using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using StackExchange.Redis;
 using TestSupport;
@@ -15,8 +16,9 @@ namespace Gateway.Tests.Shaping;
 /// <summary>
 /// Issue 12, "Fleet-wide concurrency": <c>Kind: Concurrency, Scope: Global</c> holds at most PermitLimit exchanges in
 /// flight across every gateway sharing the Redis, as leases with a TTL that the holder renews while the exchange lives;
-/// a gateway killed with SIGKILL blocks nobody for longer than <c>LeaseTtl</c>. The lease mechanism mirrors the
-/// expiring-semaphore fix of public reports such as envoyproxy/ratelimit's concurrency requests; tested with a real
+/// a gateway killed with SIGKILL blocks nobody for longer than <c>LeaseTtl</c>. Mirrors
+/// cristipufu/aspnetcore-redis-rate-limiting#2 ("if a client crashes while holding onto a token then that token will
+/// never be returned") and redisson/redisson#4462 (a killed process locks up a Redis semaphore). Tested with a real
 /// redis-server, two gateways, and one real gateway process killed with SIGKILL.
 /// </summary>
 [Collection(SerialTests.Name)]
@@ -146,6 +148,41 @@ public sealed class GlobalConcurrencyTests
         {
             dir.Delete(recursive: true);
         }
+    }
+
+    [Fact]
+    public void Lease_settings_are_validated_at_start_up_naming_the_key()
+    {
+        var configuration = new ConfigurationBuilder().AddInMemoryCollection(new Dictionary<string, string?>
+        {
+            ["Gateway:Shaping:Redis"] = "127.0.0.1:6379",
+            ["Gateway:Shaping:RedisTimeout"] = "00:00:00",
+            ["Gateway:Shaping:RedisProbeInterval"] = "00:05:00",
+            ["Gateway:Shaping:Policies:short:Kind"] = "Concurrency",
+            ["Gateway:Shaping:Policies:short:Scope"] = "Global",
+            ["Gateway:Shaping:Policies:short:PermitLimit"] = "2",
+            ["Gateway:Shaping:Policies:short:LeaseTtl"] = "00:00:00.100",
+            ["Gateway:Shaping:Policies:queued:Kind"] = "Concurrency",
+            ["Gateway:Shaping:Policies:queued:Scope"] = "Global",
+            ["Gateway:Shaping:Policies:queued:PermitLimit"] = "2",
+            ["Gateway:Shaping:Policies:queued:QueueLimit"] = "3",
+            ["Gateway:Shaping:Policies:local:Kind"] = "Concurrency",
+            ["Gateway:Shaping:Policies:local:PermitLimit"] = "2",
+            ["Gateway:Shaping:Policies:local:LeaseTtl"] = "00:00:10",
+            ["Gateway:Shaping:Policies:ok:Kind"] = "Concurrency",
+            ["Gateway:Shaping:Policies:ok:Scope"] = "Global",
+            ["Gateway:Shaping:Policies:ok:PermitLimit"] = "2",
+            ["Gateway:Shaping:Policies:ok:LeaseTtl"] = "00:00:10",
+        }).Build();
+
+        var errors = Gateway.Configuration.ConfigurationValidator.Validate(configuration).Errors;
+
+        Assert.Contains(errors, e => e.Contains("Gateway:Shaping:RedisTimeout", StringComparison.Ordinal));
+        Assert.Contains(errors, e => e.Contains("Gateway:Shaping:RedisProbeInterval", StringComparison.Ordinal));
+        Assert.Contains(errors, e => e.Contains("Gateway:Shaping:Policies:short:LeaseTtl", StringComparison.Ordinal));
+        Assert.Contains(errors, e => e.Contains("Gateway:Shaping:Policies:queued:QueueLimit", StringComparison.Ordinal));
+        Assert.Contains(errors, e => e.Contains("Gateway:Shaping:Policies:local:LeaseTtl is read only with Scope Global", StringComparison.Ordinal));
+        Assert.DoesNotContain(errors, e => e.Contains("Policies:ok", StringComparison.Ordinal));
     }
 
     /// <summary>A streamed chat completion of <paramref name="maxTokens"/> tokens, read to its end; its status.</summary>

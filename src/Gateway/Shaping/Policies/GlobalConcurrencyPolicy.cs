@@ -173,6 +173,13 @@ internal sealed class GlobalConcurrencyPolicy : ShapingPolicy
         }
     }
 
+    /// <summary>Partitions of the local share (kept while Redis is unavailable); the fleet-wide ones live in Redis, with a TTL.</summary>
+    public override int? Partitions => _localShare.Partitions;
+
+    public override int Queued => _localShare.Queued;
+
+    public override void EvictIdle() => _localShare.EvictIdle();
+
     protected override async ValueTask ReleaseLimitersAsync()
     {
         lock (_timerLock)

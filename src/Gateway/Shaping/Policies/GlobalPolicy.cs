@@ -92,5 +92,12 @@ internal sealed class GlobalPolicy : ShapingPolicy
         _ => Options.PermitLimit,
     };
 
+    /// <summary>Partitions of the local share (kept while Redis is unavailable); the fleet-wide ones live in Redis, with a TTL.</summary>
+    public override int? Partitions => _localShare.Partitions;
+
+    public override int Queued => _localShare.Queued;
+
+    public override void EvictIdle() => _localShare.EvictIdle();
+
     protected override ValueTask ReleaseLimitersAsync() => _localShare.DisposeAsync();
 }
