@@ -98,6 +98,19 @@ public sealed class RedisOutageTests
         }, TimeSpan.FromSeconds(10), () => "admissions did not resume after SIGCONT");
     }
 
+    [Fact]
+    public void A_redis_failure_is_named_in_a_few_words()
+    {
+        var dump = "Timeout awaiting response (outbound=1KiB, inbound=0KiB, 1204ms elapsed, timeout is 250ms), command=EVAL, next: EVAL, inst: 0, qu: 0, qs: 2, aw: False, bw: SpinningDown, rs: ReadAsync, ws: Idle, in: 0, in-pipe: 0, out-pipe: 0, last-in: 0, cur-in: 0, sync-ops: 0, async-ops: 12, serverEndpoint: 127.0.0.1:6379, conn-sec: 3.2, aoc: 0, mc: 1/1/0, mgr: 10 of 10 available, clientName: gw, IOCP: (Busy=0,Free=1000,Min=1,Max=1000), WORKER: (Busy=1,Free=32766,Min=2,Max=32767), POOL: (Threads=6,QueuedItems=0,CompletedItems=311,Timers=4), v: 3.4.35 (Please take a look at this article for some common client-side issues that can cause timeouts: https://stackexchange.github.io/StackExchange.Redis/Timeouts)";
+#pragma warning disable CS0618 // the constructors StackExchange.Redis itself uses; the newer overloads add flags this test does not need
+        Assert.Equal("timeout", Gateway.Shaping.Policies.ShapingRedis.Cause(new StackExchange.Redis.RedisTimeoutException(dump, StackExchange.Redis.CommandStatus.Sent)));
+        Assert.Equal("connection SocketFailure", Gateway.Shaping.Policies.ShapingRedis.Cause(new StackExchange.Redis.RedisConnectionException(StackExchange.Redis.ConnectionFailureType.SocketFailure, dump)));
+        Assert.Equal("Timeout awaiting response (outbound=1KiB, inbound=0KiB, 1204ms elapsed, timeout is 250ms), command=EVAL",
+            Gateway.Shaping.Policies.ShapingRedis.Cause(new StackExchange.Redis.RedisException(dump)));
+        Assert.Equal("NOSCRIPT No matching script", Gateway.Shaping.Policies.ShapingRedis.Cause(new StackExchange.Redis.RedisServerException("NOSCRIPT No matching script\nmore")));
+#pragma warning restore CS0618
+    }
+
     /// <summary>Sends requests one by one, then in parallel; returns their statuses and the slowest one's latency.</summary>
     private static async Task<(List<HttpStatusCode> Statuses, TimeSpan Max)> TimedAsync(HttpClient client, int sequential, int parallel)
     {

@@ -15,6 +15,7 @@ namespace Gateway.Shaping.Policies;
 /// </summary>
 internal sealed partial class ShapingRedis : IAsyncDisposable
 {
+    private static readonly string[] s_diagnostics = [", next:", ", inst:", ", mc:"];
     private readonly ConnectionMultiplexer? _connection;
     private readonly TimeProvider _time;
     private readonly ILogger _logger;
@@ -200,9 +201,12 @@ internal sealed partial class ShapingRedis : IAsyncDisposable
             line = line[..nl];
         }
 
-        if (line.IndexOf(", mc:", StringComparison.Ordinal) is var diag and > 0)
+        foreach (var diagnostics in s_diagnostics)
         {
-            line = line[..diag]; // the start of StackExchange.Redis's diagnostics
+            if (line.IndexOf(diagnostics, StringComparison.Ordinal) is var at and > 0)
+            {
+                line = line[..at]; // the start of StackExchange.Redis's diagnostics
+            }
         }
 
         return line.Length > 160 ? string.Concat(line[..160], "…") : line.ToString();
