@@ -164,8 +164,9 @@ internal sealed class GlobalConcurrencyPolicy : ShapingPolicy
                 await _redis.RunAsync((Keys: keys.ToArray(), Args: args.ToArray()), static (db, s) => db.ScriptEvaluateAsync(RenewScript, s.Keys, s.Args), CancellationToken.None);
             }
         }
-        catch (OperationCanceledException)
+        catch (Exception ex) when (ex is OperationCanceledException or ObjectDisposedException)
         {
+            // the connection was replaced by a reload (the leases then expire with their TTL) or the gateway stops
         }
         finally
         {

@@ -73,7 +73,7 @@ internal sealed partial class ShapingRedis : IAsyncDisposable
         {
             task = call(_connection.GetDatabase(), state);
         }
-        catch (Exception ex) when (ex is RedisException or TimeoutException)
+        catch (Exception ex) when (ex is RedisException or TimeoutException or ObjectDisposedException)
         {
             MarkDown(Cause(ex));
             return (false, default);
@@ -89,7 +89,7 @@ internal sealed partial class ShapingRedis : IAsyncDisposable
             MarkDown(string.Create(CultureInfo.InvariantCulture, $"no answer within {_timeout.TotalMilliseconds:0} ms"));
             return (false, default);
         }
-        catch (Exception ex) when (ex is RedisException or TimeoutException)
+        catch (Exception ex) when (ex is RedisException or TimeoutException or ObjectDisposedException)
         {
             MarkDown(Cause(ex));
             return (false, default);
@@ -113,7 +113,7 @@ internal sealed partial class ShapingRedis : IAsyncDisposable
         {
             Observe(call(_connection.GetDatabase(), state));
         }
-        catch (Exception ex) when (ex is RedisException or TimeoutException)
+        catch (Exception ex) when (ex is RedisException or TimeoutException or ObjectDisposedException)
         {
             MarkDown(Cause(ex));
         }
