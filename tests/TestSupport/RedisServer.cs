@@ -70,8 +70,32 @@ public sealed class RedisServer : IAsyncDisposable
         }
     }
 
+    /// <summary>Freezes the server (SIGSTOP): connections stay open and nothing is answered, as with a stalled host.</summary>
+    public Task PauseAsync() => SignalAsync("-STOP");
+
+    /// <summary>Lets a frozen server go on (SIGCONT).</summary>
+    public Task ResumeAsync() => SignalAsync("-CONT");
+
     /// <inheritdoc/>
-    public async ValueTask DisposeAsync() => await StopAsync();
+    public async ValueTask DisposeAsync()
+    {
+        await ResumeAsync();
+        await StopAsync();
+    }
+
+    private async Task SignalAsync(string signal)
+    {
+        if (_process is null || _process.HasExited)
+        {
+            return;
+        }
+
+        await using var kill = ChildProcess.Start("kill", [signal, _process.Id.ToString(System.Globalization.CultureInfo.InvariantCulture)]);
+        if (await kill.WaitForExitAsync(TimeSpan.FromSeconds(10)) != 0)
+        {
+            throw new InvalidOperationException($"kill {signal} {_process.Id} failed: {kill.StandardError}");
+        }
+    }
 
     private async Task<bool> PingAsync()
     {

@@ -130,10 +130,10 @@ internal static class ShapingAnswers
         var unavailable = reason == GatewayErrorCodes.RedisUnavailable;
         return new GatewayAnswer(unavailable ? StatusCodes.Status503ServiceUnavailable : StatusCodes.Status429TooManyRequests,
             unavailable ? StatusCode.Unavailable : StatusCode.ResourceExhausted, unavailable ? GatewayErrorTypes.Overloaded : GatewayErrorTypes.RateLimited, reason,
-            Describe(policy, decision.RetryAfter), decision.RetryAfter ?? TimeSpan.FromSeconds(1), policy.Name);
+            Describe(policy, reason, decision.RetryAfter), decision.RetryAfter ?? TimeSpan.FromSeconds(1), policy.Name);
     }
 
-    private static string Describe(ShapingPolicy policy, TimeSpan? retryAfter)
+    private static string Describe(ShapingPolicy policy, string reason, TimeSpan? retryAfter)
     {
         var o = policy.Options;
         var what = o.Kind switch
@@ -146,6 +146,12 @@ internal static class ShapingAnswers
             _ => o.Kind.ToString(),
         };
         var scope = o.Scope == PolicyScope.Global ? "fleet-wide" : "per gateway";
+        if (reason == GatewayErrorCodes.RedisUnavailable)
+        {
+            return $"Rate limit '{policy.Name}' ({o.Kind}, {what} per {o.Partition}, {scope}) cannot be enforced: Redis is unavailable (down, frozen or slower than Gateway:Shaping:RedisTimeout), and the policy's FailMode is Closed" +
+                (retryAfter is { } r ? $"; retry after {GatewayDuration.Format(r)}." : ".");
+        }
+
         return $"Rate limit '{policy.Name}' ({o.Kind}, {what} per {o.Partition}, {scope}) refused this request" +
             (retryAfter is { } ra ? $"; retry after {GatewayDuration.Format(ra)}." : ".");
     }

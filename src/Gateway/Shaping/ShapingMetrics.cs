@@ -8,7 +8,9 @@ namespace Gateway.Shaping;
 /// Every shaping decision as a metric. Prometheus names: <c>gateway_shaping_decisions_total{policy,outcome,reason}</c>
 /// (outcome: <c>admitted</c>, <c>refused</c>, <c>shadow_refused</c>), <c>gateway_admission_decisions_total{cluster,outcome,reason}</c>,
 /// <c>gateway_admission_queue_depth{cluster}</c>, <c>gateway_admission_inflight{cluster}</c>, <c>gateway_admission_limit{cluster}</c>,
-/// <c>gateway_admission_wait_seconds{cluster}</c>, <c>gateway_shaping_redis_fallback</c>, <c>gateway_shaping_tokens_total{policy,kind}</c>.
+/// <c>gateway_admission_wait_seconds{cluster}</c>, <c>gateway_shaping_redis_fallback</c>, <c>gateway_shaping_tokens_total{policy,kind}</c>,
+/// <c>gateway_shaping_partitions{policy}</c> (partitions a policy holds in this gateway's memory; idle ones are forgotten
+/// within a minute or two), <c>gateway_shaping_queue_depth{policy}</c> (requests waiting in a policy's queue).
 /// </summary>
 internal sealed class ShapingMetrics
 {
@@ -28,6 +30,8 @@ internal sealed class ShapingMetrics
         meter.CreateObservableGauge("gateway.admission.queue.depth", () => Observe(runtime, static c => c.Queued), "{request}", "Requests waiting for admission, by cluster.");
         meter.CreateObservableGauge("gateway.admission.inflight", () => Observe(runtime, static c => c.InFlight), "{request}", "Requests admitted and in flight to the cluster.");
         meter.CreateObservableGauge("gateway.admission.limit", () => Observe(runtime, static c => c.Limit), "{request}", "The cluster's in-flight limit now (the adaptive one when enabled).");
+        meter.CreateObservableGauge("gateway.shaping.partitions", () => ObservePolicies(runtime, static p => p.Partitions), "{partition}", "Partitions a policy holds in this gateway's memory (idle ones are forgotten).");
+        meter.CreateObservableGauge("gateway.shaping.queue.depth", () => ObservePolicies(runtime, static p => p.Queued), "{request}", "Requests waiting in a policy's queue (QueueLimit).");
         meter.CreateObservableGauge("gateway.shaping.redis.fallback", () => runtime.Redis.FallingBack ? 1 : 0, description: "1 while global policies fall back because Redis is unreachable.");
 
         // Every configured policy's and cluster's series exist from the start, at 0 (policies added by a reload appear
@@ -75,6 +79,17 @@ internal sealed class ShapingMetrics
         if (_tokens.Enabled && tokens > 0)
         {
             _tokens.Add(tokens, new TagList { { "policy", policy }, { "kind", kind } });
+        }
+    }
+
+    private static IEnumerable<Measurement<int>> ObservePolicies(ShapingRuntime runtime, Func<Policies.ShapingPolicy, int?> value)
+    {
+        foreach (var (name, policy) in runtime.Current.Policies)
+        {
+            if (value(policy) is { } v)
+            {
+                yield return new Measurement<int>(v, new KeyValuePair<string, object?>("policy", name));
+            }
         }
     }
 

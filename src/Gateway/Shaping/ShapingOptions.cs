@@ -15,6 +15,14 @@ internal sealed record ShapingOptions
     /// <summary>StackExchange.Redis connection string (or <c>redis://</c> URL) for policies with <c>Scope: Global</c>.</summary>
     public string? Redis { get; set; }
 
+    /// <summary>The longest a fleet-wide decision waits for Redis; past it the policy's FailMode applies to that request. Default 00:00:00.250 (1 ms to 10 s).</summary>
+    [Range(typeof(TimeSpan), ConfigRanges.MinDuration, "00:00:10")]
+    public TimeSpan RedisTimeout { get; set; } = TimeSpan.FromMilliseconds(250);
+
+    /// <summary>After Redis failed or timed out, how often a PING checks whether it answers again (Redis is not asked for decisions meanwhile). Default 00:00:00.500 (1 ms to 1 min).</summary>
+    [Range(typeof(TimeSpan), ConfigRanges.MinDuration, "00:01:00")]
+    public TimeSpan RedisProbeInterval { get; set; } = TimeSpan.FromMilliseconds(500);
+
     /// <summary>How many gateway instances share global limits: a global policy falls back to limit / <c>Instances</c> locally while Redis is unreachable. Default 1.</summary>
     [Range(1, int.MaxValue)]
     public int Instances { get; set; } = 1;
@@ -135,6 +143,14 @@ internal sealed record PolicyOptions
 
     /// <summary>Tokens kind: the older spelling of <see cref="Tokens"/> with a one-minute <see cref="Window"/> (not both).</summary>
     public long TokensPerMinute { get; set; }
+
+    /// <summary>
+    /// Concurrency kind with <c>Scope: Global</c>: how long a lease outlives its last renewal in Redis. The holder renews
+    /// every LeaseTtl / 3 while the exchange lives, so this is the longest a crashed gateway's leases block others.
+    /// Default 00:00:30 (1 s to 1 h).
+    /// </summary>
+    [Range(typeof(TimeSpan), "00:00:01", "01:00:00")]
+    public TimeSpan LeaseTtl { get; set; } = TimeSpan.FromSeconds(30);
 
     /// <summary>WebSocket kind: client messages allowed per connection (0 = no limit).</summary>
     public int MessagesPerConnection { get; set; }

@@ -114,9 +114,14 @@ internal sealed class ShapingOptionsValidator : IValidateOptions<ShapingOptions>
                 break;
             case PolicyKind.Concurrency:
                 Positive(p.PermitLimit, $"{k}:PermitLimit", errors);
-                if (p.Scope == PolicyScope.Global)
+                if (p.Scope != PolicyScope.Global && raw?[$"{k}:LeaseTtl"] is not null)
                 {
-                    errors.Add($"{k}:Scope Global is not supported for Concurrency (in-flight counts are per gateway; use Admission for a cluster's in-flight cap).");
+                    errors.Add($"{k}:LeaseTtl is read only with Scope Global (a local Concurrency policy holds no leases in Redis).");
+                }
+
+                if (p.Scope == PolicyScope.Global && p.QueueLimit > 0)
+                {
+                    errors.Add($"{k}:QueueLimit must be 0 with Scope Global (was {p.QueueLimit}): fleet-wide leases are granted or refused at once.");
                 }
 
                 break;
@@ -193,7 +198,7 @@ internal sealed class ShapingOptionsValidator : IValidateOptions<ShapingOptions>
             PolicyKind.TokenBucket => ["TokenLimit", "TokensPerPeriod", "ReplenishmentPeriod", "QueueLimit"],
             PolicyKind.FixedWindow => ["PermitLimit", "Window", "QueueLimit"],
             PolicyKind.SlidingWindow => ["PermitLimit", "Window", "SegmentsPerWindow", "QueueLimit"],
-            PolicyKind.Concurrency => ["PermitLimit", "QueueLimit"],
+            PolicyKind.Concurrency => ["PermitLimit", "QueueLimit", "LeaseTtl"],
             PolicyKind.Tokens => ["Tokens", "TokensPerMinute", "Window"],
             PolicyKind.WebSocket => ["PermitLimit", "MessagesPerConnection", "QueueLimit"],
             _ => null,

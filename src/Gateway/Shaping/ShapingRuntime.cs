@@ -22,15 +22,20 @@ internal sealed partial class ShapingRuntime
     private readonly ILogger<ShapingRuntime> _logger;
     private readonly Lock _lock = new();
     private volatile ShapingState _current;
+    private readonly ITimer _eviction;
+
+    /// <summary>How often every policy forgets its idle partitions, so a quiet gateway gives the memory back.</summary>
+    public static readonly TimeSpan EvictionInterval = TimeSpan.FromMinutes(1);
 
     public ShapingRuntime(ConfigurationGate configuration, TimeProvider time, ILogger<ShapingRuntime> logger)
     {
         _time = time;
         _logger = logger;
         var options = configuration.Current.Shaping; // validated at start-up by ConfigurationValidator
-        Redis = new ShapingRedis(options.Redis, time, logger);
+        Redis = NewRedis(options);
         _current = Build(options, previous: null);
         configuration.OnApply(Apply);
+        _eviction = time.CreateTimer(static s => ((ShapingRuntime)s!).EvictIdle(), this, EvictionInterval, EvictionInterval);
     }
 
     /// <summary>The connection of global policies.</summary>
@@ -62,10 +67,10 @@ internal sealed partial class ShapingRuntime
 
     private void Swap(ShapingOptions options)
     {
-        if (options.Redis != _current.Options.Redis)
+        if (options.Redis != _current.Options.Redis || options.RedisTimeout != _current.Options.RedisTimeout || options.RedisProbeInterval != _current.Options.RedisProbeInterval)
         {
             var old = Redis;
-            Redis = new ShapingRedis(options.Redis, _time, _logger);
+            Redis = NewRedis(options);
             _ = Task.Delay(TimeSpan.FromSeconds(30), _time).ContinueWith(_ => old.DisposeAsync().AsTask(), TaskScheduler.Default);
         }
 
@@ -74,6 +79,17 @@ internal sealed partial class ShapingRuntime
         Log.ReloadApplied(_logger, options.Policies.Count, options.Admission.Count);
     }
 
+    /// <summary>Every policy in force forgets its idle partitions.</summary>
+    public void EvictIdle()
+    {
+        foreach (var policy in _current.Policies.Values)
+        {
+            policy.EvictIdle();
+        }
+    }
+
+    private ShapingRedis NewRedis(ShapingOptions options) => new(options.Redis, options.RedisTimeout, options.RedisProbeInterval, _time, _logger);
+
     private ShapingState Build(ShapingOptions options, ShapingState? previous)
     {
         var policies = new Dictionary<string, ShapingPolicy>(StringComparer.OrdinalIgnoreCase);
@@ -81,7 +97,8 @@ internal sealed partial class ShapingRuntime
         {
             if (previous is not null && previous.Policies.TryGetValue(name, out var old)
                 && old.Options == o && previous.Options.Instances == options.Instances
-                && previous.Options.Redis == options.Redis)
+                && previous.Options.Redis == options.Redis && previous.Options.RedisTimeout == options.RedisTimeout
+                && previous.Options.RedisProbeInterval == options.RedisProbeInterval)
             {
                 policies[name] = old;
                 continue;
@@ -120,7 +137,9 @@ internal sealed partial class ShapingRuntime
             ? new LocalTokenPolicy(name, o, partition, _time, share)
             : new LocalLimiterPolicy(name, o, partition, _time, share);
 
-        return o.Scope == PolicyScope.Global ? new GlobalPolicy(name, o, partition, Redis, Local(instances)) : Local(1);
+        return o.Scope != PolicyScope.Global ? Local(1)
+            : o.Kind == PolicyKind.Concurrency ? new GlobalConcurrencyPolicy(name, o, partition, Redis, Local(instances), _time)
+            : new GlobalPolicy(name, o, partition, Redis, Local(instances));
     }
 
     private ClusterBreaker? Breaker(CircuitBreakerOptions o) => o.Enabled ? new ClusterBreaker(o, _time) : null;

@@ -62,6 +62,10 @@ public sealed class GlobalLimitTests
         Assert.InRange(during.GetValueOrDefault(HttpStatusCode.OK), 20, 42);
         Assert.Equal(during.Values.Sum(), during.GetValueOrDefault(HttpStatusCode.OK) + during.GetValueOrDefault(HttpStatusCode.TooManyRequests));
 
+        var warning = Assert.Single(a.Logs.Entries, e => e.EventId.Id == 4101); // issue 12: one short line, not StackExchange.Redis's dump
+        Assert.DoesNotContain('\n', warning.Message);
+        Assert.True(warning.Message.Length < 300, warning.Message);
+
         using var admin = new HttpClient { BaseAddress = a.Admin };
         Assert.Contains((await admin.GetStringAsync("/metrics")).Split('\n'), l => l.StartsWith("gateway_shaping_redis_fallback", StringComparison.Ordinal) && l.EndsWith(" 1", StringComparison.Ordinal));
 

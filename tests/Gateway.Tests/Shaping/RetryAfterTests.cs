@@ -89,8 +89,8 @@ public sealed class RetryAfterTests
     public async Task In_redis_a_fixed_window_is_told_the_time_left_and_a_sliding_window_when_its_estimate_frees_a_permit()
     {
         await using var redis = await RedisServer.StartAsync();
-        await using var connection = new ShapingRedis(redis.ConnectionString, TimeProvider.System, NullLogger.Instance);
-        await Eventually.TrueAsync(() => connection.Database is not null, TimeSpan.FromSeconds(10), () => "Redis did not connect");
+        await using var connection = new ShapingRedis(redis.ConnectionString, TimeSpan.FromMilliseconds(250), TimeSpan.FromMilliseconds(500), TimeProvider.System, NullLogger.Instance);
+        await Eventually.TrueAsync(() => !connection.FallingBack, TimeSpan.FromSeconds(10), () => "Redis did not connect");
         var local = new LocalLimiterPolicy("fw", Window(PolicyKind.FixedWindow, 5, TimeSpan.FromSeconds(10)), s_global, TimeProvider.System);
         var fixedWindow = new GlobalPolicy("fw", Window(PolicyKind.FixedWindow, 5, TimeSpan.FromSeconds(10), scope: PolicyScope.Global), s_global, connection, local);
 

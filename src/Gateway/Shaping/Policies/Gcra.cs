@@ -39,10 +39,15 @@ internal sealed class Gcra : IRateCounter
     public (bool Admitted, TimeSpan RetryAfter, RateInfo Info) TryAcquire(string partition, long cost)
     {
         var now = NowMs;
-        Sweep(now);
-        var box = _tats.GetOrAdd(partition, static _ => new StrongBox());
+        Sweep(now, force: false);
+        var box = Box(partition);
         lock (box)
         {
+            if (box.Evicted)
+            {
+                return TryAcquire(partition, cost); // forgotten by a sweep just now: count in a fresh one
+            }
+
             var tat = Math.Max(box.Tat, now);
             var newTat = tat + (cost * _intervalMs);
             var allowAt = newTat - _toleranceMs;
@@ -60,9 +65,15 @@ internal sealed class Gcra : IRateCounter
     public void Adjust(string partition, long delta)
     {
         var now = NowMs;
-        var box = _tats.GetOrAdd(partition, static _ => new StrongBox());
+        var box = Box(partition);
         lock (box)
         {
+            if (box.Evicted)
+            {
+                Adjust(partition, delta);
+                return;
+            }
+
             box.Tat = Math.Max(now, Math.Max(box.Tat, now) + (delta * _intervalMs));
         }
     }
@@ -78,20 +89,32 @@ internal sealed class Gcra : IRateCounter
     private RateInfo Info(double now, double tat) =>
         new(Burst, Math.Max(0, (long)Math.Floor((now + _toleranceMs - tat) / _intervalMs)), TimeSpan.FromMilliseconds(Math.Max(0, tat - now)));
 
-    private void Sweep(double now)
+    /// <summary>Partitions held in memory now.</summary>
+    public int Partitions => _tats.Count;
+
+    /// <summary>Forgets every partition whose bucket is full again (run once a minute by <see cref="ShapingRuntime"/>, and by acquires).</summary>
+    public void EvictIdle() => Sweep(NowMs, force: true);
+
+    private StrongBox Box(string partition) => _tats.GetOrAdd(partition, static _ => new StrongBox());
+
+    private void Sweep(double now, bool force)
     {
-        // Forget partitions whose bucket is full again (their TAT is in the past), at most once a minute.
+        // Forget partitions whose bucket is full again (their TAT is in the past), at most once a minute unless forced.
         var last = Interlocked.Read(ref _lastSweep);
-        if (now - last < 60_000 || Interlocked.CompareExchange(ref _lastSweep, (long)now, last) != last)
+        if ((!force && now - last < 60_000) || Interlocked.CompareExchange(ref _lastSweep, (long)now, last) != last)
         {
             return;
         }
 
         foreach (var (key, box) in _tats)
         {
-            if (box.Tat < now)
+            lock (box)
             {
-                _tats.TryRemove(key, out _);
+                if (box.Tat < now)
+                {
+                    box.Evicted = true;
+                    _tats.TryRemove(key, out _);
+                }
             }
         }
     }
@@ -99,6 +122,7 @@ internal sealed class Gcra : IRateCounter
     private sealed class StrongBox
     {
         public double Tat;
+        public bool Evicted;
     }
 }
 
@@ -123,6 +147,10 @@ internal sealed class LocalTokenPolicy : ShapingPolicy
 
     /// <summary>The budget in force (a global policy's local share while Redis is unreachable).</summary>
     public long Budget => _gcra.Burst;
+
+    public override int? Partitions => _gcra.Partitions;
+
+    public override void EvictIdle() => _gcra.EvictIdle();
 
     public override ValueTask<PolicyDecision> AcquireAsync(string partition, long cost, CancellationToken cancellationToken)
     {

@@ -17,7 +17,9 @@ internal sealed class LocalLimiterPolicy : ShapingPolicy
     private readonly IRateCounter? _counter;
     private readonly TimeProvider _time;
     private readonly Dictionary<string, int> _waiting = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, int> _held = new(StringComparer.Ordinal); // concurrency: leases held per partition
     private readonly long _limit;
+    private int _queued;
 
     /// <param name="name">Policy name.</param>
     /// <param name="options">The policy.</param>
@@ -69,6 +71,27 @@ internal sealed class LocalLimiterPolicy : ShapingPolicy
         return decision.Admitted || Options.QueueLimit == 0 || Options.Shadow ? ValueTask.FromResult(decision) : WaitAsync(partition, cost, decision, cancellationToken);
     }
 
+    /// <summary>Rate kinds: partitions the counter keeps; concurrency kinds: partitions with a lease held (System.Threading.RateLimiting evicts its idle limiters by itself).</summary>
+    public override int? Partitions
+    {
+        get
+        {
+            if (_counter is not null)
+            {
+                return _counter.Partitions;
+            }
+
+            lock (_held)
+            {
+                return _held.Count;
+            }
+        }
+    }
+
+    public override int Queued => Volatile.Read(ref _queued);
+
+    public override void EvictIdle() => _counter?.EvictIdle();
+
     public override ValueTask RefundAsync(PolicyCharge charge, CancellationToken cancellationToken)
     {
         _counter?.Refund(charge.Partition, charge.Cost, charge.Mark);
@@ -100,6 +123,8 @@ internal sealed class LocalLimiterPolicy : ShapingPolicy
             _waiting[partition] = waiting + 1;
         }
 
+        Interlocked.Increment(ref _queued);
+
         try
         {
             var decision = refused;
@@ -113,6 +138,7 @@ internal sealed class LocalLimiterPolicy : ShapingPolicy
         }
         finally
         {
+            Interlocked.Decrement(ref _queued);
             lock (_waiting)
             {
                 if (--_waiting[partition] == 0)
@@ -129,14 +155,27 @@ internal sealed class LocalLimiterPolicy : ShapingPolicy
         if (!lease.IsAcquired && Options.QueueLimit > 0 && !Options.Shadow)
         {
             lease.Dispose();
-            lease = await _concurrency.AcquireAsync(partition, 1, cancellationToken);
+            Interlocked.Increment(ref _queued);
+            try
+            {
+                lease = await _concurrency.AcquireAsync(partition, 1, cancellationToken);
+            }
+            finally
+            {
+                Interlocked.Decrement(ref _queued);
+            }
         }
 
         if (lease.IsAcquired)
         {
             // No x-ratelimit-* figures: those describe a rate over time (limit, remaining, reset), which a limit on
             // requests at once is not. The lease is held until the exchange ends; disposing it gives the permit back.
-            return PolicyDecision.Admit(null, lease);
+            lock (_held)
+            {
+                _held[partition] = _held.GetValueOrDefault(partition) + 1;
+            }
+
+            return PolicyDecision.Admit(null, new HeldLease(this, partition, lease));
         }
 
         lease.Dispose();
@@ -148,6 +187,32 @@ internal sealed class LocalLimiterPolicy : ShapingPolicy
         if (_concurrency is not null)
         {
             await _concurrency.DisposeAsync();
+        }
+    }
+
+    private void Released(string partition)
+    {
+        lock (_held)
+        {
+            if (--_held[partition] == 0)
+            {
+                _held.Remove(partition);
+            }
+        }
+    }
+
+    /// <summary>A concurrency permit, counted per partition until disposed (once).</summary>
+    private sealed class HeldLease(LocalLimiterPolicy policy, string partition, RateLimitLease lease) : IDisposable
+    {
+        private int _disposed;
+
+        public void Dispose()
+        {
+            if (Interlocked.Exchange(ref _disposed, 1) == 0)
+            {
+                lease.Dispose();
+                policy.Released(partition);
+            }
         }
     }
 

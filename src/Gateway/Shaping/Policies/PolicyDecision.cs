@@ -86,6 +86,17 @@ internal abstract class ShapingPolicy : IAsyncDisposable
     /// </summary>
     public virtual ValueTask RefundAsync(PolicyCharge charge, CancellationToken cancellationToken) => ValueTask.CompletedTask;
 
+    /// <summary>Partitions this policy holds in this gateway's memory (null: none kept here).</summary>
+    public virtual int? Partitions => null;
+
+    /// <summary>Requests waiting in the policy's queue now (<see cref="PolicyOptions.QueueLimit"/>).</summary>
+    public virtual int Queued => 0;
+
+    /// <summary>Forgets idle partitions (called once a minute).</summary>
+    public virtual void EvictIdle()
+    {
+    }
+
     public ValueTask DisposeAsync() => ReleaseLimitersAsync();
 
     /// <summary>Releases the policy's limiters.</summary>

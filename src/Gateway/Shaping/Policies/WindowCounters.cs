@@ -17,11 +17,22 @@ internal interface IRateCounter
 
     /// <summary>Gives back <paramref name="cost"/> charged under <paramref name="mark"/>, if that window still counts.</summary>
     void Refund(string partition, long cost, string? mark);
+
+    /// <summary>Partitions held in memory now.</summary>
+    int Partitions { get; }
+
+    /// <summary>Forgets every partition that counts nothing any more (run once a minute by <see cref="ShapingRuntime"/>, and by acquires).</summary>
+    void EvictIdle();
 }
 
-/// <summary>Shared partition bookkeeping: states per partition, idle ones forgotten at most once a minute.</summary>
+/// <summary>
+/// Shared partition bookkeeping: states per partition, idle ones forgotten at most once a minute (on an acquire, and by
+/// <see cref="EvictIdle"/> from a timer, so a quiet gateway gives the memory back too). A state is removed under its
+/// lock and marked, so an acquire that found it just before retries with a fresh one instead of counting in a state
+/// nobody sees (as System.Threading.RateLimiting's DefaultPartitionedRateLimiter never uses a disposed partition).
+/// </summary>
 internal abstract class PartitionedCounter<TState> : IRateCounter
-    where TState : class, new()
+    where TState : PartitionState, new()
 {
     private readonly ConcurrentDictionary<string, TState> _states = new(StringComparer.Ordinal);
     private readonly TimeProvider _time;
@@ -34,13 +45,23 @@ internal abstract class PartitionedCounter<TState> : IRateCounter
     public (bool Admitted, TimeSpan RetryAfter, RateInfo Info, string? Mark) TryAcquire(string partition, long cost)
     {
         var now = NowMs;
-        Sweep(now);
-        var state = _states.GetOrAdd(partition, static _ => new TState());
-        lock (state)
+        Sweep(now, force: false);
+        while (true)
         {
-            return Acquire(state, now, cost);
+            var state = _states.GetOrAdd(partition, static _ => new TState());
+            lock (state)
+            {
+                if (!state.Evicted)
+                {
+                    return Acquire(state, now, cost);
+                }
+            }
         }
     }
+
+    public int Partitions => _states.Count;
+
+    public void EvictIdle() => Sweep(NowMs, force: true);
 
     public void Refund(string partition, long cost, string? mark)
     {
@@ -67,10 +88,10 @@ internal abstract class PartitionedCounter<TState> : IRateCounter
 
     protected static TimeSpan Ms(double ms) => TimeSpan.FromMilliseconds(Math.Max(0, ms));
 
-    private void Sweep(double now)
+    private void Sweep(double now, bool force)
     {
         var last = Interlocked.Read(ref _lastSweep);
-        if (now - last < 60_000 || Interlocked.CompareExchange(ref _lastSweep, (long)now, last) != last)
+        if ((!force && now - last < 60_000) || Interlocked.CompareExchange(ref _lastSweep, (long)now, last) != last)
         {
             return;
         }
@@ -81,11 +102,18 @@ internal abstract class PartitionedCounter<TState> : IRateCounter
             {
                 if (IsIdle(state, now))
                 {
+                    state.Evicted = true;
                     _states.TryRemove(key, out _);
                 }
             }
         }
     }
+}
+
+/// <summary>A partition's state; <see cref="Evicted"/> once forgotten (set under its lock).</summary>
+internal abstract class PartitionState
+{
+    public bool Evicted;
 }
 
 /// <summary>
@@ -124,7 +152,7 @@ internal sealed class FixedWindowCounter(long limit, TimeSpan window, TimeProvid
 
     protected override bool IsIdle(State s, double now) => now >= s.Start + _windowMs;
 
-    internal sealed class State
+    internal sealed class State : PartitionState
     {
         public double Start;
         public long Count;
@@ -228,7 +256,7 @@ internal sealed class SlidingWindowCounter : PartitionedCounter<SlidingWindowCou
         }
     }
 
-    internal sealed class State
+    internal sealed class State : PartitionState
     {
         /// <summary>Non-empty segments, oldest first: (segment number since the origin, count).</summary>
         public readonly List<(long Segment, long Count)> Counts = new(2);
