@@ -70,7 +70,7 @@ load() { # load URL REPORT_DIR [WARMUP]
 # measures the GPU-queue protection (admission: in-flight cap, bounded queue, queue timeout), so it lifts them, as if
 # the load came from many tenants; --tenant-limits keeps them.
 tenant_limits=(--Gateway:Shaping:Policies:per-key:TokensPerPeriod=1000000 --Gateway:Shaping:Policies:per-key:TokenLimit=1000000
-  --Gateway:Shaping:Policies:tokens-per-key:TokensPerMinute=1000000000)
+  --Gateway:Shaping:Policies:tokens-per-key:Tokens=1000000000)
 [ -n "$keep_tenant_limits" ] && tenant_limits=()
 
 start_gateway() { # start_gateway HTTP ADMIN SIM SIM_GRPC DLL LOG [VAR=VALUE...]: sets gw_pid
