@@ -6,7 +6,8 @@ using Yarp.ReverseProxy.Model;
 namespace Gateway.Admin;
 
 /// <summary>
-/// Readiness for <c>/readyz</c>: every cluster has a destination that can take traffic. A destination counts when
+/// Readiness for <c>/readyz</c>: every cluster has a destination that can take traffic and no open circuit breaker
+/// (each cluster's report says which failed: <c>no_available_destination</c> or <c>circuit_open</c>). A destination counts when
 /// YARP's active health check marks it healthy, or, where active checks are off, when it is not marked unhealthy by
 /// passive checks and accepts a TCP connection within a second. Probe results are cached for a second so a busy
 /// orchestrator cannot turn readiness checks into load. Not ready, whatever the backends, until the start-up warm-up
@@ -20,14 +21,16 @@ internal sealed class BackendReadiness
     private readonly IProxyStateLookup _proxyState;
     private readonly TimeProvider _time;
     private readonly Hosting.Warmup _warmup;
+    private readonly Shaping.ShapingRuntime _shaping;
     private readonly Lock _lock = new();
     private (long At, Report Value)? _cached;
 
-    public BackendReadiness(IProxyStateLookup proxyState, TimeProvider time, Hosting.Warmup warmup)
+    public BackendReadiness(IProxyStateLookup proxyState, TimeProvider time, Hosting.Warmup warmup, Shaping.ShapingRuntime shaping)
     {
         _proxyState = proxyState;
         _time = time;
         _warmup = warmup;
+        _shaping = shaping;
     }
 
     /// <summary>The readiness of each cluster; <see cref="WarmingUp"/> while the start-up warm-up runs (never ready then).</summary>
@@ -35,8 +38,11 @@ internal sealed class BackendReadiness
 
     private static readonly Report s_warmingUp = new(false, new Dictionary<string, ClusterReport>(), WarmingUp: true);
 
-    /// <summary>One cluster: ready when <see cref="Available"/> &gt; 0.</summary>
-    public sealed record ClusterReport(bool Ready, int Destinations, int Available);
+    /// <summary>
+    /// One cluster: ready when <see cref="Available"/> &gt; 0 and its circuit breaker (if any) is not open;
+    /// <see cref="Reason"/> says why not (<c>no_available_destination</c>, <c>circuit_open</c>), null when ready.
+    /// </summary>
+    public sealed record ClusterReport(bool Ready, int Destinations, int Available, string? Reason = null);
 
     public async Task<Report> CheckAsync(CancellationToken cancellationToken)
     {
@@ -60,7 +66,9 @@ internal sealed class BackendReadiness
             var checks = destinations.Select(d => IsAvailableAsync(d, cancellationToken)).ToList();
             var results = await Task.WhenAll(checks);
             var available = results.Count(static r => r);
-            clusters[cluster.ClusterId] = new ClusterReport(available > 0, destinations.Count, available);
+            var open = _shaping.Current.Clusters.TryGetValue(cluster.ClusterId, out var admission) && admission.Breaker is { } breaker && breaker.IsBreaking(out _);
+            clusters[cluster.ClusterId] = new ClusterReport(available > 0 && !open, destinations.Count, available,
+                available == 0 ? "no_available_destination" : open ? "circuit_open" : null);
         }
 
         var report = new Report(clusters.Count > 0 && clusters.Values.All(static c => c.Ready), clusters);

@@ -142,6 +142,26 @@ public sealed class AdmissionTests
         Assert.Equal("circuit_open", JsonDocument.Parse(await open.Content.ReadAsStringAsync()).RootElement.GetProperty("error").GetProperty("code").GetString());
     }
 
+    // Issue 16: /readyz answers 503 while a cluster's circuit is open, and says which cluster and why (before, it said
+    // ready while every request was refused with circuit_open).
+    [Fact]
+    public async Task Readyz_is_503_naming_the_cluster_while_its_circuit_is_open()
+    {
+        await using var backend = await TestBackend.StartAsync(app => app.MapPost("/v1/generate", static () => Microsoft.AspNetCore.Http.Results.StatusCode(500)));
+        var shaping = WithBreaker(minimumThroughput: 4, sampling: "00:00:10", breakDuration: "00:00:30");
+        await using var h = await GatewayHarness.StartAsync(new GatewayHarness.Options { HttpBackend = backend.Address, Edit = With(shaping) });
+        using var client = new HttpClient { BaseAddress = h.Http };
+        using var admin = new HttpClient { BaseAddress = h.Admin };
+
+        await OpenCircuitAsync(client);
+        await Eventually.TrueAsync(async () =>
+        {
+            using var ready = await admin.GetAsync("/readyz");
+            var body = await ready.Content.ReadAsStringAsync();
+            return ready.StatusCode == HttpStatusCode.ServiceUnavailable && body.Contains("circuit_open", StringComparison.Ordinal) && body.Contains("model-http", StringComparison.Ordinal);
+        }, TimeSpan.FromSeconds(5), () => "readyz did not say the circuit of model-http is open");
+    }
+
     [Fact]
     public async Task Circuit_breaker_lets_a_trial_through_after_the_break_and_closes_once_the_backend_recovers()
     {
