@@ -315,12 +315,16 @@ internal static partial class ReplayApp
         var template = new Option<string?>("--template") { Description = "A request template file (JSON): the requests to draw, with weights." };
         var maxTokens = new Option<int>("--max-tokens") { Description = "Output tokens asked for by the synthetic request.", DefaultValueFactory = _ => 16 };
         var promptTokens = new Option<int>("--prompt-tokens") { Description = "Prompt length of the synthetic request, in cl100k tokens.", DefaultValueFactory = _ => 16 };
+        var prefixGroups = new Option<int?>("--prefix-groups") { Description = "Shared-prefix workload: each synthetic prompt starts with one of N fixed prefixes (taken round-robin), then --prompt-tokens of its own; with --prefix-tokens." };
+        var prefixTokens = new Option<int?>("--prefix-tokens") { Description = "Length of each --prefix-groups prefix, in cl100k tokens." };
         var protocol = new Option<string>("--protocol") { Description = "Synthetic request's protocol: http (OpenAI chat completion), grpc (inference.v1.Generation), websocket (/v1/stream).", DefaultValueFactory = _ => "http" };
         var path = new Option<string>("--path") { Description = "Path of the synthetic HTTP request.", DefaultValueFactory = _ => "/v1/chat/completions" };
         var command = new Command("load", "Drive synthetic load (an OpenAI chat completion, or a template's requests) on an open-model profile or with N closed-model users.");
         command.Add(template);
         command.Add(maxTokens);
         command.Add(promptTokens);
+        command.Add(prefixGroups);
+        command.Add(prefixTokens);
         command.Add(protocol);
         command.Add(path);
         common.AddTo(command);
@@ -330,6 +334,8 @@ internal static partial class ReplayApp
                 Template = p.GetValue(template),
                 MaxTokens = p.GetValue(maxTokens),
                 PromptTokens = p.GetValue(promptTokens),
+                PrefixGroups = p.GetValue(prefixGroups),
+                PrefixTokens = p.GetValue(prefixTokens),
                 Protocol = p.GetValue(protocol) ?? "http",
                 Path = p.GetValue(path) ?? "/v1/chat/completions",
             },

@@ -61,6 +61,12 @@ internal sealed record ReplaySettings
     public bool Stream { get; init; }
     public int MaxTokens { get; init; } = 16;
     public int PromptTokens { get; init; } = 16;
+
+    /// <summary><c>--prefix-groups</c>: synthetic prompts start with one of this many shared prefixes (null: none).</summary>
+    public int? PrefixGroups { get; init; }
+
+    /// <summary><c>--prefix-tokens</c>: length of each shared prefix, cl100k tokens.</summary>
+    public int? PrefixTokens { get; init; }
     public string Protocol { get; init; } = "http";
     public string Path { get; init; } = "/v1/chat/completions";
 

@@ -102,6 +102,7 @@ internal static class SettingsValidator
                 Stream = s.Stream,
                 MaxTokens = s.MaxTokens,
                 PromptTokens = s.PromptTokens,
+                PromptText = s.Protocol == "http" ? Sources.PromptText.Create(s.PrefixGroups ?? 0, s.PrefixTokens ?? 0, s.Seed, (ulong)Random.Shared.NextInt64()) : null,
                 Protocol = s.Protocol,
                 Path = s.Path,
                 SessionHeader = s.SessionHeader,
@@ -415,6 +416,30 @@ internal static class SettingsValidator
         if (s.Protocol is not ("http" or "grpc" or "websocket"))
         {
             errors.Add($"--protocol must be http, grpc or websocket (was '{s.Protocol}').");
+        }
+
+        if (s.PrefixGroups is { } groups && groups is < 1 or > 100_000)
+        {
+            errors.Add(Fmt($"--prefix-groups must be between 1 and 100000 (was {groups})."));
+        }
+
+        if (s.PrefixTokens is { } prefixTokens && prefixTokens is < 1 or > 1_000_000)
+        {
+            errors.Add(Fmt($"--prefix-tokens must be between 1 and 1000000 (was {prefixTokens})."));
+        }
+
+        if (s.PrefixGroups is not null && s.PrefixTokens is null)
+        {
+            errors.Add("--prefix-groups needs --prefix-tokens (the length of each shared prefix, in tokens).");
+        }
+        else if (s.PrefixTokens is not null && s.PrefixGroups is null)
+        {
+            errors.Add("--prefix-tokens needs --prefix-groups (how many distinct shared prefixes).");
+        }
+
+        if (s.PrefixGroups is not null && s.Protocol != "http")
+        {
+            errors.Add($"--prefix-groups applies to --protocol http (chat completions) only (was '{s.Protocol}').");
         }
 
         if (string.IsNullOrEmpty(s.Path) || s.Path[0] != '/')
