@@ -154,7 +154,7 @@ internal static partial class ReplayApp
         public readonly Option<string> Model = new("--model") { Description = "The model field of generated OpenAI requests.", DefaultValueFactory = _ => "sim-llm" };
         public readonly Option<bool> Stream = new("--stream") { Description = "Generated OpenAI requests (trace rows, load) ask for SSE streaming." };
         public readonly Option<string?> GenerateWith = new("--generate-with") { Description = "Generated conversations: an OpenAI-compatible base URL (the simulator too) that writes each session's next user turn from the conversation so far; needs --session-arrivals or --users." };
-        public readonly Option<int> Turns = new("--turns") { Description = "User turns per generated conversation.", DefaultValueFactory = _ => 4 };
+        public readonly Option<int?> Turns = new("--turns") { Description = "User turns per conversation (default 4 with --generate-with); without --generate-with each session is a synthetic conversation: every turn --prompt-tokens of new text, sent after all earlier user and assistant messages." };
         public readonly Option<string?> TurnThink = new("--turn-think") { Description = "Generated conversations: pause after an answer before the next turn (e.g. 500ms)." };
         public readonly Option<string?> GenerateModel = new("--generate-model") { Description = "The model field sent to --generate-with (default: --model)." };
         public readonly Option<int> GenerateMaxTokens = new("--generate-max-tokens") { Description = "Most tokens of a generated user turn.", DefaultValueFactory = _ => 32 };

@@ -79,8 +79,11 @@ internal sealed record ReplaySettings
     /// <summary><c>--generate-with</c>: an OpenAI-compatible base URL that writes the user turns of generated conversations.</summary>
     public string? GenerateWith { get; init; }
 
-    /// <summary><c>--turns</c>: user turns per generated conversation.</summary>
-    public int Turns { get; init; } = 4;
+    /// <summary><c>--turns</c>: user turns per conversation; without <c>--generate-with</c> it makes each session a synthetic conversation (null: not given).</summary>
+    public int? Turns { get; init; }
+
+    /// <summary>Turns of a generated conversation when <c>--turns</c> is not given.</summary>
+    public const int DefaultTurns = 4;
 
     /// <summary><c>--turn-think</c>: pause after an answer before the next generated turn.</summary>
     public string? TurnThink { get; init; }

@@ -184,7 +184,7 @@ internal static class RunCommand
         try
         {
             using var runner = pipeline.CreateRunner(plan, metrics, log);
-            runner.Conversations = generator;
+            runner.Conversations = (IUserTurns?)generator ?? (run.Source.Conversation is not null && run.Source.PromptText is { } text ? new SyntheticTurns(text, settings.PromptTokens) : null);
             var running = runner.RunAsync(cancellationToken);
             var mode = settings.Progress == "auto" ? (ReferenceEquals(output, Console.Out) && !Console.IsOutputRedirected ? "live" : "plain") : settings.Progress;
             await ConsoleProgress.ShowAsync(mode, output, () => metrics.Snapshot(time.GetTimestamp()), plan.PlannedRequests, () => runner.Inflight, running, time).ConfigureAwait(false);
@@ -216,8 +216,8 @@ internal static class RunCommand
         pipeline.Describe(report, peakSessions);
         if (generator is not null)
         {
-            report.Conversations = new ConversationReport(conversations, settings.Turns, generator.Generated, generator.CacheHits, generator.Failures,
-                generator.Digest(conversations, settings.Turns), generator.Sample(0, settings.Turns), generator.CacheFile, generator.FirstFailure);
+            report.Conversations = new ConversationReport(conversations, (settings.Turns ?? ReplaySettings.DefaultTurns), generator.Generated, generator.CacheHits, generator.Failures,
+                generator.Digest(conversations, (settings.Turns ?? ReplaySettings.DefaultTurns)), generator.Sample(0, (settings.Turns ?? ReplaySettings.DefaultTurns)), generator.CacheFile, generator.FirstFailure);
         }
         report.Assertions = [.. run.Assertions.Select(a => a.Evaluate(report))];
         SummaryWriter.Write(output, report);

@@ -108,7 +108,7 @@ internal static class SettingsValidator
                 SessionHeader = s.SessionHeader,
                 WebSocketMode = c.WebSocketMode,
                 Seed = s.Seed,
-                Conversation = s.GenerateWith is null ? null : new ConversationPlan(s.Turns, c.TurnThink.TotalMilliseconds, s.Path, s.Model, s.MaxTokens, s.Stream),
+                Conversation = s.GenerateWith is null && s.Turns is null ? null : new ConversationPlan(s.Turns ?? ReplaySettings.DefaultTurns, c.TurnThink.TotalMilliseconds, s.Path, s.Model, s.MaxTokens, s.Stream),
             },
             Clients = new ClientSettings
             {
@@ -482,30 +482,37 @@ internal static class SettingsValidator
             }
 
             c.GenerateWith = generateWith;
-            if (!c.Load || s.Template is not null || s.Protocol != "http")
-            {
-                errors.Add("--generate-with applies to replay load's synthetic HTTP chat request (no --template, --protocol http): each session becomes a conversation.");
-            }
-
-            if (!s.SessionArrivals && c.Mode != RunMode.Closed)
-            {
-                errors.Add("--generate-with needs sessions: --session-arrivals (open model) or --users (closed model).");
-            }
-
-            if (s.Workers > 0)
-            {
-                errors.Add("--generate-with is not split among --workers (each conversation needs the previous answers).");
-            }
-
-            if (s.Turns is < 1 or > 1000)
-            {
-                errors.Add(Fmt($"--turns must be between 1 and 1000 (was {s.Turns})."));
-            }
-
             if (s.GenerateMaxTokens is < 1 or > 4096)
             {
                 errors.Add(Fmt($"--generate-max-tokens must be between 1 and 4096 (was {s.GenerateMaxTokens})."));
             }
+        }
+
+        if (s.GenerateWith is null && s.Turns is null)
+        {
+            return;
+        }
+
+        // Generated (--generate-with) or synthetic (--turns alone) conversations.
+        var flag = s.GenerateWith is null ? "--turns" : "--generate-with";
+        if (!c.Load || s.Template is not null || s.Protocol != "http")
+        {
+            errors.Add($"{flag} applies to replay load's synthetic HTTP chat request (no --template, --protocol http): each session becomes a conversation.");
+        }
+
+        if (!s.SessionArrivals && c.Mode != RunMode.Closed)
+        {
+            errors.Add($"{flag} needs sessions: --session-arrivals (open model) or --users (closed model).");
+        }
+
+        if (s.Workers > 0)
+        {
+            errors.Add($"{flag} is not split among --workers (each conversation needs the previous answers).");
+        }
+
+        if (s.Turns is < 1 or > 1000)
+        {
+            errors.Add(Fmt($"--turns must be between 1 and 1000 (was {s.Turns})."));
         }
     }
 

@@ -77,10 +77,14 @@ internal sealed class PromptText
 
     /// <summary>Writes request <paramref name="request"/>'s prompt (its group's prefix, then its own words) into <paramref name="destination"/>.</summary>
     /// <returns>Bytes written.</returns>
-    public int Write(Span<byte> destination, long request, int ownTokens)
+    /// <param name="destination">At least <see cref="MaxLength"/> bytes.</param>
+    /// <param name="request">The request's number (<see cref="NextRequest"/>).</param>
+    /// <param name="ownTokens">Tokens of the request's own text.</param>
+    /// <param name="withPrefix">False: the own words only (a later turn of a conversation, whose first turn had the prefix).</param>
+    public int Write(Span<byte> destination, long request, int ownTokens, bool withPrefix = true)
     {
         var n = 0;
-        if (_prefixes.Length > 0)
+        if (withPrefix && _prefixes.Length > 0)
         {
             var prefix = _prefixes[(int)(request % _prefixes.Length)];
             prefix.CopyTo(destination);
@@ -98,11 +102,11 @@ internal sealed class PromptText
         return n;
     }
 
-    /// <summary>Request <paramref name="request"/>'s prompt as a string (tests).</summary>
-    public string ToText(long request, int ownTokens)
+    /// <summary>Request <paramref name="request"/>'s prompt as a string (tests, synthetic conversation turns).</summary>
+    public string ToText(long request, int ownTokens, bool withPrefix = true)
     {
         var buffer = new byte[MaxLength(ownTokens)];
-        return Encoding.ASCII.GetString(buffer, 0, Write(buffer, request, ownTokens));
+        return Encoding.ASCII.GetString(buffer, 0, Write(buffer, request, ownTokens, withPrefix));
     }
 
     private static int Word(ulong key, int index) => (int)(Mix(key + ((ulong)(uint)index * 0xD1B54A32D192ED03UL)) % (ulong)s_words.Length);
