@@ -272,6 +272,7 @@ internal static partial class ReplayApp
         var recording = new Option<string?>("--recording") { Description = "The recording's name in a store." };
         var speed = new Option<double>("--speed") { Description = "Time scale: 2 replays twice as fast (offsets and think times halved).", DefaultValueFactory = _ => 1 };
         var amplify = new Option<double>("--amplify", "-x") { Description = "Volume multiplier: clone whole sessions with fresh ids and spread start offsets (fractions allowed, e.g. 2.5).", DefaultValueFactory = _ => 1 };
+        var amplifyFresh = new Option<bool>("--amplify-fresh-prompts") { Description = "Amplified clones' prompts share nothing with other sessions (default: a clone shares the prompt prefixes its original shared, and no more)." };
         var maxGap = new Option<string?>("--max-gap") { Description = "Shorten idle stretches of source time (no exchange in flight) longer than this to it, e.g. 5s; the report says how much source time was removed." };
         var spread = new Option<string?>("--spread") { Description = "Clones start up to this much later than their original (source time), default 1s." };
         var sessionHeader = new Option<string>("--session-header") { Description = "Header carrying a session id, rewritten for clones.", DefaultValueFactory = _ => "x-session-id" };
@@ -282,6 +283,7 @@ internal static partial class ReplayApp
         command.Add(recording);
         command.Add(speed);
         command.Add(amplify);
+        command.Add(amplifyFresh);
         command.Add(spread);
         command.Add(maxGap);
         command.Add(sessionHeader);
@@ -295,6 +297,7 @@ internal static partial class ReplayApp
                 Recording = p.GetValue(recording),
                 Speed = p.GetValue(speed),
                 Amplify = p.GetValue(amplify),
+                AmplifyFreshPrompts = p.GetValue(amplifyFresh),
                 Spread = p.GetValue(spread),
                 MaxGap = p.GetValue(maxGap),
                 SessionHeader = p.GetValue(sessionHeader) ?? "x-session-id",

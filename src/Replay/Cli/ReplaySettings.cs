@@ -23,6 +23,9 @@ internal sealed record ReplaySettings
     public string SessionHeader { get; init; } = "x-session-id";
     public double Speed { get; init; } = 1;
     public double Amplify { get; init; } = 1;
+
+    /// <summary><c>--amplify-fresh-prompts</c>: clones' prompts share nothing with other sessions (default: what their original shared).</summary>
+    public bool AmplifyFreshPrompts { get; init; }
     public string? Spread { get; init; }
 
     /// <summary><c>--max-gap</c>: a duration text, or null.</summary>

@@ -304,6 +304,7 @@ internal static class RunCommand
             Mode = run.Mode,
             Speed = s.Speed,
             Amplify = s.Amplify,
+            AmplifyFreshPrompts = s.AmplifyFreshPrompts,
             Spread = run.Spread,
             SessionHeader = s.SessionHeader,
             Profile = profile,

@@ -13,7 +13,9 @@ namespace Replay.Scheduling;
 /// ⌊(i+1)·f⌋ &gt; ⌊i·f⌋). Clones get fresh session ids (<c>ID~k</c>) wherever the original id appeared (the session
 /// header, the JSON body, a gRPC <c>session_id</c>, WebSocket messages) and a start offset moved later by a uniform
 /// draw in [0, spread), so 3x keeps the recorded shape at any scale coarser than the spread instead of sending three
-/// synchronized bursts. A clone keeps the order and think times of its session.
+/// synchronized bursts. A clone keeps the order and think times of its session, and shares with the other sessions the
+/// prompt prefixes its original shared and no more (<see cref="ClonePrompts"/>; with <c>--amplify-fresh-prompts</c>,
+/// nothing).
 /// </summary>
 internal static class Amplifier
 {
@@ -23,8 +25,9 @@ internal static class Amplifier
     /// <param name="spreadMs">Width of the clones' start jitter in milliseconds, ≥ 0.</param>
     /// <param name="seed">Seed of the jitter.</param>
     /// <param name="sessionHeader">The header carrying a session id.</param>
+    /// <param name="freshPrompts">Clones' prompts share nothing with other sessions (else what their original shared).</param>
     /// <exception cref="ArgumentOutOfRangeException"><paramref name="factor"/> is not positive or <paramref name="spreadMs"/> negative.</exception>
-    public static IReadOnlyList<PlannedSession> Amplify(IReadOnlyList<PlannedSession> sessions, double factor, double spreadMs, int seed, string sessionHeader)
+    public static IReadOnlyList<PlannedSession> Amplify(IReadOnlyList<PlannedSession> sessions, double factor, double spreadMs, int seed, string sessionHeader, bool freshPrompts = false)
     {
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(factor);
         ArgumentOutOfRangeException.ThrowIfNegative(spreadMs);
@@ -36,6 +39,7 @@ internal static class Amplifier
         var whole = (int)Math.Floor(factor);
         var fraction = factor - whole;
         var random = new Random(seed);
+        var prompts = factor >= 2 || fraction > 0 ? ClonePrompts.Build(sessions, freshPrompts) : null;
         var result = new List<PlannedSession>((int)Math.Ceiling(sessions.Count * factor));
         for (var i = 0; i < sessions.Count; i++)
         {
@@ -43,7 +47,7 @@ internal static class Amplifier
             var session = sessions[i];
             for (var k = 0; k < copies; k++)
             {
-                result.Add(k == 0 ? session : Clone(session, k, spreadMs * random.NextDouble(), sessionHeader));
+                result.Add(k == 0 ? session : Clone(session, k, spreadMs * random.NextDouble(), sessionHeader, prompts!));
             }
         }
 
@@ -54,13 +58,13 @@ internal static class Amplifier
     /// <summary>The id of clone <paramref name="k"/> of a session.</summary>
     public static string CloneId(string id, int k) => string.Create(CultureInfo.InvariantCulture, $"{id}~{k}");
 
-    private static PlannedSession Clone(PlannedSession session, int k, double shiftMs, string sessionHeader)
+    private static PlannedSession Clone(PlannedSession session, int k, double shiftMs, string sessionHeader, ClonePrompts prompts)
     {
         var id = CloneId(session.OriginalId, k);
         var requests = new PlannedRequest[session.Requests.Count];
         for (var i = 0; i < requests.Length; i++)
         {
-            requests[i] = Rewrite(session.Requests[i], session.OriginalId, id, sessionHeader);
+            requests[i] = Rewrite(prompts.Rewrite(session.Requests[i], k), session.OriginalId, id, sessionHeader);
         }
 
         return session with { Id = id, StartOffsetMs = session.StartOffsetMs + shiftMs, Requests = requests };
