@@ -147,6 +147,7 @@ internal static partial class ReplayApp
         public readonly Option<int> MaxInflight = new("--max-inflight") { Description = "Most sessions in flight; beyond it the schedule waits (and the wait counts as latency).", DefaultValueFactory = _ => 100_000 };
         public readonly Option<int?> Connections = new("--connections") { Description = "Most sockets held at once: HTTP/1.1 requests in flight plus WebSocket connections (default 20,000, lowered to fit the open-file limit)." };
         public readonly Option<string?> Report = new("--report", "-o") { Description = "Directory to write report.json and report.html into." };
+        public readonly Option<string[]> MetricsUrl = new("--metrics-url") { Description = "A model server's Prometheus metrics (repeatable) whose vllm:prefix_cache_* counters give the run's prefix cache hit rate (default: the HTTP target's /metrics, when it has them).", Arity = ArgumentArity.ZeroOrMore };
         public readonly Option<string?> LogRequests = new("--log-requests") { Description = "Write one JSON line per request (session, order, times, status) to this file." };
         public readonly Option<string[]> Slo = new("--slo") { Description = "An SLO for goodput, e.g. \"ttft_p95<500ms\", \"e2e_p99<2s\", \"itl<50ms\" (repeatable).", Arity = ArgumentArity.ZeroOrMore };
         public readonly Option<string[]> Assert = new("--assert") { Description = "Fail the run (exit 1) unless it holds, e.g. \"p95<500ms\", \"error_rate<1%\", \"achieved_rps>=1500\" (repeatable).", Arity = ArgumentArity.ZeroOrMore };
@@ -168,7 +169,7 @@ internal static partial class ReplayApp
             {
                 Scenario, Target, HttpTarget, GrpcTarget, WsTarget, Http2, Insecure, Header, DropHeader, Duration, Limit, Profile, Rate, To,
                 StepEvery, StepFactor, StepAdd, SpikeRate, SpikeAt, SpikeFor, Arrivals, Burstiness, Seed, Users, Think, Warmup, SessionArrivals, Timeout,
-                MaxInflight, Connections, Report, LogRequests, Slo, Assert, Progress, Model, Stream, Workers, Redis, GenerateWith, Turns, TurnThink, GenerateModel, GenerateMaxTokens, GenerateCache,
+                MaxInflight, Connections, Report, MetricsUrl, LogRequests, Slo, Assert, Progress, Model, Stream, Workers, Redis, GenerateWith, Turns, TurnThink, GenerateModel, GenerateMaxTokens, GenerateCache,
             })
             {
                 command.Add(option);
@@ -209,6 +210,7 @@ internal static partial class ReplayApp
             Connections = p.GetValue(Connections),
             ReportDirectory = p.GetValue(Report),
             LogRequests = p.GetValue(LogRequests),
+            MetricsUrls = p.GetValue(MetricsUrl) ?? [],
             Slos = p.GetValue(Slo) ?? [],
             Asserts = p.GetValue(Assert) ?? [],
             Progress = p.GetValue(Progress) ?? "auto",

@@ -53,6 +53,9 @@ internal sealed record ReplaySettings
     public int? Connections { get; init; }
     public string? ReportDirectory { get; init; }
     public string? LogRequests { get; init; }
+
+    /// <summary><c>--metrics-url</c>: Prometheus endpoints of model servers read for the prefix cache hit rate (empty: the HTTP target's <c>/metrics</c>).</summary>
+    public IReadOnlyList<string> MetricsUrls { get; init; } = [];
     public IReadOnlyList<string> Slos { get; init; } = [];
     public IReadOnlyList<string> Asserts { get; init; } = [];
     public bool Compare { get; init; }

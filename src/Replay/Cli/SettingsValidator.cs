@@ -520,6 +520,14 @@ internal static class SettingsValidator
     private static void Output(ReplaySettings s, Checks c)
     {
         var errors = c.Errors;
+        foreach (var m in s.MetricsUrls)
+        {
+            if (!Uri.TryCreate(m, UriKind.Absolute, out var url) || url.Scheme is not ("http" or "https"))
+            {
+                errors.Add($"--metrics-url '{m}' is not an absolute http:// or https:// URL (a model server's metrics, e.g. http://10.0.0.5:8000/metrics).");
+            }
+        }
+
         if (s.ReportDirectory is { } reportDirectory)
         {
             CheckReportDirectory(reportDirectory, "--report", errors);
