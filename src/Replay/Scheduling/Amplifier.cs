@@ -62,9 +62,10 @@ internal static class Amplifier
     {
         var id = CloneId(session.OriginalId, k);
         var requests = new PlannedRequest[session.Requests.Count];
+        var marker = ClonePrompts.Marker(id);
         for (var i = 0; i < requests.Length; i++)
         {
-            requests[i] = Rewrite(prompts.Rewrite(session.Requests[i], k), session.OriginalId, id, sessionHeader);
+            requests[i] = Rewrite(prompts.Rewrite(session.Requests[i], marker), session.OriginalId, id, sessionHeader);
         }
 
         return session with { Id = id, StartOffsetMs = session.StartOffsetMs + shiftMs, Requests = requests };

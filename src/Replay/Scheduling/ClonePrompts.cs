@@ -20,7 +20,7 @@ namespace Replay.Scheduling;
 /// session has the same text, else the longest common prefix with its nearest neighbours from other sessions in
 /// ordinal order (in a sorted list the common prefix of two entries is the minimum over the adjacent pairs between
 /// them, so the nearest other-session entry on each side gives the maximum).</para>
-/// <para>Clone k writes each text with <c>~k </c> inserted at its shared length (nothing when the whole text is
+/// <para>A clone writes each text with its <see cref="Marker"/> (<c>~</c>, 8 hex digits of its session id's hash, a space) inserted at its shared length (nothing when the whole text is
 /// shared), so the clone follows its original up to where the original parted from other sessions and then parts
 /// too. The insertion depends only on the text, so a later turn that resends an earlier message resends it rewritten
 /// the same way: a clone's own conversation still shares its turns' prefixes. With <see cref="Fresh"/> the marker goes
@@ -109,15 +109,31 @@ internal sealed class ClonePrompts
     /// <summary>How much of <paramref name="text"/> a clone keeps before its marker.</summary>
     public int SharedLength(string text) => Fresh ? 0 : _shared.TryGetValue(text, out var n) ? n : 0;
 
-    /// <summary>Clone <paramref name="k"/>'s version of <paramref name="text"/>.</summary>
-    public string Rewrite(string text, int k)
+    /// <summary>
+    /// The marker a clone inserts: <c>~</c> and 8 hex digits of the FNV-1a hash of its session id, then a space. Unique
+    /// per clone session (not per copy number: clones 1 of two sessions would otherwise share <c>~1 </c> and the text
+    /// after it, which their originals never shared).
+    /// </summary>
+    public static string Marker(string cloneId)
     {
-        var at = SharedLength(text);
-        return text.Length == 0 || at >= text.Length ? text : string.Concat(text.AsSpan(0, at), $"~{k} ", text.AsSpan(at));
+        var hash = 2166136261u;
+        foreach (var ch in cloneId)
+        {
+            hash = (hash ^ ch) * 16777619u;
+        }
+
+        return string.Create(System.Globalization.CultureInfo.InvariantCulture, $"~{hash:x8} ");
     }
 
-    /// <summary>Clone <paramref name="k"/>'s version of <paramref name="request"/>: the same instance when it carries no prompt text to change.</summary>
-    public PlannedRequest Rewrite(PlannedRequest request, int k)
+    /// <summary>The clone's version of <paramref name="text"/>, given its <paramref name="marker"/>.</summary>
+    public string Rewrite(string text, string marker)
+    {
+        var at = SharedLength(text);
+        return text.Length == 0 || at >= text.Length ? text : string.Concat(text.AsSpan(0, at), marker, text.AsSpan(at));
+    }
+
+    /// <summary>The clone's version of <paramref name="request"/> (<paramref name="marker"/> from <see cref="Marker"/>): the same instance when it carries no prompt text to change.</summary>
+    public PlannedRequest Rewrite(PlannedRequest request, string marker)
     {
         if (request.Body is not { } body)
         {
@@ -134,7 +150,7 @@ internal sealed class ClonePrompts
             try
             {
                 var generate = GenerateRequest.Parser.ParseFrom(message);
-                var prompt = Rewrite(generate.Prompt, k);
+                var prompt = Rewrite(generate.Prompt, marker);
                 if (prompt == generate.Prompt)
                 {
                     return request;
@@ -161,7 +177,7 @@ internal sealed class ClonePrompts
             {
                 if (m is JsonObject o && o["content"] is JsonValue v && v.TryGetValue<string>(out var content))
                 {
-                    var rewritten = Rewrite(content, k);
+                    var rewritten = Rewrite(content, marker);
                     if (rewritten != content)
                     {
                         o["content"] = rewritten;
@@ -173,7 +189,7 @@ internal sealed class ClonePrompts
 
         if (json["prompt"] is JsonValue p && p.TryGetValue<string>(out var promptText))
         {
-            var rewritten = Rewrite(promptText, k);
+            var rewritten = Rewrite(promptText, marker);
             if (rewritten != promptText)
             {
                 json["prompt"] = rewritten;

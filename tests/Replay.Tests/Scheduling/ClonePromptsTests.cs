@@ -53,12 +53,14 @@ public sealed class ClonePromptsTests
         Assert.Equal(("system", System), first[0]);
 
         // The user message shared "Tell me about " with the other session: the clone keeps that and parts right after.
-        Assert.Equal(("user", "Tell me about ~1 rivers please"), first[1]);
+        var marker = ClonePrompts.Marker("s0~1");
+        Assert.Matches("^~[0-9a-f]{8} $", marker);
+        Assert.Equal(("user", $"Tell me about {marker}rivers please"), first[1]);
         Assert.NotEqual(Messages(original.Requests[0])[1], first[1]);
 
         // The clone's own conversation keeps its structure: turn 2 resends turn 1's messages exactly as the clone sent them.
         Assert.Equal(first, second.Take(2));
-        Assert.Equal(("assistant", "answer for s~1 0"), second[2]); // parted from "answer for s1" after "answer for s"
+        Assert.Equal(("assistant", $"answer for s{marker}0"), second[2]); // parted from "answer for s1" after "answer for s"
         Assert.Equal(("user", "And more?"), second[3]); // every session sent it
     }
 
@@ -68,8 +70,9 @@ public sealed class ClonePromptsTests
         var result = Amplifier.Amplify(Recording(), 2, 0, 1, "x-session-id", freshPrompts: true);
         var clone = result.Single(static s => s.Id == "s1~1");
         var first = Messages(clone.Requests[0]);
-        Assert.Equal("~1 " + System, first[0].Text);
-        Assert.Equal("~1 Tell me about mountains", first[1].Text);
+        var marker = ClonePrompts.Marker("s1~1");
+        Assert.Equal(marker + System, first[0].Text);
+        Assert.Equal(marker + "Tell me about mountains", first[1].Text);
         Assert.Equal(first, Messages(clone.Requests[1]).Take(2));
     }
 }
