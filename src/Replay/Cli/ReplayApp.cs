@@ -147,6 +147,7 @@ internal static partial class ReplayApp
         public readonly Option<int> MaxInflight = new("--max-inflight") { Description = "Most sessions in flight; beyond it the schedule waits (and the wait counts as latency).", DefaultValueFactory = _ => 100_000 };
         public readonly Option<int?> Connections = new("--connections") { Description = "Most sockets held at once: HTTP/1.1 requests in flight plus WebSocket connections (default 20,000, lowered to fit the open-file limit)." };
         public readonly Option<string?> Report = new("--report", "-o") { Description = "Directory to write report.json and report.html into." };
+        public readonly Option<string[]> MetricsUrl = new("--metrics-url") { Description = "A model server's Prometheus metrics (repeatable) whose vllm:prefix_cache_* counters give the run's prefix cache hit rate (default: the HTTP target's /metrics, when it has them).", Arity = ArgumentArity.ZeroOrMore };
         public readonly Option<string?> LogRequests = new("--log-requests") { Description = "Write one JSON line per request (session, order, times, status) to this file." };
         public readonly Option<string[]> Slo = new("--slo") { Description = "An SLO for goodput, e.g. \"ttft_p95<500ms\", \"e2e_p99<2s\", \"itl<50ms\" (repeatable).", Arity = ArgumentArity.ZeroOrMore };
         public readonly Option<string[]> Assert = new("--assert") { Description = "Fail the run (exit 1) unless it holds, e.g. \"p95<500ms\", \"error_rate<1%\", \"achieved_rps>=1500\" (repeatable).", Arity = ArgumentArity.ZeroOrMore };
@@ -154,7 +155,7 @@ internal static partial class ReplayApp
         public readonly Option<string> Model = new("--model") { Description = "The model field of generated OpenAI requests.", DefaultValueFactory = _ => "sim-llm" };
         public readonly Option<bool> Stream = new("--stream") { Description = "Generated OpenAI requests (trace rows, load) ask for SSE streaming." };
         public readonly Option<string?> GenerateWith = new("--generate-with") { Description = "Generated conversations: an OpenAI-compatible base URL (the simulator too) that writes each session's next user turn from the conversation so far; needs --session-arrivals or --users." };
-        public readonly Option<int> Turns = new("--turns") { Description = "User turns per generated conversation.", DefaultValueFactory = _ => 4 };
+        public readonly Option<int?> Turns = new("--turns") { Description = "User turns per conversation (default 4 with --generate-with); without --generate-with each session is a synthetic conversation: every turn --prompt-tokens of new text, sent after all earlier user and assistant messages." };
         public readonly DurationOption TurnThink = new("--turn-think") { Description = "Generated conversations: pause after an answer before the next turn (e.g. 500ms)." };
         public readonly Option<string?> GenerateModel = new("--generate-model") { Description = "The model field sent to --generate-with (default: --model)." };
         public readonly Option<int> GenerateMaxTokens = new("--generate-max-tokens") { Description = "Most tokens of a generated user turn.", DefaultValueFactory = _ => 32 };
@@ -168,7 +169,7 @@ internal static partial class ReplayApp
             {
                 Scenario, Target, HttpTarget, GrpcTarget, WsTarget, Http2, Insecure, Header, DropHeader, Duration, Limit, Profile, Rate, To,
                 StepEvery, StepFactor, StepAdd, SpikeRate, SpikeAt, SpikeFor, Arrivals, Burstiness, Seed, Users, Think, Warmup, SessionArrivals, Timeout,
-                MaxInflight, Connections, Report, LogRequests, Slo, Assert, Progress, Model, Stream, Workers, Redis, GenerateWith, Turns, TurnThink, GenerateModel, GenerateMaxTokens, GenerateCache,
+                MaxInflight, Connections, Report, MetricsUrl, LogRequests, Slo, Assert, Progress, Model, Stream, Workers, Redis, GenerateWith, Turns, TurnThink, GenerateModel, GenerateMaxTokens, GenerateCache,
             })
             {
                 command.Add(option);
@@ -209,6 +210,7 @@ internal static partial class ReplayApp
             Connections = p.GetValue(Connections),
             ReportDirectory = p.GetValue(Report),
             LogRequests = p.GetValue(LogRequests),
+            MetricsUrls = p.GetValue(MetricsUrl) ?? [],
             Slos = p.GetValue(Slo) ?? [],
             Asserts = p.GetValue(Assert) ?? [],
             Progress = p.GetValue(Progress) ?? "auto",
@@ -272,6 +274,7 @@ internal static partial class ReplayApp
         var recording = new Option<string?>("--recording") { Description = "The recording's name in a store." };
         var speed = new Option<double>("--speed") { Description = "Time scale: 2 replays twice as fast (offsets and think times halved).", DefaultValueFactory = _ => 1 };
         var amplify = new Option<double>("--amplify", "-x") { Description = "Volume multiplier: clone whole sessions with fresh ids and spread start offsets (fractions allowed, e.g. 2.5).", DefaultValueFactory = _ => 1 };
+        var amplifyFresh = new Option<bool>("--amplify-fresh-prompts") { Description = "Amplified clones' prompts share nothing with other sessions (default: a clone shares the prompt prefixes its original shared, and no more)." };
         var maxGap = new DurationOption("--max-gap") { Description = "Shorten idle stretches of source time (no exchange in flight) longer than this to it, e.g. 5s; the report says how much source time was removed." };
         var spread = new DurationOption("--spread") { Description = "Clones start up to this much later than their original (source time), default 1s." };
         var sessionHeader = new Option<string>("--session-header") { Description = "Header carrying a session id, rewritten for clones.", DefaultValueFactory = _ => "x-session-id" };
@@ -282,6 +285,7 @@ internal static partial class ReplayApp
         command.Add(recording);
         command.Add(speed);
         command.Add(amplify);
+        command.Add(amplifyFresh);
         command.Add(spread);
         command.Add(maxGap);
         command.Add(sessionHeader);
@@ -295,6 +299,7 @@ internal static partial class ReplayApp
                 Recording = p.GetValue(recording),
                 Speed = p.GetValue(speed),
                 Amplify = p.GetValue(amplify),
+                AmplifyFreshPrompts = p.GetValue(amplifyFresh),
                 Spread = p.GetValue(spread),
                 MaxGap = p.GetValue(maxGap),
                 SessionHeader = p.GetValue(sessionHeader) ?? "x-session-id",
@@ -315,12 +320,16 @@ internal static partial class ReplayApp
         var template = new Option<string?>("--template") { Description = "A request template file (JSON): the requests to draw, with weights." };
         var maxTokens = new Option<int>("--max-tokens") { Description = "Output tokens asked for by the synthetic request.", DefaultValueFactory = _ => 16 };
         var promptTokens = new Option<int>("--prompt-tokens") { Description = "Prompt length of the synthetic request, in cl100k tokens.", DefaultValueFactory = _ => 16 };
+        var prefixGroups = new Option<int?>("--prefix-groups") { Description = "Shared-prefix workload: each synthetic prompt starts with one of N fixed prefixes (taken round-robin), then --prompt-tokens of its own; with --prefix-tokens." };
+        var prefixTokens = new Option<int?>("--prefix-tokens") { Description = "Length of each --prefix-groups prefix, in cl100k tokens." };
         var protocol = new Option<string>("--protocol") { Description = "Synthetic request's protocol: http (OpenAI chat completion), grpc (inference.v1.Generation), websocket (/v1/stream).", DefaultValueFactory = _ => "http" };
         var path = new Option<string>("--path") { Description = "Path of the synthetic HTTP request.", DefaultValueFactory = _ => "/v1/chat/completions" };
         var command = new Command("load", "Drive synthetic load (an OpenAI chat completion, or a template's requests) on an open-model profile or with N closed-model users.");
         command.Add(template);
         command.Add(maxTokens);
         command.Add(promptTokens);
+        command.Add(prefixGroups);
+        command.Add(prefixTokens);
         command.Add(protocol);
         command.Add(path);
         common.AddTo(command);
@@ -330,6 +339,8 @@ internal static partial class ReplayApp
                 Template = p.GetValue(template),
                 MaxTokens = p.GetValue(maxTokens),
                 PromptTokens = p.GetValue(promptTokens),
+                PrefixGroups = p.GetValue(prefixGroups),
+                PrefixTokens = p.GetValue(prefixTokens),
                 Protocol = p.GetValue(protocol) ?? "http",
                 Path = p.GetValue(path) ?? "/v1/chat/completions",
             },

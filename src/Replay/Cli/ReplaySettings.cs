@@ -26,6 +26,9 @@ internal sealed record ReplaySettings
     public double Amplify { get; init; } = 1;
     public TimeSpan? Spread { get; init; }
 
+    /// <summary><c>--amplify-fresh-prompts</c>: clones' prompts share nothing with other sessions (default: what their original shared).</summary>
+    public bool AmplifyFreshPrompts { get; init; }
+
     /// <summary><c>--max-gap</c>: idle stretches of source time longer than this are cut to it; null: none cut.</summary>
     public TimeSpan? MaxGap { get; init; }
     public TimeSpan? Duration { get; init; }
@@ -54,6 +57,9 @@ internal sealed record ReplaySettings
     public int? Connections { get; init; }
     public string? ReportDirectory { get; init; }
     public string? LogRequests { get; init; }
+
+    /// <summary><c>--metrics-url</c>: Prometheus endpoints of model servers read for the prefix cache hit rate (empty: the HTTP target's <c>/metrics</c>).</summary>
+    public IReadOnlyList<string> MetricsUrls { get; init; } = [];
     public IReadOnlyList<string> Slos { get; init; } = [];
     public IReadOnlyList<string> Asserts { get; init; } = [];
     public bool Compare { get; init; }
@@ -65,6 +71,12 @@ internal sealed record ReplaySettings
     public bool Stream { get; init; }
     public int MaxTokens { get; init; } = 16;
     public int PromptTokens { get; init; } = 16;
+
+    /// <summary><c>--prefix-groups</c>: synthetic prompts start with one of this many shared prefixes (null: none).</summary>
+    public int? PrefixGroups { get; init; }
+
+    /// <summary><c>--prefix-tokens</c>: length of each shared prefix, cl100k tokens.</summary>
+    public int? PrefixTokens { get; init; }
     public string Protocol { get; init; } = "http";
     public string Path { get; init; } = "/v1/chat/completions";
 
@@ -77,8 +89,11 @@ internal sealed record ReplaySettings
     /// <summary><c>--generate-with</c>: an OpenAI-compatible base URL that writes the user turns of generated conversations.</summary>
     public string? GenerateWith { get; init; }
 
-    /// <summary><c>--turns</c>: user turns per generated conversation.</summary>
-    public int Turns { get; init; } = 4;
+    /// <summary><c>--turns</c>: user turns per conversation; without <c>--generate-with</c> it makes each session a synthetic conversation (null: not given).</summary>
+    public int? Turns { get; init; }
+
+    /// <summary>Turns of a generated conversation when <c>--turns</c> is not given.</summary>
+    public const int DefaultTurns = 4;
 
     /// <summary><c>--turn-think</c>: pause after an answer before the next generated turn.</summary>
     public TimeSpan? TurnThink { get; init; }

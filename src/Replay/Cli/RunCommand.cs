@@ -152,6 +152,17 @@ internal static class RunCommand
         return string.Empty;
     }
 
+    /// <summary>The metrics read for the prefix cache hit rate: <c>--metrics-url</c>s, else the HTTP target's <c>/metrics</c>.</summary>
+    private static List<Uri> MetricsUrls(ReplaySettings settings, ValidatedRun run)
+    {
+        if (settings.MetricsUrls.Count > 0)
+        {
+            return [.. settings.MetricsUrls.Select(static m => new Uri(m))];
+        }
+
+        return run.Clients.HttpTarget is { } http ? [new Uri(http, "/metrics")] : [];
+    }
+
     /// <summary>Runs one command; returns its exit code.</summary>
     public static async Task<int> ExecuteAsync(ReplaySettings settings, TextWriter output, TextWriter error, ILogger logger, TimeProvider time, CancellationToken cancellationToken)
     {
@@ -186,6 +197,23 @@ internal static class RunCommand
             return ExitCodes.Cancelled;
         }
 
+        // The target's prefix cache counters before the measured run (after the warm-up), when it exposes vLLM metrics.
+        var metricsHandler = new SocketsHttpHandler();
+        if (settings.Insecure)
+        {
+#pragma warning disable CA5359 // --insecure is an explicit opt-in for self-signed test targets.
+            metricsHandler.SslOptions.RemoteCertificateValidationCallback = static (_, _, _, _) => true;
+#pragma warning restore CA5359
+        }
+
+        using var metricsClient = new HttpClient(metricsHandler) { Timeout = TimeSpan.FromSeconds(5) };
+        var metricsUrls = MetricsUrls(settings, run);
+        var (cacheBefore, cacheProblem) = metricsUrls.Count == 0 ? (null, null) : await PrefixCacheCounters.ReadAsync(metricsClient, metricsUrls, cancellationToken).ConfigureAwait(false);
+        if (cacheProblem is not null && settings.MetricsUrls.Count > 0)
+        {
+            await error.WriteLineAsync($"replay: --metrics-url: {cacheProblem}; no prefix cache hit rate.").ConfigureAwait(false);
+        }
+
         var metrics = new RunMetrics(time, run.Slos);
         var startedAt = time.GetUtcNow();
         var cancelled = false;
@@ -200,7 +228,7 @@ internal static class RunCommand
         try
         {
             using var runner = pipeline.CreateRunner(plan, metrics, log);
-            runner.Conversations = generator;
+            runner.Conversations = (IUserTurns?)generator ?? (run.Source.Conversation is not null && run.Source.PromptText is { } text ? new SyntheticTurns(text, settings.PromptTokens) : null);
             var running = runner.RunAsync(cancellationToken);
             var mode = settings.Progress == "auto" ? (ReferenceEquals(output, Console.Out) && !Console.IsOutputRedirected ? "live" : "plain") : settings.Progress;
             await ConsoleProgress.ShowAsync(mode, output, () => metrics.Snapshot(time.GetTimestamp()), plan.PlannedRequests, () => runner.Inflight, running, time).ConfigureAwait(false);
@@ -232,9 +260,22 @@ internal static class RunCommand
         pipeline.Describe(report, peakSessions);
         if (generator is not null)
         {
-            report.Conversations = new ConversationReport(conversations, settings.Turns, generator.Generated, generator.CacheHits, generator.Failures,
-                generator.Digest(conversations, settings.Turns), generator.Sample(0, settings.Turns), generator.CacheFile, generator.FirstFailure);
+            report.Conversations = new ConversationReport(conversations, (settings.Turns ?? ReplaySettings.DefaultTurns), generator.Generated, generator.CacheHits, generator.Failures,
+                generator.Digest(conversations, (settings.Turns ?? ReplaySettings.DefaultTurns)), generator.Sample(0, (settings.Turns ?? ReplaySettings.DefaultTurns)), generator.CacheFile, generator.FirstFailure);
         }
+        if (cacheBefore is { } before)
+        {
+            var (cacheAfter, problem) = await PrefixCacheCounters.ReadAsync(metricsClient, metricsUrls, CancellationToken.None).ConfigureAwait(false);
+            if (cacheAfter is { } after)
+            {
+                report.PrefixCache = PrefixCacheReport.Between(before, after, metricsUrls);
+            }
+            else
+            {
+                await error.WriteLineAsync($"replay: prefix cache counters unreadable after the run ({problem}).").ConfigureAwait(false);
+            }
+        }
+
         report.Assertions = [.. run.Assertions.Select(a => a.Evaluate(report))];
         SummaryWriter.Write(output, report);
         if (settings.ReportDirectory is { } directory)
@@ -320,6 +361,7 @@ internal static class RunCommand
             Mode = run.Mode,
             Speed = s.Speed,
             Amplify = s.Amplify,
+            AmplifyFreshPrompts = s.AmplifyFreshPrompts,
             Spread = run.Spread,
             SessionHeader = s.SessionHeader,
             Profile = profile,

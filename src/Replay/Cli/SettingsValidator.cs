@@ -102,12 +102,13 @@ internal static class SettingsValidator
                 Stream = s.Stream,
                 MaxTokens = s.MaxTokens,
                 PromptTokens = s.PromptTokens,
+                PromptText = s.Protocol == "http" ? Sources.PromptText.Create(s.PrefixGroups ?? 0, s.PrefixTokens ?? 0, s.Seed, (ulong)Random.Shared.NextInt64()) : null,
                 Protocol = s.Protocol,
                 Path = s.Path,
                 SessionHeader = s.SessionHeader,
                 WebSocketMode = c.WebSocketMode,
                 Seed = s.Seed,
-                Conversation = s.GenerateWith is null ? null : new ConversationPlan(s.Turns, c.TurnThink.TotalMilliseconds, s.Path, s.Model, s.MaxTokens, s.Stream),
+                Conversation = s.GenerateWith is null && s.Turns is null ? null : new ConversationPlan(s.Turns ?? ReplaySettings.DefaultTurns, c.TurnThink.TotalMilliseconds, s.Path, s.Model, s.MaxTokens, s.Stream),
             },
             Clients = new ClientSettings
             {
@@ -417,6 +418,30 @@ internal static class SettingsValidator
             errors.Add($"--protocol must be http, grpc or websocket (was '{s.Protocol}').");
         }
 
+        if (s.PrefixGroups is { } groups && groups is < 1 or > 100_000)
+        {
+            errors.Add(Fmt($"--prefix-groups must be between 1 and 100000 (was {groups})."));
+        }
+
+        if (s.PrefixTokens is { } prefixTokens && prefixTokens is < 1 or > 1_000_000)
+        {
+            errors.Add(Fmt($"--prefix-tokens must be between 1 and 1000000 (was {prefixTokens})."));
+        }
+
+        if (s.PrefixGroups is not null && s.PrefixTokens is null)
+        {
+            errors.Add("--prefix-groups needs --prefix-tokens (the length of each shared prefix, in tokens).");
+        }
+        else if (s.PrefixTokens is not null && s.PrefixGroups is null)
+        {
+            errors.Add("--prefix-tokens needs --prefix-groups (how many distinct shared prefixes).");
+        }
+
+        if (s.PrefixGroups is not null && s.Protocol != "http")
+        {
+            errors.Add($"--prefix-groups applies to --protocol http (chat completions) only (was '{s.Protocol}').");
+        }
+
         if (string.IsNullOrEmpty(s.Path) || s.Path[0] != '/')
         {
             errors.Add($"--path must start with '/' (was '{s.Path}').");
@@ -457,30 +482,37 @@ internal static class SettingsValidator
             }
 
             c.GenerateWith = generateWith;
-            if (!c.Load || s.Template is not null || s.Protocol != "http")
-            {
-                errors.Add("--generate-with applies to replay load's synthetic HTTP chat request (no --template, --protocol http): each session becomes a conversation.");
-            }
-
-            if (!s.SessionArrivals && c.Mode != RunMode.Closed)
-            {
-                errors.Add("--generate-with needs sessions: --session-arrivals (open model) or --users (closed model).");
-            }
-
-            if (s.Workers > 0)
-            {
-                errors.Add("--generate-with is not split among --workers (each conversation needs the previous answers).");
-            }
-
-            if (s.Turns is < 1 or > 1000)
-            {
-                errors.Add(Fmt($"--turns must be between 1 and 1000 (was {s.Turns})."));
-            }
-
             if (s.GenerateMaxTokens is < 1 or > 4096)
             {
                 errors.Add(Fmt($"--generate-max-tokens must be between 1 and 4096 (was {s.GenerateMaxTokens})."));
             }
+        }
+
+        if (s.GenerateWith is null && s.Turns is null)
+        {
+            return;
+        }
+
+        // Generated (--generate-with) or synthetic (--turns alone) conversations.
+        var flag = s.GenerateWith is null ? "--turns" : "--generate-with";
+        if (!c.Load || s.Template is not null || s.Protocol != "http")
+        {
+            errors.Add($"{flag} applies to replay load's synthetic HTTP chat request (no --template, --protocol http): each session becomes a conversation.");
+        }
+
+        if (!s.SessionArrivals && c.Mode != RunMode.Closed)
+        {
+            errors.Add($"{flag} needs sessions: --session-arrivals (open model) or --users (closed model).");
+        }
+
+        if (s.Workers > 0)
+        {
+            errors.Add($"{flag} is not split among --workers (each conversation needs the previous answers).");
+        }
+
+        if (s.Turns is < 1 or > 1000)
+        {
+            errors.Add(Fmt($"--turns must be between 1 and 1000 (was {s.Turns})."));
         }
     }
 
@@ -488,6 +520,14 @@ internal static class SettingsValidator
     private static void Output(ReplaySettings s, Checks c)
     {
         var errors = c.Errors;
+        foreach (var m in s.MetricsUrls)
+        {
+            if (!Uri.TryCreate(m, UriKind.Absolute, out var url) || url.Scheme is not ("http" or "https"))
+            {
+                errors.Add($"--metrics-url '{m}' is not an absolute http:// or https:// URL (a model server's metrics, e.g. http://10.0.0.5:8000/metrics).");
+            }
+        }
+
         if (s.ReportDirectory is { } reportDirectory)
         {
             CheckReportDirectory(reportDirectory, "--report", errors);

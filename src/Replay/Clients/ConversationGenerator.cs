@@ -28,7 +28,7 @@ namespace Replay.Clients;
 /// <para>A generator call that fails (an error status, no answer, a timeout) is counted, and its first reason kept for
 /// the report (<see cref="FirstFailure"/>); the runner fails the turns it could not send.</para>
 /// </remarks>
-internal sealed class ConversationGenerator : IDisposable
+internal sealed class ConversationGenerator : IUserTurns, IDisposable
 {
     /// <summary>What the generator is asked to do.</summary>
     public const string Instruction = "You are the user in the conversation below, talking to an AI assistant. Write the user's next message only: one short, natural follow-up to the assistant's last answer.";

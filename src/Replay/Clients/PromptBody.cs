@@ -8,7 +8,8 @@ namespace Replay.Clients;
 /// <summary>
 /// Writes a <see cref="SyntheticPrompt"/>'s chat completion body straight into a rented buffer:
 /// <c>{"model":M,"messages":[{"role":"user","content":"hello hello …"}],"max_tokens":N[,"stream":true,"stream_options":{"include_usage":true}]}</c>,
-/// the content being exactly <see cref="Contracts.Tokens.TokenCounter.BuildPrompt"/>'s text (n cl100k tokens).
+/// the content being exactly <see cref="Contracts.Tokens.TokenCounter.BuildPrompt"/>'s text (n cl100k tokens), or with a
+/// <see cref="SyntheticPrompt.Text"/> its group's prefix and n words of the request's own.
 /// </summary>
 internal static class PromptBody
 {
@@ -23,7 +24,9 @@ internal static class PromptBody
     public static (byte[] Buffer, int Length) Rent(SyntheticPrompt prompt)
     {
         var model = prompt.ModelJson;
-        var length = Start.Length + model.Length + 2 + Messages.Length + PromptLength(prompt.PromptTokens) + MaxTokens.Length + 11 + Stream.Length + 1;
+        var text = prompt.Text;
+        var promptLength = text is null ? PromptLength(prompt.PromptTokens) : text.MaxLength(prompt.PromptTokens);
+        var length = Start.Length + model.Length + 2 + Messages.Length + promptLength + MaxTokens.Length + 11 + Stream.Length + 1;
         var buffer = ArrayPool<byte>.Shared.Rent(length);
         var span = buffer.AsSpan();
         var n = 0;
@@ -32,7 +35,11 @@ internal static class PromptBody
         Append(span, ref n, model);
         span[n++] = (byte)'"';
         Append(span, ref n, Messages);
-        if (prompt.PromptTokens > 0)
+        if (text is not null)
+        {
+            n += text.Write(span[n..], text.NextRequest(), prompt.PromptTokens);
+        }
+        else if (prompt.PromptTokens > 0)
         {
             Append(span, ref n, First);
             for (var i = 1; i < prompt.PromptTokens; i++)

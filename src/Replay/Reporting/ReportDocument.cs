@@ -75,6 +75,14 @@ internal sealed record ReportDocument
     [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
     public WorkersDocument? Workers { get; init; }
 
+    /// <summary>Prompt tokens found in the target's prefix cache / prompt tokens looked up, over the run (vLLM counters); left out when the target has none.</summary>
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public double? PrefixCacheHitRate { get; init; }
+
+    /// <summary>The counters' increases and the metrics URLs read; left out when the target has none.</summary>
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public PrefixCacheDocument? PrefixCache { get; init; }
+
     public double SourceTimeRemovedS { get; init; }
     public OutOfOrderDocument? OutOfOrderRecords { get; init; }
     public long SkippedRecords { get; init; }
@@ -117,6 +125,9 @@ internal sealed record GeneratorDocument(
     int Cores);
 
 internal sealed record ConnectionsDocument(int Limit, long OpenFileLimit, int PeakInUse, long Waits);
+
+/// <summary><c>prefix_cache</c>: prompt tokens looked up and found cached during the run, and the metrics URLs summed.</summary>
+internal sealed record PrefixCacheDocument(double Queries, double Hits, List<string> MetricsUrls);
 
 internal sealed record ConversationsDocument(long Conversations, int Turns, long Generated, long CacheHits, long Failures, string? FirstFailure, string Digest, List<string> Sample)
 {

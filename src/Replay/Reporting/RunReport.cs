@@ -181,6 +181,9 @@ internal sealed class RunReport
     public ConnectionReport? Connections { get; set; }
     public Workers.WorkersReport? Workers { get; set; }
     public ConversationReport? Conversations { get; set; }
+
+    /// <summary>The target's prefix cache over the run (vLLM counters), or null when no metrics URL had them.</summary>
+    public Measurement.PrefixCacheReport? PrefixCache { get; set; }
 }
 
 /// <summary>

@@ -18,6 +18,12 @@ internal static class SummaryWriter
         Line(o, "service time", r.ServiceTime);
         Line(o, "schedule lag", r.ScheduleLag);
         Line(o, "ttft", r.Ttft);
+        if (r.PrefixCache is { } pc)
+        {
+            o.WriteLine(pc.HitRate is { } rate
+                ? string.Create(c, $"  prefix cache  {rate * 100:0.#}% hit ({pc.Hits:0} of {pc.Queries:0} prompt tokens cached; {string.Join(", ", pc.MetricsUrls)})")
+                : $"  prefix cache  no prompt tokens looked up ({string.Join(", ", pc.MetricsUrls)})");
+        }
         Line(o, "inter-token", r.Itl);
         if (r.OutputTokens > 0)
         {

@@ -16,7 +16,9 @@ namespace Replay.Scheduling;
 /// header's value, a JSON session field's exact value (<see cref="SessionFields"/>, in the body or a WebSocket message),
 /// a gRPC <c>session_id</c>; nothing else is touched. A start offset moves later by a uniform
 /// draw in [0, spread), so 3x keeps the recorded shape at any scale coarser than the spread instead of sending three
-/// synchronized bursts. A clone keeps the order and think times of its session.
+/// synchronized bursts. A clone keeps the order and think times of its session, and shares with the other sessions the
+/// prompt prefixes its original shared and no more (<see cref="ClonePrompts"/>; with <c>--amplify-fresh-prompts</c>,
+/// nothing).
 /// </summary>
 internal static class Amplifier
 {
@@ -26,8 +28,9 @@ internal static class Amplifier
     /// <param name="spreadMs">Width of the clones' start jitter in milliseconds, ≥ 0.</param>
     /// <param name="seed">Seed of the jitter.</param>
     /// <param name="sessionHeader">The header carrying a session id.</param>
+    /// <param name="freshPrompts">Clones' prompts share nothing with other sessions (else what their original shared).</param>
     /// <exception cref="ArgumentOutOfRangeException"><paramref name="factor"/> is not positive or <paramref name="spreadMs"/> negative.</exception>
-    public static IReadOnlyList<PlannedSession> Amplify(IReadOnlyList<PlannedSession> sessions, double factor, double spreadMs, int seed, string sessionHeader)
+    public static IReadOnlyList<PlannedSession> Amplify(IReadOnlyList<PlannedSession> sessions, double factor, double spreadMs, int seed, string sessionHeader, bool freshPrompts = false)
     {
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(factor);
         ArgumentOutOfRangeException.ThrowIfNegative(spreadMs);
@@ -39,6 +42,7 @@ internal static class Amplifier
         var whole = (int)Math.Floor(factor);
         var fraction = factor - whole;
         var random = new Random(seed);
+        var prompts = factor >= 2 || fraction > 0 ? ClonePrompts.Build(sessions, freshPrompts) : null;
         var result = new List<PlannedSession>((int)Math.Ceiling(sessions.Count * factor));
         for (var i = 0; i < sessions.Count; i++)
         {
@@ -46,7 +50,7 @@ internal static class Amplifier
             var session = sessions[i];
             for (var k = 0; k < copies; k++)
             {
-                result.Add(k == 0 ? session : Clone(session, k, spreadMs * random.NextDouble(), sessionHeader));
+                result.Add(k == 0 ? session : Clone(session, k, spreadMs * random.NextDouble(), sessionHeader, prompts!));
             }
         }
 
@@ -57,13 +61,14 @@ internal static class Amplifier
     /// <summary>The id of clone <paramref name="k"/> of a session.</summary>
     public static string CloneId(string id, int k) => string.Create(CultureInfo.InvariantCulture, $"{id}~{k}");
 
-    private static PlannedSession Clone(PlannedSession session, int k, double shiftMs, string sessionHeader)
+    private static PlannedSession Clone(PlannedSession session, int k, double shiftMs, string sessionHeader, ClonePrompts prompts)
     {
         var id = CloneId(session.OriginalId, k);
         var requests = new PlannedRequest[session.Requests.Count];
+        var marker = ClonePrompts.Marker(id);
         for (var i = 0; i < requests.Length; i++)
         {
-            requests[i] = Rewrite(session.Requests[i], session.OriginalId, id, sessionHeader);
+            requests[i] = Rewrite(prompts.Rewrite(session.Requests[i], marker), session.OriginalId, id, sessionHeader);
         }
 
         return session with { Id = id, StartOffsetMs = session.StartOffsetMs + shiftMs, Requests = requests };

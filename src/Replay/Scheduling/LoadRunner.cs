@@ -99,8 +99,8 @@ internal sealed class LoadRunner : IDisposable
     /// <summary>Completes when the dispatcher has released its last session (responses may still be coming).</summary>
     public Task Dispatched => _dispatched.Task;
 
-    /// <summary>Writes the user turns of generated conversations (<c>--generate-with</c>); without it a conversation sends its opening turn only (the warm-up).</summary>
-    public ConversationGenerator? Conversations { get; set; }
+    /// <summary>Writes the user turns of conversations (<c>--generate-with</c>, or synthetic with <c>--turns</c>); without it a conversation sends its opening turn only (the warm-up).</summary>
+    public IUserTurns? Conversations { get; set; }
 
     /// <summary>Conversations started (their index runs from 0).</summary>
     public long ConversationsStarted => Interlocked.Read(ref _conversations);
@@ -428,7 +428,7 @@ internal sealed class LoadRunner : IDisposable
     /// answer's end plus the think time and the moment its text was ready. A failed answer or generation ends the
     /// conversation.
     /// </summary>
-    private async Task RunConversationAsync(PlannedSession session, ConversationPlan plan, ConversationGenerator generator, long index, long intendedStart, TokenTimes tokens)
+    private async Task RunConversationAsync(PlannedSession session, ConversationPlan plan, IUserTurns generator, long index, long intendedStart, TokenTimes tokens)
     {
         var history = new List<(string Role, string Text)>(plan.Turns * 2);
         var intended = intendedStart;

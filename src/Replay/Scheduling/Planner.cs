@@ -11,6 +11,7 @@ internal static class Planner
         public RunMode Mode { get; init; }
         public double Speed { get; init; } = 1;
         public double Amplify { get; init; } = 1;
+        public bool AmplifyFreshPrompts { get; init; }
         public TimeSpan Spread { get; init; } = TimeSpan.FromSeconds(1);
         public string SessionHeader { get; init; } = "x-session-id";
         public RateProfile? Profile { get; init; }
@@ -34,7 +35,7 @@ internal static class Planner
             case RunMode.Faithful:
             {
                 var scaled = Scale(workload.Sessions, o.Speed, scaleOffsets: true);
-                var amplified = Amplifier.Amplify(scaled, o.Amplify, o.Spread.TotalMilliseconds / o.Speed, o.Seed, o.SessionHeader);
+                var amplified = Amplifier.Amplify(scaled, o.Amplify, o.Spread.TotalMilliseconds / o.Speed, o.Seed, o.SessionHeader, o.AmplifyFreshPrompts);
                 var sessions = o.Limit is { } limit ? Truncate(amplified, limit) : amplified;
                 long planned = 0;
                 foreach (var s in sessions)

@@ -33,6 +33,9 @@ internal sealed record SourceSettings
     /// <summary><c>--prompt-tokens</c> of synthetic <c>load</c> requests.</summary>
     public int PromptTokens { get; init; } = 16;
 
+    /// <summary>The text of synthetic HTTP prompts (<c>--prefix-groups</c>, <c>--prefix-tokens</c>); null keeps <c>hello hello …</c>.</summary>
+    public PromptText? PromptText { get; init; }
+
     /// <summary><c>--protocol</c> of synthetic <c>load</c> requests: http, grpc or websocket.</summary>
     public string Protocol { get; init; } = "http";
 

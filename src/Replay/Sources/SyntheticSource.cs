@@ -41,7 +41,7 @@ internal static class SyntheticSource
                 Protocol = RequestProtocol.Http,
                 PathAndQuery = s.Path,
                 Headers = [new("content-type", "application/json")],
-                Prompt = new SyntheticPrompt(s.PromptTokens, s.MaxTokens, s.Model, s.Stream),
+                Prompt = new SyntheticPrompt(s.PromptTokens, s.MaxTokens, s.Model, s.Stream) { Text = s.PromptText },
                 Streamed = s.Stream,
                 Route = $"POST {s.Path}",
             },
@@ -57,7 +57,8 @@ internal static class SyntheticSource
         }
 
         var session = new PlannedSession { Id = "load", OriginalId = "load", Requests = [request] };
-        return new Workload($"synthetic {s.Protocol} requests ({s.PromptTokens} prompt tokens, max_tokens {s.MaxTokens}{(s.Stream ? ", streamed" : string.Empty)})", [session], [], 0);
+        var prefixes = s.PromptText is { Groups: > 0 } t ? $" after one of {t.Groups} shared {t.PrefixTokens}-token prefixes" : string.Empty;
+        return new Workload($"synthetic {s.Protocol} requests ({s.PromptTokens} prompt tokens{prefixes}, max_tokens {s.MaxTokens}{(s.Stream ? ", streamed" : string.Empty)})", [session], [], 0);
     }
 
     /// <summary>The simulator's WebSocket request message <c>{"prompt","max_tokens"}</c>.</summary>

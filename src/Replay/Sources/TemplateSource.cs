@@ -286,7 +286,7 @@ internal static class TemplateSource
         {
             var promptTokens = Int(e, "prompt_tokens", at, errors, 0, 1_000_000) ?? settings.PromptTokens;
             var maxTokens = Int(e, "max_tokens", at, errors, 1, 1_000_000) ?? settings.MaxTokens;
-            prompt = new SyntheticPrompt(promptTokens, maxTokens, settings.Model, stream);
+            prompt = new SyntheticPrompt(promptTokens, maxTokens, settings.Model, stream) { Text = settings.PromptText };
         }
 
         if ((body is not null || prompt is not null) && !headers.Exists(static h => h.Key.Equals("content-type", StringComparison.OrdinalIgnoreCase)))

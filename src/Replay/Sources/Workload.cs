@@ -112,6 +112,13 @@ internal sealed record SyntheticPrompt(int PromptTokens, int MaxTokens, string M
 {
     private byte[]? _model;
 
+    /// <summary>
+    /// Where the prompt's text comes from: null for <see cref="Contracts.Tokens.TokenCounter.BuildPrompt"/>'s
+    /// <c>hello hello …</c> (the same for every request); otherwise a shared prefix (<c>--prefix-groups</c>) and text
+    /// distinct for every request (<see cref="PromptText"/>), <see cref="PromptTokens"/> being the own part's length.
+    /// </summary>
+    public PromptText? Text { get; init; }
+
     /// <summary>The model name as escaped JSON string content (UTF-8), computed once.</summary>
     public ReadOnlySpan<byte> ModelJson => _model ??= System.Text.Json.JsonEncodedText.Encode(Model).EncodedUtf8Bytes.ToArray();
 }

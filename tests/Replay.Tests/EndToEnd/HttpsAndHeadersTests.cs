@@ -27,6 +27,13 @@ public sealed class HttpsAndHeadersTests
             HttpProtocols.Http1AndHttp2,
             context =>
             {
+                if (context.Request.Path == "/metrics")
+                {
+                    // The run's look for a model server's prefix-cache counters (not a load request): none here.
+                    context.Response.StatusCode = 404;
+                    return Task.CompletedTask;
+                }
+
                 seen.Enqueue((context.Request.Protocol, context.Request.Headers["x-api-key"], context.Request.Headers["x-session-id"], context.Request.Scheme));
                 return context.Response.WriteAsync("{\"usage\":{\"completion_tokens\":3}}");
             });
