@@ -65,6 +65,28 @@ internal sealed class AdmissionStep(RequestDelegate next, ShapingMetrics metrics
             return;
         }
 
+        IDisposable? fleetLease = null;
+        if (cluster.Fleet is { } fleet)
+        {
+            // The cap across every gateway sharing the Redis: one lease per exchange, renewed while it lives.
+            var decision = await fleet.AcquireAsync("*", 1, aborted);
+            if (!decision.Admitted)
+            {
+                lease.Discard();
+                lease.Dispose();
+                metrics.Admission(controller.ClusterId, "refused", "fleet_capacity", TimeSpan.Zero);
+                refusals.Refused($"admission:{controller.ClusterId}", "fleet_capacity", classification.ClientKey, shadow: false, options.RefusalLogInterval);
+                exchange.Refuse(new GatewayAnswer(StatusCodes.Status503ServiceUnavailable, StatusCode.Unavailable, "overloaded", "fleet_capacity",
+                    decision.Reason == "redis_unavailable"
+                        ? $"Cluster '{controller.ClusterId}' counts its in-flight requests fleet-wide and Redis is unavailable."
+                        : $"Cluster '{controller.ClusterId}' is at its fleet-wide capacity ({cluster.Options.FleetMaxInFlight} in flight across the gateways sharing Redis).",
+                    decision.RetryAfter ?? TimeSpan.FromSeconds(1), $"admission:{controller.ClusterId}"));
+                return;
+            }
+
+            fleetLease = decision.Lease;
+        }
+
         BreakerTicket? ticket = null;
         if (cluster.Breaker is { } b)
         {
@@ -72,6 +94,7 @@ internal sealed class AdmissionStep(RequestDelegate next, ShapingMetrics metrics
             if (ticket is null)
             {
                 // Polly refused it (isolated, still open, or half-open with its one trial in flight): nothing was sent.
+                fleetLease?.Dispose();
                 lease.Discard();
                 lease.Dispose();
                 exchange.Refuse(CircuitOpen(exchange, cluster, options, retryAfter ?? TimeSpan.Zero));
@@ -80,7 +103,7 @@ internal sealed class AdmissionStep(RequestDelegate next, ShapingMetrics metrics
         }
 
         metrics.Admission(controller.ClusterId, "admitted", null, result.Waited);
-        var release = new AdmissionRelease(context, lease, ticket);
+        var release = new AdmissionRelease(context, lease, ticket, fleetLease);
         exchange.OnCompleted(release);
         context.Response.OnStarting(s_responseStarted, release);
         await next(context);
@@ -116,7 +139,7 @@ internal sealed class AdmissionStep(RequestDelegate next, ShapingMetrics metrics
 /// An admitted exchange's lease and breaker ticket, released when it completes: a 5xx or a client that went away feeds
 /// no latency sample to the adaptive limit, and the breaker gets its verdict if the response never started.
 /// </summary>
-internal sealed class AdmissionRelease(HttpContext context, AdmissionLease lease, BreakerTicket? ticket) : IExchangeFinalizer
+internal sealed class AdmissionRelease(HttpContext context, AdmissionLease lease, BreakerTicket? ticket, IDisposable? fleetLease = null) : IExchangeFinalizer
 {
     public HttpContext Context { get; } = context;
 
@@ -132,6 +155,7 @@ internal sealed class AdmissionRelease(HttpContext context, AdmissionLease lease
         }
 
         Lease.Dispose();
+        fleetLease?.Dispose();
         if (Ticket is { } t)
         {
             await t.CompleteAsync(JudgedStatus(result));

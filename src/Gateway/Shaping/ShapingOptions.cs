@@ -189,6 +189,19 @@ internal sealed record AdmissionOptions
     /// <summary>Class of requests that name none. Default <c>normal</c>.</summary>
     public string DefaultPriority { get; set; } = "normal";
 
+    /// <summary>
+    /// Requests in flight to the cluster at once across every gateway sharing <c>Gateway:Shaping:Redis</c>, held as
+    /// fleet-wide leases (as a <c>Concurrency</c> policy with <c>Scope: Global</c>: a sorted set with a TTL, renewed while
+    /// the exchange lives); a request admitted here but over the fleet's cap is refused with 503 <c>fleet_capacity</c>.
+    /// 0 (the default): the cap counts this gateway only.
+    /// </summary>
+    [Range(0, int.MaxValue)]
+    public int FleetMaxInFlight { get; set; }
+
+    /// <summary>How long a fleet-wide lease lives unless renewed (a gateway killed holding leases blocks no longer). Default 00:00:30.</summary>
+    [Range(typeof(TimeSpan), "00:00:01", "01:00:00")]
+    public TimeSpan FleetLeaseTtl { get; set; } = TimeSpan.FromSeconds(30);
+
     /// <summary>Adaptive in-flight limit.</summary>
     public AdaptiveOptions Adaptive { get; set; } = new();
 

@@ -61,6 +61,11 @@ internal sealed class ShapingOptionsValidator : IValidateOptions<ShapingOptions>
             OptionsRanges.Check(s_adaptiveRanges, $"{k}:Adaptive", a.Adaptive, raw, errors);
             OptionsRanges.Check(s_breakerRanges, $"{k}:CircuitBreaker", a.CircuitBreaker, raw, errors);
 
+            if (a.FleetMaxInFlight > 0 && string.IsNullOrWhiteSpace(o.Redis))
+            {
+                errors.Add($"{k}:FleetMaxInFlight needs {S}:Redis: the fleet-wide cap is held as leases in the Redis the gateways share (was {a.FleetMaxInFlight}).");
+            }
+
             var classes = a.PriorityClasses.Count > 0 ? a.PriorityClasses : [.. AdmissionOptions.DefaultPriorityClasses];
             if (classes.Distinct(StringComparer.OrdinalIgnoreCase).Count() != classes.Count)
             {

@@ -114,13 +114,15 @@ internal sealed partial class ShapingRuntime
             if (previous is not null && previous.Clusters.TryGetValue(cluster, out var existing))
             {
                 existing.Controller.Update(settings);
+                var fleet = existing.Options.FleetMaxInFlight == a.FleetMaxInFlight && existing.Options.FleetLeaseTtl == a.FleetLeaseTtl
+                    && previous.Options.Redis == options.Redis ? existing.Fleet : Fleet(cluster, a, options.Instances);
                 clusters[cluster] = existing.Options.CircuitBreaker == a.CircuitBreaker
-                    ? existing with { Options = a }
-                    : new ClusterShaping(a, existing.Controller, Breaker(a.CircuitBreaker));
+                    ? existing with { Options = a, Fleet = fleet }
+                    : new ClusterShaping(a, existing.Controller, Breaker(a.CircuitBreaker), fleet);
             }
             else
             {
-                clusters[cluster] = new ClusterShaping(a, new AdmissionController(cluster, settings, _time), Breaker(a.CircuitBreaker));
+                clusters[cluster] = new ClusterShaping(a, new AdmissionController(cluster, settings, _time), Breaker(a.CircuitBreaker), Fleet(cluster, a, options.Instances));
             }
         }
 
@@ -143,6 +145,21 @@ internal sealed partial class ShapingRuntime
     }
 
     private ClusterBreaker? Breaker(CircuitBreakerOptions o) => o.Enabled ? new ClusterBreaker(o, _time) : null;
+
+    /// <summary>
+    /// The fleet-wide cap of a cluster's admission (<see cref="AdmissionOptions.FleetMaxInFlight"/>): the same leases as
+    /// a global Concurrency policy, named <c>admission:CLUSTER</c>, one partition; while Redis is away, this gateway's
+    /// share of the cap (FleetMaxInFlight / Instances) applies.
+    /// </summary>
+    private ShapingPolicy? Fleet(string cluster, AdmissionOptions a, int instances) => a.FleetMaxInFlight <= 0 ? null
+        : Compile(Contracts.Wire.GatewayLimits.Admission(cluster), new PolicyOptions
+        {
+            Kind = PolicyKind.Concurrency,
+            Scope = PolicyScope.Global,
+            PermitLimit = a.FleetMaxInFlight,
+            Partition = "Global",
+            LeaseTtl = a.FleetLeaseTtl,
+        }, instances);
 
     private static partial class Log
     {
@@ -196,4 +213,8 @@ internal sealed class ShapingState(ShapingOptions options, Dictionary<string, Sh
 }
 
 /// <summary>Admission and circuit breaking of one cluster.</summary>
-internal sealed record ClusterShaping(AdmissionOptions Options, AdmissionController Controller, ClusterBreaker? Breaker);
+/// <param name="Options">The cluster's admission settings.</param>
+/// <param name="Controller">The in-flight cap, priority queue and adaptive limit of this gateway.</param>
+/// <param name="Breaker">The circuit breaker, or null.</param>
+/// <param name="Fleet">The fleet-wide cap (<see cref="AdmissionOptions.FleetMaxInFlight"/>), or null.</param>
+internal sealed record ClusterShaping(AdmissionOptions Options, AdmissionController Controller, ClusterBreaker? Breaker, ShapingPolicy? Fleet = null);

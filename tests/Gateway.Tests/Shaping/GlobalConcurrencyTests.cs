@@ -198,6 +198,56 @@ public sealed class GlobalConcurrencyTests
         Assert.DoesNotContain(errors, e => e.Contains("Policies:ok", StringComparison.Ordinal));
     }
 
+    // Issue 12: "the same lease mechanism backs an option for a cluster's admission cap to count fleet-wide".
+    [Fact]
+    public async Task A_clusters_admission_cap_can_count_fleet_wide_across_two_gateways()
+    {
+        await using var redis = await RedisServer.StartAsync();
+        GatewayHarness.Options Options()
+        {
+            var options = new GatewayHarness.Options
+            {
+                Edit = With(new JsonObject
+                {
+                    ["Redis"] = redis.ConnectionString,
+                    ["Instances"] = 2,
+                    ["Admission"] = new JsonObject
+                    {
+                        ["model-http"] = new JsonObject { ["MaxInFlight"] = 8, ["QueueLimit"] = 0, ["FleetMaxInFlight"] = 1, ["FleetLeaseTtl"] = "00:00:05" },
+                    },
+                }),
+            };
+            options.Sim["Sim:PerTokenMs"] = "40";
+            options.Sim["Sim:Slots"] = "8";
+            return options;
+        }
+
+        await using var a = await GatewayHarness.StartAsync(Options());
+        await using var b = await GatewayHarness.StartAsync(Options());
+        using var ca = new HttpClient { BaseAddress = a.Http };
+        using var cb = new HttpClient { BaseAddress = b.Http };
+        var fleet = (GlobalConcurrencyPolicy)a.Gateway.Services.GetRequiredService<ShapingRuntime>().Current.Clusters["model-http"].Fleet!;
+
+        // A slow stream through gateway A holds the fleet's one slot: gateway B, with 8 free slots of its own, refuses.
+        var stream = StreamAsync(ca, 100);
+        await Eventually.TrueAsync(() => fleet.LiveLeases == 1, TimeSpan.FromSeconds(10), () => "the stream was not admitted");
+        using (var refused = await cb.PostAsync("/v1/generate", Generate()))
+        {
+            Assert.Equal(HttpStatusCode.ServiceUnavailable, refused.StatusCode);
+            using var body = JsonDocument.Parse(await refused.Content.ReadAsStringAsync());
+            Assert.Equal("fleet_capacity", body.RootElement.GetProperty("error").GetProperty("code").GetString());
+            Assert.Equal("admission:model-http", refused.Headers.GetValues("x-gateway-limit").Single());
+        }
+
+        // Released when the stream ends: B is admitted.
+        Assert.Equal(HttpStatusCode.OK, await stream);
+        await Eventually.TrueAsync(async () =>
+        {
+            using var r = await cb.PostAsync("/v1/generate", Generate());
+            return r.StatusCode == HttpStatusCode.OK;
+        }, TimeSpan.FromSeconds(5), () => "gateway B was not admitted once the fleet's slot was free");
+    }
+
     /// <summary>A streamed chat completion of <paramref name="maxTokens"/> tokens, read to its end; its status.</summary>
     private static async Task<HttpStatusCode> StreamAsync(HttpClient client, int maxTokens)
     {
