@@ -100,6 +100,14 @@ internal sealed class ShapingOptionsValidator : IValidateOptions<ShapingOptions>
             errors.Add($"{k}:Partition '{p.Partition}' is invalid: {partitionError}.");
         }
 
+        // A queue is kept by local, enforcing policies only: a shadow policy never makes a request wait, and a fleet-wide
+        // decision is made at once (found by a stranger's review: such a QueueLimit started silently and did nothing).
+        if (p.QueueLimit > 0 && (p.Shadow || (p.Scope == PolicyScope.Global && p.Kind != PolicyKind.Concurrency)))
+        {
+            errors.Add($"{k}:QueueLimit is read only by local policies that are not Shadow (was {p.QueueLimit}): " +
+                (p.Shadow ? "a shadow policy never makes a request wait." : "a fleet-wide decision is made at once."));
+        }
+
         // The values each kind reads must be > 0 (System.Threading.RateLimiting refuses 0 and negatives); a kind does
         // not read the others.
         switch (p.Kind)

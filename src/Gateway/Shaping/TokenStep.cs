@@ -140,7 +140,10 @@ internal sealed class TokenCharges(LlmRequest llm, ShapingMetrics metrics) : IEx
             }
             else if (usage is not null && (usage.Delivered > 0 || result.Outcome == ExchangeOutcome.ClientAbort))
             {
-                var delivered = Math.Min(usage.Delivered, llm.MaxTokens);
+                // Every chunk delivered, uncapped: a request without max_tokens reserves the default only, and a client that
+                // left before the usage chunk must still pay for what it got (found by a stranger's review: four streams cut
+                // short took about 3x a 1,000-token budget while each was charged its 12-token reservation).
+                var delivered = usage.Delivered;
                 actual = llm.PromptTokens + delivered;
                 tokens = new RecordedTokens { Prompt = llm.PromptTokens, Completion = delivered, Estimated = true, Source = TokenSources.Delivered };
             }

@@ -47,6 +47,46 @@ public sealed class TokenBudgetTests
     private static StringContent Chat(int maxTokens) => new(
         $$"""{"model":"m","messages":[{"role":"user","content":"hi"}],"max_tokens":{{maxTokens}}}""", Encoding.UTF8, "application/json");
 
+    // Found by a stranger's review of issue 12: a stream without max_tokens, cut short by its client before the usage
+    // chunk, was charged at most its reservation (the default max_tokens), so a budget could be taken many times over.
+    [Fact]
+    public async Task A_stream_cut_short_without_max_tokens_is_charged_every_chunk_delivered()
+    {
+        var options = new GatewayHarness.Options { Edit = c => { With(Budget(1000), openaiPolicies: "tpm")(c); c["Gateway"]!["Shaping"]!["DefaultMaxTokens"] = 10; } };
+        options.Sim["Sim:DefaultMaxTokens"] = "3000";
+        options.Sim["Sim:PerTokenMs"] = "0.5";
+        await using var h = await GatewayHarness.StartAsync(options);
+        using var client = new HttpClient { BaseAddress = h.Http };
+
+        // Read 1,100 content chunks of a stream that would go on for 3,000, then leave.
+        using (var request = new HttpRequestMessage(HttpMethod.Post, "/v1/chat/completions")
+        {
+            Content = new StringContent("""{"model":"m","stream":true,"messages":[{"role":"user","content":"hi"}]}""", Encoding.UTF8, "application/json"),
+        })
+        using (var response = await client.SendAsync(request, HttpCompletionOption.ResponseHeadersRead))
+        {
+            Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+            using var reader = new StreamReader(await response.Content.ReadAsStreamAsync());
+            var chunks = 0;
+            while (chunks < 1100 && await reader.ReadLineAsync() is { } line)
+            {
+                if (line.StartsWith("data: {", StringComparison.Ordinal))
+                {
+                    chunks++;
+                }
+            }
+
+            Assert.Equal(1100, chunks);
+        }
+
+        // The 1,100 tokens it took are charged: the partition is in debt, and the next request waits.
+        await Eventually.TrueAsync(async () =>
+        {
+            using var next = await client.PostAsync("/v1/chat/completions", Chat(1));
+            return next.StatusCode == HttpStatusCode.TooManyRequests;
+        }, TimeSpan.FromSeconds(10), () => "the cut stream was charged less than it delivered");
+    }
+
     [Theory]
     [InlineData(false)]
     [InlineData(true)]
