@@ -13,9 +13,6 @@ namespace Gateway.Exchange;
 /// </remarks>
 internal sealed class ExchangeMiddleware(RequestDelegate next, GatewayMetrics metrics, ExchangeCompletion completion, RequestHeaderLimit headerLimit, TimeProvider time)
 {
-    /// <summary>Status recorded for an exchange whose client disconnected before it completed.</summary>
-    public const int ClientClosedRequest = ExchangeCompletion.ClientClosedRequest;
-
     private static readonly Func<object, Task> s_responseStarted = static state =>
     {
         var exchange = (ExchangeContext)state;

@@ -171,7 +171,7 @@ internal sealed class AdmissionRelease(HttpContext context, AdmissionLease lease
     {
         if (context.GetExchange() is { IsClientAbort: true })
         {
-            return 499;
+            return ExchangeCompletion.ClientClosedRequest;
         }
 
         if (context.Features.Get<Yarp.ReverseProxy.Forwarder.IForwarderErrorFeature>() is { } error && Forwarding.ForwarderErrors.IsClientSide(error.Error, error.Exception))
@@ -184,7 +184,7 @@ internal sealed class AdmissionRelease(HttpContext context, AdmissionLease lease
 
     private static int JudgedStatus(ExchangeResult result) => result.Outcome switch
     {
-        ExchangeOutcome.ClientAbort => 499,
+        ExchangeOutcome.ClientAbort => ExchangeCompletion.ClientClosedRequest,
         ExchangeOutcome.ClientError => StatusCodes.Status400BadRequest,
         ExchangeOutcome.Timeout => StatusCodes.Status504GatewayTimeout,
         _ => result.Status,

@@ -121,23 +121,8 @@ internal sealed class PromptText
 
     private static byte[][] BuildWords()
     {
-        // The simulator's 128 output words (src/ModelSim/Engine/TextGenerator.cs): each one cl100k token with its space.
-        string[] words =
-        [
-            " the", " model", " token", " server", " request", " time", " data", " system", " value", " batch",
-            " queue", " slot", " answer", " question", " world", " light", " water", " house", " river", " city",
-            " stone", " green", " blue", " red", " small", " large", " quick", " slow", " bright", " dark",
-            " early", " late", " first", " last", " new", " old", " good", " great", " little", " long",
-            " high", " low", " open", " close", " simple", " clear", " strong", " free", " full", " empty",
-            " north", " south", " east", " west", " summer", " winter", " morning", " evening", " night", " day",
-            " paper", " letter", " number", " story", " music", " garden", " window", " table", " chair", " door",
-            " road", " bridge", " forest", " mountain", " ocean", " island", " cloud", " rain", " snow", " wind",
-            " fire", " earth", " metal", " glass", " wood", " bread", " apple", " orange", " coffee", " tea",
-            " book", " page", " word", " line", " point", " place", " state", " field", " group", " order",
-            " power", " energy", " signal", " memory", " engine", " network", " packet", " stream", " frame", " message",
-            " and", " of", " to", " in", " with", " for", " on", " at", " from", " by",
-            " is", " was", " will", " can", " has", " had", " were", " are",
-        ];
+        // The simulator's output words (each one cl100k token with its space), shared so both count tokens alike.
+        string[] words = [.. Contracts.Tokens.SingleTokenWords.All];
         var bytes = new byte[words.Length][];
         for (var i = 0; i < words.Length; i++)
         {
