@@ -57,6 +57,8 @@ internal static class ConfigurationValidator
             Recording = Bind<Recording.RecordingOptions>(configuration, Recording.RecordingOptions.Section, errors),
             Shaping = Bind<Shaping.ShapingOptions>(configuration, Shaping.ShapingOptions.Section, errors),
             Models = Bind<ConfigMap<Routing.ModelOptions>>(configuration, Routing.ModelOptions.Section, errors),
+            Auth = Bind<Tenants.AuthOptions>(configuration, Tenants.AuthOptions.Section, errors),
+            Tenants = Bind<ConfigMap<Tenants.TenantOptions>>(configuration, Tenants.TenantOptions.Section, errors),
         };
         if (errors.Count > 0)
         {

@@ -22,6 +22,12 @@ internal sealed record GatewayOptions
     /// <summary>The models the gateway routes by (<c>Gateway:Models</c>); empty: routing by path only.</summary>
     public ConfigMap<Routing.ModelOptions> Models { get; init; } = new(StringComparer.Ordinal);
 
+    /// <summary>How callers authenticate (<c>Gateway:Auth</c>).</summary>
+    public Tenants.AuthOptions Auth { get; init; } = new();
+
+    /// <summary>The tenants by name (<c>Gateway:Tenants</c>): keys, models, limits, priority, weight.</summary>
+    public ConfigMap<Tenants.TenantOptions> Tenants { get; init; } = new(StringComparer.Ordinal);
+
     /// <summary>The sections read only at start-up that differ between <paramref name="a"/> and <paramref name="b"/> (a reload cannot apply them).</summary>
     public static IEnumerable<string> StartupOnlyChanges(GatewayOptions a, GatewayOptions b)
     {

@@ -24,6 +24,8 @@ internal static class KnownKeys
         ["Recording"] = typeof(Recording.RecordingOptions),
         ["Shaping"] = typeof(Shaping.ShapingOptions),
         ["Models"] = typeof(ConfigMap<Routing.ModelOptions>),
+        ["Auth"] = typeof(Tenants.AuthOptions),
+        ["Tenants"] = typeof(ConfigMap<Tenants.TenantOptions>),
     };
 
     /// <summary>Adds one error per unknown key or unconvertible value under <c>Gateway</c>.</summary>
