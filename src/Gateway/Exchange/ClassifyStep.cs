@@ -94,7 +94,7 @@ internal sealed class ClassifyStep(RequestDelegate next, ShapingRuntime shaping,
             classification.Resolve(model, requested, route.ClusterId, RoutePlan.Empty);
             authMetrics.Failure(Tenants.AuthFailure.ModelNotAllowed);
             exchange.Refuse(new GatewayAnswer(StatusCodes.Status403Forbidden, Grpc.Core.StatusCode.PermissionDenied, GatewayErrorTypes.PermissionDenied, GatewayErrorCodes.ModelNotAllowed,
-                $"Tenant '{tenant.Name}' may not call the model `{requested}`."));
+                $"Tenant '{tenant.Name}' may not call the model `{requested}`.", RefuseUpgrade: true));
             return;
         }
 

@@ -52,7 +52,7 @@ internal sealed partial class AuthStep(RequestDelegate next, TenantDirectory dir
             Refuse(context, exchange, route.RouteId, AuthFailure.RateLimited, new GatewayAnswer(StatusCodes.Status429TooManyRequests, StatusCode.ResourceExhausted,
                 GatewayErrorTypes.RateLimited, GatewayErrorCodes.TooManyFailedAttempts,
                 $"Too many failed authentication attempts from this address ({options.FailedAttemptsLimit} per {options.FailedAttemptsWindow}); try again later.",
-                retryAfter, GatewayLimits.FailedAttempts));
+                retryAfter, GatewayLimits.FailedAttempts, RefuseUpgrade: true));
             return Task.CompletedTask;
         }
 
@@ -149,7 +149,7 @@ internal sealed partial class AuthStep(RequestDelegate next, TenantDirectory dir
         }
 
         Refuse(context, exchange, routeId, reason, new GatewayAnswer(StatusCodes.Status401Unauthorized, StatusCode.Unauthenticated,
-            GatewayErrorTypes.InvalidRequest, GatewayErrorCodes.InvalidApiKey, message));
+            GatewayErrorTypes.InvalidRequest, GatewayErrorCodes.InvalidApiKey, message, RefuseUpgrade: true));
     }
 
     private void Refuse(HttpContext context, ExchangeContext exchange, string routeId, string reason, GatewayAnswer answer)
