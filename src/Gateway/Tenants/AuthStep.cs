@@ -45,9 +45,19 @@ internal sealed partial class AuthStep(RequestDelegate next, TenantDirectory dir
         }
 
         var exchange = context.GetExchange()!;
+        if (context.Request.Headers.TryGetValue(Hosting.Warmup.MarkerHeader, out var warmup) && Hosting.Warmup.IsMarker(warmup.ToString()))
+        {
+            return next(context); // the gateway's own start-up warm-up (Hosting/Warmup), as no tenant
+        }
+
+        var credential = ReadCredential(context.Request.Headers, out var fromAuthorization);
+        if (credential is null && !fromAuthorization && required == RouteAuth.Optional)
+        {
+            return next(context);
+        }
+
         var options = state.Options;
-        var address = context.Connection.RemoteIpAddress;
-        if (failed.IsBlocked(address, options.FailedAttemptsLimit, options.FailedAttemptsWindow, out var retryAfter))
+        if (failed.IsBlocked(context.Connection.RemoteIpAddress, options.FailedAttemptsLimit, options.FailedAttemptsWindow, out var retryAfter))
         {
             Refuse(context, exchange, route.RouteId, AuthFailure.RateLimited, new GatewayAnswer(StatusCodes.Status429TooManyRequests, StatusCode.ResourceExhausted,
                 GatewayErrorTypes.RateLimited, GatewayErrorCodes.TooManyFailedAttempts,
@@ -56,14 +66,8 @@ internal sealed partial class AuthStep(RequestDelegate next, TenantDirectory dir
             return Task.CompletedTask;
         }
 
-        var credential = ReadCredential(context.Request.Headers, out var fromAuthorization);
         if (credential is null)
         {
-            if (required == RouteAuth.Optional)
-            {
-                return next(context);
-            }
-
             Fail(context, exchange, route.RouteId, AuthFailure.Missing, fromAuthorization
                 ? "The Authorization header must be 'Bearer' and an API key or token."
                 : "This gateway needs an API key: send 'Authorization: Bearer KEY' (or 'x-api-key: KEY').");
@@ -96,6 +100,14 @@ internal sealed partial class AuthStep(RequestDelegate next, TenantDirectory dir
     private async Task JwtAsync(HttpContext context, ExchangeContext exchange, AuthState state, string routeId, string token)
     {
         var result = await state.Jwt!.ValidateAsync(token, exchange.ClientAborted);
+        if (result.ProviderUnavailable)
+        {
+            // Not the caller's failure: not counted against its address.
+            Refuse(context, exchange, routeId, AuthFailure.ProviderUnavailable, new GatewayAnswer(StatusCodes.Status503ServiceUnavailable, StatusCode.Unavailable,
+                GatewayErrorTypes.Unavailable, GatewayErrorCodes.IdentityProviderUnavailable, result.Message!, TimeSpan.FromSeconds(5), RefuseUpgrade: true));
+            return;
+        }
+
         if (result.Tenant is null)
         {
             Fail(context, exchange, routeId, result.Failure!, result.Message!);
@@ -162,11 +174,5 @@ internal sealed partial class AuthStep(RequestDelegate next, TenantDirectory dir
         }
 
         exchange.Refuse(answer);
-    }
-
-    private static partial class Log
-    {
-        [LoggerMessage(EventId = 6001, Level = LogLevel.Warning, Message = "Authentication refused a request ({Reason}) from {Client} on route {Route} ({Suppressed} more of this reason since the last line).")]
-        public static partial void Refused(ILogger logger, string reason, string client, string route, long suppressed);
     }
 }

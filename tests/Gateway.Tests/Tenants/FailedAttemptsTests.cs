@@ -2,6 +2,7 @@ using System.Net;
 using System.Net.Http.Headers;
 using System.Text.Json.Nodes;
 using Gateway.Tenants;
+using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Time.Testing;
 using static Gateway.Tests.Tenants.TenantsConfig;
 
@@ -47,6 +48,33 @@ public sealed class FailedAttemptsTests
         // Logged, throttled, never with the key.
         Assert.Contains(gw.Logs.Entries, e => e.Message.Contains("Authentication refused", StringComparison.Ordinal));
         Assert.DoesNotContain(gw.Logs.Entries, e => e.Message.Contains(AcmeKey, StringComparison.Ordinal) || e.Message.Contains("xxxxxxxx", StringComparison.Ordinal));
+    }
+
+    // Found by bench/auth.sh: the gateway's own start-up warm-up (200 requests through each route, over loopback, without
+    // a credential) was refused 401 and locked the loopback address out for a minute.
+    [Fact]
+    public async Task The_start_up_warm_up_passes_authentication_and_does_not_lock_out_the_loopback_address()
+    {
+        await using var backend = await RecordingBackend.StartAsync();
+        var options = Options(httpBackend: backend.Address, edit: c => c["Gateway"]!["Auth"]!["FailedAttemptsLimit"] = 3);
+        options.Gateway["Gateway:Admin:WarmupRequests"] = "20";
+        await using var gw = await GatewayHarness.StartAsync(options);
+        var warmup = (Gateway.Hosting.Warmup)gw.Gateway.Services.GetServices<Microsoft.Extensions.Hosting.IHostedService>().Single(s => s is Gateway.Hosting.Warmup);
+        await TestSupport.Eventually.TrueAsync(() => warmup.Done, TimeSpan.FromSeconds(30), () => "warm-up did not finish");
+        var metrics = (await new HttpClient { BaseAddress = gw.Admin }.GetStringAsync("/metrics")).Split('\n');
+        Assert.Contains(metrics, l => l.StartsWith("gateway_requests_total{", StringComparison.Ordinal) && l.Contains("route=\"openai\"", StringComparison.Ordinal)); // it ran
+        Assert.DoesNotContain(metrics, l => l.StartsWith("gateway_auth_failures_total{", StringComparison.Ordinal) && !l.EndsWith(" 0", StringComparison.Ordinal));
+
+        using var client = new HttpClient { BaseAddress = gw.Http };
+        using var request = new HttpRequestMessage(HttpMethod.Post, "/v1/chat/completions") { Content = Chat() };
+        request.Headers.Authorization = new AuthenticationHeaderValue("Bearer", AcmeKey);
+        Assert.Equal(HttpStatusCode.OK, (await client.SendAsync(request)).StatusCode);
+        Assert.All(backend.Seen, r => Assert.False(r.Headers.ContainsKey("x-gateway-warmup"), "the warm-up marker was forwarded"));
+
+        // A forged marker is no credential.
+        using var forged = new HttpRequestMessage(HttpMethod.Post, "/v1/chat/completions") { Content = Chat() };
+        forged.Headers.TryAddWithoutValidation("x-gateway-warmup", new string('0', 32));
+        Assert.Equal(HttpStatusCode.Unauthorized, (await client.SendAsync(forged)).StatusCode);
     }
 
     [Fact]
