@@ -50,8 +50,8 @@ internal sealed partial class AuthStep(RequestDelegate next, TenantDirectory dir
             return next(context); // the gateway's own start-up warm-up (Hosting/Warmup), as no tenant
         }
 
-        var credential = ReadCredential(context.Request.Headers, out var fromAuthorization);
-        if (credential is null && !fromAuthorization && required == RouteAuth.Optional)
+        var sent = TryReadCredential(context.Request.Headers, out var source, out var range, out var fromAuthorization);
+        if (!sent && !fromAuthorization && required == RouteAuth.Optional)
         {
             return next(context);
         }
@@ -66,7 +66,7 @@ internal sealed partial class AuthStep(RequestDelegate next, TenantDirectory dir
             return Task.CompletedTask;
         }
 
-        if (credential is null)
+        if (!sent)
         {
             Fail(context, exchange, route.RouteId, AuthFailure.Missing, fromAuthorization
                 ? "The Authorization header must be 'Bearer' and an API key or token."
@@ -74,9 +74,10 @@ internal sealed partial class AuthStep(RequestDelegate next, TenantDirectory dir
             return Task.CompletedTask;
         }
 
+        var credential = source.AsSpan()[range];
         if (state.AcceptsJwt && (state.Mode == AuthMode.Jwt || JwtValidator.LooksLikeJwt(credential)))
         {
-            return JwtAsync(context, exchange, state, route.RouteId, credential);
+            return JwtAsync(context, exchange, state, route.RouteId, credential.ToString());
         }
 
         if (!state.AcceptsApiKeys)
@@ -127,30 +128,59 @@ internal sealed partial class AuthStep(RequestDelegate next, TenantDirectory dir
     }
 
     /// <summary>
-    /// The credential sent: the <c>Authorization</c> bearer value, else <c>x-api-key</c>, else <c>api-key</c>; null when
-    /// none (or when <c>Authorization</c> is not a bearer: <paramref name="fromAuthorization"/> is then true).
+    /// The credential sent: the <c>Authorization</c> bearer value, else <c>x-api-key</c>, else <c>api-key</c>, as the
+    /// header string that holds it and the range of the credential in it (no copy is made); false when none (or when
+    /// <c>Authorization</c> is not a bearer: <paramref name="fromAuthorization"/> is then true).
     /// </summary>
-    internal static string? ReadCredential(IHeaderDictionary headers, out bool fromAuthorization)
+    internal static bool TryReadCredential(IHeaderDictionary headers, out string source, out Range range, out bool fromAuthorization)
     {
         fromAuthorization = false;
+        range = default;
+        source = "";
         var authorization = headers.Authorization;
         if (authorization.Count > 0 && authorization[0] is { Length: > 0 } a)
         {
-            if (a.StartsWith("Bearer ", StringComparison.OrdinalIgnoreCase) && a.AsSpan(7).Trim().Length > 0)
+            if (a.StartsWith("Bearer ", StringComparison.OrdinalIgnoreCase))
             {
-                return a.AsSpan(7).Trim().ToString();
+                var start = 7;
+                var end = a.Length;
+                while (start < end && char.IsWhiteSpace(a[start]))
+                {
+                    start++;
+                }
+
+                while (end > start && char.IsWhiteSpace(a[end - 1]))
+                {
+                    end--;
+                }
+
+                if (end > start)
+                {
+                    source = a;
+                    range = start..end;
+                    return true;
+                }
             }
 
             fromAuthorization = true;
-            return null;
+            return false;
         }
 
-        if (headers.TryGetValue(GatewayHeaders.ApiKey, out var x) && !StringValues.IsNullOrEmpty(x))
+        if (headers.TryGetValue(GatewayHeaders.ApiKey, out var x) && x.Count > 0 && x[0] is { Length: > 0 } xKey)
         {
-            return x[0];
+            source = xKey;
+            range = Range.All;
+            return true;
         }
 
-        return headers.TryGetValue("api-key", out var k) && !StringValues.IsNullOrEmpty(k) ? k[0] : null;
+        if (headers.TryGetValue("api-key", out var k) && k.Count > 0 && k[0] is { Length: > 0 } key)
+        {
+            source = key;
+            range = Range.All;
+            return true;
+        }
+
+        return false;
     }
 
     private void Fail(HttpContext context, ExchangeContext exchange, string routeId, string reason, string message)
