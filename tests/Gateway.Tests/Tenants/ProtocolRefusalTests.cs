@@ -104,6 +104,27 @@ public sealed class ProtocolRefusalTests
         Assert.False(seen.Headers.ContainsKey("x-api-key"));
     }
 
+    [Fact]
+    public async Task Grpc_and_websocket_past_the_failed_attempts_are_refused_429_resource_exhausted()
+    {
+        await using var backend = await RecordingBackend.StartAsync();
+        await using var gw = await GatewayHarness.StartAsync(Options(httpBackend: backend.Address, edit: c => c["Gateway"]!["Auth"]!["FailedAttemptsLimit"] = 2));
+        using var channel = GrpcChannel.ForAddress(gw.Grpc);
+        var client = new Generation.GenerationClient(channel);
+        var request = new GenerateRequest { Prompt = "hi", MaxTokens = 2 };
+        for (var i = 0; i < 2; i++)
+        {
+            var wrong = await Assert.ThrowsAsync<RpcException>(async () => await client.GenerateAsync(request, new Metadata { { "authorization", "Bearer nope" } }));
+            Assert.Equal(StatusCode.Unauthenticated, wrong.StatusCode);
+        }
+
+        var blocked = await Assert.ThrowsAsync<RpcException>(async () => await client.GenerateAsync(request, new Metadata { { "authorization", "Bearer " + AcmeKey } }));
+        Assert.Equal(StatusCode.ResourceExhausted, blocked.StatusCode);
+        Assert.Equal((HttpStatusCode)429, await RefusedAsync(new Uri($"ws://{gw.WebSocket.Authority}/v1/stream"), AcmeKey));
+        Assert.Equal(0, gw.Sim.Stats.Requests);
+        Assert.Empty(backend.Seen);
+    }
+
     private static async Task<HttpStatusCode> RefusedAsync(Uri uri, string? key)
     {
         using var ws = new ClientWebSocket();
