@@ -129,6 +129,37 @@ public sealed class JwtTests : IDisposable
     }
 
     [Fact]
+    public async Task Jwt_over_grpc_and_websocket_expired_is_unauthenticated_and_says_so_valid_passes()
+    {
+        await using var backend = await RecordingBackend.StartAsync();
+        await using var gw = await GatewayHarness.StartAsync(Jwt("Jwt", RsaPemFile(), backend.Address));
+        var key = new RsaSecurityKey(_rsa);
+        using var channel = Grpc.Net.Client.GrpcChannel.ForAddress(gw.Grpc);
+        var client = new Inference.V1.Generation.GenerationClient(channel);
+        var request = new Inference.V1.GenerateRequest { Prompt = "hi", MaxTokens = 2 };
+        var expired = await Assert.ThrowsAsync<Grpc.Core.RpcException>(async () => await client.GenerateAsync(request,
+            new Grpc.Core.Metadata { { "authorization", "Bearer " + Token(key, SecurityAlgorithms.RsaSha256, expires: DateTime.UtcNow.AddMinutes(-2)) }, { "x-model", "small" } }));
+        Assert.Equal(Grpc.Core.StatusCode.Unauthenticated, expired.StatusCode);
+        Assert.Contains("expired", expired.Status.Detail, StringComparison.OrdinalIgnoreCase);
+        Assert.Equal(0, gw.Sim.Stats.Requests);
+        Assert.NotNull(await client.GenerateAsync(request, new Grpc.Core.Metadata { { "authorization", "Bearer " + Token(key, SecurityAlgorithms.RsaSha256) }, { "x-model", "small" } }));
+
+        var uri = new Uri($"ws://{gw.WebSocket.Authority}/v1/stream");
+        using (var refused = new System.Net.WebSockets.ClientWebSocket())
+        {
+            refused.Options.CollectHttpResponseDetails = true;
+            refused.Options.SetRequestHeader("Authorization", "Bearer " + Token(key, SecurityAlgorithms.RsaSha256, expires: DateTime.UtcNow.AddMinutes(-2)));
+            await Assert.ThrowsAsync<System.Net.WebSockets.WebSocketException>(() => refused.ConnectAsync(uri, CancellationToken.None));
+            Assert.Equal(HttpStatusCode.Unauthorized, refused.HttpStatusCode);
+        }
+
+        using var ws = new System.Net.WebSockets.ClientWebSocket();
+        ws.Options.SetRequestHeader("Authorization", "Bearer " + Token(key, SecurityAlgorithms.RsaSha256, tenant: "globex"));
+        await ws.ConnectAsync(uri, CancellationToken.None);
+        Assert.Equal("globex", Assert.Single(backend.Seen).Headers["x-gateway-tenant"]);
+    }
+
+    [Fact]
     public async Task ApiKeyOrJwt_takes_both_and_an_ecdsa_key_from_a_jwks_file()
     {
         using var ec = ECDsa.Create(ECCurve.NamedCurves.nistP256);
