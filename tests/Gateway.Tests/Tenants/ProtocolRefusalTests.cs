@@ -78,6 +78,13 @@ public sealed class ProtocolRefusalTests
 
         var metrics = await new HttpClient { BaseAddress = gw.Admin }.GetStringAsync("/metrics");
         Assert.Contains(metrics.Split('\n'), l => l.StartsWith("gateway_auth_failures_total{", StringComparison.Ordinal) && l.Contains("reason=\"model_not_allowed\"", StringComparison.Ordinal) && l.EndsWith(" 2", StringComparison.Ordinal));
+
+        // GET /v1/models lists only what the tenant may call; another tenant sees every model.
+        var listed = JsonDocument.Parse(await client.GetStringAsync("/v1/models")).RootElement.GetProperty("data").EnumerateArray().Select(m => m.GetProperty("id").GetString()).ToList();
+        Assert.Equal(["small", "tiny"], listed);
+        using var acme = new HttpClient { BaseAddress = gw.Http };
+        acme.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", AcmeKey);
+        Assert.Equal(3, JsonDocument.Parse(await acme.GetStringAsync("/v1/models")).RootElement.GetProperty("data").GetArrayLength());
     }
 
     [Fact]
