@@ -114,6 +114,47 @@ public sealed class InferenceAwareTests
         }
     }
 
+    /// <summary>
+    /// The exchange record names the replica chosen (<c>destination</c>) and how much of the prompt it had served
+    /// (<c>prefix_match_chars</c>): the first request of a prefix matches nothing, a second sharing its 1,500-character
+    /// system prompt goes to the same replica with a positive match (a whole number of 64-character blocks, no longer
+    /// than the shared text), which the replica's prefix cache confirms.
+    /// </summary>
+    [Fact]
+    public async Task The_exchange_record_names_the_chosen_replica_and_the_prefix_match_length()
+    {
+        var replicas = await StartReplicasAsync(3);
+        try
+        {
+            await using var rec = await Gateway.Tests.Recording.RecordingHarness.StartAsync(null, Fleet(replicas));
+            await rec.StartRecordingAsync("fleet");
+            using var http = new HttpClient { BaseAddress = rec.H.Http };
+            var system = Prefix("recorded");
+            await ChatAsync(http, system, "first question");
+            await ChatAsync(http, system, "second question, sharing the system prompt");
+            await rec.StopRecordingAsync("fleet");
+            await rec.WaitAccountedAsync(2, TimeSpan.FromSeconds(20));
+
+            var records = (await rec.ReadAsync("fleet")).OrderBy(static r => r.Sequence).ToList();
+            Assert.Equal(2, records.Count);
+            var (first, second) = (records[0], records[1]);
+            Assert.Matches("^r[0-2]$", first.Destination);
+            Assert.Equal(first.Destination, second.Destination);
+            Assert.Equal(0, first.PrefixMatchChars);
+            var shared = "system\n".Length + system.Length + "\nuser\n".Length; // the chat text both prompts begin with
+            Assert.InRange(second.PrefixMatchChars!.Value, 64, shared);
+            Assert.Equal(0, second.PrefixMatchChars.Value % 64);
+
+            var home = replicas[int.Parse(first.Destination!.AsSpan(1), System.Globalization.CultureInfo.InvariantCulture)];
+            Assert.Equal(2, home.Stats.Requests);
+            Assert.True(home.Stats.PrefixCacheHits > 0, "the recorded replica found the prefix cached");
+        }
+        finally
+        {
+            await DisposeAllAsync(replicas);
+        }
+    }
+
     [Fact]
     public async Task Different_prefixes_spread_over_the_replicas()
     {
