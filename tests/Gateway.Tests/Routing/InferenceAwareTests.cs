@@ -1,3 +1,4 @@
+using Microsoft.AspNetCore.Builder;
 using System.Net;
 using System.Net.Http.Json;
 using System.Text.Json.Nodes;
@@ -202,6 +203,70 @@ public sealed class InferenceAwareTests
         finally
         {
             await DisposeAllAsync(replicas);
+        }
+    }
+
+    /// <summary>
+    /// Two https replicas with a self-signed certificate made at test time, behind a cluster whose HttpClient accepts
+    /// it (<c>DangerousAcceptAnyServerCertificate</c>): the scraper uses the cluster's client, so both replicas'
+    /// metrics are read (no scrape failure, no stale score) and the one reporting a deep queue is passed over for the
+    /// idle one. With a scraper of its own that validated the certificate, every scrape failed (unreachable) and
+    /// both replicas were scored by in-flight count alone, so requests spread over both.
+    /// </summary>
+    [Fact]
+    public async Task Https_replicas_are_scraped_with_the_clusters_tls_settings()
+    {
+        var dir = Directory.CreateTempSubdirectory("gw-scrape-tls-").FullName;
+        try
+        {
+            using var certificate = TestSupport.TestCertificates.CreateSelfSigned(dir);
+            var served = new int[2];
+            async Task<TestBackend> StartAsync(int index, int waiting) => await TestBackend.StartAsync(app =>
+            {
+                app.MapGet("/metrics", () => Microsoft.AspNetCore.Http.Results.Text(
+                    $"vllm:num_requests_running{{model_name=\"sim-llm\"}} 0\nvllm:num_requests_waiting{{model_name=\"sim-llm\"}} {waiting}\nvllm:kv_cache_usage_perc{{model_name=\"sim-llm\"}} 0.1\n",
+                    "text/plain; version=0.0.4"));
+                app.MapPost("/v1/chat/completions", () =>
+                {
+                    Interlocked.Increment(ref served[index]);
+                    return Microsoft.AspNetCore.Http.Results.Json(new { id = "x", @object = "chat.completion", model = "sim-llm", choices = Array.Empty<object>() });
+                });
+            }, certificate: certificate);
+
+            await using var busy = await StartAsync(0, waiting: 40);
+            await using var idle = await StartAsync(1, waiting: 0);
+            var options = new GatewayHarness.Options();
+            options.Edit = config =>
+            {
+                var cluster = config["ReverseProxy"]!["Clusters"]!["model-http"]!.AsObject();
+                cluster["Destinations"] = new JsonObject
+                {
+                    ["busy"] = new JsonObject { ["Address"] = busy.Address.ToString() },
+                    ["idle"] = new JsonObject { ["Address"] = idle.Address.ToString() },
+                };
+                cluster["LoadBalancingPolicy"] = "InferenceAware";
+                cluster["Metadata"] = new JsonObject { ["MetricsInterval"] = "0.05" };
+                cluster["HttpClient"] = new JsonObject { ["DangerousAcceptAnyServerCertificate"] = true };
+            };
+            await using var h = await GatewayHarness.StartAsync(options);
+            Assert.StartsWith("https://", busy.Address.ToString(), StringComparison.Ordinal);
+            using var http = new HttpClient { BaseAddress = h.Http };
+
+            // Let a few scrape rounds pass (20 intervals), then send prompts that share nothing.
+            await Task.Delay(TimeSpan.FromSeconds(1));
+            for (var i = 0; i < 8; i++)
+            {
+                await ChatAsync(http, Prefix($"caller-{i}"), "hello");
+            }
+
+            var metrics = await MetricsAsync(h);
+            Assert.False(HasSeries(metrics, "gateway_routing_scrape_failures_total", "cluster=\"model-http\""), metrics);
+            Assert.False(HasSeries(metrics, "gateway_routing_stale_scores_total", "cluster=\"model-http\""), metrics);
+            Assert.True(served[1] == 8 && served[0] == 0, $"busy {served[0]}, idle {served[1]}: the deep queue scraped over https is passed over");
+        }
+        finally
+        {
+            Directory.Delete(dir, recursive: true);
         }
     }
 
