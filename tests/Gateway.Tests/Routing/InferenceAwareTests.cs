@@ -156,6 +156,56 @@ public sealed class InferenceAwareTests
         }
     }
 
+    /// <summary>
+    /// sglang#26263 (its router matched chat requests by their first message only, usually the shared system prompt, so
+    /// every conversation behind it looked alike): here a conversation whose system prompt alone is longer than the old
+    /// window (64 blocks, 4,096 characters) is matched past it. Turn 2 resends turn 1 whole, and its recorded match is
+    /// turn 1's whole chat text in full blocks, beyond the system prompt, on the replica that served turn 1.
+    /// </summary>
+    [Fact]
+    public async Task A_later_turn_is_matched_past_a_long_shared_system_prompt_sglang_26263()
+    {
+        var replicas = await StartReplicasAsync(2);
+        try
+        {
+            await using var rec = await Gateway.Tests.Recording.RecordingHarness.StartAsync(null, Fleet(replicas));
+            await rec.StartRecordingAsync("turns");
+            using var http = new HttpClient { BaseAddress = rec.H.Http };
+            var system = string.Concat(Prefix("long"), Prefix("longer"), Prefix("longest"), Prefix("longest yet")); // about 6,000 characters
+            Assert.True(system.Length > 64 * 64 + 1000, system.Length.ToString(System.Globalization.CultureInfo.InvariantCulture));
+            const string User1 = "first question: what does the runbook say about restarts after an upgrade of the fleet?";
+            const string Answer = "It says to drain each replica first.";
+            const string User2 = "and what about the second step?";
+            await ChatAsync(http, system, User1);
+            using (var response = await http.PostAsJsonAsync("/v1/chat/completions", new
+            {
+                model = "sim-llm",
+                messages = new[]
+                {
+                    new { role = "system", content = system }, new { role = "user", content = User1 },
+                    new { role = "assistant", content = Answer }, new { role = "user", content = User2 },
+                },
+                max_tokens = 4,
+            }))
+            {
+                Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+            }
+
+            await rec.StopRecordingAsync("turns");
+            await rec.WaitAccountedAsync(2, TimeSpan.FromSeconds(20));
+            var records = (await rec.ReadAsync("turns")).OrderBy(static r => r.Sequence).ToList();
+            Assert.Equal(2, records.Count);
+            Assert.Equal(records[0].Destination, records[1].Destination);
+            var turn1 = $"system\n{system}\nuser\n{User1}\n".Length;
+            Assert.Equal(turn1 / 64 * 64, records[1].PrefixMatchChars);
+            Assert.True(records[1].PrefixMatchChars > system.Length, "matched past the system prompt, into the conversation");
+        }
+        finally
+        {
+            await DisposeAllAsync(replicas);
+        }
+    }
+
     [Fact]
     public async Task Different_prefixes_spread_over_the_replicas()
     {
