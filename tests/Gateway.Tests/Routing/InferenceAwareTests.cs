@@ -206,6 +206,10 @@ public sealed class InferenceAwareTests
         }
     }
 
+    /// <summary>
+    /// Prompts that share nothing spread over the replicas (ties go by rendezvous weight, not to the first destination
+    /// listed: litellm#37622 reports its least-busy strategy favouring the first registered deployment).
+    /// </summary>
     [Fact]
     public async Task Different_prefixes_spread_over_the_replicas()
     {
@@ -229,6 +233,11 @@ public sealed class InferenceAwareTests
         }
     }
 
+    /// <summary>
+    /// A hot prefix fills its replica up to the load bound and then spills (edutelligence#838: prefix-aware routing kept
+    /// a low-load fleet's requests on one node while others idled; production-stack#1035 and aibrix#2382: a hot prefix
+    /// piling onto the one engine holding it).
+    /// </summary>
     [Fact]
     public async Task A_hot_prefix_beyond_the_load_factor_spills_to_other_replicas()
     {
@@ -317,6 +326,46 @@ public sealed class InferenceAwareTests
         finally
         {
             Directory.Delete(dir, recursive: true);
+        }
+    }
+
+    /// <summary>
+    /// llm-d-router#2822: its scorers read a never-scraped endpoint's zero-value metrics as idle and ranked it best, so it
+    /// took every request. Here a replica whose metrics were never read is scored by the requests the gateway has in
+    /// flight to it: a burst of slow requests with unrelated prompts is shared with the scraped replica, not piled on
+    /// the unknown one.
+    /// </summary>
+    [Fact]
+    public async Task A_never_scraped_replica_is_not_taken_for_idle_while_requests_are_in_flight_to_it()
+    {
+        var replicas = await StartReplicasAsync(2, perTokenMs: 20);
+        try
+        {
+            await using var h = await GatewayHarness.StartAsync(Fleet(replicas, static d => d["Metadata"] = new JsonObject { ["MetricsPath"] = "/never" }));
+            using var http = new HttpClient { BaseAddress = h.Http };
+            var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(10);
+            while (!HasSeries(await MetricsAsync(h), "gateway_routing_scrape_failures_total", "reason=\"status\""))
+            {
+                Assert.True(DateTime.UtcNow < deadline, "the failed scrape is counted");
+                await Task.Delay(50);
+            }
+
+            // Ten requests of about 600 ms each, sent 20 ms apart: each choice sees the ones before it in flight.
+            var burst = new List<Task>();
+            for (var i = 0; i < 10; i++)
+            {
+                burst.Add(ChatAsync(http, Prefix($"burst-{i}"), "hello", maxTokens: 30));
+                await Task.Delay(20);
+            }
+
+            await Task.WhenAll(burst);
+            var counts = replicas.Select(static r => r.Stats.Requests).ToArray();
+            Assert.True(counts[1] is >= 2 and <= 8, $"scraped {counts[0]}, never scraped {counts[1]}: the unknown replica is not taken for idle");
+            Assert.True(HasSeries(await MetricsAsync(h), "gateway_routing_stale_scores_total", "cluster=\"model-http\""));
+        }
+        finally
+        {
+            await DisposeAllAsync(replicas);
         }
     }
 
