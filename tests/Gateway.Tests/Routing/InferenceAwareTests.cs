@@ -210,6 +210,67 @@ public sealed class InferenceAwareTests
     /// Prompts that share nothing spread over the replicas (ties go by rendezvous weight, not to the first destination
     /// listed: litellm#37622 reports its least-busy strategy favouring the first registered deployment).
     /// </summary>
+    /// <summary>
+    /// higress#3810: a conversation opened with "hi" (shorter than one 64-character block, so nothing to match) lost its
+    /// replica on the second turn, which carries the first answer. Here the client's session id (x-session-id) keeps
+    /// each of six conversations on the replica of its first turn; by load alone each second turn would have had one
+    /// chance in four. A conversation without a session id is still routed (by prefix and load).
+    /// </summary>
+    [Fact]
+    public async Task A_conversation_opened_with_a_short_turn_stays_on_its_replica_by_session_higress_3810()
+    {
+        var replicas = await StartReplicasAsync(4);
+        try
+        {
+            await using var rec = await Gateway.Tests.Recording.RecordingHarness.StartAsync(null, Fleet(replicas));
+            await rec.StartRecordingAsync("short");
+            using var http = new HttpClient { BaseAddress = rec.H.Http };
+            const int Sessions = 6;
+            for (var c = 0; c < Sessions; c++)
+            {
+                await SendAsync(http, $"conversation-{c}", [new { role = "user", content = "hi" }]);
+                await SendAsync(http, $"conversation-{c}",
+                [
+                    new { role = "user", content = "hi" },
+                    new { role = "assistant", content = $"Hello! I am the assistant of conversation {c}; let me think about how to help you with the fleet, step by step, in detail." },
+                    new { role = "user", content = "tell me more" },
+                ]);
+            }
+
+            await SendAsync(http, null, [new { role = "user", content = "hi" }]); // no session: still answered
+
+            await rec.StopRecordingAsync("short");
+            await rec.WaitAccountedAsync(2 * Sessions + 1, TimeSpan.FromSeconds(20));
+            var records = await rec.ReadAsync("short");
+            Assert.Equal(2 * Sessions + 1, records.Count);
+            foreach (var conversation in records.Where(static r => r.SessionId!.StartsWith("conversation-", StringComparison.Ordinal)).GroupBy(static r => r.SessionId))
+            {
+                var turns = conversation.OrderBy(static r => r.Sequence).ToList();
+                Assert.Equal(2, turns.Count);
+                Assert.True(turns[0].Destination == turns[1].Destination, $"{conversation.Key}: turn 1 on {turns[0].Destination}, turn 2 on {turns[1].Destination}");
+            }
+        }
+        finally
+        {
+            await DisposeAllAsync(replicas);
+        }
+
+        static async Task SendAsync(HttpClient http, string? session, object[] messages)
+        {
+            using var request = new HttpRequestMessage(HttpMethod.Post, "/v1/chat/completions")
+            {
+                Content = JsonContent.Create(new { model = "sim-llm", messages, max_tokens = 4 }),
+            };
+            if (session is not null)
+            {
+                request.Headers.Add("x-session-id", session);
+            }
+
+            using var response = await http.SendAsync(request);
+            Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        }
+    }
+
     [Fact]
     public async Task Different_prefixes_spread_over_the_replicas()
     {

@@ -183,7 +183,7 @@ public sealed class ModelRoutingTests
             Content = JsonContent.Create(new { model = "qwen", messages = new[] { new { role = "user", content = "hi" } }, max_tokens = 60 }),
         };
         var slow = http.SendAsync(slowRequest);
-        await Eventually.TrueAsync(() => controller.InFlight == 1, TimeSpan.FromSeconds(10), () => "the slow request was not admitted");
+        await Eventually.TrueAsync(() => controller.InFlight == 1 && qwen.Stats.Requests == 1, TimeSpan.FromSeconds(10), () => "the slow request was not admitted and forwarded");
 
         var (status, body) = await ChatAsync(http, "llama");
         Assert.True(status == HttpStatusCode.ServiceUnavailable, body.ToString());

@@ -106,6 +106,19 @@ internal sealed class PrefixTable
         }
     }
 
+    /// <summary>The destination that last recorded <paramref name="key"/> (<see cref="RecordKey"/>) within <see cref="Ttl"/>, or null.</summary>
+    public string? OwnerOf(ulong key)
+    {
+        var now = _time.GetTimestamp();
+        lock (_lock)
+        {
+            return _index.TryGetValue(key, out var slot) && now - _entries[slot].Stamp <= _ttlTicks ? _entries[slot].Destination : null;
+        }
+    }
+
+    /// <summary>Records that <paramref name="destination"/> now owns <paramref name="key"/> (a session's key: always replaced, a session follows its latest turn).</summary>
+    public void RecordKey(ulong key, string destination) => Record([key], destination);
+
     /// <summary>
     /// Records that <paramref name="destination"/> serves every block of <paramref name="chain"/>: its anchor blocks and
     /// its last. Blocks are touched last to first, so that a prefix's first blocks (shared by the most prompts) are the
