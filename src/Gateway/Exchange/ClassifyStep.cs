@@ -118,12 +118,16 @@ internal sealed class ClassifyStep(RequestDelegate next, ShapingRuntime shaping,
         classification.Body is null && !classification.IsWebSocket
         && string.Equals(context.GetReverseProxyFeature().Cluster?.Config.LoadBalancingPolicy, Routing.InferenceAware.InferenceAwarePolicy.PolicyName, StringComparison.OrdinalIgnoreCase);
 
-    /// <summary>Reads the body when <see cref="NeedsPrompt"/> (once, as every step reads it), then runs the next step.</summary>
+    /// <summary>
+    /// Reads the body when <see cref="NeedsPrompt"/> (once, as every step reads it), and the session id (the
+    /// <c>InferenceAware</c> policy keeps a conversation on its replica by it), then runs the next step.
+    /// </summary>
     private async Task ReadPromptThenNextAsync(HttpContext context, ExchangeContext exchange, Classification classification)
     {
         if (NeedsPrompt(context, classification))
         {
             await classification.GetBodyAsync(shaping.Current.Options.MaxInspectBytes, jsonOnly: !classification.IsGrpc, exchange.ClientAborted);
+            await classification.GetSessionIdAsync(exchange.ClientAborted);
         }
 
         await next(context);
