@@ -55,4 +55,31 @@ internal sealed record GatewayTelemetryOptions
     /// always on.
     /// </summary>
     public string? OtlpEndpoint { get; set; }
+
+    /// <summary>
+    /// The <c>gen_ai.provider.name</c> attribute of the GenAI metrics and spans (OpenTelemetry GenAI semantic
+    /// conventions): the API flavour the gateway serves. Default <c>openai</c> (the OpenAI REST API that vLLM and ModelSim
+    /// speak); a well-known value such as <c>azure.ai.openai</c> or a custom one. 1 to 64 characters: lower-case letters,
+    /// digits, <c>.</c>, <c>_</c> and <c>-</c>.
+    /// </summary>
+    public string GenAiProviderName { get; set; } = "openai";
+
+    /// <summary>Whether <paramref name="value"/> is a valid <see cref="GenAiProviderName"/>.</summary>
+    internal static bool IsValidProviderName(string? value)
+    {
+        if (string.IsNullOrEmpty(value) || value.Length > 64)
+        {
+            return false;
+        }
+
+        foreach (var c in value)
+        {
+            if (c is not ((>= 'a' and <= 'z') or (>= '0' and <= '9') or '.' or '_' or '-'))
+            {
+                return false;
+            }
+        }
+
+        return true;
+    }
 }

@@ -36,9 +36,21 @@ internal sealed partial class ForwardStep(RequestDelegate next, Configuration.Ga
     {
         var exchange = context.GetExchange()!;
         var classification = exchange.Classification!;
-        if (exchange.ResponseBody is { } body)
+        if (classification.GenAiOperation is not null)
         {
-            context.Features.Set(body(context.Features.Get<IHttpResponseBodyFeature>()!));
+            exchange.MeterUsage(stripUsage: false); // the GenAI metrics' tokens, response model and first token
+        }
+
+        if (exchange.ResponseBody is not null || exchange.UsageRequested)
+        {
+            var feature = context.Features.Get<IHttpResponseBodyFeature>()!;
+            if (exchange.ResponseBody is { } body)
+            {
+                feature = body(feature);
+            }
+
+            // The usage meter sits innermost, next to the forwarder: what it strips no other filter sees.
+            context.Features.Set(exchange.InstallUsageMeter(context, feature));
         }
 
         var proxy = context.GetReverseProxyFeature();
