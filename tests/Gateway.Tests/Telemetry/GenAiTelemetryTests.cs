@@ -265,6 +265,24 @@ public sealed class GenAiTelemetryTests
         Assert.Null(span.GetTagItem("error.type"));
     }
 
+    [Fact]
+    public async Task The_provider_name_is_configurable_and_a_bad_one_is_refused_at_start_up_naming_the_key()
+    {
+        var bad = await Assert.ThrowsAsync<InvalidOperationException>(static () => Gateway.Hosting.GatewayServer.StartAsync(null,
+            new Dictionary<string, string?> { ["Gateway:Telemetry:GenAiProviderName"] = "Open AI!", ["Gateway:Listeners:Http:Port"] = "0", ["Gateway:Listeners:Admin:Port"] = "0" }, default));
+        Assert.Contains("Gateway:Telemetry:GenAiProviderName", bad.Message, StringComparison.Ordinal);
+        Assert.Contains("Open AI!", bad.Message, StringComparison.Ordinal);
+
+        var options = new GatewayHarness.Options();
+        options.Gateway["Gateway:Telemetry:GenAiProviderName"] = "azure.ai.openai";
+        await using var h = await GatewayHarness.StartAsync(options);
+        using var recorder = new GenAiRecorder(h);
+        using var http = new HttpClient { BaseAddress = h.Http };
+        await ChatAsync(http, "m", "hi", maxTokens: 2);
+        await recorder.WaitForAsync("gen_ai.server.request.duration", 1);
+        Assert.All(recorder.All, static m => Assert.Equal("azure.ai.openai", m.Tag("gen_ai.provider.name")));
+    }
+
     private static async Task<(long Prompt, long Completion)> ChatAsync(HttpClient http, string model, string content, int maxTokens)
     {
         using var response = await http.PostAsJsonAsync("/v1/chat/completions", new { model, messages = new[] { new { role = "user", content } }, max_tokens = maxTokens });
