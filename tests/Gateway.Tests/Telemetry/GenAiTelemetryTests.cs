@@ -283,6 +283,82 @@ public sealed class GenAiTelemetryTests
         Assert.All(recorder.All, static m => Assert.Equal("azure.ai.openai", m.Tag("gen_ai.provider.name")));
     }
 
+    [Fact]
+    public async Task A_grpc_call_failing_with_a_status_is_that_error_type_though_its_http_status_is_200()
+    {
+        // A gRPC error travels as HTTP 200 with grpc-status in the trailers (or a trailers-only answer): judged by the
+        // HTTP status alone it would count as a success, with a time to first token.
+        await using var backend = await TestBackend.StartAsync(
+            static app => app.MapGrpcService<ExhaustedGeneration>(),
+            Microsoft.AspNetCore.Server.Kestrel.Core.HttpProtocols.Http2,
+            static services => services.AddGrpc());
+        await using var h = await GatewayHarness.StartAsync(new GatewayHarness.Options { GrpcBackend = backend.Address });
+        using var recorder = new GenAiRecorder(h);
+        using var channel = GrpcChannel.ForAddress(h.Grpc);
+        var client = new Generation.GenerationClient(channel);
+        var unary = await Assert.ThrowsAsync<Grpc.Core.RpcException>(async () => await client.GenerateAsync(new GenerateRequest { Prompt = "x", MaxTokens = 1 }));
+        Assert.Equal(Grpc.Core.StatusCode.ResourceExhausted, unary.StatusCode);
+        using (var call = client.GenerateStream(new GenerateRequest { Prompt = "x", MaxTokens = 4 }))
+        {
+            var streaming = await Assert.ThrowsAsync<Grpc.Core.RpcException>(async () =>
+            {
+                while (await call.ResponseStream.MoveNext(default))
+                {
+                }
+            });
+            Assert.Equal(Grpc.Core.StatusCode.ResourceExhausted, streaming.StatusCode);
+        }
+
+        await recorder.WaitForAsync("gen_ai.server.request.duration", 2);
+        Assert.All(recorder.Of("gen_ai.server.request.duration"), static m => Assert.Equal("ResourceExhausted", m.Tag("error.type")));
+        Assert.Empty(recorder.Of("gen_ai.server.time_to_first_token")); // a stream that failed after one token is no success
+        Assert.Empty(recorder.Of("gen_ai.server.time_per_output_token"));
+    }
+
+    [Fact]
+    public async Task A_client_that_leaves_mid_stream_is_error_type_499_with_no_time_to_first_token()
+    {
+        var options = new GatewayHarness.Options();
+        options.Sim["Sim:PerTokenMs"] = "50";
+        await using var h = await GatewayHarness.StartAsync(options);
+        using var recorder = new GenAiRecorder(h);
+        using var http = new HttpClient { BaseAddress = h.Http };
+        using (var request = new HttpRequestMessage(HttpMethod.Post, "/v1/chat/completions")
+        {
+            Content = JsonContent.Create(new { model = "m", stream = true, max_tokens = 200, messages = new[] { new { role = "user", content = "hi" } } }),
+        })
+        {
+            using var response = await http.SendAsync(request, HttpCompletionOption.ResponseHeadersRead);
+            await using var body = await response.Content.ReadAsStreamAsync();
+            var buffer = new byte[256];
+            var read = 0;
+            while (read < 200)
+            {
+                read += await body.ReadAsync(buffer);
+            }
+        } // disposed: the client leaves after a few tokens of 200
+
+        await recorder.WaitForAsync("gen_ai.server.request.duration", 1);
+        Assert.Equal("499", recorder.Of("gen_ai.server.request.duration").Single().Tag("error.type"));
+        Assert.Empty(recorder.Of("gen_ai.server.time_to_first_token"));
+    }
+
+    [Theory]
+    [InlineData("POST", "/v1/chat/completions", "Http", "chat")]
+    [InlineData("POST", "/openai/deployments/x/chat/completions", "Http", "chat")]
+    [InlineData("POST", "/v1/completions", "Sse", "text_completion")]
+    [InlineData("POST", "/v1/embeddings", "Http", "embeddings")]
+    [InlineData("POST", "/inference.v1.Generation/Generate", "Grpc", "text_completion")]
+    [InlineData("POST", "/inference.v1.Generation/GenerateStream", "Grpc", "text_completion")]
+    [InlineData("GET", "/v1/models", "Http", null)]
+    [InlineData("GET", "/v1/chat/completions", "Http", null)]
+    [InlineData("POST", "/v1/generate", "Http", null)]
+    [InlineData("POST", "/grpc.health.v1.Health/Check", "Grpc", null)]
+    [InlineData("GET", "/v1/stream", "WebSocket", null)]
+    [InlineData("CONNECT", "/v1/stream", "WebSocketHttp2", null)]
+    public void The_operation_comes_from_the_method_path_and_protocol(string method, string path, string protocol, string? operation) =>
+        Assert.Equal(operation, Gateway.Telemetry.GenAi.GenAiOperations.Of(method, new PathString(path), Enum.Parse<Gateway.Exchange.ExchangeProtocol>(protocol)));
+
     private static async Task<(long Prompt, long Completion)> ChatAsync(HttpClient http, string model, string content, int maxTokens)
     {
         using var response = await http.PostAsJsonAsync("/v1/chat/completions", new { model, messages = new[] { new { role = "user", content } }, max_tokens = maxTokens });
@@ -316,6 +392,19 @@ public sealed class GenAiTelemetryTests
 
         Assert.Fail($"The stream carried no usage: {text}");
         return default;
+    }
+
+    /// <summary>A gRPC backend whose calls fail with RESOURCE_EXHAUSTED (the stream after one token).</summary>
+    private sealed class ExhaustedGeneration : Generation.GenerationBase
+    {
+        public override Task<GenerateReply> Generate(GenerateRequest request, Grpc.Core.ServerCallContext context) =>
+            throw new Grpc.Core.RpcException(new Grpc.Core.Status(Grpc.Core.StatusCode.ResourceExhausted, "no capacity"));
+
+        public override async Task GenerateStream(GenerateRequest request, Grpc.Core.IServerStreamWriter<TokenChunk> responseStream, Grpc.Core.ServerCallContext context)
+        {
+            await responseStream.WriteAsync(new TokenChunk { Text = "a", Index = 0 });
+            throw new Grpc.Core.RpcException(new Grpc.Core.Status(Grpc.Core.StatusCode.ResourceExhausted, "no capacity"));
+        }
     }
 
     /// <summary>One measurement of an instrument, with its tags.</summary>
