@@ -104,7 +104,8 @@ public sealed class GenAiTelemetryTests
         Assert.Equal(6 + 3, recorder.Sum("gen_ai.client.token.usage", "text_completion", "output"));
         Assert.Equal(0, recorder.Of("gen_ai.client.token.usage").Count(static m => m.Tag("gen_ai.operation.name") == "text_completion" && m.Tag("gen_ai.token.type") == "input")); // gRPC reports no prompt tokens: none made up
 
-        // Time to first token and per output token: the two streams only (SSE, GenerateStream), never the plain answers.
+        // Time to first token and per output token: the two streams only (SSE, GenerateStream), never the plain answers
+        // (litellm#6334: "emit for streaming only"; a non-streamed answer's first token is its whole duration).
         var ttft = recorder.Of("gen_ai.server.time_to_first_token");
         Assert.Equal(2, ttft.Count);
         var tpot = recorder.Of("gen_ai.server.time_per_output_token");
