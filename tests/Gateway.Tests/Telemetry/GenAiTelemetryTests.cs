@@ -360,6 +360,18 @@ public sealed class GenAiTelemetryTests
     public void The_operation_comes_from_the_method_path_and_protocol(string method, string path, string protocol, string? operation) =>
         Assert.Equal(operation, Gateway.Telemetry.GenAi.GenAiOperations.Of(method, new PathString(path), Enum.Parse<Gateway.Exchange.ExchangeProtocol>(protocol)));
 
+    [Theory]
+    [InlineData("""{"id":"x","model":"llama","choices":[]}""", "llama")]
+    [InlineData("""{"choices":[{"model":"nested"}],"model":"top"}""", "top")]
+    [InlineData("""{"choices":[{"model":"nested"}]}""", null)]
+    [InlineData("""{"model":42}""", null)]
+    [InlineData("""{"mo\u0064el":"escaped-name"}""", "escaped-name")]
+    [InlineData("""not json""", null)]
+    [InlineData("""{"model":"cut""", null)]
+    [InlineData("""[{"model":"array"}]""", null)]
+    public void The_response_model_is_the_top_level_model_string_only(string json, string? expected) =>
+        Assert.Equal(expected, Gateway.Shaping.Tokens.UsageMeter.ReadModel(Encoding.UTF8.GetBytes(json)));
+
     private static async Task<(long Prompt, long Completion)> ChatAsync(HttpClient http, string model, string content, int maxTokens)
     {
         using var response = await http.PostAsJsonAsync("/v1/chat/completions", new { model, messages = new[] { new { role = "user", content } }, max_tokens = maxTokens });
