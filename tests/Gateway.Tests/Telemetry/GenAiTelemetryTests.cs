@@ -360,6 +360,45 @@ public sealed class GenAiTelemetryTests
     public void The_operation_comes_from_the_method_path_and_protocol(string method, string path, string protocol, string? operation) =>
         Assert.Equal(operation, Gateway.Telemetry.GenAi.GenAiOperations.Of(method, new PathString(path), Enum.Parse<Gateway.Exchange.ExchangeProtocol>(protocol)));
 
+    [Fact]
+    public async Task The_genai_metrics_and_span_go_over_otlp_to_a_collector()
+    {
+        // A collector on a real h2c listener that takes OTLP/gRPC exports (metrics and traces) and keeps their bytes;
+        // the protobuf carries instrument names, attribute keys and span names as UTF-8 strings.
+        var exports = new ConcurrentQueue<(string Path, byte[] Body)>();
+        await using var collector = await TestBackend.StartAsync(app => app.MapPost("/{**path}", async (HttpContext context) =>
+        {
+            using var body = new MemoryStream();
+            await context.Request.Body.CopyToAsync(body);
+            exports.Enqueue((context.Request.Path.Value ?? "", body.ToArray()));
+            context.Response.ContentType = "application/grpc";
+            context.Response.AppendTrailer("grpc-status", "0");
+            await context.Response.Body.WriteAsync(new byte[5]); // an empty Export*ServiceResponse message
+        }), Microsoft.AspNetCore.Server.Kestrel.Core.HttpProtocols.Http2);
+
+        var options = Configured();
+        options.Gateway["Gateway:Telemetry:OtlpEndpoint"] = collector.Address.ToString().TrimEnd('/');
+        var h = await GatewayHarness.StartAsync(options);
+        try
+        {
+            using var http = new HttpClient { BaseAddress = h.Http };
+            await StreamChatAsync(http, "llama", "one two", maxTokens: 3);
+        }
+        finally
+        {
+            await h.DisposeAsync(); // the meter and tracer providers flush on shutdown
+        }
+
+        bool Exported(string path, string text) => exports.Any(e => e.Path.EndsWith(path, StringComparison.Ordinal) && Encoding.UTF8.GetString(e.Body).Contains(text, StringComparison.Ordinal));
+        await Eventually.TrueAsync(() => Exported("MetricsService/Export", "gen_ai.server.time_to_first_token"), TimeSpan.FromSeconds(15),
+            () => $"no OTLP metrics export with the GenAI instruments; exports: {string.Join(", ", exports.Select(static e => $"{e.Path} ({e.Body.Length} bytes)"))}");
+        Assert.True(Exported("MetricsService/Export", "gen_ai.client.token.usage"));
+        Assert.True(Exported("MetricsService/Export", "gen_ai.request.model"));
+        await Eventually.TrueAsync(() => Exported("TraceService/Export", "chat llama"), TimeSpan.FromSeconds(15),
+            () => $"no OTLP trace export with the span 'chat llama'; exports: {string.Join(", ", exports.Select(static e => $"{e.Path} ({e.Body.Length} bytes)"))}");
+        Assert.True(Exported("TraceService/Export", "gen_ai.usage.output_tokens"));
+    }
+
     [Theory]
     [InlineData("""{"id":"x","model":"llama","choices":[]}""", "llama")]
     [InlineData("""{"choices":[{"model":"nested"}],"model":"top"}""", "top")]
