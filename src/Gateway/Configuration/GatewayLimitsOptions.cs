@@ -64,6 +64,15 @@ internal sealed record GatewayTelemetryOptions
     /// </summary>
     public string GenAiProviderName { get; set; } = "openai";
 
+    /// <summary>
+    /// When true, an OpenAI streamed request (<c>"stream": true</c>) whose client did not ask for usage is sent with
+    /// <c>stream_options.include_usage</c>, and the usage chunk is removed from what the client sees (as a token policy
+    /// does), so that <c>gen_ai.client.token.usage</c> counts its tokens. Applies only where the gateway reads the body
+    /// anyway (<c>Gateway:Models</c> configured, a token policy, an <c>InferenceAware</c> cluster). Default false: a
+    /// stream is forwarded as sent, and records no token usage unless its client asked for it.
+    /// </summary>
+    public bool GenAiStreamUsage { get; set; }
+
     /// <summary>Whether <paramref name="value"/> is a valid <see cref="GenAiProviderName"/>.</summary>
     internal static bool IsValidProviderName(string? value)
     {

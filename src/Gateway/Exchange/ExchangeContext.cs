@@ -72,6 +72,9 @@ internal sealed class ExchangeContext
     /// <summary>Whether a step asked for the response's usage to be metered (<see cref="MeterUsage"/>).</summary>
     public bool UsageRequested { get; private set; }
 
+    /// <summary>Whether a step asked the backend for the usage of a stream the client did not ask for, so that it is removed from the answer.</summary>
+    public bool StripsUsage => _stripUsage;
+
     /// <summary>
     /// A WebSocket connection filter (message limits, idle timeout) over the client's side of the session, installed
     /// inside the capture taps before forwarding, on an HTTP/1.1 upgrade and an HTTP/2 extended CONNECT alike.

@@ -361,6 +361,51 @@ public sealed class GenAiTelemetryTests
         Assert.Equal(operation, Gateway.Telemetry.GenAi.GenAiOperations.Of(method, new PathString(path), Enum.Parse<Gateway.Exchange.ExchangeProtocol>(protocol)));
 
     [Fact]
+    public async Task With_GenAiStreamUsage_a_stream_whose_client_asked_no_usage_is_counted_and_the_client_still_sees_none()
+    {
+        var options = Configured();
+        options.Gateway["Gateway:Telemetry:GenAiStreamUsage"] = "true";
+        await using var h = await GatewayHarness.StartAsync(options);
+        using var recorder = new GenAiRecorder(h);
+        using var http = new HttpClient { BaseAddress = h.Http };
+        string text;
+        using (var request = new HttpRequestMessage(HttpMethod.Post, "/v1/chat/completions")
+        {
+            Content = JsonContent.Create(new { model = "llama", stream = true, max_tokens = 7, messages = new[] { new { role = "user", content = "one two three" } } }),
+        })
+        {
+            using var response = await http.SendAsync(request, HttpCompletionOption.ResponseHeadersRead);
+            text = await response.Content.ReadAsStringAsync();
+            Assert.True(response.IsSuccessStatusCode, text);
+        }
+
+        Assert.DoesNotContain("\"usage\"", text, StringComparison.Ordinal); // asked for by the gateway, hidden from the client
+        Assert.Contains("[DONE]", text, StringComparison.Ordinal);
+        await recorder.WaitForAsync("gen_ai.server.request.duration", 1);
+        Assert.Equal(7, recorder.Sum("gen_ai.client.token.usage", "chat", "output"));
+        Assert.True(recorder.Sum("gen_ai.client.token.usage", "chat", "input") > 0);
+        Assert.Single(recorder.Of("gen_ai.server.time_per_output_token"));
+
+        // Without the setting (the default) the same stream is forwarded as sent and records no token usage.
+        await using var plain = await GatewayHarness.StartAsync(Configured());
+        using var plainRecorder = new GenAiRecorder(plain);
+        using var plainHttp = new HttpClient { BaseAddress = plain.Http };
+        using (var request = new HttpRequestMessage(HttpMethod.Post, "/v1/chat/completions")
+        {
+            Content = JsonContent.Create(new { model = "llama", stream = true, max_tokens = 7, messages = new[] { new { role = "user", content = "one two three" } } }),
+        })
+        {
+            using var response = await plainHttp.SendAsync(request, HttpCompletionOption.ResponseHeadersRead);
+            Assert.True(response.IsSuccessStatusCode);
+            await response.Content.ReadAsStringAsync();
+        }
+
+        await plainRecorder.WaitForAsync("gen_ai.server.request.duration", 1);
+        Assert.Empty(plainRecorder.Of("gen_ai.client.token.usage"));
+        Assert.Single(plainRecorder.Of("gen_ai.server.time_to_first_token"));
+    }
+
+    [Fact]
     public async Task The_genai_metrics_and_span_go_over_otlp_to_a_collector()
     {
         // A collector on a real h2c listener that takes OTLP/gRPC exports (metrics and traces) and keeps their bytes;

@@ -23,8 +23,8 @@ namespace Gateway.Telemetry.GenAi;
 /// <item><c>gen_ai.client.token.usage</c> ({token}, <c>gen_ai.token.type</c> input / output): the usage the backend
 /// reported (<c>usage.prompt_tokens</c>, <c>usage.completion_tokens</c>; gRPC <c>GenerateReply.tokens</c>, or the
 /// number of <c>TokenChunk</c> messages of a stream, each one token). Nothing is estimated: a stream whose client did
-/// not ask for usage (and that no token policy asked for it) records no token usage, as the convention requires
-/// of an instrumentation that cannot count tokens.</item>
+/// not ask for usage records no token usage (as the convention requires of an instrumentation that cannot count
+/// tokens), unless a token policy or <c>Gateway:Telemetry:GenAiStreamUsage</c> asked the backend for it.</item>
 /// </list>
 /// Attributes: <c>gen_ai.operation.name</c>, <c>gen_ai.provider.name</c> (<c>Gateway:Telemetry:GenAiProviderName</c>),
 /// <c>gen_ai.request.model</c> (a configured <c>Gateway:Models</c> name the request named, by name or alias, else
