@@ -65,6 +65,13 @@ internal sealed record GatewayTelemetryOptions
     public string GenAiProviderName { get; set; } = "openai";
 
     /// <summary>
+    /// Whether LLM exchanges record the OpenTelemetry GenAI metrics and span attributes (which costs each one a usage
+    /// meter on its response: its JSON answer copied up to 256 KiB and read once, its SSE events or gRPC messages read
+    /// as they pass). Default true; false leaves only the <c>gateway.*</c> instruments.
+    /// </summary>
+    public bool GenAiMetrics { get; set; } = true;
+
+    /// <summary>
     /// When true, an OpenAI streamed request (<c>"stream": true</c>) whose client did not ask for usage is sent with
     /// <c>stream_options.include_usage</c>, and the usage chunk is removed from what the client sees (as a token policy
     /// does), so that <c>gen_ai.client.token.usage</c> counts its tokens. Applies only where the gateway reads the body

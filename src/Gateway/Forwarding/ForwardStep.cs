@@ -36,7 +36,7 @@ internal sealed partial class ForwardStep(RequestDelegate next, Configuration.Ga
     {
         var exchange = context.GetExchange()!;
         var classification = exchange.Classification!;
-        if (classification.GenAiOperation is not null)
+        if (classification.GenAiOperation is not null && gate.Current.Telemetry.GenAiMetrics)
         {
             // The GenAI metrics' tokens, response model and first token; with GenAiStreamUsage, a stream's usage too.
             exchange.MeterUsage(stripUsage: AskStreamUsage(exchange, classification));

@@ -185,6 +185,24 @@ public sealed class GenAiTelemetryTests
     }
 
     [Fact]
+    public async Task With_GenAiMetrics_false_no_genai_series_is_recorded_and_the_gateway_series_remain()
+    {
+        var options = Configured();
+        options.Gateway["Gateway:Telemetry:GenAiMetrics"] = "false";
+        await using var h = await GatewayHarness.StartAsync(options);
+        using var recorder = new GenAiRecorder(h);
+        using var http = new HttpClient { BaseAddress = h.Http };
+        await StreamChatAsync(http, "llama", "one two", maxTokens: 3);
+        using var admin = new HttpClient { BaseAddress = h.Admin };
+        await Eventually.TrueAsync(() => recorder.Gateway("gateway.ttft").Count == 1, TimeSpan.FromSeconds(10), () => "gateway.ttft not recorded");
+        Assert.Empty(recorder.All);
+        var text = await admin.GetStringAsync("/metrics");
+        var samples = PrometheusText.Parse(text);
+        Assert.DoesNotContain(samples, static s => s.Name.StartsWith("gen_ai_", StringComparison.Ordinal));
+        Assert.Contains(samples, static s => s.Name == "gateway_requests_total");
+    }
+
+    [Fact]
     public async Task Time_to_first_token_is_the_first_content_chunk_not_the_response_headers_litellm_25598()
     {
         // litellm#25598: TTFT reported as the whole call, or as the moment the response began, instead of the first

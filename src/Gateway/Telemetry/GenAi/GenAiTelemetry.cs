@@ -92,7 +92,7 @@ internal sealed class GenAiTelemetry
     /// <param name="elapsedSeconds">From the gateway accepting the request to now, in seconds.</param>
     public void Record(HttpContext context, ExchangeContext exchange, ExchangeOutcome outcome, int status, double elapsedSeconds)
     {
-        if (exchange.Classification is not { GenAiOperation: { } operation } classification)
+        if (exchange.Classification is not { GenAiOperation: { } operation } classification || !_gate.Current.Telemetry.GenAiMetrics)
         {
             return;
         }
