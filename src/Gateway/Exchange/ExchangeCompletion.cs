@@ -1,4 +1,5 @@
 using Contracts.Wire;
+using Gateway.Admin.Stats;
 using Gateway.Forwarding;
 using Gateway.Recording;
 using Gateway.Telemetry;
@@ -18,7 +19,8 @@ namespace Gateway.Exchange;
 /// client's body); a client that went away is 499 (nginx's name) and gets nothing;</item>
 /// <item>runs the exchange's finalizers (leases released, token charges reconciled, the breaker's verdict), each once,
 /// in reverse order of registration;</item>
-/// <item>counts and logs the exchange once, and hands the recording taps' capture to the <see cref="RecordingSink"/>.</item>
+/// <item>counts and logs the exchange once (the metrics, and the dashboard's <see cref="TrafficHistory"/>), and hands the
+/// recording taps' capture to the <see cref="RecordingSink"/>.</item>
 /// </list>
 /// </summary>
 internal sealed partial class ExchangeCompletion
@@ -27,15 +29,17 @@ internal sealed partial class ExchangeCompletion
     public const int ClientClosedRequest = 499;
 
     private readonly GatewayMetrics _metrics;
+    private readonly TrafficHistory _history;
     private readonly RecordingSink _sink;
     private readonly TimeProvider _time;
     private readonly ILogger _requestLog;
     private readonly ILogger _logger;
     private readonly LogThrottle _backendErrors;
 
-    public ExchangeCompletion(GatewayMetrics metrics, RecordingSink sink, TimeProvider time, ILoggerFactory loggerFactory)
+    public ExchangeCompletion(GatewayMetrics metrics, TrafficHistory history, RecordingSink sink, TimeProvider time, ILoggerFactory loggerFactory)
     {
         _metrics = metrics;
+        _history = history;
         _sink = sink;
         _time = time;
         _requestLog = loggerFactory.CreateLogger("Gateway.Requests");
@@ -71,6 +75,9 @@ internal sealed partial class ExchangeCompletion
             ? _time.GetElapsedTime(exchange.StartTimestamp, exchange.ResponseStarted).TotalSeconds
             : null;
         _metrics.RequestCompleted(listenerTag, routeTag, status, elapsed.TotalSeconds, ttft, Routing.ModelCatalog.Tag(classification?.Model, classification?.RequestedModel));
+        var tokens = exchange.Tokens;
+        _history.Record(new ExchangeSample(listenerTag, routeTag, classification?.Tenant?.Name, status, elapsed.TotalSeconds, ttft,
+            outcome == ExchangeOutcome.Answered ? exchange.Answer?.Limit : null, exchange.QueueWait, tokens?.Prompt ?? 0, tokens?.Completion ?? 0));
         if (_requestLog.IsEnabled(LogLevel.Information))
         {
             Log.Request(_requestLog, listenerTag, context.Request.Method, context.Request.Path.Value ?? "/", routeTag, status, elapsed.TotalMilliseconds,

@@ -50,6 +50,7 @@ internal sealed class AdmissionStep(RequestDelegate next, ShapingMetrics metrics
 
         var priority = Priority(context, classification, controller.Settings, options);
         var result = await controller.EnterAsync(classification.ClientKey, priority, aborted);
+        exchange.QueueWait = result.Waited;
         if (result.Lease is not { } lease)
         {
             metrics.Admission(controller.ClusterId, "refused", result.Reason, TimeSpan.Zero);
