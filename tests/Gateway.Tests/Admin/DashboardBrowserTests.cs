@@ -1,5 +1,6 @@
 using System.Net.Http.Json;
 using System.Text.Json;
+using System.Text.Json.Nodes;
 using OpenQA.Selenium;
 using OpenQA.Selenium.Chrome;
 using TestSupport;
@@ -8,7 +9,9 @@ namespace Gateway.Tests.Admin;
 
 /// <summary>
 /// The dashboard in a real headless browser (Debian's chromium and chromedriver, installed by test.sh): it shows live
-/// numbers that change after traffic, and a recording started from its button appears in the admin API.
+/// numbers that change after traffic, and a recording started from its button appears in the admin API; traffic sent
+/// before the page was opened is there when it opens (history from start-up, issue 16), a quiet stretch is a gap in the
+/// latency chart rather than 0 ms, and the axes are labelled with values the data reaches.
 /// </summary>
 [Collection(SerialTests.Name)]
 public sealed class DashboardBrowserTests
@@ -58,6 +61,115 @@ public sealed class DashboardBrowserTests
             driver.Quit();
             Directory.Delete(recordings, recursive: true);
         }
+    }
+
+    [Fact]
+    public async Task Dashboard_opened_after_the_traffic_shows_it_with_a_gap_for_the_quiet_seconds_and_real_axis_labels()
+    {
+        var options = new GatewayHarness.Options
+        {
+            Edit = c =>
+            {
+                c["Gateway"] = new JsonObject
+                {
+                    ["Shaping"] = new JsonObject
+                    {
+                        ["Policies"] = new JsonObject { ["dash-window"] = new JsonObject { ["Kind"] = "FixedWindow", ["PermitLimit"] = 15, ["Window"] = "00:10:00", ["Partition"] = "Global" } },
+                        ["Admission"] = new JsonObject { ["model-http"] = new JsonObject { ["MaxInFlight"] = 4 } },
+                    },
+                };
+                c["ReverseProxy"]!["Routes"]!["openai"]!["Metadata"]!["Policies"] = "dash-window";
+            },
+        };
+        await using var h = await GatewayHarness.StartAsync(options);
+        using var driver = StartBrowser();
+        using var admin = new HttpClient { BaseAddress = h.Admin };
+        try
+        {
+            // Before any traffic: the charts say so, with no invented scale (it read "1.1 req/s" on an empty chart).
+            driver.Navigate().GoToUrl(h.Admin);
+            var wait = new OpenQA.Selenium.Support.UI.WebDriverWait(driver, TimeSpan.FromSeconds(15));
+            wait.Until(d => d.FindElement(By.Id("uptime")).Text.StartsWith("up ", StringComparison.Ordinal));
+            wait.Until(d => d.FindElement(By.Id("chart-latency")).GetAttribute("innerHTML")!.Contains("no traffic", StringComparison.Ordinal));
+            Assert.Empty(driver.FindElements(By.CssSelector("#chart-rps .y-label")));
+            Assert.DoesNotContain("1.1", driver.FindElement(By.Id("chart-rps")).GetAttribute("innerHTML")!, StringComparison.Ordinal);
+            driver.Navigate().GoToUrl("about:blank");
+
+            // Two bursts with quiet seconds between them, sent while no page is open.
+            using var client = new HttpClient { BaseAddress = h.Http };
+            async Task BurstAsync()
+            {
+                for (var i = 0; i < 10; i++)
+                {
+                    using var response = await client.PostAsJsonAsync("/v1/generate", new { prompt = "dashboard", max_tokens = 2 });
+                }
+            }
+
+            await BurstAsync();
+            await Task.Delay(TimeSpan.FromSeconds(3.5));
+            await BurstAsync();
+            await Task.Delay(TimeSpan.FromSeconds(1.5)); // the series holds whole seconds only
+
+            driver.Navigate().GoToUrl(h.Admin);
+            wait.Until(d => d.FindElement(By.Id("total")).Text == "20");
+            wait.Until(d => d.FindElements(By.CssSelector("#chart-latency .seg[data-series='p50']")).Count >= 2);
+            using var doc = JsonDocument.Parse(await admin.GetStringAsync("/admin/stats"));
+            var root = doc.RootElement;
+            var series = root.GetProperty("series").EnumerateArray().ToList();
+
+            // The gap: between the bursts the series has seconds with no latency at all (null, not 0).
+            var withLatency = series.Select((p, i) => (p, i)).Where(x => x.p.GetProperty("p50").ValueKind == JsonValueKind.Number).Select(x => x.i).ToList();
+            Assert.True(withLatency.Count >= 2, root.GetProperty("series").ToString());
+            Assert.Contains(Enumerable.Range(withLatency[0], withLatency[^1] - withLatency[0]), i => series[i].GetProperty("p50").ValueKind == JsonValueKind.Null);
+            Assert.DoesNotContain(series, p => p.GetProperty("p50").ValueKind == JsonValueKind.Number && p.GetProperty("p50").GetDouble() <= 0);
+
+            // The axes: the top label is a round number at or above the largest value drawn, and at most twice it.
+            static double Top(IWebDriver d, string chart) => d.FindElements(By.CssSelector($"#{chart} .y-label"))
+                .Max(e => double.Parse(e.GetAttribute("data-value")!, System.Globalization.CultureInfo.InvariantCulture));
+            var served = series.Max(p => p.GetProperty("served").GetDouble());
+            var p99 = series.Where(p => p.GetProperty("p99").ValueKind == JsonValueKind.Number).Max(p => p.GetProperty("p99").GetDouble());
+            var rpsTop = Top(driver, "chart-rps");
+            var latencyTop = Top(driver, "chart-latency");
+            Assert.InRange(rpsTop, served, served * 2.01);
+            Assert.InRange(latencyTop, p99, Math.Max(p99, series.Max(p => p.GetProperty("ttft_p95").ValueKind == JsonValueKind.Number ? p.GetProperty("ttft_p95").GetDouble() : 0)) * 2.01);
+            Assert.EndsWith("req/s", driver.FindElements(By.CssSelector("#chart-rps .y-label")).Last().Text, StringComparison.Ordinal);
+            Assert.NotEmpty(driver.FindElements(By.CssSelector("#chart-rps .x-label")));
+
+            // Counted since start-up, not since the page opened: the policy's and the tenant table's figures.
+            wait.Until(d => d.FindElement(By.Id("policies")).Text.Contains("dash-window", StringComparison.Ordinal));
+            var policyRow = driver.FindElement(By.Id("policies")).FindElements(By.TagName("td")).Select(e => e.Text).ToList();
+            Assert.Equal("15", policyRow[4]); // admitted
+            Assert.Equal("5", policyRow[5]);  // refused
+            var tenantRow = driver.FindElement(By.CssSelector("#tenants tr[data-tenant='(none)']")).FindElements(By.TagName("td")).Select(e => e.Text).ToList();
+            Assert.Equal("20", tenantRow[2]);
+            Assert.Equal("5", tenantRow[4]);
+            Assert.Contains("dash-window 5", tenantRow[5], StringComparison.Ordinal);
+            Assert.Equal("15", tenantRow[8]); // went through the admission queue
+            Assert.Equal(5, root.GetProperty("totals").GetProperty("refused_by_limit").GetProperty("dash-window").GetInt64());
+
+            // No restart happened: no note about when counting began.
+            Assert.False(driver.FindElement(By.Id("restart-note")).Displayed);
+        }
+        finally
+        {
+            driver.Quit();
+        }
+    }
+
+    [Fact]
+    public async Task Stats_refuses_a_bad_range_with_400_naming_it()
+    {
+        await using var h = await GatewayHarness.StartAsync();
+        using var admin = new HttpClient { BaseAddress = h.Admin };
+        foreach (var bad in new[] { "0", "-5", "abc", "86401", "1.5" })
+        {
+            using var response = await admin.GetAsync($"/admin/stats?range={bad}");
+            Assert.Equal(System.Net.HttpStatusCode.BadRequest, response.StatusCode);
+            Assert.Contains("range must be", await response.Content.ReadAsStringAsync(), StringComparison.Ordinal);
+        }
+
+        using var ok = await admin.GetAsync("/admin/stats?range=60");
+        Assert.Equal(System.Net.HttpStatusCode.OK, ok.StatusCode);
     }
 
     private static ChromeDriver StartBrowser()
