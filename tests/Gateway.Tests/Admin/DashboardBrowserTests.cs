@@ -2,7 +2,6 @@ using System.Net.Http.Json;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using OpenQA.Selenium;
-using OpenQA.Selenium.Chrome;
 using TestSupport;
 
 namespace Gateway.Tests.Admin;
@@ -23,7 +22,7 @@ public sealed class DashboardBrowserTests
         var options = new GatewayHarness.Options();
         options.Gateway["Gateway:Recording:Directory"] = recordings;
         await using var h = await GatewayHarness.StartAsync(options);
-        using var driver = StartBrowser();
+        using var driver = HeadlessChromium.Start();
         try
         {
             driver.Navigate().GoToUrl(h.Admin);
@@ -82,7 +81,7 @@ public sealed class DashboardBrowserTests
             },
         };
         await using var h = await GatewayHarness.StartAsync(options);
-        using var driver = StartBrowser();
+        using var driver = HeadlessChromium.Start();
         using var admin = new HttpClient { BaseAddress = h.Admin };
         try
         {
@@ -170,24 +169,5 @@ public sealed class DashboardBrowserTests
 
         using var ok = await admin.GetAsync("/admin/stats?range=60");
         Assert.Equal(System.Net.HttpStatusCode.OK, ok.StatusCode);
-    }
-
-    private static ChromeDriver StartBrowser()
-    {
-        const string Browser = "/usr/bin/chromium", Driver = "/usr/bin/chromedriver";
-        if (!File.Exists(Browser) || !File.Exists(Driver))
-        {
-            throw new InvalidOperationException("chromium and chromium-driver are not installed: run ./test.sh, which installs them (apt-get install chromium chromium-driver).");
-        }
-
-        var service = ChromeDriverService.CreateDefaultService(Path.GetDirectoryName(Driver)!, Path.GetFileName(Driver));
-        service.HideCommandPromptWindow = true;
-        service.SuppressInitialDiagnosticInformation = true;
-        var options = new ChromeOptions { BinaryLocation = Browser };
-        // As root in a container, and with no network beyond loopback: no sandbox, nothing in the background.
-        options.AddArguments("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-quic", "--no-first-run",
-            "--disable-background-networking", "--disable-component-update", "--disable-sync", "--disable-extensions",
-            $"--user-data-dir={Directory.CreateTempSubdirectory("gw-chromium-").FullName}");
-        return new ChromeDriver(service, options, TimeSpan.FromSeconds(60));
     }
 }
