@@ -116,11 +116,14 @@ public sealed class DashboardBrowserTests
             var root = doc.RootElement;
             var series = root.GetProperty("series").EnumerateArray().ToList();
 
-            // The gap: between the bursts the series has seconds with no latency at all (null, not 0).
+            // The gap: between the bursts the series has seconds with no latency at all (null, not 0; carbon-charts#463,
+            // rickshaw#515 drew such seconds as 0), and the latency chart draws the two bursts as separate segments.
             var withLatency = series.Select((p, i) => (p, i)).Where(x => x.p.GetProperty("p50").ValueKind == JsonValueKind.Number).Select(x => x.i).ToList();
             Assert.True(withLatency.Count >= 2, root.GetProperty("series").ToString());
             Assert.Contains(Enumerable.Range(withLatency[0], withLatency[^1] - withLatency[0]), i => series[i].GetProperty("p50").ValueKind == JsonValueKind.Null);
             Assert.DoesNotContain(series, p => p.GetProperty("p50").ValueKind == JsonValueKind.Number && p.GetProperty("p50").GetDouble() <= 0);
+            // ...while a rate of 0 is a real value and stays drawn (utwente-db/eca#3: "0 || null" turned real zeros into gaps).
+            Assert.Single(driver.FindElements(By.CssSelector("#chart-rps .seg[data-series='served']")));
 
             // The axes: the top label is a round number at or above the largest value drawn, and at most twice it.
             static double Top(IWebDriver d, string chart) => d.FindElements(By.CssSelector($"#{chart} .y-label"))

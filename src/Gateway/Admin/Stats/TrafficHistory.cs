@@ -29,22 +29,28 @@ internal sealed class TrafficHistory : IDisposable
     public const int MaxKeys = 1000;
 
     private readonly TimeProvider _time;
-    private readonly ShapingRuntime _shaping;
-    private readonly ITimer _sampler;
+    private readonly ShapingRuntime? _shaping;
+    private readonly ITimer? _sampler;
     private readonly ConcurrentDictionary<(string Listener, string Route), KeyStats> _routes = new();
     private readonly ConcurrentDictionary<string, KeyStats> _tenants = new(StringComparer.Ordinal);
     private readonly ConcurrentDictionary<string, ClusterGauges> _clusters = new(StringComparer.Ordinal);
     private long _late;
 
     public TrafficHistory(TimeProvider time, AdminOptions options, ShapingRuntime shaping)
+        : this(time, options.HistorySeconds, shaping)
+    {
+    }
+
+    /// <summary>A history of <paramref name="historySeconds"/> seconds; without <paramref name="shaping"/>, nothing is sampled (tests).</summary>
+    internal TrafficHistory(TimeProvider time, int historySeconds, ShapingRuntime? shaping)
     {
         _time = time;
         _shaping = shaping;
         StartTimestamp = time.GetTimestamp();
         StartedAt = time.GetUtcNow();
         BootId = Guid.NewGuid().ToString("N")[..12];
-        Ring = new SecondRing(options.HistorySeconds);
-        _sampler = time.CreateTimer(static s => ((TrafficHistory)s!).Sample(), this, TimeSpan.FromSeconds(1), TimeSpan.FromSeconds(1));
+        Ring = new SecondRing(historySeconds);
+        _sampler = shaping is null ? null : time.CreateTimer(static s => ((TrafficHistory)s!).Sample(), this, TimeSpan.FromSeconds(1), TimeSpan.FromSeconds(1));
     }
 
     /// <summary>Monotonic timestamp of start-up (<see cref="TimeProvider.GetTimestamp"/>): second 0 of the ring.</summary>
@@ -110,6 +116,11 @@ internal sealed class TrafficHistory : IDisposable
     /// <summary>Samples each admission cluster's queue, in-flight count and limit into the current second (the timer's callback).</summary>
     internal void Sample()
     {
+        if (_shaping is null)
+        {
+            return;
+        }
+
         try
         {
             var second = Now;
@@ -126,7 +137,7 @@ internal sealed class TrafficHistory : IDisposable
         }
     }
 
-    public void Dispose() => _sampler.Dispose();
+    public void Dispose() => _sampler?.Dispose();
 
     /// <summary>A route's or a tenant's running totals since start-up, and its last <see cref="Window"/> seconds.</summary>
     internal sealed class KeyStats
