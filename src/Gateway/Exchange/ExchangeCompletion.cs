@@ -76,7 +76,7 @@ internal sealed partial class ExchangeCompletion
             : null;
         _metrics.RequestCompleted(listenerTag, routeTag, status, elapsed.TotalSeconds, ttft, Routing.ModelCatalog.Tag(classification?.Model, classification?.RequestedModel));
         var tokens = exchange.Tokens;
-        _history.Record(new ExchangeSample(listenerTag, routeTag, classification?.Tenant?.Name, status, elapsed.TotalSeconds, ttft,
+        _history.Record(new ExchangeSample(listenerTag, routeTag, classification?.Tenant?.Name ?? exchange.Caller?.Name, status, elapsed.TotalSeconds, ttft,
             outcome == ExchangeOutcome.Answered ? exchange.Answer?.Limit : null, exchange.QueueWait, tokens?.Prompt ?? 0, tokens?.Completion ?? 0));
         if (_requestLog.IsEnabled(LogLevel.Information))
         {
