@@ -114,7 +114,7 @@ public class HistoryRecord
 
                 lock (_lock)
                 {
-                    _ = _routes.TryGetValue((listener, route), out _);
+                    _ = _routes.TryGetValue((listener, route), out long[]? _);
                     (i.Name == "gateway.ttft" ? _ttftHistogram : _latency).RecordValue(Math.Clamp((long)(v * 1_000_000), 1, 3_600_000_000));
                 }
             });

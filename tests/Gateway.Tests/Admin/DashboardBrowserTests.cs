@@ -27,6 +27,7 @@ public sealed class DashboardBrowserTests
         {
             driver.Navigate().GoToUrl(h.Admin);
             var wait = new OpenQA.Selenium.Support.UI.WebDriverWait(driver, TimeSpan.FromSeconds(15));
+            wait.IgnoreExceptionTypes(typeof(StaleElementReferenceException)); // the page redraws every second
             wait.Until(d => d.FindElement(By.Id("uptime")).Text.StartsWith("up ", StringComparison.Ordinal));
             var totalBefore = driver.FindElement(By.Id("total")).Text;
 
@@ -88,10 +89,11 @@ public sealed class DashboardBrowserTests
             // Before any traffic: the charts say so, with no invented scale (it read "1.1 req/s" on an empty chart).
             driver.Navigate().GoToUrl(h.Admin);
             var wait = new OpenQA.Selenium.Support.UI.WebDriverWait(driver, TimeSpan.FromSeconds(15));
+            wait.IgnoreExceptionTypes(typeof(StaleElementReferenceException)); // the page redraws every second
             wait.Until(d => d.FindElement(By.Id("uptime")).Text.StartsWith("up ", StringComparison.Ordinal));
             wait.Until(d => d.FindElement(By.Id("chart-latency")).GetAttribute("innerHTML")!.Contains("no traffic", StringComparison.Ordinal));
-            Assert.Empty(driver.FindElements(By.CssSelector("#chart-rps .y-label")));
-            Assert.DoesNotContain("1.1", driver.FindElement(By.Id("chart-rps")).GetAttribute("innerHTML")!, StringComparison.Ordinal);
+            Assert.Equal(0L, Js(driver, "return document.querySelectorAll('#chart-rps .y-label').length"));
+            Assert.DoesNotContain("1.1", (string)Js(driver, "return document.getElementById('chart-rps').innerHTML"), StringComparison.Ordinal);
             driver.Navigate().GoToUrl("about:blank");
 
             // Two bursts with quiet seconds between them, sent while no page is open.
@@ -123,26 +125,27 @@ public sealed class DashboardBrowserTests
             Assert.Contains(Enumerable.Range(withLatency[0], withLatency[^1] - withLatency[0]), i => series[i].GetProperty("p50").ValueKind == JsonValueKind.Null);
             Assert.DoesNotContain(series, p => p.GetProperty("p50").ValueKind == JsonValueKind.Number && p.GetProperty("p50").GetDouble() <= 0);
             // ...while a rate of 0 is a real value and stays drawn (utwente-db/eca#3: "0 || null" turned real zeros into gaps).
-            Assert.Single(driver.FindElements(By.CssSelector("#chart-rps .seg[data-series='served']")));
+            Assert.Equal(1L, Js(driver, "return document.querySelectorAll(\"#chart-rps .seg[data-series='served']\").length"));
 
-            // The axes: the top label is a round number at or above the largest value drawn, and at most twice it.
-            static double Top(IWebDriver d, string chart) => d.FindElements(By.CssSelector($"#{chart} .y-label"))
-                .Max(e => double.Parse(e.GetAttribute("data-value")!, System.Globalization.CultureInfo.InvariantCulture));
+            // The axes: the top label is a round number at or above the largest value drawn, and at most twice it. (Read
+            // in one script each: the page redraws every second, and an element found before a redraw is stale after it.)
+            static double Top(IWebDriver d, string chart) => Convert.ToDouble(Js(d, $"return Math.max(...[...document.querySelectorAll('#{chart} .y-label')].map(e => +e.dataset.value))"),
+                System.Globalization.CultureInfo.InvariantCulture);
             var served = series.Max(p => p.GetProperty("served").GetDouble());
             var p99 = series.Where(p => p.GetProperty("p99").ValueKind == JsonValueKind.Number).Max(p => p.GetProperty("p99").GetDouble());
             var rpsTop = Top(driver, "chart-rps");
             var latencyTop = Top(driver, "chart-latency");
             Assert.InRange(rpsTop, served, served * 2.01);
             Assert.InRange(latencyTop, p99, Math.Max(p99, series.Max(p => p.GetProperty("ttft_p95").ValueKind == JsonValueKind.Number ? p.GetProperty("ttft_p95").GetDouble() : 0)) * 2.01);
-            Assert.EndsWith("req/s", driver.FindElements(By.CssSelector("#chart-rps .y-label")).Last().Text, StringComparison.Ordinal);
-            Assert.NotEmpty(driver.FindElements(By.CssSelector("#chart-rps .x-label")));
+            Assert.EndsWith("req/s", (string)Js(driver, "const l = [...document.querySelectorAll('#chart-rps .y-label')]; return l[l.length - 1].textContent;"), StringComparison.Ordinal);
+            Assert.True(Convert.ToInt32(Js(driver, "return document.querySelectorAll('#chart-rps .x-label').length"), System.Globalization.CultureInfo.InvariantCulture) >= 2);
 
             // Counted since start-up, not since the page opened: the policy's and the tenant table's figures.
             wait.Until(d => d.FindElement(By.Id("policies")).Text.Contains("dash-window", StringComparison.Ordinal));
-            var policyRow = driver.FindElement(By.Id("policies")).FindElements(By.TagName("td")).Select(e => e.Text).ToList();
+            var policyRow = Cells(driver, "#policies tr");
             Assert.Equal("15", policyRow[4]); // admitted
             Assert.Equal("5", policyRow[5]);  // refused
-            var tenantRow = driver.FindElement(By.CssSelector("#tenants tr[data-tenant='(none)']")).FindElements(By.TagName("td")).Select(e => e.Text).ToList();
+            var tenantRow = Cells(driver, "#tenants tr[data-tenant='(none)']");
             Assert.Equal("20", tenantRow[2]);
             Assert.Equal("5", tenantRow[4]);
             Assert.Contains("dash-window 5", tenantRow[5], StringComparison.Ordinal);
@@ -150,13 +153,19 @@ public sealed class DashboardBrowserTests
             Assert.Equal(5, root.GetProperty("totals").GetProperty("refused_by_limit").GetProperty("dash-window").GetInt64());
 
             // No restart happened: no note about when counting began.
-            Assert.False(driver.FindElement(By.Id("restart-note")).Displayed);
+            Assert.True((bool)Js(driver, "return document.getElementById('restart-note').hidden"));
         }
         finally
         {
             driver.Quit();
         }
     }
+
+    private static object Js(IWebDriver driver, string script) => ((IJavaScriptExecutor)driver).ExecuteScript(script)!;
+
+    /// <summary>The text of each cell of the first row matching <paramref name="selector"/>, read in one script.</summary>
+    private static List<string> Cells(IWebDriver driver, string selector) =>
+        ((IReadOnlyCollection<object>)Js(driver, $"return [...document.querySelector(\"{selector}\").querySelectorAll('td')].map(e => e.textContent)")).Cast<string>().ToList();
 
     [Fact]
     public async Task Stats_refuses_a_bad_range_with_400_naming_it()

@@ -1,4 +1,7 @@
 using Gateway.Admin.Stats;
+using Gateway.Configuration;
+using Microsoft.Extensions.Configuration;
+using TestSupport;
 using Microsoft.Extensions.Time.Testing;
 
 namespace Gateway.Tests.Admin;
@@ -44,13 +47,14 @@ public sealed class TrafficHistoryTests
         var now = history.Now;
         Assert.True(now > 5, $"the clock moved only {now} s while writing: the test did not cross second boundaries");
         Assert.True(now < 3600, "the ring wrapped; the sum below would not hold");
-        long inRing = 0, refusedInRing = 0;
+        long inRing = 0, refusedInRing = 0, latencies = 0;
         for (var s = 0; s <= now; s++)
         {
             if (history.Ring.Get(s) is { } b)
             {
                 inRing += b.Requests;
                 refusedInRing += b.RefusedBy?["per-key"].Value ?? 0;
+                latencies += b.Latency.Count;
             }
         }
 
@@ -59,7 +63,7 @@ public sealed class TrafficHistoryTests
         Assert.Equal(Threads * PerThread / 10, refusedInRing);
         Assert.Equal(Threads * PerThread / 2, history.Tenants["even"].Total.Requests);
         Assert.Equal(Threads * PerThread * 3L, history.Total.TokensIn);
-        Assert.Equal(Threads * PerThread, history.Total.Latency.Count);
+        Assert.Equal(inRing, latencies); // one latency per exchange, none lost to a concurrent bucket swap
     }
 
     [Fact]
@@ -123,5 +127,20 @@ public sealed class TrafficHistoryTests
         Assert.True(history.Tenants.Count <= TrafficHistory.MaxKeys + 1);
         Assert.True(history.Tenants["(other)"].Total.Requests >= 5);
         Assert.Equal(TrafficHistory.MaxKeys + 6, history.Total.Requests);
+    }
+
+    [Theory]
+    [InlineData("59")]
+    [InlineData("86401")]
+    [InlineData("an hour")]
+    public void A_history_length_out_of_range_is_a_start_up_error_naming_the_key(string value)
+    {
+        var configuration = new ConfigurationBuilder()
+            .AddJsonFile(RepoPaths.Combine("appsettings.json"))
+            .AddInMemoryCollection(new Dictionary<string, string?> { ["Gateway:Admin:HistorySeconds"] = value })
+            .Build();
+        var error = Assert.Single(ConfigurationValidator.Validate(configuration).Errors);
+        Assert.Contains("Gateway:Admin:HistorySeconds", error, StringComparison.Ordinal);
+        Assert.Contains(value, error, StringComparison.Ordinal);
     }
 }

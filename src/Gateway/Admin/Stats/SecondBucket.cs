@@ -51,45 +51,57 @@ internal sealed class SecondBucket(long second)
     /// <summary>Refusals by the limit that answered them (null until the first).</summary>
     public ConcurrentDictionary<string, StrongBox<long>>? RefusedBy => Volatile.Read(ref _refusedBy);
 
-    /// <summary>Counts an exchange.</summary>
-    public void Add(in ExchangeSample s)
+    /// <summary>Counts an exchange: every part of it.</summary>
+    public void Add(in ExchangeSample s) => Add(s, BucketParts.All);
+
+    /// <summary>Counts the <paramref name="parts"/> of an exchange that this bucket's reader uses (each part costs its own atomic adds).</summary>
+    public void Add(in ExchangeSample s, BucketParts parts)
     {
-        Interlocked.Increment(ref Requests);
-        var status = StatusIndex(s.Status);
-        Interlocked.Increment(ref Status[status]);
-        if (status is 3 or 6)
+        if ((parts & BucketParts.Counts) != 0)
         {
-            Interlocked.Increment(ref Refused);
-        }
-        else if (status == 5)
-        {
-            Interlocked.Increment(ref Errors);
-        }
-
-        Latency.Record(s.Seconds);
-        if (s.TtftSeconds is { } ttft)
-        {
-            Ttft.Record(ttft);
+            Interlocked.Increment(ref Requests);
+            var status = StatusIndex(s.Status);
+            Interlocked.Increment(ref Status[status]);
+            if (status is 3 or 6)
+            {
+                Interlocked.Increment(ref Refused);
+            }
+            else if (status == 5)
+            {
+                Interlocked.Increment(ref Errors);
+            }
         }
 
-        if (s.QueueWait is { } wait)
+        if ((parts & BucketParts.Latency) != 0)
+        {
+            Latency.Record(s.Seconds);
+            if (s.TtftSeconds is { } ttft)
+            {
+                Ttft.Record(ttft);
+            }
+        }
+
+        if ((parts & BucketParts.Queue) != 0 && s.QueueWait is { } wait)
         {
             Interlocked.Increment(ref Queued);
             Interlocked.Add(ref QueueWaitMicros, wait.Ticks / TimeSpan.TicksPerMicrosecond);
             QueueWait.Record(wait.TotalSeconds);
         }
 
-        if (s.TokensIn > 0)
+        if ((parts & BucketParts.Tokens) != 0)
         {
-            Interlocked.Add(ref TokensIn, s.TokensIn);
+            if (s.TokensIn > 0)
+            {
+                Interlocked.Add(ref TokensIn, s.TokensIn);
+            }
+
+            if (s.TokensOut > 0)
+            {
+                Interlocked.Add(ref TokensOut, s.TokensOut);
+            }
         }
 
-        if (s.TokensOut > 0)
-        {
-            Interlocked.Add(ref TokensOut, s.TokensOut);
-        }
-
-        if (s.RefusedBy is { } limit)
+        if ((parts & BucketParts.Limits) != 0 && s.RefusedBy is { } limit)
         {
             var map = RefusedBy ?? Interlocked.CompareExchange(ref _refusedBy, new(StringComparer.Ordinal), null) ?? _refusedBy!;
             if (!map.TryGetValue(limit, out var box))
@@ -141,6 +153,29 @@ internal sealed class SecondBucket(long second)
         >= 500 and < 600 => 5,
         _ => 7,
     };
+}
+
+/// <summary>Which parts of an exchange a bucket counts (<see cref="SecondBucket.Add(in ExchangeSample, BucketParts)"/>).</summary>
+[Flags]
+internal enum BucketParts
+{
+    /// <summary>Requests, status slots, refused (429/503) and errors (other 5xx).</summary>
+    Counts = 1,
+
+    /// <summary>The latency and TTFT histograms.</summary>
+    Latency = 2,
+
+    /// <summary>The admission queue's count, total and histogram of waits.</summary>
+    Queue = 4,
+
+    /// <summary>Prompt and completion tokens.</summary>
+    Tokens = 8,
+
+    /// <summary>Refusals by limit.</summary>
+    Limits = 16,
+
+    /// <summary>Everything.</summary>
+    All = Counts | Latency | Queue | Tokens | Limits,
 }
 
 /// <summary>

@@ -36,6 +36,13 @@ internal sealed class TrafficHistory : IDisposable
     private readonly ConcurrentDictionary<string, ClusterGauges> _clusters = new(StringComparer.Ordinal);
     private long _late;
 
+    // What each running total is read for (each part left out saves the request path its atomic adds): the gateway's
+    // and a route's totals show counts (the gateway's also tokens and refusals by limit; latency comes from the ring), a
+    // tenant's everything but latency; the ten-second rings give a route its rate and percentiles, a tenant its rate.
+    private const BucketParts TotalParts = BucketParts.Counts | BucketParts.Tokens | BucketParts.Limits;
+    private const BucketParts RouteParts = BucketParts.Counts;
+    private const BucketParts TenantParts = BucketParts.Counts | BucketParts.Tokens | BucketParts.Limits | BucketParts.Queue;
+
     public TrafficHistory(TimeProvider time, AdminOptions options, ShapingRuntime shaping)
         : this(time, options.HistorySeconds, shaping)
     {
@@ -101,16 +108,16 @@ internal sealed class TrafficHistory : IDisposable
             Interlocked.Increment(ref _late);
         }
 
-        Total.Add(sample);
+        Total.Add(sample, TotalParts);
         var route = _routes.TryGetValue((sample.Listener, sample.Route), out var r) ? r
             : _routes.Count < MaxKeys ? _routes.GetOrAdd((sample.Listener, sample.Route), static _ => new KeyStats())
             : _routes.GetOrAdd((sample.Listener, "(other)"), static _ => new KeyStats());
-        route.Add(second, sample);
+        route.Add(second, sample, RouteParts, BucketParts.Counts | BucketParts.Latency);
         var name = sample.Tenant ?? "(none)";
         var tenant = _tenants.TryGetValue(name, out var t) ? t
             : _tenants.Count < MaxKeys ? _tenants.GetOrAdd(name, static _ => new KeyStats())
             : _tenants.GetOrAdd("(other)", static _ => new KeyStats());
-        tenant.Add(second, sample);
+        tenant.Add(second, sample, TenantParts, BucketParts.Counts);
     }
 
     /// <summary>Samples each admission cluster's queue, in-flight count and limit into the current second (the timer's callback).</summary>
@@ -148,10 +155,10 @@ internal sealed class TrafficHistory : IDisposable
         /// <summary>The last seconds, for the recent rate and percentiles.</summary>
         public SecondRing Recent { get; } = new(Window);
 
-        public void Add(long second, in ExchangeSample sample)
+        public void Add(long second, in ExchangeSample sample, BucketParts total, BucketParts recent)
         {
-            Total.Add(sample);
-            Recent.GetOrAdd(second)?.Add(sample);
+            Total.Add(sample, total);
+            Recent.GetOrAdd(second)?.Add(sample, recent);
         }
     }
 
