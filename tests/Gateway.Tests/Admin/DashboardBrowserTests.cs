@@ -152,6 +152,12 @@ public sealed class DashboardBrowserTests
             Assert.Equal("15", tenantRow[8]); // went through the admission queue
             Assert.Equal(5, root.GetProperty("totals").GetProperty("refused_by_limit").GetProperty("dash-window").GetInt64());
 
+            if (Environment.GetEnvironmentVariable("TEST_ARTIFACTS") is { Length: > 0 } artifacts)
+            {
+                Directory.CreateDirectory(artifacts);
+                ((ITakesScreenshot)driver).GetScreenshot().SaveAsFile(Path.Combine(artifacts, "dashboard.png"));
+            }
+
             // No restart happened: no note about when counting began.
             Assert.True((bool)Js(driver, "return document.getElementById('restart-note').hidden"));
         }
