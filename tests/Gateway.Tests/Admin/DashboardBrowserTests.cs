@@ -167,6 +167,54 @@ public sealed class DashboardBrowserTests
         }
     }
 
+    [Fact]
+    public async Task A_page_open_across_a_restart_says_when_counting_began_again()
+    {
+        // Two gateways one after the other on the same admin port: the page stays open while the first stops and the
+        // second starts (a restart, as an operator sees it). Without the restart the note stays hidden (checked in the
+        // test above); with it, the page says when counting began (bunkerweb#3775: counters silently restarting under a
+        // "last 7 days" banner).
+        var adminPort = FreePort.Next().ToString(System.Globalization.CultureInfo.InvariantCulture);
+        var options = new GatewayHarness.Options();
+        options.Gateway["Gateway:Listeners:Admin:Port"] = adminPort;
+        var first = await GatewayHarness.StartAsync(options);
+        var firstStopped = false;
+        using var driver = HeadlessChromium.Start();
+        try
+        {
+            var adminUri = first.Admin;
+            using (var client = new HttpClient { BaseAddress = first.Http })
+            {
+                (await client.PostAsJsonAsync("/v1/generate", new { prompt = "before", max_tokens = 2 })).EnsureSuccessStatusCode();
+            }
+
+            driver.Navigate().GoToUrl(adminUri);
+            var wait = new OpenQA.Selenium.Support.UI.WebDriverWait(driver, TimeSpan.FromSeconds(20));
+            wait.IgnoreExceptionTypes(typeof(StaleElementReferenceException));
+            wait.Until(d => d.FindElement(By.Id("total")).Text == "1");
+            Assert.True((bool)Js(driver, "return document.getElementById('restart-note').hidden"));
+
+            await first.DisposeAsync();
+            firstStopped = true;
+            await using var second = await GatewayHarness.StartAsync(options);
+            Assert.Equal(adminUri, second.Admin);
+
+            wait.Until(d => !(bool)Js(d, "return document.getElementById('restart-note').hidden"));
+            var note = (string)Js(driver, "return document.getElementById('restart-note').textContent");
+            Assert.Contains("restarted", note, StringComparison.Ordinal);
+            Assert.Contains("counts from then", note, StringComparison.Ordinal);
+            wait.Until(d => d.FindElement(By.Id("total")).Text == "0"); // the new process's count, from its start-up
+        }
+        finally
+        {
+            driver.Quit();
+            if (!firstStopped)
+            {
+                await first.DisposeAsync();
+            }
+        }
+    }
+
     private static object Js(IWebDriver driver, string script) => ((IJavaScriptExecutor)driver).ExecuteScript(script)!;
 
     /// <summary>The text of each cell of the first row matching <paramref name="selector"/>, read in one script.</summary>
