@@ -25,7 +25,8 @@ internal sealed class DashboardStats(TrafficHistory history, ShapingRuntime shap
         var range = Math.Clamp(rangeSeconds ?? held, 0, held);
         var step = Math.Max(1, (int)Math.Ceiling(range / (double)MaxPoints));
         var series = new List<object>(Math.Min(MaxPoints, range));
-        var clusterNames = shaping.Current.Clusters.Keys.Order(StringComparer.Ordinal).ToArray();
+        var state = shaping.Current; // one configuration for the whole snapshot, even if a reload swaps it meanwhile
+        var clusterNames = state.Clusters.Keys.Order(StringComparer.Ordinal).ToArray();
         var clusterSeries = clusterNames.ToDictionary(static c => c, static _ => (Queued: new List<int?>(), InFlight: new List<int?>(), Limit: new List<int?>()), StringComparer.Ordinal);
         for (var from = now - range; from < now; from += step)
         {
@@ -116,7 +117,6 @@ internal sealed class DashboardStats(TrafficHistory history, ShapingRuntime shap
             });
         }
 
-        var state = shaping.Current;
         var policies = new List<object>();
         foreach (var p in state.Policies.Values)
         {
@@ -181,6 +181,7 @@ internal sealed class DashboardStats(TrafficHistory history, ShapingRuntime shap
                 tokens_in = total.TokensIn,
                 tokens_out = total.TokensOut,
                 late = history.Late,
+                sample_failures = history.SampleFailures,
             },
             routes,
             tenants,

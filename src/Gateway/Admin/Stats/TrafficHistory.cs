@@ -35,6 +35,7 @@ internal sealed class TrafficHistory : IDisposable
     private readonly ConcurrentDictionary<string, KeyStats> _tenants = new(StringComparer.Ordinal);
     private readonly ConcurrentDictionary<string, ClusterGauges> _clusters = new(StringComparer.Ordinal);
     private long _late;
+    private long _sampleFailures;
 
     // What each running total is read for (each part left out saves the request path its atomic adds): the gateway's
     // and a route's totals show counts (the gateway's also tokens and refusals by limit; latency comes from the ring), a
@@ -77,6 +78,9 @@ internal sealed class TrafficHistory : IDisposable
 
     /// <summary>Exchanges counted in the totals but not in the ring because their second had already left it (a writer a whole ring late).</summary>
     public long Late => Volatile.Read(ref _late);
+
+    /// <summary>Once-a-second samples of the admission clusters that failed (and were skipped).</summary>
+    public long SampleFailures => Volatile.Read(ref _sampleFailures);
 
     /// <summary>The second since start-up it is now.</summary>
     public long Now => (long)_time.GetElapsedTime(StartTimestamp).TotalSeconds;
@@ -138,9 +142,11 @@ internal sealed class TrafficHistory : IDisposable
                 gauges.Set(second, c.Queued, c.InFlight, c.Limit);
             }
         }
-        catch (Exception ex) when (ex is InvalidOperationException or ObjectDisposedException)
+        catch (Exception)
         {
-            // A configuration being swapped in: the next second samples the new one.
+            // A timer callback must never throw (it would end the process); a configuration being swapped in is the
+            // expected case, and the next second samples the new one. Counted, never silent.
+            Interlocked.Increment(ref _sampleFailures);
         }
     }
 
