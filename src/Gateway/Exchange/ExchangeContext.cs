@@ -88,6 +88,19 @@ internal sealed class ExchangeContext
     public int? PrefixMatchChars { get; internal set; }
 
     /// <summary>
+    /// How long the exchange waited in its cluster's admission queue (<c>TimeSpan.Zero</c> when admitted at once), set by
+    /// the admission step whether it was then admitted or refused; null when no admission control applied.
+    /// </summary>
+    public TimeSpan? QueueWait { get; internal set; }
+
+    /// <summary>
+    /// Prompt and completion tokens as the token accounting settled them when the exchange completed (the usage the
+    /// backend reported, or for a stream cut short the chunks delivered); null when no token policy counted the exchange
+    /// or nothing better than the estimate was known.
+    /// </summary>
+    public (long Prompt, long Completion)? Tokens { get; internal set; }
+
+    /// <summary>
     /// The admission lease of the cluster now serving the exchange (set by <c>ClusterAdmission</c>), or null when its
     /// cluster has no admission; replaced when a model's fallback cluster admits it after a failed forward.
     /// </summary>

@@ -62,6 +62,7 @@ internal static partial class GatewayApp
         services.AddHostedService(static sp => sp.GetRequiredService<Warmup>());
         services.AddHostedService<DestinationHealthLog>();
         services.AddSingleton<AdminTokenFilter>();
+        services.AddSingleton<Admin.Stats.TrafficHistory>();
         services.AddSingleton<DashboardStats>();
         services.AddSingleton<ExchangeCompletion>();
         services.AddSingleton<Telemetry.GenAi.GenAiTelemetry>();
@@ -93,7 +94,7 @@ internal static partial class GatewayApp
         gate.AttachLogger(app.Services.GetRequiredService<ILoggerFactory>());
         _ = app.Services.GetRequiredService<ShapingMetrics>(); // instruments exist before the first scrape
         _ = app.Services.GetRequiredService<Tenants.AuthMetrics>();
-        _ = app.Services.GetRequiredService<DashboardStats>(); // its uptime counts from start-up (it listens from the first poll)
+        _ = app.Services.GetRequiredService<Admin.Stats.TrafficHistory>(); // its second 0 is start-up, and it samples the admission queues from then
         if (!builder.Configuration.GetSection("ReverseProxy:Routes").GetChildren().Any())
         {
             Log.NoRoutes(app.Services.GetRequiredService<ILoggerFactory>().CreateLogger("Gateway"));

@@ -173,5 +173,9 @@ internal sealed class TokenCharges(LlmRequest llm, ShapingMetrics metrics) : IEx
         }
 
         capture?.SetTokens(tokens with { Charges = recorded });
+        if (actual is > 0 && result.Context.GetExchange() is { } exchange)
+        {
+            exchange.Tokens = (tokens.Prompt, tokens.Completion);
+        }
     }
 }
