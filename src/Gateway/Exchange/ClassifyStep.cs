@@ -44,7 +44,8 @@ internal sealed class ClassifyStep(RequestDelegate next, ShapingRuntime shaping,
         if (HttpMethods.IsGet(context.Request.Method) && context.Request.Path.Equals("/v1/models", StringComparison.Ordinal) && !classification.IsWebSocket)
         {
             classification.Resolve(null, null, route.ClusterId, RoutePlan.Empty);
-            return ModelList.WriteAsync(context, models);
+            return ModelList.WriteAsync(context, models,
+                classification.Tenant is { } caller && auth.Current.Tenants.TryGetValue(caller.Name, out var listed) && listed.AllowedModels is not null ? listed.Allows : null);
         }
 
         return RouteByModelAsync(context, exchange, classification);
@@ -94,7 +95,7 @@ internal sealed class ClassifyStep(RequestDelegate next, ShapingRuntime shaping,
             classification.Resolve(model, requested, route.ClusterId, RoutePlan.Empty);
             authMetrics.Failure(Tenants.AuthFailure.ModelNotAllowed);
             exchange.Refuse(new GatewayAnswer(StatusCodes.Status403Forbidden, Grpc.Core.StatusCode.PermissionDenied, GatewayErrorTypes.PermissionDenied, GatewayErrorCodes.ModelNotAllowed,
-                $"Tenant '{tenant.Name}' may not call the model `{requested}`."));
+                $"Tenant '{tenant.Name}' may not call the model `{requested}`.", RefuseUpgrade: true));
             return;
         }
 
