@@ -18,7 +18,9 @@ namespace Gateway.Exchange;
 /// client's body); a client that went away is 499 (nginx's name) and gets nothing;</item>
 /// <item>runs the exchange's finalizers (leases released, token charges reconciled, the breaker's verdict), each once,
 /// in reverse order of registration;</item>
-/// <item>counts and logs the exchange once, and hands the recording taps' capture to the <see cref="RecordingSink"/>.</item>
+/// <item>counts and logs the exchange once (<c>gateway.*</c>, and the GenAI conventions for an LLM exchange:
+/// <see cref="Telemetry.GenAi.GenAiTelemetry"/>), and hands the recording taps' capture to the <see cref="RecordingSink"/>;</item>
+/// <item>disposes of the response's usage meter, which the finalizers and the metrics read.</item>
 /// </list>
 /// </summary>
 internal sealed partial class ExchangeCompletion
@@ -27,15 +29,17 @@ internal sealed partial class ExchangeCompletion
     public const int ClientClosedRequest = 499;
 
     private readonly GatewayMetrics _metrics;
+    private readonly Telemetry.GenAi.GenAiTelemetry _genAi;
     private readonly RecordingSink _sink;
     private readonly TimeProvider _time;
     private readonly ILogger _requestLog;
     private readonly ILogger _logger;
     private readonly LogThrottle _backendErrors;
 
-    public ExchangeCompletion(GatewayMetrics metrics, RecordingSink sink, TimeProvider time, ILoggerFactory loggerFactory)
+    public ExchangeCompletion(GatewayMetrics metrics, Telemetry.GenAi.GenAiTelemetry genAi, RecordingSink sink, TimeProvider time, ILoggerFactory loggerFactory)
     {
         _metrics = metrics;
+        _genAi = genAi;
         _sink = sink;
         _time = time;
         _requestLog = loggerFactory.CreateLogger("Gateway.Requests");
@@ -46,9 +50,22 @@ internal sealed partial class ExchangeCompletion
     /// <summary>Completes the exchange (see the type's remarks). Never throws for a finalizer's failure.</summary>
     public async Task CompleteAsync(HttpContext context, ExchangeContext exchange, string listenerTag)
     {
+        try
+        {
+            await CompleteCoreAsync(context, exchange, listenerTag);
+        }
+        finally
+        {
+            exchange.Usage?.Dispose();
+        }
+    }
+
+    private async Task CompleteCoreAsync(HttpContext context, ExchangeContext exchange, string listenerTag)
+    {
         var outcome = await DecideAsync(context, exchange);
         var status = outcome == ExchangeOutcome.ClientAbort ? ClientClosedRequest : context.Response.StatusCode;
         var result = new ExchangeResult(context, outcome, status);
+        exchange.Usage?.Finish(); // what the finalizers (token charges) and the GenAI metrics read
 
         var finalizers = exchange.Finalizers;
         for (var i = finalizers.Length - 1; i >= 0; i--)
@@ -72,6 +89,7 @@ internal sealed partial class ExchangeCompletion
             ? _time.GetElapsedTime(exchange.StartTimestamp, exchange.ResponseStarted).TotalSeconds
             : null;
         _metrics.RequestCompleted(listenerTag, routeTag, status, elapsed.TotalSeconds, ttft, Routing.ModelCatalog.Tag(classification?.Model, classification?.RequestedModel));
+        _genAi.Record(context, exchange, outcome, status, elapsed.TotalSeconds);
         if (_requestLog.IsEnabled(LogLevel.Information))
         {
             Log.Request(_requestLog, listenerTag, context.Request.Method, context.Request.Path.Value ?? "/", routeTag, status, elapsed.TotalMilliseconds,
