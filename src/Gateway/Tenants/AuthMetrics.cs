@@ -24,6 +24,15 @@ internal static class AuthFailure
     /// <summary>Refused without checking: the client address failed too often in its window.</summary>
     public const string RateLimited = "rate_limited";
 
+    /// <summary>A tenant with an allow-list sent a body whose model the gateway could not read (past the inspect limit, or not JSON).</summary>
+    public const string ModelUncheckable = "model_uncheckable";
+
+    /// <summary>The request named two different models (x-model and the body, or ?model= twice).</summary>
+    public const string ModelMismatch = "model_mismatch";
+
+    /// <summary>The request carried conflicting credentials (two Authorization headers, or different values in Authorization, x-api-key, api-key).</summary>
+    public const string Conflicting = "conflicting";
+
     /// <summary>A JWT that could not be checked because the identity provider's signing keys could not be read (503; not counted against the client).</summary>
     public const string ProviderUnavailable = "provider_unavailable";
 }
@@ -38,7 +47,7 @@ internal static class AuthFailure
 /// </summary>
 internal sealed class AuthMetrics
 {
-    private static readonly string[] s_reasons = [AuthFailure.Missing, AuthFailure.Invalid, AuthFailure.Expired, AuthFailure.UnknownTenant, AuthFailure.ModelNotAllowed, AuthFailure.RateLimited, AuthFailure.ProviderUnavailable];
+    private static readonly string[] s_reasons = [AuthFailure.Missing, AuthFailure.Invalid, AuthFailure.Expired, AuthFailure.UnknownTenant, AuthFailure.ModelNotAllowed, AuthFailure.RateLimited, AuthFailure.ProviderUnavailable, AuthFailure.ModelUncheckable, AuthFailure.ModelMismatch, AuthFailure.Conflicting];
     private readonly Counter<long> _failures;
     private readonly Counter<long> _successes;
     private readonly Counter<long> _storeErrors;
