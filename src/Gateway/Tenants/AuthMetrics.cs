@@ -33,6 +33,9 @@ internal static class AuthFailure
     /// <summary>The request carried conflicting credentials (two Authorization headers, or different values in Authorization, x-api-key, api-key).</summary>
     public const string Conflicting = "conflicting";
 
+    /// <summary>An admin API call with a wrong or missing <c>Gateway:Admin:Token</c>.</summary>
+    public const string AdminToken = "admin_token";
+
     /// <summary>A JWT that could not be checked because the identity provider's signing keys could not be read (503; not counted against the client).</summary>
     public const string ProviderUnavailable = "provider_unavailable";
 }
@@ -48,7 +51,7 @@ internal static class AuthFailure
 /// </summary>
 internal sealed class AuthMetrics
 {
-    private static readonly string[] s_reasons = [AuthFailure.Missing, AuthFailure.Invalid, AuthFailure.Expired, AuthFailure.UnknownTenant, AuthFailure.ModelNotAllowed, AuthFailure.RateLimited, AuthFailure.ProviderUnavailable, AuthFailure.ModelUncheckable, AuthFailure.ModelMismatch, AuthFailure.Conflicting];
+    private static readonly string[] s_reasons = [AuthFailure.Missing, AuthFailure.Invalid, AuthFailure.Expired, AuthFailure.UnknownTenant, AuthFailure.ModelNotAllowed, AuthFailure.RateLimited, AuthFailure.ProviderUnavailable, AuthFailure.ModelUncheckable, AuthFailure.ModelMismatch, AuthFailure.Conflicting, AuthFailure.AdminToken];
     private readonly Counter<long> _failures;
     private readonly Counter<long> _successes;
     private readonly Counter<long> _storeErrors;

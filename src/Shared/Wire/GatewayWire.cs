@@ -120,9 +120,6 @@ public static class GatewayErrorCodes
     /// <summary>400 (gRPC INVALID_ARGUMENT): the request names two different models (the <c>x-model</c> header and the body's <c>model</c>, or <c>?model=</c> twice); the model checked must be the one the backend sees.</summary>
     public const string ModelMismatch = "model_mismatch";
 
-    /// <summary>400 (gRPC INVALID_ARGUMENT): the credentials conflict (two <c>Authorization</c> headers, or <c>Authorization</c>, <c>x-api-key</c> and <c>api-key</c> with different values).</summary>
-    public const string ConflictingCredentials = "conflicting_credentials";
-
     /// <summary>413 (gRPC RESOURCE_EXHAUSTED) or 400: a tenant with a model allow-list sent a body whose model the gateway cannot check (longer than <c>Gateway:Shaping:MaxInspectBytes</c>, or not a JSON object).</summary>
     public const string ModelUncheckable = "model_uncheckable";
 
