@@ -38,9 +38,11 @@ internal static class Planner
                 var amplified = Amplifier.Amplify(scaled, o.Amplify, o.Spread.TotalMilliseconds / o.Speed, o.Seed, o.SessionHeader, o.AmplifyFreshPrompts);
                 var sessions = o.Limit is { } limit ? Truncate(amplified, limit) : amplified;
                 long planned = 0;
+                double lastStartMs = 0;
                 foreach (var s in sessions)
                 {
                     planned += s.RequestCount;
+                    lastStartMs = Math.Max(lastStartMs, s.StartOffsetMs);
                 }
 
                 return new RunPlan
@@ -51,6 +53,8 @@ internal static class Planner
                     MaxInflight = o.MaxInflight,
                     PlannedRequests = planned,
                     NominalSeconds = o.SourceDuration is { } d ? d.TotalSeconds / o.Speed : 0,
+                    // With --limit the plan keeps only the first sessions: their own starts are the schedule.
+                    ScheduledSeconds = (o.Limit is null ? Math.Max(workload.SpanMs / o.Speed, lastStartMs) : lastStartMs) / 1000,
                 };
             }
 
@@ -71,6 +75,7 @@ internal static class Planner
                         ? OpenRequests(items, (long)Math.Ceiling(p.ExpectedCount - 1e-9), o.Limit ?? long.MaxValue)
                         : null,
                     NominalSeconds = o.Profile?.Duration ?? 0,
+                    ScheduledSeconds = o.Profile?.Duration ?? 0,
                 };
             }
 
@@ -86,6 +91,7 @@ internal static class Planner
                     Seed = o.Seed,
                     MaxInflight = o.MaxInflight,
                     NominalSeconds = o.Duration?.TotalSeconds ?? 0,
+                    ScheduledSeconds = o.Duration?.TotalSeconds ?? 0,
                 };
         }
     }
