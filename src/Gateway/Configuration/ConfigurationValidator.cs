@@ -119,6 +119,7 @@ internal static class ConfigurationValidator
         }
 
         Routing.ModelsValidator.Validate(options.Models, clusterIds, errors);
+        Tenants.TenantsValidator.Validate(options, configuration, errors);
 
         var routeIds = configuration.GetSection("ReverseProxy:Routes").GetChildren().Select(static r => r.Key).ToHashSet(StringComparer.OrdinalIgnoreCase);
         foreach (var route in options.Recording.Sampling.Routes.Keys.Where(r => !routeIds.Contains(r)))

@@ -53,6 +53,13 @@ internal sealed class ExchangeContext
     /// <summary>Notes that a close frame passed (see <see cref="WebSocketClosed"/>).</summary>
     public void MarkWebSocketClosed() => Volatile.Write(ref _webSocketClosed, 1);
 
+    /// <summary>
+    /// The authenticated caller, found by the authentication step (<see cref="Tenants.AuthStep"/>) before
+    /// classification, which makes it <see cref="Classification.Tenant"/>; null when authentication is off or the route
+    /// needs none. Never a credential.
+    /// </summary>
+    public Tenants.Tenant? Caller { get; internal set; }
+
     /// <summary>The request's classification, once a route matched; null for requests no route took.</summary>
     public Classification? Classification { get; private set; }
 
