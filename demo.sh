@@ -73,7 +73,7 @@ cleanup() {
     fi
   fi
   if [ "$recording_state" = exported ] && [ -z "$smoke" ]; then
-    echo "     the recording is in $export_file; replay it with: dotnet run --project src/Replay -- run --source file:./$recordings --recording demo --target http://127.0.0.1:8080"
+    echo "     the recording is in $export_file; replay it (docs/replay.md): dotnet run --project src/Replay -- run --source file:./$recordings --recording demo --target http://127.0.0.1:8080 --grpc-target http://127.0.0.1:8081 --ws-target ws://127.0.0.1:8082"
   fi
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
   wait 2>/dev/null || true
@@ -224,10 +224,10 @@ cat <<TXT
 TXT
 
 # 5. A small fleet: model chat-large on three replicas (one cluster), chat-small on one, behind one endpoint routed by
-# the request's model (Gateway:Models). Each replica's prefix (KV) cache holds about 10 of the 13 shared 1,000-token
+# the request's model (Gateway:Models). Each replica's prefix (KV) cache (800 blocks of 16 tokens) holds about 12 of the 13 shared 1,000-token
 # prefixes, so a policy that sends every prefix everywhere evicts and recomputes, and one that keeps each prefix on one
 # replica hits. Each policy runs on fresh replicas (empty caches, fresh counters); bench/routing.sh is the longer run.
-fleet_sim=(--Sim:Slots=8 --Sim:Queue=100000 --Sim:PrefillMs=20 --Sim:PrefillPerTokenMs=0.5 --Sim:PerTokenMs=5 --Sim:PrefixCache:Blocks=1200 --Logging:LogLevel:Default=Warning)
+fleet_sim=(--Sim:Slots=8 --Sim:Queue=100000 --Sim:PrefillMs=20 --Sim:PrefillPerTokenMs=0.5 --Sim:PerTokenMs=5 --Sim:PrefixCache:Blocks=800 --Logging:LogLevel:Default=Warning)
 fleet_rate=30 fleet_groups=13
 if [ -n "$smoke" ]; then policies=(InferenceAware); else policies=(RoundRobin InferenceAware); fi
 run_fleet() {
