@@ -44,7 +44,7 @@ for candidate in "$shared" ../shared/data /work/shared/data; do
 done
 trace=${shared:-../shared/data}/azure-llm-2023/AzureLLMInferenceTrace_conv.csv
 [ -f "$trace" ] || fail "the Azure LLM trace is not at $trace (the demo reads it in place; set GATEWAY_SHARED_DATA to the folder holding azure-llm-2023/)"
-if [ -n "$smoke" ]; then trace_seconds=40; speed=6; session_seconds=5; fleet_seconds=6; else trace_seconds=120; speed=4; session_seconds=20; fleet_seconds=12; fi
+if [ -n "$smoke" ]; then trace_seconds=30; speed=6; session_seconds=5; fleet_seconds=4; else trace_seconds=120; speed=4; session_seconds=20; fleet_seconds=12; fi
 
 state=.demo
 recordings=data/recordings
