@@ -12,6 +12,10 @@ namespace Gateway.Tests.Forwarding;
 /// client closes its TCP connection after the closing handshake, as RFC 6455 §7.1.1 says it should, and that fired the
 /// abort token before completion ran; the replay tool even dropped it right after sending its 1000. A session in which a
 /// close frame passed is a completed exchange with its 101; a client that drops the connection without one is still 499.
+/// Others met the same: ray-project/ray#64185 (a proxy counting a completed response as 499 when the client left during
+/// the last send), envoy#12711 (a "downstream disconnect" flag set on streams that had ended for other reasons),
+/// fiatjaf/relayer#125 (normal 1000 closures logged as unexpected), websockets/ws#1649 (a 1000 close is only the first
+/// step of the closing handshake: the replay tool now waits for the server's close frame).
 /// </summary>
 public sealed class WebSocketCloseTests
 {

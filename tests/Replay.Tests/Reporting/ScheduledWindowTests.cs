@@ -7,6 +7,9 @@ namespace Replay.Tests.Reporting;
 /// run's send window, but the straight run's late multi-turn requests (each waiting for a slow answer) stretched its
 /// send window from about 46 s to 107.6 s, so "nearly five times the goodput" was about 2x in good requests. Both runs
 /// are now also measured over the scheduled window: the recording's own span over --speed, the same for both.
+/// The same trap in other load tools: gatling#1909 (the same 1 user/s injection reported 0.5 or 0.67 req/s depending on
+/// how long the slow responses kept the simulation running) and artillery#480 ("RPS sent" 12.6 for 40/s offered: its
+/// denominator was the 101 s the run took, not the 60 s scheduled).
 /// </summary>
 public sealed class ScheduledWindowTests
 {
