@@ -21,7 +21,7 @@ smoke=""
 for arg in "$@"; do
   case "$arg" in
     --smoke) smoke=1 ;;
-    -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
     *) echo "demo.sh: unknown option '$arg' (use --smoke or --help)" >&2; exit 2 ;;
   esac
 done
