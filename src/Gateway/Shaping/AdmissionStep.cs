@@ -7,7 +7,34 @@ namespace Gateway.Shaping;
 
 /// <summary>
 /// The admission step, last before forwarding: the cluster's circuit breaker and in-flight cap
-/// (<see cref="RoutePlan.Admission"/>).
+/// (<see cref="RoutePlan.Admission"/>), decided by <see cref="ClusterAdmission"/>. A refused exchange ends here; an
+/// admitted one is forwarded holding its lease (<see cref="ExchangeContext.Admission"/>) until it completes.
+/// </summary>
+internal sealed class AdmissionStep(RequestDelegate next, ClusterAdmission admission)
+{
+    public Task InvokeAsync(HttpContext context)
+    {
+        var exchange = context.GetExchange()!;
+        var cluster = exchange.Classification!.Plan.Admission;
+        return cluster is null ? next(context) : AdmitAsync(context, exchange, cluster);
+    }
+
+    private async Task AdmitAsync(HttpContext context, ExchangeContext exchange, ClusterShaping cluster)
+    {
+        if (await admission.AdmitAsync(context, exchange, cluster) is null)
+        {
+            return; // refused (the answer is set) or the client went away while waiting
+        }
+
+        await next(context);
+    }
+}
+
+/// <summary>
+/// Admits an exchange to a cluster: its circuit breaker and in-flight cap (<see cref="ClusterShaping"/>). Used by
+/// <see cref="AdmissionStep"/> for the cluster the request was routed to, and by <c>ForwardStep</c> for a model's
+/// fallback cluster when forwarding to the first failed before any answer (the fallback's cap counts that request
+/// too; litellm#1555 is the same bug in another router: a fallback's usage counted against the original model).
 /// <list type="number">
 /// <item>While the circuit is open within its break, the request is refused at once (503 <c>circuit_open</c>) without
 /// queueing; after the break Polly lets one trial through (half-open), whose start decides.</item>
@@ -18,7 +45,7 @@ namespace Gateway.Shaping;
 /// the adaptive limit, a failure's latency does not.</item>
 /// </list>
 /// </summary>
-internal sealed class AdmissionStep(RequestDelegate next, ShapingMetrics metrics, RefusalLog refusals, ShapingRuntime runtime)
+internal sealed class ClusterAdmission(ShapingMetrics metrics, RefusalLog refusals, ShapingRuntime runtime)
 {
     private static readonly Func<object, Task> s_responseStarted = static state =>
     {
@@ -28,14 +55,15 @@ internal sealed class AdmissionStep(RequestDelegate next, ShapingMetrics metrics
         return Task.CompletedTask;
     };
 
-    public Task InvokeAsync(HttpContext context)
-    {
-        var exchange = context.GetExchange()!;
-        var cluster = exchange.Classification!.Plan.Admission;
-        return cluster is null ? next(context) : AdmitAsync(context, exchange, cluster);
-    }
-
-    private async Task AdmitAsync(HttpContext context, ExchangeContext exchange, ClusterShaping cluster)
+    /// <summary>
+    /// Admits the exchange to <paramref name="cluster"/>, or refuses it (<see cref="ExchangeContext.Refuse"/>, counted and
+    /// logged as a refusal of <c>admission:CLUSTER</c>).
+    /// </summary>
+    /// <returns>
+    /// The admitted exchange's release, registered to run at completion and set as <see cref="ExchangeContext.Admission"/>;
+    /// null when refused or when the client went away while it waited.
+    /// </returns>
+    public async ValueTask<AdmissionRelease?> AdmitAsync(HttpContext context, ExchangeContext exchange, ClusterShaping cluster)
     {
         var classification = exchange.Classification!;
         var options = runtime.Current.Options;
@@ -45,7 +73,7 @@ internal sealed class AdmissionStep(RequestDelegate next, ShapingMetrics metrics
         {
             // Open and within its break: refused before it queues. After the break, Polly decides (half-open trial).
             exchange.Refuse(CircuitOpen(exchange, cluster, options, breakLeft));
-            return;
+            return null;
         }
 
         var priority = Priority(context, classification, controller.Settings, options);
@@ -55,14 +83,14 @@ internal sealed class AdmissionStep(RequestDelegate next, ShapingMetrics metrics
             metrics.Admission(controller.ClusterId, "refused", result.Reason, TimeSpan.Zero);
             if (result.Reason == "cancelled")
             {
-                return; // the client went away while waiting
+                return null; // the client went away while waiting
             }
 
             refusals.Refused(GatewayLimits.Admission(controller.ClusterId), result.Reason!, classification.ClientKey, shadow: false, options.RefusalLogInterval);
             exchange.Refuse(new GatewayAnswer(StatusCodes.Status503ServiceUnavailable, StatusCode.Unavailable, GatewayErrorTypes.Overloaded, result.Reason!,
                 $"Cluster '{controller.ClusterId}' is at capacity ({controller.InFlight} in flight, {controller.Queued} waiting): {result.Reason!.Replace('_', ' ')}.",
                 result.RetryAfter, GatewayLimits.Admission(controller.ClusterId)));
-            return;
+            return null;
         }
 
         IDisposable? fleetLease = null;
@@ -81,7 +109,7 @@ internal sealed class AdmissionStep(RequestDelegate next, ShapingMetrics metrics
                         ? $"Cluster '{controller.ClusterId}' counts its in-flight requests fleet-wide and Redis is unavailable."
                         : $"Cluster '{controller.ClusterId}' is at its fleet-wide capacity ({cluster.Options.FleetMaxInFlight} in flight across the gateways sharing Redis).",
                     decision.RetryAfter ?? TimeSpan.FromSeconds(1), $"admission:{controller.ClusterId}"));
-                return;
+                return null;
             }
 
             fleetLease = decision.Lease;
@@ -98,7 +126,7 @@ internal sealed class AdmissionStep(RequestDelegate next, ShapingMetrics metrics
                 lease.Discard();
                 lease.Dispose();
                 exchange.Refuse(CircuitOpen(exchange, cluster, options, retryAfter ?? TimeSpan.Zero));
-                return;
+                return null;
             }
         }
 
@@ -106,7 +134,8 @@ internal sealed class AdmissionStep(RequestDelegate next, ShapingMetrics metrics
         var release = new AdmissionRelease(context, lease, ticket, fleetLease);
         exchange.OnCompleted(release);
         context.Response.OnStarting(s_responseStarted, release);
-        await next(context);
+        exchange.Admission = release;
+        return release;
     }
 
     private GatewayAnswer CircuitOpen(ExchangeContext exchange, ClusterShaping cluster, ShapingOptions options, TimeSpan retryAfter)
