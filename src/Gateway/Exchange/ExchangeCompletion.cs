@@ -15,9 +15,9 @@ namespace Gateway.Exchange;
 /// (<see cref="ExchangeContext.Answer"/>), 504 <c>route_timeout</c> when the route's timeout fired (never the 400 or 502
 /// that YARP reports for a cancelled call), or a forwarding failure as an answer a client can act on (502
 /// <c>backend_unreachable</c>, 503 <c>no_available_destination</c>, 504 <c>backend_timeout</c>, 413/400 for the
-/// client's body); a client that went away is 499 (nginx's name) and gets nothing, except a WebSocket session whose
-/// closing handshake completed (<see cref="ExchangeContext.WebSocketClosed"/>): it completed, with its 101 (or 200 over
-/// HTTP/2);</item>
+/// client's body); a client that went away is 499 (nginx's name) and gets nothing, except a WebSocket session in
+/// which a close frame passed, from either side (<see cref="ExchangeContext.WebSocketClosed"/>): it completed, with its
+/// 101 (or 200 over HTTP/2);</item>
 /// <item>runs the exchange's finalizers (leases released, token charges reconciled, the breaker's verdict), each once,
 /// in reverse order of registration;</item>
 /// <item>counts and logs the exchange once, and hands the recording taps' capture to the <see cref="RecordingSink"/>.</item>
