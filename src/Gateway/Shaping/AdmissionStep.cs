@@ -78,6 +78,7 @@ internal sealed class ClusterAdmission(ShapingMetrics metrics, RefusalLog refusa
 
         var priority = Priority(context, classification, controller.Settings, options);
         var result = await controller.EnterAsync(classification.ClientKey, priority, aborted);
+        exchange.QueueWait = (exchange.QueueWait ?? TimeSpan.Zero) + result.Waited; // a fallback cluster's queue adds to the first's
         if (result.Lease is not { } lease)
         {
             metrics.Admission(controller.ClusterId, "refused", result.Reason, TimeSpan.Zero);
