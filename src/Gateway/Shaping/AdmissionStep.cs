@@ -199,7 +199,7 @@ internal sealed class AdmissionRelease(HttpContext context, AdmissionLease lease
     /// </summary>
     internal static int BreakerStatus(HttpContext context)
     {
-        if (context.GetExchange() is { IsClientAbort: true })
+        if (context.GetExchange() is { IsClientAbort: true, WebSocketClosed: false })
         {
             return ExchangeCompletion.ClientClosedRequest;
         }
