@@ -27,14 +27,16 @@ internal sealed partial class ExchangeCompletion
     public const int ClientClosedRequest = 499;
 
     private readonly GatewayMetrics _metrics;
+    private readonly Tenants.TenantMetrics _tenants;
     private readonly RecordingSink _sink;
     private readonly TimeProvider _time;
     private readonly ILogger _requestLog;
     private readonly ILogger _logger;
     private readonly LogThrottle _backendErrors;
 
-    public ExchangeCompletion(GatewayMetrics metrics, RecordingSink sink, TimeProvider time, ILoggerFactory loggerFactory)
+    public ExchangeCompletion(GatewayMetrics metrics, RecordingSink sink, TimeProvider time, ILoggerFactory loggerFactory, Tenants.TenantMetrics tenants)
     {
+        _tenants = tenants;
         _metrics = metrics;
         _sink = sink;
         _time = time;
@@ -63,6 +65,7 @@ internal sealed partial class ExchangeCompletion
             }
         }
 
+        _tenants.Completed(exchange, outcome, status);
         var classification = exchange.Classification;
         var elapsed = _time.GetElapsedTime(exchange.StartTimestamp);
         var routeTag = classification?.RouteId ?? "(none)";

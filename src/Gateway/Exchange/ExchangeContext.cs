@@ -66,6 +66,21 @@ internal sealed class ExchangeContext
     /// </summary>
     public int? PrefixMatchChars { get; internal set; }
 
+    /// <summary>
+    /// Time the exchange waited in its cluster's admission queue (zero when admitted at once); null when no admission
+    /// applied or it was refused. Set once by the admission step; read by metrics and the dashboard.
+    /// </summary>
+    public TimeSpan? QueueWait { get; internal set; }
+
+    /// <summary>
+    /// The response's token usage meter, once one is installed before forwarding (by the token step, or by the admission
+    /// step for the fair share and the tenants' token counts); read when the exchange completes. Null when none.
+    /// </summary>
+    public Shaping.Tokens.UsageMeter? Usage { get; internal set; }
+
+    /// <summary>Whether a usage meter is registered (<see cref="Usage"/> is set once forwarding installs it).</summary>
+    public bool UsageMetered { get; internal set; }
+
     /// <summary>An exception that escaped the request path (a bug), or null.</summary>
     public Exception? Failure { get; private set; }
 

@@ -15,10 +15,16 @@ namespace Gateway.Shaping;
 /// or a wait past its timeout is refused with 503 and <c>Retry-After</c> (gRPC UNAVAILABLE, WebSocket close 1013),
 /// naming <c>admission:CLUSTER</c>.</item>
 /// <item>The admitted exchange holds its lease until it completes (<see cref="AdmissionRelease"/>); its first byte feeds
-/// the adaptive limit, a failure's latency does not.</item>
+/// the adaptive limit, a failure's latency does not; its output tokens (the usage the backend reported, else the chunks
+/// delivered) are charged to its key's fair-share counter.</item>
 /// </list>
+/// The queue's key is the tenant (<c>tenant:NAME</c>, with the tenant's <c>Weight</c>) when the exchange has one, else the
+/// client key (weight 1); its prompt tokens (the request's estimate) are charged when it is admitted. Its class is the
+/// <c>x-priority</c> header's, capped at the tenant's own <c>Priority</c> (a normal tenant asking for high gets normal; asking
+/// for low gets low); without a tenant, the header's, else <c>Shaping:KeyPriorities</c>, else the default class. The time
+/// it waited is put on <see cref="ExchangeContext.QueueWait"/>.
 /// </summary>
-internal sealed class AdmissionStep(RequestDelegate next, ShapingMetrics metrics, RefusalLog refusals, ShapingRuntime runtime)
+internal sealed class AdmissionStep(RequestDelegate next, ShapingMetrics metrics, RefusalLog refusals, ShapingRuntime runtime, Tenants.TenantMetrics tenantMetrics)
 {
     private static readonly Func<object, Task> s_responseStarted = static state =>
     {
@@ -31,8 +37,35 @@ internal sealed class AdmissionStep(RequestDelegate next, ShapingMetrics metrics
     public Task InvokeAsync(HttpContext context)
     {
         var exchange = context.GetExchange()!;
-        var cluster = exchange.Classification!.Plan.Admission;
-        return cluster is null ? next(context) : AdmitAsync(context, exchange, cluster);
+        var classification = exchange.Classification!;
+        var cluster = classification.Plan.Admission;
+        if (cluster is null)
+        {
+            if (classification.Tenant is not null)
+            {
+                MeterUsage(context, exchange); // the tenant's token counts
+            }
+
+            return next(context);
+        }
+
+        return AdmitAsync(context, exchange, cluster);
+    }
+
+    /// <summary>
+    /// Makes sure the response's usage is metered (the token step's meter when it has one; else one that only reads,
+    /// disposed when the exchange completes): the fair share charges output tokens, the tenant metrics count them.
+    /// </summary>
+    private static void MeterUsage(HttpContext context, ExchangeContext exchange)
+    {
+        if (exchange.UsageMetered || exchange.Classification!.IsWebSocket)
+        {
+            return;
+        }
+
+        exchange.UsageMetered = true;
+        exchange.FilterResponseBody(inner => exchange.Usage = new Tokens.UsageMeter(context, inner, stripUsage: false));
+        exchange.OnCompleted(new UsageRelease(exchange)); // registered before the lease's release: it runs after it
     }
 
     private async Task AdmitAsync(HttpContext context, ExchangeContext exchange, ClusterShaping cluster)
@@ -49,7 +82,19 @@ internal sealed class AdmissionStep(RequestDelegate next, ShapingMetrics metrics
         }
 
         var priority = Priority(context, classification, controller.Settings, options);
-        var result = await controller.EnterAsync(classification.ClientKey, priority, aborted);
+        var tenant = classification.Tenant;
+        var key = tenant is null ? classification.ClientKey : runtime.Current.TenantFor(tenant)?.FairShareKey ?? "tenant:" + tenant.Name;
+        var llm = classification.Llm;
+        if (llm is null && !classification.IsWebSocket && !classification.IsGrpc)
+        {
+            // The prompt's tokens are the fair share's charge at admission (read once; a body that is not JSON counts 0).
+            // gRPC bodies are read only by the token step (a client stream is not waited for here): their output counts.
+            llm = await classification.GetLlmRequestAsync(options.MaxInspectBytes, options.DefaultMaxTokens, aborted);
+        }
+
+        var input = llm is { Valid: true } ? llm.PromptTokens : 0;
+        MeterUsage(context, exchange);
+        var result = await controller.EnterAsync(new AdmissionRequest(key, priority, tenant?.Options.Weight ?? 1.0, input), aborted);
         if (result.Lease is not { } lease)
         {
             metrics.Admission(controller.ClusterId, "refused", result.Reason, TimeSpan.Zero);
@@ -102,7 +147,13 @@ internal sealed class AdmissionStep(RequestDelegate next, ShapingMetrics metrics
             }
         }
 
-        metrics.Admission(controller.ClusterId, "admitted", null, result.Waited);
+        metrics.Admission(controller.ClusterId, "admitted", result.Aged ? "aged" : null, result.Waited);
+        exchange.QueueWait = result.Waited;
+        if (tenant is not null)
+        {
+            tenantMetrics.QueueWait(tenant.Name, result.Waited);
+        }
+
         var release = new AdmissionRelease(context, lease, ticket, fleetLease);
         exchange.OnCompleted(release);
         context.Response.OnStarting(s_responseStarted, release);
@@ -119,9 +170,20 @@ internal sealed class AdmissionStep(RequestDelegate next, ShapingMetrics metrics
             retryAfter > TimeSpan.Zero ? retryAfter : cluster.Options.CircuitBreaker.BreakDuration, GatewayLimits.Admission(id));
     }
 
-    private static int Priority(HttpContext context, Classification classification, AdmissionSettings settings, ShapingOptions options)
+    /// <summary>
+    /// The class of a request: the priority header's (a class name), capped at the tenant's own <c>Priority</c> when there
+    /// is a tenant; without a tenant the header's, else <c>Shaping:KeyPriorities</c> of the client key, else the default.
+    /// </summary>
+    internal static int Priority(HttpContext context, Classification classification, AdmissionSettings settings, ShapingOptions options)
     {
-        if (context.Request.Headers[settings.Options.PriorityHeader] is { Count: > 0 } header && settings.ClassIndex(header[0]) is { } fromHeader)
+        int? requested = context.Request.Headers[settings.Options.PriorityHeader] is { Count: > 0 } header ? settings.ClassIndex(header[0]) : null;
+        if (classification.Tenant is { } tenant)
+        {
+            var own = settings.ClassIndex(tenant.Options.Priority) ?? settings.DefaultClass;
+            return requested is { } r ? Math.Max(r, own) : own; // a higher index is less urgent: never above the tenant's own
+        }
+
+        if (requested is { } fromHeader)
         {
             return fromHeader;
         }
@@ -152,6 +214,13 @@ internal sealed class AdmissionRelease(HttpContext context, AdmissionLease lease
         if (result.Status >= 500 || result.Outcome == ExchangeOutcome.ClientAbort)
         {
             Lease.Discard(); // a failure's latency says nothing about the backend's queue
+        }
+
+        if (Context.GetExchange()?.Usage is { } usage)
+        {
+            // The output tokens it generated are charged to its key's fair share (the usage reported, else the chunks delivered).
+            usage.Finish();
+            Lease.ReportOutputTokens(usage.CompletionTokens ?? usage.Delivered);
         }
 
         Lease.Dispose();
@@ -189,4 +258,19 @@ internal sealed class AdmissionRelease(HttpContext context, AdmissionLease lease
         ExchangeOutcome.Timeout => StatusCodes.Status504GatewayTimeout,
         _ => result.Status,
     };
+}
+
+/// <summary>Finishes and disposes a usage meter the admission step installed (the token step's own disposes itself).</summary>
+internal sealed class UsageRelease(ExchangeContext exchange) : IExchangeFinalizer
+{
+    public ValueTask CompleteAsync(ExchangeResult result)
+    {
+        if (exchange.Usage is { } usage)
+        {
+            usage.Finish();
+            usage.Dispose();
+        }
+
+        return ValueTask.CompletedTask;
+    }
 }

@@ -37,10 +37,22 @@ internal sealed class AdmissionSettings
     }
 }
 
-/// <summary>The outcome of <see cref="AdmissionController.EnterAsync"/>.</summary>
-internal readonly record struct AdmissionResult(AdmissionLease? Lease, string? Reason, TimeSpan Waited, TimeSpan RetryAfter)
+/// <summary>What a request asks of <see cref="AdmissionController.EnterAsync(AdmissionRequest, CancellationToken)"/>.</summary>
+/// <param name="Key">The fair-share key: the tenant (<c>tenant:NAME</c>) when there is one, else the client key.</param>
+/// <param name="Priority">The class index (0 most urgent).</param>
+/// <param name="Weight">The key's share relative to the other keys of its class (&gt; 0; anything else counts as 1).</param>
+/// <param name="InputTokens">The prompt tokens (estimate), charged to the key's counter when admitted.</param>
+internal readonly record struct AdmissionRequest(string Key, int Priority, double Weight = 1.0, long InputTokens = 0);
+
+/// <summary>The outcome of <see cref="AdmissionController.EnterAsync(AdmissionRequest, CancellationToken)"/>.</summary>
+/// <param name="Lease">The permit, when admitted.</param>
+/// <param name="Reason">Why not (<c>queue_full</c>, <c>queue_timeout</c>, <c>evicted</c>, <c>cancelled</c>), when refused.</param>
+/// <param name="Waited">Time spent in the queue (zero when admitted at once).</param>
+/// <param name="RetryAfter">When a refused client should come back.</param>
+/// <param name="Aged">Served ahead of a more urgent class because it had waited the aging bound.</param>
+internal readonly record struct AdmissionResult(AdmissionLease? Lease, string? Reason, TimeSpan Waited, TimeSpan RetryAfter, bool Aged = false)
 {
-    public static AdmissionResult Admitted(AdmissionLease lease, TimeSpan waited) => new(lease, null, waited, TimeSpan.Zero);
+    public static AdmissionResult Admitted(AdmissionLease lease, TimeSpan waited, bool aged = false) => new(lease, null, waited, TimeSpan.Zero, aged);
 
     public static AdmissionResult Refused(string reason, TimeSpan retryAfter) => new(null, reason, TimeSpan.Zero, retryAfter);
 }
@@ -53,17 +65,25 @@ internal sealed class AdmissionLease : IDisposable
     private readonly long _start;
     private readonly bool _calibrating;
     private readonly int _epoch;
+    private readonly object? _band;
+    private readonly object? _flow;
     private long _firstByte;
+    private long _outputTokens;
     private int _disposed;
 
-    public AdmissionLease(AdmissionController owner, TimeProvider time, bool calibrating, int epoch)
+    public AdmissionLease(AdmissionController owner, TimeProvider time, bool calibrating, int epoch, object? band = null, object? flow = null)
     {
         _owner = owner;
         _time = time;
         _start = time.GetTimestamp();
         _calibrating = calibrating;
         _epoch = epoch;
+        _band = band;
+        _flow = flow;
     }
+
+    /// <summary>The output tokens the exchange generated, charged to its key's fair-share counter when the lease is disposed.</summary>
+    public void ReportOutputTokens(long tokens) => Interlocked.Exchange(ref _outputTokens, Math.Max(0, tokens));
 
     /// <summary>Marks the first response byte (the adaptive limit's latency signal).</summary>
     public void MarkFirstByte() => Interlocked.CompareExchange(ref _firstByte, _time.GetTimestamp(), 0);
@@ -76,7 +96,7 @@ internal sealed class AdmissionLease : IDisposable
         if (Interlocked.Exchange(ref _disposed, 1) == 0)
         {
             var fb = Interlocked.Read(ref _firstByte);
-            _owner.Exit(fb > 0 ? _time.GetElapsedTime(_start, fb).TotalMilliseconds : null, _calibrating, _epoch);
+            _owner.Exit(fb > 0 ? _time.GetElapsedTime(_start, fb).TotalMilliseconds : null, _calibrating, _epoch, _band, _flow, Interlocked.Read(ref _outputTokens));
         }
     }
 }
