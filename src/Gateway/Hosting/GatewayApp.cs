@@ -104,6 +104,11 @@ internal static partial class GatewayApp
                 // One step per job (docs/architecture.md): each reads the classification, none writes a fact twice;
                 // refusals and outcomes are answered by ExchangeCompletion, taps installed in one order by ForwardStep.
                 pipeline.UseMiddleware<ClassifyStep>();
+                if (pipeline.ApplicationServices.GetService<Tenants.TenantHook>() is not null)
+                {
+                    pipeline.UseMiddleware<Tenants.TenantHookStep>(); // tests only (see TenantHook)
+                }
+
                 pipeline.UseMiddleware<CaptureStep>();
                 pipeline.UseMiddleware<RateLimitStep>();
                 pipeline.UseMiddleware<TokenStep>();

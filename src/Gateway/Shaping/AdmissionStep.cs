@@ -174,10 +174,20 @@ internal sealed class AdmissionStep(RequestDelegate next, ShapingMetrics metrics
     /// The class of a request: the priority header's (a class name), capped at the tenant's own <c>Priority</c> when there
     /// is a tenant; without a tenant the header's, else <c>Shaping:KeyPriorities</c> of the client key, else the default.
     /// </summary>
-    internal static int Priority(HttpContext context, Classification classification, AdmissionSettings settings, ShapingOptions options)
+    internal static int Priority(HttpContext context, Classification classification, AdmissionSettings settings, ShapingOptions options) =>
+        PriorityOf(context.Request.Headers[settings.Options.PriorityHeader] is { Count: > 0 } header ? header[0] : null,
+            classification.Tenant, classification.Tenant is null ? classification.ClientKey : null, settings, options);
+
+    /// <summary>The class index of a request (see <see cref="Priority"/>); pure.</summary>
+    /// <param name="header">The priority header's value, or null.</param>
+    /// <param name="tenant">The exchange's tenant, or null.</param>
+    /// <param name="clientKey">The client key (for <c>Shaping:KeyPriorities</c>, read without a tenant), or null.</param>
+    /// <param name="settings">The cluster's admission settings.</param>
+    /// <param name="options">The shaping options.</param>
+    internal static int PriorityOf(string? header, Tenants.Tenant? tenant, string? clientKey, AdmissionSettings settings, ShapingOptions options)
     {
-        int? requested = context.Request.Headers[settings.Options.PriorityHeader] is { Count: > 0 } header ? settings.ClassIndex(header[0]) : null;
-        if (classification.Tenant is { } tenant)
+        var requested = settings.ClassIndex(header);
+        if (tenant is not null)
         {
             var own = settings.ClassIndex(tenant.Options.Priority) ?? settings.DefaultClass;
             return requested is { } r ? Math.Max(r, own) : own; // a higher index is less urgent: never above the tenant's own
@@ -188,7 +198,7 @@ internal sealed class AdmissionStep(RequestDelegate next, ShapingMetrics metrics
             return fromHeader;
         }
 
-        if (options.KeyPriorities.TryGetValue(classification.ClientKey, out var tier) && settings.ClassIndex(tier) is { } fromKey)
+        if (clientKey is not null && options.KeyPriorities.TryGetValue(clientKey, out var tier) && settings.ClassIndex(tier) is { } fromKey)
         {
             return fromKey;
         }
