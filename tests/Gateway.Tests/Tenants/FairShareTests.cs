@@ -171,4 +171,73 @@ public sealed class FairShareTests
         Assert.Equal(TimeSpan.FromSeconds(2), options.EffectiveMaxStarvation);
         Assert.Null((options with { MaxStarvation = TimeSpan.Zero }).EffectiveMaxStarvation);
     }
+
+    [Fact]
+    public async Task A_full_queue_drops_the_newest_waiter_of_the_longest_key_for_a_light_newcomer_not_the_newcomer()
+    {
+        var controller = new AdmissionController("gpu", new AdmissionSettings(new AdmissionOptions
+        {
+            MaxInFlight = 1, QueueLimit = 4, QueueTimeout = TimeSpan.FromMinutes(10), MaxStarvation = TimeSpan.Zero,
+        }), new FakeTimeProvider(DateTimeOffset.UnixEpoch));
+        var holder = await controller.EnterAsync(new AdmissionRequest("tenant:heavy", 1), CancellationToken.None);
+        var heavy = Enumerable.Range(0, 4).Select(_ => controller.EnterAsync(new AdmissionRequest("tenant:heavy", 1), CancellationToken.None).AsTask()).ToList();
+        Assert.Equal(4, controller.Queued);
+
+        // Heavy filled the queue; light's newcomer takes the place of heavy's newest waiter (evicted), not queue_full.
+        var light = controller.EnterAsync(new AdmissionRequest("tenant:light", 1), CancellationToken.None).AsTask();
+        Assert.False(light.IsCompleted);
+        Assert.Equal("evicted", (await heavy[3].WaitAsync(TimeSpan.FromSeconds(5))).Reason);
+        Assert.Equal(4, controller.Queued);
+
+        // Heavy itself, at the full queue, is refused (queue_full): it does not evict its own.
+        var more = await controller.EnterAsync(new AdmissionRequest("tenant:heavy", 1), CancellationToken.None);
+        Assert.Equal("queue_full", more.Reason);
+
+        // And light is served next (lifted to heavy's counter, it has fewer in flight and waiting), before heavy's older waiters.
+        holder.Lease!.Dispose();
+        var served = await light.WaitAsync(TimeSpan.FromSeconds(5));
+        Assert.NotNull(served.Lease);
+        Assert.False(heavy[0].IsCompleted);
+        served.Lease!.Dispose();
+        foreach (var h in heavy.Take(3))
+        {
+            (await h.WaitAsync(TimeSpan.FromSeconds(5))).Lease?.Dispose();
+        }
+    }
+
+    [Fact]
+    public async Task A_light_key_is_not_refused_queue_timeout_for_a_heavy_keys_backlog_the_fair_share_would_not_serve_first()
+    {
+        var time = new FakeTimeProvider(DateTimeOffset.UnixEpoch);
+        var controller = new AdmissionController("gpu", new AdmissionSettings(new AdmissionOptions
+        {
+            MaxInFlight = 1, QueueLimit = 1000, QueueTimeout = TimeSpan.FromSeconds(1), MaxStarvation = TimeSpan.Zero,
+        }), time);
+
+        // About 4 departures a second.
+        for (var i = 0; i < 4; i++)
+        {
+            var served = await controller.EnterAsync(new AdmissionRequest("tenant:heavy", 1), CancellationToken.None);
+            time.Advance(TimeSpan.FromMilliseconds(240));
+            served.Lease!.Dispose();
+        }
+
+        var holder = await controller.EnterAsync(new AdmissionRequest("tenant:heavy", 1), CancellationToken.None);
+        var heavy = Enumerable.Range(0, 4).Select(_ => controller.EnterAsync(new AdmissionRequest("tenant:heavy", 1), CancellationToken.None).AsTask()).ToList();
+        Assert.All(heavy, t => Assert.False(t.IsCompleted));
+        var late = await controller.EnterAsync(new AdmissionRequest("tenant:heavy", 1), CancellationToken.None).AsTask().WaitAsync(TimeSpan.FromSeconds(5));
+        Assert.Equal("queue_timeout", late.Reason); // heavy's 5th would wait over 1 s behind its own 4 at ~4.2/s (unchanged behaviour)
+
+        // Light's first request would start second (behind one heavy at most): it waits, it is not refused.
+        var light = controller.EnterAsync(new AdmissionRequest("tenant:light", 1), CancellationToken.None).AsTask();
+        Assert.False(light.IsCompleted);
+        holder.Lease!.Dispose();
+        var lightResult = await light.WaitAsync(TimeSpan.FromSeconds(5));
+        Assert.NotNull(lightResult.Lease);
+        lightResult.Lease!.Dispose();
+        foreach (var h in heavy)
+        {
+            (await h.WaitAsync(TimeSpan.FromSeconds(5))).Lease?.Dispose();
+        }
+    }
 }

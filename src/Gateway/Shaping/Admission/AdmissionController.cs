@@ -12,12 +12,13 @@ namespace Gateway.Shaping.Admission;
 /// tokens served, not requests: the Virtual Token Counter (VTC) of Y. Sheng, S. Cao, D. Li, B. Zhu, Z. Li, D. Zhuo,
 /// J. E. Gonzalez and I. Stoica, "Fairness in Serving Large Language Models", OSDI 2024 (Algorithm 2). Each key has a
 /// counter of the weighted service it received, (input tokens x w_in + output tokens x w_out) / weight; a free slot goes
-/// to the backlogged key with the smallest counter (ties: the one with fewer requests in flight, then the one backlogged
-/// first); a key that becomes backlogged is lifted to the smallest counter of the backlogged keys (to the counter of the
+/// to the backlogged key with the smallest counter (ties, which the paper leaves open: the key with fewer requests in
+/// flight, then with fewer waiting, so a key just lifted to the floor goes before the backlog it was lifted to); a key that becomes backlogged is lifted to the smallest counter of the backlogged keys (to the counter of the
 /// last key that left the backlog when none is), so idle time is not banked as credit. Input tokens (the prompt
 /// estimate) are charged when a request is admitted, output tokens when it completes (<see cref="AdmissionLease.ReportOutputTokens"/>).</item>
-/// <item>When the queue is full a newcomer evicts the most recent waiter of a less urgent band (<c>evicted</c>), or is
-/// refused (<c>queue_full</c>); a waiter leaves with <c>queue_timeout</c> after the queue timeout, and a newcomer that
+/// <item>When the queue is full a newcomer evicts the most recent waiter of a less urgent band (<c>evicted</c>), else, in
+/// its own band, the most recent waiter of the key with the longest queue if that key has more waiters than the newcomer's
+/// (longest-queue drop: one key's backlog cannot shut the others out), or is refused (<c>queue_full</c>); a waiter leaves with <c>queue_timeout</c> after the queue timeout, and a newcomer that
 /// could not start within it at the rate the queue is served is refused at once. Refusals answer at once; nothing here
 /// waits on the backend.</item>
 /// </list>
@@ -153,15 +154,15 @@ internal sealed class AdmissionController
             }
 
             var settings = _settings;
-            if (_queued >= settings.Options.QueueLimit && !EvictLessUrgentThan(priority))
+            if (_queued >= settings.Options.QueueLimit && !EvictLessUrgentThan(priority) && !_bands[priority].TryEvictForFairness(request.Key, out _queued, _queued))
             {
                 return AdmissionResult.Refused(GatewayErrorCodes.QueueFull, RetryAfter());
             }
 
-            // Refuse now what would wait in vain: at the rate the queue is being served, the requests ahead of this one
-            // (of its class or a more urgent one) would take longer than the queue timeout to start.
+            // Refuse now what would wait in vain: at the rate the queue is being served, the requests that would start
+            // before this one (more urgent classes, and its fair turn in its own) would take longer than the queue timeout.
             var rate = DepartureRate();
-            if (rate > 0 && (Ahead(priority) + 1) / rate > settings.Options.QueueTimeout.TotalSeconds)
+            if (rate > 0 && (Ahead(priority, request.Key, weight) + 1) / rate > settings.Options.QueueTimeout.TotalSeconds)
             {
                 return AdmissionResult.Refused(GatewayErrorCodes.QueueTimeout, RetryAfter());
             }
@@ -269,16 +270,21 @@ internal sealed class AdmissionController
         return total < 4 ? 0 : total / seconds;
     }
 
-    /// <summary>Waiters that would be served before a newcomer of <paramref name="priority"/> (call under the lock).</summary>
-    private int Ahead(int priority)
+    /// <summary>
+    /// Waiters that would be served before a newcomer of <paramref name="key"/> in <paramref name="priority"/> (call under
+    /// the lock): every waiter of a more urgent class, and of its own class about its fair turn (its key's waiters and
+    /// the others' weighted share of as many; never more than the class holds). A light key is not refused for a heavy
+    /// key's backlog that the fair share would not serve first.
+    /// </summary>
+    private double Ahead(int priority, string key, double weight)
     {
-        var ahead = 0;
-        for (var i = 0; i <= priority && i < _bands.Length; i++)
+        double ahead = 0;
+        for (var i = 0; i < priority && i < _bands.Length; i++)
         {
             ahead += _bands[i].Count;
         }
 
-        return ahead;
+        return ahead + _bands[priority].FairAhead(key, weight);
     }
 
     private void GrantWaiting()
@@ -486,7 +492,8 @@ internal sealed class AdmissionController
             for (var i = 1; i < _backlog.Count; i++)
             {
                 var f = _backlog[i];
-                if (f.Counter < chosen.Counter || (f.Counter == chosen.Counter && f.InFlight < chosen.InFlight))
+                if (f.Counter < chosen.Counter
+                    || (f.Counter == chosen.Counter && (f.InFlight < chosen.InFlight || (f.InFlight == chosen.InFlight && f.Queue.Count < chosen.Queue.Count))))
                 {
                     chosen = f;
                 }
@@ -536,6 +543,49 @@ internal sealed class AdmissionController
                 _lastLeft = flow.Counter;
             }
 
+            return true;
+        }
+
+        /// <summary>About how many waiters of this band start before a newcomer of <paramref name="key"/> (see <c>Ahead</c>).</summary>
+        public double FairAhead(string key, double weight)
+        {
+            var own = _flows.TryGetValue(key, out var flow) ? flow.Queue.Count : 0;
+            var total = flow is { BacklogIndex: >= 0 } ? 0 : weight;
+            foreach (var f in _backlog)
+            {
+                total += f.Weight;
+            }
+
+            return Math.Min(Count, ((own + 1) * total / weight) - 1); // the newcomer itself is not ahead of itself
+        }
+
+        /// <summary>
+        /// The queue is full and nothing less urgent can go: a newcomer whose key has fewer waiters here than the key
+        /// with the most evicts that key's newest waiter (longest-queue drop, as fair queueing does), so one key's
+        /// backlog cannot shut the others out. Returns whether it did (<paramref name="queued"/> is decremented).
+        /// </summary>
+        public bool TryEvictForFairness(string key, out int queued, int current)
+        {
+            queued = current;
+            var own = _flows.TryGetValue(key, out var mine) ? mine.Queue.Count : 0;
+            Flow? longest = null;
+            foreach (var f in _backlog)
+            {
+                if (longest is null || f.Queue.Count > longest.Queue.Count)
+                {
+                    longest = f;
+                }
+            }
+
+            if (longest is null || longest.Queue.Count <= own + 1 || ReferenceEquals(longest, mine))
+            {
+                return false;
+            }
+
+            var victim = longest.Queue.Last!.Value;
+            Remove(victim);
+            queued = current - 1;
+            victim.Complete(new Grant(null, GatewayErrorCodes.Evicted, false));
             return true;
         }
 
