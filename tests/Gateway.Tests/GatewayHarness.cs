@@ -63,9 +63,6 @@ internal sealed class GatewayHarness : IAsyncDisposable
 
         /// <summary>A watched JSON file layered over the configuration (edit it to reload).</summary>
         public string? ConfigFile { get; set; }
-
-        /// <summary>Services added to the gateway's (test seams such as <c>TenantHook</c>).</summary>
-        public Action<Microsoft.Extensions.DependencyInjection.IServiceCollection>? Services { get; set; }
     }
 
     public static async Task<GatewayHarness> StartAsync(Options? options = null, CancellationToken cancellationToken = default)
@@ -93,7 +90,7 @@ internal sealed class GatewayHarness : IAsyncDisposable
             {
                 logging.AddProvider(logs);
                 logging.SetMinimumLevel(LogLevel.Debug);
-            }, options.ConfigFile, services: options.Services);
+            }, options.ConfigFile);
             return new GatewayHarness(sim, gateway, logs);
         }
         catch

@@ -75,7 +75,7 @@ internal static class ConfigurationValidator
 
         Recording.RecordingOptionsValidator.Validate(options.Recording, errors, configuration);
         Shaping.ShapingOptionsValidator.Validate(options.Shaping, errors, configuration);
-        Tenants.TenantShapingValidator.Validate(options, errors, configuration);
+        Tenants.TenantShapingValidator.Validate(options, errors);
         ValidateAcrossSections(configuration, options, errors);
         ValidateProxy(configuration, options.Shaping, errors);
         if (startup && errors.Count == 0)
@@ -120,6 +120,7 @@ internal static class ConfigurationValidator
         }
 
         Routing.ModelsValidator.Validate(options.Models, clusterIds, errors);
+        Tenants.TenantsValidator.Validate(options, configuration, errors);
 
         var routeIds = configuration.GetSection("ReverseProxy:Routes").GetChildren().Select(static r => r.Key).ToHashSet(StringComparer.OrdinalIgnoreCase);
         foreach (var route in options.Recording.Sampling.Routes.Keys.Where(r => !routeIds.Contains(r)))

@@ -84,5 +84,7 @@ internal static class OptionsRanges
 [OptionsValidator] internal sealed partial class GatewayLimitsOptionsRanges : IValidateOptions<GatewayLimitsOptions>;
 [OptionsValidator] internal sealed partial class AdminOptionsRanges : IValidateOptions<Admin.AdminOptions>;
 [OptionsValidator] internal sealed partial class ListenerOptionsRanges : IValidateOptions<Listeners.ListenerOptions>;
+[OptionsValidator] internal sealed partial class AuthOptionsRanges : IValidateOptions<Tenants.AuthOptions>;
+[OptionsValidator] internal sealed partial class JwtOptionsRanges : IValidateOptions<Tenants.JwtOptions>;
 [OptionsValidator] internal sealed partial class TenantOptionsRanges : IValidateOptions<Tenants.TenantOptions>;
 [OptionsValidator] internal sealed partial class TenantLimitsOptionsRanges : IValidateOptions<Tenants.TenantLimitsOptions>;

@@ -87,7 +87,7 @@ internal sealed class Classification
     /// <summary>The steps that apply to this route and cluster, decided when the configuration loaded.</summary>
     public RoutePlan Plan { get; private set; }
 
-    /// <summary>The authenticated caller (set once by the authentication step), or null when the route needs none and none was sent.</summary>
+    /// <summary>The authenticated caller (found by the authentication step, set when the exchange is classified), or null when authentication is off, or the route needs none and none was sent.</summary>
     public Tenants.Tenant? Tenant { get; internal set; }
 
     /// <summary>The session id once some step asked for it (<see cref="GetSessionIdAsync"/>); null until then.</summary>

@@ -18,9 +18,13 @@ namespace Gateway.Exchange;
 /// name the backend knows is written in its place (<c>Rewrite</c>). An unknown model ends here: 404
 /// <c>model_not_found</c> (gRPC NOT_FOUND), reaching no backend. <c>GET /v1/models</c> is answered from the
 /// configuration. A request that names no model goes to its route's cluster.</item>
+/// <item>The authenticated tenant (<see cref="ExchangeContext.Caller"/>, found by <see cref="Tenants.AuthStep"/>) becomes
+/// <see cref="Classification.Tenant"/>; a tenant naming a model outside its <c>Models</c> ends here: 403
+/// <c>model_not_allowed</c> (gRPC PERMISSION_DENIED).</item>
 /// </list>
 /// </summary>
-internal sealed class ClassifyStep(RequestDelegate next, ShapingRuntime shaping, SessionResolver sessions, ModelCatalog models, ModelRouter router)
+internal sealed class ClassifyStep(RequestDelegate next, ShapingRuntime shaping, SessionResolver sessions, ModelCatalog models, ModelRouter router,
+    Tenants.TenantDirectory auth, Tenants.AuthMetrics authMetrics)
 {
     /// <summary>The route metadata key that turns routing by model off for one route (<c>false</c>).</summary>
     public const string RouteByModelMetadataKey = "RouteByModel";
@@ -29,7 +33,7 @@ internal sealed class ClassifyStep(RequestDelegate next, ShapingRuntime shaping,
     {
         var exchange = context.GetExchange()!;
         var route = context.GetReverseProxyFeature().Route.Config;
-        var classification = new Classification(context, exchange.Listener, ExchangeProtocols.Of(context), route, sessions);
+        var classification = new Classification(context, exchange.Listener, ExchangeProtocols.Of(context), route, sessions) { Tenant = exchange.Caller };
         exchange.Classify(classification);
         if (!models.IsEnabled || (route.Metadata?.TryGetValue(RouteByModelMetadataKey, out var byModel) == true && string.Equals(byModel, "false", StringComparison.OrdinalIgnoreCase)))
         {
@@ -81,6 +85,16 @@ internal sealed class ClassifyStep(RequestDelegate next, ShapingRuntime shaping,
             classification.Resolve(null, requested, route.ClusterId, RoutePlan.Empty);
             exchange.Refuse(new GatewayAnswer(StatusCodes.Status404NotFound, Grpc.Core.StatusCode.NotFound, "invalid_request_error", "model_not_found",
                 $"The model `{requested}` does not exist on this gateway (GET /v1/models lists them)."));
+            return;
+        }
+
+        if (classification.Tenant is { } tenant && auth.Current.Tenants.TryGetValue(tenant.Name, out var entry) && !entry.Allows(model.Name))
+        {
+            // The tenant's allow-list (Gateway:Tenants:{tenant}:Models), checked on the model it named, before any fallback.
+            classification.Resolve(model, requested, route.ClusterId, RoutePlan.Empty);
+            authMetrics.Failure(Tenants.AuthFailure.ModelNotAllowed);
+            exchange.Refuse(new GatewayAnswer(StatusCodes.Status403Forbidden, Grpc.Core.StatusCode.PermissionDenied, GatewayErrorTypes.PermissionDenied, GatewayErrorCodes.ModelNotAllowed,
+                $"Tenant '{tenant.Name}' may not call the model `{requested}`."));
             return;
         }
 

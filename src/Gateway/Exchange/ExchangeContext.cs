@@ -39,6 +39,13 @@ internal sealed class ExchangeContext
     /// <summary>True when the client went away before the exchange completed.</summary>
     public bool IsClientAbort => ClientAborted.IsCancellationRequested;
 
+    /// <summary>
+    /// The authenticated caller, found by the authentication step (<see cref="Tenants.AuthStep"/>) before
+    /// classification, which makes it <see cref="Classification.Tenant"/>; null when authentication is off or the route
+    /// needs none. Never a credential.
+    /// </summary>
+    public Tenants.Tenant? Caller { get; internal set; }
+
     /// <summary>The request's classification, once a route matched; null for requests no route took.</summary>
     public Classification? Classification { get; private set; }
 

@@ -10,6 +10,7 @@ using Gateway.Shaping;
 using Gateway.Routing;
 using Gateway.Routing.InferenceAware;
 using Gateway.Telemetry;
+using Gateway.Tenants;
 using Microsoft.AspNetCore.Routing.Matching;
 using Microsoft.AspNetCore.Server.Kestrel.Core;
 using Microsoft.Extensions.DependencyInjection.Extensions;
@@ -70,6 +71,7 @@ internal static partial class GatewayApp
         services.ConfigureHttpJsonOptions(static o => o.SerializerOptions.Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping);
         services.AddGatewayRecording(gate.Configuration);
         services.AddGatewayShaping();
+        services.AddGatewayTenants();
 
         services.AddReverseProxy()
             .LoadFromConfig(gate.Configuration.GetSection("ReverseProxy"))
@@ -79,6 +81,8 @@ internal static partial class GatewayApp
         services.AddSingleton<BackendConnections>();
         services.AddSingleton<IForwarderHttpClientFactory, PoolingHttpClientFactory>();
         services.TryAddEnumerable(ServiceDescriptor.Singleton<Yarp.ReverseProxy.Transforms.Builder.ITransformProvider, WebSocketDowngradeTransform>());
+        services.AddSingleton<BackendCredentials>();
+        services.TryAddEnumerable(ServiceDescriptor.Singleton<Yarp.ReverseProxy.Transforms.Builder.ITransformProvider, BackendCredentialsTransform>());
 
         AddTelemetry(builder, validation.Telemetry, meterName);
         ConfigureKestrel(builder, registry, validation.Limits);
@@ -86,6 +90,7 @@ internal static partial class GatewayApp
         var app = builder.Build();
         gate.AttachLogger(app.Services.GetRequiredService<ILoggerFactory>());
         _ = app.Services.GetRequiredService<ShapingMetrics>(); // instruments exist before the first scrape
+        _ = app.Services.GetRequiredService<Tenants.AuthMetrics>();
         _ = app.Services.GetRequiredService<DashboardStats>(); // its uptime counts from start-up (it listens from the first poll)
         if (!builder.Configuration.GetSection("ReverseProxy:Routes").GetChildren().Any())
         {
@@ -99,16 +104,13 @@ internal static partial class GatewayApp
         app.UseEndpoints(static _ => { });
         app.MapGatewayAdmin();
         app.MapRecordingAdmin();
+        app.MapTenantAdmin();
         app.MapReverseProxy(static pipeline =>
             {
                 // One step per job (docs/architecture.md): each reads the classification, none writes a fact twice;
                 // refusals and outcomes are answered by ExchangeCompletion, taps installed in one order by ForwardStep.
+                pipeline.UseMiddleware<Tenants.AuthStep>(); // before classification reads any body (docs/tenants.md)
                 pipeline.UseMiddleware<ClassifyStep>();
-                if (pipeline.ApplicationServices.GetService<Tenants.TenantHook>() is not null)
-                {
-                    pipeline.UseMiddleware<Tenants.TenantHookStep>(); // tests only (see TenantHook)
-                }
-
                 pipeline.UseMiddleware<CaptureStep>();
                 pipeline.UseMiddleware<RateLimitStep>();
                 pipeline.UseMiddleware<TokenStep>();

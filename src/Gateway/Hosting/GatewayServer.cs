@@ -35,10 +35,8 @@ public sealed class GatewayServer : IAsyncDisposable
     /// <exception cref="InvalidOperationException">The configuration is invalid; the message lists every problem, one line each, naming its key.</exception>
     /// <param name="jsonFile">Optional: a JSON file layered after <paramref name="json"/> and watched, so that editing it reloads the configuration as in the gateway process.</param>
     /// <param name="configure">Optional: adds configuration sources after the others (tests add one they can reload at will).</param>
-    /// <param name="services">Optional: adds services before the gateway's own (tests register seams such as <see cref="Tenants.TenantHook"/>).</param>
     public static async Task<GatewayServer> StartAsync(string? json, IReadOnlyDictionary<string, string?>? settings, CancellationToken cancellationToken,
-        Action<ILoggingBuilder>? configureLogging = null, string? jsonFile = null, Action<IConfigurationBuilder>? configure = null,
-        Action<IServiceCollection>? services = null)
+        Action<ILoggingBuilder>? configureLogging = null, string? jsonFile = null, Action<IConfigurationBuilder>? configure = null)
     {
         var builder = WebApplication.CreateBuilder(new WebApplicationOptions { ContentRootPath = AppContext.BaseDirectory, Args = [] });
         builder.Configuration.Sources.Clear();
@@ -63,7 +61,6 @@ public sealed class GatewayServer : IAsyncDisposable
 
         builder.Logging.AddConfiguration(builder.Configuration.GetSection("Logging"));
         configureLogging?.Invoke(builder.Logging);
-        services?.Invoke(builder.Services);
 
         try
         {

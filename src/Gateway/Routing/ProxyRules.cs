@@ -42,6 +42,7 @@ internal static class ProxyRules
         builder.Services.TryAddEnumerable(ServiceDescriptor.Singleton<IRouteValidator, RouteTimeoutRule>());
         builder.Services.TryAddEnumerable(ServiceDescriptor.Singleton<IClusterValidator, DestinationsRule>());
         builder.Services.TryAddEnumerable(ServiceDescriptor.Singleton<IClusterValidator, ClusterPoolRule>());
+        builder.Services.TryAddEnumerable(ServiceDescriptor.Singleton<IClusterValidator, BackendApiKeyRule>());
         builder.Services.TryAddEnumerable(ServiceDescriptor.Singleton<IClusterValidator, InferenceAware.InferenceAwareRule>());
         builder.Services.TryAddEnumerable(ServiceDescriptor.Singleton<Yarp.ReverseProxy.LoadBalancing.ILoadBalancingPolicy, Shaping.Admission.MostFreeCapacityPolicy>());
         builder.Services.TryAddSingleton(TimeProvider.System);
@@ -191,6 +192,34 @@ internal sealed class ClusterPoolRule : IClusterValidator
         if (cluster.HttpClient?.MaxConnectionsPerServer is <= 0 and var max)
         {
             errors.Add(new ArgumentException($"{key}:HttpClient:MaxConnectionsPerServer must be > 0 (was {max})."));
+        }
+
+        return ValueTask.CompletedTask;
+    }
+}
+
+/// <summary>
+/// A cluster's <c>Metadata:BackendApiKey</c> (<see cref="Forwarding.BackendCredentials"/>) names where the credential is,
+/// <c>env:NAME</c> or <c>file:PATH</c>, and it can be read now; a literal is refused without being quoted (a secret
+/// does not belong in the configuration, and not in a log line either).
+/// </summary>
+internal sealed class BackendApiKeyRule : IClusterValidator
+{
+    public ValueTask ValidateAsync(ClusterConfig cluster, IList<Exception> errors)
+    {
+        if (cluster.Metadata is null || !cluster.Metadata.TryGetValue(Forwarding.BackendCredentials.MetadataKey, out var spec))
+        {
+            return ValueTask.CompletedTask;
+        }
+
+        var key = $"ReverseProxy:Clusters:{cluster.ClusterId}:Metadata:{Forwarding.BackendCredentials.MetadataKey}";
+        if (!Forwarding.BackendCredentials.IsReference(spec))
+        {
+            errors.Add(new ArgumentException($"{key} must be 'env:NAME' (an environment variable) or 'file:PATH' (a file holding the key), never the key itself (the value, {spec?.Length ?? 0} characters, is not quoted here)."));
+        }
+        else if (Forwarding.BackendCredentials.Read(spec!, out var error) is null)
+        {
+            errors.Add(new ArgumentException($"{key}: {error}."));
         }
 
         return ValueTask.CompletedTask;

@@ -3,20 +3,17 @@ using Gateway.Configuration;
 namespace Gateway.Tenants;
 
 /// <summary>
-/// Checks what shaping reads of each tenant (<c>Gateway:Tenants:{tenant}</c>): the ranges of <c>Weight</c> and of
-/// <c>Limits</c>, a token budget the token policies can count, and a <c>Priority</c> that is a class of the admission
-/// queue. Every message names the full key. Run by <see cref="ConfigurationValidator"/> at start-up and on every reload.
+/// Checks what shaping reads of each tenant (<c>Gateway:Tenants:{tenant}</c>) beyond the ranges and names that
+/// <see cref="TenantsValidator"/> checks: a token budget the token policies can count, and a <c>Priority</c> that is a
+/// class of the admission queue. Every message names the full key. Run by <see cref="ConfigurationValidator"/> at
+/// start-up and on every reload.
 /// </summary>
 internal static class TenantShapingValidator
 {
-    private static readonly TenantOptionsRanges s_ranges = new();
-    private static readonly TenantLimitsOptionsRanges s_limitRanges = new();
-
     /// <summary>Adds one message per problem.</summary>
     /// <param name="options">The bound configuration.</param>
     /// <param name="errors">Where messages are added.</param>
-    /// <param name="raw">The configuration, to quote values as written; may be null.</param>
-    public static void Validate(GatewayOptions options, List<string> errors, IConfiguration? raw = null)
+    public static void Validate(GatewayOptions options, List<string> errors)
     {
         var classes = options.Shaping.Admission.Values
             .SelectMany(static a => a.PriorityClasses.Count > 0 ? a.PriorityClasses : [.. Shaping.AdmissionOptions.DefaultPriorityClasses])
@@ -24,8 +21,6 @@ internal static class TenantShapingValidator
         foreach (var (name, tenant) in options.Tenants)
         {
             var k = $"{TenantOptions.Section}:{name}";
-            OptionsRanges.Check(s_ranges, k, tenant, raw, errors);
-            OptionsRanges.Check(s_limitRanges, $"{k}:Limits", tenant.Limits, raw, errors);
             if (string.IsNullOrWhiteSpace(tenant.Priority) || !classes.Contains(tenant.Priority))
             {
                 errors.Add($"{k}:Priority must name a priority class of the admission queue ({string.Join(", ", classes)}) (was '{tenant.Priority}').");
@@ -34,11 +29,6 @@ internal static class TenantShapingValidator
             if (tenant.Limits.Tokens > Shaping.ShapingOptionsValidator.MaxTokensPerMinute)
             {
                 errors.Add($"{k}:Limits:Tokens must be <= {Shaping.ShapingOptionsValidator.MaxTokensPerMinute} (was {tenant.Limits.Tokens}).");
-            }
-
-            if (name.Contains(',', StringComparison.Ordinal) || name.Any(char.IsWhiteSpace))
-            {
-                errors.Add($"{k}: a tenant's name is a metric label and part of its limits' names (tenant:{name}:...): it must not contain spaces or commas.");
             }
         }
     }

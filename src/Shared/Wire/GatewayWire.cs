@@ -15,7 +15,10 @@ public static class GatewayHeaders
     /// <summary>Response header (or gRPC trailer) naming the limit that refused a request: a policy name, or <c>admission:{cluster}</c> (<see cref="GatewayLimits"/>).</summary>
     public const string Limit = "x-gateway-limit";
 
-    /// <summary>Response header naming the tenant the gateway charged the request to (issue 11: tenants; not written yet).</summary>
+    /// <summary>
+    /// Request header the gateway sends to the backend naming the authenticated tenant (issue 13); a client's own is
+    /// removed when authentication is on, so a backend can trust it.
+    /// </summary>
     public const string Tenant = "x-gateway-tenant";
 
     /// <summary>Default request header carrying a priority class name (configurable: <c>Gateway:Shaping:Admission:{cluster}:PriorityHeader</c>).</summary>
@@ -51,6 +54,9 @@ public static class GatewayLimits
 {
     /// <summary>Prefix of a cluster's admission limit (in-flight cap, queue, breaker): <c>admission:{cluster}</c>.</summary>
     public const string AdmissionPrefix = "admission:";
+
+    /// <summary>The limit of failed authentication attempts per client address (<c>Gateway:Auth:FailedAttemptsLimit</c>).</summary>
+    public const string FailedAttempts = "auth:failed_attempts";
 
     /// <summary>The limit name of cluster <paramref name="cluster"/>'s admission.</summary>
     public static string Admission(string cluster) => AdmissionPrefix + cluster;
@@ -105,6 +111,15 @@ public static class GatewayErrorCodes
     /// <summary>401 on the admin listener without the admin token.</summary>
     public const string AdminTokenRequired = "admin_token_required";
 
+    /// <summary>401 (gRPC UNAUTHENTICATED, a WebSocket upgrade answered 401): no credential, or an API key or JWT the gateway does not accept (an expired token says so in the message). OpenAI's code.</summary>
+    public const string InvalidApiKey = "invalid_api_key";
+
+    /// <summary>403 (gRPC PERMISSION_DENIED): the tenant may not call the model it named (<c>Gateway:Tenants:{tenant}:Models</c>).</summary>
+    public const string ModelNotAllowed = "model_not_allowed";
+
+    /// <summary>Refusal, 429 with Retry-After (gRPC RESOURCE_EXHAUSTED): the client address failed authentication <c>Gateway:Auth:FailedAttemptsLimit</c> times in its window (limit <see cref="GatewayLimits.FailedAttempts"/>).</summary>
+    public const string TooManyFailedAttempts = "too_many_failed_attempts";
+
     /// <summary>500: the gateway itself failed while handling the request (the failure is logged).</summary>
     public const string InternalError = "internal_error";
 
@@ -139,7 +154,7 @@ public static class GatewayErrorCodes
     public const string IdleTimeout = "idle_timeout";
 
     /// <summary>Whether <paramref name="code"/> is a refusal by a limit (429 or 503 with <see cref="GatewayHeaders.Limit"/>), not an error.</summary>
-    public static bool IsRefusal(string? code) => code is RateLimited or TokensExhausted or Concurrency or RedisUnavailable
+    public static bool IsRefusal(string? code) => code is RateLimited or TokensExhausted or Concurrency or RedisUnavailable or TooManyFailedAttempts
         or QueueFull or QueueTimeout or Evicted or CircuitOpen;
 
     /// <summary>Whether a refusal with <paramref name="code"/> is an overload (503, gRPC UNAVAILABLE, WebSocket 1013) rather than a rate limit (429, RESOURCE_EXHAUSTED, 1008).</summary>
@@ -170,8 +185,11 @@ public static class GatewayErrorTypes
     /// <summary>503 refusals.</summary>
     public const string Overloaded = "overloaded";
 
-    /// <summary>401.</summary>
+    /// <summary>401 on the admin listener (the admin token).</summary>
     public const string Unauthorized = "unauthorized";
+
+    /// <summary>403: an authenticated tenant may not do this (<see cref="GatewayErrorCodes.ModelNotAllowed"/>). OpenAI's type for 403s.</summary>
+    public const string PermissionDenied = "permission_error";
 
     /// <summary>500: the gateway's own failure (<see cref="GatewayErrorCodes.InternalError"/>).</summary>
     public const string GatewayError = "gateway_error";

@@ -1,58 +1,40 @@
 using System.Text.Json.Nodes;
-using Gateway.Tenants;
-using Microsoft.Extensions.DependencyInjection;
 
 namespace Gateway.Tests.Tenants;
 
 /// <summary>
-/// Tenants for the end-to-end tests: configured under <c>Gateway:Tenants</c>, and named on each request by the
-/// <c>x-test-tenant</c> header through the <see cref="TenantHook"/> test seam (how a caller authenticates is the auth
-/// step's business; these tests are about what a tenant gets).
+/// Tenants for the end-to-end shaping tests: configured under <c>Gateway:Tenants</c>, each with one API key
+/// (<c>sk-test-NAME</c>, stored hashed), authenticated by the real auth step (<c>Gateway:Auth:Mode</c> ApiKey; the OpenAI
+/// route's <c>Metadata:Auth</c> is Optional so a caller without a key passes as no tenant).
 /// </summary>
 internal static class TenantTestSupport
 {
-    public const string Header = "x-test-tenant";
+    /// <summary>The API key of <paramref name="tenant"/>.</summary>
+    public static string KeyOf(string tenant) => "sk-test-" + tenant;
 
     /// <summary>Gateway options with <paramref name="tenants"/> configured and <paramref name="shaping"/> as <c>Gateway:Shaping</c>.</summary>
-    public static GatewayHarness.Options Options(JsonObject tenants, JsonObject? shaping = null, Action<JsonObject>? edit = null)
+    public static GatewayHarness.Options Options(JsonObject tenants, JsonObject? shaping = null, Action<JsonObject>? edit = null) => new()
     {
-        var options = new GatewayHarness.Options
+        Edit = c =>
         {
-            Edit = c =>
+            var configured = (JsonObject)tenants.DeepClone();
+            foreach (var (name, node) in configured)
             {
-                c["Gateway"] = new JsonObject { ["Shaping"] = shaping ?? new JsonObject(), ["Tenants"] = tenants.DeepClone() };
-                edit?.Invoke(c);
-            },
-        };
-        options.Services = services => services.AddSingleton(Hook(tenants));
-        return options;
-    }
-
-    /// <summary>A hook naming the tenant of the <c>x-test-tenant</c> header, with the options bound from <paramref name="tenants"/>.</summary>
-    public static TenantHook Hook(JsonObject tenants)
-    {
-        var known = new Dictionary<string, TenantOptions>(StringComparer.Ordinal);
-        foreach (var (name, node) in tenants)
-        {
-            var o = new TenantOptions();
-            if (node?["Priority"] is { } p)
-            {
-                o.Priority = p.GetValue<string>();
+                node!["Keys"] = new JsonArray(TenantsConfig.Hashed(KeyOf(name)));
             }
 
-            if (node?["Weight"] is { } w)
+            c["Gateway"] = new JsonObject
             {
-                o.Weight = w.GetValue<double>();
-            }
+                ["Auth"] = new JsonObject { ["Mode"] = "ApiKey" },
+                ["Shaping"] = shaping ?? new JsonObject(),
+                ["Tenants"] = configured,
+            };
+            c["ReverseProxy"]!["Routes"]!["openai"]!["Metadata"]!["Auth"] = "Optional";
+            edit?.Invoke(c);
+        },
+    };
 
-            known[name] = o;
-        }
-
-        return new TenantHook(context => context.Request.Headers[Header] is { Count: > 0 } v && known.TryGetValue(v[0]!, out var o)
-            ? new Tenant(v[0]!, o, Credential.ApiKey, "test-key")
-            : null);
-    }
-
+    /// <summary>An OpenAI completion request of <paramref name="tenant"/> (its API key), or of no tenant when null.</summary>
     public static HttpRequestMessage Generate(string? tenant, int maxTokens = 4, string prompt = "hi", bool stream = false)
     {
         var request = new HttpRequestMessage(HttpMethod.Post, "/v1/completions")
@@ -65,7 +47,7 @@ internal static class TenantTestSupport
         };
         if (tenant is not null)
         {
-            request.Headers.Add(Header, tenant);
+            request.Headers.Authorization = new System.Net.Http.Headers.AuthenticationHeaderValue("Bearer", KeyOf(tenant));
         }
 
         return request;

@@ -1,0 +1,24 @@
+using Microsoft.Extensions.DependencyInjection.Extensions;
+
+namespace Gateway.Tenants;
+
+/// <summary>DI entry point of authentication and tenants.</summary>
+internal static class TenantServiceCollectionExtensions
+{
+    /// <summary>Adds the tenant directory, the API key store (a hosted service when it shares keys through Redis), the failed-attempt table and the metrics.</summary>
+    public static IServiceCollection AddGatewayTenants(this IServiceCollection services)
+    {
+        services.TryAddSingleton(TimeProvider.System);
+        services.TryAddSingleton<ApiKeyStore>();
+        services.AddHostedService(static sp => sp.GetRequiredService<ApiKeyStore>());
+        services.TryAddSingleton<TenantDirectory>();
+        services.TryAddSingleton<FailedAttempts>();
+        services.TryAddSingleton(static sp =>
+        {
+            var metrics = new AuthMetrics(sp.GetRequiredService<Telemetry.GatewayMetrics>(), sp.GetRequiredService<TenantDirectory>());
+            sp.GetRequiredService<ApiKeyStore>().Failed += metrics.StoreError;
+            return metrics;
+        });
+        return services;
+    }
+}
