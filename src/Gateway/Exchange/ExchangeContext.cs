@@ -85,6 +85,12 @@ internal sealed class ExchangeContext
     /// </summary>
     public Shaping.Tokens.UsageMeter? Usage { get; internal set; }
 
+    /// <summary>
+    /// Told of each output token (SSE content chunk, gRPC token message) as the usage meter sees it delivered: the
+    /// admission lease, which charges it to its key's fair-share counter as it is generated. Null when none.
+    /// </summary>
+    public Shaping.Tokens.IOutputTokenSink? OutputTokens { get; internal set; }
+
     /// <summary>Whether a usage meter is registered (<see cref="Usage"/> is set once forwarding installs it).</summary>
     public bool UsageMetered { get; internal set; }
 

@@ -19,7 +19,8 @@ namespace Gateway.Shaping;
 /// delivered) are charged to its key's fair-share counter.</item>
 /// </list>
 /// The queue's key is the tenant (<c>tenant:NAME</c>, with the tenant's <c>Weight</c>) when the exchange has one, else the
-/// client key (weight 1); its prompt tokens (the request's estimate) are charged when it is admitted. Its class is the
+/// client key (weight 1); its prompt tokens are charged when it is admitted, its output tokens as they stream, corrected
+/// to the usage the backend reported when it completes. Its class is the
 /// <c>x-priority</c> header's, capped at the tenant's own <c>Priority</c> (a normal tenant asking for high gets normal; asking
 /// for low gets low); without a tenant, the header's, else <c>Shaping:KeyPriorities</c>, else the default class. The time
 /// it waited is put on <see cref="ExchangeContext.QueueWait"/>.
@@ -154,6 +155,7 @@ internal sealed class AdmissionStep(RequestDelegate next, ShapingMetrics metrics
             tenantMetrics.QueueWait(tenant.Name, result.Waited);
         }
 
+        exchange.OutputTokens = lease; // output tokens are charged to the fair share as they stream
         var release = new AdmissionRelease(context, lease, ticket, fleetLease);
         exchange.OnCompleted(release);
         context.Response.OnStarting(s_responseStarted, release);

@@ -14,8 +14,14 @@ namespace Gateway.Shaping.Admission;
 /// counter of the weighted service it received, (input tokens x w_in + output tokens x w_out) / weight; a free slot goes
 /// to the backlogged key with the smallest counter (ties, which the paper leaves open: the key with fewer requests in
 /// flight, then with fewer waiting, so a key just lifted to the floor goes before the backlog it was lifted to); a key that becomes backlogged is lifted to the smallest counter of the backlogged keys (to the counter of the
-/// last key that left the backlog when none is), so idle time is not banked as credit. Input tokens (the prompt
-/// estimate) are charged when a request is admitted, output tokens when it completes (<see cref="AdmissionLease.ReportOutputTokens"/>).</item>
+/// last key that left the backlog when none is; a request admitted at once leaves at once), so idle time is not banked
+/// as credit. A request is charged its prompt tokens when it is admitted, and its output tokens as they stream to the
+/// client (<see cref="AdmissionLease.Generated"/>, from the usage meter), as the paper charges them as they are
+/// generated; when it completes the charge is corrected to the output the backend reported
+/// (<see cref="AdmissionLease.ReportOutputTokens"/>). (Charging all the output at completion was tried first and measured
+/// unfair: a key lifted to the floor on arrival was then charged again for requests it had in flight before, and a
+/// light tenant got 27% of the tokens, not 50%. <see cref="AdmissionRequest.PredictedOutputTokens"/> can charge a
+/// prediction up front instead, the paper's "VTC with length prediction"; the gateway passes none.)</item>
 /// <item>When the queue is full a newcomer evicts the most recent waiter of a less urgent band (<c>evicted</c>), else, in
 /// its own band, the most recent waiter of the key with the longest queue if that key has more waiters than the newcomer's
 /// (longest-queue drop: one key's backlog cannot shut the others out), or is refused (<c>queue_full</c>); a waiter leaves with <c>queue_timeout</c> after the queue timeout, and a newcomer that
@@ -88,6 +94,15 @@ internal sealed class AdmissionController
         }
     }
 
+    /// <summary>The requests of <paramref name="key"/> waiting and in flight in band <paramref name="priority"/>; for tests and diagnostics.</summary>
+    public (int Waiting, int InFlight) LoadOf(string key, int priority)
+    {
+        lock (_lock)
+        {
+            return priority >= 0 && priority < _bands.Length && _bands[priority].TryGetFlow(key, out var flow) ? (flow.Queue.Count, flow.InFlight) : (0, 0);
+        }
+    }
+
     /// <summary>Applies new settings (a configuration reload) without losing the requests in flight or waiting.</summary>
     public void Update(AdmissionSettings settings)
     {
@@ -138,6 +153,7 @@ internal sealed class AdmissionController
         var priority = Math.Clamp(request.Priority, 0, _bands.Length - 1);
         var weight = request.Weight > 0 && double.IsFinite(request.Weight) ? request.Weight : 1.0;
         var input = Math.Max(0, request.InputTokens);
+        var predicted = Math.Max(0, request.PredictedOutputTokens);
         Waiter waiter;
         TimeSpan timeout;
         lock (_lock)
@@ -148,9 +164,10 @@ internal sealed class AdmissionController
                 // Nobody waits: admitted at once, and charged like any other (its service counts against its share).
                 var band = _bands[priority];
                 var flow = band.Arrive(request.Key, weight);
-                Band.Dispatch(flow, input * _settings.Options.InputTokenWeight);
+                Band.Dispatch(flow, Cost(input, predicted));
+                band.ServedAtOnce(flow);
                 _inFlight++;
-                return AdmissionResult.Admitted(NewLease(band, flow), TimeSpan.Zero);
+                return AdmissionResult.Admitted(NewLease(band, flow, predicted), TimeSpan.Zero);
             }
 
             var settings = _settings;
@@ -167,7 +184,7 @@ internal sealed class AdmissionController
                 return AdmissionResult.Refused(GatewayErrorCodes.QueueTimeout, RetryAfter());
             }
 
-            waiter = new Waiter(request.Key, weight, input, priority, _time.GetTimestamp());
+            waiter = new Waiter(request.Key, weight, input, predicted, priority, _time.GetTimestamp());
             _bands[priority].Enqueue(waiter);
             _queued++;
             timeout = settings.Options.QueueTimeout;
@@ -206,14 +223,22 @@ internal sealed class AdmissionController
     /// Called by the lease: one request left, with its latency to the first response byte (or null if none), and the
     /// output tokens it generated, charged to its key's counter.
     /// </summary>
-    internal void Exit(double? firstByteMs, bool admittedCalibrating, int epoch, object? band, object? flow, long outputTokens)
+    /// <param name="firstByteMs">Latency to the first response byte, or null.</param>
+    /// <param name="admittedCalibrating">Whether the adaptive limit was calibrating when it was admitted.</param>
+    /// <param name="epoch">The adaptive limit's epoch at admission.</param>
+    /// <param name="band">The band it was admitted in.</param>
+    /// <param name="flow">Its key's flow in that band.</param>
+    /// <param name="outputTokens">The output tokens it generated; negative when unknown (the prediction stands).</param>
+    /// <param name="predictedOutputTokens">The output tokens charged so far (predicted at admission, plus streamed).</param>
+    internal void Exit(double? firstByteMs, bool admittedCalibrating, int epoch, object? band, object? flow, long outputTokens, long predictedOutputTokens)
     {
         lock (_lock)
         {
             _inFlight--;
             if (band is Band b && flow is Flow f)
             {
-                b.Complete(f, Math.Max(0, outputTokens) * _settings.Options.OutputTokenWeight);
+                // Reconcile what was charged (a prediction, and the tokens as they streamed) with what it generated.
+                b.Complete(f, outputTokens < 0 ? 0 : (outputTokens - predictedOutputTokens) * _settings.Options.OutputTokenWeight);
             }
 
             _departures[CurrentBucket() % _departures.Length]++;
@@ -226,8 +251,23 @@ internal sealed class AdmissionController
         }
     }
 
+    /// <summary>Charges output tokens of a request in flight to its key's counter as they are generated.</summary>
+    internal void ChargeOutput(object? band, object? flow, int tokens)
+    {
+        if (band is Band b && flow is Flow f)
+        {
+            lock (_lock)
+            {
+                Band.Charge(f, tokens * _settings.Options.OutputTokenWeight);
+            }
+        }
+    }
+
     /// <summary>A lease for a request admitted now (call under the lock).</summary>
-    private AdmissionLease NewLease(Band band, Flow flow) => new(this, _time, _adaptive?.Calibrating ?? false, _adaptive?.Epoch ?? 0, band, flow);
+    private AdmissionLease NewLease(Band band, Flow flow, long predicted) => new(this, _time, _adaptive?.Calibrating ?? false, _adaptive?.Epoch ?? 0, band, flow, predicted);
+
+    /// <summary>The weighted charge at admission: input tokens x w_in + predicted output tokens x w_out (call under the lock).</summary>
+    private double Cost(long input, long predictedOutput) => (input * _settings.Options.InputTokenWeight) + (predictedOutput * _settings.Options.OutputTokenWeight);
 
     /// <summary>The adaptive limit's latest no-load latency in milliseconds, or null when the limit is fixed.</summary>
     public double? MinRttMs
@@ -299,13 +339,13 @@ internal sealed class AdmissionController
             var (waiter, band, flow, aged) = next;
             _queued--;
             _inFlight++;
-            Band.Dispatch(flow, waiter.InputTokens * _settings.Options.InputTokenWeight);
+            Band.Dispatch(flow, Cost(waiter.InputTokens, waiter.PredictedOutputTokens));
             if (aged)
             {
                 _aged++;
             }
 
-            if (!waiter.Complete(new Grant(NewLease(band, flow), null, aged)))
+            if (!waiter.Complete(new Grant(NewLease(band, flow, waiter.PredictedOutputTokens), null, aged)))
             {
                 // Cannot happen (a waiter leaves the queue under the lock before it completes otherwise); never leak the slot.
                 _inFlight--;
@@ -380,7 +420,7 @@ internal sealed class AdmissionController
     private sealed record Grant(AdmissionLease? Lease, string? Reason, bool Aged);
 
     /// <summary>A queued request.</summary>
-    private sealed class Waiter(string key, double weight, long inputTokens, int priority, long enqueuedAt)
+    private sealed class Waiter(string key, double weight, long inputTokens, long predictedOutputTokens, int priority, long enqueuedAt)
     {
         private readonly TaskCompletionSource<Grant> _tcs = new(TaskCreationOptions.RunContinuationsAsynchronously);
 
@@ -390,6 +430,9 @@ internal sealed class AdmissionController
 
         /// <summary>Prompt tokens, charged when admitted.</summary>
         public long InputTokens { get; } = inputTokens;
+
+        /// <summary>Output tokens predicted (max_tokens), charged when admitted and reconciled when it completes.</summary>
+        public long PredictedOutputTokens { get; } = predictedOutputTokens;
 
         public int Priority { get; set; } = priority;
 
@@ -438,7 +481,7 @@ internal sealed class AdmissionController
         private readonly Dictionary<string, Flow> _flows = new(StringComparer.Ordinal);
         private readonly List<Flow> _backlog = [];
         private readonly LinkedList<Waiter> _arrival = new(); // oldest first: aging and "newest" eviction
-        private double _lastLeft; // the counter of the last key that left the backlog (VTC: the lift when none is backlogged)
+        private Flow? _lastLeft; // the last key that left the backlog (VTC: its counter is the lift when none is backlogged)
 
         public int Count => _arrival.Count;
 
@@ -504,6 +547,21 @@ internal sealed class AdmissionController
             return w;
         }
 
+        /// <summary>Adds weighted tokens to a key's counter.</summary>
+        public static void Charge(Flow flow, double weightedTokens) => flow.Counter += weightedTokens / flow.Weight;
+
+        /// <summary>
+        /// A request admitted at once (nobody waiting) passed through the queue in no time: its key is the last to have left
+        /// it. Without this, a key served alone for a while would be held to that service against a newcomer lifted to 0.
+        /// </summary>
+        public void ServedAtOnce(Flow flow)
+        {
+            if (flow.BacklogIndex < 0)
+            {
+                _lastLeft = flow;
+            }
+        }
+
         /// <summary>Charges an admitted request's weighted input tokens to its key.</summary>
         public static void Dispatch(Flow flow, double weightedTokens)
         {
@@ -511,7 +569,7 @@ internal sealed class AdmissionController
             flow.Counter += weightedTokens / flow.Weight;
         }
 
-        /// <summary>Charges a finished request's weighted output tokens to its key.</summary>
+        /// <summary>Corrects a finished request's charge by its weighted output tokens beyond (or short of) the prediction.</summary>
         public void Complete(Flow flow, double weightedTokens)
         {
             flow.InFlight = Math.Max(0, flow.InFlight - 1);
@@ -540,7 +598,7 @@ internal sealed class AdmissionController
                 last.BacklogIndex = flow.BacklogIndex;
                 _backlog.RemoveAt(_backlog.Count - 1);
                 flow.BacklogIndex = -1;
-                _lastLeft = flow.Counter;
+                _lastLeft = flow;
             }
 
             return true;
@@ -617,7 +675,8 @@ internal sealed class AdmissionController
         {
             if (_backlog.Count == 0)
             {
-                return _lastLeft;
+                // Its counter now (output tokens charged since it left count too), as in the paper.
+                return _lastLeft?.Counter ?? 0;
             }
 
             var min = double.MaxValue;

@@ -42,7 +42,8 @@ internal sealed class AdmissionSettings
 /// <param name="Priority">The class index (0 most urgent).</param>
 /// <param name="Weight">The key's share relative to the other keys of its class (&gt; 0; anything else counts as 1).</param>
 /// <param name="InputTokens">The prompt tokens (estimate), charged to the key's counter when admitted.</param>
-internal readonly record struct AdmissionRequest(string Key, int Priority, double Weight = 1.0, long InputTokens = 0);
+/// <param name="PredictedOutputTokens">The output tokens it may generate (its <c>max_tokens</c>), charged when admitted and reconciled when it completes.</param>
+internal readonly record struct AdmissionRequest(string Key, int Priority, double Weight = 1.0, long InputTokens = 0, long PredictedOutputTokens = 0);
 
 /// <summary>The outcome of <see cref="AdmissionController.EnterAsync(AdmissionRequest, CancellationToken)"/>.</summary>
 /// <param name="Lease">The permit, when admitted.</param>
@@ -58,7 +59,7 @@ internal readonly record struct AdmissionResult(AdmissionLease? Lease, string? R
 }
 
 /// <summary>A permit to be in flight; disposing it lets the next waiter in and feeds the adaptive limit.</summary>
-internal sealed class AdmissionLease : IDisposable
+internal sealed class AdmissionLease : IDisposable, Tokens.IOutputTokenSink
 {
     private readonly AdmissionController _owner;
     private readonly TimeProvider _time;
@@ -68,10 +69,11 @@ internal sealed class AdmissionLease : IDisposable
     private readonly object? _band;
     private readonly object? _flow;
     private long _firstByte;
-    private long _outputTokens;
+    private readonly long _predicted;
+    private long _outputTokens = -1;
     private int _disposed;
 
-    public AdmissionLease(AdmissionController owner, TimeProvider time, bool calibrating, int epoch, object? band = null, object? flow = null)
+    public AdmissionLease(AdmissionController owner, TimeProvider time, bool calibrating, int epoch, object? band = null, object? flow = null, long predictedOutputTokens = 0)
     {
         _owner = owner;
         _time = time;
@@ -80,9 +82,26 @@ internal sealed class AdmissionLease : IDisposable
         _epoch = epoch;
         _band = band;
         _flow = flow;
+        _predicted = predictedOutputTokens;
     }
 
-    /// <summary>The output tokens the exchange generated, charged to its key's fair-share counter when the lease is disposed.</summary>
+    /// <summary>Output tokens delivered so far, each charged to the key's fair-share counter as it streamed.</summary>
+    private long _streamed;
+
+    /// <summary>Charges <paramref name="tokens"/> output tokens to the key's counter now (VTC charges output as it is generated).</summary>
+    public void Generated(int tokens)
+    {
+        if (Volatile.Read(ref _disposed) == 0)
+        {
+            Interlocked.Add(ref _streamed, tokens);
+            _owner.ChargeOutput(_band, _flow, tokens);
+        }
+    }
+
+    /// <summary>
+    /// The output tokens the exchange generated in all: when the lease is disposed its key's counter is corrected from
+    /// what was charged (the prediction, plus what streamed) to this. Not called: what was charged stands.
+    /// </summary>
     public void ReportOutputTokens(long tokens) => Interlocked.Exchange(ref _outputTokens, Math.Max(0, tokens));
 
     /// <summary>Marks the first response byte (the adaptive limit's latency signal).</summary>
@@ -96,7 +115,7 @@ internal sealed class AdmissionLease : IDisposable
         if (Interlocked.Exchange(ref _disposed, 1) == 0)
         {
             var fb = Interlocked.Read(ref _firstByte);
-            _owner.Exit(fb > 0 ? _time.GetElapsedTime(_start, fb).TotalMilliseconds : null, _calibrating, _epoch, _band, _flow, Interlocked.Read(ref _outputTokens));
+            _owner.Exit(fb > 0 ? _time.GetElapsedTime(_start, fb).TotalMilliseconds : null, _calibrating, _epoch, _band, _flow, Interlocked.Read(ref _outputTokens), _predicted + Interlocked.Read(ref _streamed));
         }
     }
 }

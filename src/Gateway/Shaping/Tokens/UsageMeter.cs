@@ -75,6 +75,22 @@ internal sealed class UsageMeter : IHttpResponseBodyFeature, IDisposable, ISseHa
     /// <summary>Content chunks (SSE) or token messages (gRPC streaming) delivered to the client.</summary>
     public int Delivered { get; private set; }
 
+    /// <summary>Told of each chunk as it is delivered (the admission queue's fair share charges output as it is generated); found once, from the exchange.</summary>
+    private IOutputTokenSink? _sink;
+    private bool _sinkLooked;
+
+    private void OnDelivered()
+    {
+        Delivered++;
+        if (!_sinkLooked)
+        {
+            _sinkLooked = true;
+            _sink = Exchange.ExchangeContextExtensions.GetExchange(_context)?.OutputTokens;
+        }
+
+        _sink?.Generated(1);
+    }
+
     public Stream Stream => _stream;
 
     public PipeWriter Writer => _writer ??= PipeWriter.Create(_stream, new StreamPipeWriterOptions(leaveOpen: true));
@@ -132,7 +148,7 @@ internal sealed class UsageMeter : IHttpResponseBodyFeature, IDisposable, ISseHa
 
         if (info.Choices > 0)
         {
-            Delivered++;
+            OnDelivered();
         }
 
         if (!_stripUsage)
@@ -163,7 +179,7 @@ internal sealed class UsageMeter : IHttpResponseBodyFeature, IDisposable, ISseHa
 
     void IGrpcMessageHandler.OnMessage(in GrpcMessage message)
     {
-        Delivered++;
+        OnDelivered();
         if (Delivered == 1 && _unaryGenerate && !message.IsCompressed)
         {
             try
@@ -176,7 +192,7 @@ internal sealed class UsageMeter : IHttpResponseBodyFeature, IDisposable, ISseHa
         }
     }
 
-    void IGrpcMessageHandler.OnMessageSkipped(long length, bool isCompressed, long offset) => Delivered++;
+    void IGrpcMessageHandler.OnMessageSkipped(long length, bool isCompressed, long offset) => OnDelivered();
 
     private void Record(TokenUsage usage)
     {
@@ -346,4 +362,11 @@ internal sealed class UsageMeter : IHttpResponseBodyFeature, IDisposable, ISseHa
 
         public override void SetLength(long value) => throw new NotSupportedException();
     }
+}
+
+/// <summary>Told of output tokens as they stream to the client (see <see cref="Exchange.ExchangeContext.OutputTokens"/>).</summary>
+internal interface IOutputTokenSink
+{
+    /// <summary><paramref name="tokens"/> more output tokens were delivered.</summary>
+    void Generated(int tokens);
 }
