@@ -44,7 +44,8 @@ internal sealed class ClassifyStep(RequestDelegate next, ShapingRuntime shaping,
         if (HttpMethods.IsGet(context.Request.Method) && context.Request.Path.Equals("/v1/models", StringComparison.Ordinal) && !classification.IsWebSocket)
         {
             classification.Resolve(null, null, route.ClusterId, RoutePlan.Empty);
-            return ModelList.WriteAsync(context, models);
+            return ModelList.WriteAsync(context, models,
+                classification.Tenant is { } caller && auth.Current.Tenants.TryGetValue(caller.Name, out var listed) && listed.AllowedModels is not null ? listed.Allows : null);
         }
 
         return RouteByModelAsync(context, exchange, classification);
@@ -94,7 +95,7 @@ internal sealed class ClassifyStep(RequestDelegate next, ShapingRuntime shaping,
             classification.Resolve(model, requested, route.ClusterId, RoutePlan.Empty);
             authMetrics.Failure(Tenants.AuthFailure.ModelNotAllowed);
             exchange.Refuse(new GatewayAnswer(StatusCodes.Status403Forbidden, Grpc.Core.StatusCode.PermissionDenied, GatewayErrorTypes.PermissionDenied, GatewayErrorCodes.ModelNotAllowed,
-                $"Tenant '{tenant.Name}' may not call the model `{requested}`."));
+                $"Tenant '{tenant.Name}' may not call the model `{requested}`.", RefuseUpgrade: true));
             return;
         }
 
@@ -117,12 +118,16 @@ internal sealed class ClassifyStep(RequestDelegate next, ShapingRuntime shaping,
         classification.Body is null && !classification.IsWebSocket
         && string.Equals(context.GetReverseProxyFeature().Cluster?.Config.LoadBalancingPolicy, Routing.InferenceAware.InferenceAwarePolicy.PolicyName, StringComparison.OrdinalIgnoreCase);
 
-    /// <summary>Reads the body when <see cref="NeedsPrompt"/> (once, as every step reads it), then runs the next step.</summary>
+    /// <summary>
+    /// Reads the body when <see cref="NeedsPrompt"/> (once, as every step reads it), and the session id (the
+    /// <c>InferenceAware</c> policy keeps a conversation on its replica by it), then runs the next step.
+    /// </summary>
     private async Task ReadPromptThenNextAsync(HttpContext context, ExchangeContext exchange, Classification classification)
     {
         if (NeedsPrompt(context, classification))
         {
             await classification.GetBodyAsync(shaping.Current.Options.MaxInspectBytes, jsonOnly: !classification.IsGrpc, exchange.ClientAborted);
+            await classification.GetSessionIdAsync(exchange.ClientAborted);
         }
 
         await next(context);

@@ -61,6 +61,11 @@ internal static class ErrorResponses
 
         response.StatusCode = httpStatus;
         response.ContentType = "application/json";
+        if (httpStatus == StatusCodes.Status401Unauthorized)
+        {
+            response.Headers.WWWAuthenticate = "Bearer"; // RFC 9110 §11.6.1: a 401 names its scheme (RFC 6750 for bearer keys and tokens)
+        }
+
         // Not RequestAborted: a request timeout links it to its own token, and the answer to a timeout must still be written.
         var clientGone = context.GetExchange()?.ClientAborted ?? context.RequestAborted;
         return response.Body.WriteAsync(Serialize(type, code, message), clientGone).AsTask();

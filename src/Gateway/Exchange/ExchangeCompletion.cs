@@ -68,7 +68,8 @@ internal sealed partial class ExchangeCompletion
         _tenants.Completed(exchange, outcome, status);
         var classification = exchange.Classification;
         var elapsed = _time.GetElapsedTime(exchange.StartTimestamp);
-        var routeTag = classification?.RouteId ?? "(none)";
+        // A request refused before classification (authentication) still counts under its route.
+        var routeTag = classification?.RouteId ?? context.Features.Get<Yarp.ReverseProxy.Model.IReverseProxyFeature>()?.Route.Config.RouteId ?? "(none)";
         // Time to first token: when a stream's response started (YARP sends the headers with the first body bytes).
         double? ttft = exchange.ResponseStarted != 0 && IsStream(context.Response.ContentType)
             ? _time.GetElapsedTime(exchange.StartTimestamp, exchange.ResponseStarted).TotalSeconds

@@ -94,6 +94,12 @@ internal sealed class ExchangeContext
     /// <summary>Whether a usage meter is registered (<see cref="Usage"/> is set once forwarding installs it).</summary>
     public bool UsageMetered { get; internal set; }
 
+    /// <summary>
+    /// The admission lease of the cluster now serving the exchange (set by <c>ClusterAdmission</c>), or null when its
+    /// cluster has no admission; replaced when a model's fallback cluster admits it after a failed forward.
+    /// </summary>
+    internal Shaping.AdmissionRelease? Admission { get; set; }
+
     /// <summary>An exception that escaped the request path (a bug), or null.</summary>
     public Exception? Failure { get; private set; }
 

@@ -17,7 +17,12 @@ namespace Gateway.Exchange;
 /// <param name="Message">A sentence for a human.</param>
 /// <param name="RetryAfter">When set, <c>Retry-After</c> in whole seconds (rounded up, at least 1).</param>
 /// <param name="Limit">When set, the <c>x-gateway-limit</c> header: the limit that refused the request.</param>
-internal sealed record GatewayAnswer(int HttpStatus, StatusCode GrpcStatus, string Type, string Code, string Message, TimeSpan? RetryAfter = null, string? Limit = null)
+/// <param name="RefuseUpgrade">
+/// When true, a WebSocket upgrade is answered with <paramref name="HttpStatus"/> and the JSON body, not accepted and
+/// closed: a caller the gateway does not let in (401, 403) gets no WebSocket at all, as an HTTP client would not.
+/// </param>
+internal sealed record GatewayAnswer(int HttpStatus, StatusCode GrpcStatus, string Type, string Code, string Message, TimeSpan? RetryAfter = null, string? Limit = null,
+    bool RefuseUpgrade = false)
 {
     /// <summary>How long a refused WebSocket waits for the client's Close before the connection is dropped.</summary>
     private static readonly TimeSpan WebSocketCloseWait = TimeSpan.FromSeconds(2);
@@ -34,7 +39,7 @@ internal sealed record GatewayAnswer(int HttpStatus, StatusCode GrpcStatus, stri
             return;
         }
 
-        if (exchange.Classification is { IsWebSocket: true } && context.WebSockets.IsWebSocketRequest && !context.Response.HasStarted)
+        if (!RefuseUpgrade && exchange.Classification is { IsWebSocket: true } && context.WebSockets.IsWebSocketRequest && !context.Response.HasStarted)
         {
             await CloseWebSocketAsync(context, exchange);
             return;

@@ -114,6 +114,7 @@ internal sealed class BackendCredentialsTransform(TenantDirectory directory, Bac
             headers.Remove(GatewayHeaders.ApiKey);
             headers.Remove("api-key");
             headers.Remove(GatewayHeaders.Tenant);
+            headers.Remove(Hosting.Warmup.MarkerHeader);
             if (context.HttpContext.GetExchange()?.Caller is { } caller)
             {
                 headers.TryAddWithoutValidation(GatewayHeaders.Tenant, caller.Name);

@@ -27,7 +27,8 @@ namespace Gateway.Forwarding;
 /// activity timeout; YARP's activity timeout for the session is set just above it (<see cref="IdleMargin"/>).
 /// </remarks>
 internal sealed partial class ForwardStep(RequestDelegate next, Configuration.GatewayLimitsOptions limits, TimeProvider time, Telemetry.GatewayMetrics metrics,
-    ILogger<ForwardStep> logger, BackendConnections backends, Routing.ModelCatalog models, Routing.ModelRouter router)
+    ILogger<ForwardStep> logger, BackendConnections backends, Routing.ModelCatalog models, Routing.ModelRouter router, Shaping.ShapingRuntime shaping,
+    Shaping.ClusterAdmission admission)
 {
     // Per cluster model (YARP replaces it on every reload) and timeout, the same cluster with a longer idle timeout.
     private readonly ConditionalWeakTable<ClusterModel, ConcurrentDictionary<TimeSpan, ClusterModel>> _extended = [];
@@ -157,7 +158,10 @@ internal sealed partial class ForwardStep(RequestDelegate next, Configuration.Ga
     /// <summary>
     /// Forwards a request routed by model; when forwarding fails before the backend answered (no destination, or the
     /// connection could not be made) and nothing was sent to the client, the requested model's next fallback is tried
-    /// with the same body (never after a byte of an answer was sent).
+    /// with the same body (never after a byte of an answer was sent). A fallback on another cluster is admitted there
+    /// first (<see cref="Shaping.ClusterAdmission"/>: its in-flight cap, queue and breaker count the request, and a
+    /// refusal is answered as the admission step would); the failed cluster's breaker is told of its failure (502).
+    /// The first cluster's lease is held until the exchange completes.
     /// </summary>
     private async Task ForwardWithFallbacksAsync(HttpContext context, Classification classification)
     {
@@ -184,6 +188,18 @@ internal sealed partial class ForwardStep(RequestDelegate next, Configuration.Ga
             }
 
             Reset(context, classification);
+            var exchange = context.GetExchange()!;
+            if (!string.Equals(clusterId, classification.ClusterId, StringComparison.OrdinalIgnoreCase))
+            {
+                // The cluster that failed is judged by its own failure, not by the fallback's answer.
+                exchange.Admission?.Ticket?.Report(StatusCodes.Status502BadGateway);
+                if (clusterId is not null && shaping.Current.Clusters.TryGetValue(clusterId, out var fallbackShaping)
+                    && await admission.AdmitAsync(context, exchange, fallbackShaping) is null)
+                {
+                    return; // the fallback's admission refused it (its answer is set), or the client left while it waited
+                }
+            }
+
             Routing.ModelRouter.Rewrite(context, classification, fallback.BackendName, classification.Llm);
             classification.FallBack(fallback, clusterId);
             await ForwardAsync(context, classification, clusterId!);

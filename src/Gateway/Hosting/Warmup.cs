@@ -32,6 +32,22 @@ internal sealed partial class Warmup(IProxyStateLookup proxyState, ListenerRegis
     private static readonly TimeSpan s_jitSettleLimit = TimeSpan.FromSeconds(3);
     private static readonly TimeSpan s_requestTimeout = TimeSpan.FromSeconds(2);
 
+    /// <summary>
+    /// The header that marks this process's own warm-up requests, carrying <see cref="Marker"/>: with authentication on,
+    /// they pass as no tenant (so the whole path is warmed, and their refusals would not count as failed attempts of
+    /// the loopback address). The value is 128 random bits made at start and never leaves the process but over loopback
+    /// to itself; the header is removed before forwarding like any caller credential.
+    /// </summary>
+    public const string MarkerHeader = "x-gateway-warmup";
+
+    /// <summary>This process's warm-up marker (see <see cref="MarkerHeader"/>).</summary>
+    public static readonly string Marker = Convert.ToHexStringLower(System.Security.Cryptography.RandomNumberGenerator.GetBytes(16));
+
+    /// <summary>Whether <paramref name="value"/> is this process's marker (constant-time).</summary>
+    public static bool IsMarker(string? value) =>
+        value is { Length: 32 } && System.Security.Cryptography.CryptographicOperations.FixedTimeEquals(
+            System.Text.Encoding.ASCII.GetBytes(value), System.Text.Encoding.ASCII.GetBytes(Marker));
+
     private volatile bool _done;
 
     /// <summary>Whether warm-up has finished (or is off); until then <c>/readyz</c> answers 503 <c>warming_up</c>.</summary>
@@ -118,6 +134,7 @@ internal sealed partial class Warmup(IProxyStateLookup proxyState, ListenerRegis
         for (var i = 0; i < count; i++)
         {
             using var request = new HttpRequestMessage(post ? HttpMethod.Post : HttpMethod.Get, uri);
+            request.Headers.TryAddWithoutValidation(MarkerHeader, Marker); // passes authentication (AuthStep) as no tenant
             if (post)
             {
                 request.Content = new ByteArrayContent(s_body) { Headers = { { "Content-Type", "application/json" } } };

@@ -79,6 +79,7 @@ internal sealed class RecordBuilder
                 Cluster = c.Cluster,
                 Destination = c.Destination,
                 PrefixMatchChars = c.PrefixMatchChars,
+                Tenant = c.Tenant,
                 BackendHttpVersion = c.BackendHttpVersion,
                 ClientKey = c.ClientKey,
                 Request = request,

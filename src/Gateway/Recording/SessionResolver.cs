@@ -100,6 +100,12 @@ internal sealed class SessionResolver
         return NewId("gen-");
     }
 
+    /// <summary>
+    /// Whether <paramref name="id"/> was made by the gateway (<c>gen-</c>: no source had one; <c>ws-</c>: one per
+    /// WebSocket connection) rather than sent by the client: such an id never names a later request's session.
+    /// </summary>
+    public static bool IsGenerated(string id) => id.StartsWith("gen-", StringComparison.Ordinal) || id.StartsWith("ws-", StringComparison.Ordinal);
+
     private static string? First(Microsoft.Extensions.Primitives.StringValues values) => values.Count > 0 ? values[0] : null;
 
     private static string NewId(string prefix)

@@ -5,11 +5,15 @@ namespace Gateway.Routing;
 /// <summary>
 /// <c>GET /v1/models</c> answered by the gateway when models are configured: every configured model and alias in
 /// OpenAI's shape (<c>{"object":"list","data":[{"id","object":"model","created","owned_by"}]}</c>), an alias carrying
-/// <c>"root"</c> (the model it names), as vLLM lists served model names.
+/// <c>"root"</c> (the model it names), as vLLM lists served model names. An authenticated tenant with a model
+/// allow-list (<c>Gateway:Tenants:{tenant}:Models</c>) sees only the models it may call.
 /// </summary>
 internal static class ModelList
 {
-    public static async Task WriteAsync(HttpContext context, ModelCatalog catalog)
+    /// <param name="context">The request.</param>
+    /// <param name="catalog">The configured models.</param>
+    /// <param name="allows">Whether the caller may call a model (by its configured name); null: every model.</param>
+    public static async Task WriteAsync(HttpContext context, ModelCatalog catalog, Func<string, bool>? allows = null)
     {
         var buffer = new System.Buffers.ArrayBufferWriter<byte>(256);
         using (var w = new Utf8JsonWriter(buffer))
@@ -19,6 +23,11 @@ internal static class ModelList
             w.WriteStartArray("data");
             foreach (var model in catalog.Models)
             {
+                if (allows is not null && !allows(model.Name))
+                {
+                    continue;
+                }
+
                 Entry(w, model.Name, model.Name);
                 foreach (var alias in model.Options.Aliases)
                 {

@@ -7,34 +7,11 @@ namespace Gateway.Shaping;
 
 /// <summary>
 /// The admission step, last before forwarding: the cluster's circuit breaker and in-flight cap
-/// (<see cref="RoutePlan.Admission"/>).
-/// <list type="number">
-/// <item>While the circuit is open within its break, the request is refused at once (503 <c>circuit_open</c>) without
-/// queueing; after the break Polly lets one trial through (half-open), whose start decides.</item>
-/// <item>The in-flight cap with its priority queue and adaptive limit (<see cref="AdmissionController"/>): a full queue
-/// or a wait past its timeout is refused with 503 and <c>Retry-After</c> (gRPC UNAVAILABLE, WebSocket close 1013),
-/// naming <c>admission:CLUSTER</c>.</item>
-/// <item>The admitted exchange holds its lease until it completes (<see cref="AdmissionRelease"/>); its first byte feeds
-/// the adaptive limit, a failure's latency does not; its output tokens (the usage the backend reported, else the chunks
-/// delivered) are charged to its key's fair-share counter.</item>
-/// </list>
-/// The queue's key is the tenant (<c>tenant:NAME</c>, with the tenant's <c>Weight</c>) when the exchange has one, else the
-/// client key (weight 1); its prompt tokens are charged when it is admitted, its output tokens as they stream, corrected
-/// to the usage the backend reported when it completes. Its class is the
-/// <c>x-priority</c> header's, capped at the tenant's own <c>Priority</c> (a normal tenant asking for high gets normal; asking
-/// for low gets low); without a tenant, the header's, else <c>Shaping:KeyPriorities</c>, else the default class. The time
-/// it waited is put on <see cref="ExchangeContext.QueueWait"/>.
+/// (<see cref="RoutePlan.Admission"/>), decided by <see cref="ClusterAdmission"/>. A refused exchange ends here; an
+/// admitted one is forwarded holding its lease (<see cref="ExchangeContext.Admission"/>) until it completes.
 /// </summary>
-internal sealed class AdmissionStep(RequestDelegate next, ShapingMetrics metrics, RefusalLog refusals, ShapingRuntime runtime, Tenants.TenantMetrics tenantMetrics)
+internal sealed class AdmissionStep(RequestDelegate next, ClusterAdmission admission)
 {
-    private static readonly Func<object, Task> s_responseStarted = static state =>
-    {
-        var release = (AdmissionRelease)state;
-        release.Lease.MarkFirstByte();
-        release.Ticket?.Report(AdmissionRelease.BreakerStatus(release.Context));
-        return Task.CompletedTask;
-    };
-
     public Task InvokeAsync(HttpContext context)
     {
         var exchange = context.GetExchange()!;
@@ -44,7 +21,7 @@ internal sealed class AdmissionStep(RequestDelegate next, ShapingMetrics metrics
         {
             if (classification.Tenant is not null)
             {
-                MeterUsage(context, exchange); // the tenant's token counts
+                ClusterAdmission.MeterUsage(context, exchange); // the tenant's token counts
             }
 
             return next(context);
@@ -53,23 +30,57 @@ internal sealed class AdmissionStep(RequestDelegate next, ShapingMetrics metrics
         return AdmitAsync(context, exchange, cluster);
     }
 
-    /// <summary>
-    /// Makes sure the response's usage is metered (the token step's meter when it has one; else one that only reads,
-    /// disposed when the exchange completes): the fair share charges output tokens, the tenant metrics count them.
-    /// </summary>
-    private static void MeterUsage(HttpContext context, ExchangeContext exchange)
+    private async Task AdmitAsync(HttpContext context, ExchangeContext exchange, ClusterShaping cluster)
     {
-        if (exchange.UsageMetered || exchange.Classification!.IsWebSocket)
+        if (await admission.AdmitAsync(context, exchange, cluster) is null)
         {
-            return;
+            return; // refused (the answer is set) or the client went away while waiting
         }
 
-        exchange.UsageMetered = true;
-        exchange.FilterResponseBody(inner => exchange.Usage = new Tokens.UsageMeter(context, inner, stripUsage: false));
-        exchange.OnCompleted(new UsageRelease(exchange)); // registered before the lease's release: it runs after it
+        await next(context);
     }
+}
 
-    private async Task AdmitAsync(HttpContext context, ExchangeContext exchange, ClusterShaping cluster)
+/// <summary>
+/// Admits an exchange to a cluster: its circuit breaker and in-flight cap (<see cref="ClusterShaping"/>). Used by
+/// <see cref="AdmissionStep"/> for the cluster the request was routed to, and by <c>ForwardStep</c> for a model's
+/// fallback cluster when forwarding to the first failed before any answer (the fallback's cap counts that request
+/// too; litellm#1555 is the same bug in another router: a fallback's usage counted against the original model).
+/// <list type="number">
+/// <item>While the circuit is open within its break, the request is refused at once (503 <c>circuit_open</c>) without
+/// queueing; after the break Polly lets one trial through (half-open), whose start decides.</item>
+/// <item>The in-flight cap with its priority queue and adaptive limit (<see cref="AdmissionController"/>): a full queue
+/// or a wait past its timeout is refused with 503 and <c>Retry-After</c> (gRPC UNAVAILABLE, WebSocket close 1013),
+/// naming <c>admission:CLUSTER</c>.</item>
+/// <item>The admitted exchange holds its lease until it completes (<see cref="AdmissionRelease"/>); its first byte feeds
+/// the adaptive limit, a failure's latency does not; its output tokens are charged to its key's fair share as they
+/// stream (<see cref="ExchangeContext.OutputTokens"/>), corrected to the usage reported at completion.</item>
+/// </list>
+/// The queue's key is the tenant (<c>tenant:NAME</c>, with the tenant's <c>Weight</c>) when the exchange has one, else the
+/// client key (weight 1); its prompt tokens are charged when it is admitted. Its class is the <c>x-priority</c> header's,
+/// capped at the tenant's own <c>Priority</c> (a normal tenant asking for high gets normal; asking for low gets low);
+/// without a tenant, the header's, else <c>Shaping:KeyPriorities</c>, else the default class. The time it waited is put on
+/// <see cref="ExchangeContext.QueueWait"/> and counted per tenant (<see cref="Tenants.TenantMetrics"/>).
+/// </summary>
+internal sealed class ClusterAdmission(ShapingMetrics metrics, RefusalLog refusals, ShapingRuntime runtime, Tenants.TenantMetrics tenantMetrics)
+{
+    private static readonly Func<object, Task> s_responseStarted = static state =>
+    {
+        var release = (AdmissionRelease)state;
+        release.Lease.MarkFirstByte();
+        release.Ticket?.Report(AdmissionRelease.BreakerStatus(release.Context));
+        return Task.CompletedTask;
+    };
+
+    /// <summary>
+    /// Admits the exchange to <paramref name="cluster"/>, or refuses it (<see cref="ExchangeContext.Refuse"/>, counted and
+    /// logged as a refusal of <c>admission:CLUSTER</c>).
+    /// </summary>
+    /// <returns>
+    /// The admitted exchange's release, registered to run at completion and set as <see cref="ExchangeContext.Admission"/>;
+    /// null when refused or when the client went away while it waited.
+    /// </returns>
+    public async ValueTask<AdmissionRelease?> AdmitAsync(HttpContext context, ExchangeContext exchange, ClusterShaping cluster)
     {
         var classification = exchange.Classification!;
         var options = runtime.Current.Options;
@@ -79,7 +90,7 @@ internal sealed class AdmissionStep(RequestDelegate next, ShapingMetrics metrics
         {
             // Open and within its break: refused before it queues. After the break, Polly decides (half-open trial).
             exchange.Refuse(CircuitOpen(exchange, cluster, options, breakLeft));
-            return;
+            return null;
         }
 
         var priority = Priority(context, classification, controller.Settings, options);
@@ -101,14 +112,14 @@ internal sealed class AdmissionStep(RequestDelegate next, ShapingMetrics metrics
             metrics.Admission(controller.ClusterId, "refused", result.Reason, TimeSpan.Zero);
             if (result.Reason == "cancelled")
             {
-                return; // the client went away while waiting
+                return null; // the client went away while waiting
             }
 
             refusals.Refused(GatewayLimits.Admission(controller.ClusterId), result.Reason!, classification.ClientKey, shadow: false, options.RefusalLogInterval);
             exchange.Refuse(new GatewayAnswer(StatusCodes.Status503ServiceUnavailable, StatusCode.Unavailable, GatewayErrorTypes.Overloaded, result.Reason!,
                 $"Cluster '{controller.ClusterId}' is at capacity ({controller.InFlight} in flight, {controller.Queued} waiting): {result.Reason!.Replace('_', ' ')}.",
                 result.RetryAfter, GatewayLimits.Admission(controller.ClusterId)));
-            return;
+            return null;
         }
 
         IDisposable? fleetLease = null;
@@ -127,7 +138,7 @@ internal sealed class AdmissionStep(RequestDelegate next, ShapingMetrics metrics
                         ? $"Cluster '{controller.ClusterId}' counts its in-flight requests fleet-wide and Redis is unavailable."
                         : $"Cluster '{controller.ClusterId}' is at its fleet-wide capacity ({cluster.Options.FleetMaxInFlight} in flight across the gateways sharing Redis).",
                     decision.RetryAfter ?? TimeSpan.FromSeconds(1), $"admission:{controller.ClusterId}"));
-                return;
+                return null;
             }
 
             fleetLease = decision.Lease;
@@ -144,7 +155,7 @@ internal sealed class AdmissionStep(RequestDelegate next, ShapingMetrics metrics
                 lease.Discard();
                 lease.Dispose();
                 exchange.Refuse(CircuitOpen(exchange, cluster, options, retryAfter ?? TimeSpan.Zero));
-                return;
+                return null;
             }
         }
 
@@ -159,7 +170,24 @@ internal sealed class AdmissionStep(RequestDelegate next, ShapingMetrics metrics
         var release = new AdmissionRelease(context, lease, ticket, fleetLease);
         exchange.OnCompleted(release);
         context.Response.OnStarting(s_responseStarted, release);
-        await next(context);
+        exchange.Admission = release;
+        return release;
+    }
+
+    /// <summary>
+    /// Makes sure the response's usage is metered (the token step's meter when it has one; else one that only reads,
+    /// disposed when the exchange completes): the fair share charges output tokens, the tenant metrics count them.
+    /// </summary>
+    internal static void MeterUsage(HttpContext context, ExchangeContext exchange)
+    {
+        if (exchange.UsageMetered || exchange.Classification!.IsWebSocket)
+        {
+            return;
+        }
+
+        exchange.UsageMetered = true;
+        exchange.FilterResponseBody(inner => exchange.Usage = new Tokens.UsageMeter(context, inner, stripUsage: false));
+        exchange.OnCompleted(new UsageRelease(exchange)); // registered before the lease's release: it runs after it
     }
 
     private GatewayAnswer CircuitOpen(ExchangeContext exchange, ClusterShaping cluster, ShapingOptions options, TimeSpan retryAfter)
@@ -230,7 +258,7 @@ internal sealed class AdmissionRelease(HttpContext context, AdmissionLease lease
 
         if (Context.GetExchange()?.Usage is { } usage)
         {
-            // The output tokens it generated are charged to its key's fair share (the usage reported, else the chunks delivered).
+            // The output it generated, as the backend reported it (else the chunks delivered), corrects its fair-share charge.
             usage.Finish();
             Lease.ReportOutputTokens(usage.CompletionTokens ?? usage.Delivered);
         }

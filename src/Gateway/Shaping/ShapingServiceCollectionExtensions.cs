@@ -15,6 +15,7 @@ internal static class ShapingServiceCollectionExtensions
         services.TryAddSingleton<ShapingMetrics>();
         services.TryAddSingleton<RefusalLog>();
         services.TryAddSingleton<Tenants.TenantMetrics>();
+        services.TryAddSingleton<ClusterAdmission>();
         services.TryAddEnumerable(ServiceDescriptor.Singleton<ILoadBalancingPolicy, MostFreeCapacityPolicy>());
         return services;
     }

@@ -47,6 +47,7 @@ internal sealed partial class ApiKeyStore : BackgroundService
     private readonly ILogger<ApiKeyStore> _logger;
     private readonly ConcurrentDictionary<(string Tenant, string Id), MadeKey> _local = new();
     private TaskCompletionSource _wake = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private readonly TaskCompletionSource _firstRead = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly string? _redisConfiguration;
     private ConnectionMultiplexer? _redis;
     private IReadOnlyList<MadeKey> _keys = [];
@@ -158,6 +159,7 @@ internal sealed partial class ApiKeyStore : BackgroundService
         while (!stoppingToken.IsCancellationRequested)
         {
             await RefreshAsync(stoppingToken);
+            _firstRead.TrySetResult();
             try
             {
                 // Woken by a notification, or at the refresh interval: whichever comes first.
@@ -307,6 +309,26 @@ internal sealed partial class ApiKeyStore : BackgroundService
             ? DateTimeOffset.FromUnixTimeMilliseconds(ms)
             : DateTimeOffset.UnixEpoch;
         return new MadeKey(tenant, entry.Name.ToString(), hash, created);
+    }
+
+    /// <summary>
+    /// Starts reading the made keys and waits for the first read (at most <see cref="RedisBudget"/>), so the gateway
+    /// does not open its listeners refusing keys that Redis holds; with Redis unreachable it starts anyway.
+    /// </summary>
+    public override async Task StartAsync(CancellationToken cancellationToken)
+    {
+        await base.StartAsync(cancellationToken);
+        if (_redisConfiguration is not null)
+        {
+            try
+            {
+                await _firstRead.Task.WaitAsync(RedisBudget + RedisBudget, _time, cancellationToken);
+            }
+            catch (TimeoutException)
+            {
+                // Redis is slow or down: counted and logged by the refresh; the configured keys work meanwhile.
+            }
+        }
     }
 
     public override async Task StopAsync(CancellationToken cancellationToken)

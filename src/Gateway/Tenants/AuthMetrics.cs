@@ -23,6 +23,9 @@ internal static class AuthFailure
 
     /// <summary>Refused without checking: the client address failed too often in its window.</summary>
     public const string RateLimited = "rate_limited";
+
+    /// <summary>A JWT that could not be checked because the identity provider's signing keys could not be read (503; not counted against the client).</summary>
+    public const string ProviderUnavailable = "provider_unavailable";
 }
 
 /// <summary>
@@ -35,7 +38,7 @@ internal static class AuthFailure
 /// </summary>
 internal sealed class AuthMetrics
 {
-    private static readonly string[] s_reasons = [AuthFailure.Missing, AuthFailure.Invalid, AuthFailure.Expired, AuthFailure.UnknownTenant, AuthFailure.ModelNotAllowed, AuthFailure.RateLimited];
+    private static readonly string[] s_reasons = [AuthFailure.Missing, AuthFailure.Invalid, AuthFailure.Expired, AuthFailure.UnknownTenant, AuthFailure.ModelNotAllowed, AuthFailure.RateLimited, AuthFailure.ProviderUnavailable];
     private readonly Counter<long> _failures;
     private readonly Counter<long> _successes;
     private readonly Counter<long> _storeErrors;
@@ -44,7 +47,7 @@ internal sealed class AuthMetrics
     public AuthMetrics(GatewayMetrics metrics, TenantDirectory directory)
     {
         var meter = metrics.Meter;
-        _failures = meter.CreateCounter<long>("gateway.auth.failures", "{request}", "Requests refused by authentication, by reason (missing, invalid, expired, unknown_tenant, model_not_allowed, rate_limited).");
+        _failures = meter.CreateCounter<long>("gateway.auth.failures", "{request}", "Requests refused by authentication, by reason (missing, invalid, expired, unknown_tenant, model_not_allowed, rate_limited, provider_unavailable).");
         _successes = meter.CreateCounter<long>("gateway.auth.successes", "{request}", "Requests authenticated, by credential (api_key, jwt).");
         _storeErrors = meter.CreateCounter<long>("gateway.auth.key_store.errors", "{call}", "Calls of the API key store to Redis that failed or timed out (the last known keys stay in force), by operation.");
         _untracked = meter.CreateCounter<long>("gateway.auth.failed_attempts.untracked", "{request}", "Failed attempts from a new client address not tracked because the failed-attempt table was full.");

@@ -45,34 +45,39 @@ internal sealed partial class AuthStep(RequestDelegate next, TenantDirectory dir
         }
 
         var exchange = context.GetExchange()!;
+        if (context.Request.Headers.TryGetValue(Hosting.Warmup.MarkerHeader, out var warmup) && Hosting.Warmup.IsMarker(warmup.ToString()))
+        {
+            return next(context); // the gateway's own start-up warm-up (Hosting/Warmup), as no tenant
+        }
+
+        var sent = TryReadCredential(context.Request.Headers, out var source, out var range, out var fromAuthorization);
+        if (!sent && !fromAuthorization && required == RouteAuth.Optional)
+        {
+            return next(context);
+        }
+
         var options = state.Options;
-        var address = context.Connection.RemoteIpAddress;
-        if (failed.IsBlocked(address, options.FailedAttemptsLimit, options.FailedAttemptsWindow, out var retryAfter))
+        if (failed.IsBlocked(context.Connection.RemoteIpAddress, options.FailedAttemptsLimit, options.FailedAttemptsWindow, out var retryAfter))
         {
             Refuse(context, exchange, route.RouteId, AuthFailure.RateLimited, new GatewayAnswer(StatusCodes.Status429TooManyRequests, StatusCode.ResourceExhausted,
                 GatewayErrorTypes.RateLimited, GatewayErrorCodes.TooManyFailedAttempts,
                 $"Too many failed authentication attempts from this address ({options.FailedAttemptsLimit} per {options.FailedAttemptsWindow}); try again later.",
-                retryAfter, GatewayLimits.FailedAttempts));
+                retryAfter, GatewayLimits.FailedAttempts, RefuseUpgrade: true));
             return Task.CompletedTask;
         }
 
-        var credential = ReadCredential(context.Request.Headers, out var fromAuthorization);
-        if (credential is null)
+        if (!sent)
         {
-            if (required == RouteAuth.Optional)
-            {
-                return next(context);
-            }
-
             Fail(context, exchange, route.RouteId, AuthFailure.Missing, fromAuthorization
                 ? "The Authorization header must be 'Bearer' and an API key or token."
                 : "This gateway needs an API key: send 'Authorization: Bearer KEY' (or 'x-api-key: KEY').");
             return Task.CompletedTask;
         }
 
+        var credential = source.AsSpan()[range];
         if (state.AcceptsJwt && (state.Mode == AuthMode.Jwt || JwtValidator.LooksLikeJwt(credential)))
         {
-            return JwtAsync(context, exchange, state, route.RouteId, credential);
+            return JwtAsync(context, exchange, state, route.RouteId, credential.ToString());
         }
 
         if (!state.AcceptsApiKeys)
@@ -96,6 +101,14 @@ internal sealed partial class AuthStep(RequestDelegate next, TenantDirectory dir
     private async Task JwtAsync(HttpContext context, ExchangeContext exchange, AuthState state, string routeId, string token)
     {
         var result = await state.Jwt!.ValidateAsync(token, exchange.ClientAborted);
+        if (result.ProviderUnavailable)
+        {
+            // Not the caller's failure: not counted against its address.
+            Refuse(context, exchange, routeId, AuthFailure.ProviderUnavailable, new GatewayAnswer(StatusCodes.Status503ServiceUnavailable, StatusCode.Unavailable,
+                GatewayErrorTypes.Unavailable, GatewayErrorCodes.IdentityProviderUnavailable, result.Message!, TimeSpan.FromSeconds(5), RefuseUpgrade: true));
+            return;
+        }
+
         if (result.Tenant is null)
         {
             Fail(context, exchange, routeId, result.Failure!, result.Message!);
@@ -115,30 +128,59 @@ internal sealed partial class AuthStep(RequestDelegate next, TenantDirectory dir
     }
 
     /// <summary>
-    /// The credential sent: the <c>Authorization</c> bearer value, else <c>x-api-key</c>, else <c>api-key</c>; null when
-    /// none (or when <c>Authorization</c> is not a bearer: <paramref name="fromAuthorization"/> is then true).
+    /// The credential sent: the <c>Authorization</c> bearer value, else <c>x-api-key</c>, else <c>api-key</c>, as the
+    /// header string that holds it and the range of the credential in it (no copy is made); false when none (or when
+    /// <c>Authorization</c> is not a bearer: <paramref name="fromAuthorization"/> is then true).
     /// </summary>
-    internal static string? ReadCredential(IHeaderDictionary headers, out bool fromAuthorization)
+    internal static bool TryReadCredential(IHeaderDictionary headers, out string source, out Range range, out bool fromAuthorization)
     {
         fromAuthorization = false;
+        range = default;
+        source = "";
         var authorization = headers.Authorization;
         if (authorization.Count > 0 && authorization[0] is { Length: > 0 } a)
         {
-            if (a.StartsWith("Bearer ", StringComparison.OrdinalIgnoreCase) && a.AsSpan(7).Trim().Length > 0)
+            if (a.StartsWith("Bearer ", StringComparison.OrdinalIgnoreCase))
             {
-                return a.AsSpan(7).Trim().ToString();
+                var start = 7;
+                var end = a.Length;
+                while (start < end && char.IsWhiteSpace(a[start]))
+                {
+                    start++;
+                }
+
+                while (end > start && char.IsWhiteSpace(a[end - 1]))
+                {
+                    end--;
+                }
+
+                if (end > start)
+                {
+                    source = a;
+                    range = start..end;
+                    return true;
+                }
             }
 
             fromAuthorization = true;
-            return null;
+            return false;
         }
 
-        if (headers.TryGetValue(GatewayHeaders.ApiKey, out var x) && !StringValues.IsNullOrEmpty(x))
+        if (headers.TryGetValue(GatewayHeaders.ApiKey, out var x) && x.Count > 0 && x[0] is { Length: > 0 } xKey)
         {
-            return x[0];
+            source = xKey;
+            range = Range.All;
+            return true;
         }
 
-        return headers.TryGetValue("api-key", out var k) && !StringValues.IsNullOrEmpty(k) ? k[0] : null;
+        if (headers.TryGetValue("api-key", out var k) && k.Count > 0 && k[0] is { Length: > 0 } key)
+        {
+            source = key;
+            range = Range.All;
+            return true;
+        }
+
+        return false;
     }
 
     private void Fail(HttpContext context, ExchangeContext exchange, string routeId, string reason, string message)
@@ -149,7 +191,7 @@ internal sealed partial class AuthStep(RequestDelegate next, TenantDirectory dir
         }
 
         Refuse(context, exchange, routeId, reason, new GatewayAnswer(StatusCodes.Status401Unauthorized, StatusCode.Unauthenticated,
-            GatewayErrorTypes.InvalidRequest, GatewayErrorCodes.InvalidApiKey, message));
+            GatewayErrorTypes.InvalidRequest, GatewayErrorCodes.InvalidApiKey, message, RefuseUpgrade: true));
     }
 
     private void Refuse(HttpContext context, ExchangeContext exchange, string routeId, string reason, GatewayAnswer answer)
@@ -162,11 +204,5 @@ internal sealed partial class AuthStep(RequestDelegate next, TenantDirectory dir
         }
 
         exchange.Refuse(answer);
-    }
-
-    private static partial class Log
-    {
-        [LoggerMessage(EventId = 6001, Level = LogLevel.Warning, Message = "Authentication refused a request ({Reason}) from {Client} on route {Route} ({Suppressed} more of this reason since the last line).")]
-        public static partial void Refused(ILogger logger, string reason, string client, string route, long suppressed);
     }
 }

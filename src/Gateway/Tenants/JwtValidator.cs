@@ -11,7 +11,8 @@ namespace Gateway.Tenants;
 /// <param name="Tenant">The tenant claim's value when the token is valid; null otherwise.</param>
 /// <param name="Failure">When invalid, one of <see cref="AuthFailure"/> (<c>invalid</c> or <c>expired</c>).</param>
 /// <param name="Message">When invalid, a sentence for the client (never the token).</param>
-internal readonly record struct JwtResult(string? Tenant, string? Failure, string? Message);
+/// <param name="ProviderUnavailable">True when the token could not be checked at all (the identity provider's keys could not be read): not the caller's failure.</param>
+internal readonly record struct JwtResult(string? Tenant, string? Failure, string? Message, bool ProviderUnavailable = false);
 
 /// <summary>
 /// Validates JWT bearer tokens the way ASP.NET Core's JwtBearer handler does (its <see cref="JsonWebTokenHandler"/>,
@@ -83,7 +84,7 @@ internal sealed class JwtValidator
             }
             catch (Exception ex) when (ex is InvalidOperationException or IOException or HttpRequestException or ArgumentException or SecurityTokenException)
             {
-                return new JwtResult(null, AuthFailure.Invalid, "The identity provider's signing keys could not be read, so the token cannot be checked; try again later.");
+                return new JwtResult(null, AuthFailure.ProviderUnavailable, "The identity provider's signing keys could not be read, so the token cannot be checked now; try again later.", ProviderUnavailable: true);
             }
 
             parameters = _parameters.Clone();

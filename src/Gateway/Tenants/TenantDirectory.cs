@@ -125,7 +125,15 @@ internal sealed class TenantDirectory : IDisposable
         if (auth.Mode is AuthMode.Jwt or AuthMode.ApiKeyOrJwt)
         {
             // Validated at start-up and on reload (the keys file too); kept while its options are unchanged.
-            jwt = previous?.Jwt is { } kept && kept.Options == auth.Jwt ? kept : JwtValidator.Create(auth.Jwt);
+            try
+            {
+                jwt = previous?.Jwt is { } kept && kept.Options == auth.Jwt ? kept : JwtValidator.Create(auth.Jwt);
+            }
+            catch (InvalidOperationException)
+            {
+                // The keys file went away between the reload's check and now: the validator in force stays.
+                jwt = previous?.Jwt;
+            }
         }
 
         return new AuthState(auth.Mode, auth, tenants.ToFrozenDictionary(StringComparer.Ordinal), new KeyTable(keys), jwt);

@@ -37,6 +37,9 @@ internal sealed record SweepStep(
     Reporting.Percentiles? Ttft,
     IReadOnlyList<bool> SlosMet)
 {
+    /// <summary>The step's prefix cache figures (the model servers' counters before and after it), or null when they expose none.</summary>
+    public PrefixCacheReport? PrefixCache { get; init; }
+
     /// <summary>Mean requests in flight at the target during the step, by Little's law: throughput × mean service time.</summary>
     public double MeanInFlight => ThroughputRps * ServiceTime.Mean / 1000.0;
 

@@ -360,6 +360,8 @@ internal static partial class ReplayApp
         var template = new Option<string?>("--template") { Description = "A request template file: the requests to draw, with weights." };
         var maxTokens = new Option<int>("--max-tokens") { Description = "Output tokens asked for by the synthetic request.", DefaultValueFactory = _ => 16 };
         var promptTokens = new Option<int>("--prompt-tokens") { Description = "Prompt length of the synthetic request, in cl100k tokens.", DefaultValueFactory = _ => 16 };
+        var prefixGroups = new Option<int?>("--prefix-groups") { Description = "Shared-prefix workload: each synthetic prompt starts with one of N fixed prefixes (taken round-robin), then --prompt-tokens of its own; with --prefix-tokens. Each step reports the model servers' prefix cache hit rate." };
+        var prefixTokens = new Option<int?>("--prefix-tokens") { Description = "Length of each --prefix-groups prefix, in cl100k tokens." };
         var protocol = new Option<string>("--protocol") { Description = "Synthetic request's protocol: http, grpc, websocket.", DefaultValueFactory = _ => "http" };
         var path = new Option<string>("--path") { Description = "Path of the synthetic HTTP request.", DefaultValueFactory = _ => "/v1/chat/completions" };
         var patience = new Option<int>("--patience") { Description = "Steps in a row without goodput growth (while latency climbs) before the sweep stops.", DefaultValueFactory = _ => 2 };
@@ -368,7 +370,7 @@ internal static partial class ReplayApp
         var cluster = new Option<string>("--cluster") { Description = "The gateway cluster id the profile limits (its Admission section).", DefaultValueFactory = _ => "model-http" };
         var route = new Option<string>("--route") { Description = "The gateway route id the profile's rate policy is put on.", DefaultValueFactory = _ => "openai" };
         var command = new Command("sweep", "Find a target's capacity: raise an open-model rate step by step (--rate, --step-factor/--step-add, --step-every, --to), measure goodput against the --slo's, stop past the knee, and write a gateway shaping profile that holds the target there.");
-        foreach (var o in new Option[] { source, recording, template, maxTokens, promptTokens, protocol, path, patience, growth, profileOut, cluster, route })
+        foreach (var o in new Option[] { source, recording, template, maxTokens, promptTokens, prefixGroups, prefixTokens, protocol, path, patience, growth, profileOut, cluster, route })
         {
             command.Add(o);
         }
@@ -453,6 +455,8 @@ internal static partial class ReplayApp
                 Template = p.GetValue(template),
                 MaxTokens = p.GetValue(maxTokens),
                 PromptTokens = p.GetValue(promptTokens),
+                PrefixGroups = p.GetValue(prefixGroups),
+                PrefixTokens = p.GetValue(prefixTokens),
                 Protocol = p.GetValue(protocol) ?? "http",
                 Path = p.GetValue(path) ?? "/v1/chat/completions",
                 Duration = stepLength,

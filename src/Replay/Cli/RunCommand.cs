@@ -152,17 +152,6 @@ internal static class RunCommand
         return string.Empty;
     }
 
-    /// <summary>The metrics read for the prefix cache hit rate: <c>--metrics-url</c>s, else the HTTP target's <c>/metrics</c>.</summary>
-    private static List<Uri> MetricsUrls(ReplaySettings settings, ValidatedRun run)
-    {
-        if (settings.MetricsUrls.Count > 0)
-        {
-            return [.. settings.MetricsUrls.Select(static m => new Uri(m))];
-        }
-
-        return run.Clients.HttpTarget is { } http ? [new Uri(http, "/metrics")] : [];
-    }
-
     /// <summary>Runs one command; returns its exit code.</summary>
     public static async Task<int> ExecuteAsync(ReplaySettings settings, TextWriter output, TextWriter error, ILogger logger, TimeProvider time, CancellationToken cancellationToken)
     {
@@ -198,21 +187,8 @@ internal static class RunCommand
         }
 
         // The target's prefix cache counters before the measured run (after the warm-up), when it exposes vLLM metrics.
-        var metricsHandler = new SocketsHttpHandler();
-        if (settings.Insecure)
-        {
-#pragma warning disable CA5359 // --insecure is an explicit opt-in for self-signed test targets.
-            metricsHandler.SslOptions.RemoteCertificateValidationCallback = static (_, _, _, _) => true;
-#pragma warning restore CA5359
-        }
-
-        using var metricsClient = new HttpClient(metricsHandler) { Timeout = TimeSpan.FromSeconds(5) };
-        var metricsUrls = MetricsUrls(settings, run);
-        var (cacheBefore, cacheProblem) = metricsUrls.Count == 0 ? (null, null) : await PrefixCacheCounters.ReadAsync(metricsClient, metricsUrls, cancellationToken).ConfigureAwait(false);
-        if (cacheProblem is not null && settings.MetricsUrls.Count > 0)
-        {
-            await error.WriteLineAsync($"replay: --metrics-url: {cacheProblem}; no prefix cache hit rate.").ConfigureAwait(false);
-        }
+        using var prefixCache = PrefixCacheProbe.Create(settings, run);
+        var cacheBefore = await prefixCache.BeforeAsync(error, cancellationToken).ConfigureAwait(false);
 
         var metrics = new RunMetrics(time, run.Slos);
         var startedAt = time.GetUtcNow();
@@ -263,19 +239,7 @@ internal static class RunCommand
             report.Conversations = new ConversationReport(conversations, (settings.Turns ?? ReplaySettings.DefaultTurns), generator.Generated, generator.CacheHits, generator.Failures,
                 generator.Digest(conversations, (settings.Turns ?? ReplaySettings.DefaultTurns)), generator.Sample(0, (settings.Turns ?? ReplaySettings.DefaultTurns)), generator.CacheFile, generator.FirstFailure);
         }
-        if (cacheBefore is { } before)
-        {
-            var (cacheAfter, problem) = await PrefixCacheCounters.ReadAsync(metricsClient, metricsUrls, CancellationToken.None).ConfigureAwait(false);
-            if (cacheAfter is { } after)
-            {
-                report.PrefixCache = PrefixCacheReport.Between(before, after, metricsUrls);
-            }
-            else
-            {
-                await error.WriteLineAsync($"replay: prefix cache counters unreadable after the run ({problem}).").ConfigureAwait(false);
-            }
-        }
-
+        report.PrefixCache = await prefixCache.AfterAsync(cacheBefore, error, CancellationToken.None).ConfigureAwait(false);
         report.Assertions = [.. run.Assertions.Select(a => a.Evaluate(report))];
         SummaryWriter.Write(output, report);
         if (settings.ReportDirectory is { } directory)

@@ -14,7 +14,8 @@ namespace Replay.Cli;
 /// (2) hold each rate of the ladder (<c>--rate</c>, × <c>--step-factor</c> or + <c>--step-add</c>, up to
 /// <c>--to</c>) for <c>--step-every</c>, open model, on the same connections, each step measured on its own;
 /// (3) stop past the knee (<see cref="KneeFinder"/>); (4) print the most goodput reached and the knee, write the
-/// shaping profile (<see cref="ShapingProfile"/>) and sweep.json.
+/// shaping profile (<see cref="ShapingProfile"/>) and sweep.json. When the model servers expose vLLM's prefix cache
+/// counters (<c>--metrics-url</c>, or the target's <c>/metrics</c>), each step gives its hit rate (<see cref="PrefixCacheProbe"/>).
 /// </summary>
 internal static class SweepCommand
 {
@@ -92,7 +93,9 @@ internal static class SweepCommand
             return ExitCodes.Cancelled;
         }
 
-        await output.WriteLineAsync("  step  offered/s  planned  sent/s  goodput/s  done/s   good%   p50 ms   p95 ms   p99 ms  in flight  SLOs").ConfigureAwait(false);
+        // Each step's prefix cache hit rate, when the model servers expose vLLM's counters (--metrics-url, or the target's /metrics).
+        using var prefixCache = PrefixCacheProbe.Create(settings, run);
+        await output.WriteLineAsync("  step  offered/s  planned  sent/s  goodput/s  done/s   good%   p50 ms   p95 ms   p99 ms  in flight  cache hit  SLOs").ConfigureAwait(false);
         var steps = new List<SweepStep>();
         var cancelled = false;
         var seconds = options.StepLength.TotalSeconds;
@@ -106,6 +109,7 @@ internal static class SweepCommand
                 NominalSeconds = seconds,
             };
             var metrics = new RunMetrics(time, run.Slos);
+            var cacheBefore = await prefixCache.BeforeAsync(steps.Count == 0 ? error : TextWriter.Null, cancellationToken).ConfigureAwait(false);
             using (var runner = pipeline.CreateRunner(stepPlan, metrics))
             {
                 try
@@ -125,10 +129,14 @@ internal static class SweepCommand
                 }
             }
 
-            var step = SweepStep.From(metrics, rate, seconds);
+            var step = SweepStep.From(metrics, rate, seconds) with
+            {
+                PrefixCache = await prefixCache.AfterAsync(cacheBefore, error, CancellationToken.None).ConfigureAwait(false),
+            };
             steps.Add(step);
             var slos = step.SlosMet.Count == 0 ? "-" : string.Join(" ", step.SlosMet.Select(static m => m ? "ok" : "MISSED"));
-            await output.WriteLineAsync(string.Create(c, $"  {steps.Count,4}  {rate,9:0.##}  {stepPlan.PlannedRequests,7}  {step.Sent / seconds,6:0.#}  {step.GoodputRps,9:0.##}  {step.ThroughputRps,6:0.#}  {step.GoodFraction * 100,6:0.#}  {step.Latency.P50,7:0.#}  {step.Latency.P95,7:0.#}  {step.Latency.P99,7:0.#}  {step.MeanInFlight,9:0.#}  {slos}")).ConfigureAwait(false);
+            var hit = step.PrefixCache?.HitRate is { } rateHit ? string.Create(c, $"{rateHit * 100:0.0}%") : "-";
+            await output.WriteLineAsync(string.Create(c, $"  {steps.Count,4}  {rate,9:0.##}  {stepPlan.PlannedRequests,7}  {step.Sent / seconds,6:0.#}  {step.GoodputRps,9:0.##}  {step.ThroughputRps,6:0.#}  {step.GoodFraction * 100,6:0.#}  {step.Latency.P50,7:0.#}  {step.Latency.P95,7:0.#}  {step.Latency.P99,7:0.#}  {step.MeanInFlight,9:0.#}  {hit,9}  {slos}")).ConfigureAwait(false);
             if (KneeFinder.PastKnee(steps, options.Knee))
             {
                 break;
@@ -263,6 +271,24 @@ internal static class SweepCommand
                 w.WriteNumber("latency_p99_ms", Round(s.Latency.P99));
                 w.WriteNumber("service_mean_ms", Round(s.ServiceTime.Mean));
                 w.WriteNumber("service_p95_ms", Round(s.ServiceTime.P95));
+                if (s.PrefixCache is { } pc)
+                {
+                    // As report.json's: the step's prompt tokens looked up and found cached, and their ratio (null when none was looked up).
+                    if (pc.HitRate is { } stepHit)
+                    {
+                        w.WriteNumber("prefix_cache_hit_rate", Round(stepHit));
+                    }
+                    else
+                    {
+                        w.WriteNull("prefix_cache_hit_rate");
+                    }
+
+                    w.WriteStartObject("prefix_cache");
+                    w.WriteNumber("queries", pc.Queries);
+                    w.WriteNumber("hits", pc.Hits);
+                    w.WriteEndObject();
+                }
+
                 w.WriteStartArray("slos_met");
                 foreach (var m in s.SlosMet)
                 {

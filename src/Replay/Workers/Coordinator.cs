@@ -20,7 +20,8 @@ namespace Replay.Workers;
 /// <see cref="RunMetrics"/> exactly (<see cref="RunMetrics.Merge"/>); (5) when every slice has a result, or the
 /// deadline passed, build the report as a single process would, with a <c>workers</c> section: slices, slices taken
 /// over from dead workers, and sessions lost with a dead worker (sent by it, never reported:
-/// BITCOUNT of the sent bitmap − sessions reported).
+/// BITCOUNT of the sent bitmap − sessions reported), and the model servers' prefix cache hit rate between the epoch
+/// and the last result (<see cref="PrefixCacheProbe"/>, as a single process reports it).
 /// </remarks>
 internal static class Coordinator
 {
@@ -92,6 +93,12 @@ internal static class Coordinator
 
         await output.WriteLineAsync(string.Create(c, $"run {id}: {slices.Count} slice(s) of {SliceSeconds:0.#} s among {wanted} worker(s) ({string.Join(", ", live)}), starting in {(epochMs - time.GetUtcNow().ToUnixTimeMilliseconds()) / 1000.0:0.0} s")).ConfigureAwait(false);
 
+        // The model servers' prefix cache counters at the epoch (after the workers' warm-up), when they expose vLLM metrics.
+        using var prefixCache = PrefixCacheProbe.Create(settings, run);
+        // Read a moment before the epoch: the first measured request is sent at the epoch itself, and a model server
+        // counts a request's prompt when it starts it.
+        var cacheBefore = ReadAtAsync(prefixCache, epoch - (time.TimestampFrequency / 100), time, error, cancellationToken);
+
         // (4) Results.
         var metrics = new RunMetrics(time, run.Slos, keepSeconds: true);
         metrics.Start(epoch);
@@ -125,6 +132,7 @@ internal static class Coordinator
         var target = string.Join(", ", needed.Select(static t => t.Target.ToString()).Distinct());
         var report = ReportBuilder.Build(metrics, new ReportBuilder.Context(settings.Command, plan, workload, target, startedAt, settings.Speed, settings.Amplify, settings.Compare, cancelled), end);
         MergeDiagnostics(report, state.Diagnostics.Values);
+        report.PrefixCache = await prefixCache.AfterAsync(await cacheBefore.ConfigureAwait(false), error, CancellationToken.None).ConfigureAwait(false);
         report.Workers = new WorkersReport(wanted, [.. state.Names.Order(StringComparer.Ordinal)], slices.Count, state.TakenOver, Math.Max(0, sentSessions - state.SessionsReported), missing, id);
         report.Assertions = [.. run.Assertions.Select(a => a.Evaluate(report))];
         SummaryWriter.Write(output, report);
@@ -146,6 +154,25 @@ internal static class Coordinator
         }
 
         return report.Assertions.All(static a => a.Passed) ? ExitCodes.Ok : ExitCodes.AssertionFailed;
+    }
+
+    /// <summary>The prefix cache counters read at <paramref name="at"/> (a timestamp of <paramref name="time"/>); null when unreadable or cancelled.</summary>
+    private static async Task<PrefixCacheSample?> ReadAtAsync(PrefixCacheProbe probe, long at, TimeProvider time, TextWriter error, CancellationToken cancellationToken)
+    {
+        try
+        {
+            var now = time.GetTimestamp();
+            if (at > now)
+            {
+                await Task.Delay(time.GetElapsedTime(now, at), time, cancellationToken).ConfigureAwait(false);
+            }
+
+            return await probe.BeforeAsync(error, cancellationToken).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException)
+        {
+            return null;
+        }
     }
 
     /// <summary>A source naming a file or directory, made absolute for workers that run elsewhere.</summary>

@@ -55,6 +55,12 @@ public sealed record ExchangeRecord
     /// </summary>
     public string? BackendHttpVersion { get; init; }
 
+    /// <summary>
+    /// The authenticated tenant (its configured name, <c>Gateway:Tenants:{tenant}</c>); null when authentication is off or
+    /// the route needed none, and in records written before the field existed. Never a credential.
+    /// </summary>
+    public string? Tenant { get; init; }
+
     /// <summary>The client key the gateway derived (an API key's hash, or the client address); never a secret.</summary>
     public string? ClientKey { get; init; }
 

@@ -120,6 +120,9 @@ public static class GatewayErrorCodes
     /// <summary>Refusal, 429 with Retry-After (gRPC RESOURCE_EXHAUSTED): the client address failed authentication <c>Gateway:Auth:FailedAttemptsLimit</c> times in its window (limit <see cref="GatewayLimits.FailedAttempts"/>).</summary>
     public const string TooManyFailedAttempts = "too_many_failed_attempts";
 
+    /// <summary>503 with Retry-After (gRPC UNAVAILABLE): a JWT could not be checked because the identity provider's signing keys (<c>Gateway:Auth:Jwt:Authority</c>) could not be read.</summary>
+    public const string IdentityProviderUnavailable = "identity_provider_unavailable";
+
     /// <summary>500: the gateway itself failed while handling the request (the failure is logged).</summary>
     public const string InternalError = "internal_error";
 

@@ -168,6 +168,41 @@ public sealed class InferenceAwareUnitTests
         Assert.Equal([0, 0], matched.ToArray());
     }
 
+    /// <summary>
+    /// A request records its anchor blocks (the first 16, then every 16th) and its last block: a conversation's next
+    /// turn, which resends it whole, finds that last block, and so the replica that served its earlier turn even when a
+    /// long shared prefix (owned by another replica) comes first (sglang#26263: routing by the shared start alone).
+    /// </summary>
+    [Fact]
+    public void Prefix_table_records_anchors_and_the_last_block_so_a_later_turn_finds_its_replica()
+    {
+        var time = new FakeTimeProvider();
+        var table = new PrefixTable(capacity: 10_000, ttl: TimeSpan.FromMinutes(5), time);
+        var destinations = new[] { new DestinationState("a"), new DestinationState("b") };
+        Span<int> matched = stackalloc int[2];
+        ulong[] Chain(int length, ulong session) => [.. Enumerable.Range(0, length).Select(i => i < 80 ? (ulong)i + 1 : (session * 1000) + (ulong)i)];
+
+        // a served the shared 80-block prefix (with a tail of its own): 16 + 4 anchors up to block 79, and its last block.
+        table.Record(Chain(90, 1), "a");
+        Assert.Equal(16 + 4 + 1, table.Count); // blocks 0-15, then 31, 47, 63, 79, and the last, 89
+
+        // Turn 1 of session 2 spilled to b for load: the shared blocks keep their owner, b gets its own blocks.
+        var turn1 = Chain(85, 2);
+        table.Record(turn1, "b", replace: false);
+
+        // Turn 2 resends turn 1 and adds 15 blocks: b served 85 of them, a the 80 shared ones.
+        var turn2 = Chain(100, 2);
+        Assert.Equal(turn1, turn2[..85]);
+        table.Match(turn2, destinations, matched);
+        Assert.Equal([80, 85], matched.ToArray());
+
+        // Another session's first turn matches only the shared prefix; a stranger matches nothing.
+        table.Match(Chain(100, 3), destinations, matched);
+        Assert.Equal([80, 0], matched.ToArray());
+        table.Match([.. Enumerable.Range(0, 100).Select(static i => 99_999UL + (ulong)i)], destinations, matched);
+        Assert.Equal([0, 0], matched.ToArray());
+    }
+
     [Fact]
     public void Settings_out_of_range_are_reported_with_their_key()
     {

@@ -5,6 +5,7 @@ using System.Text.Json.Nodes;
 using Grpc.Core;
 using Grpc.Net.Client;
 using Inference.V1;
+using Microsoft.Extensions.DependencyInjection;
 using ModelSim;
 using TestSupport;
 
@@ -140,6 +141,71 @@ public sealed class ModelRoutingTests
         Assert.True(status == HttpStatusCode.OK, body.ToString());
         Assert.Equal("qwen", body.GetProperty("model").GetString()); // the fallback's own name was sent
         Assert.Equal(1, qwen.Stats.Completed);
+    }
+
+    /// <summary>
+    /// Issue 14's follow-up: the retry on a fallback after a failed connect takes the fallback cluster's admission lease
+    /// (litellm#1555 is the same bug in LiteLLM's router: a fallback's usage was counted against the original model, so
+    /// the fallback's limit did not see it). qwen-http admits one request at a time with no queue; a slow request for
+    /// qwen holds that slot, so a llama request that falls back to qwen is refused by qwen's admission (503 naming
+    /// admission:qwen-http) and never reaches the qwen server; once the slot is free the same fallback is served, and the
+    /// lease it held is given back at completion (a third fallback is admitted too).
+    /// </summary>
+    [Fact]
+    public async Task A_fallback_after_a_failed_connect_takes_the_fallback_clusters_admission_lease()
+    {
+        await using var qwen = await ModelSimServer.StartAsync(new Dictionary<string, string?>
+        {
+            ["Sim:Model"] = "qwen",
+            ["Sim:PerTokenMs"] = "50",
+            ["Sim:PrefillMs"] = "1",
+        });
+        var options = Fleet(qwen.HttpAddress, llamaDown: true);
+        var edit = options.Edit!;
+        options.Edit = config =>
+        {
+            edit(config);
+            config["Gateway"]!["Shaping"] = new JsonObject
+            {
+                ["Admission"] = new JsonObject
+                {
+                    ["qwen-http"] = new JsonObject { ["MaxInFlight"] = 1, ["QueueLimit"] = 0, ["QueueTimeout"] = "00:00:01" },
+                },
+            };
+        };
+        await using var h = await GatewayHarness.StartAsync(options);
+        using var http = new HttpClient { BaseAddress = h.Http };
+        var controller = h.Gateway.Services.GetRequiredService<Gateway.Shaping.ShapingRuntime>().Current.Clusters["qwen-http"].Controller;
+
+        // A slow qwen request (about 60 tokens x 50 ms) holds qwen-http's one slot.
+        using var slowRequest = new HttpRequestMessage(HttpMethod.Post, "/v1/chat/completions")
+        {
+            Content = JsonContent.Create(new { model = "qwen", messages = new[] { new { role = "user", content = "hi" } }, max_tokens = 60 }),
+        };
+        var slow = http.SendAsync(slowRequest);
+        await Eventually.TrueAsync(() => controller.InFlight == 1 && qwen.Stats.Requests == 1, TimeSpan.FromSeconds(10), () => "the slow request was not admitted and forwarded");
+
+        var (status, body) = await ChatAsync(http, "llama");
+        Assert.True(status == HttpStatusCode.ServiceUnavailable, body.ToString());
+        Assert.Contains("Cluster 'qwen-http' is at capacity", body.GetProperty("error").GetProperty("message").GetString(), StringComparison.Ordinal);
+        Assert.Equal(1, qwen.Stats.Requests); // only the slow one reached qwen
+        Assert.Equal(1, controller.InFlight);
+
+        using (var done = await slow)
+        {
+            Assert.Equal(HttpStatusCode.OK, done.StatusCode);
+        }
+
+        await Eventually.TrueAsync(() => controller.InFlight == 0, TimeSpan.FromSeconds(10), () => "the slow request's lease was not released");
+        for (var i = 0; i < 2; i++)
+        {
+            (status, body) = await ChatAsync(http, "llama");
+            Assert.True(status == HttpStatusCode.OK, body.ToString());
+            Assert.Equal("qwen", body.GetProperty("model").GetString());
+            await Eventually.TrueAsync(() => controller.InFlight == 0, TimeSpan.FromSeconds(10), () => "the fallback's lease was not released at completion");
+        }
+
+        Assert.Equal(3, qwen.Stats.Requests);
     }
 
     [Fact]

@@ -31,6 +31,7 @@ public sealed class ApiKeyTests
 
                 using var response = await client.SendAsync(request);
                 Assert.Equal(HttpStatusCode.Unauthorized, response.StatusCode);
+                Assert.Equal("Bearer", response.Headers.WwwAuthenticate.Single().Scheme);
                 using var body = JsonDocument.Parse(await response.Content.ReadAsStringAsync());
                 var error = body.RootElement.GetProperty("error");
                 Assert.Equal("invalid_api_key", error.GetProperty("code").GetString());

@@ -23,7 +23,7 @@ public sealed class TenantPriorityTests
     public void X_priority_is_capped_at_the_tenants_own_priority(string own, string? header, int expected)
     {
         var shaping = new ShapingOptions();
-        Assert.Equal(expected, AdmissionStep.PriorityOf(header, TenantOf(own), null, s_settings, shaping));
+        Assert.Equal(expected, ClusterAdmission.PriorityOf(header, TenantOf(own), null, s_settings, shaping));
     }
 
     [Fact]
@@ -31,11 +31,11 @@ public sealed class TenantPriorityTests
     {
         var shaping = new ShapingOptions();
         shaping.KeyPriorities["key:0123456789abcdef"] = "high";
-        Assert.Equal(High, AdmissionStep.PriorityOf(null, null, "key:0123456789abcdef", s_settings, shaping));
-        Assert.Equal(Low, AdmissionStep.PriorityOf("low", null, "key:0123456789abcdef", s_settings, shaping));
-        Assert.Equal(Normal, AdmissionStep.PriorityOf(null, null, "ip:127.0.0.1", s_settings, shaping));
+        Assert.Equal(High, ClusterAdmission.PriorityOf(null, null, "key:0123456789abcdef", s_settings, shaping));
+        Assert.Equal(Low, ClusterAdmission.PriorityOf("low", null, "key:0123456789abcdef", s_settings, shaping));
+        Assert.Equal(Normal, ClusterAdmission.PriorityOf(null, null, "ip:127.0.0.1", s_settings, shaping));
 
         // A tenant's class is its own, whatever its client key's entry says.
-        Assert.Equal(Low, AdmissionStep.PriorityOf(null, TenantOf("low"), null, s_settings, shaping));
+        Assert.Equal(Low, ClusterAdmission.PriorityOf(null, TenantOf("low"), null, s_settings, shaping));
     }
 }

@@ -75,5 +75,36 @@ public sealed class SweepTests
         Assert.Contains("PROVISIONAL", await File.ReadAllTextAsync(dir.Combine("shaping-profile.json")), StringComparison.Ordinal);
     }
 
+    /// <summary>
+    /// Each step of a sweep reports the model server's prefix cache hit rate from its vLLM counters read before and
+    /// after the step, as <c>replay load</c> does for a run: 2 prefixes of 200 tokens, warmed up, so every request of
+    /// every step finds its prefix's 12 full blocks cached (192 of its 216 prompt tokens).
+    /// </summary>
+    [Fact(Timeout = 60_000)]
+    public async Task Each_step_reports_the_prefix_cache_hit_rate_of_the_model_server()
+    {
+        await using var sim = await TestHost.StartSimAsync();
+        using var dir = TestHost.CreateTempDirectory();
+
+        var sweep = await TestHost.RunAsync(["sweep", "--target", sim.HttpAddress.ToString(), "--rate", "10", "--to", "20", "--step-factor", "2",
+            "--step-every", "1s", "--max-tokens", "4", "--warmup", "300ms", "--prefix-groups", "2", "--prefix-tokens", "200", "--prompt-tokens", "16",
+            "--report", dir.Path, "--progress", "none"]);
+
+        Assert.True(sweep.ExitCode == 0, sweep.ToString());
+        Assert.Contains("cache hit", sweep.Output, StringComparison.Ordinal);
+        Assert.Contains("88.9%", sweep.Output, StringComparison.Ordinal);
+        using var json = JsonDocumentFrom(dir.Combine("sweep.json"));
+        var steps = json.RootElement.GetProperty("steps").EnumerateArray().ToList();
+        Assert.Equal(2, steps.Count);
+        foreach (var step in steps)
+        {
+            var sent = step.GetProperty("sent").GetInt64();
+            var cache = step.GetProperty("prefix_cache");
+            Assert.Equal(sent * 216, cache.GetProperty("queries").GetDouble());
+            Assert.Equal(sent * 192, cache.GetProperty("hits").GetDouble());
+            Assert.Equal(192.0 / 216, step.GetProperty("prefix_cache_hit_rate").GetDouble(), 3);
+        }
+    }
+
     private static System.Text.Json.JsonDocument JsonDocumentFrom(string path) => System.Text.Json.JsonDocument.Parse(File.ReadAllBytes(path));
 }

@@ -64,6 +64,38 @@ public sealed class WorkerTests
         Assert.Equal(Histograms.MaxMs(all), latency.GetProperty("max").GetDouble());
     }
 
+    /// <summary>
+    /// A run split among workers reports the model server's prefix cache hit rate as one process does: the vLLM
+    /// counters read at the epoch (after the workers' warm-up) and after the last result. 2 prefixes of 200 tokens,
+    /// warmed up by each worker, so each measured request finds 192 of its 216 prompt tokens cached.
+    /// </summary>
+    [Fact(Timeout = 90_000)]
+    public async Task Workers_report_the_prefix_cache_hit_rate_of_the_run()
+    {
+        await using var redis = await RedisServer.StartAsync();
+        await using var sim = await TestHost.StartSimAsync();
+        using var dir = TestHost.CreateTempDirectory();
+        await using (var a = InProcessWorker.Start(redis.ConnectionString, "a", dir.Combine("a.jsonl")))
+        await using (var b = InProcessWorker.Start(redis.ConnectionString, "b", dir.Combine("b.jsonl")))
+        {
+            var result = await TestHost.RunAsync(["load", "--target", sim.HttpAddress.ToString(), "--rate", "20", "--duration", "2s", "--warmup", "500ms",
+                "--prefix-groups", "2", "--prefix-tokens", "200", "--prompt-tokens", "16", "--max-tokens", "4", "--progress", "none",
+                "--workers", "2", "--redis", redis.ConnectionString, "--report", dir.Combine("out")]);
+            Assert.True(result.ExitCode == 0, result.ToString());
+            Assert.Contains("prefix cache  88.9% hit", result.Output, StringComparison.Ordinal);
+        }
+
+        using var report = TestHost.ReadReport(dir.Combine("out"));
+        var root = report.RootElement;
+        Assert.Equal(40, root.GetProperty("requests").GetInt64());
+        var cache = root.GetProperty("prefix_cache");
+        // The counters are read 10 ms before the epoch, when the first measured request is sent: on a loaded machine
+        // that read can be late by a request or two, and every request has the same ratio, so the rate is exact.
+        Assert.InRange(cache.GetProperty("queries").GetDouble(), 38 * 216, 40 * 216);
+        Assert.Equal(cache.GetProperty("queries").GetDouble() / 216 * 192, cache.GetProperty("hits").GetDouble());
+        Assert.Equal(192.0 / 216, root.GetProperty("prefix_cache_hit_rate").GetDouble(), 3);
+    }
+
     [Fact(Timeout = 90_000)]
     public async Task A_worker_process_killed_mid_run_has_its_slices_finished_by_another_and_no_session_is_sent_twice()
     {

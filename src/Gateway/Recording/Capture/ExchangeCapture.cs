@@ -171,6 +171,7 @@ internal sealed class ExchangeCapture : IDisposable
             Cluster = classification.ClusterId,
             Destination = context.Features.Get<Yarp.ReverseProxy.Model.IReverseProxyFeature>()?.ProxiedDestination?.DestinationId,
             PrefixMatchChars = exchange.PrefixMatchChars,
+            Tenant = classification.Tenant?.Name,
             Method = request.Method,
             Scheme = request.Scheme,
             Path = request.PathBase.Add(request.Path).Value ?? "/",
@@ -244,6 +245,9 @@ internal sealed class CapturedExchange
 
     /// <summary>The prefix-match length of the <c>InferenceAware</c> choice, or null.</summary>
     public int? PrefixMatchChars { get; init; }
+
+    /// <summary>The authenticated tenant's name, or null.</summary>
+    public string? Tenant { get; init; }
 
     public required string Method { get; init; }
 

@@ -13,7 +13,9 @@ namespace Gateway.Routing.InferenceAware;
 /// <list type="number">
 /// <item>The prompt's chat text (<see cref="Classification.PromptText"/>, read once from the body the classification
 /// step read) is hashed into chained blocks of 64 characters, once.</item>
-/// <item>The cluster's <see cref="PrefixTable"/> says how many leading blocks each destination recently served.</item>
+/// <item>The cluster's <see cref="PrefixTable"/> says how many leading blocks each destination recently served, and
+/// which destination served the client's session last (its session id, from a configured source, not a generated
+/// one): that destination counts as holding the whole prompt, since it computed the previous turn and its answer.</item>
 /// <item>Each destination's load is its scraped <c>vllm:num_requests_waiting + vllm:num_requests_running</c> plus the
 /// requests the gateway sent it since that scrape (YARP's <see cref="DestinationState.ConcurrentRequestCount"/> now
 /// minus at the scrape); a destination whose metrics are stale or unreadable is scored by its in-flight count alone
@@ -57,14 +59,36 @@ internal sealed class InferenceAwarePolicy(ReplicaBoard board, InferenceAwareMet
         Span<ReplicaInput> inputs = count <= StackCandidates ? stackalloc ReplicaInput[count] : (rentedInputs = System.Buffers.ArrayPool<ReplicaInput>.Shared.Rent(count)).AsSpan(0, count);
         try
         {
-            var table = blocks > 0 ? board.TableOf(cluster.ClusterId, settings) : null;
-            if (table is not null)
+            // A session named by the client (not one the gateway generated): its conversation's replica.
+            var sessionId = exchange?.Classification?.SessionId;
+            var sessionKey = sessionId is not null && !Recording.SessionResolver.IsGenerated(sessionId) ? PromptPrefix.SessionKey(sessionId) : 0UL;
+            var table = blocks > 0 || sessionKey != 0 ? board.TableOf(cluster.ClusterId, settings) : null;
+            if (table is not null && blocks > 0)
             {
                 table.Match(chain, availableDestinations, matched);
             }
             else
             {
                 matched.Clear();
+            }
+
+            // The session's last replica computed its previous turn's whole prompt and answer, which this turn resends
+            // first: it counts as holding the whole prompt (higress#3810: a short first turn leaves no block to match,
+            // so without this the second turn, carrying the answer, was placed by load alone).
+            var sessionIndex = -1;
+            var sessionMatch = 0;
+            if (sessionKey != 0 && table!.OwnerOf(sessionKey) is { } owner)
+            {
+                for (var i = 0; i < count; i++)
+                {
+                    if (string.Equals(availableDestinations[i].DestinationId, owner, StringComparison.Ordinal))
+                    {
+                        sessionIndex = i;
+                        sessionMatch = matched[i];
+                        matched[i] = Math.Max(matched[i], Math.Max(blocks, 1));
+                        break;
+                    }
+                }
             }
 
             // Rendezvous key: the first block (prompts that share it tie-break alike); a request without one spreads at random.
@@ -88,12 +112,25 @@ internal sealed class InferenceAwarePolicy(ReplicaBoard board, InferenceAwareMet
                 }
             }
 
-            var (index, reason) = ReplicaScorer.Pick(inputs, blocks, settings);
+            var (index, reason) = ReplicaScorer.Pick(inputs, Math.Max(blocks, sessionIndex >= 0 ? 1 : 0), settings);
             var chosen = availableDestinations[index];
-            table?.Record(chain, chosen.DestinationId, replace: reason != PickReason.Load);
+            if (table is not null)
+            {
+                if (blocks > 0)
+                {
+                    table.Record(chain, chosen.DestinationId, replace: reason != PickReason.Load);
+                }
+
+                if (sessionKey != 0)
+                {
+                    table.RecordKey(sessionKey, chosen.DestinationId);
+                }
+            }
+
             if (exchange is not null && text is not null)
             {
-                exchange.PrefixMatchChars = matched[index] * InferenceAwareSettings.BlockChars;
+                // The blocks the table matched (the session's credit is not a measured match).
+                exchange.PrefixMatchChars = (index == sessionIndex ? sessionMatch : matched[index]) * InferenceAwareSettings.BlockChars;
             }
 
             if (metrics is not null)

@@ -36,8 +36,13 @@ internal sealed record InferenceAwareSettings
     /// </summary>
     public double LoadFactor { get; init; } = 2;
 
-    /// <summary>Leading blocks of <see cref="BlockChars"/> characters hashed per prompt. 1 … <see cref="MaxPrefixBlocks"/>, default 64 (4096 characters).</summary>
-    public int PrefixBlocks { get; init; } = 64;
+    /// <summary>
+    /// Leading blocks of <see cref="BlockChars"/> characters hashed per prompt. 1 … <see cref="MaxPrefixBlocks"/>, default
+    /// 256 (16,384 characters, about 3,000 to 4,000 tokens): long enough to see past a long shared system prompt into the
+    /// conversation after it (with 64 blocks, a 1,000-token system prompt filled the window and every conversation
+    /// behind it looked alike; sglang#26263 is the same blind spot, routing chats by their first message only).
+    /// </summary>
+    public int PrefixBlocks { get; init; } = 256;
 
     /// <summary>Entries (block chains) the prefix table holds, least recently used evicted first. 16 … 10 000 000, default 65 536.</summary>
     public int PrefixTableSize { get; init; } = 65_536;

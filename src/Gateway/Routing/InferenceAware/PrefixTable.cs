@@ -9,6 +9,14 @@ namespace Gateway.Routing.InferenceAware;
 /// last use. Arrays grow on demand up to the capacity and are reused after that: recording a request allocates nothing.
 /// One lock; each request takes it twice (match, then record), for a few dictionary operations per block.
 /// </summary>
+/// <remarks>
+/// A request records only its <em>anchor</em> blocks (<see cref="IsAnchor"/>: the first <see cref="DenseBlocks"/>,
+/// then every <see cref="AnchorEvery"/>-th) and its last block, not every block: a long conversation costs the table
+/// about 1/16 of its blocks, and its last block is what the next turn, which resends it whole, finds (a later turn of
+/// a conversation begins with the earlier turn's whole prompt, so its chain holds the earlier turn's last block).
+/// Matching looks every block up and stops at the first anchor no one served: every prompt that shared the prefix up
+/// to that anchor would have recorded it.
+/// </remarks>
 internal sealed class PrefixTable
 {
     private readonly Lock _lock = new();
@@ -19,6 +27,15 @@ internal sealed class PrefixTable
     private int _count;
     private int _head = -1; // most recently used
     private int _tail = -1; // least recently used
+
+    /// <summary>Leading blocks that are all anchors.</summary>
+    public const int DenseBlocks = 16;
+
+    /// <summary>After <see cref="DenseBlocks"/>, every this many blocks is an anchor.</summary>
+    public const int AnchorEvery = 16;
+
+    /// <summary>Whether block <paramref name="index"/> (0-based) is recorded by every prompt that reaches it.</summary>
+    public static bool IsAnchor(int index) => index < DenseBlocks || (index + 1) % AnchorEvery == 0;
 
     public PrefixTable(int capacity, TimeSpan ttl, TimeProvider time)
     {
@@ -52,7 +69,7 @@ internal sealed class PrefixTable
     /// <summary>
     /// For each destination, how many of <paramref name="chain"/>'s leading blocks it served: the highest
     /// <c>i + 1</c> whose block <c>i</c> it was the last to serve (a chain hash covers every block before it, so
-    /// serving block <c>i</c> means having served the whole prefix up to it). Stops at the first block no one served.
+    /// serving block <c>i</c> means having served the whole prefix up to it). Stops at the first anchor block no one served.
     /// </summary>
     /// <param name="chain">Chained block hashes, first block first.</param>
     /// <param name="destinations">The candidates.</param>
@@ -68,7 +85,12 @@ internal sealed class PrefixTable
             {
                 if (!_index.TryGetValue(chain[i], out var slot) || now - _entries[slot].Stamp > _ttlTicks)
                 {
-                    return;
+                    if (IsAnchor(i))
+                    {
+                        return;
+                    }
+
+                    continue; // between anchors only a prompt's last block is recorded
                 }
 
                 var owner = _entries[slot].Destination;
@@ -84,9 +106,23 @@ internal sealed class PrefixTable
         }
     }
 
+    /// <summary>The destination that last recorded <paramref name="key"/> (<see cref="RecordKey"/>) within <see cref="Ttl"/>, or null.</summary>
+    public string? OwnerOf(ulong key)
+    {
+        var now = _time.GetTimestamp();
+        lock (_lock)
+        {
+            return _index.TryGetValue(key, out var slot) && now - _entries[slot].Stamp <= _ttlTicks ? _entries[slot].Destination : null;
+        }
+    }
+
+    /// <summary>Records that <paramref name="destination"/> now owns <paramref name="key"/> (a session's key: always replaced, a session follows its latest turn).</summary>
+    public void RecordKey(ulong key, string destination) => Record([key], destination);
+
     /// <summary>
-    /// Records that <paramref name="destination"/> serves every block of <paramref name="chain"/>. Blocks are touched
-    /// last to first, so that a prefix's first blocks (shared by the most prompts) are the last to be evicted.
+    /// Records that <paramref name="destination"/> serves every block of <paramref name="chain"/>: its anchor blocks and
+    /// its last. Blocks are touched last to first, so that a prefix's first blocks (shared by the most prompts) are the
+    /// last to be evicted.
     /// </summary>
     /// <param name="chain">Chained block hashes, first block first.</param>
     /// <param name="destination">The destination chosen.</param>
@@ -101,6 +137,11 @@ internal sealed class PrefixTable
         {
             for (var i = chain.Length - 1; i >= 0; i--)
             {
+                if (i != chain.Length - 1 && !IsAnchor(i))
+                {
+                    continue;
+                }
+
                 if (_index.TryGetValue(chain[i], out var slot))
                 {
                     if (replace || now - _entries[slot].Stamp > _ttlTicks)

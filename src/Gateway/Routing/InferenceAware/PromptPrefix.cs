@@ -149,6 +149,9 @@ internal static class PromptPrefix
         return hash;
     }
 
+    /// <summary>A session's key in the prefix table: FNV-1a of the id, mixed so that it is not a block chain's hash.</summary>
+    public static ulong SessionKey(string sessionId) => Mix(Hash(sessionId), 0x5E55_1000_5E55_1000UL);
+
     /// <summary>
     /// Mixes a prefix hash with a destination's hash (the finalizer of SplitMix64, Steele, Lea and Flood 2014): the
     /// weight of rendezvous hashing (Thaler and Ravishankar 1998), so that equal scores go to a destination that

@@ -12,7 +12,10 @@ namespace Gateway.Routing.InferenceAware;
 /// <c>MetricsInterval</c>, bounded by <c>MetricsTimeout</c>, at most one scrape per destination at a time, scrapes of
 /// different destinations in parallel. A good scrape replaces the destination's <see cref="ReplicaSample"/>; a failed
 /// one is counted (<c>gateway.routing.scrape.failures</c>) and logged once per failing streak, and leaves the sample to
-/// age until the policy treats it as stale.
+/// age until the policy treats it as stale. Scrapes go through the cluster's own <see cref="ClusterModel.HttpClient"/>
+/// (YARP's client built from the cluster's <c>HttpClient</c> settings), so an https replica with a self-signed
+/// certificate that the cluster accepts (<c>DangerousAcceptAnyServerCertificate</c>) or one that wants the client
+/// certificate the cluster's client presents is scraped as it is forwarded to.
 /// </summary>
 internal sealed partial class ReplicaMetricsScraper : BackgroundService
 {
@@ -28,7 +31,6 @@ internal sealed partial class ReplicaMetricsScraper : BackgroundService
     private readonly InferenceAwareMetrics _metrics;
     private readonly ILogger<ReplicaMetricsScraper> _logger;
     private readonly TimeProvider _time;
-    private readonly HttpMessageInvoker _client;
     private readonly List<Task> _pending = [];
 
     public ReplicaMetricsScraper(IProxyStateLookup proxy, ReplicaBoard board, InferenceAwareMetrics metrics, ILogger<ReplicaMetricsScraper> logger)
@@ -38,16 +40,6 @@ internal sealed partial class ReplicaMetricsScraper : BackgroundService
         _metrics = metrics;
         _logger = logger;
         _time = board.Time;
-        _client = new HttpMessageInvoker(new SocketsHttpHandler
-        {
-            AllowAutoRedirect = false,
-            AutomaticDecompression = DecompressionMethods.None,
-            UseCookies = false,
-            UseProxy = false,
-            ConnectTimeout = TimeSpan.FromSeconds(5),
-            PooledConnectionIdleTimeout = TimeSpan.FromMinutes(1),
-            PooledConnectionLifetime = TimeSpan.FromMinutes(5),
-        });
     }
 
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
@@ -73,12 +65,6 @@ internal sealed partial class ReplicaMetricsScraper : BackgroundService
             {
             }
         }
-    }
-
-    public override void Dispose()
-    {
-        base.Dispose();
-        _client.Dispose();
     }
 
     /// <summary>Starts the scrapes that are due; returns how long to wait for the next.</summary>
@@ -110,7 +96,7 @@ internal sealed partial class ReplicaMetricsScraper : BackgroundService
                 }
 
                 load.Due = now + (long)(load.Scrape.Interval.TotalSeconds * _time.TimestampFrequency);
-                var task = ScrapeAsync(cluster.ClusterId, destination, load, stoppingToken);
+                var task = ScrapeAsync(cluster, destination, load, stoppingToken);
                 load.Pending = task;
                 _pending.Add(task);
                 next = Math.Min(next, load.Due);
@@ -141,17 +127,28 @@ internal sealed partial class ReplicaMetricsScraper : BackgroundService
         load.ScrapeConfig = config;
     }
 
-    private async Task ScrapeAsync(string clusterId, DestinationState destination, ReplicaLoad load, CancellationToken stoppingToken)
+    private async Task ScrapeAsync(ClusterState cluster, DestinationState destination, ReplicaLoad load, CancellationToken stoppingToken)
     {
         await Task.Yield();
+        var clusterId = cluster.ClusterId;
+
+        // The cluster's own client (YARP's, from its HttpClient settings: TLS protocols, DangerousAcceptAnyServerCertificate,
+        // a client certificate or proxy a client factory adds, pool limits), so a replica the cluster can forward to
+        // can be scraped; its connections are the cluster's (counted by BackendConnections).
+        var client = cluster.Model.HttpClient;
+        var requestConfig = cluster.Model.Config.HttpRequest;
         var inFlight = destination.ConcurrentRequestCount;
         using var timeout = new CancellationTokenSource(load.Scrape.Timeout, _time);
         using var linked = CancellationTokenSource.CreateLinkedTokenSource(timeout.Token, stoppingToken);
         byte[]? buffer = null;
         try
         {
-            using var request = new HttpRequestMessage(HttpMethod.Get, load.Url) { Version = HttpVersion.Version11 };
-            using var response = await _client.SendAsync(request, linked.Token);
+            using var request = new HttpRequestMessage(HttpMethod.Get, load.Url)
+            {
+                Version = requestConfig?.Version ?? HttpVersion.Version11,
+                VersionPolicy = requestConfig?.VersionPolicy ?? HttpVersionPolicy.RequestVersionOrLower,
+            };
+            using var response = await client.SendAsync(request, linked.Token);
             if (!response.IsSuccessStatusCode)
             {
                 Failed(clusterId, destination, load, ScrapeFailure.Status, $"status {(int)response.StatusCode}");
