@@ -123,6 +123,10 @@ public sealed class FairShareTests
             $"counters apart: late {controller.CounterOf("late", 1)}, early {controller.CounterOf("early", 1)}");
     }
 
+    /// <summary>
+    /// apache/incubator-pegasus#93 ("if the HIGH priority queue is always not empty, the task in COMMON/LOW queue may be
+    /// starved") and vllm-project/vllm#20608 (aging for the priority queue): a low waiter is served within the bound.
+    /// </summary>
     [Fact]
     public async Task A_low_band_waiter_is_served_within_MaxStarvation_while_high_keeps_the_queue_full()
     {

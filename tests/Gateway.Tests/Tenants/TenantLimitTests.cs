@@ -76,6 +76,7 @@ public sealed class TenantLimitTests : IDisposable
         }, TimeSpan.FromSeconds(10), () => "per-tenant metrics missing");
     }
 
+    /// <summary>BerriAI/litellm#10555: a key's TPM limit was not enforced; here the budget refuses, and Retry-After is honoured.</summary>
     [Fact]
     public async Task Token_budget_refuses_naming_tenant_tokens_and_its_Retry_After_is_true()
     {
@@ -148,6 +149,10 @@ public sealed class TenantLimitTests : IDisposable
         }, TimeSpan.FromSeconds(5), () => "acme's slot was not given back when its stream ended");
     }
 
+    /// <summary>
+    /// BerriAI/litellm#13202 and #40291: a per-key RPM/TPM limit became limit x replicas because each instance counted
+    /// alone (or read only its memory). Here two gateways sharing one redis-server admit the tenant's limit once.
+    /// </summary>
     [Fact]
     public async Task Two_gateways_sharing_one_redis_count_the_tenants_requests_per_minute_fleet_wide()
     {
