@@ -63,6 +63,9 @@ internal sealed class GatewayHarness : IAsyncDisposable
 
         /// <summary>A watched JSON file layered over the configuration (edit it to reload).</summary>
         public string? ConfigFile { get; set; }
+
+        /// <summary>Turns the gateway's tracing on and adds to it (an in-memory exporter).</summary>
+        public Action<OpenTelemetry.Trace.TracerProviderBuilder>? Tracing { get; set; }
     }
 
     public static async Task<GatewayHarness> StartAsync(Options? options = null, CancellationToken cancellationToken = default)
@@ -90,7 +93,7 @@ internal sealed class GatewayHarness : IAsyncDisposable
             {
                 logging.AddProvider(logs);
                 logging.SetMinimumLevel(LogLevel.Debug);
-            }, options.ConfigFile);
+            }, options.ConfigFile, tracing: options.Tracing);
             return new GatewayHarness(sim, gateway, logs);
         }
         catch

@@ -32,7 +32,23 @@ internal static class AdminEndpoints
 
         // The operator's window: one self-contained page (no CDN), polling /admin/stats and /admin/recordings.
         endpoints.MapGet("/", static () => Results.Content(DashboardPage.Value, "text/html; charset=utf-8")).WithMetadata(AdminOnly);
-        endpoints.MapGet("/admin/stats", static (DashboardStats stats) => Results.Json(stats.Snapshot()))
+        endpoints.MapGet("/admin/stats", static (HttpRequest request, DashboardStats stats) =>
+            {
+                // ?range=SECONDS: how far back the series reaches (default: everything held, from start-up).
+                int? range = null;
+                if (request.Query.TryGetValue("range", out var given))
+                {
+                    if (given.Count != 1 || !int.TryParse(given[0], System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var seconds) || seconds is < 1 or > 86_400)
+                    {
+                        return Results.Json(new { error = new { message = $"range must be a whole number of seconds from 1 to 86400 (was '{given}').", type = "invalid_request_error", code = "invalid_range" } },
+                            statusCode: StatusCodes.Status400BadRequest);
+                    }
+
+                    range = seconds;
+                }
+
+                return Results.Json(stats.Snapshot(range));
+            })
             .WithMetadata(AdminOnly)
             .AddEndpointFilter<AdminTokenFilter>();
         return endpoints;

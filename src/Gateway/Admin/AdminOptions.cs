@@ -25,6 +25,14 @@ internal sealed record AdminOptions
     [System.ComponentModel.DataAnnotations.Range(0, 10_000)]
     public int WarmupRequests { get; set; } = 200;
 
+    /// <summary>
+    /// Seconds of per-second history the dashboard keeps (<see cref="Stats.TrafficHistory"/>), from start-up on: its
+    /// charts reach this far back. About 1.6 KB per second that had traffic (at most about 6 MB for the default hour).
+    /// Read at start-up (a reload does not resize the ring). Default 3600; must be 60 to 86,400.
+    /// </summary>
+    [System.ComponentModel.DataAnnotations.Range(60, 86_400)]
+    public int HistorySeconds { get; set; } = 3600;
+
     /// <summary>Whether the request carries the token (compared in constant time). True when no token is configured.</summary>
     public bool Allows(HttpRequest request)
     {

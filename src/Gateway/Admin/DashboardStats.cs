@@ -1,275 +1,253 @@
-using System.Diagnostics.Metrics;
+using Gateway.Admin.Stats;
 using Gateway.Shaping;
-using Gateway.Telemetry;
-using HdrHistogram;
 
 namespace Gateway.Admin;
 
 /// <summary>
-/// The numbers behind the dashboard, read from the same instruments that <c>/metrics</c> exports (a
-/// <see cref="MeterListener"/> on the gateway's meter: <c>gateway.requests</c>, <c>gateway.request.duration</c>,
-/// <c>gateway.ttft</c>, <c>gateway.shaping.decisions</c>), kept per second for the last two minutes: requests/s, status
-/// mix, latency and time-to-first-token percentiles (HdrHistogram, 2 significant digits) per route and listener over a
-/// 10-second window, policy decisions, and each cluster's in-flight count, queue and limit over time. It listens only
-/// once the dashboard has asked for a snapshot.
+/// What <c>/admin/stats</c> answers, read from the <see cref="TrafficHistory"/> that completion feeds from start-up and
+/// from the shaping runtime: the series over a range of the history (binned so that a page never gets more than
+/// <see cref="MaxPoints"/> points; a bin with no traffic has no latency, which the page draws as a gap), the totals
+/// since start-up (requests, status mix, refusals by limit, each policy's and cluster's decisions), each route's and
+/// tenant's totals and last <see cref="TrafficHistory.Window"/> seconds, and each cluster's state now. Reading takes no
+/// lock the request path takes.
 /// </summary>
-internal sealed partial class DashboardStats : IDisposable
+internal sealed class DashboardStats(TrafficHistory history, ShapingRuntime shaping, ShapingMetrics shapingMetrics)
 {
-    /// <summary>Seconds of history kept.</summary>
-    public const int History = 120;
+    /// <summary>The most points a series holds; a longer range is binned (several seconds per point).</summary>
+    public const int MaxPoints = 240;
 
-    /// <summary>Seconds the per-route percentiles cover.</summary>
-    public const int Window = 10;
-
-    private readonly MeterListener _listener = new();
-    private readonly TimeProvider _time;
-    private readonly ShapingRuntime _shaping;
-    private readonly long _start;
-    private readonly Lock _lock = new();
-    private readonly Dictionary<(string Listener, string Route), RouteStats> _routes = [];
-    private readonly Dictionary<string, PolicyStats> _policies = new(StringComparer.Ordinal);
-    private readonly SecondPoint[] _series = new SecondPoint[History];
-    private readonly Dictionary<string, int[]> _limits = new(StringComparer.Ordinal);
-    private long _second;
-
-    public DashboardStats(GatewayMetrics metrics, ShapingRuntime shaping, TimeProvider time)
+    /// <summary>The dashboard's snapshot (plain objects, serialized as JSON by the endpoint).</summary>
+    /// <param name="rangeSeconds">How many of the last whole seconds the series covers; null: everything held (since start-up, or the whole ring).</param>
+    public object Snapshot(int? rangeSeconds = null)
     {
-        _time = time;
-        _shaping = shaping;
-        _start = time.GetTimestamp();
-        var meter = metrics.Meter;
-        _listener.InstrumentPublished = (instrument, listener) =>
+        var now = history.Now;
+        var held = (int)Math.Min(history.Ring.Length, now); // whole seconds held (the current one is still filling)
+        var range = Math.Clamp(rangeSeconds ?? held, 0, held);
+        var step = Math.Max(1, (int)Math.Ceiling(range / (double)MaxPoints));
+        var series = new List<object>(Math.Min(MaxPoints, range));
+        var state = shaping.Current; // one configuration for the whole snapshot, even if a reload swaps it meanwhile
+        var clusterNames = state.Clusters.Keys.Order(StringComparer.Ordinal).ToArray();
+        var clusterSeries = clusterNames.ToDictionary(static c => c, static _ => (Queued: new List<int?>(), InFlight: new List<int?>(), Limit: new List<int?>()), StringComparer.Ordinal);
+        for (var from = now - range; from < now; from += step)
         {
-            if (ReferenceEquals(instrument.Meter, meter)
-                && instrument.Name is "gateway.requests" or "gateway.request.duration" or "gateway.ttft" or "gateway.shaping.decisions")
+            var to = Math.Min(from + step, now);
+            var bin = new SecondBucket(from);
+            for (var s = from; s < to; s++)
             {
-                listener.EnableMeasurementEvents(instrument);
+                if (history.Ring.Get(s) is { } b)
+                {
+                    bin.Merge(b);
+                }
             }
+
+            var seconds = (double)(to - from);
+            series.Add(new
+            {
+                t = from,
+                rps = Math.Round(bin.Requests / seconds, 2),
+                served = Math.Round((bin.Requests - bin.Refused - bin.Errors) / seconds, 2),
+                refused = Math.Round(bin.Refused / seconds, 2),
+                errors = Math.Round(bin.Errors / seconds, 2),
+                p50 = Ms(bin.Latency, 50),
+                p95 = Ms(bin.Latency, 95),
+                p99 = Ms(bin.Latency, 99),
+                ttft_p95 = Ms(bin.Ttft, 95),
+                queue_wait_p95 = Ms(bin.QueueWait, 95),
+                tokens_in = Math.Round(bin.TokensIn / seconds, 1),
+                tokens_out = Math.Round(bin.TokensOut / seconds, 1),
+            });
+
+            foreach (var name in clusterNames)
+            {
+                int? queued = null, inFlight = null, limit = null;
+                if (history.Clusters.TryGetValue(name, out var gauges))
+                {
+                    for (var s = from; s < to; s++)
+                    {
+                        if (gauges.Get(s) is { } g)
+                        {
+                            queued = Math.Max(queued ?? 0, g.Queued);
+                            inFlight = Math.Max(inFlight ?? 0, g.InFlight);
+                            limit = Math.Max(limit ?? 0, g.Limit);
+                        }
+                    }
+                }
+
+                var lists = clusterSeries[name];
+                lists.Queued.Add(queued);
+                lists.InFlight.Add(inFlight);
+                lists.Limit.Add(limit);
+            }
+        }
+
+        var recent = Recent(history.Ring, now);
+        var routes = new List<object>();
+        foreach (var ((listener, route), stats) in history.Routes.OrderBy(static kv => kv.Key.Route, StringComparer.Ordinal).ThenBy(static kv => kv.Key.Listener, StringComparer.Ordinal))
+        {
+            var r = Recent(stats.Recent, now);
+            routes.Add(new
+            {
+                listener,
+                route,
+                total = stats.Total.Requests,
+                rps = Math.Round(r.Requests / (double)TrafficHistory.Window, 1),
+                status = StatusMix(stats.Total.Status),
+                latency_ms = Percentiles(r.Latency),
+                ttft_ms = r.Ttft.Count > 0 ? Percentiles(r.Ttft) : null,
+            });
+        }
+
+        var tenants = new List<object>();
+        foreach (var (tenant, stats) in history.Tenants.OrderBy(static kv => kv.Key, StringComparer.Ordinal))
+        {
+            var r = Recent(stats.Recent, now);
+            var t = stats.Total;
+            tenants.Add(new
+            {
+                tenant,
+                requests = t.Requests,
+                rps = Math.Round(r.Requests / (double)TrafficHistory.Window, 1),
+                status = StatusMix(t.Status),
+                refused = t.Refused,
+                refused_by_limit = Limits(t),
+                tokens_in = t.TokensIn,
+                tokens_out = t.TokensOut,
+                queued = t.Queued,
+                queue_wait_ms = t.Queued > 0 ? new { mean = Math.Round(t.QueueWaitMicros / 1000.0 / t.Queued, 2), p95 = Ms(t.QueueWait, 95), p99 = Ms(t.QueueWait, 99) } : null,
+            });
+        }
+
+        var policies = new List<object>();
+        foreach (var p in state.Policies.Values)
+        {
+            shapingMetrics.Policies.TryGetValue(p.Name, out var counts);
+            policies.Add(new
+            {
+                name = p.Name,
+                kind = p.Options.Kind.ToString(),
+                scope = p.Options.Scope.ToString(),
+                partition = p.Options.Partition,
+                shadow = p.Options.Shadow,
+                limit = Describe(p.Options),
+                admitted = counts is null ? 0 : Volatile.Read(ref counts.Admitted),
+                refused = counts is null ? 0 : Volatile.Read(ref counts.Refused),
+                shadow_refused = counts is null ? 0 : Volatile.Read(ref counts.ShadowRefused),
+            });
+        }
+
+        var clusters = new List<object>();
+        foreach (var name in clusterNames)
+        {
+            var c = state.Clusters[name];
+            shapingMetrics.Clusters.TryGetValue(name, out var counts);
+            var lists = clusterSeries[name];
+            clusters.Add(new
+            {
+                cluster = name,
+                inflight = c.Controller.InFlight,
+                queued = c.Controller.Queued,
+                limit = c.Controller.Limit,
+                max_in_flight = c.Options.MaxInFlight,
+                queue_limit = c.Options.QueueLimit,
+                adaptive = c.Options.Adaptive.Enabled,
+                circuit = c.Breaker?.State.CircuitState.ToString() ?? "none",
+                admitted = counts is null ? 0 : Volatile.Read(ref counts.Admitted),
+                refused = counts is null ? 0 : Volatile.Read(ref counts.Refused),
+                limit_series = lists.Limit,
+                queued_series = lists.Queued,
+                inflight_series = lists.InFlight,
+            });
+        }
+
+        var total = history.Total;
+        return new
+        {
+            started_at = history.StartedAt,
+            boot_id = history.BootId,
+            uptime_s = now,
+            history_s = history.Ring.Length,
+            range_s = range,
+            step_s = step,
+            window_s = TrafficHistory.Window,
+            rps = Math.Round(recent.Requests / (double)TrafficHistory.Window, 1),
+            latency_ms = Percentiles(recent.Latency),
+            ttft_ms = recent.Ttft.Count > 0 ? Percentiles(recent.Ttft) : null,
+            totals = new
+            {
+                requests = total.Requests,
+                status = StatusMix(total.Status),
+                refused = total.Refused,
+                refused_by_limit = Limits(total),
+                tokens_in = total.TokensIn,
+                tokens_out = total.TokensOut,
+                late = history.Late,
+                sample_failures = history.SampleFailures,
+            },
+            routes,
+            tenants,
+            series,
+            policies,
+            clusters,
+            shaping_redis = new { configured = !string.IsNullOrWhiteSpace(state.Options.Redis), fallback = shaping.Redis.FallingBack },
         };
-        _listener.SetMeasurementEventCallback<long>(OnLong);
-        _listener.SetMeasurementEventCallback<double>(OnDouble);
     }
 
-    /// <summary>
-    /// Starts listening at the first snapshot (someone opened the dashboard), so that a gateway nobody watches pays
-    /// nothing per request for it; the history starts then.
-    /// </summary>
-    private void EnsureListening()
+    /// <summary>The last <see cref="TrafficHistory.Window"/> seconds of a ring, the current one included, merged.</summary>
+    private static SecondBucket Recent(SecondRing ring, long now)
     {
-        if (Interlocked.Exchange(ref _listening, 1) == 0)
+        var merged = new SecondBucket(-1);
+        for (var s = now - TrafficHistory.Window + 1; s <= now; s++)
         {
-            _listeningSince = _time.GetTimestamp();
-            _listener.Start();
+            if (ring.Get(s) is { } b)
+            {
+                merged.Merge(b);
+            }
         }
+
+        return merged;
     }
 
-    private int _listening;
-    private long _listeningSince;
-
-    private void OnLong(Instrument instrument, long value, ReadOnlySpan<KeyValuePair<string, object?>> tags, object? state)
+    private static Dictionary<string, long> StatusMix(long[] counts)
     {
-        if (instrument.Name == "gateway.requests")
+        var mix = new Dictionary<string, long>(StringComparer.Ordinal);
+        for (var i = 0; i < SecondBucket.StatusNames.Length; i++)
         {
-            string listener = "?", route = "?", status = "other";
-            foreach (var t in tags)
+            var n = Volatile.Read(ref counts[i]);
+            if (n > 0)
             {
-                switch (t.Key)
-                {
-                    case "listener": listener = t.Value as string ?? "?"; break;
-                    case "route": route = t.Value as string ?? "?"; break;
-                    case "status_code": status = t.Value as string ?? "other"; break;
-                }
-            }
-
-            if (listener == "admin")
-            {
-                return; // the dashboard's own polling is not traffic
-            }
-
-            lock (_lock)
-            {
-                var second = Advance();
-                var r = Route(listener, route);
-                r.Total += value;
-                r.Status[StatusIndex(status)] += value;
-                r.PerSecond[second % Window] += value;
-                ref var p = ref _series[second % History];
-                p.Requests += value;
-                if (status is "429" or "503")
-                {
-                    p.Refused += value;
-                }
-                else if (status.StartsWith('5'))
-                {
-                    p.Errors += value;
-                }
+                mix[SecondBucket.StatusNames[i]] = n;
             }
         }
-        else if (instrument.Name == "gateway.shaping.decisions")
-        {
-            string policy = "?", outcome = "?";
-            foreach (var t in tags)
-            {
-                if (t.Key == "policy")
-                {
-                    policy = t.Value as string ?? "?";
-                }
-                else if (t.Key == "outcome")
-                {
-                    outcome = t.Value as string ?? "?";
-                }
-            }
 
-            lock (_lock)
-            {
-                if (!_policies.TryGetValue(policy, out var p))
-                {
-                    p = new PolicyStats();
-                    _policies[policy] = p;
-                }
-
-                switch (outcome)
-                {
-                    case "admitted": p.Admitted += value; break;
-                    case "refused": p.Refused += value; break;
-                    case "shadow_refused": p.ShadowRefused += value; break;
-                }
-            }
-        }
+        return mix;
     }
 
-    private void OnDouble(Instrument instrument, double value, ReadOnlySpan<KeyValuePair<string, object?>> tags, object? state)
+    private static SortedDictionary<string, long> Limits(SecondBucket bucket)
     {
-        string listener = "?", route = "?";
-        foreach (var t in tags)
+        var limits = new SortedDictionary<string, long>(StringComparer.Ordinal);
+        if (bucket.RefusedBy is { } map)
         {
-            if (t.Key == "listener")
+            foreach (var (limit, box) in map)
             {
-                listener = t.Value as string ?? "?";
-            }
-            else if (t.Key == "route")
-            {
-                route = t.Value as string ?? "?";
+                limits[limit] = Volatile.Read(ref box.Value);
             }
         }
 
-        if (listener == "admin")
-        {
-            return;
-        }
-
-        var micros = Math.Clamp((long)(value * 1_000_000), 1, 3_600_000_000);
-        lock (_lock)
-        {
-            var second = Advance();
-            var r = Route(listener, route);
-            var slot = second % Window;
-            if (instrument.Name == "gateway.ttft")
-            {
-                r.Ttft[slot].RecordValue(micros);
-                _series[second % History].Ttft!.RecordValue(micros);
-            }
-            else
-            {
-                r.Latency[slot].RecordValue(micros);
-                _series[second % History].Latency!.RecordValue(micros);
-            }
-        }
+        return limits;
     }
 
-    /// <summary>Moves the clock to the current second, clearing the slots it passes; returns the current second.</summary>
-    private long Advance()
+    private static object Percentiles(LogHistogram h) => new { p50 = Ms(h, 50), p95 = Ms(h, 95), p99 = Ms(h, 99), count = h.Count };
+
+    /// <summary>A percentile in milliseconds (2 decimals), or null when nothing was recorded: no traffic is not 0 ms.</summary>
+    private static double? Ms(LogHistogram h, double percentile) => h.Percentile(percentile) is { } ms ? Math.Round(ms, 2) : null;
+
+    private static string Describe(PolicyOptions o) => o.Kind switch
     {
-        var second = (long)_time.GetElapsedTime(_start).TotalSeconds;
-        if (second - _second > History)
-        {
-            _second = second - History; // idle for long: everything older than the history is gone anyway
-        }
-
-        while (_second < second)
-        {
-            // Sample the admission limits into the second that just ended.
-            foreach (var (name, c) in _shaping.Current.Clusters)
-            {
-                if (!_limits.TryGetValue(name, out var ring))
-                {
-                    ring = new int[History];
-                    _limits[name] = ring;
-                }
-
-                ring[_second % History] = c.Controller.Limit;
-            }
-
-            _second++;
-            ref var p = ref _series[_second % History];
-            p.Second = _second;
-            p.Requests = p.Errors = p.Refused = 0;
-            (p.Latency ??= NewHistogram()).Reset();
-            (p.Ttft ??= NewHistogram()).Reset();
-            foreach (var r in _routes.Values)
-            {
-                var slot = (int)(_second % Window);
-                r.SlotSecond[slot] = _second;
-                r.PerSecond[slot] = 0;
-                r.Latency[slot].Reset();
-                r.Ttft[slot].Reset();
-            }
-        }
-
-        if (_series[second % History].Latency is null)
-        {
-            _series[second % History].Latency = NewHistogram();
-            _series[second % History].Ttft = NewHistogram();
-        }
-
-        return second;
-    }
-
-    private RouteStats Route(string listener, string route)
-    {
-        if (!_routes.TryGetValue((listener, route), out var r))
-        {
-            r = new RouteStats();
-            for (var i = 0; i < Window; i++)
-            {
-                r.SlotSecond[i] = -1;
-            }
-
-            r.SlotSecond[_second % Window] = _second;
-            _routes[(listener, route)] = r;
-        }
-
-        return r;
-    }
-
-    private static IntHistogram NewHistogram() => new(1, 3_600_000_000, 2);
-
-    public void Dispose() => _listener.Dispose();
-
-    private sealed class RouteStats
-    {
-        public long Total;
-        public readonly long[] Status = new long[StatusNames.Length];
-        public readonly long[] PerSecond = new long[Window];
-        public readonly long[] SlotSecond = new long[Window];
-        public readonly IntHistogram[] Latency = [.. Enumerable.Range(0, Window).Select(static _ => NewHistogram())];
-        public readonly IntHistogram[] Ttft = [.. Enumerable.Range(0, Window).Select(static _ => NewHistogram())];
-    }
-
-    private sealed class PolicyStats
-    {
-        public long Admitted;
-        public long Refused;
-        public long ShadowRefused;
-    }
-
-    private struct SecondPoint
-    {
-        public long Second;
-        public long Requests;
-        public long Errors;
-        public long Refused;
-        public IntHistogram? Latency;
-        public IntHistogram? Ttft;
-    }
+        PolicyKind.TokenBucket => $"{o.TokensPerPeriod}/{o.ReplenishmentPeriod.TotalSeconds:0.###}s, burst {o.TokenLimit}",
+        PolicyKind.FixedWindow or PolicyKind.SlidingWindow => $"{o.PermitLimit}/{o.EffectiveWindow.TotalSeconds:0.###}s",
+        PolicyKind.Concurrency => $"{o.PermitLimit} at once",
+        PolicyKind.Tokens => $"{o.TokenBudget} tokens/{o.EffectiveWindow.TotalSeconds:0.###}s",
+        PolicyKind.WebSocket => $"{o.PermitLimit} connections, {o.MessagesPerConnection} messages each",
+        _ => o.Kind.ToString(),
+    };
 }

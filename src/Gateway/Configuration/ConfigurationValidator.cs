@@ -73,6 +73,11 @@ internal static class ConfigurationValidator
             errors.Add($"{GatewayTelemetryOptions.Section}:OtlpEndpoint must be an absolute URI (was '{options.Telemetry.OtlpEndpoint}').");
         }
 
+        if (!GatewayTelemetryOptions.IsValidProviderName(options.Telemetry.GenAiProviderName))
+        {
+            errors.Add($"{GatewayTelemetryOptions.Section}:GenAiProviderName must be 1 to 64 lower-case letters, digits, '.', '_' or '-', such as 'openai' (was '{options.Telemetry.GenAiProviderName}').");
+        }
+
         Recording.RecordingOptionsValidator.Validate(options.Recording, errors, configuration);
         Shaping.ShapingOptionsValidator.Validate(options.Shaping, errors, configuration);
         Tenants.TenantShapingValidator.Validate(options, errors);

@@ -55,4 +55,47 @@ internal sealed record GatewayTelemetryOptions
     /// always on.
     /// </summary>
     public string? OtlpEndpoint { get; set; }
+
+    /// <summary>
+    /// The <c>gen_ai.provider.name</c> attribute of the GenAI metrics and spans (OpenTelemetry GenAI semantic
+    /// conventions): the API flavour the gateway serves. Default <c>openai</c> (the OpenAI REST API that vLLM and ModelSim
+    /// speak); a well-known value such as <c>azure.ai.openai</c> or a custom one. 1 to 64 characters: lower-case letters,
+    /// digits, <c>.</c>, <c>_</c> and <c>-</c>.
+    /// </summary>
+    public string GenAiProviderName { get; set; } = "openai";
+
+    /// <summary>
+    /// Whether LLM exchanges record the OpenTelemetry GenAI metrics and span attributes (which costs each one a usage
+    /// meter on its response: its JSON answer copied up to 256 KiB and read once, its SSE events or gRPC messages read
+    /// as they pass). Default true; false leaves only the <c>gateway.*</c> instruments.
+    /// </summary>
+    public bool GenAiMetrics { get; set; } = true;
+
+    /// <summary>
+    /// When true, an OpenAI streamed request (<c>"stream": true</c>) whose client did not ask for usage is sent with
+    /// <c>stream_options.include_usage</c>, and the usage chunk is removed from what the client sees (as a token policy
+    /// does), so that <c>gen_ai.client.token.usage</c> counts its tokens. Applies only where the gateway reads the body
+    /// anyway (<c>Gateway:Models</c> configured, a token policy, an <c>InferenceAware</c> cluster). Default false: a
+    /// stream is forwarded as sent, and records no token usage unless its client asked for it.
+    /// </summary>
+    public bool GenAiStreamUsage { get; set; }
+
+    /// <summary>Whether <paramref name="value"/> is a valid <see cref="GenAiProviderName"/>.</summary>
+    internal static bool IsValidProviderName(string? value)
+    {
+        if (string.IsNullOrEmpty(value) || value.Length > 64)
+        {
+            return false;
+        }
+
+        foreach (var c in value)
+        {
+            if (c is not ((>= 'a' and <= 'z') or (>= '0' and <= '9') or '.' or '_' or '-'))
+            {
+                return false;
+            }
+        }
+
+        return true;
+    }
 }

@@ -40,7 +40,14 @@ internal sealed class Classification
         // The route's timeout, as ASP.NET Core's request timeouts set it up for this request (its token stays readable
         // after the timeouts middleware has returned, when completion asks whether it fired).
         RouteTimeout = context.Features.Get<Microsoft.AspNetCore.Http.Timeouts.IHttpRequestTimeoutFeature>()?.RequestTimeoutToken ?? CancellationToken.None;
+        GenAiOperation = Telemetry.GenAi.GenAiOperations.Of(context.Request.Method, context.Request.Path, protocol);
     }
+
+    /// <summary>
+    /// The GenAI operation (<c>chat</c>, <c>text_completion</c>, <c>embeddings</c>; <see cref="Telemetry.GenAi.GenAiOperations"/>)
+    /// when the exchange is an LLM exchange, else null: what the GenAI metrics and span attributes are recorded for.
+    /// </summary>
+    public string? GenAiOperation { get; }
 
     /// <summary>Fires when the route's <c>Timeout</c> ends the exchange; <see cref="CancellationToken.None"/> without one.</summary>
     public CancellationToken RouteTimeout { get; }

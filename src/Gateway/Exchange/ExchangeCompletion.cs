@@ -1,4 +1,5 @@
 using Contracts.Wire;
+using Gateway.Admin.Stats;
 using Gateway.Forwarding;
 using Gateway.Recording;
 using Gateway.Telemetry;
@@ -18,7 +19,10 @@ namespace Gateway.Exchange;
 /// client's body); a client that went away is 499 (nginx's name) and gets nothing;</item>
 /// <item>runs the exchange's finalizers (leases released, token charges reconciled, the breaker's verdict), each once,
 /// in reverse order of registration;</item>
-/// <item>counts and logs the exchange once, and hands the recording taps' capture to the <see cref="RecordingSink"/>.</item>
+/// <item>counts and logs the exchange once (<c>gateway.*</c>, the GenAI conventions for an LLM exchange:
+/// <see cref="Telemetry.GenAi.GenAiTelemetry"/>, and the dashboard's <see cref="TrafficHistory"/>), and hands the
+/// recording taps' capture to the <see cref="RecordingSink"/>;</item>
+/// <item>disposes of the response's usage meter, which the finalizers and the metrics read.</item>
 /// </list>
 /// </summary>
 internal sealed partial class ExchangeCompletion
@@ -27,6 +31,8 @@ internal sealed partial class ExchangeCompletion
     public const int ClientClosedRequest = 499;
 
     private readonly GatewayMetrics _metrics;
+    private readonly Telemetry.GenAi.GenAiTelemetry _genAi;
+    private readonly TrafficHistory _history;
     private readonly Tenants.TenantMetrics _tenants;
     private readonly RecordingSink _sink;
     private readonly TimeProvider _time;
@@ -34,10 +40,12 @@ internal sealed partial class ExchangeCompletion
     private readonly ILogger _logger;
     private readonly LogThrottle _backendErrors;
 
-    public ExchangeCompletion(GatewayMetrics metrics, RecordingSink sink, TimeProvider time, ILoggerFactory loggerFactory, Tenants.TenantMetrics tenants)
+    public ExchangeCompletion(GatewayMetrics metrics, Telemetry.GenAi.GenAiTelemetry genAi, TrafficHistory history, RecordingSink sink, TimeProvider time, ILoggerFactory loggerFactory, Tenants.TenantMetrics tenants)
     {
         _tenants = tenants;
         _metrics = metrics;
+        _genAi = genAi;
+        _history = history;
         _sink = sink;
         _time = time;
         _requestLog = loggerFactory.CreateLogger("Gateway.Requests");
@@ -48,9 +56,22 @@ internal sealed partial class ExchangeCompletion
     /// <summary>Completes the exchange (see the type's remarks). Never throws for a finalizer's failure.</summary>
     public async Task CompleteAsync(HttpContext context, ExchangeContext exchange, string listenerTag)
     {
+        try
+        {
+            await CompleteCoreAsync(context, exchange, listenerTag);
+        }
+        finally
+        {
+            exchange.Usage?.Dispose();
+        }
+    }
+
+    private async Task CompleteCoreAsync(HttpContext context, ExchangeContext exchange, string listenerTag)
+    {
         var outcome = await DecideAsync(context, exchange);
         var status = outcome == ExchangeOutcome.ClientAbort ? ClientClosedRequest : context.Response.StatusCode;
         var result = new ExchangeResult(context, outcome, status);
+        exchange.Usage?.Finish(); // what the finalizers (token charges) and the GenAI metrics read
 
         var finalizers = exchange.Finalizers;
         for (var i = finalizers.Length - 1; i >= 0; i--)
@@ -75,6 +96,11 @@ internal sealed partial class ExchangeCompletion
             ? _time.GetElapsedTime(exchange.StartTimestamp, exchange.ResponseStarted).TotalSeconds
             : null;
         _metrics.RequestCompleted(listenerTag, routeTag, status, elapsed.TotalSeconds, ttft, Routing.ModelCatalog.Tag(classification?.Model, classification?.RequestedModel));
+        _genAi.Record(context, exchange, outcome, status, elapsed.TotalSeconds);
+        // Reconciled by a token policy, else what the backend reported to the response's usage meter (GenAI metrics).
+        var tokens = exchange.Tokens ?? (exchange.Usage is { CompletionTokens: { } completion } usage ? (usage.PromptTokens ?? 0, completion) : null);
+        _history.Record(new ExchangeSample(listenerTag, routeTag, classification?.Tenant?.Name ?? exchange.Caller?.Name, status, elapsed.TotalSeconds, ttft,
+            outcome == ExchangeOutcome.Answered ? exchange.Answer?.Limit : null, exchange.QueueWait, tokens?.Prompt ?? 0, tokens?.Completion ?? 0));
         if (_requestLog.IsEnabled(LogLevel.Information))
         {
             Log.Request(_requestLog, listenerTag, context.Request.Method, context.Request.Path.Value ?? "/", routeTag, status, elapsed.TotalMilliseconds,

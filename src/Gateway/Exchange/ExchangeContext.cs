@@ -17,6 +17,7 @@ internal sealed class ExchangeContext
 {
     private IExchangeFinalizer[]? _finalizers;
     private int _finalizerCount;
+    private bool _stripUsage;
 
     /// <summary>The listener the connection arrived on.</summary>
     public ListenerName Listener { get; init; }
@@ -62,6 +63,25 @@ internal sealed class ExchangeContext
     public Func<IHttpResponseBodyFeature, IHttpResponseBodyFeature>? ResponseBody { get; private set; }
 
     /// <summary>
+    /// The response's usage meter (token usage, response model, first-token time), once installed before forwarding
+    /// because a step asked for it (<see cref="MeterUsage"/>); null otherwise. Owned by the exchange: completion reads it
+    /// (<see cref="Shaping.Tokens.UsageMeter.Finish"/>) before the finalizers and disposes of it last.
+    /// </summary>
+    public Shaping.Tokens.UsageMeter? Usage { get; private set; }
+
+    /// <summary>
+    /// Told of each output token (SSE content chunk, gRPC token message) as the usage meter sees it delivered: the
+    /// admission lease, which charges it to its key's fair-share counter as it is generated. Null when none.
+    /// </summary>
+    public Shaping.Tokens.IOutputTokenSink? OutputTokens { get; internal set; }
+
+    /// <summary>Whether a step asked for the response's usage to be metered (<see cref="MeterUsage"/>).</summary>
+    public bool UsageRequested { get; private set; }
+
+    /// <summary>Whether a step asked the backend for the usage of a stream the client did not ask for, so that it is removed from the answer.</summary>
+    public bool StripsUsage => _stripUsage;
+
+    /// <summary>
     /// A WebSocket connection filter (message limits, idle timeout) over the client's side of the session, installed
     /// inside the capture taps before forwarding, on an HTTP/1.1 upgrade and an HTTP/2 extended CONNECT alike.
     /// </summary>
@@ -74,25 +94,17 @@ internal sealed class ExchangeContext
     public int? PrefixMatchChars { get; internal set; }
 
     /// <summary>
-    /// Time the exchange waited in its cluster's admission queue (zero when admitted at once); null when no admission
-    /// applied or it was refused. Set once by the admission step; read by metrics and the dashboard.
+    /// How long the exchange waited in its cluster's admission queue (<c>TimeSpan.Zero</c> when admitted at once), set by
+    /// the admission step whether it was then admitted or refused; null when no admission control applied.
     /// </summary>
     public TimeSpan? QueueWait { get; internal set; }
 
     /// <summary>
-    /// The response's token usage meter, once one is installed before forwarding (by the token step, or by the admission
-    /// step for the fair share and the tenants' token counts); read when the exchange completes. Null when none.
+    /// Prompt and completion tokens as the token accounting settled them when the exchange completed (the usage the
+    /// backend reported, or for a stream cut short the chunks delivered); null when no token policy counted the exchange
+    /// or nothing better than the estimate was known.
     /// </summary>
-    public Shaping.Tokens.UsageMeter? Usage { get; internal set; }
-
-    /// <summary>
-    /// Told of each output token (SSE content chunk, gRPC token message) as the usage meter sees it delivered: the
-    /// admission lease, which charges it to its key's fair-share counter as it is generated. Null when none.
-    /// </summary>
-    public Shaping.Tokens.IOutputTokenSink? OutputTokens { get; internal set; }
-
-    /// <summary>Whether a usage meter is registered (<see cref="Usage"/> is set once forwarding installs it).</summary>
-    public bool UsageMetered { get; internal set; }
+    public (long Prompt, long Completion)? Tokens { get; internal set; }
 
     /// <summary>
     /// The admission lease of the cluster now serving the exchange (set by <c>ClusterAdmission</c>), or null when its
@@ -132,6 +144,32 @@ internal sealed class ExchangeContext
     {
         var previous = ResponseBody;
         ResponseBody = previous is null ? filter : inner => filter(previous(inner));
+    }
+
+    /// <summary>
+    /// Asks for the response's usage to be metered (<see cref="Usage"/>): by the token step (to reconcile its charges)
+    /// and for the GenAI metrics of an LLM exchange. One meter serves every asker; it strips the usage the client did
+    /// not ask for when any asker says so (<paramref name="stripUsage"/>: the gateway itself asked the stream for it).
+    /// </summary>
+    public void MeterUsage(bool stripUsage)
+    {
+        UsageRequested = true;
+        _stripUsage |= stripUsage;
+    }
+
+    /// <summary>
+    /// Installs the usage meter over <paramref name="inner"/> when one was asked for (<see cref="MeterUsage"/>), once;
+    /// returns the feature the forwarder writes to. Called by the forwarding step, innermost of the response filters.
+    /// </summary>
+    internal IHttpResponseBodyFeature InstallUsageMeter(HttpContext context, IHttpResponseBodyFeature inner)
+    {
+        if (!UsageRequested || Usage is not null)
+        {
+            return inner;
+        }
+
+        Usage = new Shaping.Tokens.UsageMeter(context, inner, _stripUsage, Time);
+        return Usage;
     }
 
     /// <summary>Registers a WebSocket connection filter; filters registered later sit closer to the forwarder.</summary>

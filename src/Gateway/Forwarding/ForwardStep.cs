@@ -28,7 +28,7 @@ namespace Gateway.Forwarding;
 /// </remarks>
 internal sealed partial class ForwardStep(RequestDelegate next, Configuration.GatewayLimitsOptions limits, TimeProvider time, Telemetry.GatewayMetrics metrics,
     ILogger<ForwardStep> logger, BackendConnections backends, Routing.ModelCatalog models, Routing.ModelRouter router, Shaping.ShapingRuntime shaping,
-    Shaping.ClusterAdmission admission)
+    Shaping.ClusterAdmission admission, Configuration.ConfigurationGate gate)
 {
     // Per cluster model (YARP replaces it on every reload) and timeout, the same cluster with a longer idle timeout.
     private readonly ConditionalWeakTable<ClusterModel, ConcurrentDictionary<TimeSpan, ClusterModel>> _extended = [];
@@ -37,9 +37,22 @@ internal sealed partial class ForwardStep(RequestDelegate next, Configuration.Ga
     {
         var exchange = context.GetExchange()!;
         var classification = exchange.Classification!;
-        if (exchange.ResponseBody is { } body)
+        if (classification.GenAiOperation is not null && gate.Current.Telemetry.GenAiMetrics)
         {
-            context.Features.Set(body(context.Features.Get<IHttpResponseBodyFeature>()!));
+            // The GenAI metrics' tokens, response model and first token; with GenAiStreamUsage, a stream's usage too.
+            exchange.MeterUsage(stripUsage: AskStreamUsage(exchange, classification));
+        }
+
+        if (exchange.ResponseBody is not null || exchange.UsageRequested)
+        {
+            var feature = context.Features.Get<IHttpResponseBodyFeature>()!;
+            if (exchange.ResponseBody is { } body)
+            {
+                feature = body(feature);
+            }
+
+            // The usage meter sits innermost, next to the forwarder: what it strips no other filter sees.
+            context.Features.Set(exchange.InstallUsageMeter(context, feature));
         }
 
         var proxy = context.GetReverseProxyFeature();
@@ -75,6 +88,26 @@ internal sealed partial class ForwardStep(RequestDelegate next, Configuration.Ga
         return classification.ClusterId is null ? next(context)
             : classification.Model is null ? ForwardAsync(context, classification, classification.ClusterId)
             : ForwardWithFallbacksAsync(context, classification);
+    }
+
+    /// <summary>
+    /// With <c>Gateway:Telemetry:GenAiStreamUsage</c>: asks an OpenAI stream whose client did not ask for its usage to
+    /// report it (<c>stream_options.include_usage</c>, the body rewritten as the token step does), so the GenAI token
+    /// metrics count it; the usage chunk is then removed from what the client sees. Only when some step already read the
+    /// body (models configured, a token policy, an <c>InferenceAware</c> cluster) and no token policy asked already.
+    /// </summary>
+    /// <returns>Whether the usage the client did not ask for must be stripped.</returns>
+    private bool AskStreamUsage(ExchangeContext exchange, Classification classification)
+    {
+        if (!gate.Current.Telemetry.GenAiStreamUsage || exchange.StripsUsage || classification.IsGrpc
+            || classification.Llm is not { Valid: true, Stream: true, IncludeUsage: false }
+            || (classification.ForwardedBody ?? classification.Body) is not { Length: > 0 } body)
+        {
+            return false;
+        }
+
+        classification.ReplaceBody(Shaping.Tokens.LlmRequest.WithIncludeUsage(body.Span));
+        return true;
     }
 
     /// <summary>

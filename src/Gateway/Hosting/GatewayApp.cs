@@ -40,7 +40,8 @@ internal static partial class GatewayApp
     /// </summary>
     /// <param name="builder">A builder whose configuration sources are already set.</param>
     /// <param name="meterName">The meter's name; <see cref="GatewayMetrics.MeterName"/> unless several gateways share a process.</param>
-    public static WebApplication Build(WebApplicationBuilder builder, string meterName = GatewayMetrics.MeterName)
+    /// <param name="tracing">Optional: turns tracing on even without an OTLP endpoint and adds to it (tests add an in-memory exporter).</param>
+    public static WebApplication Build(WebApplicationBuilder builder, string meterName = GatewayMetrics.MeterName, Action<TracerProviderBuilder>? tracing = null)
     {
         var validation = ConfigurationValidator.Validate(builder.Configuration);
         if (validation.Errors.Count > 0)
@@ -61,8 +62,10 @@ internal static partial class GatewayApp
         services.AddHostedService(static sp => sp.GetRequiredService<Warmup>());
         services.AddHostedService<DestinationHealthLog>();
         services.AddSingleton<AdminTokenFilter>();
+        services.AddSingleton<Admin.Stats.TrafficHistory>();
         services.AddSingleton<DashboardStats>();
         services.AddSingleton<ExchangeCompletion>();
+        services.AddSingleton<Telemetry.GenAi.GenAiTelemetry>();
         services.AddSingleton<Routing.ModelCatalog>();
         services.AddSingleton<Routing.ModelRouter>();
         services.AddSingleton<RequestHeaderLimit>();
@@ -84,14 +87,14 @@ internal static partial class GatewayApp
         services.AddSingleton<BackendCredentials>();
         services.TryAddEnumerable(ServiceDescriptor.Singleton<Yarp.ReverseProxy.Transforms.Builder.ITransformProvider, BackendCredentialsTransform>());
 
-        AddTelemetry(builder, validation.Telemetry, meterName);
+        AddTelemetry(builder, validation.Telemetry, meterName, tracing);
         ConfigureKestrel(builder, registry, validation.Limits);
 
         var app = builder.Build();
         gate.AttachLogger(app.Services.GetRequiredService<ILoggerFactory>());
         _ = app.Services.GetRequiredService<ShapingMetrics>(); // instruments exist before the first scrape
         _ = app.Services.GetRequiredService<Tenants.AuthMetrics>();
-        _ = app.Services.GetRequiredService<DashboardStats>(); // its uptime counts from start-up (it listens from the first poll)
+        _ = app.Services.GetRequiredService<Admin.Stats.TrafficHistory>(); // its second 0 is start-up, and it samples the admission queues from then
         if (!builder.Configuration.GetSection("ReverseProxy:Routes").GetChildren().Any())
         {
             Log.NoRoutes(app.Services.GetRequiredService<ILoggerFactory>().CreateLogger("Gateway"));
@@ -301,7 +304,7 @@ internal static partial class GatewayApp
         });
     }
 
-    private static void AddTelemetry(WebApplicationBuilder builder, GatewayTelemetryOptions telemetry, string meterName)
+    private static void AddTelemetry(WebApplicationBuilder builder, GatewayTelemetryOptions telemetry, string meterName, Action<TracerProviderBuilder>? tracing)
     {
         var otlp = telemetry.OtlpEndpoint ?? Environment.GetEnvironmentVariable("OTEL_EXPORTER_OTLP_ENDPOINT");
         var otel = builder.Services.AddOpenTelemetry()
@@ -316,14 +319,22 @@ internal static partial class GatewayApp
                 }
             });
 
-        // Traces cost per request; they are collected only when there is somewhere to send them.
-        if (!string.IsNullOrWhiteSpace(otlp))
+        // Traces cost per request; they are collected only when there is somewhere to send them. The exchange's server
+        // span (ASP.NET Core's) carries the GenAI attributes of an LLM exchange (GenAiTelemetry) and the GenAI span name.
+        if (!string.IsNullOrWhiteSpace(otlp) || tracing is not null)
         {
-            otel.WithTracing(t => t
-                .AddSource("Yarp.ReverseProxy")
-                .AddAspNetCoreInstrumentation()
-                .AddHttpClientInstrumentation()
-                .AddOtlpExporter(o => o.Endpoint = new Uri(otlp)));
+            otel.WithTracing(t =>
+            {
+                t.AddSource("Yarp.ReverseProxy")
+                    .AddAspNetCoreInstrumentation(static o => o.EnrichWithHttpResponse = static (activity, _) => Telemetry.GenAi.GenAiTelemetry.RenameSpan(activity))
+                    .AddHttpClientInstrumentation();
+                if (!string.IsNullOrWhiteSpace(otlp))
+                {
+                    t.AddOtlpExporter(o => o.Endpoint = new Uri(otlp));
+                }
+
+                tracing?.Invoke(t);
+            });
         }
     }
 

@@ -35,8 +35,10 @@ public sealed class GatewayServer : IAsyncDisposable
     /// <exception cref="InvalidOperationException">The configuration is invalid; the message lists every problem, one line each, naming its key.</exception>
     /// <param name="jsonFile">Optional: a JSON file layered after <paramref name="json"/> and watched, so that editing it reloads the configuration as in the gateway process.</param>
     /// <param name="configure">Optional: adds configuration sources after the others (tests add one they can reload at will).</param>
+    /// <param name="tracing">Optional: turns tracing on (as an OTLP endpoint would) and adds to it, e.g. an in-memory exporter.</param>
     public static async Task<GatewayServer> StartAsync(string? json, IReadOnlyDictionary<string, string?>? settings, CancellationToken cancellationToken,
-        Action<ILoggingBuilder>? configureLogging = null, string? jsonFile = null, Action<IConfigurationBuilder>? configure = null)
+        Action<ILoggingBuilder>? configureLogging = null, string? jsonFile = null, Action<IConfigurationBuilder>? configure = null,
+        Action<OpenTelemetry.Trace.TracerProviderBuilder>? tracing = null)
     {
         var builder = WebApplication.CreateBuilder(new WebApplicationOptions { ContentRootPath = AppContext.BaseDirectory, Args = [] });
         builder.Configuration.Sources.Clear();
@@ -64,7 +66,7 @@ public sealed class GatewayServer : IAsyncDisposable
 
         try
         {
-            var app = GatewayApp.Build(builder, $"{Telemetry.GatewayMetrics.MeterName}.{Interlocked.Increment(ref s_instances)}");
+            var app = GatewayApp.Build(builder, $"{Telemetry.GatewayMetrics.MeterName}.{Interlocked.Increment(ref s_instances)}", tracing);
             await GatewayApp.StartAsync(app, cancellationToken);
             return new GatewayServer(app);
         }

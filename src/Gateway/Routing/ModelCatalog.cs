@@ -19,6 +19,13 @@ internal sealed class ModelCatalog(ConfigurationGate gate)
     /// <summary>The model named <paramref name="nameOrAlias"/> (exact, case-sensitive as model servers are), or null.</summary>
     public ModelRoute? Find(string nameOrAlias) => Current.ByName.GetValueOrDefault(nameOrAlias);
 
+    /// <summary>
+    /// Whether <paramref name="name"/> is a model name this gateway knows: a configured name, an alias, or a
+    /// <c>Rewrite</c> (the name a backend knows the model by). A bounded set, so a backend's answer naming one of them
+    /// can be a metric's tag value.
+    /// </summary>
+    public bool IsKnownName(string name) => Current.Known.Contains(name);
+
     /// <summary>The tag value of a request's model in metrics: a configured name, <c>(none)</c> or <c>(unknown)</c> (a bounded set).</summary>
     public static string Tag(ModelRoute? model, string? requested) => model?.Name ?? (requested is null ? "(none)" : "(unknown)");
 
@@ -41,6 +48,8 @@ internal sealed class ModelCatalog(ConfigurationGate gate)
     private sealed class Compiled(ConfigMap<ModelOptions>? source, List<ModelRoute> models, Dictionary<string, ModelRoute> byName)
     {
         public static readonly Compiled Empty = new(null, [], []);
+
+        public HashSet<string> Known { get; } = KnownNames(models, byName);
 
         public ConfigMap<ModelOptions>? Source { get; } = source;
 
@@ -69,6 +78,17 @@ internal sealed class ModelCatalog(ConfigurationGate gate)
             }
 
             return new Compiled(options, models, byName);
+        }
+
+        private static HashSet<string> KnownNames(List<ModelRoute> models, Dictionary<string, ModelRoute> byName)
+        {
+            var known = new HashSet<string>(byName.Keys, StringComparer.Ordinal);
+            foreach (var model in models)
+            {
+                known.Add(model.BackendName);
+            }
+
+            return known;
         }
     }
 }

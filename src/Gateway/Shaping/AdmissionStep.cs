@@ -107,6 +107,7 @@ internal sealed class ClusterAdmission(ShapingMetrics metrics, RefusalLog refusa
         var input = llm is { Valid: true } ? llm.PromptTokens : 0;
         MeterUsage(context, exchange);
         var result = await controller.EnterAsync(new AdmissionRequest(key, priority, tenant?.Options.Weight ?? 1.0, input), aborted);
+        exchange.QueueWait = (exchange.QueueWait ?? TimeSpan.Zero) + result.Waited; // a fallback cluster's queue adds to the first's
         if (result.Lease is not { } lease)
         {
             metrics.Admission(controller.ClusterId, "refused", result.Reason, TimeSpan.Zero);
@@ -160,7 +161,6 @@ internal sealed class ClusterAdmission(ShapingMetrics metrics, RefusalLog refusa
         }
 
         metrics.Admission(controller.ClusterId, "admitted", result.Aged ? "aged" : null, result.Waited);
-        exchange.QueueWait = result.Waited;
         if (tenant is not null)
         {
             tenantMetrics.QueueWait(tenant.Name, result.Waited);
@@ -175,19 +175,15 @@ internal sealed class ClusterAdmission(ShapingMetrics metrics, RefusalLog refusa
     }
 
     /// <summary>
-    /// Makes sure the response's usage is metered (the token step's meter when it has one; else one that only reads,
-    /// disposed when the exchange completes): the fair share charges output tokens, the tenant metrics count them.
+    /// Asks for the response's usage to be metered (<see cref="ExchangeContext.MeterUsage"/>; the token step may have asked
+    /// already): the fair share charges output tokens as they stream, the tenant metrics count them.
     /// </summary>
     internal static void MeterUsage(HttpContext context, ExchangeContext exchange)
     {
-        if (exchange.UsageMetered || exchange.Classification!.IsWebSocket)
+        if (!exchange.Classification!.IsWebSocket)
         {
-            return;
+            exchange.MeterUsage(stripUsage: false);
         }
-
-        exchange.UsageMetered = true;
-        exchange.FilterResponseBody(inner => exchange.Usage = new Tokens.UsageMeter(context, inner, stripUsage: false));
-        exchange.OnCompleted(new UsageRelease(exchange)); // registered before the lease's release: it runs after it
     }
 
     private GatewayAnswer CircuitOpen(ExchangeContext exchange, ClusterShaping cluster, ShapingOptions options, TimeSpan retryAfter)
@@ -258,8 +254,8 @@ internal sealed class AdmissionRelease(HttpContext context, AdmissionLease lease
 
         if (Context.GetExchange()?.Usage is { } usage)
         {
-            // The output it generated, as the backend reported it (else the chunks delivered), corrects its fair-share charge.
-            usage.Finish();
+            // The output it generated, as the backend reported it (else the chunks delivered; completion finished the
+            // meter before the finalizers), corrects its fair-share charge.
             Lease.ReportOutputTokens(usage.CompletionTokens ?? usage.Delivered);
         }
 
@@ -298,19 +294,4 @@ internal sealed class AdmissionRelease(HttpContext context, AdmissionLease lease
         ExchangeOutcome.Timeout => StatusCodes.Status504GatewayTimeout,
         _ => result.Status,
     };
-}
-
-/// <summary>Finishes and disposes a usage meter the admission step installed (the token step's own disposes itself).</summary>
-internal sealed class UsageRelease(ExchangeContext exchange) : IExchangeFinalizer
-{
-    public ValueTask CompleteAsync(ExchangeResult result)
-    {
-        if (exchange.Usage is { } usage)
-        {
-            usage.Finish();
-            usage.Dispose();
-        }
-
-        return ValueTask.CompletedTask;
-    }
 }

@@ -11,6 +11,9 @@ namespace Gateway.Shaping;
 /// <c>gateway_admission_wait_seconds{cluster}</c>, <c>gateway_shaping_redis_fallback</c>, <c>gateway_shaping_tokens_total{policy,kind}</c>,
 /// <c>gateway_shaping_partitions{policy}</c> (partitions a policy holds in this gateway's memory; idle ones are forgotten
 /// within a minute or two), <c>gateway_shaping_queue_depth{policy}</c> (requests waiting in a policy's queue).
+/// Each policy's and cluster's decisions are also kept as plain running totals since start-up (<see cref="Policies"/>,
+/// <see cref="Clusters"/>: three <see cref="Interlocked"/> counters each, no lock), which the dashboard shows whether or
+/// not a metrics listener was on.
 /// </summary>
 internal sealed class ShapingMetrics
 {
@@ -18,6 +21,8 @@ internal sealed class ShapingMetrics
     private readonly Counter<long> _admission;
     private readonly Histogram<double> _wait;
     private readonly Counter<long> _tokens;
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<string, DecisionTally> _policyTallies = new(StringComparer.Ordinal);
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<string, DecisionTally> _clusterTallies = new(StringComparer.Ordinal);
 
     public ShapingMetrics(GatewayMetrics metrics, ShapingRuntime runtime)
     {
@@ -53,8 +58,15 @@ internal sealed class ShapingMetrics
         }
     }
 
+    /// <summary>Each rate-limit policy's decisions since start-up, by name (a policy appears with its first decision).</summary>
+    public IReadOnlyDictionary<string, DecisionTally> Policies => _policyTallies;
+
+    /// <summary>Each cluster's admission decisions since start-up, by cluster.</summary>
+    public IReadOnlyDictionary<string, DecisionTally> Clusters => _clusterTallies;
+
     public void Decision(string policy, string outcome, string? reason)
     {
+        Tally(_policyTallies, policy, outcome);
         if (_decisions.Enabled)
         {
             _decisions.Add(1, new TagList { { "policy", policy }, { "outcome", outcome }, { "reason", reason ?? "none" } });
@@ -63,6 +75,7 @@ internal sealed class ShapingMetrics
 
     public void Admission(string cluster, string outcome, string? reason, TimeSpan waited)
     {
+        Tally(_clusterTallies, cluster, outcome);
         if (_admission.Enabled)
         {
             _admission.Add(1, new TagList { { "cluster", cluster }, { "outcome", outcome }, { "reason", reason ?? "none" } });
@@ -79,6 +92,18 @@ internal sealed class ShapingMetrics
         if (_tokens.Enabled && tokens > 0)
         {
             _tokens.Add(tokens, new TagList { { "policy", policy }, { "kind", kind } });
+        }
+    }
+
+    private static void Tally(System.Collections.Concurrent.ConcurrentDictionary<string, DecisionTally> tallies, string name, string outcome)
+    {
+        // Names come from the configuration (policies, clusters): a bounded set.
+        var tally = tallies.TryGetValue(name, out var t) ? t : tallies.GetOrAdd(name, static _ => new DecisionTally());
+        switch (outcome)
+        {
+            case "admitted": Interlocked.Increment(ref tally.Admitted); break;
+            case "refused": Interlocked.Increment(ref tally.Refused); break;
+            case "shadow_refused": Interlocked.Increment(ref tally.ShadowRefused); break;
         }
     }
 
@@ -100,4 +125,12 @@ internal sealed class ShapingMetrics
             yield return new Measurement<int>(value(c.Controller), new KeyValuePair<string, object?>("cluster", cluster));
         }
     }
+}
+
+/// <summary>Decisions of one policy or cluster since start-up (see <see cref="ShapingMetrics.Policies"/>).</summary>
+internal sealed class DecisionTally
+{
+    public long Admitted;
+    public long Refused;
+    public long ShadowRefused;
 }

@@ -7,8 +7,7 @@ using Gateway.Shaping.Tokens;
 namespace Gateway.Shaping;
 
 /// <summary>
-/// The token-accounting step: the route's policies counted in tokens (<see cref="RoutePlan.TokenPolicies"/>), then the
-/// tenant's own (<c>tenant:NAME:tokens</c>, <see cref="Tenants.TenantShaping.TokenPolicies"/>) reserve
+/// The token-accounting step: the route's policies counted in tokens (<see cref="RoutePlan.TokenPolicies"/>) reserve
 /// the request's estimate (prompt tokens plus <c>max_tokens</c>) up front, in order, each on its partition; a refusal
 /// ends the request path with 429 naming the policy. When the exchange completes, each charge is reconciled with what
 /// it really cost (<see cref="TokenCharges"/>): the usage the backend reported (asked for on streams when the client
@@ -25,9 +24,7 @@ internal sealed class TokenStep(RequestDelegate next, ShapingMetrics metrics, Re
         var exchange = context.GetExchange()!;
         var classification = exchange.Classification!;
         var policies = classification.Plan.TokenPolicies;
-        var tenantPolicies = classification.Tenant is null ? [] : runtime.Current.TenantFor(classification.Tenant)?.TokenPolicies ?? [];
-        return policies.Length == 0 && tenantPolicies.Length == 0 ? next(context)
-            : ChargeAsync(context, exchange, classification, tenantPolicies.Length == 0 ? policies : [.. policies, .. tenantPolicies]);
+        return policies.Length == 0 ? next(context) : ChargeAsync(context, exchange, classification, policies);
     }
 
     private async Task ChargeAsync(HttpContext context, ExchangeContext exchange, Classification classification, ShapingPolicy[] policies)
@@ -101,8 +98,7 @@ internal sealed class TokenStep(RequestDelegate next, ShapingMetrics metrics, Re
                 classification.ReplaceBody(LlmRequest.WithIncludeUsage(body.Span));
             }
 
-            exchange.UsageMetered = true;
-            exchange.FilterResponseBody(inner => exchange.Usage = charges.Meter = new UsageMeter(context, inner, strip));
+            exchange.MeterUsage(strip);
         }
 
         await next(context);
@@ -117,75 +113,69 @@ internal sealed class TokenCharges(LlmRequest llm, ShapingMetrics metrics) : IEx
 {
     private readonly List<(ShapingPolicy Policy, string Partition, long Charged)> _charges = new(2);
 
-    /// <summary>The response's usage meter, once installed before forwarding.</summary>
-    public UsageMeter? Meter { get; set; }
-
     public void Add(ShapingPolicy policy, string partition, long charged) => _charges.Add((policy, partition, charged));
 
     public async ValueTask CompleteAsync(ExchangeResult result)
     {
-        var usage = Meter;
-        try
+        // Read by completion before the finalizers run (UsageMeter.Finish), and disposed of by it after them.
+        var usage = result.Context.GetExchange()?.Usage;
+        long? actual;
+        RecordedTokens tokens;
+        var capture = result.Context.GetExchange()?.Capture;
+        if (usage?.CompletionTokens is { } completion)
         {
-            usage?.Finish();
-            long? actual;
-            RecordedTokens tokens;
-            var capture = result.Context.GetExchange()?.Capture;
-            if (usage?.CompletionTokens is { } completion)
-            {
-                var prompt = usage.PromptTokens ?? llm.PromptTokens;
-                actual = prompt + completion;
-                tokens = new RecordedTokens { Prompt = prompt, Completion = completion, Estimated = usage.PromptTokens is null, Source = TokenSources.Usage };
-            }
-            else if (result.Outcome == ExchangeOutcome.Answered || result.Context.Response.StatusCode >= 400)
-            {
-                actual = 0; // never reached the model, or refused by it
-                tokens = new RecordedTokens { Source = TokenSources.None };
-            }
-            else if (usage is not null && (usage.Delivered > 0 || result.Outcome == ExchangeOutcome.ClientAbort))
-            {
-                // Every chunk delivered, uncapped: a request without max_tokens reserves the default only, and a client that
-                // left before the usage chunk must still pay for what it got (found by a stranger's review: four streams cut
-                // short took about 3x a 1,000-token budget while each was charged its 12-token reservation).
-                var delivered = usage.Delivered;
-                actual = llm.PromptTokens + delivered;
-                tokens = new RecordedTokens { Prompt = llm.PromptTokens, Completion = delivered, Estimated = true, Source = TokenSources.Delivered };
-            }
-            else
-            {
-                // Nothing known better than the estimate: the charge stands, and the record says it is one.
-                actual = null;
-                tokens = new RecordedTokens { Prompt = llm.PromptTokens, Completion = llm.MaxTokens, Estimated = true, Source = TokenSources.MaxTokens };
-            }
+            var prompt = usage.PromptTokens ?? llm.PromptTokens;
+            actual = prompt + completion;
+            tokens = new RecordedTokens { Prompt = prompt, Completion = completion, Estimated = usage.PromptTokens is null, Source = TokenSources.Usage };
+        }
+        else if (result.Outcome == ExchangeOutcome.Answered || result.Context.Response.StatusCode >= 400)
+        {
+            actual = 0; // never reached the model, or refused by it
+            tokens = new RecordedTokens { Source = TokenSources.None };
+        }
+        else if (usage is not null && (usage.Delivered > 0 || result.Outcome == ExchangeOutcome.ClientAbort))
+        {
+            // Every chunk delivered, uncapped: a request without max_tokens reserves the default only, and a client that
+            // left before the usage chunk must still pay for what it got (found by a stranger's review: four streams cut
+            // short took about 3x a 1,000-token budget while each was charged its 12-token reservation).
+            var delivered = usage.Delivered;
+            actual = llm.PromptTokens + delivered;
+            tokens = new RecordedTokens { Prompt = llm.PromptTokens, Completion = delivered, Estimated = true, Source = TokenSources.Delivered };
+        }
+        else
+        {
+            // Nothing known better than the estimate: the charge stands, and the record says it is one.
+            actual = null;
+            tokens = new RecordedTokens { Prompt = llm.PromptTokens, Completion = llm.MaxTokens, Estimated = true, Source = TokenSources.MaxTokens };
+        }
 
-            var recorded = new RecordedTokenCharge[_charges.Count];
-            for (var i = 0; i < _charges.Count; i++)
+        var recorded = new RecordedTokenCharge[_charges.Count];
+        for (var i = 0; i < _charges.Count; i++)
+        {
+            var (policy, partition, charged) = _charges[i];
+            var final = actual ?? charged;
+            metrics.Tokens(policy.Name, "actual", final);
+            metrics.Tokens(policy.Name, "refunded", charged - final);
+            recorded[i] = new RecordedTokenCharge { Policy = policy.Name, Estimated = llm.Estimate, Reserved = charged, Actual = final, Refunded = Math.Max(0, charged - final) };
+            var delta = final - charged;
+            if (delta != 0)
             {
-                var (policy, partition, charged) = _charges[i];
-                var final = actual ?? charged;
-                metrics.Tokens(policy.Name, "actual", final);
-                metrics.Tokens(policy.Name, "refunded", charged - final);
-                recorded[i] = new RecordedTokenCharge { Policy = policy.Name, Estimated = llm.Estimate, Reserved = charged, Actual = final, Refunded = Math.Max(0, charged - final) };
-                var delta = final - charged;
-                if (delta != 0)
+                try
                 {
-                    try
-                    {
-                        // Above the reservation the difference is still charged: the partition goes into debt.
-                        await policy.AdjustAsync(partition, delta, CancellationToken.None);
-                    }
-                    catch (Exception ex) when (ex is StackExchange.Redis.RedisException or TimeoutException)
-                    {
-                        // The policy falls back by itself; a lost correction errs on the side of the estimate.
-                    }
+                    // Above the reservation the difference is still charged: the partition goes into debt.
+                    await policy.AdjustAsync(partition, delta, CancellationToken.None);
+                }
+                catch (Exception ex) when (ex is StackExchange.Redis.RedisException or TimeoutException)
+                {
+                    // The policy falls back by itself; a lost correction errs on the side of the estimate.
                 }
             }
-
-            capture?.SetTokens(tokens with { Charges = recorded });
         }
-        finally
+
+        capture?.SetTokens(tokens with { Charges = recorded });
+        if (actual is > 0 && result.Context.GetExchange() is { } exchange)
         {
-            usage?.Dispose();
+            exchange.Tokens = (tokens.Prompt, tokens.Completion);
         }
     }
 }

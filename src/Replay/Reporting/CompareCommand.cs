@@ -158,17 +158,14 @@ internal static class CompareCommand
 
         html.Append("</table>");
 
-        html.Append("<h2>Latency p95 over time (ms)</h2>")
-            .Append(ReportHtml.Chart("ms", "s", [.. runs.Select((r, i) => new ReportHtml.Line(r.Label + " p95", colors[i], Series(r.Report, static s => s.P95Ms)))]));
-        html.Append("<h2>Completed requests per second</h2>")
-            .Append(ReportHtml.Chart("req/s", "s", [.. runs.Select((r, i) => new ReportHtml.Line(r.Label, colors[i], Series(r.Report, static s => s.Completed)))]));
-        html.Append("<h2>Refused by a limit, per second</h2>")
-            .Append(ReportHtml.Chart("req/s", "s", [.. runs.Select((r, i) => new ReportHtml.Line(r.Label, colors[i], Series(r.Report, static s => s.Refused)))]));
+        // Runs of very different scales (a 2.8 s p95 beside a 100 s one) share a log axis, so neither is a flat line.
+        LineChart(html, "Latency p95 over time (ms)", "ms", [.. runs.Select((r, i) => new ReportHtml.Line(r.Label + " p95", colors[i], Series(r.Report, static s => s.P95Ms, skipZero: true)))]);
+        LineChart(html, "Completed requests per second", "req/s", [.. runs.Select((r, i) => new ReportHtml.Line(r.Label, colors[i], Series(r.Report, static s => s.Completed)))]);
+        LineChart(html, "Refused by a limit, per second", "req/s", [.. runs.Select((r, i) => new ReportHtml.Line(r.Label, colors[i], Series(r.Report, static s => s.Refused)))]);
 
         if (runs.Any(static r => r.Report.TtftMs is not null))
         {
-            html.Append("<h2>Time to first token p95 over time (ms)</h2>")
-                .Append(ReportHtml.Chart("ms", "s", [.. runs.Select((r, i) => new ReportHtml.Line(r.Label + " TTFT p95", colors[i], Series(r.Report, static s => s.TtftP95Ms, skipZero: true)))]));
+            LineChart(html, "Time to first token p95 over time (ms)", "ms", [.. runs.Select((r, i) => new ReportHtml.Line(r.Label + " TTFT p95", colors[i], Series(r.Report, static s => s.TtftP95Ms, skipZero: true)))]);
         }
 
         // Both runs' status mix on the same axes, so their heights and lengths compare.
@@ -212,6 +209,57 @@ internal static class CompareCommand
         html.Append("<p class=\"muted\">Latency is measured from each request's intended send time (coordinated omission corrected). ")
             .Append("Refused requests were answered by a limit (429/503) without reaching the model server.</p></body></html>");
         return html.ToString();
+    }
+
+    /// <summary>A line whose median is this many times below the axis's top is drawn on a log axis.</summary>
+    internal const double LogScaleRatio = 10;
+
+    /// <summary>
+    /// One chart of both runs' lines: on a linear axis when they are of a scale, on a log axis (said under the title)
+    /// when some line's median is <see cref="LogScaleRatio"/> times below the largest value drawn: on a linear axis that
+    /// line would be flat along the bottom (a 2.8 s p95 under a 100 s axis, issue 16). Medians, not peaks, decide, so
+    /// a warm-up spike does not hide that two runs differ by orders of magnitude, nor make two alike runs log.
+    /// </summary>
+    private static void LineChart(StringBuilder html, string title, string unit, IReadOnlyList<ReportHtml.Line> lines)
+    {
+        var top = 0.0;
+        string? flat = null;
+        var flatRatio = 0.0;
+        var medians = new List<(string Name, double Median)>(lines.Count);
+        foreach (var line in lines)
+        {
+            var values = new List<double>(line.Points.Count);
+            foreach (var (_, y) in line.Points)
+            {
+                top = Math.Max(top, y);
+                if (y > 0)
+                {
+                    values.Add(y);
+                }
+            }
+
+            if (values.Count > 0)
+            {
+                values.Sort();
+                medians.Add((line.Name, values[values.Count / 2]));
+            }
+        }
+
+        foreach (var (name, median) in medians)
+        {
+            if (top / median >= LogScaleRatio && top / median > flatRatio)
+            {
+                (flat, flatRatio) = (name, top / median);
+            }
+        }
+
+        html.Append("<h2>").Append(E(title)).Append("</h2>");
+        if (flat is not null)
+        {
+            html.Append(string.Create(CultureInfo.InvariantCulture, $"<p class=\"muted\">Log scale (each gridline ten times the one below): the largest value drawn is {flatRatio:N0}x the median of {E(flat)}, which a linear axis would flatten.</p>"));
+        }
+
+        html.Append(ReportHtml.Chart(unit, "s", lines, logY: flat is not null));
     }
 
     /// <summary>A run's refusals by limit (<c>refused_by_limit</c>), empty for a report without them.</summary>

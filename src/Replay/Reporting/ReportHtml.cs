@@ -264,8 +264,18 @@ internal static class ReportHtml
     /// <param name="stacked">Fill each line down to the one before it (a stacked area chart).</param>
     /// <param name="fixedX">The x axis's end, when fixed (null: the largest x).</param>
     /// <param name="fixedY">The y axis's top, when fixed (null: the largest y, rounded up).</param>
-    internal static string Chart(string yLabel, string xLabel, IReadOnlyList<Line> lines, bool nines = false, bool stacked = false, double? fixedX = null, double? fixedY = null)
+    /// <param name="logY">
+    /// A logarithmic y axis (powers of ten around the data, labelled at each; values of 0 or less are left out, which
+    /// breaks the line there): lines of very different scales stay readable together (a 2.8 s p95 beside a 100 s one).
+    /// Not for stacked charts.
+    /// </param>
+    internal static string Chart(string yLabel, string xLabel, IReadOnlyList<Line> lines, bool nines = false, bool stacked = false, double? fixedX = null, double? fixedY = null, bool logY = false)
     {
+        if (logY && !stacked)
+        {
+            return LogChart(yLabel, xLabel, lines, fixedX);
+        }
+
         double maxX = 1, maxY = 0;
         foreach (var line in lines)
         {
@@ -281,7 +291,7 @@ internal static class ReportHtml
         var plotW = Width - Left - Right;
         var plotH = Height - Top - Bottom;
         var svg = new StringBuilder();
-        svg.Append(Fmt($"<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{Width}\" height=\"{Height}\" viewBox=\"0 0 {Width} {Height}\" font-size=\"11\">"));
+        svg.Append(Fmt($"<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{Width}\" height=\"{Height}\" viewBox=\"0 0 {Width} {Height}\" font-size=\"11\" data-plot-top=\"{Top}\" data-plot-bottom=\"{Top + plotH}\">"));
         for (var i = 0; i <= 4; i++)
         {
             var y = Top + (plotH * i / 4.0);
@@ -328,7 +338,7 @@ internal static class ReportHtml
             }
             else if (line.Points.Count > 0)
             {
-                svg.Append("<polyline fill=\"none\" stroke-width=\"1.6\" stroke=\"").Append(line.Color).Append("\" points=\"");
+                svg.Append("<polyline fill=\"none\" stroke-width=\"1.6\" data-series=\"").Append(E(line.Name)).Append("\" stroke=\"").Append(line.Color).Append("\" points=\"");
                 foreach (var (x, y) in line.Points)
                 {
                     var px = Left + (plotW * x / maxX);
@@ -346,6 +356,110 @@ internal static class ReportHtml
         svg.Append("</svg>");
         return svg.ToString();
     }
+
+    /// <summary>
+    /// <see cref="Chart"/> on a log₁₀ y axis: from the power of ten at or below the smallest positive value to the one at
+    /// or above the largest, gridlines and labels at each power (and at 2 and 5 times it when the axis spans three
+    /// decades or fewer). A point of 0 or less cannot be drawn on it and breaks its line.
+    /// </summary>
+    private static string LogChart(string yLabel, string xLabel, IReadOnlyList<Line> lines, double? fixedX)
+    {
+        double maxX = 1, minY = double.MaxValue, maxY = 0;
+        foreach (var line in lines)
+        {
+            foreach (var (x, y) in line.Points)
+            {
+                maxX = Math.Max(maxX, x);
+                if (y > 0)
+                {
+                    minY = Math.Min(minY, y);
+                    maxY = Math.Max(maxY, y);
+                }
+            }
+        }
+
+        maxX = fixedX is > 0 ? Math.Max(maxX, fixedX.Value) : maxX;
+        if (maxY <= 0)
+        {
+            (minY, maxY) = (1, 10);
+        }
+
+        var lo = Math.Floor(Math.Log10(minY));
+        var hi = Math.Max(lo + 1, Math.Ceiling(Math.Log10(maxY)));
+        var plotW = Width - Left - Right;
+        var plotH = Height - Top - Bottom;
+        double Py(double v) => Top + plotH - (plotH * (Math.Log10(v) - lo) / (hi - lo));
+        var svg = new StringBuilder();
+        svg.Append(Fmt($"<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{Width}\" height=\"{Height}\" viewBox=\"0 0 {Width} {Height}\" font-size=\"11\" data-plot-top=\"{Top}\" data-plot-bottom=\"{Top + plotH}\" data-scale=\"log\">"));
+        double[] multiples = hi - lo <= 3 ? [1, 2, 5] : [1];
+        for (var d = lo; d <= hi; d++)
+        {
+            foreach (var m in multiples)
+            {
+                var value = m * Math.Pow(10, d);
+                if (d == hi && m > 1)
+                {
+                    break;
+                }
+
+                var y = Py(value);
+                svg.Append(Fmt($"<line x1=\"{Left}\" y1=\"{y:0.#}\" x2=\"{Width - Right}\" y2=\"{y:0.#}\" stroke=\"{(m == 1 ? "#e4e4e4" : "#f4f4f4")}\"/><text x=\"{Left - 6}\" y=\"{y + 4:0.#}\" text-anchor=\"end\">{AxisValue(value)}</text>"));
+            }
+        }
+
+        foreach (var t in XTicks(maxX))
+        {
+            if (t > maxX + 1e-9)
+            {
+                continue;
+            }
+
+            var x = Left + (plotW * t / maxX);
+            svg.Append(Fmt($"<line x1=\"{x:0.#}\" y1=\"{Top}\" x2=\"{x:0.#}\" y2=\"{Top + plotH}\" stroke=\"#f2f2f2\"/><text x=\"{x:0.#}\" y=\"{Top + plotH + 14}\" text-anchor=\"middle\">{t:0.##}</text>"));
+        }
+
+        svg.Append(Fmt($"<text x=\"{Left + (plotW / 2)}\" y=\"{Height - 6}\" text-anchor=\"middle\">{E(xLabel)}</text><text x=\"12\" y=\"{Top - 10}\">{E(yLabel)} (log scale)</text>"));
+        var legendX = Left + 130;
+        foreach (var line in lines)
+        {
+            var open = false;
+            foreach (var (x, y) in line.Points)
+            {
+                if (y <= 0)
+                {
+                    if (open)
+                    {
+                        svg.Append("\"/>");
+                        open = false;
+                    }
+
+                    continue;
+                }
+
+                if (!open)
+                {
+                    svg.Append("<polyline fill=\"none\" stroke-width=\"1.6\" data-series=\"").Append(E(line.Name)).Append("\" stroke=\"").Append(line.Color).Append("\" points=\"");
+                    open = true;
+                }
+
+                svg.Append(Fmt($"{Left + (plotW * x / maxX):0.#},{Py(y):0.#} "));
+            }
+
+            if (open)
+            {
+                svg.Append("\"/>");
+            }
+
+            svg.Append(Fmt($"<rect x=\"{legendX}\" y=\"{Top - 22}\" width=\"10\" height=\"10\" fill=\"{line.Color}\"/><text x=\"{legendX + 14}\" y=\"{Top - 13}\">{E(line.Name)}</text>"));
+            legendX += 30 + (line.Name.Length * 7);
+        }
+
+        svg.Append("</svg>");
+        return svg.ToString();
+    }
+
+    /// <summary>An axis value without trailing noise: 0.01, 0.5, 20, 1,000, 100,000.</summary>
+    private static string AxisValue(double value) => value >= 1000 ? Fmt($"{value:N0}") : Fmt($"{value:0.###}");
 
     private static string NinesLabel(double nines) => nines switch
     {

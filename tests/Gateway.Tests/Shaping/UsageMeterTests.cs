@@ -49,7 +49,7 @@ public sealed class UsageMeterTests
         var body = new MemoryStream();
         var context = new DefaultHttpContext();
         context.Response.ContentType = "text/event-stream";
-        using var meter = new UsageMeter(context, new StreamResponseBodyFeature(body), stripUsage: false);
+        using var meter = new UsageMeter(context, new StreamResponseBodyFeature(body), stripUsage: false, TimeProvider.System);
 
         var bytes = Encoding.UTF8.GetBytes(Stream);
         for (var i = 0; i < bytes.Length; i += 5)
@@ -87,7 +87,7 @@ public sealed class UsageMeterTests
         var body = new MemoryStream();
         var context = new DefaultHttpContext();
         context.Response.ContentType = contentType;
-        var meter = new UsageMeter(context, new StreamResponseBodyFeature(body), stripUsage);
+        var meter = new UsageMeter(context, new StreamResponseBodyFeature(body), stripUsage, TimeProvider.System);
         var bytes = Encoding.UTF8.GetBytes(text);
         var size = writeSize == 0 ? bytes.Length : writeSize;
         for (var i = 0; i < bytes.Length; i += size)

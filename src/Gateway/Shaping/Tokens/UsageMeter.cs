@@ -12,7 +12,8 @@ namespace Gateway.Shaping.Tokens;
 /// server-sent event stream (<see cref="SseEventReader"/>, each event's data read by <see cref="OpenAiChunk.Parse"/>),
 /// the usage and the number of content chunks delivered (what a stream cut short is charged for); for
 /// <c>inference.v1</c> gRPC (<see cref="GrpcMessageReader"/>), <c>GenerateReply.tokens</c> or the number of
-/// <c>TokenChunk</c> messages.
+/// <c>TokenChunk</c> messages. For the GenAI metrics it also notes when the first output token passed (the first SSE
+/// event with content, the first message of a gRPC stream) and the <c>model</c> the backend named in its answer.
 /// </summary>
 /// <remarks>
 /// When the gateway itself asked a stream for usage (the client did not), every <c>usage</c> the client did not ask for
@@ -30,8 +31,10 @@ internal sealed class UsageMeter : IHttpResponseBodyFeature, IDisposable, ISseHa
     private readonly HttpContext _context;
     private readonly bool _stripUsage;
     private readonly Stream _stream;
+    private readonly TimeProvider _time;
     private PipeWriter? _writer;
     private Mode _mode;
+    private bool _modelRead;
 
     // SSE
     private SseEventReader? _sse;
@@ -58,13 +61,30 @@ internal sealed class UsageMeter : IHttpResponseBodyFeature, IDisposable, ISseHa
         Other,
     }
 
-    public UsageMeter(HttpContext context, IHttpResponseBodyFeature inner, bool stripUsage)
+    public UsageMeter(HttpContext context, IHttpResponseBodyFeature inner, bool stripUsage, TimeProvider time)
     {
         _context = context;
         _inner = inner;
         _stripUsage = stripUsage;
+        _time = time;
         _stream = new MeterStream(this);
     }
+
+    /// <summary>
+    /// Monotonic timestamp (<see cref="TimeProvider.GetTimestamp"/>) when the first output token passed on its way to
+    /// the client: the first SSE event with content, or the first message of a gRPC server stream; 0 when none did (a
+    /// non-streamed answer, or a stream that carried no content).
+    /// </summary>
+    public long FirstTokenTimestamp { get; private set; }
+
+    /// <summary>Whether the answer was a stream of tokens (server-sent events, or a gRPC server stream such as <c>GenerateStream</c>).</summary>
+    public bool IsTokenStream => _mode == Mode.Sse || (_mode == Mode.Grpc && !_unaryGenerate);
+
+    /// <summary>
+    /// The <c>model</c> the backend named at the top of its JSON answer or of its first SSE chunk, as sent; null when
+    /// it named none (gRPC <c>inference.v1</c> has no such field). Unbounded: a caller that tags with it must bound it.
+    /// </summary>
+    public string? ResponseModel { get; private set; }
 
     /// <summary>Prompt tokens the backend reported, if it did.</summary>
     public int? PromptTokens { get; private set; }
@@ -79,9 +99,8 @@ internal sealed class UsageMeter : IHttpResponseBodyFeature, IDisposable, ISseHa
     private IOutputTokenSink? _sink;
     private bool _sinkLooked;
 
-    private void OnDelivered()
+    private void TellSink()
     {
-        Delivered++;
         if (!_sinkLooked)
         {
             _sinkLooked = true;
@@ -125,9 +144,18 @@ internal sealed class UsageMeter : IHttpResponseBodyFeature, IDisposable, ISseHa
     /// <summary>Reads what was captured of a JSON answer (call when the exchange has ended).</summary>
     public void Finish()
     {
-        if (_mode == Mode.Json && !_jsonTooLarge && _json.Length > 0 && OpenAiChunk.TryReadUsage(_json.Span, out var usage))
+        if (_mode == Mode.Json && !_jsonTooLarge && _json.Length > 0)
         {
-            Record(usage);
+            if (OpenAiChunk.TryReadUsage(_json.Span, out var usage))
+            {
+                Record(usage);
+            }
+
+            if (!_modelRead)
+            {
+                _modelRead = true;
+                ResponseModel = ReadModel(_json.Span);
+            }
         }
     }
 
@@ -146,9 +174,20 @@ internal sealed class UsageMeter : IHttpResponseBodyFeature, IDisposable, ISseHa
             Record(info.Usage);
         }
 
+        if (info.ContentPieces > 0 && FirstTokenTimestamp == 0)
+        {
+            FirstTokenTimestamp = _time.GetTimestamp();
+        }
+
+        if (!_modelRead && info.Kind == OpenAiChunkKind.Json)
+        {
+            _modelRead = true; // every chunk of a stream names the same model: the first one is read
+            ResponseModel = ReadModel(data);
+        }
+
         if (info.Choices > 0)
         {
-            OnDelivered();
+            Delivered++;
         }
 
         if (!_stripUsage)
@@ -179,7 +218,14 @@ internal sealed class UsageMeter : IHttpResponseBodyFeature, IDisposable, ISseHa
 
     void IGrpcMessageHandler.OnMessage(in GrpcMessage message)
     {
-        OnDelivered();
+        Delivered++;
+        if (Delivered == 1)
+        {
+            FirstTokenTimestamp = _time.GetTimestamp();
+        }
+
+        TellSink();
+
         if (Delivered == 1 && _unaryGenerate && !message.IsCompressed)
         {
             try
@@ -192,7 +238,48 @@ internal sealed class UsageMeter : IHttpResponseBodyFeature, IDisposable, ISseHa
         }
     }
 
-    void IGrpcMessageHandler.OnMessageSkipped(long length, bool isCompressed, long offset) => OnDelivered();
+    void IGrpcMessageHandler.OnMessageSkipped(long length, bool isCompressed, long offset)
+    {
+        if (++Delivered == 1)
+        {
+            FirstTokenTimestamp = _time.GetTimestamp();
+        }
+
+        TellSink();
+    }
+
+    /// <summary>The top-level <c>model</c> string of a JSON object, read with <see cref="System.Text.Json.Utf8JsonReader"/>; null when absent or not JSON.</summary>
+    internal static string? ReadModel(ReadOnlySpan<byte> json)
+    {
+        try
+        {
+            var reader = new System.Text.Json.Utf8JsonReader(json);
+            if (!reader.Read() || reader.TokenType != System.Text.Json.JsonTokenType.StartObject)
+            {
+                return null;
+            }
+
+            while (reader.Read() && reader.TokenType == System.Text.Json.JsonTokenType.PropertyName)
+            {
+                var isModel = reader.CurrentDepth == 1 && reader.ValueTextEquals("model"u8);
+                reader.Read();
+                if (isModel)
+                {
+                    return reader.TokenType == System.Text.Json.JsonTokenType.String ? reader.GetString() : null;
+                }
+
+                reader.Skip();
+            }
+        }
+        catch (System.Text.Json.JsonException)
+        {
+        }
+        catch (InvalidOperationException)
+        {
+        }
+
+        return null;
+    }
 
     private void Record(TokenUsage usage)
     {
