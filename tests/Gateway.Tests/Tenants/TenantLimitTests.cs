@@ -157,7 +157,8 @@ public sealed class TenantLimitTests : IDisposable
     public async Task Two_gateways_sharing_one_redis_count_the_tenants_requests_per_minute_fleet_wide()
     {
         await using var redis = await RedisServer.StartAsync();
-        var shaping = new JsonObject { ["Redis"] = redis.ConnectionString };
+        // A generous Redis timeout: on a loaded machine a 250 ms one falls back to each gateway's local share (limit / Instances).
+        var shaping = new JsonObject { ["Redis"] = redis.ConnectionString, ["RedisTimeout"] = "00:00:03" };
         await using var a = await GatewayHarness.StartAsync(Options(Tenants(new JsonObject { ["RequestsPerMinute"] = 6 }), shaping));
         await using var b = await GatewayHarness.StartAsync(Options(Tenants(new JsonObject { ["RequestsPerMinute"] = 6 }), (JsonObject)shaping.DeepClone()));
         Assert.Equal(PolicyScope.Global, a.Gateway.Services.GetRequiredService<ShapingRuntime>().Current.Policies["tenant:acme:requests_per_minute"].Options.Scope);
