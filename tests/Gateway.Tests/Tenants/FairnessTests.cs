@@ -60,10 +60,10 @@ public sealed class FairnessTests(ITestOutputHelper output)
         using var client = new HttpClient(new SocketsHttpHandler { MaxConnectionsPerServer = 512 }) { BaseAddress = h.Http, Timeout = TimeSpan.FromSeconds(60) };
 
         // The server's capacity: 16 slots / (100 ms prefill + 16 tokens x 20 ms) = 38 requests/s (the loaded run measures it
-        // again). The light tenant asks for 42% of it (a little under its fair half), Poisson arrivals; alone first: its
+        // again). The light tenant asks for 45% of it (a little under its fair half), Poisson arrivals; alone first: its
         // unloaded TTFT.
         var capacity = Slots / (0.1 + (OutputTokens * 0.02));
-        var lightRate = 0.42 * capacity;
+        var lightRate = 0.45 * capacity;
         await OpenLoopAsync(client, [("light", lightRate), ("heavy", lightRate)], TimeSpan.FromSeconds(2), measureFrom: TimeSpan.MaxValue, new Tally()); // warm-up (JIT, connections)
         var alone = new Tally();
         await OpenLoopAsync(client, [("light", lightRate)], TimeSpan.FromSeconds(4), measureFrom: TimeSpan.FromSeconds(0.5), alone);
@@ -90,7 +90,7 @@ public sealed class FairnessTests(ITestOutputHelper output)
 
         // The light tenant does not wait behind the heavy tenant's queue: a FIFO queue kept full (64) by the heavy tenant
         // would add 64 / capacity (1.7 s) to every light request. (The target, p95 within 1.5x the unloaded value,
-        // is NOT met at this load: measured 5-7x at 42-46% of the capacity, 1.3x at 30%; see docs/benchmarks.md.)
+        // is NOT met at this load: measured 4-8x at 42-46% of the capacity, 1.3x at 30%; see docs/benchmarks.md.)
         Assert.True(loaded < unloaded + (1000.0 * 64 / capacity), report);
     }
 
