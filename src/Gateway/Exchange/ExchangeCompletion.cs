@@ -35,14 +35,16 @@ internal sealed partial class ExchangeCompletion
     private readonly GatewayMetrics _metrics;
     private readonly Telemetry.GenAi.GenAiTelemetry _genAi;
     private readonly TrafficHistory _history;
+    private readonly Tenants.TenantMetrics _tenants;
     private readonly RecordingSink _sink;
     private readonly TimeProvider _time;
     private readonly ILogger _requestLog;
     private readonly ILogger _logger;
     private readonly LogThrottle _backendErrors;
 
-    public ExchangeCompletion(GatewayMetrics metrics, Telemetry.GenAi.GenAiTelemetry genAi, TrafficHistory history, RecordingSink sink, TimeProvider time, ILoggerFactory loggerFactory)
+    public ExchangeCompletion(GatewayMetrics metrics, Telemetry.GenAi.GenAiTelemetry genAi, TrafficHistory history, RecordingSink sink, TimeProvider time, ILoggerFactory loggerFactory, Tenants.TenantMetrics tenants)
     {
+        _tenants = tenants;
         _metrics = metrics;
         _genAi = genAi;
         _history = history;
@@ -86,6 +88,7 @@ internal sealed partial class ExchangeCompletion
             }
         }
 
+        _tenants.Completed(exchange, outcome, status);
         var classification = exchange.Classification;
         var elapsed = _time.GetElapsedTime(exchange.StartTimestamp);
         // A request refused before classification (authentication) still counts under its route.

@@ -83,6 +83,12 @@ internal sealed class ExchangeContext
     /// </summary>
     public Shaping.Tokens.UsageMeter? Usage { get; private set; }
 
+    /// <summary>
+    /// Told of each output token (SSE content chunk, gRPC token message) as the usage meter sees it delivered: the
+    /// admission lease, which charges it to its key's fair-share counter as it is generated. Null when none.
+    /// </summary>
+    public Shaping.Tokens.IOutputTokenSink? OutputTokens { get; internal set; }
+
     /// <summary>Whether a step asked for the response's usage to be metered (<see cref="MeterUsage"/>).</summary>
     public bool UsageRequested { get; private set; }
 
