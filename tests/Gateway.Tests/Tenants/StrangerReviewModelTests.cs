@@ -3,6 +3,9 @@ using System.Net.Http.Headers;
 using System.Net.WebSockets;
 using System.Text;
 using System.Text.Json.Nodes;
+using Grpc.Core;
+using Grpc.Net.Client;
+using Inference.V1;
 using static Gateway.Tests.Tenants.TenantsConfig;
 
 namespace Gateway.Tests.Tenants;
@@ -140,5 +143,28 @@ public sealed class StrangerReviewModelTests
         await Assert.ThrowsAsync<WebSocketException>(() => ws.ConnectAsync(uri, CancellationToken.None));
         Assert.Equal(HttpStatusCode.BadRequest, ws.HttpStatusCode);
         Assert.Single(backend.Seen);
+    }
+
+    [Fact]
+    public async Task Stranger_review_B3_grpc_x_model_metadata_disagreeing_with_GenerateRequest_model_is_invalid_argument()
+    {
+        await using var gw = await GatewayHarness.StartAsync(Options());
+        using var channel = GrpcChannel.ForAddress(gw.Grpc);
+        var client = new Generation.GenerationClient(channel);
+
+        // Before: x-model 'tiny' passed globex's allow-list while GenerateRequest.model 'big' reached the backend.
+        var mismatch = await Assert.ThrowsAsync<RpcException>(async () => await client.GenerateAsync(
+            new GenerateRequest { Prompt = "hi", MaxTokens = 2, Model = "big" },
+            new Metadata { { "authorization", "Bearer " + GlobexKey }, { "x-model", "tiny" } }));
+        Assert.Equal(StatusCode.InvalidArgument, mismatch.StatusCode);
+
+        var denied = await Assert.ThrowsAsync<RpcException>(async () => await client.GenerateAsync(
+            new GenerateRequest { Prompt = "hi", MaxTokens = 2, Model = "big" },
+            new Metadata { { "authorization", "Bearer " + GlobexKey } }));
+        Assert.Equal(StatusCode.PermissionDenied, denied.StatusCode);
+
+        var ok = await client.GenerateAsync(new GenerateRequest { Prompt = "hi", MaxTokens = 2, Model = "tiny" },
+            new Metadata { { "authorization", "Bearer " + GlobexKey }, { "x-model", "tiny" } });
+        Assert.True(ok.Tokens > 0);
     }
 }
