@@ -111,11 +111,11 @@ internal sealed class ClassifyStep(RequestDelegate next, ShapingRuntime shaping,
     }
 
     /// <summary>
-    /// Whether the request's cluster picks its replica by prompt prefix (<c>InferenceAware</c>) and the body, where the
-    /// prompt is, has not been read yet (a WebSocket has no prompt in its upgrade).
+    /// Whether the request's cluster picks its replica by prompt prefix and session (<c>InferenceAware</c>); a WebSocket
+    /// has no prompt in its upgrade.
     /// </summary>
     private static bool NeedsPrompt(HttpContext context, Classification classification) =>
-        classification.Body is null && !classification.IsWebSocket
+        !classification.IsWebSocket
         && string.Equals(context.GetReverseProxyFeature().Cluster?.Config.LoadBalancingPolicy, Routing.InferenceAware.InferenceAwarePolicy.PolicyName, StringComparison.OrdinalIgnoreCase);
 
     /// <summary>
@@ -126,7 +126,14 @@ internal sealed class ClassifyStep(RequestDelegate next, ShapingRuntime shaping,
     {
         if (NeedsPrompt(context, classification))
         {
-            await classification.GetBodyAsync(shaping.Current.Options.MaxInspectBytes, jsonOnly: !classification.IsGrpc, exchange.ClientAborted);
+            if (classification.Body is null)
+            {
+                await classification.GetBodyAsync(shaping.Current.Options.MaxInspectBytes, jsonOnly: !classification.IsGrpc, exchange.ClientAborted);
+            }
+
+            // Also when the body was already read (a model named in it): the session term must not depend on a
+            // recording or a rate-limit policy having asked for the session first (stranger review, issue 14: without
+            // a recording, 8 of 12 short-first-turn conversations changed replica).
             await classification.GetSessionIdAsync(exchange.ClientAborted);
         }
 
