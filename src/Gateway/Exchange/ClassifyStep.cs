@@ -84,8 +84,11 @@ internal sealed class ClassifyStep(RequestDelegate next, ShapingRuntime shaping,
         if (models.Find(requested) is not { } model)
         {
             classification.Resolve(null, requested, route.ClusterId, RoutePlan.Empty);
+            // Refused before a WebSocket is accepted (404 JSON, as docs/routing.md says; it was 101 then close 1008 with
+            // the name dropped), and the client's name echoed bounded (a 30 KB x-model made a 30 KB body, and 12,000 'é'
+            // a gRPC trailer too large to send): stranger review, issue 14.
             exchange.Refuse(new GatewayAnswer(StatusCodes.Status404NotFound, Grpc.Core.StatusCode.NotFound, "invalid_request_error", "model_not_found",
-                $"The model `{requested}` does not exist on this gateway (GET /v1/models lists them)."));
+                $"The model `{Routing.ModelCatalog.Echo(requested)}` does not exist on this gateway (GET /v1/models lists them).", RefuseUpgrade: true));
             return;
         }
 
@@ -95,7 +98,7 @@ internal sealed class ClassifyStep(RequestDelegate next, ShapingRuntime shaping,
             classification.Resolve(model, requested, route.ClusterId, RoutePlan.Empty);
             authMetrics.Failure(Tenants.AuthFailure.ModelNotAllowed);
             exchange.Refuse(new GatewayAnswer(StatusCodes.Status403Forbidden, Grpc.Core.StatusCode.PermissionDenied, GatewayErrorTypes.PermissionDenied, GatewayErrorCodes.ModelNotAllowed,
-                $"Tenant '{tenant.Name}' may not call the model `{requested}`.", RefuseUpgrade: true));
+                $"Tenant '{tenant.Name}' may not call the model `{Routing.ModelCatalog.Echo(requested)}`.", RefuseUpgrade: true));
             return;
         }
 
