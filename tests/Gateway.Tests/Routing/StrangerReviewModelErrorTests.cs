@@ -88,4 +88,40 @@ public sealed class StrangerReviewModelErrorTests
         Assert.Contains(new string('é', 256) + "…", error.Status.Detail, StringComparison.Ordinal);
         Assert.Equal(0, h.Sim.Stats.Requests);
     }
+
+    /// <summary>
+    /// Stranger review, issue 14, finding 10: an empty model was 404 over HTTP but "no model" over gRPC, ?model= and
+    /// x-model. Empty now names no model on every protocol: the request goes to its route's cluster.
+    /// </summary>
+    [Fact]
+    public async Task An_empty_model_names_no_model_on_every_protocol_stranger_review()
+    {
+        await using var h = await GatewayHarness.StartAsync(Models());
+        using var http = new HttpClient { BaseAddress = h.Http };
+        using (var response = await http.PostAsJsonAsync("/v1/chat/completions", new { model = "", messages = new[] { new { role = "user", content = "hi" } }, max_tokens = 2 }))
+        {
+            Assert.True(response.StatusCode == HttpStatusCode.OK, await response.Content.ReadAsStringAsync());
+        }
+
+        using (var request = new HttpRequestMessage(HttpMethod.Post, "/v1/chat/completions")
+        {
+            Content = JsonContent.Create(new { messages = new[] { new { role = "user", content = "hi" } }, max_tokens = 2 }),
+        })
+        {
+            request.Headers.TryAddWithoutValidation("x-model", "");
+            using var response = await http.SendAsync(request);
+            Assert.True(response.StatusCode == HttpStatusCode.OK, await response.Content.ReadAsStringAsync());
+        }
+
+        using var channel = GrpcChannel.ForAddress(h.Grpc);
+        var client = new Generation.GenerationClient(channel);
+        var reply = await client.GenerateAsync(new GenerateRequest { Prompt = "hi", MaxTokens = 2, Model = "" });
+        Assert.NotNull(reply);
+
+        using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(20));
+        using var ws = new ClientWebSocket();
+        await ws.ConnectAsync(new Uri($"ws://{h.WebSocket.Authority}/v1/stream?model="), cts.Token);
+        Assert.Equal(WebSocketState.Open, ws.State);
+        Assert.Equal(3, h.Sim.Stats.Requests); // HTTP twice and gRPC reached the route's cluster (the WebSocket sent nothing yet)
+    }
 }
