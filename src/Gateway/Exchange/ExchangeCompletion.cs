@@ -92,7 +92,21 @@ internal sealed partial class ExchangeCompletion
         double? ttft = exchange.ResponseStarted != 0 && IsStream(context.Response.ContentType)
             ? _time.GetElapsedTime(exchange.StartTimestamp, exchange.ResponseStarted).TotalSeconds
             : null;
-        _metrics.RequestCompleted(listenerTag, routeTag, status, elapsed.TotalSeconds, ttft, Routing.ModelCatalog.Tag(classification?.Model, classification?.RequestedModel));
+        // The gateway's own start-up warm-up is not client traffic: its own model label, no request log line, no
+        // history (stranger review, issue 14: 200 warm-up requests showed as model="(unknown)" 404s and 200 log lines).
+        var warmup = context.Request.Headers.TryGetValue(Hosting.Warmup.MarkerHeader, out var marker) && Hosting.Warmup.IsMarker(marker.ToString());
+        _metrics.RequestCompleted(listenerTag, routeTag, status, elapsed.TotalSeconds, ttft,
+            warmup ? Hosting.Warmup.ModelTag : Routing.ModelCatalog.Tag(classification?.Model, classification?.RequestedModel));
+        if (warmup)
+        {
+            if (exchange.Capture is { } warmCapture)
+            {
+                _sink.Enqueue(warmCapture.Complete(context, exchange, result));
+            }
+
+            return;
+        }
+
         _genAi.Record(context, exchange, outcome, status, elapsed.TotalSeconds);
         // Reconciled by a token policy, else what the backend reported to the response's usage meter (GenAI metrics).
         var tokens = exchange.Tokens ?? (exchange.Usage is { CompletionTokens: { } completion } usage ? (usage.PromptTokens ?? 0, completion) : null);
