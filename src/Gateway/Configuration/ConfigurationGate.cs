@@ -17,7 +17,7 @@ internal sealed partial class ConfigurationGate : Routing.IProxyCandidateSource,
     private readonly SnapshotProvider _snapshot;
     private readonly IDisposable _reload;
     private readonly Lock _lock = new();
-    private readonly List<Action<Shaping.ShapingOptions>> _apply = [];
+    private readonly List<Action<GatewayOptions>> _apply = [];
     private Dictionary<string, string?>? _refused;
     private ILogger? _logger;
     private Routing.ProxyCandidate _candidate;
@@ -49,8 +49,8 @@ internal sealed partial class ConfigurationGate : Routing.IProxyCandidateSource,
     /// <inheritdoc cref="Applied"/>
     public int Refused { get; private set; }
 
-    /// <summary>Registers what applies a validated shaping configuration; it runs before YARP sees the change.</summary>
-    public void OnApply(Action<Shaping.ShapingOptions> apply)
+    /// <summary>Registers what applies a validated configuration (shaping, tenants' limits); it runs before YARP sees the change.</summary>
+    public void OnApply(Action<GatewayOptions> apply)
     {
         lock (_lock)
         {
@@ -123,7 +123,7 @@ internal sealed partial class ConfigurationGate : Routing.IProxyCandidateSource,
         _refused = null;
         foreach (var apply in _apply)
         {
-            apply(options.Shaping);
+            apply(options);
         }
 
         if (_logger is not null && GatewayOptions.StartupOnlyChanges(Current, options).ToList() is { Count: > 0 } ignored)

@@ -80,6 +80,7 @@ internal static class ConfigurationValidator
 
         Recording.RecordingOptionsValidator.Validate(options.Recording, errors, configuration);
         Shaping.ShapingOptionsValidator.Validate(options.Shaping, errors, configuration);
+        Tenants.TenantShapingValidator.Validate(options, errors);
         ValidateAcrossSections(configuration, options, errors);
         ValidateProxy(configuration, options.Shaping, errors);
         if (startup && errors.Count == 0)

@@ -41,6 +41,20 @@ internal sealed class ExchangeContext
     public bool IsClientAbort => ClientAborted.IsCancellationRequested;
 
     /// <summary>
+    /// True once a WebSocket session's closing handshake began through the gateway: a close frame passed from the client
+    /// to the backend or from the backend to the client (RFC 6455 §5.5.1, §7.1.2). The session then ended by the
+    /// protocol, and the client closing its connection afterwards (at once after its own close frame, as many clients
+    /// do, or after the server's answer, as §7.1.1 asks) is not a client abort; a connection dropped with no close frame
+    /// is. Set by the connection filter (<see cref="Forwarding.WebSocketIdleTimeout"/>), read by completion.
+    /// </summary>
+    public bool WebSocketClosed => Volatile.Read(ref _webSocketClosed) != 0;
+
+    private int _webSocketClosed;
+
+    /// <summary>Notes that a close frame passed (see <see cref="WebSocketClosed"/>).</summary>
+    public void MarkWebSocketClosed() => Volatile.Write(ref _webSocketClosed, 1);
+
+    /// <summary>
     /// The authenticated caller, found by the authentication step (<see cref="Tenants.AuthStep"/>) before
     /// classification, which makes it <see cref="Classification.Tenant"/>; null when authentication is off or the route
     /// needs none. Never a credential.
@@ -68,6 +82,12 @@ internal sealed class ExchangeContext
     /// (<see cref="Shaping.Tokens.UsageMeter.Finish"/>) before the finalizers and disposes of it last.
     /// </summary>
     public Shaping.Tokens.UsageMeter? Usage { get; private set; }
+
+    /// <summary>
+    /// Told of each output token (SSE content chunk, gRPC token message) as the usage meter sees it delivered: the
+    /// admission lease, which charges it to its key's fair-share counter as it is generated. Null when none.
+    /// </summary>
+    public Shaping.Tokens.IOutputTokenSink? OutputTokens { get; internal set; }
 
     /// <summary>Whether a step asked for the response's usage to be metered (<see cref="MeterUsage"/>).</summary>
     public bool UsageRequested { get; private set; }

@@ -67,7 +67,7 @@ internal sealed partial class ForwardStep(RequestDelegate next, Configuration.Ga
             {
                 metrics.WebSocketIdleClosed(route);
                 Log.WebSocketIdleClosed(logger, route, idleTimeout);
-            }));
+            }, exchange.MarkWebSocketClosed));
             ConnectionFilters.Install(context, exchange.Connection!);
             longIdle = idleTimeout + IdleMargin(idleTimeout);
         }

@@ -21,8 +21,12 @@ namespace Gateway.Forwarding;
 internal static class WebSocketIdleTimeout
 {
     /// <summary>A connection filter (<see cref="Exchange.ExchangeContext.FilterConnection"/>) closing the connection after <paramref name="idleTimeout"/> of silence.</summary>
-    public static Func<Stream, Stream> Filter(TimeSpan idleTimeout, TimeProvider time, Action onIdleClose) =>
-        stream => new IdleStream(stream, idleTimeout, time, onIdleClose);
+    /// <param name="idleTimeout">Silence in both directions after which the gateway closes the session.</param>
+    /// <param name="time">The clock.</param>
+    /// <param name="onIdleClose">Called once when the gateway closes the session for idleness.</param>
+    /// <param name="onClosed">Called once when a close frame has passed, from either side (the closing handshake began), or null.</param>
+    public static Func<Stream, Stream> Filter(TimeSpan idleTimeout, TimeProvider time, Action onIdleClose, Action? onClosed = null) =>
+        stream => new IdleStream(stream, idleTimeout, time, onIdleClose, onClosed);
 
     /// <summary>The client's upgraded connection, as YARP reads and writes it.</summary>
     internal sealed class IdleStream : WebSocketFilterStream
@@ -30,6 +34,8 @@ internal static class WebSocketIdleTimeout
         private readonly TimeSpan _idleTimeout;
         private readonly TimeProvider _time;
         private readonly Action _onIdleClose;
+        private readonly Action? _onClosed;
+        private int _handshakeDone;
         private readonly ITimer _timer;
         private readonly CancellationTokenSource _idle = new();
         private readonly string _reason;
@@ -43,12 +49,13 @@ internal static class WebSocketIdleTimeout
         private int _closing;
         private int _stopped;
 
-        public IdleStream(Stream inner, TimeSpan idleTimeout, TimeProvider time, Action onIdleClose)
+        public IdleStream(Stream inner, TimeSpan idleTimeout, TimeProvider time, Action onIdleClose, Action? onClosed = null)
             : base(inner)
         {
             _idleTimeout = idleTimeout;
             _time = time;
             _onIdleClose = onIdleClose;
+            _onClosed = onClosed;
             _reason = GatewayCloseReasons.IdleTimeout(idleTimeout);
             _lastActivity = time.GetTimestamp();
             _timer = time.CreateTimer(static s => ((IdleStream)s!).OnTimer(), this, idleTimeout, Timeout.InfiniteTimeSpan);
@@ -100,6 +107,7 @@ internal static class WebSocketIdleTimeout
             if (FromClient.CloseSeen)
             {
                 Stop(); // the client began the closing handshake: the connection is ending, not idle
+                NoteHandshake();
             }
 
             return read;
@@ -130,6 +138,7 @@ internal static class WebSocketIdleTimeout
                 if (ToClient.CloseSeen && !ClosedIdle)
                 {
                     Stop(); // the backend began the closing handshake
+                    NoteHandshake();
                 }
 
                 if (ClosedIdle && ToClient.AtBoundary)
@@ -140,6 +149,15 @@ internal static class WebSocketIdleTimeout
             finally
             {
                 WriteLock.Release();
+            }
+        }
+
+        /// <summary>Reports once that the closing handshake began: a close frame passed, from the client or from the backend.</summary>
+        private void NoteHandshake()
+        {
+            if (_onClosed is { } closed && Interlocked.Exchange(ref _handshakeDone, 1) == 0)
+            {
+                closed();
             }
         }
 

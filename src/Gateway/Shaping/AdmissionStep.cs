@@ -15,8 +15,19 @@ internal sealed class AdmissionStep(RequestDelegate next, ClusterAdmission admis
     public Task InvokeAsync(HttpContext context)
     {
         var exchange = context.GetExchange()!;
-        var cluster = exchange.Classification!.Plan.Admission;
-        return cluster is null ? next(context) : AdmitAsync(context, exchange, cluster);
+        var classification = exchange.Classification!;
+        var cluster = classification.Plan.Admission;
+        if (cluster is null)
+        {
+            if (classification.Tenant is not null)
+            {
+                ClusterAdmission.MeterUsage(context, exchange); // the tenant's token counts
+            }
+
+            return next(context);
+        }
+
+        return AdmitAsync(context, exchange, cluster);
     }
 
     private async Task AdmitAsync(HttpContext context, ExchangeContext exchange, ClusterShaping cluster)
@@ -42,10 +53,16 @@ internal sealed class AdmissionStep(RequestDelegate next, ClusterAdmission admis
 /// or a wait past its timeout is refused with 503 and <c>Retry-After</c> (gRPC UNAVAILABLE, WebSocket close 1013),
 /// naming <c>admission:CLUSTER</c>.</item>
 /// <item>The admitted exchange holds its lease until it completes (<see cref="AdmissionRelease"/>); its first byte feeds
-/// the adaptive limit, a failure's latency does not.</item>
+/// the adaptive limit, a failure's latency does not; its output tokens are charged to its key's fair share as they
+/// stream (<see cref="ExchangeContext.OutputTokens"/>), corrected to the usage reported at completion.</item>
 /// </list>
+/// The queue's key is the tenant (<c>tenant:NAME</c>, with the tenant's <c>Weight</c>) when the exchange has one, else the
+/// client key (weight 1); its prompt tokens are charged when it is admitted. Its class is the <c>x-priority</c> header's,
+/// capped at the tenant's own <c>Priority</c> (a normal tenant asking for high gets normal; asking for low gets low);
+/// without a tenant, the header's, else <c>Shaping:KeyPriorities</c>, else the default class. The time it waited is put on
+/// <see cref="ExchangeContext.QueueWait"/> and counted per tenant (<see cref="Tenants.TenantMetrics"/>).
 /// </summary>
-internal sealed class ClusterAdmission(ShapingMetrics metrics, RefusalLog refusals, ShapingRuntime runtime)
+internal sealed class ClusterAdmission(ShapingMetrics metrics, RefusalLog refusals, ShapingRuntime runtime, Tenants.TenantMetrics tenantMetrics)
 {
     private static readonly Func<object, Task> s_responseStarted = static state =>
     {
@@ -77,7 +94,19 @@ internal sealed class ClusterAdmission(ShapingMetrics metrics, RefusalLog refusa
         }
 
         var priority = Priority(context, classification, controller.Settings, options);
-        var result = await controller.EnterAsync(classification.ClientKey, priority, aborted);
+        var tenant = classification.Tenant;
+        var key = tenant is null ? classification.ClientKey : runtime.Current.TenantFor(tenant)?.FairShareKey ?? "tenant:" + tenant.Name;
+        var llm = classification.Llm;
+        if (llm is null && !classification.IsWebSocket && !classification.IsGrpc)
+        {
+            // The prompt's tokens are the fair share's charge at admission (read once; a body that is not JSON counts 0).
+            // gRPC bodies are read only by the token step (a client stream is not waited for here): their output counts.
+            llm = await classification.GetLlmRequestAsync(options.MaxInspectBytes, options.DefaultMaxTokens, aborted);
+        }
+
+        var input = llm is { Valid: true } ? llm.PromptTokens : 0;
+        MeterUsage(context, exchange);
+        var result = await controller.EnterAsync(new AdmissionRequest(key, priority, tenant?.Options.Weight ?? 1.0, input), aborted);
         exchange.QueueWait = (exchange.QueueWait ?? TimeSpan.Zero) + result.Waited; // a fallback cluster's queue adds to the first's
         if (result.Lease is not { } lease)
         {
@@ -131,12 +160,30 @@ internal sealed class ClusterAdmission(ShapingMetrics metrics, RefusalLog refusa
             }
         }
 
-        metrics.Admission(controller.ClusterId, "admitted", null, result.Waited);
+        metrics.Admission(controller.ClusterId, "admitted", result.Aged ? "aged" : null, result.Waited);
+        if (tenant is not null)
+        {
+            tenantMetrics.QueueWait(tenant.Name, result.Waited);
+        }
+
+        exchange.OutputTokens = lease; // output tokens are charged to the fair share as they stream
         var release = new AdmissionRelease(context, lease, ticket, fleetLease);
         exchange.OnCompleted(release);
         context.Response.OnStarting(s_responseStarted, release);
         exchange.Admission = release;
         return release;
+    }
+
+    /// <summary>
+    /// Asks for the response's usage to be metered (<see cref="ExchangeContext.MeterUsage"/>; the token step may have asked
+    /// already): the fair share charges output tokens as they stream, the tenant metrics count them.
+    /// </summary>
+    internal static void MeterUsage(HttpContext context, ExchangeContext exchange)
+    {
+        if (!exchange.Classification!.IsWebSocket)
+        {
+            exchange.MeterUsage(stripUsage: false);
+        }
     }
 
     private GatewayAnswer CircuitOpen(ExchangeContext exchange, ClusterShaping cluster, ShapingOptions options, TimeSpan retryAfter)
@@ -149,14 +196,35 @@ internal sealed class ClusterAdmission(ShapingMetrics metrics, RefusalLog refusa
             retryAfter > TimeSpan.Zero ? retryAfter : cluster.Options.CircuitBreaker.BreakDuration, GatewayLimits.Admission(id));
     }
 
-    private static int Priority(HttpContext context, Classification classification, AdmissionSettings settings, ShapingOptions options)
+    /// <summary>
+    /// The class of a request: the priority header's (a class name), capped at the tenant's own <c>Priority</c> when there
+    /// is a tenant; without a tenant the header's, else <c>Shaping:KeyPriorities</c> of the client key, else the default.
+    /// </summary>
+    internal static int Priority(HttpContext context, Classification classification, AdmissionSettings settings, ShapingOptions options) =>
+        PriorityOf(context.Request.Headers[settings.Options.PriorityHeader] is { Count: > 0 } header ? header[0] : null,
+            classification.Tenant, classification.Tenant is null ? classification.ClientKey : null, settings, options);
+
+    /// <summary>The class index of a request (see <see cref="Priority"/>); pure.</summary>
+    /// <param name="header">The priority header's value, or null.</param>
+    /// <param name="tenant">The exchange's tenant, or null.</param>
+    /// <param name="clientKey">The client key (for <c>Shaping:KeyPriorities</c>, read without a tenant), or null.</param>
+    /// <param name="settings">The cluster's admission settings.</param>
+    /// <param name="options">The shaping options.</param>
+    internal static int PriorityOf(string? header, Tenants.Tenant? tenant, string? clientKey, AdmissionSettings settings, ShapingOptions options)
     {
-        if (context.Request.Headers[settings.Options.PriorityHeader] is { Count: > 0 } header && settings.ClassIndex(header[0]) is { } fromHeader)
+        var requested = settings.ClassIndex(header);
+        if (tenant is not null)
+        {
+            var own = settings.ClassIndex(tenant.Options.Priority) ?? settings.DefaultClass;
+            return requested is { } r ? Math.Max(r, own) : own; // a higher index is less urgent: never above the tenant's own
+        }
+
+        if (requested is { } fromHeader)
         {
             return fromHeader;
         }
 
-        if (options.KeyPriorities.TryGetValue(classification.ClientKey, out var tier) && settings.ClassIndex(tier) is { } fromKey)
+        if (clientKey is not null && options.KeyPriorities.TryGetValue(clientKey, out var tier) && settings.ClassIndex(tier) is { } fromKey)
         {
             return fromKey;
         }
@@ -184,6 +252,13 @@ internal sealed class AdmissionRelease(HttpContext context, AdmissionLease lease
             Lease.Discard(); // a failure's latency says nothing about the backend's queue
         }
 
+        if (Context.GetExchange()?.Usage is { } usage)
+        {
+            // The output it generated, as the backend reported it (else the chunks delivered; completion finished the
+            // meter before the finalizers), corrects its fair-share charge.
+            Lease.ReportOutputTokens(usage.CompletionTokens ?? usage.Delivered);
+        }
+
         Lease.Dispose();
         fleetLease?.Dispose();
         if (Ticket is { } t)
@@ -199,7 +274,7 @@ internal sealed class AdmissionRelease(HttpContext context, AdmissionLease lease
     /// </summary>
     internal static int BreakerStatus(HttpContext context)
     {
-        if (context.GetExchange() is { IsClientAbort: true })
+        if (context.GetExchange() is { IsClientAbort: true, WebSocketClosed: false })
         {
             return ExchangeCompletion.ClientClosedRequest;
         }

@@ -11,12 +11,16 @@ internal enum PartitionPart
     Route,
     Header,
     Global,
+
+    /// <summary>The authenticated tenant's name (<see cref="Classification.Tenant"/>); <c>(none)</c> without one.</summary>
+    Tenant,
 }
 
 /// <summary>
 /// What a policy counts per (<see cref="PolicyOptions.Partition"/>): parts joined by <c>+</c>, each <c>ApiKey</c>
 /// (the hashed API key, or the client address without one), <c>ClientAddress</c>, <c>Session</c>, <c>Route</c>,
-/// <c>Header:NAME</c> or <c>Global</c>.
+/// <c>Header:NAME</c>, <c>Global</c> or <c>Tenant</c> (the authenticated tenant's name; the partition of the tenants'
+/// own limits).
 /// </summary>
 internal sealed class PartitionKey
 {
@@ -50,7 +54,7 @@ internal sealed class PartitionKey
             }
             else
             {
-                error = $"'{raw}' is not a partition key source (ApiKey, ClientAddress, Session, Route, Header:NAME, Global, or several joined by '+')";
+                error = $"'{raw}' is not a partition key source (ApiKey, ClientAddress, Session, Route, Header:NAME, Global, Tenant, or several joined by '+')";
                 return false;
             }
         }
@@ -77,6 +81,7 @@ internal sealed class PartitionKey
         PartitionPart.Session => classification.SessionId ?? "(none)",
         PartitionPart.Route => classification.RouteId,
         PartitionPart.Header => context.Request.Headers[p.Header!] is { Count: > 0 } v ? "h:" + v[0] : "h:(none)",
+        PartitionPart.Tenant => classification.Tenant is { } tenant ? "tenant:" + tenant.Name : "tenant:(none)",
         _ => "*",
     };
 }

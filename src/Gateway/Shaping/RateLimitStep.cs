@@ -8,7 +8,9 @@ namespace Gateway.Shaping;
 
 /// <summary>
 /// The rate-limit step: the route's policies counted in requests (<see cref="RoutePlan.RequestPolicies"/>: token
-/// bucket, fixed and sliding windows, concurrency, WebSocket connections), in order, each on its partition. A refusal
+/// bucket, fixed and sliding windows, concurrency, WebSocket connections), in order, each on its partition, then the
+/// tenant's own request limits (<see cref="Tenants.TenantShaping.RequestPolicies"/>: <c>tenant:NAME:requests_per_minute</c>,
+/// <c>tenant:NAME:in_flight</c>) when the exchange has a tenant. A refusal
 /// ends the request path with 429 and <c>Retry-After</c> naming the policy (gRPC RESOURCE_EXHAUSTED, WebSocket close
 /// 1008; 503 when a fleet-wide policy cannot reach Redis in Closed mode); a shadow policy only counts and logs.
 /// Concurrency leases are released when the exchange completes, whatever its outcome. Each admitting policy's charge is
@@ -24,17 +26,20 @@ internal sealed class RateLimitStep(RequestDelegate next, ShapingMetrics metrics
         var exchange = context.GetExchange()!;
         var classification = exchange.Classification!;
         var policies = classification.Plan.RequestPolicies;
-        return policies.Length == 0 ? next(context) : LimitAsync(context, exchange, classification, policies);
+        var tenantPolicies = classification.Tenant is null ? [] : runtime.Current.TenantFor(classification.Tenant)?.RequestPolicies ?? [];
+        return policies.Length == 0 && tenantPolicies.Length == 0 ? next(context) : LimitAsync(context, exchange, classification, policies, tenantPolicies);
     }
 
-    private async Task LimitAsync(HttpContext context, ExchangeContext exchange, Classification classification, ShapingPolicy[] policies)
+    private async Task LimitAsync(HttpContext context, ExchangeContext exchange, Classification classification, ShapingPolicy[] policies, ShapingPolicy[] tenantPolicies)
     {
         var aborted = exchange.ClientAborted;
         var options = runtime.Current.Options;
         var charges = ShapingCharges.For(context, exchange);
         RateInfo? tightest = null;
-        foreach (var policy in policies)
+        for (var i = 0; i < policies.Length + tenantPolicies.Length; i++)
         {
+            // The route's policies, then the tenant's own limits (requests per minute, in flight).
+            var policy = i < policies.Length ? policies[i] : tenantPolicies[i - policies.Length];
             if (policy.Options.Kind == PolicyKind.WebSocket && !classification.IsWebSocket)
             {
                 continue;

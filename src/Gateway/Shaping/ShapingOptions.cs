@@ -202,6 +202,33 @@ internal sealed record AdmissionOptions
     [Range(typeof(TimeSpan), "00:00:01", "01:00:00")]
     public TimeSpan FleetLeaseTtl { get; set; } = TimeSpan.FromSeconds(30);
 
+    /// <summary>
+    /// Aging of the priority classes: a waiter of a less urgent class that has waited this long is served before the more
+    /// urgent classes at the next free slot (the oldest such waiter first), so a low class is never starved for longer
+    /// than this bound plus the time to the next departure. Unset (the default): half of <see cref="QueueTimeout"/>;
+    /// <c>00:00:00</c>: strict priority, no aging. Must be below <see cref="QueueTimeout"/> (a waiter leaves at the
+    /// queue timeout first).
+    /// </summary>
+    [Range(typeof(TimeSpan), "00:00:00", ConfigRanges.MaxDuration)]
+    public TimeSpan? MaxStarvation { get; set; }
+
+    /// <summary>
+    /// Fair share within a class: the weight of one prompt (input) token in a key's virtual token counter
+    /// (Sheng et al., OSDI 2024: w_p). Default 1.
+    /// </summary>
+    [Range(0.0, 1_000_000.0)]
+    public double InputTokenWeight { get; set; } = 1.0;
+
+    /// <summary>
+    /// Fair share within a class: the weight of one generated (output) token in a key's virtual token counter
+    /// (Sheng et al., OSDI 2024: w_q; the paper uses 2, after the price ratio of output to input tokens). Default 2.
+    /// </summary>
+    [Range(0.0, 1_000_000.0)]
+    public double OutputTokenWeight { get; set; } = 2.0;
+
+    /// <summary>The aging bound in force: <see cref="MaxStarvation"/>, else half of <see cref="QueueTimeout"/>; null: no aging.</summary>
+    public TimeSpan? EffectiveMaxStarvation => MaxStarvation is { } m ? (m > TimeSpan.Zero ? m : null) : (QueueTimeout > TimeSpan.Zero ? QueueTimeout / 2 : null);
+
     /// <summary>Adaptive in-flight limit.</summary>
     public AdaptiveOptions Adaptive { get; set; } = new();
 

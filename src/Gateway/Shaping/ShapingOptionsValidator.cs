@@ -77,6 +77,16 @@ internal sealed class ShapingOptionsValidator : IValidateOptions<ShapingOptions>
                 errors.Add($"{k}:DefaultPriority '{a.DefaultPriority}' is not one of PriorityClasses ({string.Join(", ", classes)}).");
             }
 
+            if (a.MaxStarvation is { } starvation && starvation > TimeSpan.Zero && starvation >= a.QueueTimeout)
+            {
+                errors.Add($"{k}:MaxStarvation must be below {k}:QueueTimeout, or 00:00:00 for strict priority (was {raw?[$"{k}:MaxStarvation"] ?? starvation.ToString("c")} >= {a.QueueTimeout:c}): a waiter leaves at the queue timeout before it would age.");
+            }
+
+            if (a.InputTokenWeight <= 0 && a.OutputTokenWeight <= 0)
+            {
+                errors.Add($"{k}:InputTokenWeight and {k}:OutputTokenWeight are both 0: the fair share would count nothing; give at least one a positive weight.");
+            }
+
             if (a.Adaptive.MaxLimit < a.Adaptive.MinLimit)
             {
                 errors.Add($"{k}:Adaptive:MaxLimit must be >= {k}:Adaptive:MinLimit (was {a.Adaptive.MaxLimit} < {a.Adaptive.MinLimit}).");

@@ -33,7 +33,7 @@ internal sealed partial class ShapingRuntime
         _logger = logger;
         var options = configuration.Current.Shaping; // validated at start-up by ConfigurationValidator
         Redis = NewRedis(options);
-        _current = Build(options, previous: null);
+        _current = Build(options, configuration.Current.Tenants, previous: null);
         configuration.OnApply(Apply);
         _eviction = time.CreateTimer(static s => ((ShapingRuntime)s!).EvictIdle(), this, EvictionInterval, EvictionInterval);
     }
@@ -53,19 +53,22 @@ internal sealed partial class ShapingRuntime
             ? v.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
             : [];
 
-    /// <summary>Puts a validated shaping configuration in force (called by <see cref="ConfigurationGate"/>).</summary>
-    private void Apply(ShapingOptions options)
+    /// <summary>Puts a validated shaping configuration and the tenants' limits in force (called by <see cref="ConfigurationGate"/>).</summary>
+    private void Apply(GatewayOptions gateway)
     {
         lock (_lock)
         {
-            if (options != _current.Options) // record equality: only a real change rebuilds
+            var options = gateway.Shaping;
+            if (options != _current.Options || !SameTenants(gateway.Tenants, _current.TenantOptions)) // record equality: only a real change rebuilds
             {
-                Swap(options);
+                Swap(options, gateway.Tenants);
             }
         }
     }
 
-    private void Swap(ShapingOptions options)
+    private static bool SameTenants(ConfigMap<global::Gateway.Tenants.TenantOptions> a, ConfigMap<global::Gateway.Tenants.TenantOptions> b) => a.Equals(b);
+
+    private void Swap(ShapingOptions options, ConfigMap<global::Gateway.Tenants.TenantOptions> tenants)
     {
         if (options.Redis != _current.Options.Redis || options.RedisTimeout != _current.Options.RedisTimeout || options.RedisProbeInterval != _current.Options.RedisProbeInterval)
         {
@@ -74,7 +77,7 @@ internal sealed partial class ShapingRuntime
             _ = Task.Delay(TimeSpan.FromSeconds(30), _time).ContinueWith(_ => old.DisposeAsync().AsTask(), TaskScheduler.Default);
         }
 
-        _current = Build(options, _current);
+        _current = Build(options, tenants, _current);
         Applied++;
         Log.ReloadApplied(_logger, options.Policies.Count, options.Admission.Count);
     }
@@ -90,10 +93,27 @@ internal sealed partial class ShapingRuntime
 
     private ShapingRedis NewRedis(ShapingOptions options) => new(options.Redis, options.RedisTimeout, options.RedisProbeInterval, _time, _logger);
 
-    private ShapingState Build(ShapingOptions options, ShapingState? previous)
+    private ShapingState Build(ShapingOptions options, ConfigMap<global::Gateway.Tenants.TenantOptions> tenantOptions, ShapingState? previous)
     {
         var policies = new Dictionary<string, ShapingPolicy>(StringComparer.OrdinalIgnoreCase);
+        var tenants = new Dictionary<string, global::Gateway.Tenants.TenantShaping>(StringComparer.Ordinal);
+        var compiled = new List<(string Name, PolicyOptions Options)>(options.Policies.Count + (tenantOptions.Count * 3));
         foreach (var (name, o) in options.Policies)
+        {
+            compiled.Add((name, o));
+        }
+
+        foreach (var (tenant, t) in tenantOptions)
+        {
+            var limits = global::Gateway.Tenants.TenantLimits.Compile(tenant, t.Limits, global: !string.IsNullOrWhiteSpace(options.Redis));
+            tenants[tenant] = new global::Gateway.Tenants.TenantShaping(tenant, limits);
+            foreach (var (name, o) in limits)
+            {
+                compiled.Add((name, o));
+            }
+        }
+
+        foreach (var (name, o) in compiled)
         {
             if (previous is not null && previous.Policies.TryGetValue(name, out var old)
                 && old.Options == o && previous.Options.Instances == options.Instances
@@ -126,7 +146,12 @@ internal sealed partial class ShapingRuntime
             }
         }
 
-        return new ShapingState(options, policies, clusters);
+        foreach (var t in tenants.Values)
+        {
+            t.Resolve(policies);
+        }
+
+        return new ShapingState(options, policies, clusters, tenants, tenantOptions);
     }
 
     private ShapingPolicy Compile(string name, PolicyOptions o, int instances)
@@ -169,11 +194,21 @@ internal sealed partial class ShapingRuntime
 }
 
 /// <summary>A compiled shaping configuration.</summary>
-internal sealed class ShapingState(ShapingOptions options, Dictionary<string, ShapingPolicy> policies, Dictionary<string, ClusterShaping> clusters)
+internal sealed class ShapingState(ShapingOptions options, Dictionary<string, ShapingPolicy> policies, Dictionary<string, ClusterShaping> clusters,
+    Dictionary<string, global::Gateway.Tenants.TenantShaping>? tenants = null, ConfigMap<global::Gateway.Tenants.TenantOptions>? tenantOptions = null)
 {
     private readonly ConditionalWeakTable<RouteConfig, RoutePlan> _routes = [];
 
     public ShapingOptions Options { get; } = options;
+
+    /// <summary>The tenants' configuration these limits were compiled from.</summary>
+    public ConfigMap<global::Gateway.Tenants.TenantOptions> TenantOptions { get; } = tenantOptions ?? new(StringComparer.Ordinal);
+
+    /// <summary>The tenants' compiled limits by tenant name.</summary>
+    public Dictionary<string, global::Gateway.Tenants.TenantShaping> Tenants { get; } = tenants ?? new(StringComparer.Ordinal);
+
+    /// <summary>The compiled limits of <paramref name="tenant"/>, or null (no tenant, or one this configuration does not know).</summary>
+    public global::Gateway.Tenants.TenantShaping? TenantFor(global::Gateway.Tenants.Tenant? tenant) => tenant is not null && Tenants.TryGetValue(tenant.Name, out var t) ? t : null;
 
     public Dictionary<string, ShapingPolicy> Policies { get; } = policies;
 

@@ -14,6 +14,7 @@ internal static class ShapingServiceCollectionExtensions
         services.TryAddSingleton<ShapingRuntime>();
         services.TryAddSingleton<ShapingMetrics>();
         services.TryAddSingleton<RefusalLog>();
+        services.TryAddSingleton<Tenants.TenantMetrics>();
         services.TryAddSingleton<ClusterAdmission>();
         services.TryAddEnumerable(ServiceDescriptor.Singleton<ILoadBalancingPolicy, MostFreeCapacityPolicy>());
         return services;

@@ -7,7 +7,8 @@ using Gateway.Shaping.Tokens;
 namespace Gateway.Shaping;
 
 /// <summary>
-/// The token-accounting step: the route's policies counted in tokens (<see cref="RoutePlan.TokenPolicies"/>) reserve
+/// The token-accounting step: the route's policies counted in tokens (<see cref="RoutePlan.TokenPolicies"/>), then the
+/// tenant's own (<c>tenant:NAME:tokens</c>, <see cref="Tenants.TenantShaping.TokenPolicies"/>) reserve
 /// the request's estimate (prompt tokens plus <c>max_tokens</c>) up front, in order, each on its partition; a refusal
 /// ends the request path with 429 naming the policy. When the exchange completes, each charge is reconciled with what
 /// it really cost (<see cref="TokenCharges"/>): the usage the backend reported (asked for on streams when the client
@@ -24,7 +25,9 @@ internal sealed class TokenStep(RequestDelegate next, ShapingMetrics metrics, Re
         var exchange = context.GetExchange()!;
         var classification = exchange.Classification!;
         var policies = classification.Plan.TokenPolicies;
-        return policies.Length == 0 ? next(context) : ChargeAsync(context, exchange, classification, policies);
+        var tenantPolicies = classification.Tenant is null ? [] : runtime.Current.TenantFor(classification.Tenant)?.TokenPolicies ?? [];
+        return policies.Length == 0 && tenantPolicies.Length == 0 ? next(context)
+            : ChargeAsync(context, exchange, classification, tenantPolicies.Length == 0 ? policies : [.. policies, .. tenantPolicies]);
     }
 
     private async Task ChargeAsync(HttpContext context, ExchangeContext exchange, Classification classification, ShapingPolicy[] policies)

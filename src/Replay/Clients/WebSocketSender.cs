@@ -381,7 +381,11 @@ internal sealed class WebSocketSender : IDisposable
         }
     }
 
-    /// <summary>Closes a connection politely (best effort, bounded by a second).</summary>
+    /// <summary>
+    /// Closes a connection politely: sends 1000 and waits for the server's close frame before the socket is closed, the
+    /// closing handshake of RFC 6455 §7.1.1 (best effort, bounded by a second). Sending the close and dropping the
+    /// connection at once, as this did before, left the server (or a gateway) a connection that vanished mid-handshake.
+    /// </summary>
     public static async ValueTask CloseAsync(WebSocket socket)
     {
         try
@@ -389,7 +393,7 @@ internal sealed class WebSocketSender : IDisposable
             if (socket.State is WebSocketState.Open or WebSocketState.CloseReceived)
             {
                 using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(1));
-                await socket.CloseOutputAsync(WebSocketCloseStatus.NormalClosure, null, cts.Token).ConfigureAwait(false);
+                await socket.CloseAsync(WebSocketCloseStatus.NormalClosure, null, cts.Token).ConfigureAwait(false);
             }
         }
         catch (Exception ex) when (ex is WebSocketException or IOException or OperationCanceledException or ObjectDisposedException)

@@ -14,7 +14,7 @@ internal sealed partial record Assertion(string Text, string Metric, string Oper
     private static readonly string[] s_prefixes = ["", "latency_", "ttft_", "itl_", "lag_", "schedule_lag_", "service_", "success_"];
     private static readonly string[] s_plain =
     [
-        "requests", "sent", "failures", "achieved_rps", "intended_rps", "throughput_rps", "goodput_rps", "refused", "timeouts",
+        "requests", "sent", "failures", "achieved_rps", "intended_rps", "throughput_rps", "goodput_rps", "goodput_scheduled_rps", "refused", "timeouts",
         "connection_errors", "status_errors", "status_mismatches", "body_differences", "skipped_records", "output_tokens", "tokens_per_s", "ws_messages_sent", "ws_messages_received",
     ];
 
@@ -126,6 +126,7 @@ internal sealed partial record Assertion(string Text, string Metric, string Oper
             case "intended_rps": return r.IntendedRps;
             case "throughput_rps": return r.ThroughputRps;
             case "goodput_rps": return r.GoodputRps;
+            case "goodput_scheduled_rps": return r.GoodputScheduledRps;
             case "goodput": return r.GoodFraction;
             case "error_rate": return r.ErrorRate;
             case "refused": return r.FailuresByKind["refused"];

@@ -56,6 +56,11 @@ internal static class CompareCommand
             await console.WriteLineAsync(string.Create(CultureInfo.InvariantCulture, $"{name,-30} {x,18} {y,18}")).ConfigureAwait(false);
         }
 
+        foreach (var line in Legend)
+        {
+            await console.WriteLineAsync("  " + line).ConfigureAwait(false);
+        }
+
         // --out names the page, or a directory to write compare.html into.
         var outFile = System.IO.Path.GetFullPath(Directory.Exists(output) ? System.IO.Path.Combine(output, "compare.html") : output);
         try
@@ -82,9 +87,13 @@ internal static class CompareCommand
         Add("requests", static r => N(r.Requests ?? 0));
         Add("succeeded", static r => N(r.Succeeded));
         Add("failures", static r => N(r.Failures));
+        Add("good requests", static r => r.Goodput is { } g ? N(g.Requests) : "–");
+        Add("scheduled window (s)", static r => r.ScheduledWindowS > 0 ? F(r.ScheduledWindowS) : "–");
+        Add("goodput (req/s, scheduled)", static r => r.Goodput is { ScheduledRps: { } s } ? F(s) : "–");
+        Add("send window (s)", static r => F(r.SendWindowS));
+        Add("goodput (req/s, send window)", static r => r.Goodput is { } g ? F(g.Rps) : "–");
         Add("achieved rate (req/s)", static r => F(r.AchievedRps));
         Add("throughput (req/s)", static r => F(r.ThroughputRps));
-        Add("goodput (req/s)", static r => r.Goodput is { } g ? F(g.Rps) : "–");
         Add("admitted p50 (ms)", static r => P(r.SuccessLatencyMs, static p => p.P50));
         Add("admitted p95 (ms)", static r => P(r.SuccessLatencyMs, static p => p.P95));
         Add("admitted p99 (ms)", static r => P(r.SuccessLatencyMs, static p => p.P99));
@@ -98,6 +107,18 @@ internal static class CompareCommand
         Add("timeouts", static r => r.FailuresByKind.TryGetValue("timeout", out var t) ? t.ToString(CultureInfo.InvariantCulture) : "–");
         return rows;
     }
+
+    /// <summary>What the rows of <see cref="Rows"/> mean, printed under the table and on the page.</summary>
+    internal static readonly string[] Legend =
+    [
+        "good requests: succeeded and met every --slo (every success when none was given)",
+        "scheduled window: how long the schedule lasts (the source's span over --speed, or the profile's duration), the same for both runs of one plan",
+        "goodput (req/s, scheduled): good requests / the scheduled window; compare runs by this",
+        "send window: from the first send to the last; it stretches when a slow target delays sessions' later requests",
+        "goodput (req/s, send window): good requests / the send window; achieved rate: sent / the send window; throughput: completed / the whole run",
+        "admitted: latency of the requests that succeeded, from their intended send time; TTFT: time to first token of streams",
+        "refused: 429, 503, gRPC RESOURCE_EXHAUSTED/UNAVAILABLE or WebSocket 1008/1013, with the limit named by x-gateway-limit",
+    ];
 
     /// <summary>
     /// Requests answered with a refusal in any protocol's terms: HTTP 429 or 503 (a gateway's or a model server's own),
@@ -156,7 +177,13 @@ internal static class CompareCommand
             html.Append("<tr><td>").Append(E(name)).Append("</td><td>").Append(E(a)).Append("</td><td>").Append(E(b)).Append("</td></tr>");
         }
 
-        html.Append("</table>");
+        html.Append("</table><ul class=\"muted\">");
+        foreach (var line in Legend)
+        {
+            html.Append("<li>").Append(E(line)).Append("</li>");
+        }
+
+        html.Append("</ul>");
 
         // Runs of very different scales (a 2.8 s p95 beside a 100 s one) share a log axis, so neither is a flat line.
         LineChart(html, "Latency p95 over time (ms)", "ms", [.. runs.Select((r, i) => new ReportHtml.Line(r.Label + " p95", colors[i], Series(r.Report, static s => s.P95Ms, skipZero: true)))]);

@@ -28,6 +28,7 @@ internal static class ReportBuilder
 
         nominal = Math.Max(nominal, 1e-3);
         var actualWindow = Math.Max(nominal, Window(m.SecondsSinceStart(m.LastSentTimestamp), sent));
+        var scheduled = c.Plan.ScheduledSeconds > 0 ? c.Plan.ScheduledSeconds : nominal;
         var achieved = sent / actualWindow;
         var intendedRps = c.Plan.Mode == RunMode.Closed ? achieved : intended / nominal;
         var completed = m.Completed;
@@ -66,6 +67,7 @@ internal static class ReportBuilder
             StartedAt = c.StartedAt,
             DurationSeconds = duration,
             SendWindowSeconds = actualWindow,
+            ScheduledWindowSeconds = scheduled,
             Speed = c.Speed,
             Amplify = c.Amplify,
             Users = c.Plan.Mode == RunMode.Closed ? c.Plan.Users : null,
@@ -98,6 +100,7 @@ internal static class ReportBuilder
             Slos = slos,
             Good = good,
             GoodputRps = good / actualWindow,
+            GoodputScheduledRps = good / scheduled,
             GoodFraction = completed == 0 ? 0 : (double)good / completed,
             CompareEnabled = c.Compare,
             Compared = m.Compared,

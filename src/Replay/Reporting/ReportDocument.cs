@@ -25,6 +25,9 @@ internal sealed record ReportDocument
     public DateTimeOffset StartedAt { get; init; }
     public double DurationS { get; init; }
     public double SendWindowS { get; init; }
+
+    /// <summary>The schedule's own length, seconds: profile or closed duration, or a timed replay's source span over --speed (0 in reports written before it existed).</summary>
+    public double ScheduledWindowS { get; init; }
     public double Speed { get; init; } = 1;
     public double Amplify { get; init; } = 1;
 
@@ -111,7 +114,12 @@ internal sealed record GroupDocument(long Count, long Failures, PercentilesDocum
 
 internal sealed record SloDocument(string Slo, long Met, double Attainment, double Required, bool Passed);
 
-internal sealed record GoodputDocument(long Requests, double Rps, double Fraction, List<SloDocument> Slos);
+/// <summary>Goodput: good requests, per second of the send window (<c>rps</c>) and of the scheduled window (<c>scheduled_rps</c>), their fraction, the SLOs.</summary>
+internal sealed record GoodputDocument(long Requests, double Rps, double Fraction, List<SloDocument> Slos)
+{
+    /// <summary>Good requests per second of the scheduled window (null in reports written before it existed).</summary>
+    public double? ScheduledRps { get; init; }
+}
 
 internal sealed record ComparisonDocument(long Compared, long StatusMismatches, long BodyDifferences);
 

@@ -46,7 +46,7 @@ internal static class ReportHtml
         Row(html, "failures", Fmt($"{r.Failures} ({r.ErrorRate * 100:0.##}%): status {r.FailuresByKind["status"]}, timeout {r.FailuresByKind["timeout"]}, connection {r.FailuresByKind["connection"]}, refused {r.FailuresByKind["refused"]}"));
         Row(html, "intended / achieved rate", Fmt($"{r.IntendedRps:0.##} / {r.AchievedRps:0.##} req/s"));
         Row(html, "throughput (whole run)", Fmt($"{r.ThroughputRps:0.##} req/s over {r.DurationSeconds:0.###} s"));
-        Row(html, "goodput", Fmt($"{r.GoodputRps:0.##} req/s over the {r.SendWindowSeconds:0.#} s send window ({r.GoodFraction * 100:0.##}% of requests)"));
+        Row(html, "goodput", Fmt($"{r.Good} good requests ({r.GoodFraction * 100:0.##}% of requests): {r.GoodputScheduledRps:0.##} req/s of the {r.ScheduledWindowSeconds:0.#} s scheduled window, {r.GoodputRps:0.##} req/s of the {r.SendWindowSeconds:0.#} s send window"));
         Row(html, "output tokens", Fmt($"{r.OutputTokens} ({r.OutputTokensPerSecond:0.#}/s)"));
         if (r.CompareEnabled)
         {

@@ -28,6 +28,7 @@ internal static class ReportJson
         StartedAt = r.StartedAt,
         DurationS = Round(r.DurationSeconds),
         SendWindowS = Round(r.SendWindowSeconds),
+        ScheduledWindowS = Round(r.ScheduledWindowSeconds),
         Speed = r.Speed,
         Amplify = r.Amplify,
         Users = r.Users,
@@ -58,7 +59,10 @@ internal static class ReportJson
         ByRoute = Groups(r.ByRoute),
         RefusedByLimit = Groups(r.RefusedByLimit),
         Goodput = new GoodputDocument(r.Good, Round(r.GoodputRps), Round(r.GoodFraction),
-            [.. r.Slos.Select(static s => new SloDocument(s.Slo, s.Met, Round(s.Attainment), Round(s.Required), s.Passed))]),
+            [.. r.Slos.Select(static s => new SloDocument(s.Slo, s.Met, Round(s.Attainment), Round(s.Required), s.Passed))])
+        {
+            ScheduledRps = Round(r.GoodputScheduledRps),
+        },
         Comparison = r.CompareEnabled ? new ComparisonDocument(r.Compared, r.StatusMismatches, r.BodyDifferences) : null,
         Generator = r.Generator is { } g ? new GeneratorDocument(g.Gen0, g.Gen1, g.Gen2, Round(g.GcPauseMs), Round(g.CpuSeconds), Round(g.PeakWorkingSetMb), g.Cores) : null,
         Connections = r.Connections is { } c ? new ConnectionsDocument(c.Limit, c.OpenFileLimit, c.PeakInUse, c.Waits) : null,

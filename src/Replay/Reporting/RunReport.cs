@@ -105,7 +105,9 @@ internal sealed record AssertionReport(string Expression, double? Actual, bool P
 /// Everything a run measured, as <c>report.json</c> holds it and <c>report.html</c> draws it. Rates:
 /// <c>intended_rps</c> = requests planned / the nominal send window (the profile's duration, or the span of the
 /// schedule); <c>achieved_rps</c> = requests sent / the actual send window (at least the nominal one), so a generator
-/// that falls behind shows a lower achieved rate; <c>throughput_rps</c> = completed / the whole run.
+/// that falls behind shows a lower achieved rate; <c>throughput_rps</c> = completed / the whole run;
+/// <c>goodput.rps</c> = good requests / the actual send window, <c>goodput.scheduled_rps</c> = good requests / the
+/// scheduled window (<see cref="Scheduling.RunPlan.ScheduledSeconds"/>), the same seconds for every run of one plan.
 /// </summary>
 internal sealed class RunReport
 {
@@ -117,6 +119,9 @@ internal sealed class RunReport
     public required DateTimeOffset StartedAt { get; init; }
     public required double DurationSeconds { get; init; }
     public required double SendWindowSeconds { get; init; }
+
+    /// <summary>The scheduled window, seconds (<see cref="Scheduling.RunPlan.ScheduledSeconds"/>; the nominal send window when the plan has none).</summary>
+    public double ScheduledWindowSeconds { get; init; }
     public double Speed { get; init; } = 1;
     public double Amplify { get; init; } = 1;
     public int? Users { get; init; }
@@ -159,6 +164,9 @@ internal sealed class RunReport
     public required IReadOnlyList<SloReport> Slos { get; init; }
     public required long Good { get; init; }
     public required double GoodputRps { get; init; }
+
+    /// <summary>Good requests per second of the scheduled window (<see cref="ScheduledWindowSeconds"/>).</summary>
+    public double GoodputScheduledRps { get; init; }
     public required double GoodFraction { get; init; }
     public bool CompareEnabled { get; init; }
     public long Compared { get; init; }

@@ -44,7 +44,7 @@ internal static class SummaryWriter
             o.WriteLine(string.Create(c, $"  websocket     {r.WebSocketMessagesSent} messages sent, {r.WebSocketMessagesReceived} received"));
         }
 
-        o.WriteLine(string.Create(c, $"  goodput       {r.GoodputRps:0.##}/s ({r.GoodFraction * 100:0.##}% of requests{(r.Slos.Count == 0 ? ", no --slo given: successes" : string.Empty)})"));
+        o.WriteLine(string.Create(c, $"  goodput       {r.Good} good ({r.GoodFraction * 100:0.##}% of requests{(r.Slos.Count == 0 ? ", no --slo given: successes" : string.Empty)}): {r.GoodputScheduledRps:0.##}/s of the {r.ScheduledWindowSeconds:0.#} s scheduled window, {r.GoodputRps:0.##}/s of the {r.SendWindowSeconds:0.#} s send window"));
         foreach (var s in r.Slos)
         {
             o.WriteLine(string.Create(c, $"  slo           {s.Slo}: {s.Attainment * 100:0.##}% met (needs {s.Required * 100:0.##}%) {(s.Passed ? "ok" : "MISSED")}"));

@@ -38,9 +38,11 @@ internal static class Planner
                 var amplified = Amplifier.Amplify(scaled, o.Amplify, o.Spread.TotalMilliseconds / o.Speed, o.Seed, o.SessionHeader, o.AmplifyFreshPrompts);
                 var sessions = o.Limit is { } limit ? Truncate(amplified, limit) : amplified;
                 long planned = 0;
+                double lastStartMs = 0;
                 foreach (var s in sessions)
                 {
                     planned += s.RequestCount;
+                    lastStartMs = Math.Max(lastStartMs, s.StartOffsetMs);
                 }
 
                 return new RunPlan
@@ -51,23 +53,31 @@ internal static class Planner
                     MaxInflight = o.MaxInflight,
                     PlannedRequests = planned,
                     NominalSeconds = o.SourceDuration is { } d ? d.TotalSeconds / o.Speed : 0,
+                    // With --limit the plan keeps only the first sessions: their own starts are the schedule.
+                    ScheduledSeconds = (o.Limit is null ? Math.Max(workload.SpanMs / o.Speed, lastStartMs) : lastStartMs) / 1000,
                 };
             }
 
             case RunMode.Open:
+            {
+                var items = o.SessionArrivals ? Scale(workload.Sessions, o.Speed, scaleOffsets: false) : Flatten(workload.Sessions);
                 return new RunPlan
                 {
                     Mode = RunMode.Open,
-                    Sessions = o.SessionArrivals ? Scale(workload.Sessions, o.Speed, scaleOffsets: false) : Flatten(workload.Sessions),
+                    Sessions = items,
                     Profile = o.Profile,
                     Arrivals = o.Arrivals,
                     Burstiness = o.Burstiness,
                     Seed = o.Seed,
                     Limit = o.Limit ?? long.MaxValue,
                     MaxInflight = o.MaxInflight,
-                    PlannedRequests = !o.SessionArrivals && o.Arrivals == ArrivalKind.Uniform && o.Profile is { } p ? Math.Min(o.Limit ?? long.MaxValue, (long)Math.Ceiling(p.ExpectedCount - 1e-9)) : null,
+                    PlannedRequests = !o.SessionArrivals && o.Arrivals == ArrivalKind.Uniform && o.Profile is { } p
+                        ? OpenRequests(items, (long)Math.Ceiling(p.ExpectedCount - 1e-9), o.Limit ?? long.MaxValue)
+                        : null,
                     NominalSeconds = o.Profile?.Duration ?? 0,
+                    ScheduledSeconds = o.Profile?.Duration ?? 0,
                 };
+            }
 
             default:
                 return new RunPlan
@@ -81,8 +91,51 @@ internal static class Planner
                     Seed = o.Seed,
                     MaxInflight = o.MaxInflight,
                     NominalSeconds = o.Duration?.TotalSeconds ?? 0,
+                    ScheduledSeconds = o.Duration?.TotalSeconds ?? 0,
                 };
         }
+    }
+
+    /// <summary>
+    /// Requests that <paramref name="arrivals"/> arrivals of the open model send, items drawn round-robin as the runner
+    /// draws them (a WebSocket connection of k turns is k requests), stopping before the arrival that would cross
+    /// <paramref name="limit"/>, as the runner does.
+    /// </summary>
+    internal static long OpenRequests(IReadOnlyList<PlannedSession> items, long arrivals, long limit)
+    {
+        if (items.Count == 0)
+        {
+            return 0;
+        }
+
+        var perCycle = 0L;
+        var allSingle = true;
+        foreach (var item in items)
+        {
+            perCycle += item.RequestCount;
+            allSingle &= item.RequestCount == 1;
+        }
+
+        if (allSingle)
+        {
+            return Math.Min(limit, arrivals);
+        }
+
+        // Whole cycles of the pool first (a long run has millions of arrivals), then arrival by arrival.
+        var whole = Math.Min(arrivals / items.Count, limit / Math.Max(1, perCycle));
+        var requests = whole * perCycle;
+        for (var i = whole * items.Count; i < arrivals; i++)
+        {
+            var next = requests + items[(int)(i % items.Count)].RequestCount;
+            if (next > limit)
+            {
+                break;
+            }
+
+            requests = next;
+        }
+
+        return requests;
     }
 
     /// <summary>
@@ -171,7 +224,13 @@ internal static class Planner
         return result;
     }
 
-    /// <summary>One single-request item per request (a turn-mode WebSocket connection's turns become one-turn connections; a frames-mode connection stays whole), in start order.</summary>
+    /// <summary>
+    /// One item per request, in start order, each sent by one arrival of the open model; a WebSocket connection stays
+    /// whole (one arrival opens it and sends its turns in order, each after the previous reply plus its think time, or
+    /// its frames at their offsets), since its turns are one conversation on one connection: splitting them into
+    /// one-turn connections, as this did before, sent a target N connections of one message each where the recording
+    /// or template held one of N (the demo's 3-turn sessions became 24 one-message WebSocket exchanges).
+    /// </summary>
     internal static IReadOnlyList<PlannedSession> Flatten(IReadOnlyList<PlannedSession> sessions)
     {
         var items = new List<PlannedSession>();
@@ -183,16 +242,15 @@ internal static class Planner
                 {
                     items.Add(s with { Requests = [r.ThinkBeforeMs == 0 ? r : r with { ThinkBeforeMs = 0 }] });
                 }
-                else if (r.Protocol == RequestProtocol.WebSocket && r.Turns is { Count: > 1 } turns)
+                else if (r.Protocol == RequestProtocol.WebSocket && r.Turns is { Count: > 0 } turns)
                 {
-                    foreach (var t in turns)
-                    {
-                        items.Add(s with { Requests = [r with { ThinkBeforeMs = 0, Turns = [t with { ThinkBeforeMs = 0 }] }] });
-                    }
+                    // The arrival is the connection's start: no wait before its first turn; later turns keep theirs.
+                    var first = turns[0].ThinkBeforeMs == 0 ? turns : [turns[0] with { ThinkBeforeMs = 0 }, .. turns.Skip(1)];
+                    items.Add(s with { Requests = [r.ThinkBeforeMs == 0 && ReferenceEquals(first, turns) ? r : r with { ThinkBeforeMs = 0, Turns = first }] });
                 }
                 else
                 {
-                    items.Add(s with { Requests = [r.ThinkBeforeMs == 0 && r.Turns is not { Count: > 0 } ? r : r with { ThinkBeforeMs = 0, Turns = r.Turns is null ? null : [r.Turns[0] with { ThinkBeforeMs = 0 }] }] });
+                    items.Add(s with { Requests = [r.ThinkBeforeMs == 0 ? r : r with { ThinkBeforeMs = 0 }] });
                 }
             }
         }

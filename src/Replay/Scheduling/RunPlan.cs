@@ -56,4 +56,13 @@ internal sealed record RunPlan
 
     /// <summary>Nominal length of the send phase in seconds (profile duration, closed duration, or the last start offset), for rates and progress.</summary>
     public double NominalSeconds { get; init; }
+
+    /// <summary>
+    /// The scheduled window in seconds: how long the schedule itself lasts, whatever the target does. Open model: the
+    /// profile's duration; closed model: <c>--duration</c>; a timed replay: the source's span (its first to its last
+    /// recorded request start) over <c>--speed</c>, or the last (amplified) session's start if later. Unlike the send
+    /// window it does not stretch when a slow target delays a session's later requests, so two runs of one plan are
+    /// compared over the same seconds. 0 when unknown (a closed run bounded only by <c>--limit</c>).
+    /// </summary>
+    public double ScheduledSeconds { get; init; }
 }

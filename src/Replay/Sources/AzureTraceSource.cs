@@ -107,6 +107,7 @@ internal static class AzureTraceSource
         {
             OutOfOrder = outOfOrder,
             SourceTimeRemovedMs = removedMicros / 1000.0,
+            SpanMs = sessions[^1].StartOffsetMs,
         };
     }
 

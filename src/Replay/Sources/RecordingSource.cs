@@ -93,7 +93,7 @@ internal static class RecordingSource
 
         var bySession = new Dictionary<string, List<Item>>(StringComparer.Ordinal);
         var order = new List<string>();
-        long taken = 0;
+        long taken = 0, lastStart = origin;
         foreach (var item in items)
         {
             if (item.StartMicros >= cutoff || taken >= limit)
@@ -102,6 +102,7 @@ internal static class RecordingSource
             }
 
             taken++;
+            lastStart = item.StartMicros;
             removedMicros = starts[(int)taken - 1] - moved[(int)taken - 1]; // what was cut before the last record taken
             if (!bySession.TryGetValue(item.Record.SessionId, out var list))
             {
@@ -140,6 +141,7 @@ internal static class RecordingSource
         {
             OutOfOrder = outOfOrder,
             SourceTimeRemovedMs = removedMicros / 1000.0,
+            SpanMs = (lastStart - origin) / 1000.0,
         };
     }
 

@@ -205,6 +205,13 @@ internal sealed class Workload
     /// <summary>Source time, ms, removed by <c>--max-gap</c> (idle stretches shortened); 0 without it.</summary>
     public double SourceTimeRemovedMs { get; init; }
 
+    /// <summary>
+    /// Source time, ms, from the first request's recorded start to the last one's (after <c>--max-gap</c>, before
+    /// <c>--speed</c>): how long the source took to send what it holds. 0 for a source without timing (a template,
+    /// synthetic requests).
+    /// </summary>
+    public double SpanMs { get; init; }
+
     /// <summary>Requests at the target over all sessions.</summary>
     public long RequestCount
     {

@@ -3,10 +3,32 @@ namespace Gateway.Shaping.Admission;
 
 /// <summary>
 /// Admission to one cluster: at most <c>limit</c> requests in flight (fixed, or <see cref="AdaptiveLimit"/>), and a bounded
-/// wait queue with priority classes. A class is served only when every more urgent class is empty; within a class the
-/// keys (tenants) take turns, one request each (round robin over per-key FIFO queues), so one noisy key cannot fill the
-/// queue's service. When the queue is full a newcomer evicts the most recent waiter of a less urgent class, or is refused.
-/// A waiter leaves with 503 after the queue timeout. Refusals answer at once; nothing here waits on the backend.
+/// wait queue with priority classes (bands).
+/// <list type="bullet">
+/// <item>Bands are served strictly by priority, with aging: a waiter of a less urgent band that has waited
+/// <see cref="AdmissionOptions.MaxStarvation"/> is served at the next free slot before any other (the oldest such waiter
+/// first), so a low band is never starved for longer than that bound plus the time to the next departure.</item>
+/// <item>Within a band the keys (tenants, else client keys) share the cluster in proportion to their weights, counted in
+/// tokens served, not requests: the Virtual Token Counter (VTC) of Y. Sheng, S. Cao, D. Li, B. Zhu, Z. Li, D. Zhuo,
+/// J. E. Gonzalez and I. Stoica, "Fairness in Serving Large Language Models", OSDI 2024 (Algorithm 2). Each key has a
+/// counter of the weighted service it received, (input tokens x w_in + output tokens x w_out) / weight; a free slot goes
+/// to the backlogged key with the smallest counter (ties, which the paper leaves open: the key with fewer requests in
+/// flight, then with fewer waiting, so a key just lifted to the floor goes before the backlog it was lifted to); a key that becomes backlogged is lifted to the smallest counter of the backlogged keys (to the counter of the
+/// last key that left the backlog when none is; a request admitted at once leaves at once), so idle time is not banked
+/// as credit. A request is charged its prompt tokens when it is admitted, and its output tokens as they stream to the
+/// client (<see cref="AdmissionLease.Generated"/>, from the usage meter), as the paper charges them as they are
+/// generated; when it completes the charge is corrected to the output the backend reported
+/// (<see cref="AdmissionLease.ReportOutputTokens"/>). (Charging all the output at completion was tried first and measured
+/// unfair: a key lifted to the floor on arrival was then charged again for requests it had in flight before, and a
+/// light tenant got 27% of the tokens, not 50%. <see cref="AdmissionRequest.PredictedOutputTokens"/> can charge a
+/// prediction up front instead, the paper's "VTC with length prediction"; the gateway passes none.)</item>
+/// <item>When the queue is full a newcomer evicts the most recent waiter of a less urgent band (<c>evicted</c>), else, in
+/// its own band, the most recent waiter of the key with the longest queue if that key has more waiters than the newcomer's
+/// (longest-queue drop: one key's backlog cannot shut the others out), or is refused (<c>queue_full</c>); a waiter leaves with <c>queue_timeout</c> after the queue timeout, and a newcomer that
+/// could not start within it at the rate the queue is served is refused at once. Refusals answer at once; nothing here
+/// waits on the backend.</item>
+/// </list>
+/// One lock per cluster; a decision costs O(keys backlogged in the band) at worst.
 /// </summary>
 internal sealed class AdmissionController
 {
@@ -14,9 +36,10 @@ internal sealed class AdmissionController
     private readonly TimeProvider _time;
     private AdmissionSettings _settings;
     private AdaptiveLimit? _adaptive;
-    private ClassQueue[] _classes;
+    private Band[] _bands;
     private int _inFlight;
     private int _queued;
+    private long _aged;
 
     // Departures (requests leaving, which frees their permit) in the last second, in four 250 ms buckets: the rate at
     // which the queue is served, used to refuse at once a request that could not start within the queue timeout.
@@ -28,7 +51,7 @@ internal sealed class AdmissionController
         ClusterId = clusterId;
         _time = time;
         _settings = settings;
-        _classes = [.. settings.Classes.Select(static _ => new ClassQueue())];
+        _bands = [.. settings.Classes.Select(static _ => new Band())];
         _adaptive = settings.Options.Adaptive.Enabled ? new AdaptiveLimit(settings.Options.Adaptive, settings.Options.MaxInFlight) : null;
     }
 
@@ -41,6 +64,9 @@ internal sealed class AdmissionController
 
     /// <summary>Requests waiting now.</summary>
     public int Queued => Volatile.Read(ref _queued);
+
+    /// <summary>Waiters served ahead of a more urgent band because they had waited <see cref="AdmissionOptions.MaxStarvation"/> (since start).</summary>
+    public long Aged => Interlocked.Read(ref _aged);
 
     /// <summary>The in-flight limit now (the adaptive one when enabled).</summary>
     public int Limit
@@ -56,6 +82,27 @@ internal sealed class AdmissionController
 
     private int CurrentLimit => _adaptive is null ? _settings.Options.MaxInFlight : Math.Max(1, (int)_adaptive.Limit);
 
+    /// <summary>
+    /// The virtual token counter of <paramref name="key"/> in band <paramref name="priority"/> (weighted tokens served /
+    /// weight), or null when the band does not know the key; for tests and diagnostics.
+    /// </summary>
+    public double? CounterOf(string key, int priority)
+    {
+        lock (_lock)
+        {
+            return priority >= 0 && priority < _bands.Length && _bands[priority].TryGetFlow(key, out var flow) ? flow.Counter : null;
+        }
+    }
+
+    /// <summary>The requests of <paramref name="key"/> waiting and in flight in band <paramref name="priority"/>; for tests and diagnostics.</summary>
+    public (int Waiting, int InFlight) LoadOf(string key, int priority)
+    {
+        lock (_lock)
+        {
+            return priority >= 0 && priority < _bands.Length && _bands[priority].TryGetFlow(key, out var flow) ? (flow.Queue.Count, flow.InFlight) : (0, 0);
+        }
+    }
+
     /// <summary>Applies new settings (a configuration reload) without losing the requests in flight or waiting.</summary>
     public void Update(AdmissionSettings settings)
     {
@@ -65,11 +112,12 @@ internal sealed class AdmissionController
                 || settings.Options.MaxInFlight != _settings.Options.MaxInFlight;
             if (!settings.Classes.SequenceEqual(_settings.Classes, StringComparer.OrdinalIgnoreCase))
             {
-                // Re-home the waiters by class name; classes that no longer exist go to the default class.
-                var next = settings.Classes.Select(static _ => new ClassQueue()).ToArray();
-                foreach (var (queue, i) in _classes.Select(static (q, i) => (q, i)))
+                // Re-home the waiters by class name; classes that no longer exist go to the default class. The fair-share
+                // counters start afresh (the bands are new); requests in flight charge their old band's counters, harmlessly.
+                var next = settings.Classes.Select(static _ => new Band()).ToArray();
+                for (var i = 0; i < _bands.Length; i++)
                 {
-                    foreach (var waiter in queue.DrainAll())
+                    foreach (var waiter in _bands[i].DrainAll())
                     {
                         var target = settings.ClassIndex(_settings.Classes[i]) ?? settings.DefaultClass;
                         waiter.Priority = target;
@@ -77,7 +125,7 @@ internal sealed class AdmissionController
                     }
                 }
 
-                _classes = next;
+                _bands = next;
             }
 
             _settings = settings;
@@ -90,52 +138,68 @@ internal sealed class AdmissionController
         }
     }
 
+    /// <summary>Waits for a permit for a request of <paramref name="key"/> in class <paramref name="priority"/>, weight 1, no token charge.</summary>
+    public ValueTask<AdmissionResult> EnterAsync(string key, int priority, CancellationToken cancellationToken) =>
+        EnterAsync(new AdmissionRequest(key, priority), cancellationToken);
+
     /// <summary>
-    /// Waits for a permit. The result says admitted (dispose the lease when the exchange ends) or why not
-    /// (<c>queue_full</c>, <c>queue_timeout</c>, <c>evicted</c>).
+    /// Waits for a permit. The result says admitted (dispose the lease when the exchange ends, after reporting its output
+    /// tokens) or why not (<c>queue_full</c>, <c>queue_timeout</c>, <c>evicted</c>, <c>cancelled</c>).
     /// </summary>
-    public async ValueTask<AdmissionResult> EnterAsync(string key, int priority, CancellationToken cancellationToken)
+    /// <param name="request">The fair-share key, class, weight and prompt tokens of the request.</param>
+    /// <param name="cancellationToken">The client's abort: a waiter that goes away leaves the queue (<c>cancelled</c>).</param>
+    public async ValueTask<AdmissionResult> EnterAsync(AdmissionRequest request, CancellationToken cancellationToken)
     {
+        var priority = Math.Clamp(request.Priority, 0, _bands.Length - 1);
+        var weight = request.Weight > 0 && double.IsFinite(request.Weight) ? request.Weight : 1.0;
+        var input = Math.Max(0, request.InputTokens);
+        var predicted = Math.Max(0, request.PredictedOutputTokens);
         Waiter waiter;
         TimeSpan timeout;
         lock (_lock)
         {
+            priority = Math.Min(priority, _bands.Length - 1);
             if (_queued == 0 && _inFlight < CurrentLimit)
             {
+                // Nobody waits: admitted at once, and charged like any other (its service counts against its share).
+                var band = _bands[priority];
+                var flow = band.Arrive(request.Key, weight);
+                Band.Dispatch(flow, Cost(input, predicted));
+                band.ServedAtOnce(flow);
                 _inFlight++;
-                return AdmissionResult.Admitted(NewLease(), TimeSpan.Zero);
+                return AdmissionResult.Admitted(NewLease(band, flow, predicted), TimeSpan.Zero);
             }
 
             var settings = _settings;
-            if (_queued >= settings.Options.QueueLimit && !EvictLessUrgentThan(priority))
+            if (_queued >= settings.Options.QueueLimit && !EvictLessUrgentThan(priority) && !_bands[priority].TryEvictForFairness(request.Key, out _queued, _queued))
             {
                 return AdmissionResult.Refused(GatewayErrorCodes.QueueFull, RetryAfter());
             }
 
-            // Refuse now what would wait in vain: at the rate the queue is being served, the requests ahead of this one
-            // (of its class or a more urgent one) would take longer than the queue timeout to start.
+            // Refuse now what would wait in vain: at the rate the queue is being served, the requests that would start
+            // before this one (more urgent classes, and its fair turn in its own) would take longer than the queue timeout.
             var rate = DepartureRate();
-            if (rate > 0 && (Ahead(priority) + 1) / rate > settings.Options.QueueTimeout.TotalSeconds)
+            if (rate > 0 && (Ahead(priority, request.Key, weight) + 1) / rate > settings.Options.QueueTimeout.TotalSeconds)
             {
                 return AdmissionResult.Refused(GatewayErrorCodes.QueueTimeout, RetryAfter());
             }
 
-            waiter = new Waiter(key, priority, _time.GetTimestamp());
-            _classes[priority].Enqueue(waiter);
+            waiter = new Waiter(request.Key, weight, input, predicted, priority, _time.GetTimestamp());
+            _bands[priority].Enqueue(waiter);
             _queued++;
             timeout = settings.Options.QueueTimeout;
         }
 
-        string? reason;
+        Grant? grant;
         try
         {
-            reason = await waiter.Task.WaitAsync(timeout, _time, cancellationToken);
+            grant = await waiter.Task.WaitAsync(timeout, _time, cancellationToken);
         }
         catch (Exception ex) when (ex is TimeoutException or OperationCanceledException)
         {
             lock (_lock)
             {
-                if (_classes[waiter.Priority].Remove(waiter))
+                if (waiter.Priority < _bands.Length && _bands[waiter.Priority].Remove(waiter))
                 {
                     _queued--;
                     return AdmissionResult.Refused(ex is TimeoutException ? GatewayErrorCodes.QueueTimeout : "cancelled", RetryAfter());
@@ -143,27 +207,40 @@ internal sealed class AdmissionController
             }
 
             // Granted (or evicted) while timing out: take what was decided.
-            reason = await waiter.Task;
+            grant = await waiter.Task;
         }
 
         var waited = _time.GetElapsedTime(waiter.EnqueuedAt);
-        if (reason is not null)
+        if (grant.Reason is not null)
         {
-            return AdmissionResult.Refused(reason, RetryAfter());
+            return AdmissionResult.Refused(grant.Reason, RetryAfter());
         }
 
-        lock (_lock)
-        {
-            return AdmissionResult.Admitted(NewLease(), waited);
-        }
+        return AdmissionResult.Admitted(grant.Lease!, waited, grant.Aged);
     }
 
-    /// <summary>Called by the lease: one request left, with its latency to the first response byte (or null if none).</summary>
-    internal void Exit(double? firstByteMs, bool admittedCalibrating, int epoch)
+    /// <summary>
+    /// Called by the lease: one request left, with its latency to the first response byte (or null if none), and the
+    /// output tokens it generated, charged to its key's counter.
+    /// </summary>
+    /// <param name="firstByteMs">Latency to the first response byte, or null.</param>
+    /// <param name="admittedCalibrating">Whether the adaptive limit was calibrating when it was admitted.</param>
+    /// <param name="epoch">The adaptive limit's epoch at admission.</param>
+    /// <param name="band">The band it was admitted in.</param>
+    /// <param name="flow">Its key's flow in that band.</param>
+    /// <param name="outputTokens">The output tokens it generated; negative when unknown (the prediction stands).</param>
+    /// <param name="predictedOutputTokens">The output tokens charged so far (predicted at admission, plus streamed).</param>
+    internal void Exit(double? firstByteMs, bool admittedCalibrating, int epoch, object? band, object? flow, long outputTokens, long predictedOutputTokens)
     {
         lock (_lock)
         {
             _inFlight--;
+            if (band is Band b && flow is Flow f)
+            {
+                // Reconcile what was charged (a prediction, and the tokens as they streamed) with what it generated.
+                b.Complete(f, outputTokens < 0 ? 0 : (outputTokens - predictedOutputTokens) * _settings.Options.OutputTokenWeight);
+            }
+
             _departures[CurrentBucket() % _departures.Length]++;
             if (firstByteMs is { } ms)
             {
@@ -174,8 +251,23 @@ internal sealed class AdmissionController
         }
     }
 
+    /// <summary>Charges output tokens of a request in flight to its key's counter as they are generated.</summary>
+    internal void ChargeOutput(object? band, object? flow, int tokens)
+    {
+        if (band is Band b && flow is Flow f)
+        {
+            lock (_lock)
+            {
+                Band.Charge(f, tokens * _settings.Options.OutputTokenWeight);
+            }
+        }
+    }
+
     /// <summary>A lease for a request admitted now (call under the lock).</summary>
-    private AdmissionLease NewLease() => new(this, _time, _adaptive?.Calibrating ?? false, _adaptive?.Epoch ?? 0);
+    private AdmissionLease NewLease(Band band, Flow flow, long predicted) => new(this, _time, _adaptive?.Calibrating ?? false, _adaptive?.Epoch ?? 0, band, flow, predicted);
+
+    /// <summary>The weighted charge at admission: input tokens x w_in + predicted output tokens x w_out (call under the lock).</summary>
+    private double Cost(long input, long predictedOutput) => (input * _settings.Options.InputTokenWeight) + (predictedOutput * _settings.Options.OutputTokenWeight);
 
     /// <summary>The adaptive limit's latest no-load latency in milliseconds, or null when the limit is fixed.</summary>
     public double? MinRttMs
@@ -218,55 +310,103 @@ internal sealed class AdmissionController
         return total < 4 ? 0 : total / seconds;
     }
 
-    /// <summary>Waiters that would be served before a newcomer of <paramref name="priority"/> (call under the lock).</summary>
-    private int Ahead(int priority)
+    /// <summary>
+    /// Waiters that would be served before a newcomer of <paramref name="key"/> in <paramref name="priority"/> (call under
+    /// the lock): every waiter of a more urgent class, and of its own class about its fair turn (its key's waiters and
+    /// the others' weighted share of as many; never more than the class holds). A light key is not refused for a heavy
+    /// key's backlog that the fair share would not serve first.
+    /// </summary>
+    private double Ahead(int priority, string key, double weight)
     {
-        var ahead = 0;
-        for (var i = 0; i <= priority && i < _classes.Length; i++)
+        double ahead = 0;
+        for (var i = 0; i < priority && i < _bands.Length; i++)
         {
-            ahead += _classes[i].Count;
+            ahead += _bands[i].Count;
         }
 
-        return ahead;
+        return ahead + _bands[priority].FairAhead(key, weight);
     }
 
     private void GrantWaiting()
     {
         while (_queued > 0 && _inFlight < CurrentLimit)
         {
-            var next = DequeueNext();
-            if (next is null)
+            if (DequeueNext() is not { } next)
             {
                 break;
             }
 
+            var (waiter, band, flow, aged) = next;
             _queued--;
             _inFlight++;
-            next.Complete(null);
+            Band.Dispatch(flow, Cost(waiter.InputTokens, waiter.PredictedOutputTokens));
+            if (aged)
+            {
+                _aged++;
+            }
+
+            if (!waiter.Complete(new Grant(NewLease(band, flow, waiter.PredictedOutputTokens), null, aged)))
+            {
+                // Cannot happen (a waiter leaves the queue under the lock before it completes otherwise); never leak the slot.
+                _inFlight--;
+            }
         }
     }
 
-    private Waiter? DequeueNext()
+    /// <summary>The next waiter to serve (call under the lock): an aged waiter of a less urgent band, else the fair choice of the most urgent band.</summary>
+    private (Waiter Waiter, Band Band, Flow Flow, bool Aged)? DequeueNext()
     {
-        foreach (var c in _classes)
+        var first = -1;
+        for (var i = 0; i < _bands.Length; i++)
         {
-            if (c.TryDequeue(out var w))
+            if (_bands[i].Count > 0)
             {
-                return w;
+                first = i;
+                break;
             }
         }
 
-        return null;
+        if (first < 0)
+        {
+            return null;
+        }
+
+        if (_settings.Options.EffectiveMaxStarvation is { } bound)
+        {
+            // Aging: the oldest waiter of a less urgent band that has waited the bound goes first.
+            var limit = _time.GetTimestamp() - (long)(bound.TotalSeconds * _time.TimestampFrequency);
+            Band? agedBand = null;
+            Waiter? oldest = null;
+            for (var i = first + 1; i < _bands.Length; i++)
+            {
+                if (_bands[i].Oldest is { } w && w.EnqueuedAt <= limit && (oldest is null || w.EnqueuedAt < oldest.EnqueuedAt))
+                {
+                    oldest = w;
+                    agedBand = _bands[i];
+                }
+            }
+
+            if (oldest is not null)
+            {
+                var flow = oldest.Flow!;
+                agedBand!.Remove(oldest);
+                return (oldest, agedBand, flow, true);
+            }
+        }
+
+        var band = _bands[first];
+        var next = band.DequeueFair(out var chosen);
+        return (next, band, chosen, false);
     }
 
     private bool EvictLessUrgentThan(int priority)
     {
-        for (var i = _classes.Length - 1; i > priority; i--)
+        for (var i = _bands.Length - 1; i > priority; i--)
         {
-            if (_classes[i].TryRemoveNewest(out var victim))
+            if (_bands[i].TryRemoveNewest(out var victim))
             {
                 _queued--;
-                victim.Complete(GatewayErrorCodes.Evicted);
+                victim.Complete(new Grant(null, GatewayErrorCodes.Evicted, false));
                 return true;
             }
         }
@@ -276,70 +416,234 @@ internal sealed class AdmissionController
 
     private TimeSpan RetryAfter() => _settings.Options.QueueTimeout > TimeSpan.FromSeconds(1) ? _settings.Options.QueueTimeout : TimeSpan.FromSeconds(1);
 
+    /// <summary>What a waiter got: a lease, or the refusal reason.</summary>
+    private sealed record Grant(AdmissionLease? Lease, string? Reason, bool Aged);
+
     /// <summary>A queued request.</summary>
-    private sealed class Waiter(string key, int priority, long enqueuedAt)
+    private sealed class Waiter(string key, double weight, long inputTokens, long predictedOutputTokens, int priority, long enqueuedAt)
     {
-        private readonly TaskCompletionSource<string?> _tcs = new(TaskCreationOptions.RunContinuationsAsynchronously);
+        private readonly TaskCompletionSource<Grant> _tcs = new(TaskCreationOptions.RunContinuationsAsynchronously);
 
         public string Key { get; } = key;
+
+        public double Weight { get; } = weight;
+
+        /// <summary>Prompt tokens, charged when admitted.</summary>
+        public long InputTokens { get; } = inputTokens;
+
+        /// <summary>Output tokens predicted (max_tokens), charged when admitted and reconciled when it completes.</summary>
+        public long PredictedOutputTokens { get; } = predictedOutputTokens;
 
         public int Priority { get; set; } = priority;
 
         public long EnqueuedAt { get; } = enqueuedAt;
 
+        /// <summary>The waiter's node in its band's arrival order.</summary>
         public LinkedListNode<Waiter>? Node { get; set; }
 
-        public Task<string?> Task => _tcs.Task;
+        /// <summary>The key's flow in the waiter's band, and the waiter's node in the flow's queue.</summary>
+        public Flow? Flow { get; set; }
 
-        /// <summary>null: admitted; otherwise the refusal reason.</summary>
-        public void Complete(string? reason) => _tcs.TrySetResult(reason);
+        public LinkedListNode<Waiter>? FlowNode { get; set; }
+
+        public Task<Grant> Task => _tcs.Task;
+
+        public bool Complete(Grant grant) => _tcs.TrySetResult(grant);
     }
 
-    /// <summary>One priority class: a FIFO queue per key, keys served in turn.</summary>
-    private sealed class ClassQueue
+    /// <summary>One key (tenant or client key) in one band: its virtual token counter, its waiters, its requests in flight.</summary>
+    private sealed class Flow(string key)
     {
-        private readonly Dictionary<string, LinkedList<Waiter>> _byKey = new(StringComparer.Ordinal);
-        private readonly LinkedList<string> _turns = new();
-        private readonly LinkedList<Waiter> _arrival = new(); // for "newest" eviction
+        public string Key { get; } = key;
+
+        /// <summary>The key's weight (its latest request's).</summary>
+        public double Weight { get; set; } = 1.0;
+
+        /// <summary>Weighted tokens served / weight (VTC's c_u).</summary>
+        public double Counter { get; set; }
+
+        public LinkedList<Waiter> Queue { get; } = new();
+
+        public int InFlight { get; set; }
+
+        /// <summary>Index in the band's backlog list, or -1 when the key has no waiter.</summary>
+        public int BacklogIndex { get; set; } = -1;
+
+        public bool Idle => InFlight == 0 && Queue.Count == 0;
+    }
+
+    /// <summary>One priority class: the keys' flows, the backlogged ones, and every waiter in arrival order.</summary>
+    private sealed class Band
+    {
+        /// <summary>Idle flows kept (with their counters) beyond this many are swept when no longer above the lift floor.</summary>
+        private const int IdleSweep = 1024;
+
+        private readonly Dictionary<string, Flow> _flows = new(StringComparer.Ordinal);
+        private readonly List<Flow> _backlog = [];
+        private readonly LinkedList<Waiter> _arrival = new(); // oldest first: aging and "newest" eviction
+        private Flow? _lastLeft; // the last key that left the backlog (VTC: its counter is the lift when none is backlogged)
 
         public int Count => _arrival.Count;
 
-        public void Enqueue(Waiter w)
+        public Waiter? Oldest => _arrival.First?.Value;
+
+        public bool TryGetFlow(string key, out Flow flow) => _flows.TryGetValue(key, out flow!);
+
+        /// <summary>A request of <paramref name="key"/> arrives: its flow, lifted to the floor if it was not backlogged.</summary>
+        public Flow Arrive(string key, double weight)
         {
-            if (!_byKey.TryGetValue(w.Key, out var list))
+            if (!_flows.TryGetValue(key, out var flow))
             {
-                list = new LinkedList<Waiter>();
-                _byKey[w.Key] = list;
-                _turns.AddLast(w.Key);
+                if (_flows.Count >= IdleSweep)
+                {
+                    Sweep();
+                }
+
+                flow = new Flow(key);
+                _flows[key] = flow;
             }
 
-            list.AddLast(w);
+            flow.Weight = weight;
+            if (flow.BacklogIndex < 0)
+            {
+                // VTC: a key that becomes backlogged starts no lower than the least-served backlogged key (idle time is
+                // not banked as credit).
+                flow.Counter = Math.Max(flow.Counter, Floor());
+            }
+
+            return flow;
+        }
+
+        public void Enqueue(Waiter w)
+        {
+            var flow = Arrive(w.Key, w.Weight);
+            if (flow.BacklogIndex < 0)
+            {
+                flow.BacklogIndex = _backlog.Count;
+                _backlog.Add(flow);
+            }
+
+            w.Flow = flow;
+            w.FlowNode = flow.Queue.AddLast(w);
             w.Node = _arrival.AddLast(w);
         }
 
-        public bool TryDequeue(out Waiter waiter)
+        /// <summary>Takes the first waiter of the backlogged key with the smallest counter (there is one: Count &gt; 0).</summary>
+        public Waiter DequeueFair(out Flow chosen)
         {
-            waiter = null!;
-            if (_turns.First is not { } turn)
+            chosen = _backlog[0];
+            for (var i = 1; i < _backlog.Count; i++)
+            {
+                var f = _backlog[i];
+                if (f.Counter < chosen.Counter
+                    || (f.Counter == chosen.Counter && (f.InFlight < chosen.InFlight || (f.InFlight == chosen.InFlight && f.Queue.Count < chosen.Queue.Count))))
+                {
+                    chosen = f;
+                }
+            }
+
+            var w = chosen.Queue.First!.Value;
+            Remove(w);
+            return w;
+        }
+
+        /// <summary>Adds weighted tokens to a key's counter.</summary>
+        public static void Charge(Flow flow, double weightedTokens) => flow.Counter += weightedTokens / flow.Weight;
+
+        /// <summary>
+        /// A request admitted at once (nobody waiting) passed through the queue in no time: its key is the last to have left
+        /// it. Without this, a key served alone for a while would be held to that service against a newcomer lifted to 0.
+        /// </summary>
+        public void ServedAtOnce(Flow flow)
+        {
+            if (flow.BacklogIndex < 0)
+            {
+                _lastLeft = flow;
+            }
+        }
+
+        /// <summary>Charges an admitted request's weighted input tokens to its key.</summary>
+        public static void Dispatch(Flow flow, double weightedTokens)
+        {
+            flow.InFlight++;
+            flow.Counter += weightedTokens / flow.Weight;
+        }
+
+        /// <summary>Corrects a finished request's charge by its weighted output tokens beyond (or short of) the prediction.</summary>
+        public void Complete(Flow flow, double weightedTokens)
+        {
+            flow.InFlight = Math.Max(0, flow.InFlight - 1);
+            flow.Counter += weightedTokens / flow.Weight;
+            if (flow.Idle && flow.Counter <= Floor() && _flows.TryGetValue(flow.Key, out var same) && ReferenceEquals(same, flow))
+            {
+                _flows.Remove(flow.Key); // it would be lifted to the floor anyway: nothing to remember
+            }
+        }
+
+        public bool Remove(Waiter w)
+        {
+            if (w.Flow is not { } flow || w.FlowNode is not { List: not null } node || !ReferenceEquals(node.List, flow.Queue))
             {
                 return false;
             }
 
-            var key = turn.Value;
-            var list = _byKey[key];
-            waiter = list.First!.Value;
-            list.RemoveFirst();
-            _arrival.Remove(waiter.Node!);
-            _turns.RemoveFirst();
-            if (list.Count > 0)
+            flow.Queue.Remove(node);
+            w.FlowNode = null;
+            _arrival.Remove(w.Node!);
+            if (flow.Queue.Count == 0)
             {
-                _turns.AddLast(key); // the key waits for its next turn behind the others
-            }
-            else
-            {
-                _byKey.Remove(key);
+                // Leaves the backlog (swap-remove: O(1)).
+                var last = _backlog[^1];
+                _backlog[flow.BacklogIndex] = last;
+                last.BacklogIndex = flow.BacklogIndex;
+                _backlog.RemoveAt(_backlog.Count - 1);
+                flow.BacklogIndex = -1;
+                _lastLeft = flow;
             }
 
+            return true;
+        }
+
+        /// <summary>About how many waiters of this band start before a newcomer of <paramref name="key"/> (see <c>Ahead</c>).</summary>
+        public double FairAhead(string key, double weight)
+        {
+            var own = _flows.TryGetValue(key, out var flow) ? flow.Queue.Count : 0;
+            var total = flow is { BacklogIndex: >= 0 } ? 0 : weight;
+            foreach (var f in _backlog)
+            {
+                total += f.Weight;
+            }
+
+            return Math.Min(Count, ((own + 1) * total / weight) - 1); // the newcomer itself is not ahead of itself
+        }
+
+        /// <summary>
+        /// The queue is full and nothing less urgent can go: a newcomer whose key has fewer waiters here than the key
+        /// with the most evicts that key's newest waiter (longest-queue drop, as fair queueing does), so one key's
+        /// backlog cannot shut the others out. Returns whether it did (<paramref name="queued"/> is decremented).
+        /// </summary>
+        public bool TryEvictForFairness(string key, out int queued, int current)
+        {
+            queued = current;
+            var own = _flows.TryGetValue(key, out var mine) ? mine.Queue.Count : 0;
+            Flow? longest = null;
+            foreach (var f in _backlog)
+            {
+                if (longest is null || f.Queue.Count > longest.Queue.Count)
+                {
+                    longest = f;
+                }
+            }
+
+            if (longest is null || longest.Queue.Count <= own + 1 || ReferenceEquals(longest, mine))
+            {
+                return false;
+            }
+
+            var victim = longest.Queue.Last!.Value;
+            Remove(victim);
+            queued = current - 1;
+            victim.Complete(new Grant(null, GatewayErrorCodes.Evicted, false));
             return true;
         }
 
@@ -355,30 +659,64 @@ internal sealed class AdmissionController
             return Remove(waiter);
         }
 
-        public bool Remove(Waiter w)
-        {
-            if (!_byKey.TryGetValue(w.Key, out var list) || !list.Remove(w))
-            {
-                return false;
-            }
-
-            _arrival.Remove(w.Node!);
-            if (list.Count == 0)
-            {
-                _byKey.Remove(w.Key);
-                _turns.Remove(w.Key);
-            }
-
-            return true;
-        }
-
         public List<Waiter> DrainAll()
         {
             var all = _arrival.ToList();
-            _byKey.Clear();
-            _turns.Clear();
-            _arrival.Clear();
+            foreach (var w in all)
+            {
+                Remove(w);
+            }
+
             return all;
+        }
+
+        /// <summary>The lift of a key becoming backlogged: the smallest backlogged counter, else the last to leave.</summary>
+        private double Floor()
+        {
+            if (_backlog.Count == 0)
+            {
+                // Its counter now (output tokens charged since it left count too), as in the paper.
+                return _lastLeft?.Counter ?? 0;
+            }
+
+            var min = double.MaxValue;
+            foreach (var f in _backlog)
+            {
+                min = Math.Min(min, f.Counter);
+            }
+
+            return min;
+        }
+
+        /// <summary>Forgets idle keys whose counters the floor has caught up with (they would be lifted to it anyway).</summary>
+        private void Sweep()
+        {
+            var floor = Floor();
+            List<string>? gone = null;
+            foreach (var (key, flow) in _flows)
+            {
+                if (flow.Idle && flow.Counter <= floor)
+                {
+                    (gone ??= []).Add(key);
+                }
+            }
+
+            if (gone is null && _flows.Count >= IdleSweep * 4)
+            {
+                // Many idle keys still above the floor: forget the idle ones all the same (bounded memory over exact credit).
+                foreach (var (key, flow) in _flows)
+                {
+                    if (flow.Idle)
+                    {
+                        (gone ??= []).Add(key);
+                    }
+                }
+            }
+
+            foreach (var key in gone ?? [])
+            {
+                _flows.Remove(key);
+            }
         }
     }
 }

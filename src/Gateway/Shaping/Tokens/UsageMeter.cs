@@ -95,6 +95,21 @@ internal sealed class UsageMeter : IHttpResponseBodyFeature, IDisposable, ISseHa
     /// <summary>Content chunks (SSE) or token messages (gRPC streaming) delivered to the client.</summary>
     public int Delivered { get; private set; }
 
+    /// <summary>Told of each chunk as it is delivered (the admission queue's fair share charges output as it is generated); found once, from the exchange.</summary>
+    private IOutputTokenSink? _sink;
+    private bool _sinkLooked;
+
+    private void TellSink()
+    {
+        if (!_sinkLooked)
+        {
+            _sinkLooked = true;
+            _sink = Exchange.ExchangeContextExtensions.GetExchange(_context)?.OutputTokens;
+        }
+
+        _sink?.Generated(1);
+    }
+
     public Stream Stream => _stream;
 
     public PipeWriter Writer => _writer ??= PipeWriter.Create(_stream, new StreamPipeWriterOptions(leaveOpen: true));
@@ -209,6 +224,8 @@ internal sealed class UsageMeter : IHttpResponseBodyFeature, IDisposable, ISseHa
             FirstTokenTimestamp = _time.GetTimestamp();
         }
 
+        TellSink();
+
         if (Delivered == 1 && _unaryGenerate && !message.IsCompressed)
         {
             try
@@ -227,6 +244,8 @@ internal sealed class UsageMeter : IHttpResponseBodyFeature, IDisposable, ISseHa
         {
             FirstTokenTimestamp = _time.GetTimestamp();
         }
+
+        TellSink();
     }
 
     /// <summary>The top-level <c>model</c> string of a JSON object, read with <see cref="System.Text.Json.Utf8JsonReader"/>; null when absent or not JSON.</summary>
@@ -430,4 +449,11 @@ internal sealed class UsageMeter : IHttpResponseBodyFeature, IDisposable, ISseHa
 
         public override void SetLength(long value) => throw new NotSupportedException();
     }
+}
+
+/// <summary>Told of output tokens as they stream to the client (see <see cref="Exchange.ExchangeContext.OutputTokens"/>).</summary>
+internal interface IOutputTokenSink
+{
+    /// <summary><paramref name="tokens"/> more output tokens were delivered.</summary>
+    void Generated(int tokens);
 }
