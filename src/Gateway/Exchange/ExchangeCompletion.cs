@@ -42,8 +42,12 @@ internal sealed partial class ExchangeCompletion
     private readonly ILogger _logger;
     private readonly LogThrottle _backendErrors;
 
-    public ExchangeCompletion(GatewayMetrics metrics, Telemetry.GenAi.GenAiTelemetry genAi, TrafficHistory history, RecordingSink sink, TimeProvider time, ILoggerFactory loggerFactory, Tenants.TenantMetrics tenants)
+    private readonly Routing.ModelCatalog? _models;
+
+    public ExchangeCompletion(GatewayMetrics metrics, Telemetry.GenAi.GenAiTelemetry genAi, TrafficHistory history, RecordingSink sink, TimeProvider time, ILoggerFactory loggerFactory, Tenants.TenantMetrics tenants,
+        Routing.ModelCatalog? models = null)
     {
+        _models = models;
         _tenants = tenants;
         _metrics = metrics;
         _genAi = genAi;
@@ -102,6 +106,14 @@ internal sealed partial class ExchangeCompletion
         var warmup = context.Request.Headers.TryGetValue(Hosting.Warmup.MarkerHeader, out var marker) && Hosting.Warmup.IsMarker(marker.ToString());
         _metrics.RequestCompleted(listenerTag, routeTag, status, elapsed.TotalSeconds, ttft,
             warmup ? Hosting.Warmup.ModelTag : Routing.ModelCatalog.Tag(classification?.Model, classification?.RequestedModel));
+        // The model label is the model that served; a request served by a fallback is also counted by the model it
+        // asked for (stranger review, issue 14: the fallback rate per requested model was invisible).
+        if (!warmup && classification?.Model is { } served && classification.RequestedModel is { } requested
+            && _models?.Find(requested) is { } asked && !ReferenceEquals(asked, served))
+        {
+            _metrics.Fallback(asked.Name, served.Name);
+        }
+
         if (warmup)
         {
             if (exchange.Capture is { } warmCapture)

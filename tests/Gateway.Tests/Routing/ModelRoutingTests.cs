@@ -141,6 +141,14 @@ public sealed class ModelRoutingTests
         Assert.True(status == HttpStatusCode.OK, body.ToString());
         Assert.Equal("qwen", body.GetProperty("model").GetString()); // the fallback's own name was sent
         Assert.Equal(1, qwen.Stats.Completed);
+
+        // Stranger review, issue 14: the model label is the served model; the requested one is visible through
+        // gateway_routing_fallbacks_total{model (asked), fallback (served)}.
+        using var admin = new HttpClient { BaseAddress = h.Admin };
+        await TestSupport.Eventually.TrueAsync(async () => (await admin.GetStringAsync("/metrics")).Split('\n')
+            .Any(static l => l.StartsWith("gateway_routing_fallbacks_total{", StringComparison.Ordinal) && l.Contains("model=\"llama\"", StringComparison.Ordinal)
+                && l.Contains("fallback=\"qwen\"", StringComparison.Ordinal) && l.TrimEnd().EndsWith(" 1", StringComparison.Ordinal)),
+            TimeSpan.FromSeconds(10), () => "no gateway_routing_fallbacks_total{model=llama,fallback=qwen} 1");
     }
 
     /// <summary>
