@@ -48,6 +48,15 @@ internal sealed class ClassifyStep(RequestDelegate next, ShapingRuntime shaping,
                 classification.Tenant is { } caller && auth.Current.Tenants.TryGetValue(caller.Name, out var listed) && listed.AllowedModels is not null ? listed.Allows : null);
         }
 
+        if (HttpMethods.IsGet(context.Request.Method) && !classification.IsWebSocket
+            && context.Request.Path.StartsWithSegments("/v1/models", StringComparison.Ordinal, out var rest) && rest.Value is { Length: > 1 } idPath)
+        {
+            // OpenAI's retrieve model, answered like the list (stranger review, issue 14).
+            classification.Resolve(null, null, route.ClusterId, RoutePlan.Empty);
+            return ModelList.WriteOneAsync(context, models, Uri.UnescapeDataString(idPath[1..]),
+                classification.Tenant is { } one && auth.Current.Tenants.TryGetValue(one.Name, out var entry) && entry.AllowedModels is not null ? entry.Allows : null);
+        }
+
         return RouteByModelAsync(context, exchange, classification);
     }
 
