@@ -46,6 +46,9 @@ done
 
 need_commands python3:python3 curl:curl
 work=$(mktemp -d /tmp/bench-routing.XXXXXX)
+# Each run's reports go to a directory of its own (kept, named at the end): a fixed /tmp/routing-report-*.json was
+# shared by every user and run on the machine, so one run overwrote another's (stranger review, issue 14).
+reports=$(mktemp -d /tmp/routing-reports.XXXXXX)
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
 trap cleanup EXIT
@@ -125,9 +128,10 @@ fmt = lambda v: "–" if v is None else f"{v:,.1f}"
 print(f"{policy:<18} {fmt(ttft.get('p50')):>9} {fmt(ttft.get('p95')):>9} {fmt(e2e.get('p95')):>9} {fmt(good):>11} "
       f"{('–' if hit is None else f'{100*hit:.1f}%'):>9} {spread:>12.2f}  {r.get('requests', 0):>8}  {' '.join(str(int(x)) for x in loads):<20} {load_avg}")
 PY
-  cp "$work/report-$policy/report.json" "/tmp/routing-report-$policy.json" 2>/dev/null || true
+  cp "$work/report-$policy/report.json" "$reports/routing-report-$policy.json" 2>/dev/null || true
   kill "$gw" "${sim_pids[@]}" 2>/dev/null || true
   wait "$gw" "${sim_pids[@]}" 2>/dev/null || true
 done
 echo "load: replay load --session-arrivals --rate $rate (x $turns turns = $offered requests/s) --duration $duration --turn-think $turn_think, --prefix-groups $groups --prefix-tokens $prefix_tokens --prompt-tokens $prompt_tokens, $max_tokens output tokens; 4 replicas x $slots slots, PrefillMs $prefill_ms, PrefillPerTokenMs $prefill_per_token_ms, PerTokenMs $per_token_ms, BatchSlowdown $batch_slowdown, PrefixCache:Blocks $cache_blocks"
 echo "machine: $(machine)"
+echo "reports: $reports/routing-report-{policy}.json"

@@ -124,7 +124,7 @@ internal static class ConfigurationValidator
             errors.Add($"{Shaping.ShapingOptions.Section}:Admission:{admission} names cluster '{admission}', which is not defined under ReverseProxy:Clusters.");
         }
 
-        Routing.ModelsValidator.Validate(options.Models, clusterIds, errors);
+        Routing.ModelsValidator.Validate(options.Models, clusterIds, errors, configuration);
         Tenants.TenantsValidator.Validate(options, configuration, errors);
 
         var routeIds = configuration.GetSection("ReverseProxy:Routes").GetChildren().Select(static r => r.Key).ToHashSet(StringComparer.OrdinalIgnoreCase);

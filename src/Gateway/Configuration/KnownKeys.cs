@@ -235,7 +235,9 @@ internal static class KnownKeys
         {
             if (!properties.TryGetValue(child.Key, out var property))
             {
-                errors.Add($"{path}:{child.Key} is not a known setting{Suggest(child.Key, properties.Keys)}.");
+                errors.Add(underlying == typeof(Routing.ModelOptions) && Suggest(child.Key, properties.Keys).Length == 0
+                    ? $"{path}:{child.Key} is not a known setting of a model (Cluster, GrpcCluster, Aliases, Rewrite, Fallbacks). If '{section.Key}:{child.Key}' is a model name containing ':' (Ollama style, e.g. qwen2.5:7b), ':' separates configuration keys and cannot be in a key: configure the model under a name without ':' and list '{section.Key}:{child.Key}' in its Aliases (see docs/routing.md)."
+                    : $"{path}:{child.Key} is not a known setting{Suggest(child.Key, properties.Keys)}.");
                 continue;
             }
 
@@ -306,7 +308,8 @@ internal static class KnownKeys
         return null;
     }
 
-    private static string Suggest(string key, IEnumerable<string> known)
+    /// <summary>" (did you mean X?)" for the known name nearest <paramref name="key"/> by edit distance, or empty when none is near.</summary>
+    internal static string Suggest(string key, IEnumerable<string> known)
     {
         var best = known.Select(k => (Name: k, Distance: Distance(key.ToLowerInvariant(), k.ToLowerInvariant())))
             .OrderBy(static x => x.Distance).FirstOrDefault();

@@ -48,6 +48,15 @@ internal sealed class ClassifyStep(RequestDelegate next, ShapingRuntime shaping,
                 classification.Tenant is { } caller && auth.Current.Tenants.TryGetValue(caller.Name, out var listed) && listed.AllowedModels is not null ? listed.Allows : null);
         }
 
+        if (HttpMethods.IsGet(context.Request.Method) && !classification.IsWebSocket
+            && context.Request.Path.StartsWithSegments("/v1/models", StringComparison.Ordinal, out var rest) && rest.Value is { Length: > 1 } idPath)
+        {
+            // OpenAI's retrieve model, answered like the list (stranger review, issue 14).
+            classification.Resolve(null, null, route.ClusterId, RoutePlan.Empty);
+            return ModelList.WriteOneAsync(context, models, Uri.UnescapeDataString(idPath[1..]),
+                classification.Tenant is { } one && auth.Current.Tenants.TryGetValue(one.Name, out var entry) && entry.AllowedModels is not null ? entry.Allows : null);
+        }
+
         return RouteByModelAsync(context, exchange, classification);
     }
 
@@ -111,8 +120,11 @@ internal sealed class ClassifyStep(RequestDelegate next, ShapingRuntime shaping,
         if (models.Find(requested) is not { } model)
         {
             classification.Resolve(null, requested, route.ClusterId, RoutePlan.Empty);
+            // Refused before a WebSocket is accepted (404 JSON, as docs/routing.md says; it was 101 then close 1008 with
+            // the name dropped), and the client's name echoed bounded (a 30 KB x-model made a 30 KB body, and 12,000 'é'
+            // a gRPC trailer too large to send): stranger review, issue 14.
             exchange.Refuse(new GatewayAnswer(StatusCodes.Status404NotFound, Grpc.Core.StatusCode.NotFound, "invalid_request_error", "model_not_found",
-                $"The model `{requested}` does not exist on this gateway (GET /v1/models lists them)."));
+                $"The model `{Routing.ModelCatalog.Echo(requested)}` does not exist on this gateway (GET /v1/models lists them).", RefuseUpgrade: true));
             return;
         }
 
@@ -122,7 +134,7 @@ internal sealed class ClassifyStep(RequestDelegate next, ShapingRuntime shaping,
             classification.Resolve(model, requested, route.ClusterId, RoutePlan.Empty);
             authMetrics.Failure(Tenants.AuthFailure.ModelNotAllowed);
             exchange.Refuse(new GatewayAnswer(StatusCodes.Status403Forbidden, Grpc.Core.StatusCode.PermissionDenied, GatewayErrorTypes.PermissionDenied, GatewayErrorCodes.ModelNotAllowed,
-                $"Tenant '{tenant.Name}' may not call the model `{requested}`.", RefuseUpgrade: true));
+                $"Tenant '{tenant.Name}' may not call the model `{Routing.ModelCatalog.Echo(requested)}`.", RefuseUpgrade: true));
             return;
         }
 
@@ -138,11 +150,11 @@ internal sealed class ClassifyStep(RequestDelegate next, ShapingRuntime shaping,
     }
 
     /// <summary>
-    /// Whether the request's cluster picks its replica by prompt prefix (<c>InferenceAware</c>) and the body, where the
-    /// prompt is, has not been read yet (a WebSocket has no prompt in its upgrade).
+    /// Whether the request's cluster picks its replica by prompt prefix and session (<c>InferenceAware</c>); a WebSocket
+    /// has no prompt in its upgrade.
     /// </summary>
     private static bool NeedsPrompt(HttpContext context, Classification classification) =>
-        classification.Body is null && !classification.IsWebSocket
+        !classification.IsWebSocket
         && string.Equals(context.GetReverseProxyFeature().Cluster?.Config.LoadBalancingPolicy, Routing.InferenceAware.InferenceAwarePolicy.PolicyName, StringComparison.OrdinalIgnoreCase);
 
     /// <summary>
@@ -153,7 +165,14 @@ internal sealed class ClassifyStep(RequestDelegate next, ShapingRuntime shaping,
     {
         if (NeedsPrompt(context, classification))
         {
-            await classification.GetBodyAsync(shaping.Current.Options.MaxInspectBytes, jsonOnly: !classification.IsGrpc, exchange.ClientAborted);
+            if (classification.Body is null)
+            {
+                await classification.GetBodyAsync(shaping.Current.Options.MaxInspectBytes, jsonOnly: !classification.IsGrpc, exchange.ClientAborted);
+            }
+
+            // Also when the body was already read (a model named in it): the session term must not depend on a
+            // recording or a rate-limit policy having asked for the session first (stranger review, issue 14: without
+            // a recording, 8 of 12 short-first-turn conversations changed replica).
             await classification.GetSessionIdAsync(exchange.ClientAborted);
         }
 

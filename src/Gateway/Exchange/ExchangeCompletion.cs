@@ -42,8 +42,12 @@ internal sealed partial class ExchangeCompletion
     private readonly ILogger _logger;
     private readonly LogThrottle _backendErrors;
 
-    public ExchangeCompletion(GatewayMetrics metrics, Telemetry.GenAi.GenAiTelemetry genAi, TrafficHistory history, RecordingSink sink, TimeProvider time, ILoggerFactory loggerFactory, Tenants.TenantMetrics tenants)
+    private readonly Routing.ModelCatalog? _models;
+
+    public ExchangeCompletion(GatewayMetrics metrics, Telemetry.GenAi.GenAiTelemetry genAi, TrafficHistory history, RecordingSink sink, TimeProvider time, ILoggerFactory loggerFactory, Tenants.TenantMetrics tenants,
+        Routing.ModelCatalog? models = null)
     {
+        _models = models;
         _tenants = tenants;
         _metrics = metrics;
         _genAi = genAi;
@@ -97,7 +101,29 @@ internal sealed partial class ExchangeCompletion
         double? ttft = exchange.ResponseStarted != 0 && IsStream(context.Response.ContentType)
             ? _time.GetElapsedTime(exchange.StartTimestamp, exchange.ResponseStarted).TotalSeconds
             : null;
-        _metrics.RequestCompleted(listenerTag, routeTag, status, elapsed.TotalSeconds, ttft, Routing.ModelCatalog.Tag(classification?.Model, classification?.RequestedModel));
+        // The gateway's own start-up warm-up is not client traffic: its own model label, no request log line, no
+        // history (stranger review, issue 14: 200 warm-up requests showed as model="(unknown)" 404s and 200 log lines).
+        var warmup = context.Request.Headers.TryGetValue(Hosting.Warmup.MarkerHeader, out var marker) && Hosting.Warmup.IsMarker(marker.ToString());
+        _metrics.RequestCompleted(listenerTag, routeTag, status, elapsed.TotalSeconds, ttft,
+            warmup ? Hosting.Warmup.ModelTag : Routing.ModelCatalog.Tag(classification?.Model, classification?.RequestedModel));
+        // The model label is the model that served; a request served by a fallback is also counted by the model it
+        // asked for (stranger review, issue 14: the fallback rate per requested model was invisible).
+        if (!warmup && classification?.Model is { } served && classification.RequestedModel is { } requested
+            && _models?.Find(requested) is { } asked && !ReferenceEquals(asked, served))
+        {
+            _metrics.Fallback(asked.Name, served.Name);
+        }
+
+        if (warmup)
+        {
+            if (exchange.Capture is { } warmCapture)
+            {
+                _sink.Enqueue(warmCapture.Complete(context, exchange, result));
+            }
+
+            return;
+        }
+
         _genAi.Record(context, exchange, outcome, status, elapsed.TotalSeconds);
         // Reconciled by a token policy, else what the backend reported to the response's usage meter (GenAI metrics).
         var tokens = exchange.Tokens ?? (exchange.Usage is { CompletionTokens: { } completion } usage ? (usage.PromptTokens ?? 0, completion) : null);

@@ -20,12 +20,15 @@ namespace Gateway.Hosting;
 /// <remarks>
 /// Each request is a POST of a one-token chat body (a GET when the route does not take POST) to the route's path with
 /// every parameter replaced by <c>warmup</c> (<c>/v1/{**rest}</c> → <c>/v1/warmup</c>), so a typical model server answers
-/// 404 at once and no generation is started. Warm-up requests are ordinary exchanges: they are counted, logged, and
-/// charged to the loopback client's rate-limit partition like any other. Routes with host, header or query constraints
+/// 404 at once and no generation is started. With <c>Gateway:Models</c>, each body names a configured model, one per
+/// model cluster in turn, so every model's cluster and its backend connections are warmed (<see cref="Bodies"/>).
+/// Warm-up requests (they carry <see cref="MarkerHeader"/>) are not client traffic: they are counted under
+/// <c>model="(warmup)"</c>, not logged per request, and left out of the dashboard's history; they are charged to
+/// the loopback client's rate-limit partition like any other. Routes with host, header or query constraints
 /// are skipped. Failures are logged at Debug and never stop start-up: readiness still waits for the backends.
 /// </remarks>
 internal sealed partial class Warmup(IProxyStateLookup proxyState, ListenerRegistry listeners, AdminOptions options,
-    IHostApplicationLifetime lifetime, TimeProvider time, ILogger<Warmup> logger) : BackgroundService
+    IHostApplicationLifetime lifetime, TimeProvider time, ILogger<Warmup> logger, ModelCatalog models) : BackgroundService
 {
     private const int Concurrency = 8;
     private static readonly byte[] s_body = Encoding.UTF8.GetBytes("""{"model":"warmup","max_tokens":1,"messages":[{"role":"user","content":"warm-up"}]}""");
@@ -39,6 +42,9 @@ internal sealed partial class Warmup(IProxyStateLookup proxyState, ListenerRegis
     /// to itself; the header is removed before forwarding like any caller credential.
     /// </summary>
     public const string MarkerHeader = "x-gateway-warmup";
+
+    /// <summary>The <c>model</c> tag of warm-up requests in <c>gateway.requests</c>: they are not client traffic.</summary>
+    public const string ModelTag = "(warmup)";
 
     /// <summary>This process's warm-up marker (see <see cref="MarkerHeader"/>).</summary>
     public static readonly string Marker = Convert.ToHexStringLower(System.Security.Cryptography.RandomNumberGenerator.GetBytes(16));
@@ -72,6 +78,7 @@ internal sealed partial class Warmup(IProxyStateLookup proxyState, ListenerRegis
             var start = time.GetTimestamp();
             var sent = 0;
             using var client = new HttpMessageInvoker(new SocketsHttpHandler { UseProxy = false, AllowAutoRedirect = false, UseCookies = false });
+            var bodies = Bodies(models);
             foreach (var route in proxyState.GetRoutes())
             {
                 var config = route.Config;
@@ -87,7 +94,7 @@ internal sealed partial class Warmup(IProxyStateLookup proxyState, ListenerRegis
                 for (var w = 0; w < workers.Length; w++)
                 {
                     var count = options.WarmupRequests / Concurrency + (w < options.WarmupRequests % Concurrency ? 1 : 0);
-                    workers[w] = SendAsync(client, uri, post, count, stoppingToken);
+                    workers[w] = SendAsync(client, uri, post, count, bodies, w, stoppingToken);
                 }
 
                 await Task.WhenAll(workers);
@@ -129,15 +136,62 @@ internal sealed partial class Warmup(IProxyStateLookup proxyState, ListenerRegis
         await started.Task.WaitAsync(cancellationToken);
     }
 
-    private async Task SendAsync(HttpMessageInvoker client, Uri uri, bool post, int count, CancellationToken cancellationToken)
+    /// <summary>
+    /// The warm-up bodies: with <c>Gateway:Models</c>, one per model cluster (the first model configured on each), so
+    /// each request is routed to a cluster that serves a model and its backend is warmed; a body naming no configured
+    /// model would be answered 404 <c>model_not_found</c> by the gateway itself and warm nothing (stranger review,
+    /// issue 14). Without models, one body naming <c>warmup</c>.
+    /// </summary>
+    internal static byte[][] Bodies(ModelCatalog models)
+    {
+        if (!models.IsEnabled)
+        {
+            return [s_body];
+        }
+
+        var seen = new HashSet<string>(StringComparer.OrdinalIgnoreCase);
+        var bodies = new List<byte[]>();
+        foreach (var model in models.Models)
+        {
+            if (model.Options.Cluster is { } cluster && seen.Add(cluster))
+            {
+                bodies.Add(Body(model.Name));
+            }
+        }
+
+        return bodies.Count > 0 ? [.. bodies] : [s_body];
+    }
+
+    private static byte[] Body(string model)
+    {
+        using var buffer = new MemoryStream();
+        using (var json = new System.Text.Json.Utf8JsonWriter(buffer))
+        {
+            json.WriteStartObject();
+            json.WriteString("model", model);
+            json.WriteNumber("max_tokens", 1);
+            json.WriteStartArray("messages");
+            json.WriteStartObject();
+            json.WriteString("role", "user");
+            json.WriteString("content", "warm-up");
+            json.WriteEndObject();
+            json.WriteEndArray();
+            json.WriteEndObject();
+        }
+
+        return buffer.ToArray();
+    }
+
+    private async Task SendAsync(HttpMessageInvoker client, Uri uri, bool post, int count, byte[][] bodies, int worker, CancellationToken cancellationToken)
     {
         for (var i = 0; i < count; i++)
         {
+            var body = bodies[(worker + i * Concurrency) % bodies.Length];
             using var request = new HttpRequestMessage(post ? HttpMethod.Post : HttpMethod.Get, uri);
             request.Headers.TryAddWithoutValidation(MarkerHeader, Marker); // passes authentication (AuthStep) as no tenant
             if (post)
             {
-                request.Content = new ByteArrayContent(s_body) { Headers = { { "Content-Type", "application/json" } } };
+                request.Content = new ByteArrayContent(body) { Headers = { { "Content-Type", "application/json" } } };
             }
 
             using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);

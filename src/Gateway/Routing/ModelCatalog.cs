@@ -16,6 +16,25 @@ internal sealed class ModelCatalog(ConfigurationGate gate)
     /// <summary>The configured models, in configuration order.</summary>
     public IReadOnlyList<ModelRoute> Models => Current.Models;
 
+    /// <summary>Characters of a client's model name an error message repeats (<see cref="Echo"/>).</summary>
+    public const int MaxEchoChars = 256;
+
+    /// <summary>
+    /// A client's model name as an error message repeats it: at most <see cref="MaxEchoChars"/> characters (a cut name
+    /// ends with "…", not inside a surrogate pair), so a 30 KB name makes neither a 30 KB answer nor a gRPC
+    /// <c>grpc-message</c> trailer too large to send.
+    /// </summary>
+    public static string Echo(string name)
+    {
+        if (name.Length <= MaxEchoChars)
+        {
+            return name;
+        }
+
+        var cut = char.IsHighSurrogate(name[MaxEchoChars - 1]) ? MaxEchoChars - 1 : MaxEchoChars;
+        return string.Concat(name.AsSpan(0, cut), "…");
+    }
+
     /// <summary>The model named <paramref name="nameOrAlias"/> (exact, case-sensitive as model servers are), or null.</summary>
     public ModelRoute? Find(string nameOrAlias) => Current.ByName.GetValueOrDefault(nameOrAlias);
 

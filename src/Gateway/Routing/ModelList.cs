@@ -44,6 +44,31 @@ internal static class ModelList
         await context.Response.Body.WriteAsync(buffer.WrittenMemory, context.RequestAborted);
     }
 
+    /// <summary>
+    /// <c>GET /v1/models/{id}</c> (OpenAI's retrieve model): the model or alias named <paramref name="id"/> in the shape
+    /// of one <see cref="WriteAsync"/> entry; 404 <c>model_not_found</c> (the name echoed bounded) for a name that is not
+    /// configured or that the caller's allow-list excludes (as <c>/v1/models</c> does not list it).
+    /// </summary>
+    public static async Task WriteOneAsync(HttpContext context, ModelCatalog catalog, string id, Func<string, bool>? allows = null)
+    {
+        if (catalog.Find(id) is not { } model || (allows is not null && !allows(model.Name)))
+        {
+            await Exchange.ErrorResponses.WriteAsync(context, StatusCodes.Status404NotFound, Grpc.Core.StatusCode.NotFound, "invalid_request_error", "model_not_found",
+                $"The model `{ModelCatalog.Echo(id)}` does not exist on this gateway (GET /v1/models lists them).");
+            return;
+        }
+
+        var buffer = new System.Buffers.ArrayBufferWriter<byte>(128);
+        using (var w = new Utf8JsonWriter(buffer))
+        {
+            Entry(w, id, model.Name);
+        }
+
+        context.Response.StatusCode = StatusCodes.Status200OK;
+        context.Response.ContentType = "application/json";
+        await context.Response.Body.WriteAsync(buffer.WrittenMemory, context.RequestAborted);
+    }
+
     private static void Entry(Utf8JsonWriter w, string id, string root)
     {
         w.WriteStartObject();

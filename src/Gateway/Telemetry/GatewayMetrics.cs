@@ -19,6 +19,7 @@ internal sealed class GatewayMetrics
     private static readonly string[] s_statusClasses = ["1xx", "2xx", "3xx", "4xx", "5xx"];
 
     private readonly Counter<long> _requests;
+    private readonly Counter<long> _fallbacks;
     private readonly Histogram<double> _duration;
     private readonly UpDownCounter<long> _active;
     private readonly Histogram<double> _ttft;
@@ -29,6 +30,8 @@ internal sealed class GatewayMetrics
     {
         Meter = meterFactory.Create(name.Value);
         _requests = Meter.CreateCounter<long>("gateway.requests", "{request}", "Exchanges completed, by listener, route and status (499: the client went away).");
+        _fallbacks = Meter.CreateCounter<long>("gateway.routing.fallbacks", "{request}",
+            "Exchanges served by a fallback model, by the configured model the client asked for (model) and the one that served (fallback).");
         _duration = Meter.CreateHistogram<double>("gateway.request.duration", "s", "Time from the gateway accepting the request to the end of the response.",
             advice: new InstrumentAdvice<double> { HistogramBucketBoundaries = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120] });
         _active = Meter.CreateUpDownCounter<long>("gateway.requests.active", "{request}", "Exchanges in progress, by listener.");
@@ -86,6 +89,15 @@ internal sealed class GatewayMetrics
 
         tags.Add("status_code", StatusCode(status));
         _requests.Add(1, tags);
+    }
+
+    /// <summary>Counts an exchange the <paramref name="fallback"/> model served for <paramref name="model"/> (both configured names: a bounded set).</summary>
+    public void Fallback(string model, string fallback)
+    {
+        if (_fallbacks.Enabled)
+        {
+            _fallbacks.Add(1, new TagList { { "model", model }, { "fallback", fallback } });
+        }
     }
 
     /// <summary>Counts a WebSocket connection on <paramref name="route"/> closed by the idle timeout.</summary>

@@ -108,7 +108,7 @@ internal static class SettingsValidator
                 SessionHeader = s.SessionHeader,
                 WebSocketMode = c.WebSocketMode,
                 Seed = s.Seed,
-                Conversation = s.GenerateWith is null && s.Turns is null ? null : new ConversationPlan(s.Turns ?? ReplaySettings.DefaultTurns, c.TurnThink.TotalMilliseconds, s.Path, s.Model, s.MaxTokens, s.Stream),
+                Conversation = s.GenerateWith is null && s.Turns is null ? null : new ConversationPlan(s.Turns ?? ReplaySettings.DefaultTurns, c.TurnThink.TotalMilliseconds, s.Path, s.Model, s.MaxTokens, s.Stream) { Generated = s.GenerateWith is not null },
             },
             Clients = new ClientSettings
             {

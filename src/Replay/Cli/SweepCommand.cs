@@ -135,7 +135,7 @@ internal static class SweepCommand
             };
             steps.Add(step);
             var slos = step.SlosMet.Count == 0 ? "-" : string.Join(" ", step.SlosMet.Select(static m => m ? "ok" : "MISSED"));
-            var hit = step.PrefixCache?.HitRate is { } rateHit ? string.Create(c, $"{rateHit * 100:0.0}%") : "-";
+            var hit = step.PrefixCache?.HitRate is { } rateHit ? string.Create(c, $"{rateHit * 100:0.0}%{(step.PrefixCache.Partial ? " (partial)" : string.Empty)}") : "-";
             await output.WriteLineAsync(string.Create(c, $"  {steps.Count,4}  {rate,9:0.##}  {stepPlan.PlannedRequests,7}  {step.Sent / seconds,6:0.#}  {step.GoodputRps,9:0.##}  {step.ThroughputRps,6:0.#}  {step.GoodFraction * 100,6:0.#}  {step.Latency.P50,7:0.#}  {step.Latency.P95,7:0.#}  {step.Latency.P99,7:0.#}  {step.MeanInFlight,9:0.#}  {hit,9}  {slos}")).ConfigureAwait(false);
             if (KneeFinder.PastKnee(steps, options.Knee))
             {

@@ -41,44 +41,51 @@ internal sealed class PrefixCacheProbe : IDisposable
     }
 
     /// <summary>
-    /// The counters now, before a measured period; null when there are none to read (a problem with a named
-    /// <c>--metrics-url</c> is written to <paramref name="error"/>).
+    /// The counters now, before a measured period; null when there are none to read or none answered. Each named
+    /// <c>--metrics-url</c> that failed is written to <paramref name="error"/>; the others still count.
     /// </summary>
-    public async Task<PrefixCacheSample?> BeforeAsync(TextWriter error, CancellationToken cancellationToken)
+    public async Task<PrefixCacheReading?> BeforeAsync(TextWriter error, CancellationToken cancellationToken)
     {
         if (Urls.Count == 0)
         {
             return null;
         }
 
-        var (sample, problem) = await PrefixCacheCounters.ReadAsync(_client, Urls, cancellationToken).ConfigureAwait(false);
-        if (problem is not null && _named)
+        var reading = await PrefixCacheCounters.ReadAsync(_client, Urls, cancellationToken).ConfigureAwait(false);
+        if (reading.Problems.Count > 0 && _named)
         {
-            await error.WriteLineAsync($"replay: --metrics-url: {problem}; no prefix cache hit rate.").ConfigureAwait(false);
+            await error.WriteLineAsync(reading.Samples.Count == 0
+                ? $"replay: --metrics-url: {reading.Describe()}; no prefix cache hit rate."
+                : $"replay: --metrics-url: {reading.Describe()}; the prefix cache hit rate is partial (from {reading.Samples.Count} of {Urls.Count} URLs).").ConfigureAwait(false);
         }
 
-        return sample;
+        return reading.Samples.Count == 0 ? null : reading;
     }
 
     /// <summary>
-    /// The period's figures from <paramref name="before"/> and a read now; null without a first read, or when this one
-    /// fails (said on <paramref name="error"/>).
+    /// The period's figures from <paramref name="before"/> and a read now, summed over the URLs that answered both
+    /// (the others named in <see cref="PrefixCacheReport.Failed"/>, the figure marked partial); null without a first
+    /// read, or when no URL answered both (said on <paramref name="error"/>).
     /// </summary>
-    public async Task<PrefixCacheReport?> AfterAsync(PrefixCacheSample? before, TextWriter error, CancellationToken cancellationToken)
+    public async Task<PrefixCacheReport?> AfterAsync(PrefixCacheReading? before, TextWriter error, CancellationToken cancellationToken)
     {
-        if (before is not { } start)
+        if (before is null)
         {
             return null;
         }
 
-        var (after, problem) = await PrefixCacheCounters.ReadAsync(_client, Urls, cancellationToken).ConfigureAwait(false);
-        if (after is not { } end)
+        var after = await PrefixCacheCounters.ReadAsync(_client, Urls, cancellationToken).ConfigureAwait(false);
+        var report = PrefixCacheReport.Between(before, after, Urls);
+        if (report is null)
         {
-            await error.WriteLineAsync($"replay: prefix cache counters unreadable after the run ({problem}).").ConfigureAwait(false);
-            return null;
+            await error.WriteLineAsync($"replay: prefix cache counters unreadable after the run ({after.Describe()}).").ConfigureAwait(false);
+        }
+        else if (after.Problems.Count > 0)
+        {
+            await error.WriteLineAsync($"replay: prefix cache counters unreadable after the run at {after.Describe()}; the hit rate is partial.").ConfigureAwait(false);
         }
 
-        return PrefixCacheReport.Between(start, end, Urls);
+        return report;
     }
 
     public void Dispose() => _client.Dispose();

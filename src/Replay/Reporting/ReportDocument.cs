@@ -134,8 +134,18 @@ internal sealed record GeneratorDocument(
 
 internal sealed record ConnectionsDocument(int Limit, long OpenFileLimit, int PeakInUse, long Waits);
 
-/// <summary><c>prefix_cache</c>: prompt tokens looked up and found cached during the run, and the metrics URLs summed.</summary>
-internal sealed record PrefixCacheDocument(double Queries, double Hits, List<string> MetricsUrls);
+/// <summary>
+/// <c>prefix_cache</c>: prompt tokens looked up and found cached during the run, the metrics URLs summed, and (when
+/// some failed) <c>partial: true</c> with each failed URL and why in <c>failed_metrics_urls</c>.
+/// </summary>
+internal sealed record PrefixCacheDocument(double Queries, double Hits, List<string> MetricsUrls)
+{
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingDefault)]
+    public bool Partial { get; init; }
+
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public List<string>? FailedMetricsUrls { get; init; }
+}
 
 internal sealed record ConversationsDocument(long Conversations, int Turns, long Generated, long CacheHits, long Failures, string? FirstFailure, string Digest, List<string> Sample)
 {

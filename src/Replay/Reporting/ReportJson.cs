@@ -70,7 +70,7 @@ internal static class ReportJson
             ? new ConversationsDocument(v.Conversations, v.Turns, v.Generated, v.CacheHits, v.Failures, v.FirstFailure, v.Digest, [.. v.Sample]) { CacheFile = v.CacheFile }
             : null,
         PrefixCacheHitRate = r.PrefixCache?.HitRate is { } rate ? Round(rate) : null,
-        PrefixCache = r.PrefixCache is { } pc ? new PrefixCacheDocument(pc.Queries, pc.Hits, [.. pc.MetricsUrls]) : null,
+        PrefixCache = r.PrefixCache is { } pc ? new PrefixCacheDocument(pc.Queries, pc.Hits, [.. pc.MetricsUrls]) { Partial = pc.Partial, FailedMetricsUrls = pc.Partial ? [.. pc.Failed] : null } : null,
         Workers = r.Workers is { } w ? new WorkersDocument(w.RunId, w.Workers, [.. w.Names], w.Slices, w.TakenOver, w.LostSessions, w.MissingSlices) : null,
         SourceTimeRemovedS = Round(r.SourceTimeRemovedSeconds),
         OutOfOrderRecords = r.OutOfOrder is { } o ? new OutOfOrderDocument(o.Records, o.LargestDisplacement, Round(o.LargestMs)) : null,

@@ -23,6 +23,10 @@ internal static class SummaryWriter
             o.WriteLine(pc.HitRate is { } rate
                 ? string.Create(c, $"  prefix cache  {rate * 100:0.#}% hit ({pc.Hits:0} of {pc.Queries:0} prompt tokens cached; {string.Join(", ", pc.MetricsUrls)})")
                 : $"  prefix cache  no prompt tokens looked up ({string.Join(", ", pc.MetricsUrls)})");
+            if (pc.Partial)
+            {
+                o.WriteLine($"  prefix cache  PARTIAL: not counted, unreadable: {string.Join("; ", pc.Failed)}");
+            }
         }
         Line(o, "inter-token", r.Itl);
         if (r.OutputTokens > 0)

@@ -47,17 +47,19 @@ internal static class SyntheticSource
             },
         };
 
+        var prefixes = s.PromptText is { Groups: > 0 } t ? $" after one of {t.Groups} shared {t.PrefixTokens}-token prefixes" : string.Empty;
         if (s.Conversation is { } conversation)
         {
+            // "generated" only when a generator model writes the user turns (--generate-with); the prefix groups are
+            // named as for single requests (stranger review, issue 14: the --turns line said "generated" and hid them).
             return new Workload(
-                $"generated conversations ({conversation.Turns} turns, max_tokens {s.MaxTokens}{(s.Stream ? ", streamed" : string.Empty)})",
+                $"{(conversation.Generated ? "generated" : "synthetic")} conversations ({conversation.Turns} turns{prefixes}, max_tokens {s.MaxTokens}{(s.Stream ? ", streamed" : string.Empty)})",
                 [new PlannedSession { Id = "conversation", OriginalId = "conversation", Requests = [request with { Route = "conversation" }], Conversation = conversation }],
                 [],
                 0);
         }
 
         var session = new PlannedSession { Id = "load", OriginalId = "load", Requests = [request] };
-        var prefixes = s.PromptText is { Groups: > 0 } t ? $" after one of {t.Groups} shared {t.PrefixTokens}-token prefixes" : string.Empty;
         return new Workload($"synthetic {s.Protocol} requests ({s.PromptTokens} prompt tokens{prefixes}, max_tokens {s.MaxTokens}{(s.Stream ? ", streamed" : string.Empty)})", [session], [], 0);
     }
 

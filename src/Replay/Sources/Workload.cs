@@ -130,7 +130,11 @@ internal sealed record SyntheticPrompt(int PromptTokens, int MaxTokens, string M
 /// <param name="Model">The model field sent to the target.</param>
 /// <param name="MaxTokens">max_tokens of each target request.</param>
 /// <param name="Stream">Whether target requests stream (SSE).</param>
-internal sealed record ConversationPlan(int Turns, double ThinkMs, string Path, string Model, int MaxTokens, bool Stream);
+internal sealed record ConversationPlan(int Turns, double ThinkMs, string Path, string Model, int MaxTokens, bool Stream)
+{
+    /// <summary>Whether user turns come from a generator model (<c>--generate-with</c>); false: scripted synthetic turns.</summary>
+    public bool Generated { get; init; }
+}
 
 /// <summary>A session: requests sent one after another (each after the previous response plus its think time).</summary>
 internal sealed record PlannedSession

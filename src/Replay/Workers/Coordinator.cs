@@ -157,7 +157,7 @@ internal static class Coordinator
     }
 
     /// <summary>The prefix cache counters read at <paramref name="at"/> (a timestamp of <paramref name="time"/>); null when unreadable or cancelled.</summary>
-    private static async Task<PrefixCacheSample?> ReadAtAsync(PrefixCacheProbe probe, long at, TimeProvider time, TextWriter error, CancellationToken cancellationToken)
+    private static async Task<PrefixCacheReading?> ReadAtAsync(PrefixCacheProbe probe, long at, TimeProvider time, TextWriter error, CancellationToken cancellationToken)
     {
         try
         {

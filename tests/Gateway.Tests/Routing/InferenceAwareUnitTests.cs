@@ -103,6 +103,25 @@ public sealed class InferenceAwareUnitTests
         Assert.Equal(0, m.Waiting);
     }
 
+    /// <summary>
+    /// Stranger review (issue 14): a replica reporting a negative queue (-1e308) or a KV usage outside 0 … 1 took all
+    /// traffic and kept the prefixes it stole. Such a page is refused as unparsable (the replica is then scored by
+    /// in-flight count, as a stale one), not read as an idle replica.
+    /// </summary>
+    [Theory]
+    [InlineData("vllm:num_requests_running -1e308\nvllm:num_requests_waiting 0\n")]
+    [InlineData("vllm:num_requests_running 0\nvllm:num_requests_waiting -1\n")]
+    [InlineData("vllm:num_requests_running{engine=\"0\"} 2\nvllm:num_requests_running{engine=\"1\"} -3\n")]
+    [InlineData("vllm:num_requests_running 0\nvllm:kv_cache_usage_perc 1.5\n")]
+    [InlineData("vllm:num_requests_running 0\nvllm:gpu_cache_usage_perc -0.2\n")]
+    [InlineData("vllm:num_requests_running 1e308\nvllm:num_requests_waiting 1e308\n")]
+    public void Parser_refuses_negative_queues_and_kv_usage_outside_0_to_1_stranger_review(string page)
+    {
+        Assert.False(VllmMetricsParser.TryParse(Encoding.UTF8.GetBytes(page), out _));
+        Assert.True(VllmMetricsParser.TryParse("vllm:num_requests_running 0\nvllm:kv_cache_usage_perc 1\n"u8, out var edge)); // the bounds themselves are valid
+        Assert.Equal(1, edge.KvUsage);
+    }
+
     [Fact]
     public void Prompt_text_is_role_and_content_of_each_message_in_order_whatever_the_property_order()
     {

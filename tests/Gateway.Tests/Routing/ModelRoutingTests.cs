@@ -130,6 +130,28 @@ public sealed class ModelRoutingTests
         Assert.Equal(0, h.Sim.Stats.Requests);
     }
 
+    /// <summary>Stranger review, issue 14: GET /v1/models/{id} went to a backend; the gateway answers it (OpenAI's retrieve-model shape, 404 model_not_found for an unknown id).</summary>
+    [Fact]
+    public async Task Get_model_by_id_is_answered_by_the_gateway_stranger_review()
+    {
+        await using var qwen = await StartQwenAsync();
+        await using var h = await GatewayHarness.StartAsync(Fleet(qwen.HttpAddress));
+        using var http = new HttpClient { BaseAddress = h.Http };
+        using (var one = JsonDocument.Parse(await http.GetStringAsync("/v1/models/llama-latest")))
+        {
+            Assert.Equal("llama-latest", one.RootElement.GetProperty("id").GetString());
+            Assert.Equal("model", one.RootElement.GetProperty("object").GetString());
+            Assert.Equal("llama", one.RootElement.GetProperty("root").GetString());
+        }
+
+        using var missing = await http.GetAsync("/v1/models/gpt-9");
+        Assert.Equal(HttpStatusCode.NotFound, missing.StatusCode);
+        using var error = JsonDocument.Parse(await missing.Content.ReadAsStringAsync());
+        Assert.Equal("model_not_found", error.RootElement.GetProperty("error").GetProperty("code").GetString());
+        Assert.Equal(0, h.Sim.Stats.Requests);
+        Assert.Equal(0, qwen.Stats.Requests);
+    }
+
     [Fact]
     public async Task A_model_whose_cluster_cannot_be_reached_falls_back_before_any_byte_is_sent()
     {
@@ -141,6 +163,14 @@ public sealed class ModelRoutingTests
         Assert.True(status == HttpStatusCode.OK, body.ToString());
         Assert.Equal("qwen", body.GetProperty("model").GetString()); // the fallback's own name was sent
         Assert.Equal(1, qwen.Stats.Completed);
+
+        // Stranger review, issue 14: the model label is the served model; the requested one is visible through
+        // gateway_routing_fallbacks_total{model (asked), fallback (served)}.
+        using var admin = new HttpClient { BaseAddress = h.Admin };
+        await TestSupport.Eventually.TrueAsync(async () => (await admin.GetStringAsync("/metrics")).Split('\n')
+            .Any(static l => l.StartsWith("gateway_routing_fallbacks_total{", StringComparison.Ordinal) && l.Contains("model=\"llama\"", StringComparison.Ordinal)
+                && l.Contains("fallback=\"qwen\"", StringComparison.Ordinal) && l.TrimEnd().EndsWith(" 1", StringComparison.Ordinal)),
+            TimeSpan.FromSeconds(10), () => "no gateway_routing_fallbacks_total{model=llama,fallback=qwen} 1");
     }
 
     /// <summary>

@@ -73,6 +73,47 @@ public sealed class PrefixWorkloadTests
         }
     }
 
+    /// <summary>
+    /// Stranger review (issue 14): one failing --metrics-url dropped the whole hit rate. It is now summed over the URLs
+    /// that answered, every failed URL is named, and the figure is marked partial (report.json and the summary).
+    /// </summary>
+    [Fact(Timeout = 90_000)]
+    public async Task A_failing_metrics_url_leaves_a_partial_hit_rate_from_the_others_and_names_each_failure_stranger_review()
+    {
+        await using var sim = await TestHost.StartSimAsync();
+        using var dir = TestHost.CreateTempDirectory();
+        var refused = $"http://127.0.0.1:{TestSupport.FreePort.Next()}/metrics";
+        var notFound = $"{sim.HttpAddress}no-such-metrics";
+        var result = await TestHost.RunAsync(["load", "--target", sim.HttpAddress.ToString(), "--rate", "10", "--duration", "1s", "--max-tokens", "4",
+            "--prefix-groups", "1", "--prefix-tokens", "200", "--prompt-tokens", "16", "--progress", "none",
+            "--metrics-url", $"{sim.HttpAddress}metrics", "--metrics-url", refused, "--metrics-url", notFound, "--report", dir.Combine("partial")]);
+        Assert.True(result.ExitCode == 0, result.ToString());
+        using var report = TestHost.ReadReport(dir.Combine("partial"));
+        var r = report.RootElement;
+        Assert.True(r.GetProperty("prefix_cache_hit_rate").GetDouble() > 0.5, r.GetProperty("prefix_cache").ToString()); // 9 of 10 find the shared prefix
+        var cache = r.GetProperty("prefix_cache");
+        Assert.Equal(10 * 216, cache.GetProperty("queries").GetDouble());
+        Assert.True(cache.GetProperty("partial").GetBoolean());
+        var failed = cache.GetProperty("failed_metrics_urls").EnumerateArray().Select(static f => f.GetString()!).ToList();
+        Assert.Equal(2, failed.Count);
+        Assert.Contains(failed, f => f.StartsWith(refused, StringComparison.Ordinal));
+        Assert.Contains(failed, f => f.StartsWith(notFound, StringComparison.Ordinal) && f.Contains("HTTP 404", StringComparison.Ordinal));
+        Assert.Contains("PARTIAL", result.Output, StringComparison.Ordinal);
+        Assert.Contains(refused, result.Output + result.Error, StringComparison.Ordinal);
+    }
+
+    /// <summary>Stranger review (issue 14): the --turns summary said "generated" without --generate-with and left out the prefix groups.</summary>
+    [Fact(Timeout = 90_000)]
+    public async Task The_turns_workload_line_names_prefix_groups_and_says_synthetic_without_a_generator_stranger_review()
+    {
+        await using var sim = await TestHost.StartSimAsync();
+        var result = await TestHost.RunAsync(["load", "--target", sim.HttpAddress.ToString(), "--turns", "2", "--session-arrivals", "--rate", "2", "--duration", "1s",
+            "--prompt-tokens", "12", "--prefix-groups", "2", "--prefix-tokens", "40", "--max-tokens", "4", "--progress", "none"]);
+        Assert.True(result.ExitCode == 0, result.ToString());
+        Assert.Contains("synthetic conversations (2 turns after one of 2 shared 40-token prefixes", result.Output + result.Error, StringComparison.Ordinal);
+        Assert.DoesNotContain("generated conversations", result.Output + result.Error, StringComparison.Ordinal);
+    }
+
     [Fact]
     public void Prometheus_text_is_summed_over_series_and_other_metrics_are_ignored()
     {

@@ -46,7 +46,12 @@ internal sealed class InferenceAwarePolicy(ReplicaBoard board, InferenceAwareMet
             return null;
         }
 
-        var settings = board.SettingsOf(cluster.Model);
+        // YARP passes the route's cluster here even when the request was reassigned to a model's cluster
+        // (ReassignProxyRequest keeps the route); the cluster serving it is the proxy feature's (stranger review,
+        // issue 14: decisions were counted, and prefixes kept, under the route's cluster).
+        var model = context.Features.Get<Yarp.ReverseProxy.Model.IReverseProxyFeature>()?.Cluster ?? cluster.Model;
+        var clusterId = model.Config.ClusterId;
+        var settings = board.SettingsOf(model);
         var exchange = context.GetExchange();
         var text = exchange?.Classification?.PromptText;
         Span<ulong> chain = stackalloc ulong[settings.PrefixBlocks];
@@ -62,7 +67,7 @@ internal sealed class InferenceAwarePolicy(ReplicaBoard board, InferenceAwareMet
             // A session named by the client (not one the gateway generated): its conversation's replica.
             var sessionId = exchange?.Classification?.SessionId;
             var sessionKey = sessionId is not null && !Recording.SessionResolver.IsGenerated(sessionId) ? PromptPrefix.SessionKey(sessionId) : 0UL;
-            var table = blocks > 0 || sessionKey != 0 ? board.TableOf(cluster.ClusterId, settings) : null;
+            var table = blocks > 0 || sessionKey != 0 ? board.TableOf(clusterId, settings) : null;
             if (table is not null && blocks > 0)
             {
                 table.Match(chain, availableDestinations, matched);
@@ -135,8 +140,8 @@ internal sealed class InferenceAwarePolicy(ReplicaBoard board, InferenceAwareMet
 
             if (metrics is not null)
             {
-                metrics.Decision(cluster.ClusterId, reason);
-                metrics.Stale(cluster.ClusterId, stale);
+                metrics.Decision(clusterId, reason);
+                metrics.Stale(clusterId, stale);
             }
 
             return chosen;

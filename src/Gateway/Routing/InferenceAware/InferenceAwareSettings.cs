@@ -13,6 +13,9 @@ internal sealed record InferenceAwareSettings
     /// <summary>Metadata key prefix of the cluster settings.</summary>
     public const string Prefix = "InferenceAware.";
 
+    /// <summary>The settings' names after <see cref="Prefix"/>; any other <c>InferenceAware.*</c> metadata key is refused.</summary>
+    public static readonly string[] Names = ["PrefixWeight", "QueueWeight", "KvWeight", "LoadFactor", "PrefixBlocks", "PrefixTableSize", "PrefixTtl"];
+
     /// <summary>Characters per prefix block: the prompt's chat text is hashed in blocks of this many characters.</summary>
     public const int BlockChars = 64;
 
@@ -156,6 +159,17 @@ internal sealed class InferenceAwareRule : IClusterValidator
     public ValueTask ValidateAsync(ClusterConfig cluster, IList<Exception> errors)
     {
         var key = $"ReverseProxy:Clusters:{cluster.ClusterId}";
+        foreach (var name in cluster.Metadata?.Keys ?? [])
+        {
+            // A typo'd setting (InferenceAware.PrefixWieght) would silently keep its default (stranger review, issue 14).
+            if (name.StartsWith(InferenceAwareSettings.Prefix, StringComparison.OrdinalIgnoreCase)
+                && !InferenceAwareSettings.Names.Contains(name[InferenceAwareSettings.Prefix.Length..], StringComparer.OrdinalIgnoreCase))
+            {
+                errors.Add(new ArgumentException(
+                    $"{key}:Metadata:{name} is not a known setting{Configuration.KnownKeys.Suggest(name, InferenceAwareSettings.Names.Select(static n => InferenceAwareSettings.Prefix + n))} (known: {string.Join(", ", InferenceAwareSettings.Names.Select(static n => InferenceAwareSettings.Prefix + n))})."));
+            }
+        }
+
         InferenceAwareSettings.Parse(cluster.Metadata, key, errors);
         ScrapeSettings.Of(null, cluster.Metadata, key, errors);
         foreach (var (id, destination) in cluster.Destinations ?? new Dictionary<string, DestinationConfig>())

@@ -33,12 +33,14 @@ internal static class VllmMetricsParser
 
     /// <summary>
     /// Parses <paramref name="text"/>; false when neither <c>vllm:num_requests_running</c> nor
-    /// <c>vllm:num_requests_waiting</c> is present (not a vLLM replica's metrics, or a wrong path).
+    /// <c>vllm:num_requests_waiting</c> is present (not a vLLM replica's metrics, or a wrong path), or when a
+    /// <c>num_requests_*</c> sample is negative or a KV usage sample is outside 0 … 1 (a broken exporter).
     /// </summary>
     public static bool TryParse(ReadOnlySpan<byte> text, out VllmMetrics metrics)
     {
         double running = 0, waiting = 0, kv = 0, queries = 0, hits = 0;
         var seen = false;
+        var invalid = false;
         while (!text.IsEmpty)
         {
             var end = text.IndexOf((byte)'\n');
@@ -56,16 +58,19 @@ internal static class VllmMetricsParser
 
             if (name.SequenceEqual(Running))
             {
+                invalid |= value < 0;
                 running += value;
                 seen = true;
             }
             else if (name.SequenceEqual(Waiting))
             {
+                invalid |= value < 0;
                 waiting += value;
                 seen = true;
             }
             else if (name.SequenceEqual(KvUsage) || name.SequenceEqual(GpuCacheUsage))
             {
+                invalid |= value is < 0 or > 1;
                 kv = Math.Max(kv, value);
             }
             else if (name.SequenceEqual(Queries))
@@ -78,8 +83,11 @@ internal static class VllmMetricsParser
             }
         }
 
+        // A negative queue or a KV fraction outside [0, 1] is a broken exporter, not a load: read as it stood, a replica
+        // reporting -1e308 running took all traffic and kept the prefixes it stole (stranger review, issue 14). The
+        // whole page is refused, as one without the series is: counted unparsable, the replica scored by in-flight count.
         metrics = new VllmMetrics(running, waiting, Math.Clamp(kv, 0, 1), queries, hits);
-        return seen;
+        return seen && !invalid && double.IsFinite(running + waiting);
     }
 
     /// <summary>Splits one sample line into its metric name and value; false for a line that is not a finite sample.</summary>

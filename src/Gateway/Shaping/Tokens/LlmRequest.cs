@@ -73,7 +73,9 @@ internal sealed record LlmRequest(int PromptTokens, int MaxTokens, bool Stream, 
             var stream = root.TryGetProperty("stream", out var s) && s.ValueKind == JsonValueKind.True;
             var includeUsage = root.TryGetProperty("stream_options", out var so) && so.ValueKind == JsonValueKind.Object
                 && so.TryGetProperty("include_usage", out var iu) && iu.ValueKind == JsonValueKind.True;
-            var model = root.TryGetProperty("model", out var named) && named.ValueKind == JsonValueKind.String ? named.GetString() : null;
+            // An empty "model" names no model, as an empty gRPC field, ?model= or x-model do (stranger review, issue 14:
+            // HTTP "" was 404 model_not_found while the other protocols went to the route's cluster).
+            var model = root.TryGetProperty("model", out var named) && named.ValueKind == JsonValueKind.String && named.GetString() is { Length: > 0 } modelName ? modelName : null;
             return new LlmRequest(TokenCounter.Default.Count(text.ToString()), Math.Max(0, max), stream, includeUsage, true) { Model = model };
         }
         catch (JsonException)
