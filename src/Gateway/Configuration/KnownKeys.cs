@@ -141,7 +141,7 @@ internal static class KnownKeys
                         && child.Value is { } value && !Converts(value, t))
                     {
                         // YARP's reader would throw a FormatException that names no key.
-                        errors.Add($"{section.Path}:{child.Key} must be {Describe(t)} (was '{value}').");
+                        errors.Add($"{section.Path}:{child.Key} {Mismatch(value, t)}");
                     }
                 }
             }
@@ -180,7 +180,7 @@ internal static class KnownKeys
             }
             else if (section.Value is { } value && !Converts(value, underlying))
             {
-                errors.Add($"{path} must be {Describe(underlying)} (was '{value}').");
+                errors.Add($"{path} {Mismatch(value, underlying)}");
             }
 
             return;
@@ -278,6 +278,23 @@ internal static class KnownKeys
             _ when t == typeof(Uri) => Uri.TryCreate(value, UriKind.RelativeOrAbsolute, out _),
             _ => true,
         };
+    }
+
+    /// <summary>
+    /// Why <paramref name="value"/> does not convert to <paramref name="t"/>: a whole number too large or too small for its
+    /// type is out of range, and the message gives the bounds (stranger review: 1099511627776 for an int used to read
+    /// "must be a whole number"); anything else gets the type's description.
+    /// </summary>
+    private static string Mismatch(string value, Type t)
+    {
+        if ((t == typeof(int) || t == typeof(long))
+            && System.Numerics.BigInteger.TryParse(value, NumberStyles.Integer, CultureInfo.InvariantCulture, out _))
+        {
+            var (min, max) = t == typeof(int) ? ((long)int.MinValue, (long)int.MaxValue) : (long.MinValue, long.MaxValue);
+            return string.Create(CultureInfo.InvariantCulture, $"is out of range: it must be a whole number from {min} to {max} (was '{value}').");
+        }
+
+        return $"must be {Describe(t)} (was '{value}').";
     }
 
     private static string Describe(Type t) => t.IsEnum ? $"one of {string.Join(", ", Enum.GetNames(t))}"

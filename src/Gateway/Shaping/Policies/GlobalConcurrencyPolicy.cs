@@ -16,7 +16,10 @@ namespace Gateway.Shaping.Policies;
 /// on one Redis Cluster slot.) This is the "lease with expiry in a sorted set" semaphore of Redis's documentation
 /// ("Distributed locks with Redis"; the counting-semaphore variant of Carlson, "Redis in Action", §6.3).
 /// While Redis is unavailable (<see cref="ShapingRedis"/>) the policy follows its FailMode (local share: PermitLimit /
-/// <c>Instances</c> in this gateway).
+/// <c>Instances</c> in this gateway). An acquire that timed out may still run when a frozen Redis resumes: its lease is
+/// removed (<c>ZREM</c>) once Redis answers again (a compensation of <see cref="ShapingRedis.RunAsync{TState, T}"/>), so it
+/// does not block the partition for <c>LeaseTtl</c> (stranger review; litellm#27955, litellm#30020). A renewal re-adds a
+/// live lease that Redis lost (a restart without persistence; litellm#16011).
 /// </summary>
 internal sealed class GlobalConcurrencyPolicy : ShapingPolicy
 {
@@ -35,21 +38,20 @@ internal sealed class GlobalConcurrencyPolicy : ShapingPolicy
         return { 1, held + 1 }
         """;
 
-    // KEYS: one set per lease; ARGV[1] ttl ms, ARGV[i + 1] the lease id in KEYS[i]. A lease that expired meanwhile (and
-    // may have been taken by another gateway) is not re-added (XX). Returns the number of leases renewed.
+    // KEYS: one set per lease; ARGV[1] ttl ms, ARGV[i + 1] the lease id in KEYS[i]. Every lease is (re-)added, not only
+    // the ones still there: a Redis restarted without persistence (or a lease that expired while Redis was unreachable)
+    // loses the leases of live exchanges, and the fleet's count must hold them again within one renewal
+    // (stranger review, litellm#16011). Returns the number of leases that were missing and re-added.
     private const string RenewScript = """
         local t = redis.call('TIME')
         local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
         local ttl = tonumber(ARGV[1])
-        local renewed = 0
+        local readded = 0
         for i, key in ipairs(KEYS) do
-          if redis.call('ZSCORE', key, ARGV[i + 1]) then
-            redis.call('ZADD', key, 'XX', now + ttl, ARGV[i + 1])
-            redis.call('PEXPIRE', key, ttl + 1000)
-            renewed = renewed + 1
-          end
+          readded = readded + redis.call('ZADD', key, now + ttl, ARGV[i + 1])
+          redis.call('PEXPIRE', key, ttl + 1000)
         end
-        return renewed
+        return readded
         """;
 
     private static readonly string s_instance = Guid.NewGuid().ToString("N")[..12];
@@ -84,7 +86,10 @@ internal sealed class GlobalConcurrencyPolicy : ShapingPolicy
                 var r = (RedisResult[])(await db.ScriptEvaluateAsync(AcquireScript, [s.Key],
                     [s.Options.PermitLimit, (long)s.Options.LeaseTtl.TotalMilliseconds, s.Id]))!;
                 return (long)r[0] == 1;
-            }, cancellationToken);
+            }, cancellationToken,
+            // Stranger review (litellm#27955, #30020): an acquire that timed out runs when a frozen Redis resumes and adds
+            // a lease nobody renews or releases, blocking the partition for LeaseTtl; it is removed once Redis answers.
+            static (db, s) => db.SortedSetRemoveAsync(s.Key, s.Id, CommandFlags.FireAndForget));
         if (ok)
         {
             if (!admitted)

@@ -26,6 +26,9 @@ internal sealed partial class ShapingRedis : IAsyncDisposable
     private int _probing;
     private int _down;
     private bool _disposed;
+    private readonly System.Collections.Concurrent.ConcurrentQueue<Func<IDatabase, Task>> _pending = new();
+    private int _pendingCount;
+    private long _compensationsDropped;
 
     public ShapingRedis(string? configuration, TimeSpan timeout, TimeSpan probeInterval, TimeProvider time, ILogger logger)
     {
@@ -55,7 +58,16 @@ internal sealed partial class ShapingRedis : IAsyncDisposable
     /// did not answer within the budget, or failed; a late answer is dropped (its result or error observed).
     /// </summary>
     /// <exception cref="OperationCanceledException"><paramref name="cancellationToken"/> was cancelled (the client left).</exception>
-    public async ValueTask<(bool Ok, T? Value)> RunAsync<TState, T>(TState state, Func<IDatabase, TState, Task<T>> call, CancellationToken cancellationToken)
+    /// <param name="state">Passed to <paramref name="call"/> and <paramref name="compensate"/> (no closure).</param>
+    /// <param name="call">The Redis call.</param>
+    /// <param name="cancellationToken">The request's token.</param>
+    /// <param name="compensate">
+    /// Undoes the call's effect when its outcome is unknown (no answer within the budget, a failure after it was sent, or
+    /// the caller cancelled): the call may still run in Redis after the caller gave up (a frozen Redis runs what it had
+    /// read when it resumes), so the compensation is queued and sent on the same connection once Redis answers again, after
+    /// the original (commands on one connection run in order). It must be harmless when the call never ran (a <c>ZREM</c>).
+    /// </param>
+    public async ValueTask<(bool Ok, T? Value)> RunAsync<TState, T>(TState state, Func<IDatabase, TState, Task<T>> call, CancellationToken cancellationToken, Func<IDatabase, TState, Task>? compensate = null)
     {
         if (_connection is null || Volatile.Read(ref _down) == 1)
         {
@@ -87,17 +99,76 @@ internal sealed partial class ShapingRedis : IAsyncDisposable
         {
             Observe(task);
             MarkDown(string.Create(CultureInfo.InvariantCulture, $"no answer within {_timeout.TotalMilliseconds:0} ms"));
+            Compensate(state, compensate);
             return (false, default);
         }
         catch (Exception ex) when (ex is RedisException or TimeoutException or ObjectDisposedException)
         {
             MarkDown(Cause(ex));
+            Compensate(state, compensate);
             return (false, default);
         }
         catch (OperationCanceledException)
         {
             Observe(task);
+            Compensate(state, compensate);
             throw;
+        }
+    }
+
+    /// <summary>Compensations waiting for Redis to answer again (see <see cref="RunAsync{TState, T}"/>).</summary>
+    public int PendingCompensations => _pending.Count;
+
+    /// <summary>Compensations dropped because <see cref="MaxPendingCompensations"/> were already waiting (their leases expire with their TTL).</summary>
+    public long CompensationsDropped => Interlocked.Read(ref _compensationsDropped);
+
+    /// <summary>The most compensations kept while Redis is unavailable; past it they are dropped and counted.</summary>
+    public const int MaxPendingCompensations = 4096;
+
+    private void Compensate<TState>(TState state, Func<IDatabase, TState, Task>? compensate)
+    {
+        if (compensate is null)
+        {
+            return;
+        }
+
+        if (Interlocked.Increment(ref _pendingCount) > MaxPendingCompensations)
+        {
+            Interlocked.Decrement(ref _pendingCount);
+            if (Interlocked.Increment(ref _compensationsDropped) == 1)
+            {
+                Log.CompensationsDropped(_logger, MaxPendingCompensations);
+            }
+
+            return;
+        }
+
+        _pending.Enqueue(db => compensate(db, state));
+        if (Volatile.Read(ref _down) == 0)
+        {
+            DrainCompensations(); // Redis answers (the caller cancelled): send it now, after the original
+        }
+    }
+
+    /// <summary>Sends the queued compensations, fire-and-forget, once Redis answers (a probe's PING or a live connection).</summary>
+    private void DrainCompensations()
+    {
+        if (_connection is not { IsConnected: true })
+        {
+            return;
+        }
+
+        while (_pending.TryDequeue(out var compensation))
+        {
+            Interlocked.Decrement(ref _pendingCount);
+            try
+            {
+                Observe(compensation(_connection.GetDatabase()));
+            }
+            catch (Exception ex) when (ex is RedisException or TimeoutException or ObjectDisposedException)
+            {
+                // lost: what it undoes expires with its TTL
+            }
         }
     }
 
@@ -175,6 +246,10 @@ internal sealed partial class ShapingRedis : IAsyncDisposable
             {
                 Log.Recovered(_logger);
             }
+
+            // The PING answered on the connection the timed-out calls went to, so they have run (or never will):
+            // their compensations now run after them.
+            DrainCompensations();
         }
         catch (Exception ex) when (ex is RedisException or TimeoutException or ObjectDisposedException)
         {
@@ -248,5 +323,8 @@ internal sealed partial class ShapingRedis : IAsyncDisposable
 
         [LoggerMessage(EventId = 4102, Level = LogLevel.Information, Message = "Redis for fleet-wide limits is back; global policies are enforced fleet-wide again.")]
         public static partial void Recovered(ILogger logger);
+
+        [LoggerMessage(EventId = 4103, Level = LogLevel.Warning, Message = "More than {Max} compensations of timed-out Redis calls are waiting for Redis; further ones are dropped (counted; their leases expire with LeaseTtl).")]
+        public static partial void CompensationsDropped(ILogger logger, int max);
     }
 }
