@@ -123,6 +123,16 @@ internal static class WebSocketIdleTimeout
                     return; // the backend's answer to the close the gateway sent: the client already has a close frame
                 }
 
+                if (ClosedIdle && ToClient.AtBoundary)
+                {
+                    // Closing for idleness, and the backend's bytes came first to the lock (its answer to the close the
+                    // gateway just sent it, typically a 1000): the client gets the gateway's 1001 first, and what the backend
+                    // sends after the decision is not forwarded. Before, this race gave the client the backend's 1000 now
+                    // and then (seen under load in WebSocketHttp2RecordingTests).
+                    await WriteCloseAsync(cancellationToken);
+                    return;
+                }
+
                 Touch();
                 try
                 {
