@@ -62,8 +62,10 @@ internal sealed record GatewayAnswer(int HttpStatus, StatusCode GrpcStatus, stri
         try
         {
             // 1013 "try again later" for an overload (503), 1008 "policy violation" for a rate limit or a bad request.
-            var status = (WebSocketCloseStatus)(HttpStatus >= 500 ? GatewayCloseReason.TryAgainLater : GatewayCloseReason.PolicyViolation);
-            await socket.CloseAsync(status, text, bounded.Token);
+            var code = HttpStatus >= 500 ? GatewayCloseReason.TryAgainLater : GatewayCloseReason.PolicyViolation;
+            // Recorded as the close unit it is, so a recording shows the refusal (stranger review of issue 16).
+            exchange.Capture?.GatewayClosedWebSocket(code, text);
+            await socket.CloseAsync((WebSocketCloseStatus)code, text, bounded.Token);
         }
         catch (Exception ex) when (ex is OperationCanceledException or WebSocketException or IOException)
         {

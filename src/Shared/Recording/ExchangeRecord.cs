@@ -189,6 +189,13 @@ public static class Outcomes
 
     /// <summary>The backend failed (connection error, broken stream).</summary>
     public const string Error = "error";
+
+    /// <summary>
+    /// The gateway answered itself and forwarded nothing: a refusal (429, 503, gRPC RESOURCE_EXHAUSTED or UNAVAILABLE)
+    /// or a bad request, with its status; a refused WebSocket session keeps its 101 and ends with the gateway's close
+    /// unit (<c>1013</c> for an overload, <c>1008</c> for a rate limit, then the reason).
+    /// </summary>
+    public const string Refused = "refused";
 }
 
 /// <summary>A recorded request.</summary>
