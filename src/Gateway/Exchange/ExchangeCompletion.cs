@@ -148,7 +148,9 @@ internal sealed partial class ExchangeCompletion
         if (exchange.Answer is { } answer)
         {
             await answer.WriteAsync(context, exchange);
-            return exchange.IsClientAbort ? ExchangeOutcome.ClientAbort : ExchangeOutcome.Answered;
+            // A WebSocket refused with a close frame stays refused when its client then drops the connection without
+            // answering the close (stranger review of issue 16: such sessions were recorded as client aborts).
+            return exchange.IsClientAbort && !exchange.WebSocketClosed ? ExchangeOutcome.ClientAbort : ExchangeOutcome.Answered;
         }
 
         if (exchange.Classification is not { } classification)

@@ -65,6 +65,7 @@ internal sealed record GatewayAnswer(int HttpStatus, StatusCode GrpcStatus, stri
             var code = HttpStatus >= 500 ? GatewayCloseReason.TryAgainLater : GatewayCloseReason.PolicyViolation;
             // Recorded as the close unit it is, so a recording shows the refusal (stranger review of issue 16).
             exchange.Capture?.GatewayClosedWebSocket(code, text);
+            exchange.MarkWebSocketClosed(); // a client that drops the connection after our close was refused, not an abort
             await socket.CloseAsync((WebSocketCloseStatus)code, text, bounded.Token);
         }
         catch (Exception ex) when (ex is OperationCanceledException or WebSocketException or IOException)
