@@ -73,7 +73,12 @@ cleanup() {
     fi
   fi
   if [ "$recording_state" = exported ] && [ -z "$smoke" ]; then
-    echo "     the recording is in $export_file; replay it (docs/replay.md): dotnet run --project src/Replay -- run --source file:./$recordings --recording demo --target http://127.0.0.1:8080 --grpc-target http://127.0.0.1:8081 --ws-target ws://127.0.0.1:8082"
+    # The demo's servers stop below: the command names a model server the user starts (stranger review: the old one
+    # pointed at the gateway on 8080, which was gone by then).
+    echo "     the recording is in $export_file; the demo's servers stop now. To replay it later (docs/replay.md), start a model server:"
+    echo "       dotnet run -c Release --project src/ModelSim -- --Sim:Http:Port=9100 --Sim:Grpc:Port=9101 &"
+    echo "     then replay it straight to that server:"
+    echo "       dotnet run -c Release --project src/Replay -- run --source file:./$recordings --recording demo --target http://127.0.0.1:9100 --grpc-target http://127.0.0.1:9101 --ws-target ws://127.0.0.1:9100"
   fi
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
   wait 2>/dev/null || true
