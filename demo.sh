@@ -279,6 +279,8 @@ JSON
     --report "$dir/large" || true
   wait "$small" || true
   for i in 0 1 2 3; do curl -fsS "http://127.0.0.1:$((9200 + i))/metrics" >"$dir/replica-$i.metrics" || true; done
+  # The machine's 1-minute load average at the end of the run (mostly this run's minute), printed by the table.
+  python3 -c 'import os; print(f"{os.getloadavg()[0]:.2f} {os.cpu_count()}")' >"$dir/loadavg" 2>/dev/null || true
   kill "${fleet_pids[@]}" 2>/dev/null || true
   wait "${fleet_pids[@]}" 2>/dev/null || true
 }
@@ -317,6 +319,21 @@ for policy, hit, p50, p95, good, n, failed in summary:
     print(f"{policy:<24} {('–' if hit is None else f'{100 * hit:.1f}%'):>9} {f(p50):>9} {f(p95):>9} {good:>10.2f} {n:>9,} {failed:>7,}")
 print("     (requests, hit rate and TTFT mean per replica from its vllm:* and modelsim_* metrics, warm-up included; TTFT p50/p95 in ms and goodput"
       " (TTFT under 500 ms, per second of the scheduled window) as the load generator measured chat-large)")
+# Stranger review of issue 16: on a loaded machine (other builds sharing the cores) InferenceAware once looked worse
+# than RoundRobin, because CPU contention, not the prefix cache, then sets TTFT. Show the load next to the table.
+loads = {}
+for policy in policies:
+    try:
+        la, cores = open(f"{root}/{policy}/loadavg").read().split()
+        loads[policy] = (float(la), int(cores))
+    except (OSError, ValueError):
+        pass
+if loads:
+    cores = next(iter(loads.values()))[1]
+    print("     load average (1 min) at the end of each run: " + ", ".join(f"{p} {la:.2f}" for p, (la, _) in loads.items()) + f" on {cores} cores")
+    if any(la > c for la, c in loads.values()):
+        print(f"     WARNING: the machine was busy (load above its {cores} cores): CPU contention, not the replica choice, may set these TTFTs;"
+              " README's figures are from a quiet machine")
 PY
 
 if [ -n "$smoke" ]; then
