@@ -55,17 +55,46 @@ internal sealed record AdminOptions
     }
 }
 
-/// <summary>Endpoint filter that refuses an admin call without the token (401, JSON).</summary>
-internal sealed class AdminTokenFilter(AdminOptions options) : IEndpointFilter
+/// <summary>
+/// Endpoint filter that refuses an admin call without the token (401, JSON). Stranger review R7: a wrong or missing
+/// token counts against the client's address in the same failed-attempt table as the proxy's credentials
+/// (<c>Gateway:Auth:FailedAttemptsLimit</c> per <c>FailedAttemptsWindow</c>); past the limit the address is answered 429
+/// with <c>Retry-After</c> without its token being compared. Counted as <c>gateway_auth_failures_total{reason="admin_token"}</c>
+/// (and <c>rate_limited</c>).
+/// </summary>
+internal sealed class AdminTokenFilter(AdminOptions options, Tenants.FailedAttempts failed, Tenants.TenantDirectory directory, Tenants.AuthMetrics metrics) : IEndpointFilter
 {
     public ValueTask<object?> InvokeAsync(EndpointFilterInvocationContext context, EndpointFilterDelegate next)
     {
-        if (options.Allows(context.HttpContext.Request))
+        if (string.IsNullOrEmpty(options.Token))
         {
             return next(context);
         }
 
-        context.HttpContext.Response.Headers.WWWAuthenticate = "Bearer realm=\"gateway-admin\"";
+        var http = context.HttpContext;
+        var auth = directory.Current.Options;
+        var address = http.Connection.RemoteIpAddress;
+        if (failed.IsBlocked(address, auth.FailedAttemptsLimit, auth.FailedAttemptsWindow, out var retryAfter))
+        {
+            metrics.Failure(Tenants.AuthFailure.RateLimited);
+            http.Response.Headers.RetryAfter = Math.Max(1, (int)Math.Ceiling(retryAfter.TotalSeconds)).ToString(System.Globalization.CultureInfo.InvariantCulture);
+            return ValueTask.FromResult<object?>(Results.Json(
+                new { error = new { message = $"Too many failed admin token attempts from this address ({auth.FailedAttemptsLimit} per {auth.FailedAttemptsWindow}); try again later.", type = Contracts.Wire.GatewayErrorTypes.RateLimited, code = Contracts.Wire.GatewayErrorCodes.TooManyFailedAttempts } },
+                statusCode: StatusCodes.Status429TooManyRequests));
+        }
+
+        if (options.Allows(http.Request))
+        {
+            return next(context);
+        }
+
+        if (!failed.Fail(address, auth.FailedAttemptsWindow))
+        {
+            metrics.Untracked();
+        }
+
+        metrics.Failure(Tenants.AuthFailure.AdminToken);
+        http.Response.Headers.WWWAuthenticate = "Bearer realm=\"gateway-admin\"";
         return ValueTask.FromResult<object?>(Results.Json(
             new { error = new { message = "This admin call needs the admin token (Authorization: Bearer TOKEN or X-Admin-Token), configured as Gateway:Admin:Token.", type = "unauthorized", code = "admin_token_required" } },
             statusCode: StatusCodes.Status401Unauthorized));

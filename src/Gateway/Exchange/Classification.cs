@@ -106,6 +106,12 @@ internal sealed class Classification
     /// </summary>
     public ReadOnlyMemory<byte>? Body => _body;
 
+    /// <summary>
+    /// True when the body was read (<see cref="GetBodyAsync"/>) but not inspected: it was longer than the inspect limit
+    /// (<c>Gateway:Shaping:MaxInspectBytes</c>) or reading it failed, so <see cref="Body"/> is empty though the request had one.
+    /// </summary>
+    public bool BodyUninspected { get; private set; }
+
     /// <summary>The LLM request, once a step has parsed it (<see cref="GetLlmRequestAsync"/>); null until then.</summary>
     public LlmRequest? Llm => _llm;
 
@@ -185,8 +191,9 @@ internal sealed class Classification
             return ReadOnlyMemory<byte>.Empty;
         }
 
-        var body = await RequestBody.ReadAsync(_context, maxBytes, cancellationToken);
+        var (body, whole) = await RequestBody.ReadInspectedAsync(_context, maxBytes, cancellationToken);
         _body = body;
+        BodyUninspected = !whole;
         return body;
     }
 

@@ -57,21 +57,48 @@ internal sealed class ClassifyStep(RequestDelegate next, ShapingRuntime shaping,
         var request = context.Request;
         string? requested;
         LlmRequest? llm = null;
+        var tenantEntry = classification.Tenant is { } caller && auth.Current.Tenants.TryGetValue(caller.Name, out var found) ? found : null;
+        var enforceAllowList = tenantEntry?.AllowedModels is not null;
         if (classification.IsWebSocket)
         {
-            requested = First(request.Query["model"]) ?? First(request.Headers["x-model"]);
+            // Stranger review B3: ?model=a&model=b (or ?model= and x-model naming different models) is refused, so the
+            // model checked is the one the backend reads whichever occurrence it takes.
+            var query = request.Query["model"];
+            var header = request.Headers["x-model"];
+            requested = First(query) ?? First(header);
+            if (Conflicts(query, requested) || Conflicts(header, requested))
+            {
+                RefuseMismatch(exchange, classification, "The WebSocket upgrade names more than one model (?model= and x-model must name one model, once).");
+                return;
+            }
         }
         else
         {
             // The body is read even when x-model names the model: the name the body carries is rewritten too, and a
-            // body that was read can be sent again to a fallback.
-            if (classification.IsGrpc || RequestBody.IsJson(request.ContentType))
+            // body that was read can be sent again to a fallback. Stranger review B1: it is read whatever its content
+            // type (no content type, text/plain, form): vLLM (FastAPI) parses such a body as JSON, so a model named in
+            // it must be routed and checked like any other.
+            var options = shaping.Current.Options;
+            await classification.GetBodyAsync(options.MaxInspectBytes, jsonOnly: false, exchange.ClientAborted);
+            llm = await classification.GetLlmRequestAsync(options.MaxInspectBytes, options.DefaultMaxTokens, exchange.ClientAborted);
+            var header = request.Headers["x-model"];
+            requested = First(header) ?? llm.Model;
+            if (Conflicts(header, requested) || (llm.Model is { } bodyModel && !string.Equals(bodyModel, requested, StringComparison.Ordinal)))
             {
-                var options = shaping.Current.Options;
-                llm = await classification.GetLlmRequestAsync(options.MaxInspectBytes, options.DefaultMaxTokens, exchange.ClientAborted);
+                // Stranger review B3: the x-model header picked the model checked while the body's went to the backend.
+                RefuseMismatch(exchange, classification, $"The x-model header (`{requested}`) and the body's model (`{llm.Model}`) differ; send one model name.");
+                return;
             }
 
-            requested = First(request.Headers["x-model"]) ?? llm?.Model;
+            if (enforceAllowList && llm.Model is null && UncheckableBody(classification, request) is { } why)
+            {
+                // Stranger review B1/B2: a tenant held to an allow-list must not reach a backend with a model the gateway
+                // could not read (past the inspect limit, or a body that is not JSON).
+                classification.Resolve(null, requested, route.ClusterId, RoutePlan.Empty);
+                authMetrics.Failure(Tenants.AuthFailure.ModelUncheckable);
+                exchange.Refuse(why);
+                return;
+            }
         }
 
         if (requested is null)
@@ -89,7 +116,7 @@ internal sealed class ClassifyStep(RequestDelegate next, ShapingRuntime shaping,
             return;
         }
 
-        if (classification.Tenant is { } tenant && auth.Current.Tenants.TryGetValue(tenant.Name, out var entry) && !entry.Allows(model.Name))
+        if (classification.Tenant is { } tenant && tenantEntry is { } entry && !entry.Allows(model.Name))
         {
             // The tenant's allow-list (Gateway:Tenants:{tenant}:Models), checked on the model it named, before any fallback.
             classification.Resolve(model, requested, route.ClusterId, RoutePlan.Empty);
@@ -131,6 +158,72 @@ internal sealed class ClassifyStep(RequestDelegate next, ShapingRuntime shaping,
         }
 
         await next(context);
+    }
+
+    /// <summary>Whether <paramref name="values"/> holds a non-empty value other than <paramref name="chosen"/>.</summary>
+    private static bool Conflicts(StringValues values, string? chosen)
+    {
+        for (var i = 0; i < values.Count; i++)
+        {
+            if (!string.IsNullOrEmpty(values[i]) && !string.Equals(values[i], chosen, StringComparison.Ordinal))
+            {
+                return true;
+            }
+        }
+
+        return false;
+    }
+
+    private void RefuseMismatch(ExchangeContext exchange, Classification classification, string message)
+    {
+        authMetrics.Failure(Tenants.AuthFailure.ModelMismatch);
+        classification.Resolve(null, null, classification.Route.ClusterId, RoutePlan.Empty);
+        exchange.Refuse(new GatewayAnswer(StatusCodes.Status400BadRequest, Grpc.Core.StatusCode.InvalidArgument, "invalid_request_error", GatewayErrorCodes.ModelMismatch,
+            message, RefuseUpgrade: true));
+    }
+
+    /// <summary>
+    /// Why the body's model could not be checked, for a tenant with an allow-list whose request named none the gateway
+    /// could read: the body was past <c>Gateway:Shaping:MaxInspectBytes</c> (413), or it is not a JSON object (400); null
+    /// when the request simply names no model (no body, or a JSON object without <c>model</c>).
+    /// </summary>
+    private GatewayAnswer? UncheckableBody(Classification classification, HttpRequest request)
+    {
+        if (classification.BodyUninspected)
+        {
+            return new GatewayAnswer(StatusCodes.Status413PayloadTooLarge, Grpc.Core.StatusCode.ResourceExhausted, "invalid_request_error", GatewayErrorCodes.ModelUncheckable,
+                $"The body is larger than the gateway inspects (Gateway:Shaping:MaxInspectBytes = {shaping.Current.Options.MaxInspectBytes} bytes), so the model it names cannot be checked against this tenant's allowed models; send x-model or a smaller body.");
+        }
+
+        var body = classification.Body is { } read ? read.Span : default;
+        if (body.IsEmpty || classification.IsGrpc)
+        {
+            return null;
+        }
+
+        return IsJsonObject(body)
+            ? null
+            : new GatewayAnswer(StatusCodes.Status400BadRequest, Grpc.Core.StatusCode.InvalidArgument, "invalid_request_error", GatewayErrorCodes.ModelUncheckable,
+                "The body is not a JSON object, so the model it names cannot be checked against this tenant's allowed models; send JSON (or name the model in x-model).");
+    }
+
+    private static bool IsJsonObject(ReadOnlySpan<byte> body)
+    {
+        var reader = new System.Text.Json.Utf8JsonReader(body);
+        try
+        {
+            if (!reader.Read() || reader.TokenType != System.Text.Json.JsonTokenType.StartObject)
+            {
+                return false;
+            }
+
+            reader.Skip();
+            return !reader.Read();
+        }
+        catch (System.Text.Json.JsonException)
+        {
+            return false;
+        }
     }
 
     private static string? First(StringValues values) => values.Count > 0 && !string.IsNullOrEmpty(values[0]) ? values[0] : null;

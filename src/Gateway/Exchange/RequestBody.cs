@@ -21,12 +21,25 @@ internal static class RequestBody
     /// (<see cref="Classification.GetBodyAsync"/>): a second call would find the body already replaced.
     /// </summary>
     /// <returns>The bytes, or empty when there is no body, reading it failed, or it is larger than <paramref name="maxBytes"/>.</returns>
-    public static async ValueTask<ReadOnlyMemory<byte>> ReadAsync(HttpContext context, int maxBytes, CancellationToken cancellationToken)
+    public static async ValueTask<ReadOnlyMemory<byte>> ReadAsync(HttpContext context, int maxBytes, CancellationToken cancellationToken) =>
+        (await ReadInspectedAsync(context, maxBytes, cancellationToken)).Body;
+
+    /// <summary>
+    /// As <see cref="ReadAsync"/>, and whether the body was inspected whole: false when there was a body that was not
+    /// read (longer than <paramref name="maxBytes"/>, or reading it failed), so a step that must see a field of it (the
+    /// tenant allow-list's model) knows it did not.
+    /// </summary>
+    public static async ValueTask<(ReadOnlyMemory<byte> Body, bool Whole)> ReadInspectedAsync(HttpContext context, int maxBytes, CancellationToken cancellationToken)
     {
         var request = context.Request;
-        if (request.ContentLength is 0 || request.ContentLength > maxBytes || context.Features.Get<Microsoft.AspNetCore.Http.Features.IHttpRequestBodyDetectionFeature>()?.CanHaveBody == false)
+        if (request.ContentLength is 0 || context.Features.Get<Microsoft.AspNetCore.Http.Features.IHttpRequestBodyDetectionFeature>()?.CanHaveBody == false)
         {
-            return ReadOnlyMemory<byte>.Empty;
+            return (ReadOnlyMemory<byte>.Empty, true);
+        }
+
+        if (request.ContentLength > maxBytes)
+        {
+            return (ReadOnlyMemory<byte>.Empty, false);
         }
 
         var body = request.Body;
@@ -56,7 +69,7 @@ internal static class RequestBody
         }
 
         request.Body = new ReplayStream(buffer.WrittenMemory, complete ? null : body, failure);
-        return complete ? buffer.WrittenMemory : ReadOnlyMemory<byte>.Empty;
+        return complete ? (buffer.WrittenMemory, true) : (ReadOnlyMemory<byte>.Empty, false);
     }
 
     /// <summary>Whether a content type is JSON (<c>application/json</c>, <c>application/*+json</c>).</summary>

@@ -48,7 +48,7 @@ internal sealed class RecordBuilder
             Method = c.Method,
             Scheme = c.Scheme,
             Path = c.Path,
-            Query = c.Query,
+            Query = Redactor.Query(c.Query),
             HttpVersion = c.HttpVersion,
             Headers = requestHeaders,
             Body = requestBody,

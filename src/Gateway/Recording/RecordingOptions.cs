@@ -87,7 +87,10 @@ internal sealed record SessionOptions
 internal sealed record RedactionOptions
 {
     /// <summary>Headers always redacted (case-insensitive): credentials and cookies.</summary>
-    public static readonly string[] BuiltInHeaders = ["Authorization", "Proxy-Authorization", "Cookie", "Set-Cookie", "X-Api-Key", "Api-Key", "X-Auth-Token"];
+    public static readonly string[] BuiltInHeaders = ["Authorization", "Proxy-Authorization", "Cookie", "Set-Cookie", "X-Api-Key", "Api-Key", "X-Auth-Token", "X-Goog-Api-Key", "X_Api_Key", "Api_Key"];
+
+    /// <summary>Query-string parameters whose values are always redacted (case-insensitive): credentials some clients send in the URL (stranger review R8).</summary>
+    public static readonly string[] BuiltInQueryParameters = ["api_key", "api-key", "apikey", "key", "access_token", "token"];
 
     /// <summary>More header names to redact (case-insensitive), on top of <see cref="BuiltInHeaders"/>.</summary>
     public ConfigList<string> Headers { get; set; } = [];

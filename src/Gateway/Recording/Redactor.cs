@@ -48,6 +48,34 @@ internal sealed class Redactor
         return copy ?? headers;
     }
 
+    /// <summary>
+    /// A query string (with or without its leading <c>?</c>) with the values of <see cref="RedactionOptions.BuiltInQueryParameters"/>
+    /// replaced by <see cref="Redaction.Marker"/>; the same string when none is present.
+    /// </summary>
+    public static string? Query(string? query)
+    {
+        if (string.IsNullOrEmpty(query) || query.IndexOf('=', StringComparison.Ordinal) < 0)
+        {
+            return query;
+        }
+
+        var prefix = query[0] == '?' ? "?" : "";
+        var parts = query[prefix.Length..].Split('&');
+        var changed = false;
+        for (var i = 0; i < parts.Length; i++)
+        {
+            var eq = parts[i].IndexOf('=', StringComparison.Ordinal);
+            var name = Uri.UnescapeDataString(eq < 0 ? parts[i] : parts[i][..eq]);
+            if (eq >= 0 && Array.Exists(RedactionOptions.BuiltInQueryParameters, p => string.Equals(p, name, StringComparison.OrdinalIgnoreCase)))
+            {
+                parts[i] = parts[i][..(eq + 1)] + Uri.EscapeDataString(Redaction.Marker);
+                changed = true;
+            }
+        }
+
+        return changed ? prefix + string.Join('&', parts) : query;
+    }
+
     /// <summary>Text with the values of configured JSON fields replaced.</summary>
     public string Json(string text)
     {

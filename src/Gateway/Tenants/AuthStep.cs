@@ -51,7 +51,8 @@ internal sealed partial class AuthStep(RequestDelegate next, TenantDirectory dir
         }
 
         var sent = TryReadCredential(context.Request.Headers, out var source, out var range, out var fromAuthorization);
-        if (!sent && !fromAuthorization && required == RouteAuth.Optional)
+        var conflicting = Conflicting(context.Request.Headers);
+        if (!sent && !fromAuthorization && !conflicting && required == RouteAuth.Optional)
         {
             return next(context);
         }
@@ -63,6 +64,14 @@ internal sealed partial class AuthStep(RequestDelegate next, TenantDirectory dir
                 GatewayErrorTypes.RateLimited, GatewayErrorCodes.TooManyFailedAttempts,
                 $"Too many failed authentication attempts from this address ({options.FailedAttemptsLimit} per {options.FailedAttemptsWindow}); try again later.",
                 retryAfter, GatewayLimits.FailedAttempts, RefuseUpgrade: true));
+            return Task.CompletedTask;
+        }
+
+        if (conflicting)
+        {
+            // Stranger review R1: which credential wins would be a guess; a backend or another proxy might pick another.
+            Fail(context, exchange, route.RouteId, AuthFailure.Conflicting,
+                "The request carries conflicting credentials (two Authorization headers, or Authorization, x-api-key and api-key with different values); send one.");
             return Task.CompletedTask;
         }
 
@@ -178,6 +187,58 @@ internal sealed partial class AuthStep(RequestDelegate next, TenantDirectory dir
             source = key;
             range = Range.All;
             return true;
+        }
+
+        return false;
+    }
+
+    /// <summary>
+    /// Whether the credential headers disagree: more than one <c>Authorization</c> value, or two of
+    /// <c>Authorization: Bearer</c>, <c>x-api-key</c>, <c>api-key</c> (each possibly repeated) with different values.
+    /// </summary>
+    internal static bool Conflicting(IHeaderDictionary headers)
+    {
+        var authorization = headers.Authorization;
+        if (authorization.Count > 1)
+        {
+            return true;
+        }
+
+        string? seen = null;
+        if (authorization.Count == 1 && authorization[0] is { Length: > 7 } a && a.StartsWith("Bearer ", StringComparison.OrdinalIgnoreCase))
+        {
+            if (a.Contains(',', StringComparison.Ordinal))
+            {
+                return true; // two Authorization headers joined by a client or proxy ("Bearer a, Bearer b")
+            }
+
+            seen = a[7..].Trim();
+        }
+
+        return Disagrees(headers, GatewayHeaders.ApiKey, ref seen) || Disagrees(headers, "api-key", ref seen);
+    }
+
+    private static bool Disagrees(IHeaderDictionary headers, string name, ref string? seen)
+    {
+        if (!headers.TryGetValue(name, out var values))
+        {
+            return false;
+        }
+
+        for (var i = 0; i < values.Count; i++)
+        {
+            // A repeated header may arrive joined by commas (HTTP/1.1 clients do): each part is a value.
+            foreach (var part in (values[i] ?? "").Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries))
+            {
+                if (seen is null)
+                {
+                    seen = part;
+                }
+                else if (!string.Equals(seen, part, StringComparison.Ordinal))
+                {
+                    return true;
+                }
+            }
         }
 
         return false;

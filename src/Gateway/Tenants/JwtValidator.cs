@@ -22,10 +22,23 @@ internal readonly record struct JwtResult(string? Tenant, string? Failure, strin
 /// each protocol's terms itself, and a route decides whether authentication applies. Signatures are required
 /// (an unsigned <c>alg: none</c> token is invalid), so are <c>exp</c>, the issuer and, when configured, the audience.
 /// </summary>
-internal sealed class JwtValidator
+/// <remarks>
+/// Stranger review D1: a <c>SigningKeysFile</c> is watched (a file-system watcher) and re-read when it changes, so a key
+/// removed from it (compromised) is refused within about a second, without a configuration reload; a file that cannot
+/// be read or holds no key then leaves the last keys in force. D2 (dotnet/aspnetcore#28948): with an <c>Authority</c>,
+/// a token whose key id is unknown makes the validator ask the discovery document again (at most once per
+/// <see cref="UnknownKidRefresh"/>) and validate once more before refusing, so a provider's key rotation is followed
+/// within seconds instead of at the next daily refresh.
+/// </remarks>
+internal sealed class JwtValidator : IDisposable
 {
+    /// <summary>The least time between two refreshes of the discovery document forced by unknown key ids.</summary>
+    public static readonly TimeSpan UnknownKidRefresh = TimeSpan.FromSeconds(30);
+
     private readonly JsonWebTokenHandler _handler = new() { MapInboundClaims = false };
-    private readonly TokenValidationParameters _parameters;
+    private TokenValidationParameters _parameters;
+    private FileSystemWatcher? _watcher;
+    private long _lastForcedRefresh = long.MinValue;
     private readonly ConfigurationManager<OpenIdConnectConfiguration>? _discovery;
     private readonly string _tenantClaim;
 
@@ -62,40 +75,88 @@ internal sealed class JwtValidator
     {
         if (!string.IsNullOrWhiteSpace(options.SigningKeysFile))
         {
-            return new JwtValidator(options, ReadSigningKeys(options.SigningKeysFile), discovery: null) { Options = options };
+            var validator = new JwtValidator(options, ReadSigningKeys(options.SigningKeysFile), discovery: null) { Options = options };
+            validator.Watch(options.SigningKeysFile);
+            return validator;
         }
 
         var authority = options.Authority!.TrimEnd('/');
         var discovery = new ConfigurationManager<OpenIdConnectConfiguration>(authority + "/.well-known/openid-configuration", new OpenIdConnectConfigurationRetriever(),
-            new HttpDocumentRetriever { RequireHttps = authority.StartsWith("https://", StringComparison.OrdinalIgnoreCase) });
+            new HttpDocumentRetriever { RequireHttps = authority.StartsWith("https://", StringComparison.OrdinalIgnoreCase) })
+        {
+            RefreshInterval = UnknownKidRefresh, // how often RequestRefresh may really refresh (the default is 5 minutes)
+        };
         return new JwtValidator(options, [], discovery) { Options = options };
     }
+
+    private void Watch(string file)
+    {
+        try
+        {
+            var path = Path.GetFullPath(file);
+            var watcher = new FileSystemWatcher(Path.GetDirectoryName(path)!, Path.GetFileName(path))
+            {
+                NotifyFilter = NotifyFilters.LastWrite | NotifyFilters.Size | NotifyFilters.FileName | NotifyFilters.CreationTime,
+            };
+            watcher.Changed += (_, _) => Reload(path);
+            watcher.Created += (_, _) => Reload(path);
+            watcher.Renamed += (_, _) => Reload(path);
+            watcher.EnableRaisingEvents = true;
+            _watcher = watcher;
+        }
+        catch (Exception ex) when (ex is IOException or ArgumentException or UnauthorizedAccessException or PlatformNotSupportedException)
+        {
+            // No watcher: the file is still re-read on a configuration reload that changes Gateway:Auth:Jwt.
+        }
+    }
+
+    private void Reload(string path)
+    {
+        try
+        {
+            var keys = ReadSigningKeys(path);
+            var parameters = Volatile.Read(ref _parameters).Clone();
+            parameters.IssuerSigningKeys = [.. keys];
+            Volatile.Write(ref _parameters, parameters);
+        }
+        catch (InvalidOperationException)
+        {
+            // Mid-write or broken: the last keys stay; the write that completes it raises another change.
+        }
+    }
+
+    /// <inheritdoc/>
+    public void Dispose() => _watcher?.Dispose();
 
     /// <summary>Validates <paramref name="token"/>; never throws for a bad token.</summary>
     public async ValueTask<JwtResult> ValidateAsync(string token, CancellationToken cancellationToken)
     {
-        var parameters = _parameters;
+        var parameters = Volatile.Read(ref _parameters);
+        OpenIdConnectConfiguration? configuration = null;
         if (_discovery is not null)
         {
-            OpenIdConnectConfiguration configuration;
             try
             {
                 configuration = await _discovery.GetConfigurationAsync(cancellationToken);
             }
             catch (Exception ex) when (ex is InvalidOperationException or IOException or HttpRequestException or ArgumentException or SecurityTokenException)
             {
-                return new JwtResult(null, AuthFailure.ProviderUnavailable, "The identity provider's signing keys could not be read, so the token cannot be checked now; try again later.", ProviderUnavailable: true);
+                return Unavailable();
             }
 
-            parameters = _parameters.Clone();
-            parameters.IssuerSigningKeys = configuration.SigningKeys;
-            parameters.ValidIssuer ??= configuration.Issuer;
+            parameters = WithDiscovered(configuration);
         }
 
         TokenValidationResult result;
         try
         {
             result = await _handler.ValidateTokenAsync(token, parameters);
+            if (!result.IsValid && result.Exception is SecurityTokenSignatureKeyNotFoundException && _discovery is not null && configuration is not null
+                && await RefreshedAsync(configuration, cancellationToken) is { } fresh)
+            {
+                // dotnet/aspnetcore#28948: the provider rotated its keys; validate once more with the new document.
+                result = await _handler.ValidateTokenAsync(token, WithDiscovered(fresh));
+            }
         }
         catch (Exception ex) when (ex is ArgumentException or SecurityTokenException)
         {
@@ -117,13 +178,82 @@ internal sealed class JwtValidator
             };
         }
 
-        if (!result.Claims.TryGetValue(_tenantClaim, out var claim) || claim is not string tenant || string.IsNullOrWhiteSpace(tenant))
+        if (!result.Claims.TryGetValue(_tenantClaim, out var claim))
         {
             return new JwtResult(null, AuthFailure.Invalid, $"The bearer token has no '{_tenantClaim}' claim naming the caller's tenant.");
         }
 
+        if (claim is not string tenant || string.IsNullOrWhiteSpace(tenant))
+        {
+            // Stranger review R10: say what the claim was, not that it is missing.
+            return new JwtResult(null, AuthFailure.Invalid, $"The bearer token's '{_tenantClaim}' claim must be one string naming the caller's tenant; it is {Describe(claim)}.");
+        }
+
         return new JwtResult(tenant, null, null);
     }
+
+    /// <summary>What a claim's value is, for a message (its kind, never its content).</summary>
+    internal static string Describe(object? claim) => claim switch
+    {
+        null => "null",
+        string => "an empty string",
+        bool => "a boolean",
+        int or long or double or decimal or float => "a number",
+        System.Collections.IList list => $"an array of {list.Count} element(s)",
+        System.Collections.IEnumerable and not string => "an array",
+        _ => claim.GetType().Name.Contains("Json", StringComparison.Ordinal) || claim is IDictionary<string, object> ? "a JSON object" : "a " + claim.GetType().Name,
+    };
+
+    private TokenValidationParameters WithDiscovered(OpenIdConnectConfiguration configuration)
+    {
+        var parameters = _parameters.Clone();
+        parameters.IssuerSigningKeys = configuration.SigningKeys;
+        parameters.ValidIssuer ??= configuration.Issuer;
+        return parameters;
+    }
+
+    /// <summary>
+    /// Asks the discovery document again (at most once per <see cref="UnknownKidRefresh"/>) and waits up to 5 s for a
+    /// document other than <paramref name="current"/>; null when no refresh was due or none came.
+    /// </summary>
+    private async Task<OpenIdConnectConfiguration?> RefreshedAsync(OpenIdConnectConfiguration current, CancellationToken cancellationToken)
+    {
+        var now = Environment.TickCount64;
+        var last = Interlocked.Read(ref _lastForcedRefresh);
+        if (last != long.MinValue && now - last < (long)UnknownKidRefresh.TotalMilliseconds)
+        {
+            return null;
+        }
+
+        if (Interlocked.CompareExchange(ref _lastForcedRefresh, now, last) != last)
+        {
+            return null; // another request is refreshing
+        }
+
+        _discovery!.RequestRefresh();
+        for (var i = 0; i < 50; i++)
+        {
+            try
+            {
+                var configuration = await _discovery.GetConfigurationAsync(cancellationToken);
+                if (!ReferenceEquals(configuration, current))
+                {
+                    return configuration;
+                }
+            }
+            catch (Exception ex) when (ex is InvalidOperationException or IOException or HttpRequestException or ArgumentException or SecurityTokenException)
+            {
+                return null;
+            }
+
+            await Task.Delay(100, cancellationToken); // the manager refreshes in the background in IdentityModel 8
+        }
+
+        return null;
+    }
+
+    private static JwtResult Unavailable() =>
+        new(null, AuthFailure.ProviderUnavailable, "The identity provider's signing keys could not be read, so the token cannot be checked now; try again later.", ProviderUnavailable: true);
 
     /// <summary>Whether <paramref name="bearer"/> looks like a JWT (three base64url parts separated by dots, the first a JSON header).</summary>
     public static bool LooksLikeJwt(ReadOnlySpan<char> bearer) =>

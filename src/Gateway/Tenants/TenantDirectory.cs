@@ -128,6 +128,10 @@ internal sealed class TenantDirectory : IDisposable
             try
             {
                 jwt = previous?.Jwt is { } kept && kept.Options == auth.Jwt ? kept : JwtValidator.Create(auth.Jwt);
+                if (!ReferenceEquals(jwt, previous?.Jwt))
+                {
+                    previous?.Jwt?.Dispose(); // its file watcher; a request still using it validates as before
+                }
             }
             catch (InvalidOperationException)
             {

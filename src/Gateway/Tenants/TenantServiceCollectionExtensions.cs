@@ -10,7 +10,13 @@ internal static class TenantServiceCollectionExtensions
     {
         services.TryAddSingleton(TimeProvider.System);
         services.TryAddSingleton<ApiKeyStore>();
-        services.AddHostedService(static sp => sp.GetRequiredService<ApiKeyStore>());
+        services.AddHostedService(static sp =>
+        {
+            // Stranger review B5: the metrics subscribe to the store's failures before it starts, so the initial load's
+            // failure (Redis down at start-up) is counted even when no request came yet (Gateway:Admin:WarmupRequests 0).
+            sp.GetRequiredService<AuthMetrics>();
+            return sp.GetRequiredService<ApiKeyStore>();
+        });
         services.TryAddSingleton<TenantDirectory>();
         services.TryAddSingleton<FailedAttempts>();
         services.TryAddSingleton(static sp =>

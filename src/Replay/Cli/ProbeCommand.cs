@@ -13,13 +13,16 @@ namespace Replay.Cli;
 /// <c>replay probe</c>: one quick check per protocol against a gateway or a model server, printing what came back:
 /// an OpenAI chat completion and its SSE stream (<c>--http</c>), gRPC <c>Generate</c> and <c>GenerateStream</c>
 /// (<c>--grpc</c>), a two-turn WebSocket session on <c>/v1/stream</c> (<c>--websocket</c>). Exit code 0 when every probe
-/// succeeded, 1 otherwise.
+/// succeeded, 1 otherwise. <c>--header</c> (stranger review R9) adds or replaces headers on every probe (gRPC metadata,
+/// the WebSocket upgrade), so a gateway that requires a key can be probed.
 /// </summary>
 internal static class ProbeCommand
 {
     /// <summary>Runs the probes; returns the exit code.</summary>
-    public static async Task<int> ExecuteAsync(string? httpText, string? grpcText, string? websocketText, bool insecure, TimeSpan timeout, TextWriter output, TextWriter error, CancellationToken cancellationToken)
+    public static async Task<int> ExecuteAsync(string? httpText, string? grpcText, string? websocketText, bool insecure, TimeSpan timeout, TextWriter output, TextWriter error, CancellationToken cancellationToken,
+        IReadOnlyList<KeyValuePair<string, string>>? headers = null)
     {
+        headers ??= [];
         Uri? http = null, grpc = null, websocket = null;
         foreach (var (flag, text, schemes) in new[] { ("--http", httpText, "http, https"), ("--grpc", grpcText, "http, https"), ("--websocket", websocketText, "ws, wss") })
         {
@@ -84,6 +87,11 @@ internal static class ProbeCommand
         if (http is not null)
         {
             using var client = new HttpClient(NewHandler()) { BaseAddress = http, Timeout = Timeout.InfiniteTimeSpan };
+            foreach (var (name, value) in headers)
+            {
+                client.DefaultRequestHeaders.Remove(name);
+                client.DefaultRequestHeaders.TryAddWithoutValidation(name, value);
+            }
             await Probe("http chat", ct => ChatAsync(client, ct)).ConfigureAwait(false);
             await Probe("http sse", ct => StreamAsync(client, ct)).ConfigureAwait(false);
         }
@@ -92,14 +100,20 @@ internal static class ProbeCommand
         {
             using var channel = GrpcChannel.ForAddress(grpc, new GrpcChannelOptions { HttpHandler = NewHandler(), DisposeHttpClient = true });
             var client = new Generation.GenerationClient(channel);
+            var metadata = new Metadata();
+            foreach (var (name, value) in headers)
+            {
+                metadata.Add(name.ToLowerInvariant(), value);
+            }
+
             await Probe("grpc unary", async ct =>
             {
-                var reply = await client.GenerateAsync(new GenerateRequest { Prompt = "probe", MaxTokens = 4, SessionId = "probe" }, cancellationToken: ct).ConfigureAwait(false);
+                var reply = await client.GenerateAsync(new GenerateRequest { Prompt = "probe", MaxTokens = 4, SessionId = "probe" }, metadata, cancellationToken: ct).ConfigureAwait(false);
                 return $"{reply.Tokens} tokens: \"{reply.Text.Trim()}\"";
             }).ConfigureAwait(false);
             await Probe("grpc stream", async ct =>
             {
-                using var call = client.GenerateStream(new GenerateRequest { Prompt = "probe", MaxTokens = 4, SessionId = "probe" }, cancellationToken: ct);
+                using var call = client.GenerateStream(new GenerateRequest { Prompt = "probe", MaxTokens = 4, SessionId = "probe" }, metadata, cancellationToken: ct);
                 var chunks = 0;
                 await foreach (var chunk in call.ResponseStream.ReadAllAsync(ct).ConfigureAwait(false))
                 {
@@ -112,7 +126,7 @@ internal static class ProbeCommand
 
         if (websocket is not null)
         {
-            await Probe("websocket", ct => WebSocketAsync(websocket, insecure, ct)).ConfigureAwait(false);
+            await Probe("websocket", ct => WebSocketAsync(websocket, insecure, headers, ct)).ConfigureAwait(false);
         }
 
         return failures == 0 ? ExitCodes.Ok : 1;
@@ -155,9 +169,14 @@ internal static class ProbeCommand
         return string.Create(CultureInfo.InvariantCulture, $"{events} token events then [DONE], first after {first:F1} ms");
     }
 
-    private static async Task<string> WebSocketAsync(Uri target, bool insecure, CancellationToken cancellationToken)
+    private static async Task<string> WebSocketAsync(Uri target, bool insecure, IReadOnlyList<KeyValuePair<string, string>> headers, CancellationToken cancellationToken)
     {
         using var socket = new ClientWebSocket();
+        foreach (var (name, value) in headers)
+        {
+            socket.Options.SetRequestHeader(name, value);
+        }
+
         if (insecure)
         {
 #pragma warning disable CA5359

@@ -533,7 +533,9 @@ internal static partial class ReplayApp
         var websocket = new Option<string?>("--websocket") { Description = "A WebSocket listener (ws://HOST:PORT, path /v1/stream unless given): a two-turn session." };
         var insecure = new Option<bool>("--insecure") { Description = "Accept any TLS certificate (a self-signed test certificate)." };
         var timeout = new DurationOption("--timeout") { Description = "How long each probe may take (default 10s)." };
+        var header = new Option<string[]>("--header", "-H") { Description = "Add or replace a header on every probe: 'Name: value' (repeatable; gRPC metadata and the WebSocket upgrade too), e.g. -H 'Authorization: Bearer sk-...'.", Arity = ArgumentArity.ZeroOrMore };
         var command = new Command("probe", "One quick request per protocol, printing what came back; exit 0 when every probe succeeded.");
+        command.Add(header);
         command.Add(http);
         command.Add(grpc);
         command.Add(websocket);
@@ -548,7 +550,19 @@ internal static partial class ReplayApp
                 return ExitCodes.UsageOrInput;
             }
 
-            return await ProbeCommand.ExecuteAsync(p.GetValue(http), p.GetValue(grpc), p.GetValue(websocket), p.GetValue(insecure), limit, output, error, ct).ConfigureAwait(false);
+            var headers = new List<KeyValuePair<string, string>>();
+            foreach (var h in p.GetValue(header) ?? [])
+            {
+                if (!ValueParsers.TryParseHeader(h, out var parsed))
+                {
+                    await error.WriteLineAsync($"replay probe: --header '{h}' is not 'Name: value'.").ConfigureAwait(false);
+                    return ExitCodes.UsageOrInput;
+                }
+
+                headers.Add(parsed);
+            }
+
+            return await ProbeCommand.ExecuteAsync(p.GetValue(http), p.GetValue(grpc), p.GetValue(websocket), p.GetValue(insecure), limit, output, error, ct, headers).ConfigureAwait(false);
         });
         return command;
     }

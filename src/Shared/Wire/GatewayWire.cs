@@ -117,6 +117,12 @@ public static class GatewayErrorCodes
     /// <summary>403 (gRPC PERMISSION_DENIED): the tenant may not call the model it named (<c>Gateway:Tenants:{tenant}:Models</c>).</summary>
     public const string ModelNotAllowed = "model_not_allowed";
 
+    /// <summary>400 (gRPC INVALID_ARGUMENT): the request names two different models (the <c>x-model</c> header and the body's <c>model</c>, or <c>?model=</c> twice); the model checked must be the one the backend sees.</summary>
+    public const string ModelMismatch = "model_mismatch";
+
+    /// <summary>413 (gRPC RESOURCE_EXHAUSTED) or 400: a tenant with a model allow-list sent a body whose model the gateway cannot check (longer than <c>Gateway:Shaping:MaxInspectBytes</c>, or not a JSON object).</summary>
+    public const string ModelUncheckable = "model_uncheckable";
+
     /// <summary>Refusal, 429 with Retry-After (gRPC RESOURCE_EXHAUSTED): the client address failed authentication <c>Gateway:Auth:FailedAttemptsLimit</c> times in its window (limit <see cref="GatewayLimits.FailedAttempts"/>).</summary>
     public const string TooManyFailedAttempts = "too_many_failed_attempts";
 

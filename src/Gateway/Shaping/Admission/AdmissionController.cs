@@ -94,6 +94,18 @@ internal sealed class AdmissionController
         }
     }
 
+    /// <summary>
+    /// The waiters and the requests in flight of <paramref name="key"/> in band <paramref name="priority"/> (0, 0 when the
+    /// band does not know the key); for tests and diagnostics.
+    /// </summary>
+    public (int Waiting, int InFlight) FlowOf(string key, int priority)
+    {
+        lock (_lock)
+        {
+            return priority >= 0 && priority < _bands.Length && _bands[priority].TryGetFlow(key, out var flow) ? (flow.Queue.Count, flow.InFlight) : (0, 0);
+        }
+    }
+
     /// <summary>The requests of <paramref name="key"/> waiting and in flight in band <paramref name="priority"/>; for tests and diagnostics.</summary>
     public (int Waiting, int InFlight) LoadOf(string key, int priority)
     {
@@ -210,7 +222,9 @@ internal sealed class AdmissionController
             grant = await waiter.Task;
         }
 
-        var waited = _time.GetElapsedTime(waiter.EnqueuedAt);
+        // The queue's own wait: from joining it to the grant (not the thread pool's delay in resuming this method, which a
+        // loaded machine adds to every request's latency alike and which is not the scheduler's).
+        var waited = _time.GetElapsedTime(waiter.EnqueuedAt, grant.GrantedAt > 0 ? grant.GrantedAt : _time.GetTimestamp());
         if (grant.Reason is not null)
         {
             return AdmissionResult.Refused(grant.Reason, RetryAfter());
@@ -345,7 +359,7 @@ internal sealed class AdmissionController
                 _aged++;
             }
 
-            if (!waiter.Complete(new Grant(NewLease(band, flow, waiter.PredictedOutputTokens), null, aged)))
+            if (!waiter.Complete(new Grant(NewLease(band, flow, waiter.PredictedOutputTokens), null, aged, _time.GetTimestamp())))
             {
                 // Cannot happen (a waiter leaves the queue under the lock before it completes otherwise); never leak the slot.
                 _inFlight--;
@@ -416,8 +430,8 @@ internal sealed class AdmissionController
 
     private TimeSpan RetryAfter() => _settings.Options.QueueTimeout > TimeSpan.FromSeconds(1) ? _settings.Options.QueueTimeout : TimeSpan.FromSeconds(1);
 
-    /// <summary>What a waiter got: a lease, or the refusal reason.</summary>
-    private sealed record Grant(AdmissionLease? Lease, string? Reason, bool Aged);
+    /// <summary>What a waiter got: a lease (granted at <paramref name="GrantedAt"/>, a <see cref="TimeProvider"/> timestamp; 0 when refused), or the refusal reason.</summary>
+    private sealed record Grant(AdmissionLease? Lease, string? Reason, bool Aged, long GrantedAt = 0);
 
     /// <summary>A queued request.</summary>
     private sealed class Waiter(string key, double weight, long inputTokens, long predictedOutputTokens, int priority, long enqueuedAt)

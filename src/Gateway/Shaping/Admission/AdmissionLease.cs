@@ -48,7 +48,7 @@ internal readonly record struct AdmissionRequest(string Key, int Priority, doubl
 /// <summary>The outcome of <see cref="AdmissionController.EnterAsync(AdmissionRequest, CancellationToken)"/>.</summary>
 /// <param name="Lease">The permit, when admitted.</param>
 /// <param name="Reason">Why not (<c>queue_full</c>, <c>queue_timeout</c>, <c>evicted</c>, <c>cancelled</c>), when refused.</param>
-/// <param name="Waited">Time spent in the queue (zero when admitted at once).</param>
+/// <param name="Waited">Time spent in the queue, from joining it to the grant (zero when admitted at once; the thread pool's delay in resuming the waiter is not counted).</param>
 /// <param name="RetryAfter">When a refused client should come back.</param>
 /// <param name="Aged">Served ahead of a more urgent class because it had waited the aging bound.</param>
 internal readonly record struct AdmissionResult(AdmissionLease? Lease, string? Reason, TimeSpan Waited, TimeSpan RetryAfter, bool Aged = false)
