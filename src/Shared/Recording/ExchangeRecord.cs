@@ -191,8 +191,9 @@ public static class Outcomes
     public const string Error = "error";
 
     /// <summary>
-    /// The gateway answered itself and forwarded nothing: a refusal (429, 503, gRPC RESOURCE_EXHAUSTED or UNAVAILABLE)
-    /// or a bad request, with its status; a refused WebSocket session keeps its 101 and ends with the gateway's close
+    /// A limit or admission control refused the exchange and nothing was forwarded: its status is the refusal's (429,
+    /// 503; gRPC RESOURCE_EXHAUSTED or UNAVAILABLE in its grpc status); a bad request the gateway answered (400) is
+    /// <see cref="Completed"/> with its status; a refused WebSocket session keeps its 101 and ends with the gateway's close
     /// unit (<c>1013</c> for an overload, <c>1008</c> for a rate limit, then the reason).
     /// </summary>
     public const string Refused = "refused";

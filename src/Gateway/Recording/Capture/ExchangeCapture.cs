@@ -176,7 +176,9 @@ internal sealed class ExchangeCapture : IDisposable
             ExchangeOutcome.ClientAbort => Outcomes.ClientAbort,
             ExchangeOutcome.Timeout => Outcomes.Timeout,
             ExchangeOutcome.BackendError or ExchangeOutcome.ClientError or ExchangeOutcome.GatewayError => Outcomes.Error,
-            ExchangeOutcome.Answered => Outcomes.Refused, // stranger review of issue 16: a refused WebSocket looked "completed"
+            // Stranger review of issue 16: a refused WebSocket looked "completed". A limit's or admission's refusal (429,
+            // 503) is "refused"; the gateway's answer to a client's mistake (400) stays "completed" with its status.
+            ExchangeOutcome.Answered when exchange.Answer is { HttpStatus: StatusCodes.Status429TooManyRequests or StatusCodes.Status503ServiceUnavailable } => Outcomes.Refused,
             _ => Outcomes.Completed,
         };
 
