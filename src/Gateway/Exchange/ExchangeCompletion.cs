@@ -127,7 +127,12 @@ internal sealed partial class ExchangeCompletion
         _genAi.Record(context, exchange, outcome, status, elapsed.TotalSeconds);
         // Reconciled by a token policy, else what the backend reported to the response's usage meter (GenAI metrics).
         var tokens = exchange.Tokens ?? (exchange.Usage is { CompletionTokens: { } completion } usage ? (usage.PromptTokens ?? 0, completion) : null);
-        _history.Record(new ExchangeSample(listenerTag, routeTag, classification?.Tenant?.Name ?? exchange.Caller?.Name, status, elapsed.TotalSeconds, ttft,
+        // A WebSocket refused after its upgrade got 101 (200 over HTTP/2) and a close 1013/1008: the dashboard counts it
+        // under the refusal's own status (503, 429), so totals.refused and the status mix agree with refused_by_limit
+        // (stranger review of issue 16: 781 refused vs 794 by limit).
+        var historyStatus = outcome == ExchangeOutcome.Answered && exchange.Answer is { RefuseUpgrade: false } refusal && status is 101 or 200
+            && classification is { IsWebSocket: true } ? refusal.HttpStatus : status;
+        _history.Record(new ExchangeSample(listenerTag, routeTag, classification?.Tenant?.Name ?? exchange.Caller?.Name, historyStatus, elapsed.TotalSeconds, ttft,
             outcome == ExchangeOutcome.Answered ? exchange.Answer?.Limit : null, exchange.QueueWait, tokens?.Prompt ?? 0, tokens?.Completion ?? 0));
         if (_requestLog.IsEnabled(LogLevel.Information))
         {
@@ -169,7 +174,9 @@ internal sealed partial class ExchangeCompletion
         if (exchange.Answer is { } answer)
         {
             await answer.WriteAsync(context, exchange);
-            return exchange.IsClientAbort ? ExchangeOutcome.ClientAbort : ExchangeOutcome.Answered;
+            // A WebSocket refused with a close frame stays refused when its client then drops the connection without
+            // answering the close (stranger review of issue 16: such sessions were recorded as client aborts).
+            return exchange.IsClientAbort && !exchange.WebSocketClosed ? ExchangeOutcome.ClientAbort : ExchangeOutcome.Answered;
         }
 
         if (exchange.Classification is not { } classification)

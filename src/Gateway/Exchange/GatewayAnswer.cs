@@ -62,8 +62,11 @@ internal sealed record GatewayAnswer(int HttpStatus, StatusCode GrpcStatus, stri
         try
         {
             // 1013 "try again later" for an overload (503), 1008 "policy violation" for a rate limit or a bad request.
-            var status = (WebSocketCloseStatus)(HttpStatus >= 500 ? GatewayCloseReason.TryAgainLater : GatewayCloseReason.PolicyViolation);
-            await socket.CloseAsync(status, text, bounded.Token);
+            var code = HttpStatus >= 500 ? GatewayCloseReason.TryAgainLater : GatewayCloseReason.PolicyViolation;
+            // Recorded as the close unit it is, so a recording shows the refusal (stranger review of issue 16).
+            exchange.Capture?.GatewayClosedWebSocket(code, text);
+            exchange.MarkWebSocketClosed(); // a client that drops the connection after our close was refused, not an abort
+            await socket.CloseAsync((WebSocketCloseStatus)code, text, bounded.Token);
         }
         catch (Exception ex) when (ex is OperationCanceledException or WebSocketException or IOException)
         {

@@ -283,7 +283,7 @@ internal static class CompareCommand
         html.Append("<h2>").Append(E(title)).Append("</h2>");
         if (flat is not null)
         {
-            html.Append(string.Create(CultureInfo.InvariantCulture, $"<p class=\"muted\">Log scale (each gridline ten times the one below): the largest value drawn is {flatRatio:N0}x the median of {E(flat)}, which a linear axis would flatten.</p>"));
+            html.Append(string.Create(CultureInfo.InvariantCulture, $"<p class=\"muted\">Log scale (the darker gridlines are powers of ten, each ten times the one below; the lighter ones between, when drawn, are 2 and 5 times the power of ten under them): the largest value drawn is {flatRatio:N0}x the median of {E(flat)}, which a linear axis would flatten.</p>"));
         }
 
         html.Append(ReportHtml.Chart(unit, "s", lines, logY: flat is not null));

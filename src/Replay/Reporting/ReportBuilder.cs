@@ -23,14 +23,18 @@ internal static class ReportBuilder
         var intendedSpan = Window(m.SecondsSinceStart(m.LastIntendedTimestamp), intended);
         if (!(nominal > 0))
         {
-            nominal = intendedSpan;
+            // The schedule's own span (a recording's starts over --speed), not when the requests were due in this run:
+            // a slow target delays a session's later requests, and their intended times with them, so the span of the
+            // intended times grew with the lag and intended_rps came out equal to achieved_rps, hiding that the run
+            // fell behind (stranger review of issue 16; docs/replay.md "Rates").
+            nominal = c.Plan.ScheduledSeconds > 0 ? c.Plan.ScheduledSeconds : intendedSpan;
         }
 
         nominal = Math.Max(nominal, 1e-3);
         var actualWindow = Math.Max(nominal, Window(m.SecondsSinceStart(m.LastSentTimestamp), sent));
         var scheduled = c.Plan.ScheduledSeconds > 0 ? c.Plan.ScheduledSeconds : nominal;
         var achieved = sent / actualWindow;
-        var intendedRps = c.Plan.Mode == RunMode.Closed ? achieved : intended / nominal;
+        var intendedRps = c.Plan.Mode == RunMode.Closed ? achieved : (c.Plan.PlannedRequests ?? intended) / nominal;
         var completed = m.Completed;
         var slos = new List<SloReport>();
         for (var i = 0; i < m.Slos.Count; i++)

@@ -145,6 +145,16 @@ internal static class RecordingSource
         };
     }
 
+    /// <summary>
+    /// The skip reason of a WebSocket session the gateway refused (closed with 1013 or 1008) before any client message:
+    /// a recorded refusal, counted in the workload's skipped exchanges under this reason (docs/replay.md).
+    /// </summary>
+    internal const string RefusedWebSocketReason = "recorded refusal: WebSocket session closed by the gateway (1013/1008) before any client message";
+
+    private static bool RefusalClose(string? text) =>
+        text is not null && text.Length >= 4 && int.TryParse(text.AsSpan(0, 4), System.Globalization.CultureInfo.InvariantCulture, out var code)
+        && Contracts.Wire.GatewayCloseReason.IsRefusalStatus(code);
+
     /// <summary>Why an exchange cannot be sent again, or null when it can.</summary>
     private static string? Unreplayable(ExchangeRecord x)
     {
@@ -157,6 +167,14 @@ internal static class RecordingSource
         {
             if (x.Units is null || !x.Units.Any(static u => u.Dir == Directions.ToServer && u.Kind is UnitKinds.Text or UnitKinds.Binary))
             {
+                // Stranger review of issue 16: a session the gateway accepted only to close it (1013 overload, 1008 rate
+                // limit) before any client message has nothing to send again; it is counted under its own reason, not
+                // mixed with sessions whose messages are missing.
+                if (x.Outcome == Outcomes.Refused || x.Units?.Any(static u => u.Dir == Directions.ToClient && u.Kind == UnitKinds.Close && RefusalClose(u.Text)) == true)
+                {
+                    return RefusedWebSocketReason;
+                }
+
                 return "WebSocket exchange without client messages";
             }
 

@@ -189,6 +189,14 @@ public static class Outcomes
 
     /// <summary>The backend failed (connection error, broken stream).</summary>
     public const string Error = "error";
+
+    /// <summary>
+    /// A limit or admission control refused the exchange and nothing was forwarded: its status is the refusal's (429,
+    /// 503; gRPC RESOURCE_EXHAUSTED or UNAVAILABLE in its grpc status); a bad request the gateway answered (400) is
+    /// <see cref="Completed"/> with its status; a refused WebSocket session keeps its 101 and ends with the gateway's close
+    /// unit (<c>1013</c> for an overload, <c>1008</c> for a rate limit, then the reason).
+    /// </summary>
+    public const string Refused = "refused";
 }
 
 /// <summary>A recorded request.</summary>

@@ -75,7 +75,7 @@ public sealed class DashboardBrowserTests
                     ["Shaping"] = new JsonObject
                     {
                         ["Policies"] = new JsonObject { ["dash-window"] = new JsonObject { ["Kind"] = "FixedWindow", ["PermitLimit"] = 15, ["Window"] = "00:10:00", ["Partition"] = "Global" } },
-                        ["Admission"] = new JsonObject { ["model-http"] = new JsonObject { ["MaxInFlight"] = 4 } },
+                        ["Admission"] = new JsonObject { ["model-http"] = new JsonObject { ["MaxInFlight"] = 4 }, ["model-grpc"] = new JsonObject { ["MaxInFlight"] = 6 } },
                     },
                 };
                 c["ReverseProxy"]!["Routes"]!["openai"]!["Metadata"]!["Policies"] = "dash-window";
@@ -149,6 +149,43 @@ public sealed class DashboardBrowserTests
             }
             Assert.EndsWith("req/s", (string)Js(driver, "const l = [...document.querySelectorAll('#chart-rps .y-label')]; return l[l.length - 1].textContent;"), StringComparison.Ordinal);
             Assert.True(Convert.ToInt32(Js(driver, "return document.querySelectorAll('#chart-rps .x-label').length"), System.Globalization.CultureInfo.InvariantCulture) >= 2);
+
+            // Stranger review of issue 16: the top labels of large values were clipped at the SVG's left edge
+            // ("10,000 ms (log)" read "000 ms (log)", "50,000 tokens/s" read "000 tokens/s"). Every y label of every
+            // chart, and of charts drawn here with such values, lies inside its SVG (getBBox x >= 0).
+            var clipped = (string)Js(driver, """
+                const d = window.dashboardCharts, bad = [];
+                const check = id => { for (const t of document.querySelectorAll('#' + id + ' .y-label')) { const b = t.getBBox(); if (b.x < 0) bad.push(id + ': "' + t.textContent + '" at x=' + b.x.toFixed(1)); } };
+                for (const s of document.querySelectorAll('svg[id^="chart-"]')) check(s.id);
+                d.chart('chart-latency', [{ name: 'p50', values: [7, 8, 9, 10], color: 'red' }, { name: 'p99', values: [9000, 9500, 8000, 7000], color: 'blue' }], 'ms', null, 'none', true);
+                check('chart-latency');
+                if (document.getElementById('chart-latency').dataset.scale !== 'log') bad.push('the latency chart is not log');
+                d.chart('chart-tokens', [{ name: 'prompt', values: [42000, 48000, 50000], color: 'red' }], 'tokens/s', null);
+                check('chart-tokens');
+                d.chart('chart-rps', [{ name: 'served', values: [3e6, 1e6], color: 'red' }], 'req/s', null);
+                check('chart-rps');
+                const top = [...document.querySelectorAll('#chart-tokens .y-label')].pop().textContent;
+                return bad.join('; ') + '|' + top;
+                """);
+            Assert.StartsWith("|", clipped, StringComparison.Ordinal);
+            Assert.Equal("|50k tokens/s", clipped);
+
+            // Stranger review of issue 16: the admission chart drew every cluster's limit line in one colour with one
+            // legend entry; now one colour and one legend entry per cluster.
+            wait.Until(d => d.FindElements(By.CssSelector("#legend-limit span[data-cluster]")).Count == 2);
+            var limitColors = (string)Js(driver, """
+                const lines = [...document.querySelectorAll('#chart-limit .seg')].map(e => e.dataset.series + '=' + (e.getAttribute('stroke') || e.getAttribute('fill')));
+                const legend = [...document.querySelectorAll('#legend-limit span[data-cluster]')].map(e => e.dataset.cluster + '=' + e.querySelector('i').style.background);
+                return JSON.stringify({ lines: [...new Set(lines)].sort(), legend: legend.sort() });
+                """);
+            using (var colors = JsonDocument.Parse(limitColors))
+            {
+                var legend = colors.RootElement.GetProperty("legend").EnumerateArray().Select(e => e.GetString()!).ToList();
+                Assert.Equal(["model-grpc", "model-http"], legend.Select(l => l.Split('=')[0]));
+                Assert.Equal(2, legend.Select(l => l.Split('=')[1]).Distinct().Count());
+                var lines = colors.RootElement.GetProperty("lines").EnumerateArray().Select(e => e.GetString()!).ToList();
+                Assert.Equal(2, lines.Select(l => l.Split('=')[1]).Distinct().Count());
+            }
 
             // Counted since start-up, not since the page opened: the policy's and the tenant table's figures.
             wait.Until(d => d.FindElement(By.Id("policies")).Text.Contains("dash-window", StringComparison.Ordinal));

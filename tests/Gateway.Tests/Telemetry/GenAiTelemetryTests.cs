@@ -178,10 +178,39 @@ public sealed class GenAiTelemetryTests
 
         await recorder.WaitForAsync("gen_ai.server.request.duration", 3);
         Assert.All(recorder.All, static m => Assert.Equal("(other)", m.Tag("gen_ai.response.model")));
-        Assert.All(recorder.All, static m => Assert.Null(m.Tag("gen_ai.request.model")));
+        Assert.All(recorder.All, static m => Assert.Equal("(none)", m.Tag("gen_ai.request.model")));
         using var admin = new HttpClient { BaseAddress = h.Admin };
         var text = await admin.GetStringAsync("/metrics");
         Assert.DoesNotContain("client-named-", text, StringComparison.Ordinal);
+    }
+
+    /// <summary>
+    /// Stranger review of issue 16: gRPC exchanges, and HTTP ones whose body was never read, had no
+    /// <c>gen_ai.request.model</c> at all while those that reached a backend named an unconfigured model had
+    /// <c>(other)</c>; one rule now for every protocol: a configured name, <c>(other)</c>, or <c>(none)</c> when the
+    /// gateway learnt no model name. The span keeps the operation alone as its name then.
+    /// </summary>
+    [Fact]
+    public async Task Every_protocol_carries_gen_ai_request_model_none_when_the_gateway_learnt_no_model()
+    {
+        await using var h = await GatewayHarness.StartAsync(); // no Gateway:Models: no step reads the model
+        using var recorder = new GenAiRecorder(h);
+        using var http = new HttpClient { BaseAddress = h.Http };
+        await ChatAsync(http, "whatever", "hi", maxTokens: 2);
+        using var channel = GrpcChannel.ForAddress(h.Grpc);
+        var grpc = new Generation.GenerationClient(channel);
+        await grpc.GenerateAsync(new GenerateRequest { Prompt = "eleven", MaxTokens = 2, Model = "whatever" });
+        await recorder.WaitForAsync("gen_ai.server.request.duration", 2);
+
+        var durations = recorder.Of("gen_ai.server.request.duration");
+        Assert.Equal(2, durations.Count);
+        Assert.All(durations, static m => Assert.Equal("(none)", m.Tag("gen_ai.request.model")));
+        Assert.All(recorder.All, static m => Assert.NotNull(m.Tag("gen_ai.request.model")));
+        using var admin = new HttpClient { BaseAddress = h.Admin };
+        var samples = PrometheusText.Parse(await admin.GetStringAsync("/metrics"));
+        Assert.Contains(samples, static s => s.Name == "gen_ai_server_request_duration_seconds_count" && s["gen_ai_request_model"] == "(none)");
+        Assert.DoesNotContain(samples, static s => s.Name == "gen_ai_server_request_duration_seconds_count" && s["gen_ai_request_model"] is null);
+        Assert.Equal("chat", Gateway.Telemetry.GenAi.GenAiTelemetry.SpanName("chat", "(none)"));
     }
 
     [Fact]

@@ -117,6 +117,38 @@ public sealed class BadInputTests
         Assert.Contains(reasons, static r => r!.Contains("schema version 99", StringComparison.Ordinal));
     }
 
+    /// <summary>
+    /// Stranger review of issue 16: a WebSocket session the gateway refused after its upgrade (close 1013) had no client
+    /// message and was skipped as "WebSocket exchange without client messages", mixed with broken records. It is now
+    /// recorded with <c>outcome: refused</c> and the gateway's close unit, and counted under its own reason, a recorded
+    /// refusal, while the rest of the recording is replayed.
+    /// </summary>
+    [Fact(Timeout = 60_000)]
+    public async Task A_websocket_session_refused_by_the_gateway_is_counted_as_a_recorded_refusal_not_a_broken_record()
+    {
+        using var dir = TestHost.CreateTempDirectory();
+        var recorded = await Recordings.WriteCaptureAsync(dir.Combine("store"), "capture");
+        var file = Path.Combine(dir.Combine("store"), "capture.jsonl");
+        var refused = Recordings.WebSocket("capture", "ws-refused", Recordings.Origin + 500, turns: 1) with
+        {
+            Id = "ws-refused-1",
+            Outcome = Outcomes.Refused,
+            Units = [new StreamUnit { Dir = Directions.ToClient, OffsetMs = 300, Kind = UnitKinds.Close, Text = "1013 queue_timeout admission:model-http", Length = 39 }],
+        };
+        await File.AppendAllBytesAsync(file, RecordingFile.ExchangeLine(refused));
+        await using var sim = await TestHost.StartSimAsync();
+
+        var result = await TestHost.RunAsync(["run", "--source", dir.Combine("store"), "--recording", "capture", "--speed", "4", "--report", dir.Combine("out"), .. TestHost.Targets(sim)]);
+
+        Assert.True(result.ExitCode == 0, result.ToString());
+        Assert.Equal(recorded, sim.Stats.Requests);
+        using var report = TestHost.ReadReport(dir.Combine("out"));
+        Assert.Equal(1, report.RootElement.GetProperty("skipped_records").GetInt64());
+        var reason = report.RootElement.GetProperty("skipped").EnumerateArray().Single().GetProperty("reason").GetString()!;
+        Assert.StartsWith("recorded refusal", reason, StringComparison.Ordinal);
+        Assert.DoesNotContain("without client messages", reason, StringComparison.Ordinal);
+    }
+
     [Fact(Timeout = 60_000)]
     public async Task Compare_counts_status_and_body_differences_with_the_recording()
     {

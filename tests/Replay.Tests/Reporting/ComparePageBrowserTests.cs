@@ -26,7 +26,12 @@ public sealed class ComparePageBrowserTests
         var page = Path.Combine(dir.Path, "compare.html");
         var result = await TestHost.RunAsync("compare", a, b, "--label-a", "fast", "--label-b", "slow", "--out", page);
         Assert.True(result.ExitCode == 0, result.ToString());
-        Assert.True((await File.ReadAllTextAsync(page)).Contains("Log scale", StringComparison.Ordinal), result.Output);
+        var html = await File.ReadAllTextAsync(page);
+        Assert.True(html.Contains("Log scale", StringComparison.Ordinal), result.Output);
+        // Stranger review of issue 16: the text said "each gridline ten times the one below" over gridlines at 1-2-5 steps.
+        Assert.DoesNotContain("each gridline ten times", html, StringComparison.Ordinal);
+        Assert.Contains("2 and 5 times the power of ten", html, StringComparison.Ordinal);
+        Assert.Contains("stroke=\"#f4f4f4\"", html, StringComparison.Ordinal); // the 2x and 5x gridlines the text describes are drawn
 
         using var driver = HeadlessChromium.Start(1280, 2400);
         try

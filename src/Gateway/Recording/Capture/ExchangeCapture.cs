@@ -140,6 +140,25 @@ internal sealed class ExchangeCapture : IDisposable
     public void SetTokens(RecordedTokens tokens) => _tokens = tokens;
 
     /// <summary>
+    /// Notes the close frame the gateway itself sent on a WebSocket it accepted only to refuse
+    /// (<see cref="GatewayAnswer"/>): the record then shows the refusal as a close unit to the client,
+    /// <c>"1013 reason"</c>, as the taps record a backend's close. The taps are not installed on a refused exchange.
+    /// </summary>
+    /// <param name="status">The close status (1013 or 1008).</param>
+    /// <param name="reason">The close reason the client read.</param>
+    public void GatewayClosedWebSocket(int status, string reason)
+    {
+        _upgraded = true;
+        var text = System.Text.Encoding.UTF8.GetBytes(string.Create(System.Globalization.CultureInfo.InvariantCulture, $"{status} {reason}"));
+        if (_firstByte == 0)
+        {
+            _firstByte = _time.GetTimestamp();
+        }
+
+        _units.Add(Directions.ToClient, UnitKinds.Close, text, text.Length);
+    }
+
+    /// <summary>
     /// Copies what the exchange was (headers, status, trailers, taps, timings) into a <see cref="CapturedExchange"/>
     /// that outlives the request.
     /// </summary>
@@ -157,6 +176,9 @@ internal sealed class ExchangeCapture : IDisposable
             ExchangeOutcome.ClientAbort => Outcomes.ClientAbort,
             ExchangeOutcome.Timeout => Outcomes.Timeout,
             ExchangeOutcome.BackendError or ExchangeOutcome.ClientError or ExchangeOutcome.GatewayError => Outcomes.Error,
+            // Stranger review of issue 16: a refused WebSocket looked "completed". A limit's or admission's refusal (429,
+            // 503) is "refused"; the gateway's answer to a client's mistake (400) stays "completed" with its status.
+            ExchangeOutcome.Answered when exchange.Answer is { HttpStatus: StatusCodes.Status429TooManyRequests or StatusCodes.Status503ServiceUnavailable } => Outcomes.Refused,
             _ => Outcomes.Completed,
         };
 

@@ -28,7 +28,9 @@ namespace Gateway.Telemetry.GenAi;
 /// </list>
 /// Attributes: <c>gen_ai.operation.name</c>, <c>gen_ai.provider.name</c> (<c>Gateway:Telemetry:GenAiProviderName</c>),
 /// <c>gen_ai.request.model</c> (a configured <c>Gateway:Models</c> name the request named, by name or alias, else
-/// <c>(other)</c>; absent when the request named none or its body was not read), <c>gen_ai.response.model</c> (the
+/// <c>(other)</c>; <c>(none)</c> when the gateway learnt no model name: the request named none, or nothing read its
+/// body or gRPC message, as for a request refused before it was read, so every GenAI series of every protocol carries
+/// the attribute, from a bounded set), <c>gen_ai.response.model</c> (the
 /// backend's <c>model</c> when it is a configured name, alias or <c>Rewrite</c>, else <c>(other)</c>; absent when the
 /// answer named none), <c>server.port</c> (the gateway's listener port), <c>error.type</c>. Every value comes from a
 /// bounded set, so a client can create no new series. Bucket boundaries are the convention's.
@@ -40,6 +42,13 @@ internal sealed class GenAiTelemetry
 {
     /// <summary>The tag value of a model name that is not configured.</summary>
     public const string OtherModel = "(other)";
+
+    /// <summary>
+    /// The <c>gen_ai.request.model</c> value when the gateway learnt no model name (none named, or the body or gRPC
+    /// message never read). Before, the attribute was absent then, so refused and unread exchanges fell out of any
+    /// per-model query while those that reached a backend were <see cref="OtherModel"/> (stranger review of issue 16).
+    /// </summary>
+    public const string NoModel = "(none)";
 
     internal const string OperationName = "gen_ai.operation.name";
     internal const string ProviderName = "gen_ai.provider.name";
@@ -167,12 +176,12 @@ internal sealed class GenAiTelemetry
 
     /// <summary>
     /// The configured model a request named (by name or alias), <see cref="OtherModel"/> for a name that is not
-    /// configured, null when it named none or its body was not read (no step needed it).
+    /// configured, <see cref="NoModel"/> when it named none or its body was not read (no step needed it).
     /// </summary>
-    private string? RequestModelTag(Classification classification)
+    private string RequestModelTag(Classification classification)
     {
         var requested = classification.RequestedModel ?? classification.Llm?.Model;
-        return requested is null ? null : _models.Find(requested)?.Name ?? OtherModel;
+        return requested is null ? NoModel : _models.Find(requested)?.Name ?? OtherModel;
     }
 
     /// <summary>
@@ -239,8 +248,8 @@ internal sealed class GenAiTelemetry
         activity.DisplayName = SpanName(operation, requestModel);
     }
 
-    /// <summary>The GenAI span name: <c>{gen_ai.operation.name} {gen_ai.request.model}</c>, or the operation alone without a model.</summary>
-    internal static string SpanName(string operation, string? requestModel) => requestModel is null ? operation : $"{operation} {requestModel}";
+    /// <summary>The GenAI span name: <c>{gen_ai.operation.name} {gen_ai.request.model}</c>, or the operation alone without a model (<see cref="NoModel"/>).</summary>
+    internal static string SpanName(string operation, string? requestModel) => requestModel is null or NoModel ? operation : $"{operation} {requestModel}";
 
     /// <summary>
     /// Gives the span its GenAI name again when the ASP.NET Core instrumentation ends it (it names the span after the
