@@ -75,8 +75,12 @@ internal sealed partial class ExchangeCompletion
     private async Task CompleteCoreAsync(HttpContext context, ExchangeContext exchange, string listenerTag)
     {
         var outcome = await DecideAsync(context, exchange);
-        var status = outcome == ExchangeOutcome.ClientAbort ? ClientClosedRequest : context.Response.StatusCode;
-        var result = new ExchangeResult(context, outcome, status);
+        var sent = outcome == ExchangeOutcome.ClientAbort ? ClientClosedRequest : context.Response.StatusCode;
+        var result = new ExchangeResult(context, outcome, sent);
+        // A backend that failed after the response started (a stream cut mid-way: the client got its 200 and a body that
+        // breaks off) is counted, logged and judged as the failure it is, 502, not as the 200 that was sent (stranger
+        // review of issue 14). The record keeps what the client saw, with its outcome.
+        var status = outcome == ExchangeOutcome.BackendError && sent < 500 ? StatusCodes.Status502BadGateway : sent;
         exchange.Usage?.Finish(); // what the finalizers (token charges) and the GenAI metrics read
 
         var finalizers = exchange.Finalizers;
@@ -142,6 +146,7 @@ internal sealed partial class ExchangeCompletion
                     ExchangeOutcome.ClientAbort => " (client aborted)",
                     ExchangeOutcome.Timeout => " (route timeout)",
                     ExchangeOutcome.Answered => $" ({exchange.Answer!.Code})",
+                    ExchangeOutcome.BackendError when sent != status => $" (backend failed after the response started; the client got {sent} and a cut body)",
                     _ => string.Empty,
                 });
         }
@@ -158,7 +163,11 @@ internal sealed partial class ExchangeCompletion
         // (RFC 6455 §7.1.1; the replay tool did so right after its own 1000), which fires the abort token, but it left
         // nothing unfinished (issue 16: 23 of the demo's 24 sessions closed with 1000 were counted and recorded as 499).
         var closedSession = exchange.WebSocketClosed;
-        if (exchange.IsClientAbort && !closedSession)
+        // YARP aborts the client's connection itself when the backend breaks off a response it had started (HTTP/1.1: a
+        // chunked body must not end cleanly), which fires the same abort token: that is the backend's failure, not the
+        // client leaving (the HTTP/1.1 half of the stranger review's "stream cut by the backend counted as 200").
+        var backendBrokeOff = context.Features.Get<IForwarderErrorFeature>() is { Error: ForwarderError.ResponseBodyDestination };
+        if (exchange.IsClientAbort && !closedSession && !backendBrokeOff)
         {
             return ExchangeOutcome.ClientAbort;
         }

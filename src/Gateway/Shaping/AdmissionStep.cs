@@ -292,6 +292,7 @@ internal sealed class AdmissionRelease(HttpContext context, AdmissionLease lease
         ExchangeOutcome.ClientAbort => ExchangeCompletion.ClientClosedRequest,
         ExchangeOutcome.ClientError => StatusCodes.Status400BadRequest,
         ExchangeOutcome.Timeout => StatusCodes.Status504GatewayTimeout,
+        ExchangeOutcome.BackendError when result.Status < 500 => StatusCodes.Status502BadGateway, // failed after the response started
         _ => result.Status,
     };
 }

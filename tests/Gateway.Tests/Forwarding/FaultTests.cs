@@ -113,6 +113,17 @@ public sealed class FaultTests
             using var handler = new SocketsHttpHandler { SslOptions = new SslClientAuthenticationOptions { RemoteCertificateValidationCallback = (_, c, _, _) => c?.GetCertHashString() == certificate.GetCertHashString() } };
             using var http2 = new HttpClient(handler) { BaseAddress = h.Https, Timeout = TimeSpan.FromSeconds(30) };
             await AssertStreamFailsAsync(http2, HttpVersion.Version20);
+
+            // Counted and logged as the backend failure it is, not as the 200 that was sent (stranger review of issue 14:
+            // a replica killed mid-SSE was logged "status=200" and counted 2xx).
+            await Eventually.TrueAsync(() => h.Logs.Entries.Count(e => e.Category == "Gateway.Requests" && e.Message.Contains("status=502", StringComparison.Ordinal)
+                    && e.Message.Contains("backend failed after the response started", StringComparison.Ordinal)) == 2,
+                TimeSpan.FromSeconds(5), () => "no request log line with status=502 for each stream the backend cut: " + string.Join(" | ", h.Logs.Entries.Where(e => e.Category == "Gateway.Requests").Select(e => e.Message)));
+            using var admin = new HttpClient { BaseAddress = h.Admin };
+            var metrics = await admin.GetStringAsync("/metrics");
+            var failed = metrics.Split('\n').Where(l => l.StartsWith("gateway_requests_total{", StringComparison.Ordinal) && l.Contains("status_code=\"502\"", StringComparison.Ordinal))
+                .Sum(l => double.Parse(l[(l.LastIndexOf(' ') + 1)..], System.Globalization.CultureInfo.InvariantCulture));
+            Assert.Equal(2, failed); // one per listener (http, https)
         }
         finally
         {
