@@ -453,8 +453,15 @@ public sealed class InferenceAwareTests
 
             var counts = replicas.Select(static r => r.Stats.Requests).ToArray();
             Assert.True(counts[2] > 0, $"the replica without metrics still serves: {string.Join(",", counts)}");
-            var metrics = await MetricsAsync(h);
-            Assert.True(HasSeries(metrics, "gateway_routing_stale_scores_total", "cluster=\"model-http\""), metrics);
+            // Polled: the exporter may answer a scrape from its short cache (the wait loop above scraped just before).
+            var metrics = "";
+            deadline = DateTime.UtcNow + TimeSpan.FromSeconds(5);
+            while (!HasSeries(metrics = await MetricsAsync(h), "gateway_routing_stale_scores_total", "cluster=\"model-http\""))
+            {
+                Assert.True(DateTime.UtcNow < deadline, metrics);
+                await Task.Delay(100);
+            }
+
             Assert.Contains(h.Logs.Entries, static e => e.Message.Contains("r2", StringComparison.Ordinal) && e.Message.Contains("could not be read", StringComparison.Ordinal));
         }
         finally

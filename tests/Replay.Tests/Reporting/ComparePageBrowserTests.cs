@@ -51,8 +51,9 @@ public sealed class ComparePageBrowserTests
             var fastLine = Assert.Single(lines, static l => l.Series == "fast p95");
             var slowLine = Assert.Single(lines, static l => l.Series == "slow p95");
             var plotHeight = fastLine.Bottom - fastLine.Top;
-            // On a linear axis up to seconds the fast run's milliseconds sit within a pixel of the bottom; here well above it.
-            Assert.True(fastLine.Bottom - (fastLine.Y + fastLine.Height) >= 0 && fastLine.Bottom - fastLine.Y >= 8,
+            // On a linear axis up to seconds the fast run's milliseconds sit within a unit of the bottom; here clearly above
+            // it (on a quiet machine the fast run's p95 is near the log axis's floor: 6 units of 190 seen, so 4 is the bound).
+            Assert.True(fastLine.Bottom - (fastLine.Y + fastLine.Height) >= 0 && fastLine.Bottom - fastLine.Y >= 4,
                 $"the fast run's line hugs the bottom of the axis: top at {fastLine.Y:0.#}, plot {fastLine.Top}..{fastLine.Bottom}");
             // The slow run's queue grows through the run: its line climbs, and stays inside the plot.
             Assert.True(slowLine.Height >= 0.1 * plotHeight, $"the slow run's line is flat: {slowLine.Height:0.#} of {plotHeight} units");
