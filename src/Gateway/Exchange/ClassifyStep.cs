@@ -45,7 +45,7 @@ internal sealed class ClassifyStep(RequestDelegate next, ShapingRuntime shaping,
         {
             classification.Resolve(null, null, route.ClusterId, RoutePlan.Empty);
             return ModelList.WriteAsync(context, models,
-                classification.Tenant is { } caller && auth.Current.Tenants.TryGetValue(caller.Name, out var listed) && listed.AllowedModels is not null ? listed.Allows : null);
+                TenantEntryOf(classification) is { AllowedModels: not null } listed ? listed.Allows : null);
         }
 
         if (HttpMethods.IsGet(context.Request.Method) && !classification.IsWebSocket
@@ -54,7 +54,7 @@ internal sealed class ClassifyStep(RequestDelegate next, ShapingRuntime shaping,
             // OpenAI's retrieve model, answered like the list (stranger review, issue 14).
             classification.Resolve(null, null, route.ClusterId, RoutePlan.Empty);
             return ModelList.WriteOneAsync(context, models, Uri.UnescapeDataString(idPath[1..]),
-                classification.Tenant is { } one && auth.Current.Tenants.TryGetValue(one.Name, out var entry) && entry.AllowedModels is not null ? entry.Allows : null);
+                TenantEntryOf(classification) is { AllowedModels: not null } entry ? entry.Allows : null);
         }
 
         return RouteByModelAsync(context, exchange, classification);
@@ -66,7 +66,7 @@ internal sealed class ClassifyStep(RequestDelegate next, ShapingRuntime shaping,
         var request = context.Request;
         string? requested;
         LlmRequest? llm = null;
-        var tenantEntry = classification.Tenant is { } caller && auth.Current.Tenants.TryGetValue(caller.Name, out var found) ? found : null;
+        var tenantEntry = TenantEntryOf(classification);
         var enforceAllowList = tenantEntry?.AllowedModels is not null;
         if (classification.IsWebSocket)
         {
@@ -148,6 +148,10 @@ internal sealed class ClassifyStep(RequestDelegate next, ShapingRuntime shaping,
         classification.Resolve(chosen, requested, clusterId, shaping.Current.PlanFor(route, clusterId));
         await ReadPromptThenNextAsync(context, exchange, classification);
     }
+
+    /// <summary>The authenticated tenant's entry in the current authentication state (its allow-list), or null without one.</summary>
+    private Tenants.TenantEntry? TenantEntryOf(Classification classification) =>
+        classification.Tenant is { } caller && auth.Current.Tenants.TryGetValue(caller.Name, out var entry) ? entry : null;
 
     /// <summary>
     /// Whether the request's cluster picks its replica by prompt prefix and session (<c>InferenceAware</c>); a WebSocket
