@@ -226,6 +226,28 @@ internal sealed record AdmissionOptions
     [Range(0.0, 1_000_000.0)]
     public double OutputTokenWeight { get; set; } = 2.0;
 
+    /// <summary>
+    /// Slots of the in-flight limit held back from keys over their fair share, so that a key under its share (a light
+    /// tenant) finds a slot free when its request arrives at saturation instead of waiting for one to free and then for
+    /// its turn. Under its share: served fewer weighted tokens (as the virtual token counter counts them) while others
+    /// waited than its weight's part of all, over <see cref="FairShareWindow"/>; or holding fewer requests in flight than
+    /// limit x its weight / the summed weights of the keys active within <see cref="FairShareWindow"/>. A key alone is
+    /// never over its share, so nothing is held back from a single tenant. 0 (the default): work-conserving, every free
+    /// slot goes to the next waiter. Above 0 it is not work-conserving: while a key under its share is active but leaves
+    /// the headroom unused, up to this many slots stay idle (the price of its latency). Must be below
+    /// <see cref="MaxInFlight"/>; under an adaptive limit at most the limit - 1 is held back.
+    /// </summary>
+    [Range(0, int.MaxValue)]
+    public int FairShareHeadroom { get; set; }
+
+    /// <summary>
+    /// For <see cref="FairShareHeadroom"/>: the time constant of each key's measure of recent service (an exponentially
+    /// decaying sum of weighted tokens), and how long a key counts as active after its latest request arrived (it counts
+    /// while it has requests in flight or waiting, too). Default 00:00:03.
+    /// </summary>
+    [Range(typeof(TimeSpan), "00:00:00.010", ConfigRanges.MaxDuration)]
+    public TimeSpan FairShareWindow { get; set; } = TimeSpan.FromSeconds(3);
+
     /// <summary>The aging bound in force: <see cref="MaxStarvation"/>, else half of <see cref="QueueTimeout"/>; null: no aging.</summary>
     public TimeSpan? EffectiveMaxStarvation => MaxStarvation is { } m ? (m > TimeSpan.Zero ? m : null) : (QueueTimeout > TimeSpan.Zero ? QueueTimeout / 2 : null);
 

@@ -82,6 +82,11 @@ internal sealed class ShapingOptionsValidator : IValidateOptions<ShapingOptions>
                 errors.Add($"{k}:MaxStarvation must be below {k}:QueueTimeout, or 00:00:00 for strict priority (was {raw?[$"{k}:MaxStarvation"] ?? starvation.ToString("c")} >= {a.QueueTimeout:c}): a waiter leaves at the queue timeout before it would age.");
             }
 
+            if (a.FairShareHeadroom > 0 && a.FairShareHeadroom >= a.MaxInFlight)
+            {
+                errors.Add($"{k}:FairShareHeadroom must be below {k}:MaxInFlight (was {a.FairShareHeadroom} >= {a.MaxInFlight}): it is the part of the in-flight limit held back for keys under their fair share, and a key at its share needs at least one slot.");
+            }
+
             if (a.InputTokenWeight <= 0 && a.OutputTokenWeight <= 0)
             {
                 errors.Add($"{k}:InputTokenWeight and {k}:OutputTokenWeight are both 0: the fair share would count nothing; give at least one a positive weight.");

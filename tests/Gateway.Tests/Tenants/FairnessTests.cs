@@ -103,6 +103,10 @@ public sealed class FairnessTests(ITestOutputHelper output)
             ? f
             : 0.30;
 
+    /// <summary>The cluster's <c>FairShareHeadroom</c> (<c>FAIRNESS_HEADROOM</c> overrides it for measurement).</summary>
+    private static int Headroom =>
+        int.TryParse(Environment.GetEnvironmentVariable("FAIRNESS_HEADROOM"), out var h) && h >= 0 ? h : 2;
+
     [Fact]
     public async Task Equal_weight_tenants_one_sending_5x_the_light_one_gets_what_it_asks_for_the_heavy_one_not_5_6ths_and_light_ttft_stays_near_unloaded()
     {
@@ -117,7 +121,7 @@ public sealed class FairnessTests(ITestOutputHelper output)
         {
             ["Admission"] = new JsonObject
             {
-                ["model-http"] = new JsonObject { ["MaxInFlight"] = Slots, ["QueueLimit"] = 64, ["QueueTimeout"] = "00:00:10" },
+                ["model-http"] = new JsonObject { ["MaxInFlight"] = Slots, ["QueueLimit"] = 64, ["QueueTimeout"] = "00:00:10", ["FairShareHeadroom"] = Headroom },
             },
         });
         options.Sim["Sim:Slots"] = Slots.ToString(System.Globalization.CultureInfo.InvariantCulture);

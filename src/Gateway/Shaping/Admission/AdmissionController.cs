@@ -27,8 +27,15 @@ namespace Gateway.Shaping.Admission;
 /// (longest-queue drop: one key's backlog cannot shut the others out), or is refused (<c>queue_full</c>); a waiter leaves with <c>queue_timeout</c> after the queue timeout, and a newcomer that
 /// could not start within it at the rate the queue is served is refused at once. Refusals answer at once; nothing here
 /// waits on the backend.</item>
+/// <item>Headroom (<see cref="AdmissionOptions.FairShareHeadroom"/>, off by default): the last H slots of the limit go only
+/// to keys under their fair share, so a light tenant's request finds a slot free at saturation instead of waiting for a
+/// departure and then for its turn (no work-conserving order can spare it that without preempting a request in flight,
+/// which a gateway cannot). Under its share means: served fewer weighted tokens, while others waited, than its weight's
+/// part (a decaying sum over <see cref="AdmissionOptions.FairShareWindow"/>; such keys go first), or holding fewer slots
+/// than its weight's part of the limit, among the keys active within that window. A key alone is never over its share,
+/// so a single tenant loses nothing; aging does not reach into the headroom.</item>
 /// </list>
-/// One lock per cluster; a decision costs O(keys backlogged in the band) at worst.
+/// One lock per cluster; a decision costs O(keys backlogged in the band) at worst, O(keys known) in the headroom zone.
 /// </summary>
 internal sealed class AdmissionController
 {
@@ -39,6 +46,8 @@ internal sealed class AdmissionController
     private Band[] _bands;
     private int _inFlight;
     private int _queued;
+    private double _recentTotal; // the headroom's recent service of all keys (weighted tokens, decaying), as of _recentTotalAt
+    private long _recentTotalAt;
     private long _aged;
 
     // Departures (requests leaving, which frees their permit) in the last second, in four 250 ms buckets: the rate at
@@ -53,6 +62,7 @@ internal sealed class AdmissionController
         _settings = settings;
         _bands = [.. settings.Classes.Select(static _ => new Band())];
         _adaptive = settings.Options.Adaptive.Enabled ? new AdaptiveLimit(settings.Options.Adaptive, settings.Options.MaxInFlight) : null;
+        KeepActiveKeys();
     }
 
     public string ClusterId { get; }
@@ -146,7 +156,21 @@ internal sealed class AdmissionController
                 _adaptive = settings.Options.Adaptive.Enabled ? new AdaptiveLimit(settings.Options.Adaptive, settings.Options.MaxInFlight) : null;
             }
 
+            KeepActiveKeys();
             GrantWaiting();
+        }
+    }
+
+    /// <summary>
+    /// With headroom on, idle keys are remembered for <see cref="AdmissionOptions.FairShareWindow"/> after their latest
+    /// request (they count towards the shares); otherwise an idle key at the lift floor is forgotten at once.
+    /// </summary>
+    private void KeepActiveKeys()
+    {
+        var keep = _settings.Options.FairShareHeadroom > 0 ? (long)(_settings.Options.FairShareWindow.TotalSeconds * _time.TimestampFrequency) : -1;
+        foreach (var band in _bands)
+        {
+            band.KeepTicks = keep;
         }
     }
 
@@ -171,15 +195,29 @@ internal sealed class AdmissionController
         lock (_lock)
         {
             priority = Math.Min(priority, _bands.Length - 1);
-            if (_queued == 0 && _inFlight < CurrentLimit)
+            var now = _time.GetTimestamp();
+            if (_queued > 0 && _inFlight < CurrentLimit)
             {
-                // Nobody waits: admitted at once, and charged like any other (its service counts against its share).
+                // Slots free while requests wait: the headroom holds them back from the waiters over their share. Shares
+                // move (a key's window ends, requests end): grant what is now allowed before judging the newcomer.
+                GrantWaiting();
+            }
+
+            if (_inFlight < CurrentLimit)
+            {
+                // A free slot, and nobody waits who may take it (every waiter left is over its share of the headroom):
+                // admitted at once when it may take it itself, and charged like any other (its service counts against its share).
                 var band = _bands[priority];
-                var flow = band.Arrive(request.Key, weight);
-                Band.Dispatch(flow, Cost(input, predicted));
-                band.ServedAtOnce(flow);
-                _inFlight++;
-                return AdmissionResult.Admitted(NewLease(band, flow, predicted), TimeSpan.Zero);
+                var flow = band.Arrive(request.Key, weight, now);
+                if (!InHeadroom || MayTakeHeadroom(flow, now))
+                {
+                    var cost = Cost(input, predicted);
+                    Band.Dispatch(flow, cost);
+                    Served(flow, cost, now);
+                    band.ServedAtOnce(flow);
+                    _inFlight++;
+                    return AdmissionResult.Admitted(NewLease(band, flow, predicted), TimeSpan.Zero);
+                }
             }
 
             var settings = _settings;
@@ -196,7 +234,7 @@ internal sealed class AdmissionController
                 return AdmissionResult.Refused(GatewayErrorCodes.QueueTimeout, RetryAfter());
             }
 
-            waiter = new Waiter(request.Key, weight, input, predicted, priority, _time.GetTimestamp());
+            waiter = new Waiter(request.Key, weight, input, predicted, priority, now);
             _bands[priority].Enqueue(waiter);
             _queued++;
             timeout = settings.Options.QueueTimeout;
@@ -252,7 +290,10 @@ internal sealed class AdmissionController
             if (band is Band b && flow is Flow f)
             {
                 // Reconcile what was charged (a prediction, and the tokens as they streamed) with what it generated.
-                b.Complete(f, outputTokens < 0 ? 0 : (outputTokens - predictedOutputTokens) * _settings.Options.OutputTokenWeight);
+                var correction = outputTokens < 0 ? 0 : (outputTokens - predictedOutputTokens) * _settings.Options.OutputTokenWeight;
+                var now = _time.GetTimestamp();
+                b.Complete(f, correction, now);
+                Served(f, correction, now);
             }
 
             _departures[CurrentBucket() % _departures.Length]++;
@@ -273,6 +314,7 @@ internal sealed class AdmissionController
             lock (_lock)
             {
                 Band.Charge(f, tokens * _settings.Options.OutputTokenWeight);
+                Served(f, tokens * _settings.Options.OutputTokenWeight, _time.GetTimestamp());
             }
         }
     }
@@ -345,7 +387,7 @@ internal sealed class AdmissionController
     {
         while (_queued > 0 && _inFlight < CurrentLimit)
         {
-            if (DequeueNext() is not { } next)
+            if ((InHeadroom ? DequeueUnderShare() : DequeueNext()) is not { } next)
             {
                 break;
             }
@@ -353,7 +395,9 @@ internal sealed class AdmissionController
             var (waiter, band, flow, aged) = next;
             _queued--;
             _inFlight++;
-            Band.Dispatch(flow, Cost(waiter.InputTokens, waiter.PredictedOutputTokens));
+            var cost = Cost(waiter.InputTokens, waiter.PredictedOutputTokens);
+            Band.Dispatch(flow, cost);
+            Served(flow, cost, _time.GetTimestamp());
             if (aged)
             {
                 _aged++;
@@ -411,6 +455,170 @@ internal sealed class AdmissionController
         var band = _bands[first];
         var next = band.DequeueFair(out var chosen);
         return (next, band, chosen, false);
+    }
+
+    /// <summary>
+    /// Whether the next slot is one of the headroom's (<see cref="AdmissionOptions.FairShareHeadroom"/>): only keys
+    /// below their fair share may take it (call under the lock). At most the limit - 1 is held back.
+    /// </summary>
+    private bool InHeadroom
+    {
+        get
+        {
+            var limit = CurrentLimit;
+            var headroom = Math.Min(_settings.Options.FairShareHeadroom, limit - 1);
+            return headroom > 0 && _inFlight >= limit - headroom;
+        }
+    }
+
+    /// <summary>
+    /// The summed weights of the keys active now (call under the lock): with requests in flight or waiting, or whose
+    /// latest request arrived within <see cref="AdmissionOptions.FairShareWindow"/>. A key known in two bands counts in
+    /// each (it only lowers the shares).
+    /// </summary>
+    private double ActiveWeight(long now)
+    {
+        var since = ActiveSince(now);
+        double total = 0;
+        foreach (var band in _bands)
+        {
+            foreach (var flow in band.Flows)
+            {
+                if (!flow.Idle || flow.LastArrival >= since)
+                {
+                    total += flow.Weight;
+                }
+            }
+        }
+
+        return total;
+    }
+
+    /// <summary>
+    /// Whether <paramref name="flow"/>'s key has fewer requests in flight (in every band) than its fair share of the
+    /// limit, limit x weight / <paramref name="activeWeight"/>, or is alone among the active keys (call under the lock).
+    /// </summary>
+    private bool UnderSlotShare(Flow flow, double activeWeight)
+    {
+        if (activeWeight <= flow.Weight * 1.000001)
+        {
+            return true; // alone: its share is the whole limit
+        }
+
+        var inFlight = 0;
+        foreach (var b in _bands)
+        {
+            if (b.TryGetFlow(flow.Key, out var f))
+            {
+                inFlight += f.InFlight;
+            }
+        }
+
+        return inFlight < CurrentLimit * flow.Weight / activeWeight;
+    }
+
+    /// <summary>
+    /// Records <paramref name="weightedTokens"/> of service to <paramref name="flow"/> in the headroom's measure of recent
+    /// service (call under the lock): an exponentially decaying sum (time constant <see cref="AdmissionOptions.FairShareWindow"/>)
+    /// per key and over all keys, of the service given while requests waited. Unlike the virtual token counter it is
+    /// never lifted, so it remembers that a light tenant took less than its share; and service taken while nobody
+    /// waited is nobody's loss, so a tenant that had the cluster to itself is not held to it when a heavy one arrives.
+    /// Kept only with headroom on.
+    /// </summary>
+    private void Served(Flow flow, double weightedTokens, long now)
+    {
+        if (_settings.Options.FairShareHeadroom <= 0 || weightedTokens == 0 || _queued == 0)
+        {
+            return; // only service while others wait counts: what a key takes when nobody else wants it is no one's loss
+        }
+
+        flow.Recent = Math.Max(0, Decayed(flow.Recent, flow.RecentAt, now) + weightedTokens);
+        flow.RecentAt = now;
+        _recentTotal = Math.Max(0, Decayed(_recentTotal, _recentTotalAt, now) + weightedTokens);
+        _recentTotalAt = now;
+    }
+
+    /// <summary><paramref name="value"/> as of <paramref name="at"/>, decayed to <paramref name="now"/>: value x e^(-dt / window).</summary>
+    private double Decayed(double value, long at, long now)
+    {
+        if (value == 0 || now <= at)
+        {
+            return value;
+        }
+
+        var seconds = (now - at) / (double)_time.TimestampFrequency;
+        return value * Math.Exp(-seconds / _settings.Options.FairShareWindow.TotalSeconds);
+    }
+
+    /// <summary>
+    /// Whether <paramref name="flow"/>'s key was served less of late, while others waited, than its weight's part of what
+    /// every key was (call under the lock): recent_k &lt; recent_all x w_k / <paramref name="activeWeight"/>, both
+    /// decaying with time constant <see cref="AdmissionOptions.FairShareWindow"/> (<see cref="Served"/>).
+    /// </summary>
+    private bool UnderTokenShare(Flow flow, double activeWeight, long now)
+    {
+        double recent = 0;
+        foreach (var b in _bands)
+        {
+            if (b.TryGetFlow(flow.Key, out var f))
+            {
+                recent += Decayed(f.Recent, f.RecentAt, now);
+            }
+        }
+
+        return recent < Decayed(_recentTotal, _recentTotalAt, now) * flow.Weight / activeWeight;
+    }
+
+    /// <summary>Whether a newcomer of <paramref name="flow"/>'s key may take a slot of the headroom: under its token or its slot share.</summary>
+    private bool MayTakeHeadroom(Flow flow, long now)
+    {
+        var activeWeight = ActiveWeight(now);
+        return UnderTokenShare(flow, activeWeight, now) || UnderSlotShare(flow, activeWeight);
+    }
+
+    /// <summary>The timestamp after which a key's latest request makes it active (<see cref="AdmissionOptions.FairShareWindow"/>).</summary>
+    private long ActiveSince(long now) => now - (long)(_settings.Options.FairShareWindow.TotalSeconds * _time.TimestampFrequency);
+
+    /// <summary>
+    /// The next waiter to serve in the headroom (call under the lock), or null when no waiter may take it: first the keys
+    /// served less than their share of the tokens while others waited (<see cref="UnderTokenShare"/>: a light tenant,
+    /// even while its own burst holds more than its share of the slots), then the keys holding fewer slots than their
+    /// share (<see cref="UnderSlotShare"/>: a key that just started sending); in each tier the fair choice (the virtual
+    /// token counter) in the most urgent band that has one. No aging here: an aged waiter over its share waits for a slot
+    /// below the headroom.
+    /// </summary>
+    private (Waiter Waiter, Band Band, Flow Flow, bool Aged)? DequeueUnderShare()
+    {
+        var now = _time.GetTimestamp();
+        var activeWeight = ActiveWeight(now);
+        return DequeueEligible(tokens: true, activeWeight, now) ?? DequeueEligible(tokens: false, activeWeight, now);
+    }
+
+    /// <summary>The fair choice among the waiting keys under their token (else slot) share, in the most urgent band that has one.</summary>
+    private (Waiter Waiter, Band Band, Flow Flow, bool Aged)? DequeueEligible(bool tokens, double activeWeight, long now)
+    {
+        foreach (var band in _bands)
+        {
+            if (band.Count == 0)
+            {
+                continue;
+            }
+
+            var any = false;
+            foreach (var flow in band.Backlog)
+            {
+                flow.Eligible = tokens ? UnderTokenShare(flow, activeWeight, now) : UnderSlotShare(flow, activeWeight);
+                any |= flow.Eligible;
+            }
+
+            if (any)
+            {
+                var next = band.DequeueFair(out var chosen, eligibleOnly: true);
+                return (next, band, chosen, false);
+            }
+        }
+
+        return null;
     }
 
     private bool EvictLessUrgentThan(int priority)
@@ -484,6 +692,17 @@ internal sealed class AdmissionController
         public int BacklogIndex { get; set; } = -1;
 
         public bool Idle => InFlight == 0 && Queue.Count == 0;
+
+        /// <summary>When its latest request arrived (a <see cref="TimeProvider"/> timestamp): the headroom's activity window.</summary>
+        public long LastArrival { get; set; }
+
+        /// <summary>Its recent service, for the headroom (weighted tokens, decaying over the window), as of <see cref="RecentAt"/>.</summary>
+        public double Recent { get; set; }
+
+        public long RecentAt { get; set; }
+
+        /// <summary>Scratch for the headroom's choice: whether the key is under its fair share (set just before the choice).</summary>
+        public bool Eligible { get; set; }
     }
 
     /// <summary>One priority class: the keys' flows, the backlogged ones, and every waiter in arrival order.</summary>
@@ -503,14 +722,20 @@ internal sealed class AdmissionController
 
         public bool TryGetFlow(string key, out Flow flow) => _flows.TryGetValue(key, out flow!);
 
+        /// <summary>Every flow the band knows (idle ones with their counters too).</summary>
+        public Dictionary<string, Flow>.ValueCollection Flows => _flows.Values;
+
+        /// <summary>The flows with waiters.</summary>
+        public List<Flow> Backlog => _backlog;
+
         /// <summary>A request of <paramref name="key"/> arrives: its flow, lifted to the floor if it was not backlogged.</summary>
-        public Flow Arrive(string key, double weight)
+        public Flow Arrive(string key, double weight, long now)
         {
             if (!_flows.TryGetValue(key, out var flow))
             {
                 if (_flows.Count >= IdleSweep)
                 {
-                    Sweep();
+                    Sweep(now);
                 }
 
                 flow = new Flow(key);
@@ -518,6 +743,7 @@ internal sealed class AdmissionController
             }
 
             flow.Weight = weight;
+            flow.LastArrival = now;
             if (flow.BacklogIndex < 0)
             {
                 // VTC: a key that becomes backlogged starts no lower than the least-served backlogged key (idle time is
@@ -530,7 +756,7 @@ internal sealed class AdmissionController
 
         public void Enqueue(Waiter w)
         {
-            var flow = Arrive(w.Key, w.Weight);
+            var flow = Arrive(w.Key, w.Weight, w.EnqueuedAt);
             if (flow.BacklogIndex < 0)
             {
                 flow.BacklogIndex = _backlog.Count;
@@ -542,15 +768,22 @@ internal sealed class AdmissionController
             w.Node = _arrival.AddLast(w);
         }
 
-        /// <summary>Takes the first waiter of the backlogged key with the smallest counter (there is one: Count &gt; 0).</summary>
-        public Waiter DequeueFair(out Flow chosen)
+        /// <summary>
+        /// Takes the first waiter of the backlogged key with the smallest counter (there is one: Count &gt; 0), among the
+        /// keys marked <see cref="Flow.Eligible"/> when <paramref name="eligibleOnly"/> (one is).
+        /// </summary>
+        public Waiter DequeueFair(out Flow chosen, bool eligibleOnly = false)
         {
-            chosen = _backlog[0];
-            for (var i = 1; i < _backlog.Count; i++)
+            chosen = null!;
+            for (var i = 0; i < _backlog.Count; i++)
             {
                 var f = _backlog[i];
-                if (f.Counter < chosen.Counter
-                    || (f.Counter == chosen.Counter && (f.InFlight < chosen.InFlight || (f.InFlight == chosen.InFlight && f.Queue.Count < chosen.Queue.Count))))
+                if (eligibleOnly && !f.Eligible)
+                {
+                    continue;
+                }
+
+                if (chosen is null || Before(f, chosen))
                 {
                     chosen = f;
                 }
@@ -560,6 +793,10 @@ internal sealed class AdmissionController
             Remove(w);
             return w;
         }
+
+        /// <summary>Whether <paramref name="a"/> is served before <paramref name="b"/>: the smaller counter, then fewer in flight, then fewer waiting.</summary>
+        private static bool Before(Flow a, Flow b) =>
+            a.Counter < b.Counter || (a.Counter == b.Counter && (a.InFlight < b.InFlight || (a.InFlight == b.InFlight && a.Queue.Count < b.Queue.Count)));
 
         /// <summary>Adds weighted tokens to a key's counter.</summary>
         public static void Charge(Flow flow, double weightedTokens) => flow.Counter += weightedTokens / flow.Weight;
@@ -583,16 +820,25 @@ internal sealed class AdmissionController
             flow.Counter += weightedTokens / flow.Weight;
         }
 
+        /// <summary>
+        /// How long an idle key is remembered after its latest request, in <see cref="TimeProvider"/> ticks (the headroom's
+        /// activity window); -1: not at all (forgotten as soon as it is idle at the lift floor).
+        /// </summary>
+        public long KeepTicks { get; set; } = -1;
+
         /// <summary>Corrects a finished request's charge by its weighted output tokens beyond (or short of) the prediction.</summary>
-        public void Complete(Flow flow, double weightedTokens)
+        public void Complete(Flow flow, double weightedTokens, long now)
         {
             flow.InFlight = Math.Max(0, flow.InFlight - 1);
             flow.Counter += weightedTokens / flow.Weight;
-            if (flow.Idle && flow.Counter <= Floor() && _flows.TryGetValue(flow.Key, out var same) && ReferenceEquals(same, flow))
+            if (flow.Idle && !Remembered(flow, now) && flow.Counter <= Floor() && _flows.TryGetValue(flow.Key, out var same) && ReferenceEquals(same, flow))
             {
                 _flows.Remove(flow.Key); // it would be lifted to the floor anyway: nothing to remember
             }
         }
+
+        /// <summary>Whether an idle flow is still within the headroom's activity window.</summary>
+        private bool Remembered(Flow flow, long now) => KeepTicks >= 0 && now - flow.LastArrival <= KeepTicks;
 
         public bool Remove(Waiter w)
         {
@@ -703,13 +949,13 @@ internal sealed class AdmissionController
         }
 
         /// <summary>Forgets idle keys whose counters the floor has caught up with (they would be lifted to it anyway).</summary>
-        private void Sweep()
+        private void Sweep(long now)
         {
             var floor = Floor();
             List<string>? gone = null;
             foreach (var (key, flow) in _flows)
             {
-                if (flow.Idle && flow.Counter <= floor)
+                if (flow.Idle && flow.Counter <= floor && !Remembered(flow, now))
                 {
                     (gone ??= []).Add(key);
                 }
