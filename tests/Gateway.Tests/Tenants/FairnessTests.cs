@@ -107,6 +107,16 @@ public sealed class FairnessTests(ITestOutputHelper output)
     private static int Headroom =>
         int.TryParse(Environment.GetEnvironmentVariable("FAIRNESS_HEADROOM"), out var h) && h >= 0 ? h : 2;
 
+    /// <summary>
+    /// How long the loaded phase runs, in seconds (8; the first 1.5 s are not measured). <c>FAIRNESS_SECONDS</c> lengthens
+    /// it for measurement: in 6.5 s the light tenant has about 75 requests, so its p95 is the 4th-slowest and one burst of
+    /// its own arrivals decides it; the benchmark (docs/benchmarks.md) runs 60 s.
+    /// </summary>
+    private static double LoadedSeconds =>
+        double.TryParse(Environment.GetEnvironmentVariable("FAIRNESS_SECONDS"), System.Globalization.NumberStyles.Float, System.Globalization.CultureInfo.InvariantCulture, out var s) && s >= 4 && s <= 600
+            ? s
+            : 8;
+
     [Fact]
     public async Task Equal_weight_tenants_one_sending_5x_the_light_one_gets_what_it_asks_for_the_heavy_one_not_5_6ths_and_light_ttft_stays_near_unloaded()
     {
@@ -147,11 +157,11 @@ public sealed class FairnessTests(ITestOutputHelper output)
         // Then with the heavy tenant sending 5x its rate (the queue fills, the heavy tenant's excess is refused).
         var both = new Tally();
         waits.Phase = both;
-        var measured = TimeSpan.FromSeconds(6.5);
+        var measured = TimeSpan.FromSeconds(LoadedSeconds - 1.5);
         var controller = h.Gateway.Services.GetRequiredService<ShapingRuntime>().Current.Clusters["model-http"].Controller;
         using var sampling = new CancellationTokenSource();
         var samples = SampleAsync(controller, sampling.Token);
-        await OpenLoopAsync(client, [("light", lightRate), ("heavy", 5 * lightRate)], TimeSpan.FromSeconds(8), measureFrom: TimeSpan.FromSeconds(1.5), both);
+        await OpenLoopAsync(client, [("light", lightRate), ("heavy", 5 * lightRate)], TimeSpan.FromSeconds(LoadedSeconds), measureFrom: TimeSpan.FromSeconds(1.5), both);
         waits.Phase = null;
         await sampling.CancelAsync();
         var (gap, gapWhileWaiting, lightBacklogged, lightWaiting, heavyWaiting, lightInFlight, heavyInFlight) = await samples;
@@ -171,6 +181,7 @@ public sealed class FairnessTests(ITestOutputHelper output)
             $"heavy {both.Refused.GetValueOrDefault("heavy")}; errors {alone.Errors + both.Errors}; " +
             $"sampled every 10 ms (means): VTC counter light - heavy {gap:F0} ({gapWhileWaiting:F0} while light has waiters, {lightBacklogged:P0} of the time), waiting light {lightWaiting:F2} heavy {heavyWaiting:F1}, in flight light {lightInFlight:F1} heavy {heavyInFlight:F1}; load average {LoadAverage()}";
         output.WriteLine(report);
+
         Assert.True(alone.Errors + both.Errors == 0, report);
         Assert.True(both.Refused.GetValueOrDefault("heavy") > 0, "the server was not saturated (heavy was never refused): " + report);
         Assert.True(light + heavy >= 100 * OutputTokens, "too few requests completed to judge: " + report);

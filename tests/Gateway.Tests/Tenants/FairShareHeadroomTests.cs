@@ -1,0 +1,173 @@
+using Gateway.Configuration;
+using Gateway.Shaping;
+using Gateway.Shaping.Admission;
+using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.Time.Testing;
+
+namespace Gateway.Tests.Tenants;
+
+/// <summary>
+/// <see cref="AdmissionOptions.FairShareHeadroom"/>, decided by <see cref="AdmissionController"/> itself on a controlled
+/// clock (4 slots, 2 of them headroom): what it holds back, from whom, for whom, and for how long. The end-to-end figure
+/// (a light tenant's TTFT next to a heavy one) is FairnessTests' and docs/benchmarks.md's.
+/// </summary>
+public sealed class FairShareHeadroomTests
+{
+    private const string Heavy = "tenant:heavy";
+    private const string Light = "tenant:light";
+
+    private static AdmissionController Controller(TimeProvider time, int headroom = 2, string window = "00:00:03") => new("gpu", new AdmissionSettings(new AdmissionOptions
+    {
+        MaxInFlight = 4, QueueLimit = 100, QueueTimeout = TimeSpan.FromMinutes(10), FairShareHeadroom = headroom,
+        FairShareWindow = TimeSpan.Parse(window, System.Globalization.CultureInfo.InvariantCulture),
+    }), time);
+
+    private static int Band(AdmissionController c) => c.Settings.DefaultClass;
+
+    private static ValueTask<AdmissionResult> Enter(AdmissionController c, string key) =>
+        c.EnterAsync(new AdmissionRequest(key, Band(c), 1, 10), CancellationToken.None);
+
+    [Fact]
+    public async Task A_key_alone_is_never_held_back_it_fills_every_slot()
+    {
+        var c = Controller(new FakeTimeProvider(DateTimeOffset.UnixEpoch));
+        var results = new List<AdmissionResult>();
+        for (var i = 0; i < 4; i++)
+        {
+            results.Add(await Enter(c, Heavy));
+        }
+
+        Assert.All(results, r => Assert.NotNull(r.Lease));
+        Assert.Equal(4, c.InFlight);
+    }
+
+    [Fact]
+    public async Task With_a_light_key_active_the_heavy_one_leaves_the_headroom_free_and_the_light_request_is_admitted_at_once()
+    {
+        var time = new FakeTimeProvider(DateTimeOffset.UnixEpoch);
+        var c = Controller(time);
+        (await Enter(c, Light)).Lease!.Dispose(); // the light tenant is active (within the window), now idle
+
+        var heavy = Enumerable.Range(0, 6).Select(_ => Enter(c, Heavy).AsTask()).ToList();
+        Assert.Equal(2, c.InFlight); // 2 of 4: the other 2 are the headroom, held for the light tenant
+        Assert.Equal((4, 2), c.FlowOf(Heavy, Band(c)));
+
+        var light = await Enter(c, Light);
+        Assert.NotNull(light.Lease);
+        Assert.Equal(TimeSpan.Zero, light.Waited);
+        Assert.Equal(3, c.InFlight);
+        Assert.Equal(4, c.FlowOf(Heavy, Band(c)).Waiting); // still held back
+        light.Lease!.Dispose();
+        foreach (var t in heavy.Where(static t => t.IsCompletedSuccessfully))
+        {
+            t.Result.Lease!.Dispose();
+        }
+    }
+
+    [Fact]
+    public async Task Without_headroom_the_heavy_key_fills_every_slot_and_the_light_request_waits()
+    {
+        var time = new FakeTimeProvider(DateTimeOffset.UnixEpoch);
+        var c = Controller(time, headroom: 0);
+        (await Enter(c, Light)).Lease!.Dispose();
+        _ = Enumerable.Range(0, 6).Select(_ => Enter(c, Heavy).AsTask()).ToList();
+        Assert.Equal(4, c.InFlight);
+
+        var light = Enter(c, Light).AsTask();
+        Assert.False(light.IsCompleted); // waits for a departure: what the headroom spares it
+    }
+
+    [Fact]
+    public async Task When_the_light_key_leaves_the_window_the_heavy_one_takes_the_headroom()
+    {
+        var time = new FakeTimeProvider(DateTimeOffset.UnixEpoch);
+        var c = Controller(time);
+        (await Enter(c, Light)).Lease!.Dispose();
+        var heavy = Enumerable.Range(0, 6).Select(_ => Enter(c, Heavy).AsTask()).ToList();
+        Assert.Equal(2, c.InFlight);
+
+        time.Advance(TimeSpan.FromSeconds(2));
+        _ = Enter(c, Heavy).AsTask(); // an arrival re-judges the waiters: the light tenant is still active
+        Assert.Equal(2, c.InFlight);
+
+        time.Advance(TimeSpan.FromSeconds(1.5)); // 3.5 s since the light tenant's request: past FairShareWindow
+        _ = Enter(c, Heavy).AsTask();
+        Assert.Equal(4, c.InFlight); // the heavy tenant is alone: nothing is held back from it
+        Assert.Equal(4, heavy.Count(static t => t.IsCompletedSuccessfully));
+    }
+
+    [Fact]
+    public async Task A_light_burst_past_its_slot_share_still_goes_before_the_heavy_backlog_while_it_took_fewer_tokens()
+    {
+        // The light tenant holds 2 slots (its share of 4) and sends a third; the heavy one holds 1 and has a backlog it
+        // was served tokens for while others waited. When a slot frees, the light request goes first: it took fewer
+        // tokens than its half. Without headroom VTC alone decides, and the lifted light tenant ties and loses on slots.
+        foreach (var headroom in new[] { 2, 0 })
+        {
+            var time = new FakeTimeProvider(DateTimeOffset.UnixEpoch);
+            var c = Controller(time, headroom);
+            var h1 = await Enter(c, Heavy);
+            var h2 = await Enter(c, Heavy);
+            var l1 = await Enter(c, Light);
+            var l2 = await Enter(c, Light);
+            Assert.Equal(4, c.InFlight);
+            var backlog = Enumerable.Range(0, 3).Select(_ => Enter(c, Heavy).AsTask()).ToList();
+            h1.Lease!.Generated(100); // streamed while the heavy backlog waited: counted as service under contention
+            h2.Lease!.Generated(100);
+            var l3 = Enter(c, Light).AsTask();
+            Assert.False(l3.IsCompleted);
+
+            h1.Lease.ReportOutputTokens(100);
+            h1.Lease.Dispose(); // one slot frees (heavy 1, light 2 in flight)
+            if (headroom > 0)
+            {
+                Assert.True(l3.IsCompletedSuccessfully, "the light tenant's request should take the freed slot");
+                Assert.Equal(3, backlog.Count(static t => !t.IsCompleted));
+            }
+            else
+            {
+                Assert.False(l3.IsCompleted);
+                Assert.Single(backlog, static t => t.IsCompleted);
+            }
+        }
+    }
+
+    [Fact]
+    public async Task A_config_reload_that_turns_the_headroom_off_grants_what_it_held_back()
+    {
+        var time = new FakeTimeProvider(DateTimeOffset.UnixEpoch);
+        var c = Controller(time);
+        (await Enter(c, Light)).Lease!.Dispose();
+        _ = Enumerable.Range(0, 6).Select(_ => Enter(c, Heavy).AsTask()).ToList();
+        Assert.Equal(2, c.InFlight);
+
+        c.Update(new AdmissionSettings(c.Settings.Options with { FairShareHeadroom = 0 }));
+        Assert.Equal(4, c.InFlight);
+    }
+
+    [Fact]
+    public void FairShareHeadroom_at_or_above_MaxInFlight_is_an_error_naming_the_keys()
+    {
+        static IReadOnlyList<string> Errors(params (string Key, string Value)[] settings)
+        {
+            var values = new Dictionary<string, string?>
+            {
+                ["ReverseProxy:Routes:r:ClusterId"] = "gpu",
+                ["ReverseProxy:Routes:r:Match:Path"] = "/v1/{**rest}",
+                ["ReverseProxy:Clusters:gpu:Destinations:d:Address"] = "http://127.0.0.1:9/",
+            };
+            foreach (var (k, v) in settings)
+            {
+                values[k] = v;
+            }
+
+            return ConfigurationValidator.Validate(new ConfigurationBuilder().AddInMemoryCollection(values).Build(), startup: false).Errors;
+        }
+
+        var errors = Errors(("Gateway:Shaping:Admission:gpu:MaxInFlight", "16"), ("Gateway:Shaping:Admission:gpu:FairShareHeadroom", "16"));
+        Assert.Contains(errors, e => e.StartsWith("Gateway:Shaping:Admission:gpu:FairShareHeadroom must be below Gateway:Shaping:Admission:gpu:MaxInFlight (was 16 >= 16)", StringComparison.Ordinal));
+        Assert.Contains(Errors(("Gateway:Shaping:Admission:gpu:FairShareHeadroom", "-1")), e => e.Contains("Gateway:Shaping:Admission:gpu:FairShareHeadroom", StringComparison.Ordinal));
+        Assert.Contains(Errors(("Gateway:Shaping:Admission:gpu:FairShareWindow", "00:00:00")), e => e.Contains("Gateway:Shaping:Admission:gpu:FairShareWindow", StringComparison.Ordinal));
+        Assert.Empty(Errors(("Gateway:Shaping:Admission:gpu:MaxInFlight", "16"), ("Gateway:Shaping:Admission:gpu:FairShareHeadroom", "2")));
+    }
+}
