@@ -35,6 +35,7 @@ internal sealed class ShapingMetrics
         meter.CreateObservableGauge("gateway.admission.queue.depth", () => Observe(runtime, static c => c.Queued), "{request}", "Requests waiting for admission, by cluster.");
         meter.CreateObservableGauge("gateway.admission.inflight", () => Observe(runtime, static c => c.InFlight), "{request}", "Requests admitted and in flight to the cluster.");
         meter.CreateObservableGauge("gateway.admission.limit", () => Observe(runtime, static c => c.Limit), "{request}", "The cluster's in-flight limit now (the adaptive one when enabled).");
+        meter.CreateObservableGauge("gateway.admission.headroom.held", () => Observe(runtime, static c => c.HeldBack), "{request}", "Slots of the cluster's limit free while requests wait: held back by FairShareHeadroom for keys under their fair share (0 without it).");
         meter.CreateObservableGauge("gateway.shaping.partitions", () => ObservePolicies(runtime, static p => p.Partitions), "{partition}", "Partitions a policy holds in this gateway's memory (idle ones are forgotten).");
         meter.CreateObservableGauge("gateway.shaping.queue.depth", () => ObservePolicies(runtime, static p => p.Queued), "{request}", "Requests waiting in a policy's queue (QueueLimit).");
         meter.CreateObservableGauge("gateway.shaping.redis.fallback", () => runtime.Redis.FallingBack ? 1 : 0, description: "1 while global policies fall back because Redis is unreachable.");

@@ -51,6 +51,7 @@ public sealed class FairShareHeadroomTests
         var heavy = Enumerable.Range(0, 6).Select(_ => Enter(c, Heavy).AsTask()).ToList();
         Assert.Equal(2, c.InFlight); // 2 of 4: the other 2 are the headroom, held for the light tenant
         Assert.Equal((4, 2), c.FlowOf(Heavy, Band(c)));
+        Assert.Equal(2, c.HeldBack); // gateway.admission.headroom.held
 
         var light = await Enter(c, Light);
         Assert.NotNull(light.Lease);
@@ -60,7 +61,7 @@ public sealed class FairShareHeadroomTests
         light.Lease!.Dispose();
         foreach (var t in heavy.Where(static t => t.IsCompletedSuccessfully))
         {
-            t.Result.Lease!.Dispose();
+            (await t).Lease!.Dispose();
         }
     }
 
@@ -75,6 +76,7 @@ public sealed class FairShareHeadroomTests
 
         var light = Enter(c, Light).AsTask();
         Assert.False(light.IsCompleted); // waits for a departure: what the headroom spares it
+        Assert.Equal(0, c.HeldBack);
     }
 
     [Fact]
@@ -93,7 +95,8 @@ public sealed class FairShareHeadroomTests
         time.Advance(TimeSpan.FromSeconds(1.5)); // 3.5 s since the light tenant's request: past FairShareWindow
         _ = Enter(c, Heavy).AsTask();
         Assert.Equal(4, c.InFlight); // the heavy tenant is alone: nothing is held back from it
-        Assert.Equal(4, heavy.Count(static t => t.IsCompletedSuccessfully));
+        Assert.Equal((4, 4), c.FlowOf(Heavy, Band(c))); // granted under the lock (the waiters resume on the thread pool)
+        Assert.Equal(0, c.HeldBack);
     }
 
     [Fact]
@@ -119,15 +122,17 @@ public sealed class FairShareHeadroomTests
 
             h1.Lease.ReportOutputTokens(100);
             h1.Lease.Dispose(); // one slot frees (heavy 1, light 2 in flight)
+            // Granted under the lock; the waiter itself resumes on the thread pool, so the state is read from the controller.
             if (headroom > 0)
             {
-                Assert.True(l3.IsCompletedSuccessfully, "the light tenant's request should take the freed slot");
-                Assert.Equal(3, backlog.Count(static t => !t.IsCompleted));
+                Assert.Equal((0, 3), c.FlowOf(Light, Band(c))); // the light tenant's third request took the freed slot
+                Assert.Equal((3, 1), c.FlowOf(Heavy, Band(c)));
+                Assert.NotNull((await l3.WaitAsync(TimeSpan.FromSeconds(10))).Lease);
             }
             else
             {
-                Assert.False(l3.IsCompleted);
-                Assert.Single(backlog, static t => t.IsCompleted);
+                Assert.Equal((1, 2), c.FlowOf(Light, Band(c)));
+                Assert.Equal((2, 2), c.FlowOf(Heavy, Band(c)));
             }
         }
     }

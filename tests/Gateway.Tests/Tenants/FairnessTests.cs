@@ -16,10 +16,12 @@ namespace Gateway.Tests.Tenants;
 /// tenant sends at 30% of the capacity (under its fair half with margin), the heavy one at 5x that (150%: saturated, its
 /// excess refused). "Each gets 50% +/- 10% of the generated tokens" cannot hold for a tenant that asks for 30%; what the
 /// test asserts is the issue's intent: the light tenant gets what it asks for (none of it refused), never more than its
-/// half, and the heavy one does not take the 5/6 its rate wins in a FIFO queue; and the light tenant's TTFT p95 stays
-/// well below what waiting behind the heavy tenant's full queue costs. The issue's TTFT target (p95 within 1.5x of the
-/// unloaded value) is NOT met (1.9-6.2x measured) and is not asserted; the test reports where the time goes (the light
-/// tenant's admission queue wait, the fair share's counters and waiters sampled) and docs/benchmarks.md explains it.
+/// half, and the heavy one does not take the 5/6 its rate wins in a FIFO queue; and, with the cluster's
+/// <c>FairShareHeadroom</c> at 3 of the 16 slots, most light requests find a slot free (admitted without waiting) and the
+/// light tenant's TTFT p95 stays well below what waiting behind the heavy tenant's full queue costs. The issue's TTFT
+/// target (p95 within 1.5x of the unloaded value) is a timing figure on a shared machine: it is reported, not asserted,
+/// with where the time goes (the light tenant's admission queue wait, the fair share's counters and waiters sampled),
+/// and measured in docs/benchmarks.md ("Headroom").
 /// With the fair share replaced by FIFO this test fails (light got 46% of what it asked for, 35 refused, TTFT 14.9x);
 /// round robin by request passes it (requests here are of equal length on average): its token unfairness is
 /// FairShareTests.Share_is_counted_in_tokens_not_requests.
@@ -105,7 +107,7 @@ public sealed class FairnessTests(ITestOutputHelper output)
 
     /// <summary>The cluster's <c>FairShareHeadroom</c> (<c>FAIRNESS_HEADROOM</c> overrides it for measurement).</summary>
     private static int Headroom =>
-        int.TryParse(Environment.GetEnvironmentVariable("FAIRNESS_HEADROOM"), out var h) && h >= 0 ? h : 2;
+        int.TryParse(Environment.GetEnvironmentVariable("FAIRNESS_HEADROOM"), out var h) && h >= 0 ? h : 3;
 
     /// <summary>
     /// How long the loaded phase runs, in seconds (8; the first 1.5 s are not measured). <c>FAIRNESS_SECONDS</c> lengthens
@@ -173,11 +175,12 @@ public sealed class FairnessTests(ITestOutputHelper output)
         var asked = both.Asked.GetValueOrDefault("light"); // every light request of the phase, and what they got (each is awaited)
         var got = both.Delivered.GetValueOrDefault("light");
         var served = (light + heavy) / measured.TotalSeconds;
+        var atOnce = both.LightQueueWaitMs.IsEmpty ? 0 : (double)both.LightQueueWaitMs.Count(static w => w == 0) / both.LightQueueWaitMs.Count;
         var report = $"capacity {capacity:F1}/s (nominal), light {lightRate:F1}/s ({LightFraction:P0}), heavy {5 * lightRate:F1}/s; " +
             $"light got {got} of the {asked} tokens it asked for ({(double)got / asked:P0}); in the window light {light} tokens, heavy {heavy} (light share {share:P1}, fair cap 50%); served {served:F0} tokens/s; " +
             $"light TTFT p95 alone {unloaded:F0} ms, loaded {loaded:F0} ms ({loaded / unloaded:F2}x; mean {Mean(alone.LightTtftMs):F0} -> {Mean(both.LightTtftMs):F0} ms); " +
             $"light admission queue wait p95 alone {Percentile(alone.LightQueueWaitMs, 0.95):F0} ms, loaded {Percentile(both.LightQueueWaitMs, 0.95):F0} ms " +
-            $"(mean {Mean(alone.LightQueueWaitMs):F0} -> {Mean(both.LightQueueWaitMs):F0} ms); refused: light {alone.Refused.GetValueOrDefault("light") + both.Refused.GetValueOrDefault("light")}, " +
+            $"(mean {Mean(alone.LightQueueWaitMs):F0} -> {Mean(both.LightQueueWaitMs):F0} ms; admitted without waiting {atOnce:P0}, headroom {Headroom}); refused: light {alone.Refused.GetValueOrDefault("light") + both.Refused.GetValueOrDefault("light")}, " +
             $"heavy {both.Refused.GetValueOrDefault("heavy")}; errors {alone.Errors + both.Errors}; " +
             $"sampled every 10 ms (means): VTC counter light - heavy {gap:F0} ({gapWhileWaiting:F0} while light has waiters, {lightBacklogged:P0} of the time), waiting light {lightWaiting:F2} heavy {heavyWaiting:F1}, in flight light {lightInFlight:F1} heavy {heavyInFlight:F1}; load average {LoadAverage()}";
         output.WriteLine(report);
@@ -196,11 +199,15 @@ public sealed class FairnessTests(ITestOutputHelper output)
 
         // Latency: the light tenant does not wait behind the heavy tenant's queue. A FIFO queue kept full (64) by the heavy
         // tenant adds 64 / capacity (1.7 s) to every light request (measured with the fair share replaced by FIFO: p95
-        // 1,913 ms, 14.9x); the bound is half that. The issue's target, p95 within 1.5x of the unloaded value, is NOT met
-        // and not asserted: at saturation every light request waits for a slot to free (the cap is the simulator's 16),
-        // and the fair share gives the light tenant at least half of the departures, so its own queue behaves like one
-        // served at >= 19/s fed at 11.4/s (utilization 0.6: p95 wait about 330 ms). Measured 1.9-6.2x; docs/benchmarks.md.
+        // 1,913 ms, 14.9x); the bound is half that. Without headroom every light request that finds the 16 slots full
+        // waits for one to free and then for its turn (measured 2.9-6.9x); with it most find a slot free: asserted as the
+        // share admitted without waiting (a scheduling fact, not a timing one: without headroom it is near 0 at
+        // saturation). The issue's target, p95 within 1.5x of the unloaded value, is measured in docs/benchmarks.md.
         Assert.True(loaded < unloaded + (1000.0 * 32 / capacity), report);
+        if (Headroom > 0)
+        {
+            Assert.True(atOnce >= 0.7, "the headroom did not keep a slot free for most light requests: " + report);
+        }
     }
 
     /// <summary>Samples the fair share's state every 10 ms until cancelled: the means of the counter gap, waiters and requests in flight.</summary>

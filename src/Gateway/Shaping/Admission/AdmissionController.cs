@@ -90,6 +90,21 @@ internal sealed class AdmissionController
         }
     }
 
+    /// <summary>
+    /// Slots free while requests wait: held back by <see cref="AdmissionOptions.FairShareHeadroom"/> from the waiters over
+    /// their fair share (0 without headroom, where a free slot never coexists with a waiter).
+    /// </summary>
+    public int HeldBack
+    {
+        get
+        {
+            lock (_lock)
+            {
+                return _queued > 0 ? Math.Max(0, CurrentLimit - _inFlight) : 0;
+            }
+        }
+    }
+
     private int CurrentLimit => _adaptive is null ? _settings.Options.MaxInFlight : Math.Max(1, (int)_adaptive.Limit);
 
     /// <summary>
