@@ -36,7 +36,7 @@ public sealed class HeadroomEdgeTests
     /// <summary>A request that must be admitted (or refused) at once: fails instead of waiting on the controlled clock.</summary>
     private static AdmissionResult AtOnce(AdmissionController c, string key, int? priority = null, double weight = 1)
     {
-        var entering = Enter(c, key, priority, weight);
+        var entering = Enter(c, key, priority, weight).AsTask();
         Assert.True(entering.IsCompleted, $"{key}'s request waits ({c.InFlight} in flight, {c.Queued} waiting); expected an answer at once");
         return entering.Result;
     }
@@ -105,7 +105,7 @@ public sealed class HeadroomEdgeTests
         first.Lease!.Dispose();
         foreach (var t in normal.Where(static t => t.IsCompletedSuccessfully))
         {
-            t.Result.Lease?.Dispose();
+            (await t).Lease?.Dispose();
         }
     }
 
@@ -153,7 +153,7 @@ public sealed class HeadroomEdgeTests
         var inFlightAfterReload = c.InFlight;
 
         var light = Enter(c, Light).AsTask();
-        var lightAtOnce = light.IsCompletedSuccessfully && light.Result.Lease is not null;
+        var lightAtOnce = light.IsCompletedSuccessfully && (await light).Lease is not null;
         Assert.True(inFlightAfterReload == 2 && lightAtOnce,
             $"after a reload that only added a priority class the heavy key held {inFlightAfterReload} of 4 slots (expected 2) and the light key's request was {(lightAtOnce ? "admitted at once" : "left waiting")} (expected admitted at once)");
     }
@@ -199,7 +199,7 @@ public sealed class HeadroomEdgeTests
         var l1 = Enter(c, Light).AsTask();
         var l2 = Enter(c, Light).AsTask();
         var heavy = c.FlowOf(Heavy, Normal(c));
-        Assert.True(l1.IsCompletedSuccessfully && l1.Result.Lease is not null, "the first light request should take a held slot at once");
+        Assert.True(l1.IsCompletedSuccessfully && (await l1).Lease is not null, "the first light request should take a held slot at once");
         Assert.True(l2.IsCompleted && heavy.InFlight == 2,
             $"the light burst's second request {(l2.IsCompleted ? "was admitted at once" : "waits")} and the heavy key holds {heavy.InFlight} slots with {heavy.Waiting} waiting; expected the light request admitted at once and the heavy key still at 2");
     }
@@ -259,7 +259,7 @@ public sealed class HeadroomEdgeTests
             }
             else
             {
-                Assert.True(light.IsCompletedSuccessfully && light.Result.Lease is not null, "the held slot should go to the light key at once");
+                Assert.True(light.IsCompletedSuccessfully && (await light).Lease is not null, "the held slot should go to the light key at once");
             }
 
             Assert.True(c.InFlight <= c.Limit, $"{c.InFlight} in flight over the limit {c.Limit}");
@@ -348,7 +348,7 @@ public sealed class HeadroomEdgeTests
 
         if (!lightSecondWaits)
         {
-            running.Add(lightSecond.Result.Lease!);
+            running.Add((await lightSecond).Lease!);
         }
 
         foreach (var lease in running)
@@ -369,6 +369,41 @@ public sealed class HeadroomEdgeTests
         Assert.Equal(TimeSpan.Zero, again.Waited);
         again.Lease!.Dispose();
         Assert.Equal((0, 0), (c.InFlight, c.Queued));
+    }
+
+    /// <summary>
+    /// Source: restify/clients#200 (an in-flight counter decremented twice for one request) and
+    /// aws-solutions-library-samples/accelerated-intelligent-document-processing-on-aws#915 (a concurrency counter that
+    /// went negative disabled admission control for good). Scenario: the heavy key has 2 in flight and 4 held back; one of
+    /// its requests streams 1,000 output tokens, reports 0 at the end (a negative correction of the measure of recent
+    /// service) and its lease is disposed twice. Expected: one slot frees, not two; the counts stay exact (heavy 2 in
+    /// flight: the freed slot is below the headroom and goes to a heavy waiter; 3 waiting); the headroom is still held
+    /// (the light key's request is admitted at once into it, the next heavy arrival is not).
+    /// </summary>
+    [Fact]
+    public async Task Restify200_a_lease_disposed_twice_with_a_negative_token_correction_frees_one_slot_and_keeps_the_headroom()
+    {
+        var time = new FakeTimeProvider(DateTimeOffset.UnixEpoch);
+        var c = Controller(time, Options());
+        (await Enter(c, Light)).Lease!.Dispose();
+        var first = AtOnce(c, Heavy).Lease!;
+        _ = AtOnce(c, Heavy);
+        _ = Enumerable.Range(0, 4).Select(_ => Enter(c, Heavy).AsTask()).ToList();
+        Assert.Equal((2, 4), (c.InFlight, c.Queued));
+
+        first.Generated(1000);
+        first.ReportOutputTokens(0);
+        first.Dispose();
+        first.Dispose();
+        Assert.Equal((2, 3), (c.InFlight, c.Queued));
+        Assert.Equal((3, 2), c.FlowOf(Heavy, Normal(c)));
+
+        var light = AtOnce(c, Light);
+        Assert.NotNull(light.Lease);
+        Assert.Equal(3, c.InFlight);
+        var heavyMore = Enter(c, Heavy).AsTask();
+        Assert.False(heavyMore.IsCompleted);
+        Assert.Equal((3, 4), (c.InFlight, c.Queued));
     }
 
     /// <summary>
