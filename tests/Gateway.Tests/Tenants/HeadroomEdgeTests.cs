@@ -407,6 +407,53 @@ public sealed class HeadroomEdgeTests
     }
 
     /// <summary>
+    /// Source: falabellamichael/SignalR.E.A.C.H#76 (when the per-client table passed its cap the limiter cleared every
+    /// entry, so filling it with fresh client addresses reset everyone's state) and PrefectHQ/fastmcp#4057 (bounded
+    /// per-client state: eviction must not drop the clients still in their window). The headroom remembers a key as
+    /// active for <c>FairShareWindow</c> after its latest request. Scenario: the light key sends at t=0; 4,095 distinct
+    /// anonymous client keys send one short request each within the same instant (4,096 keys known); then the heavy key
+    /// sends 6. Expected: the light key (and the 4,095 others) are still within the window, so the heavy key is held to
+    /// 2 of 4 slots. Actual: the band's memory bound (<c>Sweep</c>: at 4 x 1,024 keys it forgets every idle key, those
+    /// within the headroom's window too) forgets them all when the heavy key's flow is created, the heavy key is "alone"
+    /// and fills the 4 slots; the light key's next request waits.
+    /// </summary>
+    [Fact]
+    public void SignalrReach76_many_one_shot_client_keys_do_not_make_the_headroom_forget_the_active_light_key()
+    {
+        var time = new FakeTimeProvider(DateTimeOffset.UnixEpoch);
+        var c = Controller(time, Options());
+        AtOnce(c, Light).Lease!.Dispose();
+        for (var i = 0; i < 4095; i++)
+        {
+            AtOnce(c, $"ip:10.{i / 65536}.{i / 256 % 256}.{i % 256}").Lease!.Dispose();
+        }
+
+        _ = Enumerable.Range(0, 6).Select(_ => Enter(c, Heavy).AsTask()).ToList();
+        var heavyInFlight = c.FlowOf(Heavy, Normal(c)).InFlight;
+        var light = Enter(c, Light).AsTask();
+        var lightAtOnce = light.IsCompleted;
+        Assert.True(heavyInFlight == 2 && lightAtOnce,
+            $"with 4,096 keys seen within the window the heavy key got {heavyInFlight} of 4 slots (expected 2) and the light key's request {(lightAtOnce ? "was admitted at once" : "waits")} (expected at once)");
+    }
+
+    /// <summary>Control for the test above: with 4,000 one-shot keys (below the bound) the light key is remembered and the heavy key held to 2.</summary>
+    [Fact]
+    public void SignalrReach76_control_below_the_bound_the_light_key_is_remembered()
+    {
+        var time = new FakeTimeProvider(DateTimeOffset.UnixEpoch);
+        var c = Controller(time, Options());
+        AtOnce(c, Light).Lease!.Dispose();
+        for (var i = 0; i < 4000; i++)
+        {
+            AtOnce(c, $"ip:10.{i / 65536}.{i / 256 % 256}.{i % 256}").Lease!.Dispose();
+        }
+
+        _ = Enumerable.Range(0, 6).Select(_ => Enter(c, Heavy).AsTask()).ToList();
+        Assert.Equal((4, 2), c.FlowOf(Heavy, Normal(c)));
+        Assert.NotNull(AtOnce(c, Light).Lease);
+    }
+
+    /// <summary>
     /// Source: kubernetes/enhancements#933 (review: "if the distinguisher method doesn't match the commonalities in the
     /// elephant's traffic, then the elephant can [use] all queues simultaneously") and BerriAI/litellm-docs#735 (all
     /// unlabeled keys share one pool). For anonymous callers the fair-share key is the client key, so one client spread
