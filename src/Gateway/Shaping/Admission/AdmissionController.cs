@@ -46,6 +46,8 @@ internal sealed class AdmissionController
     private Band[] _bands;
     private int _inFlight;
     private int _queued;
+    private ITimer? _recheck; // the headroom's look again when only time moves the shares (ArmRecheck)
+    private long _recheckDue;
     private double _recentTotal; // the headroom's recent service of all keys (weighted tokens, decaying), as of _recentTotalAt
     private long _recentTotalAt;
     private long _aged;
@@ -149,17 +151,31 @@ internal sealed class AdmissionController
                 || settings.Options.MaxInFlight != _settings.Options.MaxInFlight;
             if (!settings.Classes.SequenceEqual(_settings.Classes, StringComparer.OrdinalIgnoreCase))
             {
-                // Re-home the waiters by class name; classes that no longer exist go to the default class. The fair-share
-                // counters start afresh (the bands are new); requests in flight charge their old band's counters, harmlessly.
+                // Re-home the keys and their waiters by class name; classes that no longer exist go to the default class.
+                // The keys' flows move with them (counters, requests in flight, the headroom's activity and recent
+                // service), so a reload neither resets the fair share nor hides the requests in flight from the headroom
+                // (kubernetes/enhancements#1098); requests in flight release their flow as before. Two old classes merged
+                // into one keep the first flow of a key; the other's requests in flight then count in no band (until they end).
                 var next = settings.Classes.Select(static _ => new Band()).ToArray();
+                var waiters = new List<(Waiter Waiter, int Target)>();
                 for (var i = 0; i < _bands.Length; i++)
                 {
+                    var target = settings.ClassIndex(_settings.Classes[i]) ?? settings.DefaultClass;
                     foreach (var waiter in _bands[i].DrainAll())
                     {
-                        var target = settings.ClassIndex(_settings.Classes[i]) ?? settings.DefaultClass;
-                        waiter.Priority = target;
-                        next[target].Enqueue(waiter);
+                        waiters.Add((waiter, target));
                     }
+
+                    foreach (var flow in _bands[i].Flows)
+                    {
+                        next[target].Adopt(flow);
+                    }
+                }
+
+                foreach (var (waiter, target) in waiters)
+                {
+                    waiter.Priority = target;
+                    next[target].Enqueue(waiter);
                 }
 
                 _bands = next;
@@ -224,7 +240,7 @@ internal sealed class AdmissionController
                 // admitted at once when it may take it itself, and charged like any other (its service counts against its share).
                 var band = _bands[priority];
                 var flow = band.Arrive(request.Key, weight, now);
-                if (!InHeadroom || MayTakeHeadroom(flow, now))
+                if (!InHeadroom || (!WaitingAbove(priority) && MayTakeHeadroom(flow, priority, now)))
                 {
                     var cost = Cost(input, predicted);
                     Band.Dispatch(flow, cost);
@@ -400,6 +416,58 @@ internal sealed class AdmissionController
 
     private void GrantWaiting()
     {
+        GrantWaitingNow();
+        if (_settings.Options.FairShareHeadroom > 0 && _queued > 0 && _inFlight < CurrentLimit)
+        {
+            ArmRecheck();
+        }
+    }
+
+    /// <summary>
+    /// Slots are held back while requests wait: the shares that hold them move with time alone (a key's activity window
+    /// ends, recent service decays), so look again then even if nothing arrives or leaves (golang/go#37852: a waiter must
+    /// not sit out its timeout beside a free slot). At the next end of a key's window, at most a quarter of the window
+    /// away (call under the lock).
+    /// </summary>
+    private void ArmRecheck()
+    {
+        var now = _time.GetTimestamp();
+        var window = (long)(_settings.Options.FairShareWindow.TotalSeconds * _time.TimestampFrequency);
+        var due = now + Math.Max(1, window / 4);
+        var since = now - window;
+        foreach (var band in _bands)
+        {
+            foreach (var flow in band.Flows)
+            {
+                if (flow.Idle && flow.LastArrival >= since)
+                {
+                    due = Math.Min(due, flow.LastArrival + window + 1);
+                }
+            }
+        }
+
+        if (_recheckDue > now && _recheckDue <= due)
+        {
+            return; // armed already, as early
+        }
+
+        _recheckDue = due;
+        var delay = TimeSpan.FromSeconds(Math.Max(0.001, (due - now) / (double)_time.TimestampFrequency));
+        _recheck ??= _time.CreateTimer(static state => ((AdmissionController)state!).Recheck(), this, Timeout.InfiniteTimeSpan, Timeout.InfiniteTimeSpan);
+        _recheck.Change(delay, Timeout.InfiniteTimeSpan);
+    }
+
+    private void Recheck()
+    {
+        lock (_lock)
+        {
+            _recheckDue = 0;
+            GrantWaiting();
+        }
+    }
+
+    private void GrantWaitingNow()
+    {
         while (_queued > 0 && _inFlight < CurrentLimit)
         {
             if ((InHeadroom ? DequeueUnderShare() : DequeueNext()) is not { } next)
@@ -487,19 +555,21 @@ internal sealed class AdmissionController
     }
 
     /// <summary>
-    /// The summed weights of the keys active now (call under the lock): with requests in flight or waiting, or whose
-    /// latest request arrived within <see cref="AdmissionOptions.FairShareWindow"/>. A key known in two bands counts in
-    /// each (it only lowers the shares).
+    /// The summed weights of the distinct keys active now in band <paramref name="band"/> and the more urgent ones (call
+    /// under the lock): with requests in flight or waiting, or whose latest request arrived within
+    /// <see cref="AdmissionOptions.FairShareWindow"/>. A key is counted once however many classes it uses (litellm#18953:
+    /// a key alone is never held back), and a less urgent class's keys do not shrink a more urgent key's share: the
+    /// headroom never overrides priority (vllm#24365).
     /// </summary>
-    private double ActiveWeight(long now)
+    private double ActiveWeight(int band, long now)
     {
         var since = ActiveSince(now);
         double total = 0;
-        foreach (var band in _bands)
+        for (var i = 0; i <= band && i < _bands.Length; i++)
         {
-            foreach (var flow in band.Flows)
+            foreach (var flow in _bands[i].Flows)
             {
-                if (!flow.Idle || flow.LastArrival >= since)
+                if (Active(flow, since) && !ActiveInEarlierBand(flow.Key, i, since))
                 {
                     total += flow.Weight;
                 }
@@ -507,6 +577,36 @@ internal sealed class AdmissionController
         }
 
         return total;
+    }
+
+    private static bool Active(Flow flow, long since) => !flow.Idle || flow.LastArrival >= since;
+
+    /// <summary>Whether <paramref name="key"/> is active in a band before <paramref name="band"/> (so already counted).</summary>
+    private bool ActiveInEarlierBand(string key, int band, long since)
+    {
+        for (var j = 0; j < band; j++)
+        {
+            if (_bands[j].TryGetFlow(key, out var other) && Active(other, since))
+            {
+                return true;
+            }
+        }
+
+        return false;
+    }
+
+    /// <summary>Whether a band more urgent than <paramref name="priority"/> has waiters (call under the lock).</summary>
+    private bool WaitingAbove(int priority)
+    {
+        for (var i = 0; i < priority && i < _bands.Length; i++)
+        {
+            if (_bands[i].Count > 0)
+            {
+                return true;
+            }
+        }
+
+        return false;
     }
 
     /// <summary>
@@ -584,10 +684,10 @@ internal sealed class AdmissionController
         return recent < Decayed(_recentTotal, _recentTotalAt, now) * flow.Weight / activeWeight;
     }
 
-    /// <summary>Whether a newcomer of <paramref name="flow"/>'s key may take a slot of the headroom: under its token or its slot share.</summary>
-    private bool MayTakeHeadroom(Flow flow, long now)
+    /// <summary>Whether a newcomer of <paramref name="flow"/>'s key in band <paramref name="band"/> may take a slot of the headroom: under its token or its slot share.</summary>
+    private bool MayTakeHeadroom(Flow flow, int band, long now)
     {
-        var activeWeight = ActiveWeight(now);
+        var activeWeight = ActiveWeight(band, now);
         return UnderTokenShare(flow, activeWeight, now) || UnderSlotShare(flow, activeWeight);
     }
 
@@ -595,45 +695,49 @@ internal sealed class AdmissionController
     private long ActiveSince(long now) => now - (long)(_settings.Options.FairShareWindow.TotalSeconds * _time.TimestampFrequency);
 
     /// <summary>
-    /// The next waiter to serve in the headroom (call under the lock), or null when no waiter may take it: first the keys
-    /// served less than their share of the tokens while others waited (<see cref="UnderTokenShare"/>: a light tenant,
-    /// even while its own burst holds more than its share of the slots), then the keys holding fewer slots than their
-    /// share (<see cref="UnderSlotShare"/>: a key that just started sending); in each tier the fair choice (the virtual
-    /// token counter) in the most urgent band that has one. No aging here: an aged waiter over its share waits for a slot
-    /// below the headroom.
+    /// The next waiter to serve in the headroom (call under the lock), or null when no waiter may take it. Only the most
+    /// urgent class with waiters is considered (the headroom never overrides priority: a slot held back from a more
+    /// urgent key over its share is not given to a less urgent one). In it, first the keys served less than their share
+    /// of the tokens while others waited (<see cref="UnderTokenShare"/>: a light tenant, even while its own burst holds
+    /// more than its share of the slots), then the keys holding fewer slots than their share (<see cref="UnderSlotShare"/>:
+    /// a key that just started sending); in each tier the fair choice (the virtual token counter). No aging here: an aged
+    /// waiter over its share waits for a slot below the headroom.
     /// </summary>
     private (Waiter Waiter, Band Band, Flow Flow, bool Aged)? DequeueUnderShare()
     {
         var now = _time.GetTimestamp();
-        var activeWeight = ActiveWeight(now);
-        return DequeueEligible(tokens: true, activeWeight, now) ?? DequeueEligible(tokens: false, activeWeight, now);
-    }
-
-    /// <summary>The fair choice among the waiting keys under their token (else slot) share, in the most urgent band that has one.</summary>
-    private (Waiter Waiter, Band Band, Flow Flow, bool Aged)? DequeueEligible(bool tokens, double activeWeight, long now)
-    {
-        foreach (var band in _bands)
+        for (var i = 0; i < _bands.Length; i++)
         {
+            var band = _bands[i];
             if (band.Count == 0)
             {
                 continue;
             }
 
-            var any = false;
-            foreach (var flow in band.Backlog)
-            {
-                flow.Eligible = tokens ? UnderTokenShare(flow, activeWeight, now) : UnderSlotShare(flow, activeWeight);
-                any |= flow.Eligible;
-            }
-
-            if (any)
-            {
-                var next = band.DequeueFair(out var chosen, eligibleOnly: true);
-                return (next, band, chosen, false);
-            }
+            var activeWeight = ActiveWeight(i, now);
+            return DequeueEligible(band, tokens: true, activeWeight, now) ?? DequeueEligible(band, tokens: false, activeWeight, now);
         }
 
         return null;
+    }
+
+    /// <summary>The fair choice among the waiting keys of <paramref name="band"/> under their token (else slot) share, or null.</summary>
+    private (Waiter Waiter, Band Band, Flow Flow, bool Aged)? DequeueEligible(Band band, bool tokens, double activeWeight, long now)
+    {
+        var any = false;
+        foreach (var flow in band.Backlog)
+        {
+            flow.Eligible = tokens ? UnderTokenShare(flow, activeWeight, now) : UnderSlotShare(flow, activeWeight);
+            any |= flow.Eligible;
+        }
+
+        if (!any)
+        {
+            return null;
+        }
+
+        var next = band.DequeueFair(out var chosen, eligibleOnly: true);
+        return (next, band, chosen, false);
     }
 
     private bool EvictLessUrgentThan(int priority)
@@ -978,12 +1082,33 @@ internal sealed class AdmissionController
 
             if (gone is null && _flows.Count >= IdleSweep * 4)
             {
-                // Many idle keys still above the floor: forget the idle ones all the same (bounded memory over exact credit).
+                // Many idle keys still above the floor: forget the idle ones all the same (bounded memory over exact credit),
+                // but not those the headroom still counts as active (a flood of one-shot client keys must not make it
+                // forget every key at once: SignalR.E.A.C.H#76), unless even they are too many: then the oldest go
+                // first, down to half the bound.
+                List<Flow>? remembered = null;
                 foreach (var (key, flow) in _flows)
                 {
                     if (flow.Idle)
                     {
-                        (gone ??= []).Add(key);
+                        if (Remembered(flow, now))
+                        {
+                            (remembered ??= []).Add(flow);
+                        }
+                        else
+                        {
+                            (gone ??= []).Add(key);
+                        }
+                    }
+                }
+
+                var excess = _flows.Count - (gone?.Count ?? 0) - (IdleSweep * 2);
+                if (remembered is not null && _flows.Count - (gone?.Count ?? 0) >= IdleSweep * 4 && excess > 0)
+                {
+                    remembered.Sort(static (a, b) => a.LastArrival.CompareTo(b.LastArrival));
+                    foreach (var flow in remembered.Take(excess))
+                    {
+                        (gone ??= []).Add(flow.Key);
                     }
                 }
             }
@@ -991,6 +1116,15 @@ internal sealed class AdmissionController
             foreach (var key in gone ?? [])
             {
                 _flows.Remove(key);
+            }
+        }
+
+        /// <summary>Takes over a flow of a band being replaced (a reload that changes the classes), unless the key already has one here.</summary>
+        public void Adopt(Flow flow)
+        {
+            if (_flows.TryAdd(flow.Key, flow))
+            {
+                flow.BacklogIndex = -1; // its waiters are re-enqueued after
             }
         }
     }
