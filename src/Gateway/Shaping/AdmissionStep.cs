@@ -118,7 +118,7 @@ internal sealed class ClusterAdmission(ShapingMetrics metrics, RefusalLog refusa
 
             refusals.Refused(GatewayLimits.Admission(controller.ClusterId), result.Reason!, classification.ClientKey, shadow: false, options.RefusalLogInterval);
             exchange.Refuse(new GatewayAnswer(StatusCodes.Status503ServiceUnavailable, StatusCode.Unavailable, GatewayErrorTypes.Overloaded, result.Reason!,
-                $"Cluster '{controller.ClusterId}' is at capacity ({controller.InFlight} in flight, {controller.Queued} waiting): {result.Reason!.Replace('_', ' ')}.",
+                $"Cluster '{controller.ClusterId}' is at capacity ({controller.InFlight} in flight, {controller.Queued} waiting{(controller.HeldBack is var held and > 0 ? $", {held} held back for callers under their fair share (FairShareHeadroom)" : "")}): {result.Reason!.Replace('_', ' ')}.",
                 result.RetryAfter, GatewayLimits.Admission(controller.ClusterId)));
             return null;
         }
