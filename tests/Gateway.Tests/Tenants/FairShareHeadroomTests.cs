@@ -1,7 +1,5 @@
-using Gateway.Configuration;
 using Gateway.Shaping;
 using Gateway.Shaping.Admission;
-using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.Time.Testing;
 
 namespace Gateway.Tests.Tenants;
@@ -148,31 +146,5 @@ public sealed class FairShareHeadroomTests
 
         c.Update(new AdmissionSettings(c.Settings.Options with { FairShareHeadroom = 0 }));
         Assert.Equal(4, c.InFlight);
-    }
-
-    [Fact]
-    public void FairShareHeadroom_at_or_above_MaxInFlight_is_an_error_naming_the_keys()
-    {
-        static IReadOnlyList<string> Errors(params (string Key, string Value)[] settings)
-        {
-            var values = new Dictionary<string, string?>
-            {
-                ["ReverseProxy:Routes:r:ClusterId"] = "gpu",
-                ["ReverseProxy:Routes:r:Match:Path"] = "/v1/{**rest}",
-                ["ReverseProxy:Clusters:gpu:Destinations:d:Address"] = "http://127.0.0.1:9/",
-            };
-            foreach (var (k, v) in settings)
-            {
-                values[k] = v;
-            }
-
-            return ConfigurationValidator.Validate(new ConfigurationBuilder().AddInMemoryCollection(values).Build(), startup: false).Errors;
-        }
-
-        var errors = Errors(("Gateway:Shaping:Admission:gpu:MaxInFlight", "16"), ("Gateway:Shaping:Admission:gpu:FairShareHeadroom", "16"));
-        Assert.Contains(errors, e => e.StartsWith("Gateway:Shaping:Admission:gpu:FairShareHeadroom must be below Gateway:Shaping:Admission:gpu:MaxInFlight (was 16 >= 16)", StringComparison.Ordinal));
-        Assert.Contains(Errors(("Gateway:Shaping:Admission:gpu:FairShareHeadroom", "-1")), e => e.Contains("Gateway:Shaping:Admission:gpu:FairShareHeadroom", StringComparison.Ordinal));
-        Assert.Contains(Errors(("Gateway:Shaping:Admission:gpu:FairShareWindow", "00:00:00")), e => e.Contains("Gateway:Shaping:Admission:gpu:FairShareWindow", StringComparison.Ordinal));
-        Assert.Empty(Errors(("Gateway:Shaping:Admission:gpu:MaxInFlight", "16"), ("Gateway:Shaping:Admission:gpu:FairShareHeadroom", "2")));
     }
 }

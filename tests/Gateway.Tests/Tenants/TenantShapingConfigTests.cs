@@ -40,4 +40,14 @@ public sealed class TenantShapingConfigTests
         Assert.Contains(errors, e => e.Contains("Gateway:Shaping:Admission:gpu:InputTokenWeight and Gateway:Shaping:Admission:gpu:OutputTokenWeight are both 0", StringComparison.Ordinal));
         Assert.Contains(errors, e => e.StartsWith("Gateway:Tenants:acme:Priority must name a priority class", StringComparison.Ordinal) && e.Contains("'urgent'", StringComparison.Ordinal));
     }
+
+    [Fact]
+    public void FairShareHeadroom_at_or_above_MaxInFlight_and_a_window_of_zero_are_errors_naming_the_keys()
+    {
+        var errors = Errors(("Gateway:Shaping:Admission:gpu:MaxInFlight", "16"), ("Gateway:Shaping:Admission:gpu:FairShareHeadroom", "16"));
+        Assert.Contains(errors, e => e.StartsWith("Gateway:Shaping:Admission:gpu:FairShareHeadroom must be below Gateway:Shaping:Admission:gpu:MaxInFlight (was 16 >= 16)", StringComparison.Ordinal));
+        Assert.Contains(Errors(("Gateway:Shaping:Admission:gpu:FairShareHeadroom", "-1")), e => e.Contains("Gateway:Shaping:Admission:gpu:FairShareHeadroom", StringComparison.Ordinal));
+        Assert.Contains(Errors(("Gateway:Shaping:Admission:gpu:FairShareWindow", "00:00:00")), e => e.Contains("Gateway:Shaping:Admission:gpu:FairShareWindow", StringComparison.Ordinal));
+        Assert.Empty(Errors(("Gateway:Shaping:Admission:gpu:MaxInFlight", "16"), ("Gateway:Shaping:Admission:gpu:FairShareHeadroom", "3")));
+    }
 }
