@@ -274,7 +274,8 @@ internal static class KnownKeys
             _ when t == typeof(long) => long.TryParse(value, NumberStyles.Integer, c, out _),
             _ when t == typeof(double) => double.TryParse(value, NumberStyles.Float, c, out _),
             _ when t == typeof(decimal) => decimal.TryParse(value, NumberStyles.Number, c, out _),
-            _ when t == typeof(TimeSpan) => TimeSpan.TryParse(value, c, out _),
+            // hh:mm:ss only: TimeSpan reads a bare number as days ("FairShareWindow": 3 held slots for three days; stranger review).
+            _ when t == typeof(TimeSpan) => value.Contains(':', StringComparison.Ordinal) && TimeSpan.TryParse(value, c, out _),
             _ when t == typeof(Uri) => Uri.TryCreate(value, UriKind.RelativeOrAbsolute, out _),
             _ => true,
         };
@@ -292,6 +293,11 @@ internal static class KnownKeys
         {
             var (min, max) = t == typeof(int) ? ((long)int.MinValue, (long)int.MaxValue) : (long.MinValue, long.MaxValue);
             return string.Create(CultureInfo.InvariantCulture, $"is out of range: it must be a whole number from {min} to {max} (was '{value}').");
+        }
+
+        if (t == typeof(TimeSpan) && double.TryParse(value, NumberStyles.Float, CultureInfo.InvariantCulture, out _))
+        {
+            return $"must be {Describe(t)}; a bare number would be read as days (was '{value}').";
         }
 
         return $"must be {Describe(t)} (was '{value}').";

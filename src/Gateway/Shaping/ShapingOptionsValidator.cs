@@ -87,6 +87,11 @@ internal sealed class ShapingOptionsValidator : IValidateOptions<ShapingOptions>
                 errors.Add($"{k}:FairShareHeadroom must be below {k}:MaxInFlight (was {a.FairShareHeadroom} >= {a.MaxInFlight}): it is the part of the in-flight limit held back for keys under their fair share, and a key at its share needs at least one slot.");
             }
 
+            if (a.FairShareHeadroom > 0 && a.Adaptive.Enabled && a.FairShareHeadroom >= a.Adaptive.MaxLimit)
+            {
+                errors.Add($"{k}:FairShareHeadroom must be below {k}:Adaptive:MaxLimit (was {a.FairShareHeadroom} >= {a.Adaptive.MaxLimit}): the adaptive limit never exceeds MaxLimit, so at most MaxLimit - 1 slots could ever be held back (and below that only the limit in force - 1).");
+            }
+
             if (a.InputTokenWeight <= 0 && a.OutputTokenWeight <= 0)
             {
                 errors.Add($"{k}:InputTokenWeight and {k}:OutputTokenWeight are both 0: the fair share would count nothing; give at least one a positive weight.");

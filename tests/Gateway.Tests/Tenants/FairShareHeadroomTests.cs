@@ -1,3 +1,4 @@
+using Contracts.Wire;
 using Gateway.Shaping;
 using Gateway.Shaping.Admission;
 using Microsoft.Extensions.Time.Testing;
@@ -146,5 +147,68 @@ public sealed class FairShareHeadroomTests
 
         c.Update(new AdmissionSettings(c.Settings.Options with { FairShareHeadroom = 0 }));
         Assert.Equal(4, c.InFlight);
+    }
+
+    [Fact]
+    public async Task A_low_class_behind_a_busy_high_class_still_ages_in_through_the_headroom()
+    {
+        // Stranger review (with volcano#748 and kube-batch#847 as the pattern): at saturation every departure leaves the
+        // cap inside the headroom, where only the headroom's choice ran, so a low class behind a busy high one (alone in
+        // its class, so never over its share) never aged in: 0 of 12 low requests served.
+        var time = new FakeTimeProvider(DateTimeOffset.UnixEpoch);
+        var c = new AdmissionController("gpu", new AdmissionSettings(new AdmissionOptions
+        {
+            MaxInFlight = 4, QueueLimit = 100, QueueTimeout = TimeSpan.FromMinutes(10), FairShareHeadroom = 2, MaxStarvation = TimeSpan.FromSeconds(1),
+        }), time);
+        int high = c.Settings.ClassIndex("high")!.Value, low = c.Settings.ClassIndex("low")!.Value;
+        var running = new List<AdmissionResult>();
+        for (var i = 0; i < 4; i++)
+        {
+            running.Add(await c.EnterAsync(new AdmissionRequest(Heavy, high, 1, 10), CancellationToken.None));
+        }
+
+        _ = Enumerable.Range(0, 3).Select(_ => c.EnterAsync(new AdmissionRequest(Heavy, high, 1, 10), CancellationToken.None).AsTask()).ToList();
+        var lowRequest = c.EnterAsync(new AdmissionRequest(Light, low, 1, 10), CancellationToken.None).AsTask();
+        Assert.Equal((1, 0), c.FlowOf(Light, low));
+
+        time.Advance(TimeSpan.FromSeconds(0.5));
+        running[0].Lease!.Dispose(); // not aged yet: the high class goes first
+        Assert.Equal((1, 0), c.FlowOf(Light, low));
+
+        time.Advance(TimeSpan.FromSeconds(0.6)); // the low waiter has waited 1.1 s > MaxStarvation
+        running[1].Lease!.Dispose();
+        Assert.Equal((0, 1), c.FlowOf(Light, low));
+        var admitted = await lowRequest.WaitAsync(TimeSpan.FromSeconds(10));
+        Assert.True(admitted.Aged);
+    }
+
+    [Fact]
+    public async Task A_low_class_newcomer_behind_a_busy_high_class_is_not_refused_at_once_when_aging_would_serve_it_in_time()
+    {
+        // Stranger review: the early queue_timeout refusal counted every more urgent waiter ahead of a low-class newcomer
+        // and refused it within a millisecond, though aging serves it within MaxStarvation plus a departure.
+        var time = new FakeTimeProvider(DateTimeOffset.UnixEpoch);
+        var c = new AdmissionController("gpu", new AdmissionSettings(new AdmissionOptions
+        {
+            MaxInFlight = 1, QueueLimit = 100, QueueTimeout = TimeSpan.FromSeconds(2), MaxStarvation = TimeSpan.FromSeconds(1),
+        }), time);
+        int high = c.Settings.ClassIndex("high")!.Value, low = c.Settings.ClassIndex("low")!.Value;
+        var current = await c.EnterAsync(new AdmissionRequest(Heavy, high, 1, 10), CancellationToken.None);
+        var waiting = Enumerable.Range(0, 30).Select(_ => c.EnterAsync(new AdmissionRequest(Heavy, high, 1, 10), CancellationToken.None).AsTask()).ToList();
+        for (var i = 0; i < 8; i++)
+        {
+            // Eight departures in 0.8 s: the queue is served at about 10/s, so the 22 high waiters left take ~2.2 s.
+            time.Advance(TimeSpan.FromSeconds(0.1));
+            current.Lease!.Dispose();
+            current = await waiting[i].WaitAsync(TimeSpan.FromSeconds(10));
+        }
+
+        var lowRequest = c.EnterAsync(new AdmissionRequest(Light, low, 1, 10), CancellationToken.None).AsTask();
+        Assert.False(lowRequest.IsCompleted, "refused at once: " + (lowRequest.IsCompleted ? (await lowRequest).Reason : ""));
+        Assert.Equal((1, 0), c.FlowOf(Light, low));
+
+        // A high newcomer of the backlogged key still is: its turn, behind its own 22, would take ~2.3 s.
+        var highRequest = await c.EnterAsync(new AdmissionRequest(Heavy, high, 1, 10), CancellationToken.None).AsTask().WaitAsync(TimeSpan.FromSeconds(10));
+        Assert.Equal(GatewayErrorCodes.QueueTimeout, highRequest.Reason);
     }
 }

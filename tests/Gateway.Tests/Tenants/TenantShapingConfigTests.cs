@@ -49,5 +49,15 @@ public sealed class TenantShapingConfigTests
         Assert.Contains(Errors(("Gateway:Shaping:Admission:gpu:FairShareHeadroom", "-1")), e => e.Contains("Gateway:Shaping:Admission:gpu:FairShareHeadroom", StringComparison.Ordinal));
         Assert.Contains(Errors(("Gateway:Shaping:Admission:gpu:FairShareWindow", "00:00:00")), e => e.Contains("Gateway:Shaping:Admission:gpu:FairShareWindow", StringComparison.Ordinal));
         Assert.Empty(Errors(("Gateway:Shaping:Admission:gpu:MaxInFlight", "16"), ("Gateway:Shaping:Admission:gpu:FairShareHeadroom", "3")));
+
+        // Stranger review: an adaptive MaxLimit at or below the headroom, and a bare number for the window (read as days).
+        Assert.Contains(Errors(("Gateway:Shaping:Admission:gpu:MaxInFlight", "8"), ("Gateway:Shaping:Admission:gpu:FairShareHeadroom", "7"),
+                ("Gateway:Shaping:Admission:gpu:Adaptive:Enabled", "true"), ("Gateway:Shaping:Admission:gpu:Adaptive:MaxLimit", "4")),
+            e => e.StartsWith("Gateway:Shaping:Admission:gpu:FairShareHeadroom must be below Gateway:Shaping:Admission:gpu:Adaptive:MaxLimit (was 7 >= 4)", StringComparison.Ordinal));
+        foreach (var key in new[] { "FairShareWindow", "QueueTimeout", "MaxStarvation" })
+        {
+            Assert.Contains(Errors(($"Gateway:Shaping:Admission:gpu:{key}", "3")),
+                e => e.Contains($"Gateway:Shaping:Admission:gpu:{key}", StringComparison.Ordinal) && e.Contains("a bare number would be read as days", StringComparison.Ordinal));
+        }
     }
 }

@@ -33,7 +33,7 @@ namespace Gateway.Shaping.Admission;
 /// which a gateway cannot). Under its share means: served fewer weighted tokens, while others waited, than its weight's
 /// part (a decaying sum over <see cref="AdmissionOptions.FairShareWindow"/>; such keys go first), or holding fewer slots
 /// than its weight's part of the limit, among the keys active within that window. A key alone is never over its share,
-/// so a single tenant loses nothing; aging does not reach into the headroom.</item>
+/// so a single tenant loses nothing; aging keeps its bound (an aged waiter takes a headroom slot too).</item>
 /// </list>
 /// One lock per cluster; a decision costs O(keys backlogged in the band) at worst, O(keys known) in the headroom zone.
 /// </summary>
@@ -260,7 +260,7 @@ internal sealed class AdmissionController
             // Refuse now what would wait in vain: at the rate the queue is being served, the requests that would start
             // before this one (more urgent classes, and its fair turn in its own) would take longer than the queue timeout.
             var rate = DepartureRate();
-            if (rate > 0 && (Ahead(priority, request.Key, weight) + 1) / rate > settings.Options.QueueTimeout.TotalSeconds)
+            if (rate > 0 && StartEstimate(priority, request.Key, weight, rate) > settings.Options.QueueTimeout.TotalSeconds)
             {
                 return AdmissionResult.Refused(GatewayErrorCodes.QueueTimeout, RetryAfter());
             }
@@ -398,6 +398,31 @@ internal sealed class AdmissionController
     }
 
     /// <summary>
+    /// About how long a newcomer would wait, in seconds, at <paramref name="rate"/> departures a second (call under the
+    /// lock): its turn behind the waiters ahead of it (<see cref="Ahead"/>), or, in a class less urgent than one with
+    /// waiters, when aging would serve it: the aging bound, then one departure for each waiter of the less urgent
+    /// classes (older, so aged first) and its own. Without the second a low-class newcomer behind a busy class was
+    /// refused at once though aging would have served it within the bound (stranger review).
+    /// </summary>
+    private double StartEstimate(int priority, string key, double weight, double rate)
+    {
+        var turn = (Ahead(priority, key, weight) + 1) / rate;
+        var first = FirstWaitingBand();
+        if (_settings.Options.EffectiveMaxStarvation is not { } bound || first < 0 || priority <= first)
+        {
+            return turn;
+        }
+
+        var older = 0;
+        for (var i = first + 1; i < _bands.Length; i++)
+        {
+            older += _bands[i].Count;
+        }
+
+        return Math.Min(turn, bound.TotalSeconds + ((older + 1) / rate));
+    }
+
+    /// <summary>
     /// Waiters that would be served before a newcomer of <paramref name="key"/> in <paramref name="priority"/> (call under
     /// the lock): every waiter of a more urgent class, and of its own class about its fair turn (its key's waiters and
     /// the others' weighted share of as many; never more than the class holds). A light key is not refused for a heavy
@@ -442,6 +467,19 @@ internal sealed class AdmissionController
                 if (flow.Idle && flow.LastArrival >= since)
                 {
                     due = Math.Min(due, flow.LastArrival + window + 1);
+                }
+            }
+        }
+
+        if (_settings.Options.EffectiveMaxStarvation is { } bound && FirstWaitingBand() is var first and >= 0)
+        {
+            // A less urgent waiter that reaches the aging bound while slots are held takes one then, not at the next event.
+            var boundTicks = (long)(bound.TotalSeconds * _time.TimestampFrequency);
+            for (var i = first + 1; i < _bands.Length; i++)
+            {
+                if (_bands[i].Oldest is { } w)
+                {
+                    due = Math.Min(due, w.EnqueuedAt + boundTicks + 1);
                 }
             }
         }
@@ -497,47 +535,67 @@ internal sealed class AdmissionController
     /// <summary>The next waiter to serve (call under the lock): an aged waiter of a less urgent band, else the fair choice of the most urgent band.</summary>
     private (Waiter Waiter, Band Band, Flow Flow, bool Aged)? DequeueNext()
     {
-        var first = -1;
-        for (var i = 0; i < _bands.Length; i++)
-        {
-            if (_bands[i].Count > 0)
-            {
-                first = i;
-                break;
-            }
-        }
-
+        var first = FirstWaitingBand();
         if (first < 0)
         {
             return null;
         }
 
-        if (_settings.Options.EffectiveMaxStarvation is { } bound)
+        if (DequeueAged(first) is { } aged)
         {
-            // Aging: the oldest waiter of a less urgent band that has waited the bound goes first.
-            var limit = _time.GetTimestamp() - (long)(bound.TotalSeconds * _time.TimestampFrequency);
-            Band? agedBand = null;
-            Waiter? oldest = null;
-            for (var i = first + 1; i < _bands.Length; i++)
-            {
-                if (_bands[i].Oldest is { } w && w.EnqueuedAt <= limit && (oldest is null || w.EnqueuedAt < oldest.EnqueuedAt))
-                {
-                    oldest = w;
-                    agedBand = _bands[i];
-                }
-            }
-
-            if (oldest is not null)
-            {
-                var flow = oldest.Flow!;
-                agedBand!.Remove(oldest);
-                return (oldest, agedBand, flow, true);
-            }
+            return aged;
         }
 
         var band = _bands[first];
         var next = band.DequeueFair(out var chosen);
         return (next, band, chosen, false);
+    }
+
+    /// <summary>The most urgent band with waiters, or -1 (call under the lock).</summary>
+    private int FirstWaitingBand()
+    {
+        for (var i = 0; i < _bands.Length; i++)
+        {
+            if (_bands[i].Count > 0)
+            {
+                return i;
+            }
+        }
+
+        return -1;
+    }
+
+    /// <summary>
+    /// Aging (call under the lock): the oldest waiter of a band less urgent than <paramref name="first"/> that has waited
+    /// <see cref="AdmissionOptions.EffectiveMaxStarvation"/>, taken out of its band; null when none has.
+    /// </summary>
+    private (Waiter Waiter, Band Band, Flow Flow, bool Aged)? DequeueAged(int first)
+    {
+        if (_settings.Options.EffectiveMaxStarvation is not { } bound)
+        {
+            return null;
+        }
+
+        var limit = _time.GetTimestamp() - (long)(bound.TotalSeconds * _time.TimestampFrequency);
+        Band? agedBand = null;
+        Waiter? oldest = null;
+        for (var i = first + 1; i < _bands.Length; i++)
+        {
+            if (_bands[i].Oldest is { } w && w.EnqueuedAt <= limit && (oldest is null || w.EnqueuedAt < oldest.EnqueuedAt))
+            {
+                oldest = w;
+                agedBand = _bands[i];
+            }
+        }
+
+        if (oldest is null)
+        {
+            return null;
+        }
+
+        var flow = oldest.Flow!;
+        agedBand!.Remove(oldest);
+        return (oldest, agedBand, flow, true);
     }
 
     /// <summary>
@@ -700,11 +758,19 @@ internal sealed class AdmissionController
     /// urgent key over its share is not given to a less urgent one). In it, first the keys served less than their share
     /// of the tokens while others waited (<see cref="UnderTokenShare"/>: a light tenant, even while its own burst holds
     /// more than its share of the slots), then the keys holding fewer slots than their share (<see cref="UnderSlotShare"/>:
-    /// a key that just started sending); in each tier the fair choice (the virtual token counter). No aging here: an aged
-    /// waiter over its share waits for a slot below the headroom.
+    /// a key that just started sending); in each tier the fair choice (the virtual token counter). Before all that, aging: a
+    /// waiter of a less urgent class that has waited <see cref="AdmissionOptions.MaxStarvation"/> goes first, as below it.
     /// </summary>
     private (Waiter Waiter, Band Band, Flow Flow, bool Aged)? DequeueUnderShare()
     {
+        // Aging keeps its bound in the headroom too: at saturation every departure leaves the cap in the headroom, so
+        // without this a less urgent class behind a busy more urgent one would never age in (stranger review, with
+        // volcano#748 and kube-batch#847 as the pattern: a reserve that starves a low band).
+        if (FirstWaitingBand() is var first and >= 0 && DequeueAged(first) is { } aged)
+        {
+            return aged;
+        }
+
         var now = _time.GetTimestamp();
         for (var i = 0; i < _bands.Length; i++)
         {
