@@ -280,13 +280,13 @@ public sealed class AdmissionTests
             var body = trial.Content.ReadAsStringAsync();
 
             // While the trial still streams, the circuit is closed: other requests pass at once instead of 503 circuit_open.
+            // "At once" is that each is answered while the trial's 5 s stream still runs (not held until the trial ends);
+            // a per-request "under 1 s" was here too, which a loaded CI machine (load 20+ on 2 cores) can exceed for any request.
             for (var i = 0; i < 5; i++)
             {
-                var clock = System.Diagnostics.Stopwatch.StartNew();
                 var answer = await SendAsync();
                 Assert.True(answer == (HttpStatusCode.OK, null), $"request {i} during the trial's stream: {(int)answer.Status} {answer.Code}");
-                Assert.True(clock.Elapsed < TimeSpan.FromSeconds(1), $"request {i} answered after {clock.Elapsed}");
-                Assert.False(streamDone.Task.IsCompleted, "the trial's stream ended before the check");
+                Assert.False(streamDone.Task.IsCompleted, $"the trial's stream ended before request {i} was answered");
             }
 
             Assert.Equal("Closed", BreakerState(h));
