@@ -16,26 +16,14 @@ cd "$(dirname "$0")/.."
 duration=10s connections=64 threads=2 rounds=4 keys=1000 workload=models
 while (($#)); do
   case "$1" in
-    --duration) duration=$2; shift 2 ;;
-    --connections) connections=$2; shift 2 ;;
-    --threads) threads=$2; shift 2 ;;
-    --rounds) rounds=$2; shift 2 ;;
     --keys) keys=$2; shift 2 ;;
     --chat) workload=chat; shift ;;
-    *) echo "unknown option $1" >&2; exit 2 ;;
+    *) wrk_option "$@" || { echo "unknown option $1" >&2; exit 2; }; shift 2 ;;
   esac
 done
 
-need_commands wrk:wrk python3:python3 curl:curl
-work=$(mktemp -d /tmp/bench-auth.XXXXXX)
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
-trap cleanup EXIT
-
-echo "building (Release)..." >&2
-build_release
-SIM=$(free_port); SIMG=$(free_port); NONE=$(free_port); KEYED=$(free_port)
-start_fast_sim "$SIM" "$SIMG" "$work/sim.log"
+wrk_bench_start auth
+NONE=$(free_port); KEYED=$(free_port)
 
 key="sk-bench-$(head -c 24 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=')"
 # The bench key among $keys configured keys (the others random hashes), spread over 10 tenants.
@@ -51,10 +39,8 @@ PY
 gateway_config "$work/none.json" "$NONE" "$(free_port)" "$(free_port)" "$(free_port)" "$SIM"
 gateway_config "$work/apikey.json" "$KEYED" "$(free_port)" "$(free_port)" "$(free_port)" "$SIM" \
   "\"Auth\": { \"Mode\": \"ApiKey\" }, \"Tenants\": $tenants"
-(cd "$work" && exec dotnet "$gw_dll" --config "$work/none.json") >"$work/none.log" 2>&1 &
-pids+=($!)
-(cd "$work" && exec dotnet "$gw_dll" --config "$work/apikey.json") >"$work/apikey.log" 2>&1 &
-pids+=($!)
+start_gateway_config none
+start_gateway_config apikey
 
 declare -A port=([none]=$NONE [apikey]=$KEYED)
 wait_http "http://127.0.0.1:$SIM/health"
@@ -71,24 +57,12 @@ done
 code=$(curl -sS -o /dev/null -w '%{http_code}' -H "Authorization: Bearer wrong" "http://127.0.0.1:$KEYED/v1/models")
 [ "$code" = 401 ] || { echo "the apikey gateway answered a wrong key with $code, not 401" >&2; exit 1; }
 
-for t in none apikey; do run_wrk "$threads" "$connections" 3s "http://127.0.0.1:${port[$t]}$path" "$script" -H "Authorization: Bearer $key" >/dev/null; done # warm-up
-declare -A rps=() p99=() errs=()
-for r in $(seq 1 "$rounds"); do
-  for t in none apikey; do
-    read -r x y e < <(run_wrk "$threads" "$connections" "$duration" "http://127.0.0.1:${port[$t]}$path" "$script" -H "Authorization: Bearer $key")
-    rps[$t]+="$x " p99[$t]+="$y " errs[$t]+="$e "
-    echo "  round $r $t: $x req/s, p99 $y ms, errors $e" >&2
-  done
-done
+wrk_args() { printf '%s\0' -H "Authorization: Bearer $key"; } # on every request to either
+wrk_rounds "round {r} {t}" "$script" none="http://127.0.0.1:$NONE$path" apikey="http://127.0.0.1:$KEYED$path"
 
 echo
 echo "machine: $(machine); load average $(cut -d' ' -f1-3 /proc/loadavg) at the end"
 echo "load: wrk -t$threads -c$connections -d$duration -H 'Authorization: Bearer KEY' $( [ "$workload" = chat ] && echo "POST 16-token chat (non-streamed) ")$path, median of $rounds rounds, A B alternating; apikey: $keys configured keys"
-printf '%-8s %12s %10s  %s\n' mode "requests/s" "p99 ms" "rounds (req/s; errors)"
-declare -A med=() medp=()
-for t in none apikey; do
-  med[$t]=$(echo "${rps[$t]}" | median) medp[$t]=$(echo "${p99[$t]}" | median)
-  printf '%-8s %12.0f %10.2f  %s; %s\n' "$t" "${med[$t]}" "${medp[$t]}" "${rps[$t]% }" "${errs[$t]% }"
-done
+median_table --rounds mode 8 none apikey
 awk -v a="${med[apikey]}" -v n="${med[none]}" -v ap="${medp[apikey]}" -v np="${medp[none]}" 'BEGIN {
   printf "apikey/none %.3fx requests/s (target >= 0.97x: %s); p99 %+.2f ms\n", a/n, (a >= 0.97*n) ? "met" : "missed", ap-np }'

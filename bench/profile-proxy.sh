@@ -27,21 +27,13 @@ done
 export PATH="$PATH:$HOME/.dotnet/tools"
 command -v dotnet-trace >/dev/null && command -v dotnet-counters >/dev/null \
   || { echo "needs dotnet-trace and dotnet-counters: dotnet tool install -g dotnet-trace dotnet-counters" >&2; exit 2; }
-need_commands wrk:wrk python3:python3 curl:curl
 mkdir -p "$out"
-work=$(mktemp -d /tmp/bench-profile.XXXXXX)
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
-trap cleanup EXIT
-
-echo "building (Release)..." >&2
-build_release
+wrk_bench_start profile
 dotnet build bench/BareYarp -c Release -v quiet -nologo -clp:ErrorsOnly >/dev/null
-SIM=$(free_port); GW=$(free_port); YP=$(free_port)
-start_fast_sim "$SIM" "$(free_port)" "$work/sim.log"
+GW=$(free_port); YP=$(free_port)
 gateway_config "$work/gateway.json" "$GW" "$(free_port)" "$(free_port)" "$(free_port)" "$SIM"
-(cd "$work" && exec dotnet "$gw_dll" --config "$work/gateway.json") >"$work/gateway.log" 2>&1 &
-gw_pid=$!; pids+=($gw_pid)
+start_gateway_config gateway
+gw_pid=${pids[-1]}
 dotnet "$PWD/bench/BareYarp/bin/Release/net10.0/BareYarp.dll" "$YP" "http://127.0.0.1:$SIM/" >"$work/yarp.log" 2>&1 &
 yarp_pid=$!; pids+=($yarp_pid)
 wait_http "http://127.0.0.1:$SIM/health"; wait_http "http://127.0.0.1:$GW/v1/models"; wait_http "http://127.0.0.1:$YP/v1/models"

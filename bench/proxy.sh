@@ -27,34 +27,21 @@ cd "$(dirname "$0")/.."
 duration=10s connections=64 threads=2 rounds=3 workloads=(models) portkey_version=1.15.2
 while (($#)); do
   case "$1" in
-    --duration) duration=$2; shift 2 ;;
-    --connections) connections=$2; shift 2 ;;
-    --threads) threads=$2; shift 2 ;;
-    --rounds) rounds=$2; shift 2 ;;
     --chat) workloads=(chat); shift ;;
     --both) workloads=(models chat); shift ;;
     --portkey-version) portkey_version=$2; shift 2 ;;
     --no-portkey) portkey_version=""; shift ;;
-    *) echo "unknown option $1" >&2; exit 2 ;;
+    *) wrk_option "$@" || { echo "unknown option $1" >&2; exit 2; }; shift 2 ;;
   esac
 done
 
-need_commands wrk:wrk nginx:nginx-light haproxy:haproxy python3:python3 curl:curl
 [ -n "$portkey_version" ] && need_commands node:nodejs npm:npm
-work=$(mktemp -d /tmp/bench-proxy.XXXXXX)
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
-trap cleanup EXIT
-
-echo "building (Release)..." >&2
-build_release
+wrk_bench_start proxy nginx:nginx-light haproxy:haproxy
 dotnet build bench/BareYarp -c Release -v quiet -nologo -clp:ErrorsOnly >/dev/null
 yarp_dll=$PWD/bench/BareYarp/bin/Release/net10.0/BareYarp.dll
-SIM=$(free_port); SIMG=$(free_port); GW=$(free_port); NG=$(free_port); HA=$(free_port); YP=$(free_port); PK=$(free_port)
-start_fast_sim "$SIM" "$SIMG" "$work/sim.log"
+GW=$(free_port); NG=$(free_port); HA=$(free_port); YP=$(free_port); PK=$(free_port)
 gateway_config "$work/gateway.json" "$GW" "$(free_port)" "$(free_port)" "$(free_port)" "$SIM"
-(cd "$work" && exec dotnet "$gw_dll" --config "$work/gateway.json") >"$work/gateway.log" 2>&1 &
-pids+=($!)
+start_gateway_config gateway
 dotnet "$yarp_dll" "$YP" "http://127.0.0.1:$SIM/" >"$work/yarp.log" 2>&1 &
 pids+=($!)
 
@@ -129,7 +116,7 @@ wrk_args() { [ "$1" = portkey ] && printf '%s\0' "${portkey_headers[@]}"; return
 summary=()
 for workload in "${workloads[@]}"; do
   if [ "$workload" = chat ]; then path=/v1/chat/completions script=$work/post.lua; else path=/v1/models script=""; fi
-  targets=()
+  targets=() urls=()
   for t in "${all_targets[@]}"; do
     mapfile -d '' -t extra < <(wrk_args "$t")
     if [ "$workload" = chat ]; then
@@ -137,38 +124,17 @@ for workload in "${workloads[@]}"; do
     else
       code=$(curl -sS -o "$work/probe.out" -w '%{http_code}' "${extra[@]}" "http://127.0.0.1:${port[$t]}$path" || true)
     fi
-    if [ "$code" = 200 ]; then targets+=("$t"); else
+    if [ "$code" = 200 ]; then targets+=("$t") urls+=("$t=http://127.0.0.1:${port[$t]}$path"); else
       summary+=("$workload: $t left out: it answered $code ($(head -c 200 "$work/probe.out"))")
       echo "  $t left out of $workload: it answered $code" >&2
     fi
   done
-  for t in "${targets[@]}"; do # warm-up
-    mapfile -d '' -t extra < <(wrk_args "$t")
-    run_wrk "$threads" "$connections" 3s "http://127.0.0.1:${port[$t]}$path" "$script" "${extra[@]}" >/dev/null
-  done
-
-  declare -A rps=() p99=() errs=()
-  for r in $(seq 1 "$rounds"); do
-    for t in "${targets[@]}"; do
-      mapfile -d '' -t extra < <(wrk_args "$t")
-      read -r x y e < <(run_wrk "$threads" "$connections" "$duration" "http://127.0.0.1:${port[$t]}$path" "$script" "${extra[@]}")
-      rps[$t]+="$x " p99[$t]+="$y " errs[$t]+="$e "
-      echo "  $workload round $r $t: $x req/s, p99 $y ms, errors $e" >&2
-    done
-  done
+  wrk_rounds "$workload round {r} {t}" "$script" "${urls[@]}"
 
   echo
   echo "machine: $(machine); load average $(cut -d' ' -f1-3 /proc/loadavg) at the end"
   echo "load: wrk -t$threads -c$connections -d$duration $( [ "$workload" = chat ] && echo "POST 16-token chat (non-streamed) ")$path, median of $rounds rounds${portkey_version:+; portkey @portkey-ai/gateway@$portkey_version}"
-  printf '%-10s %12s %10s %16s  %s\n' target "requests/s" "p99 ms" "p99 over direct" "rounds (req/s; errors)"
-  declare -A med=() medp=()
-  for t in "${targets[@]}"; do
-    med[$t]=$(echo "${rps[$t]}" | median) medp[$t]=$(echo "${p99[$t]}" | median)
-  done
-  for t in "${targets[@]}"; do
-    printf '%-10s %12.0f %10.2f %16s  %s; %s\n' "$t" "${med[$t]}" "${medp[$t]}" \
-      "$(awk -v p="${medp[$t]}" -v d="${medp[direct]}" 'BEGIN {printf "%+.2f ms", p-d}')" "${rps[$t]% }" "${errs[$t]% }"
-  done
+  median_table --over direct --rounds target 10 "${targets[@]}"
   awk -v g="${med[gateway]}" -v n="${med[nginx]}" -v h="${med[haproxy]}" -v d="${med[direct]}" -v y="${med[yarp]}" -v k="${med[portkey]:-0}" \
       -v gp="${medp[gateway]}" -v np="${medp[nginx]}" -v dp="${medp[direct]}" 'BEGIN {
     printf "gateway/yarp    %.2fx  (target >= 0.95x: %s)\n", g/y, (g >= 0.95*y) ? "met" : "missed"
@@ -176,6 +142,5 @@ for workload in "${workloads[@]}"; do
     printf "gateway/haproxy %.2fx\ngateway/direct  %.2fx\nyarp/nginx      %.2fx\n", g/h, g/d, y/n
     if (k > 0) printf "gateway/portkey %.2fx\n", g/k
     printf "added p99 over direct: gateway %+.2f ms, nginx %+.2f ms (target: gateway <= nginx + 1 ms: %s)\n", gp-dp, np-dp, (gp-dp <= np-dp+1) ? "met" : "missed" }'
-  unset rps p99 errs med medp
 done
 for line in "${summary[@]}"; do echo "$line"; done

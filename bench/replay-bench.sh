@@ -13,6 +13,7 @@
 # single core. Usage: bench/replay-bench.sh [seconds per run, default 10]. Needs wrk, node/npm, python3, taskset.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/lib.sh
 ROOT=$PWD
 D=${1:-10}
 OUT=${OUT:-/tmp/replay-bench}
@@ -23,7 +24,6 @@ ulimit -n 65535 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 CORES=$(nproc)
 GEN_CPU=0
 SRV_CPU=$((CORES - 1))
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
 log "building Release into $OUT/art"
 dotnet build src/Replay -c Release --artifacts-path "$OUT/art" -v quiet -nologo -clp:ErrorsOnly

@@ -31,8 +31,7 @@ ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 OUT=${OUT:-/tmp/replay-workers-bench}
 rm -rf "$OUT/runs"; mkdir -p "$OUT/runs"
 pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
-trap cleanup EXIT
+trap stop_pids EXIT
 log() { printf '[replay-workers] %s\n' "$*" >&2; }
 
 log "building Release into $OUT/art"

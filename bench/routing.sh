@@ -45,15 +45,11 @@ while (($#)); do
 done
 
 need_commands python3:python3 curl:curl
-work=$(mktemp -d /tmp/bench-routing.XXXXXX)
+bench_work routing
 # Each run's reports go to a directory of its own (kept, named at the end): a fixed /tmp/routing-report-*.json was
 # shared by every user and run on the machine, so one run overwrote another's (stranger review, issue 14).
 reports=$(mktemp -d /tmp/routing-reports.XXXXXX)
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
-trap cleanup EXIT
 
-echo "building (Release)..." >&2
 build_release
 dotnet build src/Replay -c Release -v quiet -nologo -clp:ErrorsOnly >/dev/null
 replay_dll=$PWD/src/Replay/bin/Release/net10.0/Replay.dll

@@ -40,12 +40,8 @@ done
 
 [ -z "$duration" ] && { [ -n "$cold" ] && duration=10s || duration=30s; }
 need_commands python3:python3 curl:curl
-work=$(mktemp -d /tmp/bench-shaping.XXXXXX)
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
-trap cleanup EXIT
+bench_work shaping
 
-echo "building (Release)..." >&2
 build_release
 dotnet build src/Replay -c Release -v quiet -nologo -clp:ErrorsOnly >/dev/null
 replay_dll=$PWD/src/Replay/bin/Release/net10.0/Replay.dll
