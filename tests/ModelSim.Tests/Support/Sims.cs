@@ -62,8 +62,9 @@ internal static class Sims
         return Stopwatch.GetElapsedTime(start).TotalMilliseconds;
     }
 
-    /// <summary>Reads a server-sent event stream, returning each <c>data:</c> payload with the ms since <paramref name="start"/> it arrived.</summary>
-    public static async Task<List<(string Data, double AtMs)>> ReadSseAsync(HttpResponseMessage response, long start, CancellationToken cancellationToken = default)
+    /// <summary>Reads a server-sent event stream, returning each <c>data:</c> payload with the ms since <paramref name="start"/> it arrived;
+    /// <paramref name="onEvent"/>, when given, is called with each event's index (0, 1, …) as it is read.</summary>
+    public static async Task<List<(string Data, double AtMs)>> ReadSseAsync(HttpResponseMessage response, long start, Action<int>? onEvent = null, CancellationToken cancellationToken = default)
     {
         Assert.Equal("text/event-stream", response.Content.Headers.ContentType?.MediaType);
         var events = new List<(string, double)>();
@@ -73,6 +74,7 @@ internal static class Sims
             if (line.StartsWith("data: ", StringComparison.Ordinal))
             {
                 events.Add((line["data: ".Length..], Stopwatch.GetElapsedTime(start).TotalMilliseconds));
+                onEvent?.Invoke(events.Count - 1);
             }
             else
             {
