@@ -73,16 +73,17 @@ public sealed class RateLimitTests
         Assert.True(first.Headers.Contains("x-ratelimit-reset-requests"));
         (await client.PostAsync("/v1/generate", Generate())).EnsureSuccessStatusCode();
 
-        var clock = System.Diagnostics.Stopwatch.StartNew();
         using var refused = await client.PostAsync("/v1/generate", Generate());
-        var elapsed = clock.Elapsed;
+        var reachedModel = h.Sim.Stats.Requests;
         Assert.Equal(HttpStatusCode.TooManyRequests, refused.StatusCode);
         Assert.Equal("per-key", refused.Headers.GetValues("x-gateway-limit").Single());
         Assert.InRange(refused.Headers.RetryAfter!.Delta!.Value.TotalSeconds, 1, 10);
         using var body = JsonDocument.Parse(await refused.Content.ReadAsStringAsync());
         Assert.Equal("rate_limited", body.RootElement.GetProperty("error").GetProperty("code").GetString());
         Assert.Contains("'per-key'", body.RootElement.GetProperty("error").GetProperty("message").GetString(), StringComparison.Ordinal);
-        Assert.True(elapsed < TimeSpan.FromMilliseconds(200), $"refusal took {elapsed}");
+        // Fast: the refusal is the gateway's own, the model server never saw the request (it counted the two admitted ones).
+        // This was "under 200 ms", which a loaded CI machine (load 20+ on 2 cores) can exceed for any request.
+        Assert.Equal(2, reachedModel);
 
         // Another key has its own partition.
         using var other = new HttpClient { BaseAddress = h.Http };

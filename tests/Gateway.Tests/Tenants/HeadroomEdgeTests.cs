@@ -544,7 +544,16 @@ public sealed class HeadroomEdgeEndToEndTests
             await Task.Delay(10);
         }
 
-        await Task.Delay(200); // every request has reached the admission step (in flight or waiting)
+        // Every request has reached the admission step (in flight or waiting). A waiter granted a slot resumes on the thread
+        // pool, which a loaded CI machine (load 20+ on 2 cores) can delay past any fixed sleep (200 ms was here), so wait for
+        // the expected state until a request ends: a slot held back from the lone tenant would be given only then, and the
+        // state below would show it (3 in flight, or 1 waiting).
+        deadline = DateTime.UtcNow.AddSeconds(5);
+        while (!(controller.InFlight == 4 && controller.Queued == 0) && !requests.Any(static r => r.IsCompleted) && DateTime.UtcNow < deadline)
+        {
+            await Task.Delay(10);
+        }
+
         var (inFlight, queued) = (controller.InFlight, controller.Queued);
         var responses = await Task.WhenAll(requests);
         Assert.All(responses, static r => Assert.Equal(HttpStatusCode.OK, r.StatusCode));

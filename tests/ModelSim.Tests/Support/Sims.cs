@@ -62,8 +62,9 @@ internal static class Sims
         return Stopwatch.GetElapsedTime(start).TotalMilliseconds;
     }
 
-    /// <summary>Reads a server-sent event stream, returning each <c>data:</c> payload with the ms since <paramref name="start"/> it arrived.</summary>
-    public static async Task<List<(string Data, double AtMs)>> ReadSseAsync(HttpResponseMessage response, long start, CancellationToken cancellationToken = default)
+    /// <summary>Reads a server-sent event stream, returning each <c>data:</c> payload with the ms since <paramref name="start"/> it arrived;
+    /// <paramref name="onEvent"/>, when given, is called with each event's index (0, 1, …) as it is read.</summary>
+    public static async Task<List<(string Data, double AtMs)>> ReadSseAsync(HttpResponseMessage response, long start, Action<int>? onEvent = null, CancellationToken cancellationToken = default)
     {
         Assert.Equal("text/event-stream", response.Content.Headers.ContentType?.MediaType);
         var events = new List<(string, double)>();
@@ -73,6 +74,7 @@ internal static class Sims
             if (line.StartsWith("data: ", StringComparison.Ordinal))
             {
                 events.Add((line["data: ".Length..], Stopwatch.GetElapsedTime(start).TotalMilliseconds));
+                onEvent?.Invoke(events.Count - 1);
             }
             else
             {
@@ -109,6 +111,35 @@ internal static class Sims
         }
 
         return result;
+    }
+
+    /// <summary>
+    /// The simulator's time-to-first-token histogram as <c>GET /metrics</c> reports it: (count, sum in ms). The engine
+    /// records a token's due time on its schedule less the arrival time, so the sum is exact however late the timer,
+    /// the thread pool or the client run: a server-side figure that CPU starvation cannot move.
+    /// </summary>
+    public static async Task<(double Count, double SumMs)> TtftAsync(HttpClient client)
+    {
+        var metrics = await ScrapeAsync(client);
+        double Sample(string name) => metrics.Single(m => m.Key.StartsWith(name + "{", StringComparison.Ordinal)).Value;
+        return (Sample("vllm:time_to_first_token_seconds_count"), Sample("vllm:time_to_first_token_seconds_sum") * 1000);
+    }
+
+    /// <summary>Polls <see cref="TtftAsync"/> until the histogram counts at least <paramref name="count"/> first tokens, bounded by <see cref="Timeout"/>.</summary>
+    public static async Task<(double Count, double SumMs)> WaitForTtftCountAsync(HttpClient client, double count)
+    {
+        var start = Stopwatch.GetTimestamp();
+        while (true)
+        {
+            var ttft = await TtftAsync(client);
+            if (ttft.Count >= count)
+            {
+                return ttft;
+            }
+
+            Assert.True(Stopwatch.GetElapsedTime(start) < Timeout, $"The TTFT histogram counts {ttft.Count} first tokens, not {count}, after {Timeout}.");
+            await Task.Delay(5);
+        }
     }
 
     /// <summary>Waits for <paramref name="condition"/> on the simulator's stats, bounded by <see cref="Timeout"/> unless given.</summary>

@@ -35,6 +35,13 @@ namespace Replay.Tests.Docs;
 /// <item>scale: <c>--duration</c> at most 2s, <c>--rate</c> at most 100/s, <c>--to</c> at most 80/s, <c>--step-every</c> at
 /// most 1s (and a sweep without them gets <c>--step-every 1s --to 80</c>), <c>--turns</c> at most 2, <c>--turn-think</c>
 /// at most 200ms;</item>
+/// <item>latency bounds: a time an <c>--assert</c> or the scenario's <c>slos</c>/<c>asserts</c> must stay under
+/// (<c>p95&lt;500ms</c>, <c>ttft_p95&lt;500ms</c>, <c>e2e_p99&lt;2s</c>) is raised to at least 10s. The documented figures are a staging
+/// server's; here the tool, the gateway and the simulator share this process and, on a CI machine with 2 cores and a load
+/// average of 20+, every request can wait hundreds of ms for a thread (the scenario's <c>goodput&gt;=0.95</c> over
+/// <c>ttft_p95&lt;500ms</c> failed once so). What an example proves is unchanged: the bound must still parse, be measured and
+/// hold (an assertion on data the run lacks, a latency never recorded or a request that hangs still fails it), and the
+/// scenario's report must show every SLO met and every assertion passed;</item>
 /// <item>in-process needs: each worker gets <c>--name</c> (workers of one process share its PID, which the default name
 /// uses), <c>--generate-with</c> gets <c>--generate-cache</c> in the scratch directory (not the user's ~/.cache), and a
 /// <c>--scenario</c> run gets <c>--insecure</c> (the gateway's HTTPS listener has a self-signed test certificate).</item>
@@ -51,6 +58,7 @@ public sealed partial class ReplayDocsExamplesTests(ReplayDocsExamplesTests.Serv
     private static readonly TimeSpan s_maxDuration = TimeSpan.FromSeconds(2);
     private static readonly TimeSpan s_maxStepEvery = TimeSpan.FromSeconds(1);
     private static readonly TimeSpan s_maxTurnThink = TimeSpan.FromMilliseconds(200);
+    private static readonly TimeSpan s_minLatencyBound = TimeSpan.FromSeconds(10);
 
     /// <summary>One command line of a document: where it is, its text after extraction, and whether it runs in the background.</summary>
     internal sealed record Example(string Document, int Line, int Block, string Text, bool Background)
@@ -94,6 +102,21 @@ public sealed partial class ReplayDocsExamplesTests(ReplayDocsExamplesTests.Serv
         Assert.Equal(all.Count, cases.Sum(static c => 1 + c.Workers.Count));
         Assert.All(cases.Where(static c => c.Workers.Count > 0), static c => Assert.Contains("--workers ", c.Command.Text, StringComparison.Ordinal));
         Assert.Contains("command:", ScenarioYaml(), StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Latency_bounds_are_raised_to_ten_seconds_and_nothing_else_changes()
+    {
+        var least = TimeSpan.FromSeconds(10);
+        Assert.Equal("""slos: ["ttft_p95<10s", "e2e_p99<10s"]""", Servers.LatencyBoundsAtLeast("""slos: ["ttft_p95<500ms", "e2e_p99<2s"]""", least));
+        Assert.Equal("p95<10s", Servers.LatencyBoundsAtLeast("p95<500ms", least));
+        Assert.Equal("itl_p99<=10s", Servers.LatencyBoundsAtLeast("itl_p99 <= 900us", least));
+        foreach (var unchanged in new[] { "e2e_p95<30s", """asserts: ["error_rate<1%", "goodput>=0.95"]""", "achieved_rps>=1500", "p95>5ms", "duration: 1s" })
+        {
+            Assert.Equal(unchanged, Servers.LatencyBoundsAtLeast(unchanged, least));
+        }
+
+        Assert.Contains("ttft_p95<10s", Servers.LatencyBoundsAtLeast(ScenarioYaml(), least), StringComparison.Ordinal);
     }
 
     [Theory(Timeout = 60_000)]
@@ -141,6 +164,19 @@ public sealed partial class ReplayDocsExamplesTests(ReplayDocsExamplesTests.Serv
         foreach (var worker in workers)
         {
             Assert.True(await worker.Run == ExitCodes.Cancelled, $"a stopped worker exits {ExitCodes.Cancelled} (interrupted)\n{ran}");
+        }
+
+        if (Option(args, "--scenario") is { } scenario)
+        {
+            // The scenario's report (its `report:` is relative to the file): its SLOs and assertions were all evaluated and held.
+            var yaml = File.ReadAllText(scenario);
+            var reportKey = ScenarioReport().Match(yaml);
+            Assert.True(reportKey.Success, $"the scenario of docs/replay.md writes a report\n{yaml}");
+            using var json = TestHost.ReadReport(Path.Combine(Path.GetDirectoryName(scenario)!, reportKey.Groups["path"].Value.Trim()));
+            var slos = json.RootElement.GetProperty("goodput").GetProperty("slos").EnumerateArray().ToList();
+            var assertions = json.RootElement.GetProperty("assertions").EnumerateArray().ToList();
+            Assert.True(slos.Count == ScenarioListCount(yaml, "slos") && slos.All(static e => e.GetProperty("passed").GetBoolean()), $"{ran}\n{json.RootElement}");
+            Assert.True(assertions.Count == ScenarioListCount(yaml, "asserts") && assertions.All(static e => e.GetProperty("passed").GetBoolean()), $"{ran}\n{json.RootElement}");
         }
 
         if (Option(args, "--report") is { } report && Option(args, "--scenario") is null)
@@ -319,6 +355,20 @@ public sealed partial class ReplayDocsExamplesTests(ReplayDocsExamplesTests.Serv
 
     private static string Quote(IEnumerable<string> args) =>
         string.Join(' ', args.Select(static a => a.Length == 0 || a.Any(static c => char.IsWhiteSpace(c) || c is '<' or '>' or '"' or '%' or '&') ? $"\"{a}\"" : a));
+
+    /// <summary>Items of a one-line list of the scenario (<c>slos: ["a", "b"]</c>).</summary>
+    private static int ScenarioListCount(string yaml, string key)
+    {
+        var list = Regex.Match(yaml, "^" + key + @":\s*\[(?<items>[^\]]*)\]", RegexOptions.Multiline);
+        Assert.True(list.Success, $"the scenario of docs/replay.md has no one-line list '{key}'\n{yaml}");
+        return list.Groups["items"].Value.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Length;
+    }
+
+    [GeneratedRegex(@"(?<metric>\b[a-z][a-z0-9_]*)\s*(?<op><=|<)\s*(?<value>\d+(?:\.\d+)?)\s*(?<unit>us|µs|ms|s)\b", RegexOptions.IgnoreCase)]
+    private static partial Regex LatencyBound();
+
+    [GeneratedRegex(@"^report:\s*(?<path>[^#\n]+)", RegexOptions.Multiline)]
+    private static partial Regex ScenarioReport();
 
     [GeneratedRegex(@"\s*\[[^\]]*\]")]
     private static partial Regex OptionalPart();
@@ -518,6 +568,7 @@ public sealed partial class ReplayDocsExamplesTests(ReplayDocsExamplesTests.Serv
                     "--rate" => AtMost(value, MaxRate),
                     "--to" => AtMost(value, MaxSweepTo),
                     "--turns" => AtMost(value, MaxTurns),
+                    "--assert" => LatencyBoundsAtLeast(value, s_minLatencyBound),
                     _ => value,
                 };
             }
@@ -563,7 +614,7 @@ public sealed partial class ReplayDocsExamplesTests(ReplayDocsExamplesTests.Serv
         {
             var path = Path.Combine(_work.Path, relative);
             Directory.CreateDirectory(Path.GetDirectoryName(path)!);
-            File.WriteAllText(path, Addresses(ScenarioYaml()));
+            File.WriteAllText(path, LatencyBoundsAtLeast(Addresses(ScenarioYaml()), s_minLatencyBound));
             return path;
         }
 
@@ -578,6 +629,17 @@ public sealed partial class ReplayDocsExamplesTests(ReplayDocsExamplesTests.Serv
                 }
             }
         }
+
+        /// <summary>Every upper bound on a time in <paramref name="text"/> (<c>METRIC &lt; VALUE UNIT</c>, as <c>--slo</c> and
+        /// <c>--assert</c> write it) raised to at least <paramref name="least"/>; other expressions are left as they are.</summary>
+        internal static string LatencyBoundsAtLeast(string text, TimeSpan least) => LatencyBound().Replace(text, m =>
+        {
+            var value = double.Parse(m.Groups["value"].Value, CultureInfo.InvariantCulture);
+            var seconds = m.Groups["unit"].Value switch { "s" => value, "ms" => value / 1e3, _ => value / 1e6 };
+            return seconds >= least.TotalSeconds
+                ? m.Value
+                : $"{m.Groups["metric"].Value}{m.Groups["op"].Value}{least.TotalSeconds.ToString(CultureInfo.InvariantCulture)}s";
+        });
 
         private static string AtMost(string value, TimeSpan most)
         {
