@@ -206,7 +206,7 @@ public sealed class FairnessTests(ITestOutputHelper output)
         Assert.True(loaded < unloaded + (1000.0 * 32 / capacity), report);
         if (Headroom > 0)
         {
-            Assert.True(atOnce >= 0.7, "the headroom did not keep a slot free for most light requests: " + report);
+            Assert.True(atOnce >= 0.5, "the headroom did not keep a slot free for most light requests: " + report); // measured 78-83% (7% without)
         }
     }
 
