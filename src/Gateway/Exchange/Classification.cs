@@ -82,6 +82,13 @@ internal sealed class Classification
     /// <summary>The model name as the client sent it, or null when it named none.</summary>
     public string? RequestedModel { get; private set; }
 
+    /// <summary>
+    /// The configured model <see cref="RequestedModel"/> names (by name or alias), looked up once by
+    /// <see cref="ClassifyStep"/>; null when it named none or one that is not configured. Before any fallback:
+    /// <see cref="Model"/> is what serves.
+    /// </summary>
+    public Routing.ModelRoute? RequestedRoute { get; private set; }
+
     /// <summary>The request body as forwarded when a step replaced it (a model name rewritten), else null (forwarded as sent).</summary>
     public ReadOnlyMemory<byte>? ForwardedBody { get; private set; }
 
@@ -139,7 +146,7 @@ internal sealed class Classification
     /// Called once, by <see cref="ClassifyStep"/>, before any later step runs.
     /// </summary>
     /// <exception cref="InvalidOperationException">Already resolved.</exception>
-    public void Resolve(Routing.ModelRoute? model, string? requestedModel, string? clusterId, RoutePlan plan)
+    public void Resolve(Routing.ModelRoute? model, string? requestedModel, string? clusterId, RoutePlan plan, Routing.ModelRoute? requestedRoute = null)
     {
         if (_resolved)
         {
@@ -149,6 +156,7 @@ internal sealed class Classification
         _resolved = true;
         Model = model;
         RequestedModel = requestedModel;
+        RequestedRoute = requestedRoute;
         ClusterId = clusterId;
         Plan = plan;
     }

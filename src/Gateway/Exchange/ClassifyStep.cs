@@ -103,7 +103,7 @@ internal sealed class ClassifyStep(RequestDelegate next, ShapingRuntime shaping,
             {
                 // Stranger review B1/B2: a tenant held to an allow-list must not reach a backend with a model the gateway
                 // could not read (past the inspect limit, or a body that is not JSON).
-                classification.Resolve(null, requested, route.ClusterId, RoutePlan.Empty);
+                classification.Resolve(null, requested, route.ClusterId, RoutePlan.Empty, requested is null ? null : models.Find(requested));
                 authMetrics.Failure(Tenants.AuthFailure.ModelUncheckable);
                 exchange.Refuse(why);
                 return;
@@ -131,7 +131,7 @@ internal sealed class ClassifyStep(RequestDelegate next, ShapingRuntime shaping,
         if (classification.Tenant is { } tenant && tenantEntry is { } entry && !entry.Allows(model.Name))
         {
             // The tenant's allow-list (Gateway:Tenants:{tenant}:Models), checked on the model it named, before any fallback.
-            classification.Resolve(model, requested, route.ClusterId, RoutePlan.Empty);
+            classification.Resolve(model, requested, route.ClusterId, RoutePlan.Empty, model);
             authMetrics.Failure(Tenants.AuthFailure.ModelNotAllowed);
             exchange.Refuse(new GatewayAnswer(StatusCodes.Status403Forbidden, Grpc.Core.StatusCode.PermissionDenied, GatewayErrorTypes.PermissionDenied, GatewayErrorCodes.ModelNotAllowed,
                 $"Tenant '{tenant.Name}' may not call the model `{Routing.ModelCatalog.Echo(requested)}`.", RefuseUpgrade: true));
@@ -145,7 +145,7 @@ internal sealed class ClassifyStep(RequestDelegate next, ShapingRuntime shaping,
             ModelRouter.Rewrite(context, classification, chosen.BackendName, llm);
         }
 
-        classification.Resolve(chosen, requested, clusterId, shaping.Current.PlanFor(route, clusterId));
+        classification.Resolve(chosen, requested, clusterId, shaping.Current.PlanFor(route, clusterId), model);
         await ReadPromptThenNextAsync(context, exchange, classification);
     }
 

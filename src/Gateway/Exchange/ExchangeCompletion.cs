@@ -42,12 +42,8 @@ internal sealed partial class ExchangeCompletion
     private readonly ILogger _logger;
     private readonly LogThrottle _backendErrors;
 
-    private readonly Routing.ModelCatalog? _models;
-
-    public ExchangeCompletion(GatewayMetrics metrics, Telemetry.GenAi.GenAiTelemetry genAi, TrafficHistory history, RecordingSink sink, TimeProvider time, ILoggerFactory loggerFactory, Tenants.TenantMetrics tenants,
-        Routing.ModelCatalog? models = null)
+    public ExchangeCompletion(GatewayMetrics metrics, Telemetry.GenAi.GenAiTelemetry genAi, TrafficHistory history, RecordingSink sink, TimeProvider time, ILoggerFactory loggerFactory, Tenants.TenantMetrics tenants)
     {
-        _models = models;
         _tenants = tenants;
         _metrics = metrics;
         _genAi = genAi;
@@ -112,8 +108,7 @@ internal sealed partial class ExchangeCompletion
             warmup ? Hosting.Warmup.ModelTag : Routing.ModelCatalog.Tag(classification?.Model, classification?.RequestedModel));
         // The model label is the model that served; a request served by a fallback is also counted by the model it
         // asked for (stranger review, issue 14: the fallback rate per requested model was invisible).
-        if (!warmup && classification?.Model is { } served && classification.RequestedModel is { } requested
-            && _models?.Find(requested) is { } asked && !ReferenceEquals(asked, served))
+        if (!warmup && classification?.Model is { } served && classification.RequestedRoute is { } asked && !ReferenceEquals(asked, served))
         {
             _metrics.Fallback(asked.Name, served.Name);
         }

@@ -27,7 +27,7 @@ namespace Gateway.Forwarding;
 /// activity timeout; YARP's activity timeout for the session is set just above it (<see cref="IdleMargin"/>).
 /// </remarks>
 internal sealed partial class ForwardStep(RequestDelegate next, Configuration.GatewayLimitsOptions limits, TimeProvider time, Telemetry.GatewayMetrics metrics,
-    ILogger<ForwardStep> logger, BackendConnections backends, Routing.ModelCatalog models, Routing.ModelRouter router, Shaping.ShapingRuntime shaping,
+    ILogger<ForwardStep> logger, BackendConnections backends, Routing.ModelRouter router, Shaping.ShapingRuntime shaping,
     Shaping.ClusterAdmission admission, Configuration.ConfigurationGate gate)
 {
     // Per cluster model (YARP replaces it on every reload) and timeout, the same cluster with a longer idle timeout.
@@ -199,7 +199,7 @@ internal sealed partial class ForwardStep(RequestDelegate next, Configuration.Ga
     private async Task ForwardWithFallbacksAsync(HttpContext context, Classification classification)
     {
         await ForwardAsync(context, classification, classification.ClusterId!);
-        if (classification.RequestedModel is not { } requested || models.Find(requested) is not { } asked)
+        if (classification.RequestedRoute is not { } asked)
         {
             return;
         }

@@ -178,11 +178,11 @@ internal sealed class GenAiTelemetry
     /// The configured model a request named (by name or alias), <see cref="OtherModel"/> for a name that is not
     /// configured, <see cref="NoModel"/> when it named none or its body was not read (no step needed it).
     /// </summary>
-    private string RequestModelTag(Classification classification)
-    {
-        var requested = classification.RequestedModel ?? classification.Llm?.Model;
-        return requested is null ? NoModel : _models.Find(requested)?.Name ?? OtherModel;
-    }
+    private string RequestModelTag(Classification classification) =>
+        classification.RequestedRoute?.Name // looked up once, by the classify step
+            ?? (classification.RequestedModel is not null ? OtherModel // named, and not configured
+            : classification.Llm?.Model is { } bodyModel ? _models.Find(bodyModel)?.Name ?? OtherModel // read but not routed by (a mismatch refused)
+            : NoModel);
 
     /// <summary>
     /// <c>error.type</c>, or null for a success: the gateway's own error code when it answered (a refusal, a bad
