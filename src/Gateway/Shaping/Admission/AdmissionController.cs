@@ -133,15 +133,6 @@ internal sealed class AdmissionController
         }
     }
 
-    /// <summary>The requests of <paramref name="key"/> waiting and in flight in band <paramref name="priority"/>; for tests and diagnostics.</summary>
-    public (int Waiting, int InFlight) LoadOf(string key, int priority)
-    {
-        lock (_lock)
-        {
-            return priority >= 0 && priority < _bands.Length && _bands[priority].TryGetFlow(key, out var flow) ? (flow.Queue.Count, flow.InFlight) : (0, 0);
-        }
-    }
-
     /// <summary>Applies new settings (a configuration reload) without losing the requests in flight or waiting.</summary>
     public void Update(AdmissionSettings settings)
     {
@@ -198,7 +189,7 @@ internal sealed class AdmissionController
     /// </summary>
     private void KeepActiveKeys()
     {
-        var keep = _settings.Options.FairShareHeadroom > 0 ? (long)(_settings.Options.FairShareWindow.TotalSeconds * _time.TimestampFrequency) : -1;
+        var keep = _settings.Options.FairShareHeadroom > 0 ? WindowTicks : -1;
         foreach (var band in _bands)
         {
             band.KeepTicks = keep;
@@ -457,7 +448,7 @@ internal sealed class AdmissionController
     private void ArmRecheck()
     {
         var now = _time.GetTimestamp();
-        var window = (long)(_settings.Options.FairShareWindow.TotalSeconds * _time.TimestampFrequency);
+        var window = WindowTicks;
         var due = now + Math.Max(1, window / 4);
         var since = now - window;
         foreach (var band in _bands)
@@ -750,7 +741,10 @@ internal sealed class AdmissionController
     }
 
     /// <summary>The timestamp after which a key's latest request makes it active (<see cref="AdmissionOptions.FairShareWindow"/>).</summary>
-    private long ActiveSince(long now) => now - (long)(_settings.Options.FairShareWindow.TotalSeconds * _time.TimestampFrequency);
+    private long ActiveSince(long now) => now - WindowTicks;
+
+    /// <summary><see cref="AdmissionOptions.FairShareWindow"/> in <see cref="TimeProvider"/> ticks.</summary>
+    private long WindowTicks => (long)(_settings.Options.FairShareWindow.TotalSeconds * _time.TimestampFrequency);
 
     /// <summary>
     /// The next waiter to serve in the headroom (call under the lock), or null when no waiter may take it. Only the most
@@ -766,25 +760,21 @@ internal sealed class AdmissionController
         // Aging keeps its bound in the headroom too: at saturation every departure leaves the cap in the headroom, so
         // without this a less urgent class behind a busy more urgent one would never age in (stranger review, with
         // volcano#748 and kube-batch#847 as the pattern: a reserve that starves a low band).
-        if (FirstWaitingBand() is var first and >= 0 && DequeueAged(first) is { } aged)
+        var first = FirstWaitingBand();
+        if (first < 0)
+        {
+            return null;
+        }
+
+        if (DequeueAged(first) is { } aged)
         {
             return aged;
         }
 
         var now = _time.GetTimestamp();
-        for (var i = 0; i < _bands.Length; i++)
-        {
-            var band = _bands[i];
-            if (band.Count == 0)
-            {
-                continue;
-            }
-
-            var activeWeight = ActiveWeight(i, now);
-            return DequeueEligible(band, tokens: true, activeWeight, now) ?? DequeueEligible(band, tokens: false, activeWeight, now);
-        }
-
-        return null;
+        var band = _bands[first];
+        var activeWeight = ActiveWeight(first, now);
+        return DequeueEligible(band, tokens: true, activeWeight, now) ?? DequeueEligible(band, tokens: false, activeWeight, now);
     }
 
     /// <summary>The fair choice among the waiting keys of <paramref name="band"/> under their token (else slot) share, or null.</summary>
