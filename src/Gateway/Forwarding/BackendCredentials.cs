@@ -118,28 +118,8 @@ internal sealed partial class BackendCredentials(TimeProvider time, AuthMetrics 
             return;
         }
 
-        _watchers.GetOrAdd(spec, s =>
-        {
-            try
-            {
-                var path = Path.GetFullPath(s[5..]);
-                var watcher = new FileSystemWatcher(Path.GetDirectoryName(path)!, Path.GetFileName(path))
-                {
-                    NotifyFilter = NotifyFilters.LastWrite | NotifyFilters.Size | NotifyFilters.FileName | NotifyFilters.CreationTime | NotifyFilters.Attributes,
-                };
-                FileSystemEventHandler changed = (_, _) => MarkStale(s);
-                watcher.Changed += changed;
-                watcher.Created += changed;
-                watcher.Deleted += changed;
-                watcher.Renamed += (_, _) => MarkStale(s);
-                watcher.EnableRaisingEvents = true;
-                return watcher;
-            }
-            catch (Exception ex) when (ex is IOException or ArgumentException or UnauthorizedAccessException or PlatformNotSupportedException)
-            {
-                return null; // the 30 s re-read still applies
-            }
-        });
+        // Null when it cannot be watched: the 30 s re-read still applies.
+        _watchers.GetOrAdd(spec, s => Hosting.FileWatch.TryWatch(s[5..], deletionsAndAttributes: true, () => MarkStale(s)));
     }
 
     private void MarkStale(string spec)

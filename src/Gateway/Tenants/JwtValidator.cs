@@ -91,23 +91,9 @@ internal sealed class JwtValidator : IDisposable
 
     private void Watch(string file)
     {
-        try
-        {
-            var path = Path.GetFullPath(file);
-            var watcher = new FileSystemWatcher(Path.GetDirectoryName(path)!, Path.GetFileName(path))
-            {
-                NotifyFilter = NotifyFilters.LastWrite | NotifyFilters.Size | NotifyFilters.FileName | NotifyFilters.CreationTime,
-            };
-            watcher.Changed += (_, _) => Reload(path);
-            watcher.Created += (_, _) => Reload(path);
-            watcher.Renamed += (_, _) => Reload(path);
-            watcher.EnableRaisingEvents = true;
-            _watcher = watcher;
-        }
-        catch (Exception ex) when (ex is IOException or ArgumentException or UnauthorizedAccessException or PlatformNotSupportedException)
-        {
-            // No watcher: the file is still re-read on a configuration reload that changes Gateway:Auth:Jwt.
-        }
+        // Without a watcher the file is still re-read on a configuration reload that changes Gateway:Auth:Jwt.
+        var path = Path.GetFullPath(file);
+        _watcher = Hosting.FileWatch.TryWatch(path, deletionsAndAttributes: false, () => Reload(path));
     }
 
     private void Reload(string path)
